@@ -1,1 +1,215 @@
-//! placeholder
+//! Helpers for end-to-end tests against a real Kafka broker (`scripts/kafka start`; address
+//! from `ARGUS_TEST_BROKERS`, default 127.0.0.1:9092). Every test uses fresh random topic
+//! and group names, so tests can share one broker and run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use argus_kafka::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::util::Timeout;
+use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use argus_kafka::{KafkaSettings, TopicSpec};
+use argus_model::Classifier;
+use argus_producer::{ProduceConfig, Source, SyntheticSource};
+use argus_worker::{WorkerConfig, WorkerStats};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Broker address for tests.
+pub fn brokers() -> String {
+    std::env::var("ARGUS_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Client settings for the test broker.
+pub fn settings() -> KafkaSettings {
+    KafkaSettings::new(brokers())
+}
+
+/// `prefix-<random>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The bundled camera model.
+pub fn model() -> Arc<Classifier> {
+    Arc::new(Classifier::load(&repo_root().join("models/camera-person")).expect("bundled model loads"))
+}
+
+/// Creates topics, failing with a hint when no broker answers.
+pub async fn create_topics(topics: &[(&str, i32)]) {
+    let specs: Vec<TopicSpec> = topics.iter().map(|(n, p)| TopicSpec::new(*n, *p)).collect();
+    tokio::time::timeout(Duration::from_secs(60), argus_kafka::ensure_topics(&settings(), &specs))
+        .await
+        .unwrap_or_else(|_| panic!("no Kafka broker answered at {} within 60 s; start one with scripts/kafka start (scripts/test does)", brokers()))
+        .expect("topics created");
+}
+
+/// Output topics of one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub input: String,
+    pub predictions: String,
+    pub alerts: String,
+    pub dlq: String,
+}
+
+impl Topics {
+    /// Fresh names; creates them with `partitions` input partitions.
+    pub async fn create(partitions: i32) -> Topics {
+        let t = Topics {
+            input: unique("frames"),
+            predictions: unique("predictions"),
+            alerts: unique("alerts"),
+            dlq: unique("dlq"),
+        };
+        create_topics(&[(&t.input, partitions), (&t.predictions, 3), (&t.alerts, 3), (&t.dlq, 1)]).await;
+        t
+    }
+
+    /// Worker configuration for these topics, alerting on person ≥ 0.5.
+    pub fn worker_config(&self, id: &str) -> WorkerConfig {
+        let mut c = WorkerConfig::new(id, vec![self.input.clone()]);
+        c.predictions_topic = self.predictions.clone();
+        c.alerts_topic = self.alerts.clone();
+        c.dlq_topic = self.dlq.clone();
+        c.rules = vec![argus_worker::AlertRule { name: "person".into(), label: "person".into(), threshold: 0.5 }];
+        c.drain_timeout = Duration::from_secs(15);
+        c
+    }
+}
+
+/// A worker running in this process.
+pub struct RunningWorker {
+    pub stats: Arc<WorkerStats>,
+    pub stop: CancellationToken,
+    pub task: JoinHandle<Result<(), argus_worker::WorkerError>>,
+    pub assignment: tokio::sync::watch::Receiver<argus_kafka::Assignment>,
+}
+
+impl RunningWorker {
+    /// Starts a worker in `group`.
+    pub fn start(config: WorkerConfig, group: &str, model: Arc<Classifier>) -> RunningWorker {
+        let id = config.worker_id.clone();
+        let consumer = settings().consumer(group, &id).unwrap();
+        let assignment = consumer.context().assignment();
+        let producer = settings().producer(&id).unwrap();
+        let stats = Arc::new(WorkerStats::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(argus_worker::run(config, consumer, producer, model, stats.clone(), stop.clone()));
+        RunningWorker { stats, stop, task, assignment }
+    }
+
+    /// Waits until this worker owns at least one partition.
+    pub async fn wait_assigned(&mut self, within: Duration) {
+        tokio::time::timeout(within, self.assignment.wait_for(|a| !a.is_empty()))
+            .await
+            .expect("worker got an assignment in time")
+            .expect("worker alive");
+    }
+
+    /// Stops it and waits for the drain.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Produces `count` synthetic frames (`cameras` cameras, `width`×`height`, seed `seed`) as
+/// fast as allowed by `rate` (frames/s overall, `None` = unpaced).
+pub async fn produce_synthetic(topic: &str, count: u64, cameras: u32, seed: u64, size: (u32, u32), rate: Option<f64>) {
+    let source = SyntheticSource { seed, cameras, fps: 1e6, width: size.0, height: size.1, jpeg_quality: 85 };
+    let mut config = ProduceConfig::new(topic);
+    config.count = Some(count);
+    config.rate_limit = rate;
+    let producer = settings().producer("test-producer").unwrap();
+    let summary = argus_producer::run(Source::Synthetic(source), config, producer, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, count, "{summary}");
+}
+
+/// Produces one raw record.
+pub async fn produce_raw(topic: &str, key: &str, value: &[u8], headers: &[(&str, &str)]) {
+    let producer: FutureProducer = settings().producer("test-raw").unwrap();
+    let mut hs = OwnedHeaders::new();
+    for (k, v) in headers {
+        hs = hs.insert(Header { key: k, value: Some(*v) });
+    }
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(value).headers(hs), Timeout::After(Duration::from_secs(10)))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+/// Reads every message of `topic` from the beginning until `done(messages)` holds or
+/// `within` passes; returns what was read.
+pub fn read_until(topic: &str, within: Duration, done: impl Fn(&[OwnedMessage]) -> bool) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = settings()
+        .consumer_config(&unique("reader"), "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < within {
+        if done(&out) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => eprintln!("reader error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Parses JSON values and validates each against `schema`.
+pub fn validate_all(messages: &[OwnedMessage], schema: &str) -> Vec<serde_json::Value> {
+    let validator = jsonschema::validator_for(&serde_json::from_str(schema).unwrap()).unwrap();
+    messages
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "output does not validate: {errors:?}\n{v}");
+            v
+        })
+        .collect()
+}
+
+/// Value of a header, as text.
+pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
+    use argus_kafka::rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The `argus` binary built by `cargo build -p argus` (scripts/test builds it first).
+pub fn argus_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("argus");
+    assert!(bin.exists(), "{} not found: build it with `cargo build -p argus` (scripts/test does)", bin.display());
+    bin
+}

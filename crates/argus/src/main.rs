@@ -1,1 +1,69 @@
-fn main() {}
+//! `argus`: the one binary. Subcommands live in their own modules; this file parses the
+//! command line, sets up tracing, and maps errors to exit codes (64 = usage/config).
+mod cli;
+mod demo;
+mod produce;
+mod shutdown;
+mod telemetry;
+mod work;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit code for usage and configuration errors (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// An error that says whether it is the user's configuration (exit 64) or a runtime failure.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Runtime(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    telemetry::init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("argus")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Demo(args) => demo::run(args).await,
+            cli::Command::Produce(args) => produce::run(args).await,
+            cli::Command::Work(args) => work::run(args).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(CliError::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,43 @@
-//! placeholder
+//! Kafka plumbing: client configuration, topic admin, the group context that commits on
+//! revoke, and the embedded broker for the zero-setup demo.
+//!
+//! This is the only crate that depends on rdkafka; role crates use it through the
+//! re-export [`rdkafka`].
+//!
+//! Offset rule (stated once, followed by the worker): consumers run with
+//! `enable.auto.offset.store=false`; an input's offset is *stored* only after every output
+//! it caused is acknowledged, stored offsets are *committed* in the background
+//! (`enable.auto.commit`), synchronously on partition revoke ([`GroupContext`]) and on
+//! shutdown.
+pub mod admin;
+pub mod context;
+pub mod embedded;
+pub mod settings;
+
+pub use admin::{ensure_topics, TopicSpec};
+pub use context::{Assignment, GroupContext};
+pub use embedded::EmbeddedBroker;
+pub use rdkafka;
+pub use settings::KafkaSettings;
+
+/// Errors from Kafka set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    /// A client could not be created from the configuration.
+    #[error("cannot create Kafka {role} for {brokers}: {source}")]
+    Client {
+        role: &'static str,
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic could not be created.
+    #[error("cannot create topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+    /// The embedded broker could not start.
+    #[error("cannot start the embedded broker: {source}")]
+    Embedded {
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}

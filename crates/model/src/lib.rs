@@ -1,1 +1,20 @@
-//! placeholder
+//! Model bundles and inference. No Kafka here.
+//!
+//! Layout:
+//! - [`manifest`]: the bundle manifest (`manifest.toml`) and its checks.
+//! - [`preprocess`]: payload → image → normalised NCHW tensor, as the manifest says.
+//! - [`classifier`]: loads a bundle (hash and shape checks), builds the tract plan once for a
+//!   fixed batch size, and runs decode → preprocess → infer → postprocess with timings.
+//! - [`postprocess`]: softmax and top-k.
+//!
+//! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
+//! threads, never from the async reactor.
+pub mod classifier;
+pub mod error;
+pub mod manifest;
+pub mod postprocess;
+pub mod preprocess;
+
+pub use classifier::{Classification, Classifier, StageTimings};
+pub use error::ModelError;
+pub use manifest::Manifest;

@@ -1,1 +1,22 @@
-//! placeholder
+//! Argus wire formats: the one place that knows how bytes on a topic look.
+//!
+//! Layout:
+//! - [`envelope`]: the input `Envelope` (bincode, fixed-width little-endian) and its codec.
+//! - [`output`]: `Prediction` and `Alert`, the JSON messages on the result topics.
+//! - [`headers`]: Kafka header names and the DLQ failure kinds.
+//!
+//! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
+//! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
+pub mod envelope;
+pub mod headers;
+pub mod output;
+
+pub use envelope::{
+    decode_envelope, encode_envelope, Envelope, Field, ImageFormat, Payload, PixelLayout,
+    RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
+};
+pub use headers::FailureKind;
+pub use output::{
+    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score,
+    Timings, ALERT_JSON_SCHEMA, ALERT_SCHEMA, PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA,
+};

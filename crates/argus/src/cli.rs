@@ -1,0 +1,286 @@
+//! Command-line interface. Every flag can also come from an `ARGUS_*` environment variable;
+//! `-X key=value` passes librdkafka properties through, applied last.
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "argus", version, about = "Kafka consumers that run ONNX models on live streams")]
+pub struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Zero-setup demo: embedded broker, synthetic cameras, workers, alerts, summary.
+    Demo(DemoArgs),
+    /// Produce frames to a topic.
+    Produce(ProduceArgs),
+    /// Run a worker: consume frames, run the model, publish predictions and alerts.
+    Work(WorkArgs),
+}
+
+/// Kafka connection flags shared by subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "ARGUS_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub kafka_option: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    pub fn settings(&self) -> argus_kafka::KafkaSettings {
+        let mut s = argus_kafka::KafkaSettings::new(&self.brokers);
+        for (k, v) in &self.kafka_option {
+            s.options.insert(k.clone(), v.clone());
+        }
+        s
+    }
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Parses durations such as `500ms`, `20s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 20s, 5m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// An alert rule `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD`.
+pub fn parse_rule(s: &str) -> Result<argus_worker::AlertRule, String> {
+    let (name, rest) = match s.split_once(':') {
+        Some((n, r)) => (Some(n.trim()), r),
+        None => (None, s),
+    };
+    let (label, threshold) = rest
+        .split_once(">=")
+        .ok_or_else(|| format!("alert rule {s:?} must look like LABEL>=THRESHOLD, e.g. person>=0.5"))?;
+    let threshold: f32 = threshold
+        .trim()
+        .parse()
+        .map_err(|_| format!("alert rule {s:?}: threshold must be a number in 0..=1"))?;
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(format!("alert rule {s:?}: threshold must be within 0..=1"));
+    }
+    let label = label.trim().to_string();
+    Ok(argus_worker::AlertRule {
+        name: name.map(str::to_string).unwrap_or_else(|| label.clone()),
+        label,
+        threshold,
+    })
+}
+
+/// Model and rule flags shared by `work` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model bundle directory (manifest.toml + model.onnx).
+    #[arg(long, env = "ARGUS_MODEL", default_value = "models/camera-person")]
+    pub model: PathBuf,
+    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable).
+    #[arg(long = "alert", env = "ARGUS_ALERTS", value_delimiter = ',', value_parser = parse_rule, default_value = "person>=0.5")]
+    pub alerts: Vec<argus_worker::AlertRule>,
+    /// Classes listed in each prediction's `top`.
+    #[arg(long, env = "ARGUS_TOP_K", default_value_t = 5)]
+    pub top_k: usize,
+    /// Inputs inferred at once per worker.
+    #[arg(long, env = "ARGUS_INFERENCE_THREADS", default_value_t = 2)]
+    pub inference_threads: usize,
+    /// Inputs in flight per worker (consumed, outputs not yet acknowledged).
+    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Inputs larger than this go to the DLQ as `oversize`.
+    #[arg(long, env = "ARGUS_MAX_INPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_input_bytes: usize,
+}
+
+/// Output topic flags.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    #[arg(long, env = "ARGUS_PREDICTIONS_TOPIC", default_value = "predictions")]
+    pub predictions: String,
+    #[arg(long, env = "ARGUS_ALERTS_TOPIC", default_value = "alerts")]
+    pub alerts_topic: String,
+    #[arg(long, env = "ARGUS_DLQ_TOPIC", default_value = "dlq")]
+    pub dlq: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Input topic (repeatable or comma-separated).
+    #[arg(long = "input", env = "ARGUS_INPUT", value_delimiter = ',', default_value = "frames.default")]
+    pub inputs: Vec<String>,
+    /// Consumer group.
+    #[arg(long, env = "ARGUS_GROUP", default_value = "argus-workers")]
+    pub group: String,
+    /// Worker id in outputs and logs (default: hostname-pid).
+    #[arg(long, env = "ARGUS_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Address for /metrics and /healthz.
+    #[arg(long, env = "ARGUS_METRICS_ADDR", default_value = "127.0.0.1:9100")]
+    pub metrics_addr: SocketAddr,
+    /// Create missing output topics with this many partitions (0 = don't create).
+    #[arg(long, env = "ARGUS_CREATE_TOPICS", default_value_t = 6)]
+    pub create_topics: i32,
+    /// How long shutdown waits for in-flight work.
+    #[arg(long, env = "ARGUS_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "20s")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Topic to produce to.
+    #[arg(long, env = "ARGUS_TOPIC", default_value = "frames.default")]
+    pub topic: String,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Overall frames per second at most.
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
+    /// Message size limit (must match the broker's message.max.bytes).
+    #[arg(long, env = "ARGUS_MAX_MESSAGE_BYTES", default_value_t = 1_000_000)]
+    pub max_message_bytes: usize,
+    #[command(subcommand)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceArgs {
+    /// Synthetic cameras with scenes that sometimes show a person.
+    Synthetic(SyntheticArgs),
+    /// Every JPEG/PNG in a folder.
+    Dir(DirArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyntheticArgs {
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    /// Frames per second per camera.
+    #[arg(long, default_value_t = 5.0)]
+    pub fps: f64,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DirArgs {
+    /// Folder of .jpg/.jpeg/.png files.
+    pub path: PathBuf,
+    /// Camera id (the Kafka key).
+    #[arg(long, default_value = "cam-dir")]
+    pub camera: String,
+    /// Frames per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub fps: f64,
+    /// Start again from the first file after the last.
+    #[arg(long = "loop")]
+    pub looped: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run against a real cluster instead of the embedded broker.
+    #[arg(long, env = "ARGUS_BROKERS")]
+    pub brokers: Option<String>,
+    /// How long to run (then drain and print the summary); Ctrl-C stops earlier.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    /// Frames per second per camera.
+    #[arg(long, default_value_t = 5.0)]
+    pub fps: f64,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Serve /metrics and /healthz here while the demo runs.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Print at most this many alerts (the summary counts all).
+    #[arg(long, default_value_t = 40)]
+    pub max_printed_alerts: u64,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn rules_parse() {
+        let r = parse_rule("person>=0.7").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.name.as_str(), r.label.as_str(), r.threshold), ("person", "person", 0.7));
+        let r = parse_rule("intruder:person>=0.9").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.name, "intruder");
+        assert!(parse_rule("person>1").is_err());
+        assert!(parse_rule("person>=1.5").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

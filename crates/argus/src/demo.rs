@@ -1,0 +1,252 @@
+//! `argus demo`: the whole pipeline in one process. By default on the embedded broker
+//! (librdkafka's mock cluster): a synthetic producer with N cameras, M workers in one
+//! group, a subscriber printing alerts, and a closing summary checked against the scenes'
+//! ground truth.
+use crate::cli::{DemoArgs, TopicArgs};
+use crate::work::{load_model, worker_config};
+use crate::{shutdown, telemetry, CliError};
+use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::rdkafka::Message;
+use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
+use argus_producer::{ProduceConfig, Source, SyntheticSource};
+use argus_wire::{Alert, Prediction};
+use argus_worker::WorkerStats;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+struct Tally {
+    predictions: u64,
+    alerts: u64,
+    dlq: u64,
+    latencies_ms: Vec<f64>,
+    true_pos: u64,
+    false_pos: u64,
+    false_neg: u64,
+}
+
+fn resolve_model(path: &std::path::Path) -> PathBuf {
+    if path.join("manifest.toml").exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    // Running from elsewhere than the repository root: fall back to the bundled models.
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    if bundled.join("manifest.toml").exists() {
+        bundled
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn camera_index(source_id: Option<&str>) -> Option<u32> {
+    source_id?.strip_prefix("cam-")?.parse().ok()
+}
+
+pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+    if args.cameras == 0 || args.workers == 0 || !(args.fps > 0.0) {
+        return Err(CliError::Usage(
+            "--cameras, --workers and --fps must be positive".into(),
+        ));
+    }
+    let model = load_model(&resolve_model(&args.model.model))?;
+    let run_id = format!("{:x}", std::process::id());
+    let (_embedded, mut settings, input) = match &args.brokers {
+        None => {
+            let broker = EmbeddedBroker::start().map_err(|e| CliError::Runtime(e.into()))?;
+            let settings = KafkaSettings::new(broker.bootstrap_servers());
+            (Some(broker), settings, "frames.demo".to_string())
+        }
+        Some(b) => (None, KafkaSettings::new(b.clone()), format!("frames.demo-{run_id}")),
+    };
+    let topics = TopicArgs {
+        predictions: format!("predictions.demo-{run_id}"),
+        alerts_topic: format!("alerts.demo-{run_id}"),
+        dlq: format!("dlq.demo-{run_id}"),
+    };
+    let specs = vec![
+        TopicSpec::new(&input, 8),
+        TopicSpec::new(&topics.predictions, 4),
+        TopicSpec::new(&topics.alerts_topic, 4),
+        TopicSpec::new(&topics.dlq, 1),
+    ];
+    match &_embedded {
+        Some(b) => {
+            b.create_topics(&specs).map_err(|e| CliError::Runtime(e.into()))?;
+            // The mock cluster answers fetches at once only with a short wait.
+            settings = settings.with("fetch.wait.max.ms", "10");
+        }
+        None => argus_kafka::ensure_topics(&settings, &specs)
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))?,
+    }
+    telemetry::metrics_handle();
+    let stop = shutdown::on_signal();
+    println!(
+        "argus demo: {} cameras at {} fps ({}x{}), {} workers, model {} v{}, broker {}",
+        args.cameras,
+        args.fps,
+        args.width,
+        args.height,
+        args.workers,
+        model.model_ref().name,
+        model.model_ref().version,
+        if _embedded.is_some() { "embedded".to_string() } else { settings.brokers.clone() }
+    );
+
+    // Subscriber: what an alerting service would see.
+    let tap: StreamConsumer = settings
+        .consumer_config(&format!("argus-demo-tap-{run_id}"), "argus-demo-tap")
+        .set("enable.auto.offset.store", "true")
+        .create()
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    tap.subscribe(&[&topics.predictions, &topics.alerts_topic, &topics.dlq])
+        .map_err(|e| CliError::Runtime(e.into()))?;
+
+    // Workers.
+    let workers_stop = CancellationToken::new();
+    let group = format!("argus-demo-{run_id}");
+    let mut worker_tasks = Vec::new();
+    let mut all_stats = Vec::new();
+    for w in 0..args.workers {
+        let id = format!("demo-worker-{w}");
+        let mut config = worker_config(id.clone(), vec![input.clone()], &args.model, &topics, model.labels())?;
+        config.drain_timeout = Duration::from_secs(10);
+        let consumer = settings.consumer(&group, &id).map_err(|e| CliError::Usage(e.to_string()))?;
+        let producer = settings.producer(&id).map_err(|e| CliError::Usage(e.to_string()))?;
+        let stats = Arc::new(WorkerStats::default());
+        all_stats.push(stats.clone());
+        worker_tasks.push(tokio::spawn(argus_worker::run(
+            config, consumer, producer, model.clone(), stats, workers_stop.clone(),
+        )));
+    }
+    let server_stop = CancellationToken::new();
+    if let Some(addr) = args.metrics_addr {
+        tokio::spawn(telemetry::serve(addr, all_stats.clone(), server_stop.clone()));
+    }
+
+    // Producer.
+    let source = SyntheticSource {
+        seed: args.seed,
+        cameras: args.cameras,
+        fps: args.fps,
+        width: args.width,
+        height: args.height,
+        jpeg_quality: 85,
+    };
+    let mut pconfig = ProduceConfig::new(&input);
+    pconfig.duration = Some(args.duration);
+    pconfig.progress_every = Duration::from_secs(3600);
+    let producer = settings.producer("argus-demo-producer").map_err(|e| CliError::Usage(e.to_string()))?;
+    let produce_stop = stop.child_token();
+    let started = Instant::now();
+    let producing = tokio::spawn(argus_producer::run(Source::Synthetic(source), pconfig, producer, produce_stop));
+
+    let mut tally = Tally::default();
+    let mut sent: Option<u64> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut producing = Some(producing);
+    loop {
+        if let Some(n) = sent {
+            if tally.predictions + tally.dlq >= n {
+                break;
+            }
+            if drain_deadline.is_some_and(|d| Instant::now() > d) {
+                println!("(stopped waiting for the last {} outputs)", n.saturating_sub(tally.predictions + tally.dlq));
+                break;
+            }
+        }
+        tokio::select! {
+            r = async { producing.as_mut().expect("checked").await }, if producing.is_some() => {
+                producing = None;
+                let summary = r.map_err(|e| CliError::Runtime(e.into()))?.map_err(|e| CliError::Runtime(e.into()))?;
+                sent = Some(summary.sent);
+                drain_deadline = Some(Instant::now() + Duration::from_secs(if stop.is_cancelled() { 5 } else { 30 }));
+            }
+            m = tap.recv() => match m {
+                Ok(m) => observe(&m, &topics, &mut tally, &args),
+                Err(e) => tracing::warn!(error = %e, "demo subscriber error"),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    workers_stop.cancel();
+    for t in worker_tasks {
+        match t.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "worker failed"),
+            Err(e) => tracing::warn!(error = %e, "worker task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    server_stop.cancel();
+
+    tally.latencies_ms.sort_by(f64::total_cmp);
+    let frames = sent.unwrap_or(0);
+    let precision = tally.true_pos as f64 / (tally.true_pos + tally.false_pos).max(1) as f64;
+    let recall = tally.true_pos as f64 / (tally.true_pos + tally.false_neg).max(1) as f64;
+    println!();
+    println!(
+        "summary: frames {} | predictions {} | alerts {} | DLQ {} | throughput {:.1} frames/s | latency p50 {:.1} ms p99 {:.1} ms (capture → prediction at subscriber) | alert precision {:.3} recall {:.3} vs scene ground truth",
+        frames,
+        tally.predictions,
+        tally.alerts,
+        tally.dlq,
+        tally.predictions as f64 / elapsed.as_secs_f64(),
+        percentile(&tally.latencies_ms, 0.50),
+        percentile(&tally.latencies_ms, 0.99),
+        precision,
+        recall,
+    );
+    Ok(())
+}
+
+fn observe(m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>, topics: &TopicArgs, tally: &mut Tally, args: &DemoArgs) {
+    let payload = m.payload().unwrap_or_default();
+    let now = argus_worker::publish::now_us();
+    if m.topic() == topics.predictions {
+        let Ok(p) = serde_json::from_slice::<Prediction>(payload) else { return };
+        tally.predictions += 1;
+        if let Some(c) = p.input.capture_time_us {
+            tally.latencies_ms.push((now - c) as f64 / 1000.0);
+        }
+        let alerted = args.model.alerts.iter().any(|r| {
+            p.top.iter().any(|s| s.label == r.label && s.score >= r.threshold)
+        });
+        if let (Some(cam), Some(seq)) = (camera_index(p.input.source_id.as_deref()), p.input.sequence) {
+            let truth = argus_producer::scene::has_person(args.seed, cam, seq);
+            match (alerted, truth) {
+                (true, true) => tally.true_pos += 1,
+                (true, false) => tally.false_pos += 1,
+                (false, true) => tally.false_neg += 1,
+                (false, false) => {}
+            }
+        }
+    } else if m.topic() == topics.alerts_topic {
+        let Ok(a) = serde_json::from_slice::<Alert>(payload) else { return };
+        tally.alerts += 1;
+        if tally.alerts <= args.max_printed_alerts {
+            println!(
+                "ALERT {:<6} seq {:>5}  {} {:.2}  ({})",
+                a.input.source_id.as_deref().unwrap_or("?"),
+                a.input.sequence.map(|s| s.to_string()).unwrap_or_default(),
+                a.label,
+                a.score,
+                a.id
+            );
+        } else if tally.alerts == args.max_printed_alerts + 1 {
+            println!("(further alerts are counted, not printed)");
+        }
+    } else {
+        tally.dlq += 1;
+    }
+}

@@ -1,0 +1,62 @@
+//! `argus produce`: sources to a topic.
+use crate::cli::{ProduceArgs, SourceArgs};
+use crate::{shutdown, CliError};
+use argus_producer::{DirSource, ProduceConfig, Source, SyntheticSource};
+
+pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
+    let source = match &args.source {
+        SourceArgs::Synthetic(s) => {
+            if s.cameras == 0 || s.width < 32 || s.height < 32 || !(s.fps > 0.0) {
+                return Err(CliError::Usage(
+                    "synthetic source needs --cameras ≥ 1, --fps > 0 and frames of at least 32x32".into(),
+                ));
+            }
+            Source::Synthetic(SyntheticSource {
+                seed: s.seed,
+                cameras: s.cameras,
+                fps: s.fps,
+                width: s.width,
+                height: s.height,
+                jpeg_quality: s.jpeg_quality,
+            })
+        }
+        SourceArgs::Dir(d) => {
+            let src = DirSource {
+                path: d.path.clone(),
+                camera: d.camera.clone(),
+                fps: d.fps,
+                looped: d.looped,
+            };
+            src.files().map_err(CliError::Usage)?;
+            if !(d.fps > 0.0) {
+                return Err(CliError::Usage("--fps must be > 0".into()));
+            }
+            Source::Dir(src)
+        }
+    };
+    let mut config = ProduceConfig::new(&args.topic);
+    config.count = args.count;
+    config.duration = args.duration;
+    config.rate_limit = args.rate_limit;
+    config.max_message_bytes = args.max_message_bytes;
+    let settings = args
+        .kafka
+        .settings()
+        .with("message.max.bytes", args.max_message_bytes.to_string());
+    let producer = settings
+        .producer("argus-producer")
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let shutdown = shutdown::on_signal();
+    let summary = argus_producer::run(source, config, producer, shutdown)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    println!("{summary}");
+    if summary.failed > 0 || summary.refused > 0 {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "{} frames failed and {} were refused; see the log above",
+            summary.failed,
+            summary.refused
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `argus work`: one worker process.
+use crate::cli::{ModelArgs, TopicArgs, WorkArgs};
+use crate::{shutdown, telemetry, CliError};
+use argus_kafka::TopicSpec;
+use argus_model::Classifier;
+use argus_worker::{WorkerConfig, WorkerStats};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Loads a bundle; a bad bundle is a configuration error (exit 64).
+pub fn load_model(path: &Path) -> Result<Arc<Classifier>, CliError> {
+    Classifier::load(path)
+        .map(Arc::new)
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Worker configuration from flags, checked against the model's labels.
+pub fn worker_config(
+    worker_id: String,
+    inputs: Vec<String>,
+    model: &ModelArgs,
+    topics: &TopicArgs,
+    labels: &[String],
+) -> Result<WorkerConfig, CliError> {
+    let mut c = WorkerConfig::new(worker_id, inputs);
+    c.predictions_topic = topics.predictions.clone();
+    c.alerts_topic = topics.alerts_topic.clone();
+    c.dlq_topic = topics.dlq.clone();
+    c.rules = model.alerts.clone();
+    c.top_k = model.top_k;
+    c.inference_threads = model.inference_threads;
+    c.max_in_flight = model.max_in_flight;
+    c.max_input_bytes = model.max_input_bytes;
+    c.validate(labels).map_err(CliError::Usage)?;
+    Ok(c)
+}
+
+/// Default worker id: `hostname-pid`.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "argus".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run(args: WorkArgs) -> Result<(), CliError> {
+    let model = load_model(&args.model.model)?;
+    let worker_id = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let mut config = worker_config(
+        worker_id.clone(),
+        args.inputs.clone(),
+        &args.model,
+        &args.topics,
+        model.labels(),
+    )?;
+    config.drain_timeout = args.drain_timeout;
+    let settings = args.kafka.settings();
+    let consumer = settings
+        .consumer(&args.group, &worker_id)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let producer = settings
+        .producer(&worker_id)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    telemetry::metrics_handle();
+    let shutdown = shutdown::on_signal();
+    if args.create_topics > 0 {
+        let specs: Vec<TopicSpec> = [&config.predictions_topic, &config.alerts_topic, &config.dlq_topic]
+            .into_iter()
+            .map(|t| TopicSpec::new(t.clone(), args.create_topics))
+            .collect();
+        argus_kafka::ensure_topics(&settings, &specs)
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))?;
+    }
+    let stats = Arc::new(WorkerStats::default());
+    let server_stop = shutdown.child_token();
+    let server = tokio::spawn(telemetry::serve(
+        args.metrics_addr,
+        vec![stats.clone()],
+        server_stop.clone(),
+    ));
+    let result = argus_worker::run(config, consumer, producer, model, stats.clone(), shutdown.clone()).await;
+    server_stop.cancel();
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics endpoint failed"),
+        Err(e) => tracing::warn!(error = %e, "metrics endpoint task failed"),
+        Ok(Ok(())) => {}
+    }
+    result.map_err(|e| match e {
+        argus_worker::WorkerError::Config(m) => CliError::Usage(m),
+        other => CliError::Runtime(other.into()),
+    })
+}

@@ -1,0 +1,74 @@
+//! Topic creation.
+use crate::{KafkaSettings, KafkaSetupError};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::Duration;
+
+/// A topic to create if missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl TopicSpec {
+    /// `name` with `partitions` partitions, replication factor 1.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replication: 1,
+        }
+    }
+}
+
+/// Creates each topic that does not exist yet; existing topics are left as they are.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[TopicSpec],
+) -> Result<(), KafkaSetupError> {
+    let mut config = rdkafka::config::ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (k, v) in &settings.options {
+        config.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| KafkaSetupError::Client {
+            role: "admin client",
+            brokers: settings.brokers.clone(),
+            source,
+        })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(|e| KafkaSetupError::Topic {
+            topic: topics
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: e.to_string(),
+        })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic = %topic, "topic created"),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %topic, "topic exists")
+            }
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::Topic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Consumer context: logs and counts rebalances, commits stored offsets synchronously when
+//! partitions are revoked, and keeps the current assignment for callers that must wait
+//! for one (tests, the demo). Callbacks run on the polling thread and return quickly.
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::TopicPartitionList;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Partitions currently assigned to this member, as (topic, partition).
+pub type Assignment = BTreeSet<(String, i32)>;
+
+/// Context of every Argus group member.
+pub struct GroupContext {
+    member: String,
+    assignment: Mutex<Assignment>,
+    tx: watch::Sender<Assignment>,
+    rx: watch::Receiver<Assignment>,
+    commit_failures: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for GroupContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupContext")
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupContext {
+    /// A context for the member named `member` (used in logs).
+    pub fn new(member: &str) -> Self {
+        let (tx, rx) = watch::channel(Assignment::new());
+        GroupContext {
+            member: member.to_string(),
+            assignment: Mutex::new(Assignment::new()),
+            tx,
+            rx,
+            commit_failures: Arc::default(),
+        }
+    }
+
+    /// Watches the assignment; changes after every rebalance.
+    pub fn assignment(&self) -> watch::Receiver<Assignment> {
+        self.rx.clone()
+    }
+
+    fn update(&self, tpl: &TopicPartitionList, add: bool) {
+        let Ok(mut current) = self.assignment.lock() else {
+            return;
+        };
+        for e in tpl.elements() {
+            let tp = (e.topic().to_string(), e.partition());
+            if add {
+                current.insert(tp);
+            } else {
+                current.remove(&tp);
+            }
+        }
+        self.tx.send_replace(current.clone());
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                metrics::counter!("argus_kafka_rebalances_total", "kind" => "revoke").increment(1);
+                tracing::info!(member = %self.member, partitions = tpl.count(), "partitions revoked; committing stored offsets");
+                // Commit what has been stored before the partitions go to another member.
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => {}
+                    // Nothing stored since the last commit.
+                    Err(rdkafka::error::KafkaError::ConsumerCommit(
+                        rdkafka::types::RDKafkaErrorCode::NoOffset,
+                    )) => {}
+                    Err(e) => {
+                        self.commit_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                        tracing::warn!(member = %self.member, error = %e, "commit on revoke failed; inputs since the last commit will be redelivered");
+                    }
+                }
+                self.update(tpl, false);
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                metrics::counter!("argus_kafka_rebalances_total", "kind" => "error").increment(1);
+                tracing::warn!(member = %self.member, error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            metrics::counter!("argus_kafka_rebalances_total", "kind" => "assign").increment(1);
+            tracing::info!(member = %self.member, partitions = tpl.count(), "partitions assigned");
+            self.update(tpl, true);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            if !matches!(
+                e,
+                rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset
+                )
+            ) {
+                metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                tracing::warn!(member = %self.member, error = %e, "offset commit failed");
+            }
+        }
+    }
+}

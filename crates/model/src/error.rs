@@ -1,0 +1,62 @@
+//! Errors of bundle loading and inference.
+use argus_wire::FailureKind;
+use std::path::PathBuf;
+
+/// Boxed error from a dependency (tract, image).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong loading a bundle or running it on one input.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The manifest is missing, unreadable or invalid; `reason` says what to fix.
+    #[error("model bundle {path}: {reason}")]
+    Bundle { path: PathBuf, reason: String },
+    /// The ONNX file's hash differs from the manifest's.
+    #[error("model file {path}: sha256 is {actual} but the manifest says {expected}; re-run the bundle script or fix model.sha256")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// tract could not load or plan the model.
+    #[error("model file {path}: {reason}: {source}")]
+    Load {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The input bytes do not decode as an image.
+    #[error("image does not decode: {source}")]
+    Decode {
+        #[source]
+        source: BoxError,
+    },
+    /// The payload is of the wrong kind or dimensions for this model.
+    #[error("input does not fit the model: {reason}")]
+    Shape { reason: String },
+    /// Inference failed.
+    #[error("inference failed: {source}")]
+    Inference {
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ModelError {
+    /// Which DLQ reason a per-input error maps to.
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            ModelError::Decode { .. } => FailureKind::Decode,
+            ModelError::Shape { .. } => FailureKind::Shape,
+            _ => FailureKind::Model,
+        }
+    }
+
+    pub(crate) fn bundle(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        ModelError::Bundle {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! JSON messages on the result topics. Each has a JSON Schema in `schemas/`; a change to a
+//! field bumps the `schema` string's version and keeps old readers working.
+use serde::{Deserialize, Serialize};
+
+/// `schema` value of a [`Prediction`].
+pub const PREDICTION_SCHEMA: &str = "argus.prediction/v1";
+/// `schema` value of an [`Alert`].
+pub const ALERT_SCHEMA: &str = "argus.alert/v1";
+
+/// Where an output came from: the input message's coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka key (camera or entity id), if the message had a UTF-8 key.
+    pub key: Option<String>,
+    /// Envelope source id, if the envelope decoded.
+    pub source_id: Option<String>,
+    /// Envelope sequence number, if the envelope decoded.
+    pub sequence: Option<u64>,
+    /// Capture time in µs since the Unix epoch, if known.
+    pub capture_time_us: Option<i64>,
+}
+
+impl InputRef {
+    /// Stable id of the input, `topic/partition/offset`; predictions and labels join on it.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// The model that produced an output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    /// sha256 of the ONNX file, lowercase hex.
+    pub sha256: String,
+}
+
+/// One class and its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Score {
+    pub label: String,
+    pub index: u32,
+    pub score: f32,
+}
+
+/// Time spent per stage, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// Waiting between consume and the start of decoding.
+    pub queue_us: u64,
+    pub decode_us: u64,
+    pub preprocess_us: u64,
+    pub inference_us: u64,
+    pub postprocess_us: u64,
+    /// Capture time to the moment the output was built; `null` if capture time is unknown.
+    pub capture_to_output_us: Option<u64>,
+}
+
+/// How an input was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictionOutcome {
+    /// The model ran; `top` holds its answer.
+    Ok,
+}
+
+/// Published to `predictions` for every input the model ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prediction {
+    /// Always [`PREDICTION_SCHEMA`].
+    pub schema: String,
+    /// `topic/partition/offset` of the input.
+    pub id: String,
+    pub input: InputRef,
+    pub model: ModelRef,
+    pub outcome: PredictionOutcome,
+    /// Best class.
+    pub label: String,
+    /// Probability of `label`.
+    pub score: f32,
+    /// The k best classes, best first.
+    pub top: Vec<Score>,
+    pub timings: Timings,
+    /// Worker instance that produced it.
+    pub worker: String,
+    /// Wall-clock time the prediction was built, µs since the Unix epoch.
+    pub produced_at_us: i64,
+}
+
+/// The rule an alert matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    pub label: String,
+    pub threshold: f32,
+}
+
+/// Published to `alerts` when a prediction matches a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Always [`ALERT_SCHEMA`].
+    pub schema: String,
+    /// `<prediction id>/<rule name>`: unique per input and rule, so duplicates after a
+    /// redelivery can be recognised.
+    pub id: String,
+    pub prediction_id: String,
+    pub input: InputRef,
+    pub model: ModelRef,
+    pub rule: AlertRule,
+    /// The watched label and its probability.
+    pub label: String,
+    pub score: f32,
+    pub worker: String,
+    pub raised_at_us: i64,
+}
+
+/// JSON Schema of [`Prediction`] (`schemas/prediction.schema.json`).
+pub const PREDICTION_JSON_SCHEMA: &str = include_str!("../../../schemas/prediction.schema.json");
+/// JSON Schema of [`Alert`] (`schemas/alert.schema.json`).
+pub const ALERT_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.schema.json");

@@ -1,0 +1,86 @@
+//! Worker configuration.
+use std::time::Duration;
+
+/// An alert rule: alert when `label`'s probability is at least `threshold`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub name: String,
+    pub label: String,
+    pub threshold: f32,
+}
+
+/// Everything the run loop needs besides its I/O.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Name of this instance in outputs, logs and DLQ headers.
+    pub worker_id: String,
+    /// Topics to consume.
+    pub input_topics: Vec<String>,
+    pub predictions_topic: String,
+    pub alerts_topic: String,
+    pub dlq_topic: String,
+    pub rules: Vec<AlertRule>,
+    /// Inputs consumed but not yet finished (outputs acknowledged), at most.
+    pub max_in_flight: usize,
+    /// Inputs decoded and inferred at once (blocking threads).
+    pub inference_threads: usize,
+    /// Larger messages go to the DLQ as `oversize`.
+    pub max_input_bytes: usize,
+    /// Classes listed in `top` of a prediction.
+    pub top_k: usize,
+    /// How long shutdown waits for in-flight work before giving up on it (those inputs
+    /// are redelivered to the next owner).
+    pub drain_timeout: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for everything but the topics.
+    pub fn new(worker_id: impl Into<String>, input_topics: Vec<String>) -> Self {
+        WorkerConfig {
+            worker_id: worker_id.into(),
+            input_topics,
+            predictions_topic: "predictions".into(),
+            alerts_topic: "alerts".into(),
+            dlq_topic: "dlq".into(),
+            rules: Vec::new(),
+            max_in_flight: 64,
+            inference_threads: 2,
+            max_input_bytes: 8 * 1024 * 1024,
+            top_k: 5,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Cross-field checks; the message says what to fix.
+    pub fn validate(&self, labels: &[String]) -> Result<(), String> {
+        if self.input_topics.is_empty() {
+            return Err("no input topic given".into());
+        }
+        if self.max_in_flight == 0 || self.inference_threads == 0 {
+            return Err("max_in_flight and inference_threads must be at least 1".into());
+        }
+        if self.inference_threads > self.max_in_flight {
+            return Err(format!(
+                "inference_threads ({}) cannot exceed max_in_flight ({})",
+                self.inference_threads, self.max_in_flight
+            ));
+        }
+        for rule in &self.rules {
+            if !labels.contains(&rule.label) {
+                return Err(format!(
+                    "alert rule {:?} watches label {:?}, which the model does not have (labels: {})",
+                    rule.name,
+                    rule.label,
+                    labels.join(", ")
+                ));
+            }
+            if !(0.0..=1.0).contains(&rule.threshold) {
+                return Err(format!(
+                    "alert rule {:?} threshold {} is not within 0..=1",
+                    rule.name, rule.threshold
+                ));
+            }
+        }
+        Ok(())
+    }
+}

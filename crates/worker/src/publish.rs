@@ -1,0 +1,362 @@
+//! Outputs of one input: a `Prediction` plus an `Alert` per matching rule, or a DLQ record
+//! with the original key, value and headers and typed failure headers. `publish` returns
+//! only once every output is acknowledged by the broker (or gives up at shutdown).
+use crate::config::WorkerConfig;
+use crate::job::{Classified, Failure, Job};
+use crate::metrics as m;
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
+use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::types::RDKafkaErrorCode;
+use argus_kafka::rdkafka::util::Timeout;
+use argus_wire::{
+    headers as h, Alert, FailureKind, ModelRef, Prediction, PredictionOutcome, Score, Timings,
+    ALERT_SCHEMA, PREDICTION_SCHEMA,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What happened to an input whose outputs were all acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// A prediction (and this many alerts) were published.
+    Predicted { alerts: usize },
+    /// The input went to the DLQ.
+    DeadLettered(FailureKind),
+}
+
+/// Outputs could not be delivered before shutdown; the input must not be committed.
+#[derive(Debug, thiserror::Error)]
+#[error("outputs for {topic}/{partition}/{offset} not delivered: {source}")]
+pub struct Undelivered {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[source]
+    pub source: KafkaError,
+}
+
+/// Publishes outputs for finished jobs.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    config: Arc<WorkerConfig>,
+    model: ModelRef,
+    labels: Arc<Vec<String>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Publisher {
+    /// A publisher writing with `producer`. After `shutdown`, deliveries are no longer
+    /// retried.
+    pub fn new(
+        producer: FutureProducer,
+        config: Arc<WorkerConfig>,
+        model: ModelRef,
+        labels: Vec<String>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Publisher {
+            producer,
+            config,
+            model,
+            labels: Arc::new(labels),
+            shutdown,
+        }
+    }
+
+    /// Builds the prediction and alerts for a classified input.
+    pub fn outputs(&self, job: &Job, c: &Classified) -> (Prediction, Vec<Alert>) {
+        let input = job.input_ref(Some(&c.envelope));
+        let id = input.id();
+        let probs = &c.classification.probabilities;
+        let label_of = |i: usize| self.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let top: Vec<Score> = c
+            .classification
+            .ranking
+            .iter()
+            .take(self.config.top_k.max(1))
+            .map(|&i| Score {
+                label: label_of(i),
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                score: probs[i],
+            })
+            .collect();
+        let best = c.classification.ranking.first().copied().unwrap_or(0);
+        let now = now_us();
+        let t = c.classification.timings;
+        let prediction = Prediction {
+            schema: PREDICTION_SCHEMA.into(),
+            id: id.clone(),
+            input: input.clone(),
+            model: self.model.clone(),
+            outcome: PredictionOutcome::Ok,
+            label: label_of(best),
+            score: c.classification.probability(best),
+            top,
+            timings: Timings {
+                queue_us: c.queue_us,
+                decode_us: t.decode_us + c.envelope_us,
+                preprocess_us: t.preprocess_us,
+                inference_us: t.inference_us,
+                postprocess_us: t.postprocess_us,
+                capture_to_output_us: u64::try_from(now - c.envelope.capture_time_us).ok(),
+            },
+            worker: self.config.worker_id.clone(),
+            produced_at_us: now,
+        };
+        let alerts = self
+            .config
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                let i = self.labels.iter().position(|l| *l == rule.label)?;
+                let score = c.classification.probability(i);
+                (score >= rule.threshold).then(|| Alert {
+                    schema: ALERT_SCHEMA.into(),
+                    id: format!("{id}/{}", rule.name),
+                    prediction_id: id.clone(),
+                    input: input.clone(),
+                    model: self.model.clone(),
+                    rule: argus_wire::AlertRule {
+                        name: rule.name.clone(),
+                        label: rule.label.clone(),
+                        threshold: rule.threshold,
+                    },
+                    label: rule.label.clone(),
+                    score,
+                    worker: self.config.worker_id.clone(),
+                    raised_at_us: now,
+                })
+            })
+            .collect();
+        (prediction, alerts)
+    }
+
+    /// Publishes the outputs of one input and waits for every acknowledgement.
+    pub async fn publish(
+        &self,
+        job: &Job,
+        result: Result<Classified, Failure>,
+    ) -> Result<Finished, Undelivered> {
+        let undelivered = |source| Undelivered {
+            topic: job.topic.clone(),
+            partition: job.partition,
+            offset: job.offset,
+            source,
+        };
+        match result {
+            Ok(c) => {
+                let (prediction, alerts) = self.outputs(job, &c);
+                let capture = c.envelope.capture_time_us;
+                let p_json = serde_json::to_vec(&prediction).unwrap_or_default();
+                let a_json: Vec<Vec<u8>> = alerts
+                    .iter()
+                    .map(|a| serde_json::to_vec(a).unwrap_or_default())
+                    .collect();
+                let pred = self.deliver_json(
+                    &self.config.predictions_topic,
+                    job,
+                    PREDICTION_SCHEMA,
+                    capture,
+                    &p_json,
+                    "prediction",
+                );
+                let alerts_f = futures::future::join_all(a_json.iter().map(|json| {
+                    self.deliver_json(
+                        &self.config.alerts_topic,
+                        job,
+                        ALERT_SCHEMA,
+                        capture,
+                        json,
+                        "alert",
+                    )
+                }));
+                let (p, a) = tokio::join!(pred, alerts_f);
+                p.map_err(undelivered)?;
+                for r in a {
+                    r.map_err(undelivered)?;
+                }
+                Ok(Finished::Predicted {
+                    alerts: a_json.len(),
+                })
+            }
+            Err(failure) => {
+                self.dead_letter(job, &failure).await.map_err(undelivered)?;
+                Ok(Finished::DeadLettered(failure.kind))
+            }
+        }
+    }
+
+    async fn deliver_json(
+        &self,
+        topic: &str,
+        job: &Job,
+        schema: &str,
+        capture_us: i64,
+        json: &[u8],
+        kind: &'static str,
+    ) -> Result<(), KafkaError> {
+        let capture = capture_us.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: h::SCHEMA,
+                value: Some(schema),
+            })
+            .insert(Header {
+                key: h::CONTENT_TYPE,
+                value: Some("application/json"),
+            })
+            .insert(Header {
+                key: h::CAPTURE_TIME_US,
+                value: Some(&capture),
+            });
+        let result = self
+            .deliver(topic, job.key.as_deref(), json, headers)
+            .await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(m::OUTPUTS, "kind" => kind, "outcome" => outcome).increment(1);
+        if result.is_ok() {
+            let age = (now_us() - capture_us).max(0) as f64 / 1e6;
+            metrics::histogram!(m::END_TO_END_SECONDS, "kind" => kind).record(age);
+        }
+        result
+    }
+
+    async fn dead_letter(&self, job: &Job, failure: &Failure) -> Result<(), KafkaError> {
+        tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
+        let make_headers = |value_dropped: bool| {
+            let mut hs = OwnedHeaders::new();
+            for (k, v) in &job.headers {
+                hs = hs.insert(Header {
+                    key: k.as_str(),
+                    value: Some(v.as_slice()),
+                });
+            }
+            let partition = job.partition.to_string();
+            let offset = job.offset.to_string();
+            let time = now_us().to_string();
+            let len = job.value.len().to_string();
+            hs = hs
+                .insert(Header {
+                    key: h::DLQ_REASON,
+                    value: Some(failure.kind.as_str()),
+                })
+                .insert(Header {
+                    key: h::DLQ_DETAIL,
+                    value: Some(failure.detail.as_str()),
+                })
+                .insert(Header {
+                    key: h::DLQ_SOURCE_TOPIC,
+                    value: Some(job.topic.as_str()),
+                })
+                .insert(Header {
+                    key: h::DLQ_SOURCE_PARTITION,
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: h::DLQ_SOURCE_OFFSET,
+                    value: Some(&offset),
+                })
+                .insert(Header {
+                    key: h::DLQ_TIME_US,
+                    value: Some(&time),
+                })
+                .insert(Header {
+                    key: h::DLQ_WORKER,
+                    value: Some(self.config.worker_id.as_str()),
+                });
+            if value_dropped {
+                hs = hs.insert(Header {
+                    key: h::DLQ_VALUE_DROPPED,
+                    value: Some(&len),
+                });
+            }
+            hs
+        };
+        let topic = &self.config.dlq_topic;
+        let mut result = self
+            .deliver(topic, job.key.as_deref(), &job.value, make_headers(false))
+            .await;
+        if matches!(
+            result,
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+            ))
+        ) {
+            // The original is still in its topic at the offset the headers name.
+            result = self
+                .deliver(topic, job.key.as_deref(), &[], make_headers(true))
+                .await;
+        }
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(m::OUTPUTS, "kind" => "dlq", "outcome" => outcome).increment(1);
+        if result.is_ok() {
+            metrics::counter!(m::DLQ, "reason" => failure.kind.as_str()).increment(1);
+        }
+        result
+    }
+
+    /// Sends one record, retrying with backoff until acknowledged; stops retrying after
+    /// shutdown. Errors that retrying cannot fix are returned at once.
+    async fn deliver(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match self
+                .producer
+                .send(record, Timeout::After(Duration::from_secs(5)))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err((e, _)) => {
+                    let fatal = matches!(
+                        e,
+                        KafkaError::MessageProduction(
+                            RDKafkaErrorCode::MessageSizeTooLarge
+                                | RDKafkaErrorCode::InvalidMessageSize
+                                | RDKafkaErrorCode::TopicAuthorizationFailed
+                        )
+                    );
+                    if fatal || self.shutdown.is_cancelled() {
+                        return Err(e);
+                    }
+                    tracing::warn!(topic, error = %e, backoff_ms = backoff.as_millis() as u64, "produce failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The `argus` binary as an operator runs it: SIGTERM mid-stream, restart, config errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use argus_e2e::*;
+use argus_kafka::rdkafka::Message;
+use argus_wire::Prediction;
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn_worker(topics: &Topics, group: &str, id: &str, port: u16) -> Child {
+    Command::new(argus_bin())
+        .args(["work", "--brokers", &brokers(), "--group", group, "--input", &topics.input])
+        .args(["--predictions", &topics.predictions, "--alerts-topic", &topics.alerts, "--dlq", &topics.dlq])
+        .args(["--worker-id", id, "--metrics-addr", &format!("127.0.0.1:{port}"), "--create-topics", "0"])
+        .args(["--model", repo_root().join("models/camera-person").to_str().unwrap()])
+        .args(["--inference-threads", "1", "--max-in-flight", "8"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("argus binary starts")
+}
+
+fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i32, i64)> {
+    read_until(topic, within, |m| {
+        m.iter()
+            .filter_map(|m| serde_json::from_slice::<Prediction>(m.payload()?).ok())
+            .map(|p| (p.input.partition, p.input.offset))
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= until
+    })
+    .iter()
+    .filter_map(|m| serde_json::from_slice::<Prediction>(m.payload()?).ok())
+    .map(|p| (p.input.partition, p.input.offset))
+    .collect()
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < within, "worker did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (c): a worker stopped with SIGTERM mid-stream drains, commits and exits 0; a new worker
+/// picks up, and every input has at least one prediction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_mid_stream_then_restart_loses_nothing() {
+    let topics = Topics::create(4).await;
+    let group = unique("workers");
+    const N: u64 = 400;
+    let mut a = spawn_worker(&topics, &group, "worker-a", 19181);
+    let producing = tokio::spawn({
+        let input = topics.input.clone();
+        async move { produce_synthetic(&input, N, 4, 11, (320, 240), Some(80.0)).await }
+    });
+    let seen = tokio::task::spawn_blocking({
+        let t = topics.predictions.clone();
+        move || predicted_inputs(&t, Duration::from_secs(90), 60)
+    })
+    .await
+    .unwrap();
+    assert!(seen.len() >= 60, "worker A made progress ({} predictions)", seen.len());
+    assert!(seen.len() < N as usize, "SIGTERM comes mid-stream");
+    let status = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = wait_exit(&mut a, Duration::from_secs(30));
+    assert!(exit.success(), "worker A exits cleanly after SIGTERM: {exit:?}");
+
+    let mut b = spawn_worker(&topics, &group, "worker-b", 19182);
+    producing.await.unwrap();
+    let all = tokio::task::spawn_blocking({
+        let t = topics.predictions.clone();
+        move || predicted_inputs(&t, Duration::from_secs(120), N as usize)
+    })
+    .await
+    .unwrap();
+    Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap();
+    let exit_b = wait_exit(&mut b, Duration::from_secs(30));
+    assert_eq!(all.len(), N as usize, "every input has at least one prediction");
+    assert!(exit_b.success());
+}
+
+/// Bad configuration stops start-up with exit 64 and a message that says what to fix.
+#[test]
+fn bad_config_exits_64_with_a_clear_message() {
+    let run = |args: &[&str]| {
+        let out = Command::new(argus_bin()).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["work", "--model", "/nonexistent/bundle"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("manifest"), "{err}");
+
+    let model = repo_root().join("models/camera-person");
+    let (code, err) = run(&["work", "--model", model.to_str().unwrap(), "--alert", "dog>=0.5"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("dog") && err.contains("person"), "{err}");
+
+    let (code, err) = run(&["work", "--alert", "person>=2"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("0..=1"), "{err}");
+
+    let (code, err) = run(&["work", "--model", model.to_str().unwrap(), "-X", "no.such.property=1"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("no.such.property"), "{err}");
+
+    // A corrupted model file: hash mismatch names both hashes.
+    let dir = std::env::temp_dir().join(unique("bundle"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(model.join("manifest.toml"), dir.join("manifest.toml")).unwrap();
+    std::fs::write(dir.join("model.onnx"), b"not a model").unwrap();
+    let (code, err) = run(&["work", "--model", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("sha256"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
