@@ -31,6 +31,10 @@ async fn frames_to_predictions_and_alerts() {
     let preds = read_until(&topics.predictions, Duration::from_secs(120), |m| m.len() >= N);
     // Give a duplicate (which would be a bug in a clean run) a moment to show up.
     let extra = read_until(&topics.predictions, Duration::from_secs(2), |_| false);
+    let consumed = |w: &RunningWorker| w.stats.consumed.load(std::sync::atomic::Ordering::Relaxed);
+    // 4 camera keys may hash onto partitions of one member, so both need not have had work,
+    // but together they consumed each input exactly once.
+    assert_eq!(consumed(&w1) + consumed(&w2), N as u64, "no input consumed twice");
     w1.stop().await;
     w2.stop().await;
 
@@ -41,7 +45,7 @@ async fn frames_to_predictions_and_alerts() {
     let by_input: BTreeMap<InputId, &Prediction> = predictions.iter().map(|p| (input_id(p), p)).collect();
     assert_eq!(by_input.len(), N, "every input has exactly one prediction");
     let workers: BTreeSet<&str> = predictions.iter().map(|p| p.worker.as_str()).collect();
-    assert_eq!(workers.len(), 2, "both workers took part: {workers:?}");
+    assert!(workers.iter().all(|w| ["w1", "w2"].contains(w)), "{workers:?}");
 
     // Offline: run the same model on the same frames, read back from the input topic.
     let inputs = read_until(&topics.input, Duration::from_secs(30), |m| m.len() >= N);

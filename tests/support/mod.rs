@@ -86,6 +86,7 @@ impl Topics {
 }
 
 /// A worker running in this process.
+#[derive(Debug)]
 pub struct RunningWorker {
     pub stats: Arc<WorkerStats>,
     pub stop: CancellationToken,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tract_onnx::prelude::*;
 
-type Plan = TypedRunnableModel<TypedModel>;
+/// `into_runnable()` already returns the plan in an `Arc`.
+type Plan = TypedRunnableModel;
 
 /// A bundle ready to run. `Send + Sync`: share it in an `Arc`.
 pub struct Classifier {
@@ -155,7 +156,7 @@ impl Classifier {
         Ok(Classifier {
             manifest,
             model_ref,
-            plan: Arc::new(plan),
+            plan,
             dir: dir.to_path_buf(),
         })
     }
@@ -212,9 +213,11 @@ impl Classifier {
             .ok_or_else(|| ModelError::Inference {
                 source: "model produced no output".into(),
             })?
-            .as_slice::<f32>()
+            .to_plain_array_view::<f32>()
             .map_err(|e| ModelError::Inference { source: e.into() })?
-            .to_vec();
+            .iter()
+            .copied()
+            .collect();
         let probabilities = postprocess::probabilities(self.manifest.output.kind, raw);
         if probabilities.iter().any(|p| !p.is_finite()) {
             return Err(ModelError::Inference {

@@ -137,6 +137,26 @@ fn lerp(a: Rgb, b: Rgb, t: f32) -> Rgb {
     ]
 }
 
+fn muted_colour(rng: &mut StdRng, lo: f32, hi: f32, tint: f32) -> Rgb {
+    let g = uniform(rng, lo, hi);
+    jitter(rng, [g, g, g], tint)
+}
+
+fn saturated_colour(rng: &mut StdRng) -> Rgb {
+    // Pick a hue by choosing a dominant, a weak and an intermediate channel.
+    let hi = uniform(rng, 150.0, 250.0);
+    let lo = uniform(rng, 0.0, 70.0);
+    let mid = uniform(rng, lo, hi);
+    match rng.random_range(0..6u32) {
+        0 => [hi, mid, lo],
+        1 => [hi, lo, mid],
+        2 => [mid, hi, lo],
+        3 => [lo, hi, mid],
+        4 => [mid, lo, hi],
+        _ => [lo, mid, hi],
+    }
+}
+
 fn random_colour(rng: &mut StdRng, lo: f32, hi: f32) -> Rgb {
     [
         uniform(rng, lo, hi),
@@ -362,21 +382,20 @@ impl CameraLook {
             let near = scale(ground, uniform(&mut rng, 0.7, 1.25));
             (sky, haze, ground, near)
         } else {
-            let wall = random_colour(&mut rng, 60.0, 235.0);
+            let wall = muted_colour(&mut rng, 60.0, 235.0, 15.0);
             let wall_low = scale(wall, uniform(&mut rng, 0.75, 1.1));
-            let floor = random_colour(&mut rng, 40.0, 200.0);
+            let floor = muted_colour(&mut rng, 40.0, 200.0, 15.0);
             let floor_near = scale(floor, uniform(&mut rng, 0.7, 1.3));
             (wall, wall_low, floor, floor_near)
         };
         let baseboard =
-            (!outdoor && rng.random_bool(0.6)).then(|| random_colour(&mut rng, 20.0, 240.0));
+            (!outdoor && rng.random_bool(0.6)).then(|| muted_colour(&mut rng, 20.0, 240.0, 15.0));
 
-        let n_furniture = rng.random_range(2..=6u32);
+        let n_furniture = rng.random_range(0..=2u32);
         let mut furniture = Vec::with_capacity(n_furniture as usize);
         for _ in 0..n_furniture {
             let kind = match rng.random_range(0..10u32) {
-                0..=4 => FurnitureKind::Floor,
-                5..=6 => FurnitureKind::Tall,
+                0..=6 => FurnitureKind::Floor,
                 _ => FurnitureKind::Wall,
             };
             // Some furniture deliberately borrows person-like colours.
@@ -389,15 +408,15 @@ impl CameraLook {
                     let c = pick(&mut rng, &TROUSERS);
                     jitter(&mut rng, c, 15.0)
                 }
-                _ => random_colour(&mut rng, 15.0, 245.0),
+                _ => muted_colour(&mut rng, 15.0, 245.0, 25.0),
             };
             let trim = rng
                 .random_bool(0.4)
-                .then(|| random_colour(&mut rng, 15.0, 245.0));
+                .then(|| muted_colour(&mut rng, 15.0, 245.0, 25.0));
             let (w, h, anchor) = match kind {
                 FurnitureKind::Floor => (
-                    uniform(&mut rng, 0.08, 0.35),
-                    uniform(&mut rng, 0.08, 0.35),
+                    uniform(&mut rng, 0.15, 0.4),
+                    uniform(&mut rng, 0.06, 0.2),
                     uniform(&mut rng, horizon + 0.02, 1.02),
                 ),
                 FurnitureKind::Tall => (
@@ -427,7 +446,7 @@ impl CameraLook {
 
         let night = rng.random_bool(0.25);
         let (gain, noise) = if night {
-            (rng.random_range(90..=150i32), rng.random_range(10..=18i32))
+            (rng.random_range(110..=160i32), rng.random_range(10..=18i32))
         } else {
             (rng.random_range(220..=290i32), rng.random_range(4..=10i32))
         };
@@ -454,11 +473,23 @@ impl CameraLook {
     fn paint_background(&self, canvas: &mut Canvas) {
         let (w, h) = (canvas.w(), canvas.h());
         let horizon_y = (self.horizon * h).floor();
-        canvas.gradient(0.0, horizon_y, self.upper_top, self.upper_bottom);
-        canvas.gradient(horizon_y, h, self.lower_top, self.lower_bottom);
+        // At night the unlit background is much darker than IR-lit people.
+        let k = if self.night { 0.55 } else { 1.0 };
+        canvas.gradient(
+            0.0,
+            horizon_y,
+            scale(self.upper_top, k),
+            scale(self.upper_bottom, k),
+        );
+        canvas.gradient(
+            horizon_y,
+            h,
+            scale(self.lower_top, k),
+            scale(self.lower_bottom, k),
+        );
         if let Some(board) = self.baseboard {
             let t = (h * 0.015).max(1.0);
-            canvas.rect(0.0, horizon_y - t, w, horizon_y, board);
+            canvas.rect(0.0, horizon_y - t, w, horizon_y, scale(board, k));
         }
         for f in &self.furniture {
             let x0 = (f.cx - f.w / 2.0) * w;
@@ -467,8 +498,8 @@ impl CameraLook {
                 FurnitureKind::Floor | FurnitureKind::Tall => ((f.anchor - f.h) * h, f.anchor * h),
                 FurnitureKind::Wall => (f.anchor * h, (f.anchor + f.h) * h),
             };
-            canvas.rect(x0, y0, x1, y1, f.colour);
-            if let Some(trim) = f.trim {
+            canvas.rect(x0, y0, x1, y1, scale(f.colour, k));
+            if let Some(trim) = f.trim.map(|c| scale(c, k)) {
                 match f.kind {
                     FurnitureKind::Wall => {
                         // Picture/window frame: a border around the panel.
@@ -528,7 +559,7 @@ impl Lighting {
 fn draw_person(canvas: &mut Canvas, rng: &mut StdRng, look: &CameraLook) -> BoundingBox {
     let (w, h) = (canvas.w(), canvas.h());
     let height = uniform(rng, 0.35, 0.70) * h;
-    let shoulder = height * uniform(rng, 0.22, 0.30);
+    let shoulder = height * uniform(rng, 0.34, 0.42);
     let arm = shoulder * uniform(rng, 0.16, 0.24);
     let half_width = shoulder / 2.0 + arm;
 
@@ -547,11 +578,21 @@ fn draw_person(canvas: &mut Canvas, rng: &mut StdRng, look: &CameraLook) -> Boun
     let skin = jitter(rng, skin, 12.0);
     let hair = pick(rng, &HAIR);
     let hair = jitter(rng, hair, 10.0);
-    let shirt = random_colour(rng, 10.0, 250.0);
+    let shirt = saturated_colour(rng);
     let trousers = pick(rng, &TROUSERS);
     let trousers = jitter(rng, trousers, 15.0);
     let bare_arms = rng.random_bool(0.3);
     let has_hair = rng.random_bool(0.8);
+    // Night cameras see with an IR illuminator: a near person reflects it and
+    // shows up brighter than the dim background.
+    let ir = |c: Rgb| -> Rgb {
+        if look.night {
+            [c[0] * 0.3 + 175.0, c[1] * 0.3 + 175.0, c[2] * 0.3 + 175.0]
+        } else {
+            c
+        }
+    };
+    let (skin, hair, shirt, trousers) = (ir(skin), ir(hair), ir(shirt), ir(trousers));
 
     let r = height * 0.085;
     let head_cy = top + r;

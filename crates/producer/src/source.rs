@@ -95,7 +95,7 @@ impl DirSource {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter_map(|p| format_of(&p).map(|f| (p, f)))
             .collect();
-        files.sort();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         if files.is_empty() {
             return Err(format!(
                 "folder {} holds no .jpg, .jpeg or .png files",

@@ -140,6 +140,10 @@ pub async fn run(
     metrics::gauge!(m::IN_FLIGHT).set(0.0);
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!(worker = %config.worker_id, "offsets committed"),
+        // Everything stored was already committed in the background.
+        Err(argus_kafka::rdkafka::error::KafkaError::ConsumerCommit(
+            argus_kafka::rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => tracing::info!(worker = %config.worker_id, "offsets already committed"),
         Err(e) => tracing::warn!(worker = %config.worker_id, error = %e, "final commit failed"),
     }
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
