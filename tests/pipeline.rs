@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use argus_e2e::*;
 use argus_kafka::rdkafka::Message;
-use argus_wire::{decode_envelope, headers as h, Alert, Prediction, ALERT_JSON_SCHEMA, PREDICTION_JSON_SCHEMA};
+use argus_wire::{
+    decode_envelope, headers as h, Alert, Prediction, ALERT_JSON_SCHEMA, PREDICTION_JSON_SCHEMA,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -28,24 +30,37 @@ async fn frames_to_predictions_and_alerts() {
     const N: usize = 200;
     produce_synthetic(&topics.input, N as u64, 4, 7, (320, 240), None).await;
 
-    let preds = read_until(&topics.predictions, Duration::from_secs(120), |m| m.len() >= N);
+    let preds = read_until(&topics.predictions, Duration::from_secs(120), |m| {
+        m.len() >= N
+    });
     // Give a duplicate (which would be a bug in a clean run) a moment to show up.
     let extra = read_until(&topics.predictions, Duration::from_secs(2), |_| false);
     let consumed = |w: &RunningWorker| w.stats.consumed.load(std::sync::atomic::Ordering::Relaxed);
     // 4 camera keys may hash onto partitions of one member, so both need not have had work,
     // but together they consumed each input exactly once.
-    assert_eq!(consumed(&w1) + consumed(&w2), N as u64, "no input consumed twice");
+    assert_eq!(
+        consumed(&w1) + consumed(&w2),
+        N as u64,
+        "no input consumed twice"
+    );
     w1.stop().await;
     w2.stop().await;
 
     let pred_json = validate_all(&extra, PREDICTION_JSON_SCHEMA);
     assert_eq!(preds.len(), N, "predictions seen");
     assert_eq!(pred_json.len(), N, "no duplicate predictions");
-    let predictions: Vec<Prediction> = pred_json.into_iter().map(|v| serde_json::from_value(v).unwrap()).collect();
-    let by_input: BTreeMap<InputId, &Prediction> = predictions.iter().map(|p| (input_id(p), p)).collect();
+    let predictions: Vec<Prediction> = pred_json
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let by_input: BTreeMap<InputId, &Prediction> =
+        predictions.iter().map(|p| (input_id(p), p)).collect();
     assert_eq!(by_input.len(), N, "every input has exactly one prediction");
     let workers: BTreeSet<&str> = predictions.iter().map(|p| p.worker.as_str()).collect();
-    assert!(workers.iter().all(|w| ["w1", "w2"].contains(w)), "{workers:?}");
+    assert!(
+        workers.iter().all(|w| ["w1", "w2"].contains(w)),
+        "{workers:?}"
+    );
 
     // Offline: run the same model on the same frames, read back from the input topic.
     let inputs = read_until(&topics.input, Duration::from_secs(30), |m| m.len() >= N);
@@ -57,13 +72,19 @@ async fn frames_to_predictions_and_alerts() {
         let env = decode_envelope(m.payload().unwrap()).unwrap();
         let offline = model.classify(&env.payload).unwrap();
         let id = (m.partition(), m.offset());
-        let p = by_input.get(&id).unwrap_or_else(|| panic!("no prediction for input {id:?}"));
+        let p = by_input
+            .get(&id)
+            .unwrap_or_else(|| panic!("no prediction for input {id:?}"));
         assert_eq!(p.input.topic, topics.input);
         assert_eq!(p.input.key.as_deref(), Some(env.source_id.as_str()));
         assert_eq!(p.input.sequence, Some(env.sequence));
         assert_eq!(p.model.sha256, model.model_ref().sha256);
         let online = p.top.iter().find(|s| s.label == "person").unwrap().score;
-        assert!((online - offline.probability(person)).abs() < 1e-6, "{id:?}: {online} vs offline {}", offline.probability(person));
+        assert!(
+            (online - offline.probability(person)).abs() < 1e-6,
+            "{id:?}: {online} vs offline {}",
+            offline.probability(person)
+        );
         if offline.probability(person) >= 0.5 {
             expected_alerts.insert(id);
         }
@@ -73,23 +94,47 @@ async fn frames_to_predictions_and_alerts() {
             correct += 1;
         }
     }
-    assert!(correct as f64 / N as f64 >= 0.9, "model accuracy on the stream: {correct}/{N}");
+    assert!(
+        correct as f64 / N as f64 >= 0.9,
+        "model accuracy on the stream: {correct}/{N}"
+    );
 
-    let alert_msgs = read_until(&topics.alerts, Duration::from_secs(20), |m| m.len() >= expected_alerts.len());
+    let alert_msgs = read_until(&topics.alerts, Duration::from_secs(20), |m| {
+        m.len() >= expected_alerts.len()
+    });
     let alert_msgs_all = read_until(&topics.alerts, Duration::from_secs(2), |_| false);
     assert_eq!(alert_msgs.len(), expected_alerts.len());
     let alerts: Vec<Alert> = validate_all(&alert_msgs_all, ALERT_JSON_SCHEMA)
         .into_iter()
         .map(|v| serde_json::from_value(v).unwrap())
         .collect();
-    let alerted: BTreeSet<InputId> = alerts.iter().map(|a| (a.input.partition, a.input.offset)).collect();
+    let alerted: BTreeSet<InputId> = alerts
+        .iter()
+        .map(|a| (a.input.partition, a.input.offset))
+        .collect();
     assert_eq!(alerts.len(), alerted.len(), "one alert per matching input");
-    assert_eq!(alerted, expected_alerts, "alerts are exactly the frames scored ≥ 0.5 offline");
+    assert_eq!(
+        alerted, expected_alerts,
+        "alerts are exactly the frames scored ≥ 0.5 offline"
+    );
     for a in &alerts {
-        assert_eq!(a.prediction_id, format!("{}/{}/{}", topics.input, a.input.partition, a.input.offset));
-        assert_eq!(alert_msgs_all.iter().find(|m| {
-            serde_json::from_slice::<Alert>(m.payload().unwrap()).unwrap().id == a.id
-        }).and_then(|m| m.key().map(|k| k.to_vec())), a.input.key.clone().map(String::into_bytes), "alert keyed by camera");
+        assert_eq!(
+            a.prediction_id,
+            format!("{}/{}/{}", topics.input, a.input.partition, a.input.offset)
+        );
+        assert_eq!(
+            alert_msgs_all
+                .iter()
+                .find(|m| {
+                    serde_json::from_slice::<Alert>(m.payload().unwrap())
+                        .unwrap()
+                        .id
+                        == a.id
+                })
+                .and_then(|m| m.key().map(|k| k.to_vec())),
+            a.input.key.clone().map(String::into_bytes),
+            "alert keyed by camera"
+        );
     }
     let dlq = read_until(&topics.dlq, Duration::from_secs(1), |_| false);
     assert!(dlq.is_empty(), "no DLQ records in a clean run");
@@ -108,7 +153,13 @@ async fn bad_inputs_go_to_the_dlq() {
 
     produce_synthetic(&topics.input, 10, 2, 3, (160, 120), None).await;
     let garbage = b"\x01\x00this is not an envelope".to_vec();
-    produce_raw(&topics.input, "cam-bad", &garbage, &[(h::SCHEMA, "argus.envelope/v1")]).await;
+    produce_raw(
+        &topics.input,
+        "cam-bad",
+        &garbage,
+        &[(h::SCHEMA, "argus.envelope/v1")],
+    )
+    .await;
     let mut future_version = vec![9u8, 0];
     future_version.extend_from_slice(&[0; 16]);
     produce_raw(&topics.input, "cam-new", &future_version, &[]).await;
@@ -118,7 +169,10 @@ async fn bad_inputs_go_to_the_dlq() {
         source_id: "cam-jpeg".into(),
         sequence: 0,
         capture_time_us: 0,
-        payload: argus_wire::Payload::Encoded { format: argus_wire::ImageFormat::Jpeg, bytes: vec![0xFF, 0xD8, 1, 2, 3] },
+        payload: argus_wire::Payload::Encoded {
+            format: argus_wire::ImageFormat::Jpeg,
+            bytes: vec![0xFF, 0xD8, 1, 2, 3],
+        },
     })
     .unwrap();
     produce_raw(&topics.input, "cam-jpeg", &bad_jpeg, &[]).await;
@@ -127,23 +181,51 @@ async fn bad_inputs_go_to_the_dlq() {
     produce_synthetic(&topics.input, 10, 2, 4, (160, 120), None).await;
 
     let dlq = read_until(&topics.dlq, Duration::from_secs(60), |m| m.len() >= 4);
-    let preds = read_until(&topics.predictions, Duration::from_secs(60), |m| m.len() >= 20);
+    let preds = read_until(&topics.predictions, Duration::from_secs(60), |m| {
+        m.len() >= 20
+    });
     w.stop().await;
 
     assert_eq!(preds.len(), 20, "every good input predicted");
     assert_eq!(dlq.len(), 4);
-    let by_key: BTreeMap<String, _> = dlq.iter().map(|m| (String::from_utf8(m.key().unwrap().to_vec()).unwrap(), m)).collect();
-    let expect = [("cam-bad", "decode", &garbage), ("cam-new", "schema", &future_version), ("cam-jpeg", "decode", &bad_jpeg), ("cam-big", "oversize", &oversize)];
+    let by_key: BTreeMap<String, _> = dlq
+        .iter()
+        .map(|m| (String::from_utf8(m.key().unwrap().to_vec()).unwrap(), m))
+        .collect();
+    let expect = [
+        ("cam-bad", "decode", &garbage),
+        ("cam-new", "schema", &future_version),
+        ("cam-jpeg", "decode", &bad_jpeg),
+        ("cam-big", "oversize", &oversize),
+    ];
     for (key, reason, original) in expect {
-        let m = by_key.get(key).unwrap_or_else(|| panic!("no DLQ record for {key}"));
+        let m = by_key
+            .get(key)
+            .unwrap_or_else(|| panic!("no DLQ record for {key}"));
         assert_eq!(header(m, h::DLQ_REASON).as_deref(), Some(reason), "{key}");
-        assert_eq!(m.payload().unwrap(), original.as_slice(), "{key}: original bytes kept");
-        assert_eq!(header(m, h::DLQ_SOURCE_TOPIC).as_deref(), Some(topics.input.as_str()));
-        assert!(header(m, h::DLQ_SOURCE_OFFSET).unwrap().parse::<i64>().is_ok());
-        assert!(header(m, h::DLQ_SOURCE_PARTITION).unwrap().parse::<i32>().is_ok());
+        assert_eq!(
+            m.payload().unwrap(),
+            original.as_slice(),
+            "{key}: original bytes kept"
+        );
+        assert_eq!(
+            header(m, h::DLQ_SOURCE_TOPIC).as_deref(),
+            Some(topics.input.as_str())
+        );
+        assert!(header(m, h::DLQ_SOURCE_OFFSET)
+            .unwrap()
+            .parse::<i64>()
+            .is_ok());
+        assert!(header(m, h::DLQ_SOURCE_PARTITION)
+            .unwrap()
+            .parse::<i32>()
+            .is_ok());
         assert!(!header(m, h::DLQ_DETAIL).unwrap().is_empty());
         assert_eq!(header(m, h::DLQ_WORKER).as_deref(), Some("w-dlq"));
     }
     // Original headers travel with the record.
-    assert_eq!(header(by_key["cam-bad"], h::SCHEMA).as_deref(), Some("argus.envelope/v1"));
+    assert_eq!(
+        header(by_key["cam-bad"], h::SCHEMA).as_deref(),
+        Some("argus.envelope/v1")
+    );
 }

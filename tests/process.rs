@@ -9,10 +9,35 @@ use std::time::{Duration, Instant};
 
 fn spawn_worker(topics: &Topics, group: &str, id: &str, port: u16) -> Child {
     Command::new(argus_bin())
-        .args(["work", "--brokers", &brokers(), "--group", group, "--input", &topics.input])
-        .args(["--predictions", &topics.predictions, "--alerts-topic", &topics.alerts, "--dlq", &topics.dlq])
-        .args(["--worker-id", id, "--metrics-addr", &format!("127.0.0.1:{port}"), "--create-topics", "0"])
-        .args(["--model", repo_root().join("models/camera-person").to_str().unwrap()])
+        .args([
+            "work",
+            "--brokers",
+            &brokers(),
+            "--group",
+            group,
+            "--input",
+            &topics.input,
+        ])
+        .args([
+            "--predictions",
+            &topics.predictions,
+            "--alerts-topic",
+            &topics.alerts,
+            "--dlq",
+            &topics.dlq,
+        ])
+        .args([
+            "--worker-id",
+            id,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--create-topics",
+            "0",
+        ])
+        .args([
+            "--model",
+            repo_root().join("models/camera-person").to_str().unwrap(),
+        ])
         .args(["--inference-threads", "1", "--max-in-flight", "8"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -42,7 +67,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(start.elapsed() < within, "worker did not exit within {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "worker did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -65,12 +93,22 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
     })
     .await
     .unwrap();
-    assert!(seen.len() >= 60, "worker A made progress ({} predictions)", seen.len());
+    assert!(
+        seen.len() >= 60,
+        "worker A made progress ({} predictions)",
+        seen.len()
+    );
     assert!(seen.len() < N as usize, "SIGTERM comes mid-stream");
-    let status = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = wait_exit(&mut a, Duration::from_secs(30));
-    assert!(exit.success(), "worker A exits cleanly after SIGTERM: {exit:?}");
+    assert!(
+        exit.success(),
+        "worker A exits cleanly after SIGTERM: {exit:?}"
+    );
 
     let mut b = spawn_worker(&topics, &group, "worker-b", 19182);
     producing.await.unwrap();
@@ -80,9 +118,16 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
     })
     .await
     .unwrap();
-    Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status()
+        .unwrap();
     let exit_b = wait_exit(&mut b, Duration::from_secs(30));
-    assert_eq!(all.len(), N as usize, "every input has at least one prediction");
+    assert_eq!(
+        all.len(),
+        N as usize,
+        "every input has at least one prediction"
+    );
     assert!(exit_b.success());
 }
 
@@ -91,14 +136,23 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
 fn bad_config_exits_64_with_a_clear_message() {
     let run = |args: &[&str]| {
         let out = Command::new(argus_bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = run(&["work", "--model", "/nonexistent/bundle"]);
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("manifest"), "{err}");
 
     let model = repo_root().join("models/camera-person");
-    let (code, err) = run(&["work", "--model", model.to_str().unwrap(), "--alert", "dog>=0.5"]);
+    let (code, err) = run(&[
+        "work",
+        "--model",
+        model.to_str().unwrap(),
+        "--alert",
+        "dog>=0.5",
+    ]);
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("dog") && err.contains("person"), "{err}");
 
@@ -106,7 +160,13 @@ fn bad_config_exits_64_with_a_clear_message() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("0..=1"), "{err}");
 
-    let (code, err) = run(&["work", "--model", model.to_str().unwrap(), "-X", "no.such.property=1"]);
+    let (code, err) = run(&[
+        "work",
+        "--model",
+        model.to_str().unwrap(),
+        "-X",
+        "no.such.property=1",
+    ]);
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("no.such.property"), "{err}");
 

@@ -39,7 +39,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The bundled camera model.
 pub fn model() -> Arc<Classifier> {
-    Arc::new(Classifier::load(&repo_root().join("models/camera-person")).expect("bundled model loads"))
+    Arc::new(
+        Classifier::load(&repo_root().join("models/camera-person")).expect("bundled model loads"),
+    )
 }
 
 /// Creates topics, failing with a hint when no broker answers.
@@ -69,7 +71,13 @@ impl Topics {
             alerts: unique("alerts"),
             dlq: unique("dlq"),
         };
-        create_topics(&[(&t.input, partitions), (&t.predictions, 3), (&t.alerts, 3), (&t.dlq, 1)]).await;
+        create_topics(&[
+            (&t.input, partitions),
+            (&t.predictions, 3),
+            (&t.alerts, 3),
+            (&t.dlq, 1),
+        ])
+        .await;
         t
     }
 
@@ -79,7 +87,11 @@ impl Topics {
         c.predictions_topic = self.predictions.clone();
         c.alerts_topic = self.alerts.clone();
         c.dlq_topic = self.dlq.clone();
-        c.rules = vec![argus_worker::AlertRule { name: "person".into(), label: "person".into(), threshold: 0.5 }];
+        c.rules = vec![argus_worker::AlertRule {
+            name: "person".into(),
+            label: "person".into(),
+            threshold: 0.5,
+        }];
         c.drain_timeout = Duration::from_secs(15);
         c
     }
@@ -103,8 +115,20 @@ impl RunningWorker {
         let producer = settings().producer(&id).unwrap();
         let stats = Arc::new(WorkerStats::default());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(argus_worker::run(config, consumer, producer, model, stats.clone(), stop.clone()));
-        RunningWorker { stats, stop, task, assignment }
+        let task = tokio::spawn(argus_worker::run(
+            config,
+            consumer,
+            producer,
+            model,
+            stats.clone(),
+            stop.clone(),
+        ));
+        RunningWorker {
+            stats,
+            stop,
+            task,
+            assignment,
+        }
     }
 
     /// Waits until this worker owns at least one partition.
@@ -124,15 +148,34 @@ impl RunningWorker {
 
 /// Produces `count` synthetic frames (`cameras` cameras, `width`×`height`, seed `seed`) as
 /// fast as allowed by `rate` (frames/s overall, `None` = unpaced).
-pub async fn produce_synthetic(topic: &str, count: u64, cameras: u32, seed: u64, size: (u32, u32), rate: Option<f64>) {
-    let source = SyntheticSource { seed, cameras, fps: 1e6, width: size.0, height: size.1, jpeg_quality: 85 };
+pub async fn produce_synthetic(
+    topic: &str,
+    count: u64,
+    cameras: u32,
+    seed: u64,
+    size: (u32, u32),
+    rate: Option<f64>,
+) {
+    let source = SyntheticSource {
+        seed,
+        cameras,
+        fps: 1e6,
+        width: size.0,
+        height: size.1,
+        jpeg_quality: 85,
+    };
     let mut config = ProduceConfig::new(topic);
     config.count = Some(count);
     config.rate_limit = rate;
     let producer = settings().producer("test-producer").unwrap();
-    let summary = argus_producer::run(Source::Synthetic(source), config, producer, CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = argus_producer::run(
+        Source::Synthetic(source),
+        config,
+        producer,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.sent, count, "{summary}");
 }
 
@@ -141,10 +184,16 @@ pub async fn produce_raw(topic: &str, key: &str, value: &[u8], headers: &[(&str,
     let producer: FutureProducer = settings().producer("test-raw").unwrap();
     let mut hs = OwnedHeaders::new();
     for (k, v) in headers {
-        hs = hs.insert(Header { key: k, value: Some(*v) });
+        hs = hs.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
     }
     producer
-        .send(FutureRecord::to(topic).key(key).payload(value).headers(hs), Timeout::After(Duration::from_secs(10)))
+        .send(
+            FutureRecord::to(topic).key(key).payload(value).headers(hs),
+            Timeout::After(Duration::from_secs(10)),
+        )
         .await
         .map_err(|(e, _)| e)
         .unwrap();
@@ -152,18 +201,25 @@ pub async fn produce_raw(topic: &str, key: &str, value: &[u8], headers: &[(&str,
 
 /// Reads every message of `topic` from the beginning until `done(messages)` holds or
 /// `within` passes; returns what was read.
-pub fn read_until(topic: &str, within: Duration, done: impl Fn(&[OwnedMessage]) -> bool) -> Vec<OwnedMessage> {
+pub fn read_until(
+    topic: &str,
+    within: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = settings()
         .consumer_config(&unique("reader"), "test-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for t in metadata.topics() {
         for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
         }
     }
     consumer.assign(&tpl).unwrap();
@@ -188,9 +244,13 @@ pub fn validate_all(messages: &[OwnedMessage], schema: &str) -> Vec<serde_json::
     messages
         .iter()
         .map(|m| {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
             let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "output does not validate: {errors:?}\n{v}");
+            assert!(
+                errors.is_empty(),
+                "output does not validate: {errors:?}\n{v}"
+            );
             v
         })
         .collect()
@@ -211,6 +271,10 @@ pub fn argus_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let bin = dir.join("argus");
-    assert!(bin.exists(), "{} not found: build it with `cargo build -p argus` (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p argus` (scripts/test does)",
+        bin.display()
+    );
     bin
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "argus", version, about = "Kafka consumers that run ONNX models on live streams")]
+#[command(
+    name = "argus",
+    version,
+    about = "Kafka consumers that run ONNX models on live streams"
+)]
 pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
@@ -56,7 +60,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Parses durations such as `500ms`, `20s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -80,9 +86,9 @@ pub fn parse_rule(s: &str) -> Result<argus_worker::AlertRule, String> {
         Some((n, r)) => (Some(n.trim()), r),
         None => (None, s),
     };
-    let (label, threshold) = rest
-        .split_once(">=")
-        .ok_or_else(|| format!("alert rule {s:?} must look like LABEL>=THRESHOLD, e.g. person>=0.5"))?;
+    let (label, threshold) = rest.split_once(">=").ok_or_else(|| {
+        format!("alert rule {s:?} must look like LABEL>=THRESHOLD, e.g. person>=0.5")
+    })?;
     let threshold: f32 = threshold
         .trim()
         .parse()
@@ -141,7 +147,12 @@ pub struct WorkArgs {
     #[command(flatten)]
     pub topics: TopicArgs,
     /// Input topic (repeatable or comma-separated).
-    #[arg(long = "input", env = "ARGUS_INPUT", value_delimiter = ',', default_value = "frames.default")]
+    #[arg(
+        long = "input",
+        env = "ARGUS_INPUT",
+        value_delimiter = ',',
+        default_value = "frames.default"
+    )]
     pub inputs: Vec<String>,
     /// Consumer group.
     #[arg(long, env = "ARGUS_GROUP", default_value = "argus-workers")]
@@ -271,7 +282,10 @@ mod tests {
     #[test]
     fn rules_parse() {
         let r = parse_rule("person>=0.7").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.name.as_str(), r.label.as_str(), r.threshold), ("person", "person", 0.7));
+        assert_eq!(
+            (r.name.as_str(), r.label.as_str(), r.threshold),
+            ("person", "person", 0.7)
+        );
         let r = parse_rule("intruder:person>=0.9").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.name, "intruder");
         assert!(parse_rule("person>1").is_err());

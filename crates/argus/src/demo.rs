@@ -32,7 +32,9 @@ fn resolve_model(path: &std::path::Path) -> PathBuf {
         return path.to_path_buf();
     }
     // Running from elsewhere than the repository root: fall back to the bundled models.
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
     if bundled.join("manifest.toml").exists() {
         bundled
     } else {
@@ -66,7 +68,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             let settings = KafkaSettings::new(broker.bootstrap_servers());
             (Some(broker), settings, "frames.demo".to_string())
         }
-        Some(b) => (None, KafkaSettings::new(b.clone()), format!("frames.demo-{run_id}")),
+        Some(b) => (
+            None,
+            KafkaSettings::new(b.clone()),
+            format!("frames.demo-{run_id}"),
+        ),
     };
     let topics = TopicArgs {
         predictions: format!("predictions.demo-{run_id}"),
@@ -81,9 +87,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     ];
     match &_embedded {
         Some(b) => {
-            b.create_topics(&specs).map_err(|e| CliError::Runtime(e.into()))?;
+            b.create_topics(&specs)
+                .map_err(|e| CliError::Runtime(e.into()))?;
             // The mock cluster answers fetches at once only with a short wait.
-            settings = settings.with("fetch.wait.max.ms", "10");
+            settings
+                .consumer_options
+                .insert("fetch.wait.max.ms".into(), "10".into());
         }
         None => argus_kafka::ensure_topics(&settings, &specs)
             .await
@@ -100,7 +109,11 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         args.workers,
         model.model_ref().name,
         model.model_ref().version,
-        if _embedded.is_some() { "embedded".to_string() } else { settings.brokers.clone() }
+        if _embedded.is_some() {
+            "embedded".to_string()
+        } else {
+            settings.brokers.clone()
+        }
     );
 
     // Subscriber: what an alerting service would see.
@@ -119,19 +132,38 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut all_stats = Vec::new();
     for w in 0..args.workers {
         let id = format!("demo-worker-{w}");
-        let mut config = worker_config(id.clone(), vec![input.clone()], &args.model, &topics, model.labels())?;
+        let mut config = worker_config(
+            id.clone(),
+            vec![input.clone()],
+            &args.model,
+            &topics,
+            model.labels(),
+        )?;
         config.drain_timeout = Duration::from_secs(10);
-        let consumer = settings.consumer(&group, &id).map_err(|e| CliError::Usage(e.to_string()))?;
-        let producer = settings.producer(&id).map_err(|e| CliError::Usage(e.to_string()))?;
+        let consumer = settings
+            .consumer(&group, &id)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let producer = settings
+            .producer(&id)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
         worker_tasks.push(tokio::spawn(argus_worker::run(
-            config, consumer, producer, model.clone(), stats, workers_stop.clone(),
+            config,
+            consumer,
+            producer,
+            model.clone(),
+            stats,
+            workers_stop.clone(),
         )));
     }
     let server_stop = CancellationToken::new();
     if let Some(addr) = args.metrics_addr {
-        tokio::spawn(telemetry::serve(addr, all_stats.clone(), server_stop.clone()));
+        tokio::spawn(telemetry::serve(
+            addr,
+            all_stats.clone(),
+            server_stop.clone(),
+        ));
     }
 
     // Producer.
@@ -146,10 +178,17 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut pconfig = ProduceConfig::new(&input);
     pconfig.duration = Some(args.duration);
     pconfig.progress_every = Duration::from_secs(3600);
-    let producer = settings.producer("argus-demo-producer").map_err(|e| CliError::Usage(e.to_string()))?;
+    let producer = settings
+        .producer("argus-demo-producer")
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let produce_stop = stop.child_token();
     let started = Instant::now();
-    let producing = tokio::spawn(argus_producer::run(Source::Synthetic(source), pconfig, producer, produce_stop));
+    let producing = tokio::spawn(argus_producer::run(
+        Source::Synthetic(source),
+        pconfig,
+        producer,
+        produce_stop,
+    ));
 
     let mut tally = Tally::default();
     let mut sent: Option<u64> = None;
@@ -161,7 +200,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
                 break;
             }
             if drain_deadline.is_some_and(|d| Instant::now() > d) {
-                println!("(stopped waiting for the last {} outputs)", n.saturating_sub(tally.predictions + tally.dlq));
+                println!(
+                    "(stopped waiting for the last {} outputs)",
+                    n.saturating_sub(tally.predictions + tally.dlq)
+                );
                 break;
             }
         }
@@ -210,19 +252,30 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn observe(m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>, topics: &TopicArgs, tally: &mut Tally, args: &DemoArgs) {
+fn observe(
+    m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>,
+    topics: &TopicArgs,
+    tally: &mut Tally,
+    args: &DemoArgs,
+) {
     let payload = m.payload().unwrap_or_default();
     let now = argus_worker::publish::now_us();
     if m.topic() == topics.predictions {
-        let Ok(p) = serde_json::from_slice::<Prediction>(payload) else { return };
+        let Ok(p) = serde_json::from_slice::<Prediction>(payload) else {
+            return;
+        };
         tally.predictions += 1;
         if let Some(c) = p.input.capture_time_us {
             tally.latencies_ms.push((now - c) as f64 / 1000.0);
         }
         let alerted = args.model.alerts.iter().any(|r| {
-            p.top.iter().any(|s| s.label == r.label && s.score >= r.threshold)
+            p.top
+                .iter()
+                .any(|s| s.label == r.label && s.score >= r.threshold)
         });
-        if let (Some(cam), Some(seq)) = (camera_index(p.input.source_id.as_deref()), p.input.sequence) {
+        if let (Some(cam), Some(seq)) =
+            (camera_index(p.input.source_id.as_deref()), p.input.sequence)
+        {
             let truth = argus_producer::scene::has_person(args.seed, cam, seq);
             match (alerted, truth) {
                 (true, true) => tally.true_pos += 1,
@@ -232,7 +285,9 @@ fn observe(m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>, topics: &Topi
             }
         }
     } else if m.topic() == topics.alerts_topic {
-        let Ok(a) = serde_json::from_slice::<Alert>(payload) else { return };
+        let Ok(a) = serde_json::from_slice::<Alert>(payload) else {
+            return;
+        };
         tally.alerts += 1;
         if tally.alerts <= args.max_printed_alerts {
             println!(

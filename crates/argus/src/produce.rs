@@ -8,7 +8,8 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
         SourceArgs::Synthetic(s) => {
             if s.cameras == 0 || s.width < 32 || s.height < 32 || !(s.fps > 0.0) {
                 return Err(CliError::Usage(
-                    "synthetic source needs --cameras ≥ 1, --fps > 0 and frames of at least 32x32".into(),
+                    "synthetic source needs --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
+                        .into(),
                 ));
             }
             Source::Synthetic(SyntheticSource {

@@ -66,10 +66,14 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
     telemetry::metrics_handle();
     let shutdown = shutdown::on_signal();
     if args.create_topics > 0 {
-        let specs: Vec<TopicSpec> = [&config.predictions_topic, &config.alerts_topic, &config.dlq_topic]
-            .into_iter()
-            .map(|t| TopicSpec::new(t.clone(), args.create_topics))
-            .collect();
+        let specs: Vec<TopicSpec> = [
+            &config.predictions_topic,
+            &config.alerts_topic,
+            &config.dlq_topic,
+        ]
+        .into_iter()
+        .map(|t| TopicSpec::new(t.clone(), args.create_topics))
+        .collect();
         argus_kafka::ensure_topics(&settings, &specs)
             .await
             .map_err(|e| CliError::Runtime(e.into()))?;
@@ -81,7 +85,15 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
         vec![stats.clone()],
         server_stop.clone(),
     ));
-    let result = argus_worker::run(config, consumer, producer, model, stats.clone(), shutdown.clone()).await;
+    let result = argus_worker::run(
+        config,
+        consumer,
+        producer,
+        model,
+        stats.clone(),
+        shutdown.clone(),
+    )
+    .await;
     server_stop.cancel();
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics endpoint failed"),

@@ -42,20 +42,27 @@ pub async fn ensure_topics(
         })?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
+        .map(|t| {
+            NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(new.iter(), &opts)
-        .await
-        .map_err(|e| KafkaSetupError::Topic {
-            topic: topics
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            reason: e.to_string(),
-        })?;
+    let results =
+        admin
+            .create_topics(new.iter(), &opts)
+            .await
+            .map_err(|e| KafkaSetupError::Topic {
+                topic: topics
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: e.to_string(),
+            })?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic = %topic, "topic created"),

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
-    /// Extra librdkafka properties, e.g. `security.protocol`.
+    /// Extra librdkafka properties for every client, e.g. `security.protocol`.
     pub options: BTreeMap<String, String>,
+    /// Extra librdkafka properties for consumers only (e.g. `fetch.wait.max.ms`).
+    pub consumer_options: BTreeMap<String, String>,
 }
 
 impl KafkaSettings {
@@ -22,6 +24,7 @@ impl KafkaSettings {
         KafkaSettings {
             brokers: brokers.into(),
             options: BTreeMap::new(),
+            consumer_options: BTreeMap::new(),
         }
     }
 
@@ -57,6 +60,9 @@ impl KafkaSettings {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("enable.partition.eof", "false");
+        for (k, v) in &self.consumer_options {
+            c.set(k, v);
+        }
         self.apply_overrides(&mut c);
         c
     }

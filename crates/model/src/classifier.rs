@@ -73,7 +73,10 @@ impl Classifier {
         let manifest = Manifest::load(dir)?;
         let path = dir.join(&manifest.model.file);
         let actual = sha256_file(&path).map_err(|e| {
-            ModelError::bundle(&path, format!("cannot read model file named in manifest: {e}"))
+            ModelError::bundle(
+                &path,
+                format!("cannot read model file named in manifest: {e}"),
+            )
         })?;
         if actual != manifest.model.sha256 {
             return Err(ModelError::HashMismatch {
@@ -103,11 +106,17 @@ impl Classifier {
         let mut model = tract_onnx::onnx()
             .model_for_path(&path)
             .map_err(load_err("not a loadable ONNX model"))?;
-        let inputs = model.input_outlets().map_err(load_err("no inputs"))?.to_vec();
+        let inputs = model
+            .input_outlets()
+            .map_err(load_err("no inputs"))?
+            .to_vec();
         if inputs.len() != 1 {
             return Err(ModelError::bundle(
                 &path,
-                format!("model has {} inputs; an image classifier takes one", inputs.len()),
+                format!(
+                    "model has {} inputs; an image classifier takes one",
+                    inputs.len()
+                ),
             ));
         }
         let onnx_input = model.node(inputs[0].node).name.clone();
@@ -122,11 +131,16 @@ impl Classifier {
         }
         model
             .set_input_fact(0, f32::fact(manifest.input.shape.clone()).into())
-            .map_err(load_err("input shape from the manifest does not fit the model"))?;
-        let typed = model
-            .into_optimized()
-            .map_err(load_err("cannot optimise the model for the manifest's input shape"))?;
-        let outputs = typed.output_outlets().map_err(load_err("no outputs"))?.to_vec();
+            .map_err(load_err(
+                "input shape from the manifest does not fit the model",
+            ))?;
+        let typed = model.into_optimized().map_err(load_err(
+            "cannot optimise the model for the manifest's input shape",
+        ))?;
+        let outputs = typed
+            .output_outlets()
+            .map_err(load_err("no outputs"))?
+            .to_vec();
         let out_fact = typed
             .outlet_fact(outputs[0])
             .map_err(load_err("cannot read output shape"))?;
@@ -195,9 +209,8 @@ impl Classifier {
         let shape = &self.manifest.input.shape;
         let mut data = vec![0f32; shape.iter().product()];
         preprocess::to_tensor(&self.manifest, img, &mut data);
-        let tensor = Tensor::from_shape(shape, &data).map_err(|e| ModelError::Inference {
-            source: e.into(),
-        })?;
+        let tensor = Tensor::from_shape(shape, &data)
+            .map_err(|e| ModelError::Inference { source: e.into() })?;
         let preprocess_us = micros(t);
 
         let t = Instant::now();

@@ -147,7 +147,11 @@ impl Manifest {
             return Err("name and version must not be empty".into());
         }
         if self.model.sha256.len() != 64
-            || !self.model.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            || !self
+                .model
+                .sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return Err("model.sha256 must be 64 lowercase hex digits".into());
         }
@@ -158,7 +162,10 @@ impl Manifest {
             ));
         }
         if self.channels() != 3 {
-            return Err(format!("input must have 3 channels, got {}", self.channels()));
+            return Err(format!(
+                "input must have 3 channels, got {}",
+                self.channels()
+            ));
         }
         if self.output.labels.len() < 2 {
             return Err("output.labels must name at least two classes".into());
@@ -166,7 +173,12 @@ impl Manifest {
         if !(self.preprocess.scale.is_finite() && self.preprocess.scale > 0.0) {
             return Err("preprocess.scale must be a positive number".into());
         }
-        if self.preprocess.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        if self
+            .preprocess
+            .std
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
             return Err("preprocess.std must be positive numbers".into());
         }
         Ok(())

@@ -21,9 +21,13 @@ pub fn softmax(values: &mut [f32]) {
 pub fn probabilities(kind: OutputKind, mut raw: Vec<f32>) -> Vec<f32> {
     match kind {
         OutputKind::Logits => softmax(&mut raw),
-        OutputKind::Probabilities => raw
-            .iter_mut()
-            .for_each(|v| *v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 }),
+        OutputKind::Probabilities => raw.iter_mut().for_each(|v| {
+            *v = if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        }),
     }
     raw
 }

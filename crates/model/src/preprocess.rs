@@ -116,3 +116,92 @@ pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn manifest(layout: &str, color: &str, shape: &str) -> Manifest {
+        let text = format!(
+            r#"schema = "argus.bundle/v1"
+name = "t"
+version = "1"
+task = "classify"
+[model]
+file = "m.onnx"
+sha256 = "{}"
+[input]
+name = "x"
+shape = {shape}
+layout = "{layout}"
+color = "{color}"
+[preprocess]
+resize = "stretch"
+filter = "triangle"
+scale = 0.00392156862745098
+mean = [0.5, 0.25, 0.0]
+std = [0.5, 0.25, 1.0]
+[output]
+name = "y"
+kind = "logits"
+labels = ["a", "b"]
+"#,
+            "0".repeat(64)
+        );
+        let m: Manifest = toml::from_str(&text).unwrap();
+        m.validate().unwrap();
+        m
+    }
+
+    fn image() -> RgbImage {
+        // 2x1: (255, 0, 51) then (0, 255, 102)
+        RgbImage::from_raw(2, 1, vec![255, 0, 51, 0, 255, 102]).unwrap()
+    }
+
+    #[test]
+    fn nchw_rgb_values_follow_the_pinned_formula() {
+        let m = manifest("nchw", "rgb", "[1, 3, 1, 2]");
+        let mut out = vec![0.0; 6];
+        to_tensor(&m, &image(), &mut out);
+        // ((v/255) - mean[c]) / std[c], planes R, G, B.
+        let expected = [1.0, -1.0, -1.0, 3.0, 0.2, 0.4];
+        for (a, b) in out.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn nhwc_bgr_interleaves_in_model_order() {
+        let m = manifest("nhwc", "bgr", "[1, 1, 2, 3]");
+        let mut out = vec![0.0; 6];
+        to_tensor(&m, &image(), &mut out);
+        // Pixel 0 in model order B, G, R with channel c's mean/std.
+        let expected = [(0.2 - 0.5) / 0.5, -1.0, 1.0, (0.4 - 0.5) / 0.5, 3.0, 0.0];
+        for (a, b) in out.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn gray_raw_images_replicate_the_channel() {
+        let raw = RawImage {
+            width: 2,
+            height: 1,
+            layout: PixelLayout::Gray8,
+            data: vec![10, 200],
+        };
+        let img = decode(&Payload::Raw(raw)).unwrap();
+        assert_eq!(img.into_raw(), vec![10, 10, 10, 200, 200, 200]);
+    }
+
+    #[test]
+    fn images_are_resized_to_the_input() {
+        let m = manifest("nchw", "rgb", "[1, 3, 4, 4]");
+        let big = RgbImage::from_pixel(64, 48, image::Rgb([255, 64, 0]));
+        let mut out = vec![0.0; 48];
+        to_tensor(&m, &big, &mut out);
+        assert!(out[..16].iter().all(|v| (v - 1.0).abs() < 1e-5));
+        assert!(out[32..].iter().all(|v| (v + 0.0).abs() < 1e-5));
+    }
+}

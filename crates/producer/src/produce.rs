@@ -188,7 +188,14 @@ pub async fn run(
         }
         if last_progress.elapsed() >= config.progress_every {
             last_progress = Instant::now();
-            tracing::info!(sent = summary.sent, failed = summary.failed, refused = summary.refused, mb = summary.bytes as f64 / 1e6, rate = format!("{:.1}", summary.sent as f64 / start.elapsed().as_secs_f64()), "producing");
+            tracing::info!(
+                sent = summary.sent,
+                failed = summary.failed,
+                refused = summary.refused,
+                mb = summary.bytes as f64 / 1e6,
+                rate = format!("{:.1}", summary.sent as f64 / start.elapsed().as_secs_f64()),
+                "producing"
+            );
         }
     }
     while let Some(r) = outstanding.next().await {

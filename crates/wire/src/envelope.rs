@@ -181,8 +181,8 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
     if version != SCHEMA_VERSION {
         return Err(WireError::UnsupportedVersion { found: version });
     }
-    let (envelope, used): (Envelope, usize) =
-        bincode::decode_from_slice(bytes, config()).map_err(|source| WireError::Decode { source })?;
+    let (envelope, used): (Envelope, usize) = bincode::decode_from_slice(bytes, config())
+        .map_err(|source| WireError::Decode { source })?;
     if used != bytes.len() {
         return Err(WireError::TrailingBytes {
             used,

@@ -12,11 +12,11 @@ pub mod headers;
 pub mod output;
 
 pub use envelope::{
-    decode_envelope, encode_envelope, Envelope, Field, ImageFormat, Payload, PixelLayout,
-    RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
+    decode_envelope, encode_envelope, Envelope, Field, ImageFormat, Payload, PixelLayout, RawImage,
+    Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
 };
 pub use headers::FailureKind;
 pub use output::{
-    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score,
-    Timings, ALERT_JSON_SCHEMA, ALERT_SCHEMA, PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA,
+    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Timings,
+    ALERT_JSON_SCHEMA, ALERT_SCHEMA, PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA,
 };

@@ -48,11 +48,26 @@ fn golden_cases() -> Vec<(&'static str, Envelope)> {
                 capture_time_us: 1_700_000_000_000_000,
                 payload: Payload::Record(Record {
                     fields: vec![
-                        Field { name: "tenure".into(), value: Value::Int(12) },
-                        Field { name: "charges".into(), value: Value::Float(70.5) },
-                        Field { name: "plan".into(), value: Value::Text("fibre".into()) },
-                        Field { name: "senior".into(), value: Value::Bool(true) },
-                        Field { name: "region".into(), value: Value::Null },
+                        Field {
+                            name: "tenure".into(),
+                            value: Value::Int(12),
+                        },
+                        Field {
+                            name: "charges".into(),
+                            value: Value::Float(70.5),
+                        },
+                        Field {
+                            name: "plan".into(),
+                            value: Value::Text("fibre".into()),
+                        },
+                        Field {
+                            name: "senior".into(),
+                            value: Value::Bool(true),
+                        },
+                        Field {
+                            name: "region".into(),
+                            value: Value::Null,
+                        },
                     ],
                 }),
             },
@@ -69,10 +84,16 @@ fn golden_vectors_match_both_ways() {
         if bless {
             std::fs::write(&path, format!("{}\n", hex::encode(&bytes))).unwrap();
         }
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with ARGUS_BLESS=1 to create)", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (run with ARGUS_BLESS=1 to create)", path.display())
+        });
         let golden = hex::decode(text.trim()).unwrap();
-        assert_eq!(bytes, golden, "encoding of {name} drifted from {}", path.display());
+        assert_eq!(
+            bytes,
+            golden,
+            "encoding of {name} drifted from {}",
+            path.display()
+        );
         assert_eq!(decode_envelope(&golden).unwrap(), envelope);
     }
 }
@@ -89,14 +110,23 @@ fn envelope_written_from_the_layout_doc_decodes() {
     assert_eq!(envelope.capture_time_us, 1_700_000_000_000_000);
     assert_eq!(
         envelope.payload,
-        Payload::Encoded { format: ImageFormat::Jpeg, bytes: b"not really a jpeg".to_vec() }
+        Payload::Encoded {
+            format: ImageFormat::Jpeg,
+            bytes: b"not really a jpeg".to_vec()
+        }
     );
 }
 
 #[test]
 fn hostile_inputs_are_errors_not_panics() {
-    assert!(matches!(decode_envelope(&[]), Err(WireError::TooShort { .. })));
-    assert!(matches!(decode_envelope(&[1]), Err(WireError::TooShort { .. })));
+    assert!(matches!(
+        decode_envelope(&[]),
+        Err(WireError::TooShort { .. })
+    ));
+    assert!(matches!(
+        decode_envelope(&[1]),
+        Err(WireError::TooShort { .. })
+    ));
     assert!(matches!(
         decode_envelope(&[2, 0, 0, 0]),
         Err(WireError::UnsupportedVersion { found: 2 })
@@ -104,17 +134,29 @@ fn hostile_inputs_are_errors_not_panics() {
     // A string length prefix claiming 2^60 bytes must not allocate.
     let mut huge = vec![1, 0];
     huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
-    assert!(matches!(decode_envelope(&huge), Err(WireError::Decode { .. })));
+    assert!(matches!(
+        decode_envelope(&huge),
+        Err(WireError::Decode { .. })
+    ));
     let mut good = encode_envelope(&golden_cases()[0].1).unwrap();
     good.push(0);
-    assert!(matches!(decode_envelope(&good), Err(WireError::TrailingBytes { extra: 1, .. })));
+    assert!(matches!(
+        decode_envelope(&good),
+        Err(WireError::TrailingBytes { extra: 1, .. })
+    ));
     good.truncate(good.len() - 3);
-    assert!(matches!(decode_envelope(&good), Err(WireError::Decode { .. })));
+    assert!(matches!(
+        decode_envelope(&good),
+        Err(WireError::Decode { .. })
+    ));
     // Unknown payload variant.
     let mut bad_variant = encode_envelope(&golden_cases()[0].1).unwrap();
     let at = 2 + 8 + 5 + 8 + 8; // version, id length, "cam-1", sequence, capture time
     bad_variant[at] = 9;
-    assert!(matches!(decode_envelope(&bad_variant), Err(WireError::Decode { .. })));
+    assert!(matches!(
+        decode_envelope(&bad_variant),
+        Err(WireError::Decode { .. })
+    ));
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -122,24 +164,48 @@ fn value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
-        any::<f64>().prop_filter("NaN != NaN", |f| !f.is_nan()).prop_map(Value::Float),
+        any::<f64>()
+            .prop_filter("NaN != NaN", |f| !f.is_nan())
+            .prop_map(Value::Float),
         ".{0,12}".prop_map(Value::Text),
     ]
 }
 
 fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
-        (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..256)).prop_map(|(png, bytes)| {
-            Payload::Encoded { format: if png { ImageFormat::Png } else { ImageFormat::Jpeg }, bytes }
-        }),
+        (
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..256)
+        )
+            .prop_map(|(png, bytes)| {
+                Payload::Encoded {
+                    format: if png {
+                        ImageFormat::Png
+                    } else {
+                        ImageFormat::Jpeg
+                    },
+                    bytes,
+                }
+            }),
         (1u32..8, 1u32..8, 0usize..3).prop_flat_map(|(w, h, l)| {
             let layout = [PixelLayout::Rgb8, PixelLayout::Bgr8, PixelLayout::Gray8][l];
-            proptest::collection::vec(any::<u8>(), (w * h) as usize * layout.channels())
-                .prop_map(move |data| Payload::Raw(RawImage { width: w, height: h, layout, data }))
+            proptest::collection::vec(any::<u8>(), (w * h) as usize * layout.channels()).prop_map(
+                move |data| {
+                    Payload::Raw(RawImage {
+                        width: w,
+                        height: h,
+                        layout,
+                        data,
+                    })
+                },
+            )
         }),
         proptest::collection::vec(("[a-z_]{1,10}", value()), 0..8).prop_map(|fields| {
             Payload::Record(Record {
-                fields: fields.into_iter().map(|(name, value)| Field { name, value }).collect(),
+                fields: fields
+                    .into_iter()
+                    .map(|(name, value)| Field { name, value })
+                    .collect(),
             })
         }),
     ]

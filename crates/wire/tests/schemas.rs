@@ -15,7 +15,11 @@ fn input() -> InputRef {
 }
 
 fn model() -> ModelRef {
-    ModelRef { name: "camera-person".into(), version: "1".into(), sha256: "ab".repeat(32) }
+    ModelRef {
+        name: "camera-person".into(),
+        version: "1".into(),
+        sha256: "ab".repeat(32),
+    }
 }
 
 fn prediction() -> Prediction {
@@ -28,10 +32,22 @@ fn prediction() -> Prediction {
         label: "person".into(),
         score: 0.9,
         top: vec![
-            Score { label: "person".into(), index: 1, score: 0.9 },
-            Score { label: "empty".into(), index: 0, score: 0.1 },
+            Score {
+                label: "person".into(),
+                index: 1,
+                score: 0.9,
+            },
+            Score {
+                label: "empty".into(),
+                index: 0,
+                score: 0.1,
+            },
         ],
-        timings: Timings { inference_us: 120, capture_to_output_us: None, ..Timings::default() },
+        timings: Timings {
+            inference_us: 120,
+            capture_to_output_us: None,
+            ..Timings::default()
+        },
         worker: "w-1".into(),
         produced_at_us: 1_700_000_000_100_000,
     }
@@ -61,14 +77,24 @@ fn alert_validates_and_round_trips() {
         prediction_id: p.id.clone(),
         input: p.input.clone(),
         model: p.model.clone(),
-        rule: AlertRule { name: "person".into(), label: "person".into(), threshold: 0.5 },
+        rule: AlertRule {
+            name: "person".into(),
+            label: "person".into(),
+            threshold: 0.5,
+        },
         label: "person".into(),
         score: 0.9,
         worker: "w-1".into(),
         raised_at_us: 1,
     };
     let json = serde_json::to_value(&alert).unwrap();
-    assert!(v.is_valid(&json), "{:?}", v.iter_errors(&json).map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(
+        v.is_valid(&json),
+        "{:?}",
+        v.iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(serde_json::from_value::<Alert>(json).unwrap(), alert);
 }
 

@@ -45,7 +45,9 @@ impl Job {
 
     /// The key as text, if it is UTF-8.
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// Coordinates of this input, enriched from the envelope when it decoded.

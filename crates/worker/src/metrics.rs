@@ -26,7 +26,11 @@ pub fn describe() {
     describe_counter!(INPUTS, "Input messages consumed");
     describe_counter!(OUTPUTS, "Outputs published, by kind and outcome");
     describe_counter!(DLQ, "Inputs sent to the dead-letter topic, by reason");
-    describe_histogram!(INFERENCE_SECONDS, Unit::Seconds, "Model inference time per input");
+    describe_histogram!(
+        INFERENCE_SECONDS,
+        Unit::Seconds,
+        "Model inference time per input"
+    );
     describe_histogram!(
         PROCESSING_SECONDS,
         Unit::Seconds,

@@ -228,9 +228,7 @@ impl Publisher {
                 key: h::CAPTURE_TIME_US,
                 value: Some(&capture),
             });
-        let result = self
-            .deliver(topic, job.key.as_deref(), json, headers)
-            .await;
+        let result = self.deliver(topic, job.key.as_deref(), json, headers).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(m::OUTPUTS, "kind" => kind, "outcome" => outcome).increment(1);
         if result.is_ok() {

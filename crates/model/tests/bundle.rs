@@ -1,0 +1,203 @@
+//! Bundle loading and inference on the bundled camera model: checks that say what is wrong,
+//! agreement with onnxruntime (reference values computed by `models/make_camera_model.py`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use argus_model::{Classifier, ModelError};
+use argus_wire::{ImageFormat, Payload, PixelLayout, RawImage};
+use std::path::{Path, PathBuf};
+
+fn bundle_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person")
+}
+
+fn copy_bundle(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["manifest.toml", "model.onnx"] {
+        std::fs::copy(bundle_dir().join(f), to.join(f)).unwrap();
+    }
+}
+
+fn edit_manifest(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "manifest has no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn load_err(dir: &Path) -> String {
+    Classifier::load(dir)
+        .expect_err("load must fail")
+        .to_string()
+}
+
+#[test]
+fn bundled_model_loads_and_cites_its_hash() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    assert_eq!(c.labels(), ["empty", "person"]);
+    assert_eq!(c.model_ref().sha256, c.manifest().model.sha256);
+    assert_eq!(c.model_ref().name, "camera-person");
+}
+
+#[test]
+fn broken_bundles_fail_with_a_message_that_says_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    let missing = tmp.path().join("missing");
+    assert!(load_err(&missing).contains("cannot read manifest"));
+
+    let d = tmp.path().join("hash");
+    copy_bundle(&d);
+    std::fs::write(d.join("model.onnx"), b"garbage").unwrap();
+    let e = Classifier::load(&d).unwrap_err();
+    assert!(matches!(e, ModelError::HashMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("sha256"));
+
+    let d = tmp.path().join("labels");
+    copy_bundle(&d);
+    edit_manifest(
+        &d,
+        r#"labels = ["empty", "person"]"#,
+        r#"labels = ["empty", "person", "dog"]"#,
+    );
+    let e = load_err(&d);
+    assert!(e.contains("3 labels"), "{e}");
+
+    let d = tmp.path().join("shape");
+    copy_bundle(&d);
+    edit_manifest(&d, "shape = [1, 3, 32, 32]", "shape = [1, 3, 64, 64]");
+    let e = load_err(&d);
+    assert!(e.contains("model file") || e.contains("shape"), "{e}");
+
+    let d = tmp.path().join("name");
+    copy_bundle(&d);
+    edit_manifest(&d, r#"name = "image""#, r#"name = "pixels""#);
+    let e = load_err(&d);
+    assert!(e.contains("\"image\"") && e.contains("\"pixels\""), "{e}");
+
+    let d = tmp.path().join("unknown-key");
+    copy_bundle(&d);
+    edit_manifest(
+        &d,
+        "task = \"classify\"",
+        "task = \"classify\"\ncolour = \"blue\"",
+    );
+    let e = load_err(&d);
+    assert!(e.contains("colour"), "{e}");
+
+    let d = tmp.path().join("std");
+    copy_bundle(&d);
+    edit_manifest(&d, "std = [0.25, 0.25, 0.25]", "std = [0.25, 0.0, 0.25]");
+    assert!(load_err(&d).contains("preprocess.std"));
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    tolerance: f32,
+    frames: Vec<RefFrame>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefFrame {
+    file: String,
+    person: bool,
+    p_person: f32,
+}
+
+/// Frames preprocessed by Pillow and scored by onnxruntime vs ours (image-crate resize and
+/// tract): resize filters differ slightly, so the tolerance is the fixture's.
+#[test]
+fn agrees_with_onnxruntime_on_reference_frames() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    let dir = bundle_dir().join("fixtures");
+    let r: Reference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    assert!(!r.frames.is_empty());
+    for f in &r.frames {
+        let bytes = std::fs::read(dir.join(&f.file)).unwrap();
+        let out = c
+            .classify(&Payload::Encoded {
+                format: ImageFormat::Jpeg,
+                bytes,
+            })
+            .unwrap();
+        let p = out.probability(1);
+        assert!(
+            (p - f.p_person).abs() <= r.tolerance,
+            "{}: ours {p} vs onnxruntime {}",
+            f.file,
+            f.p_person
+        );
+        assert_eq!(p >= 0.5, f.person, "{}: class", f.file);
+        let sum: f32 = out.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn raw_payloads_and_bad_payloads() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    // Raw BGR equals the same pixels as RGB with channels swapped.
+    let (w, h) = (40u32, 30u32);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let bgr: Vec<u8> = rgb
+        .chunks_exact(3)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    let a = c
+        .classify(&Payload::Raw(RawImage {
+            width: w,
+            height: h,
+            layout: PixelLayout::Rgb8,
+            data: rgb,
+        }))
+        .unwrap();
+    let b = c
+        .classify(&Payload::Raw(RawImage {
+            width: w,
+            height: h,
+            layout: PixelLayout::Bgr8,
+            data: bgr,
+        }))
+        .unwrap();
+    assert_eq!(a.probabilities, b.probabilities);
+
+    let short = Payload::Raw(RawImage {
+        width: w,
+        height: h,
+        layout: PixelLayout::Rgb8,
+        data: vec![0; 10],
+    });
+    let e = c.classify(&short).unwrap_err();
+    assert_eq!(e.failure_kind(), argus_wire::FailureKind::Shape, "{e}");
+    let zero = Payload::Raw(RawImage {
+        width: 0,
+        height: 5,
+        layout: PixelLayout::Gray8,
+        data: vec![],
+    });
+    assert_eq!(
+        c.classify(&zero).unwrap_err().failure_kind(),
+        argus_wire::FailureKind::Shape
+    );
+    let record = Payload::Record(argus_wire::Record::default());
+    assert_eq!(
+        c.classify(&record).unwrap_err().failure_kind(),
+        argus_wire::FailureKind::Shape
+    );
+    let jpeg = Payload::Encoded {
+        format: ImageFormat::Jpeg,
+        bytes: vec![0xFF, 0xD8, 0, 1, 2],
+    };
+    assert_eq!(
+        c.classify(&jpeg).unwrap_err().failure_kind(),
+        argus_wire::FailureKind::Decode
+    );
+    let png = Payload::Encoded {
+        format: ImageFormat::Png,
+        bytes: b"\x89PNG\r\n\x1a\n".to_vec(),
+    };
+    assert_eq!(
+        c.classify(&png).unwrap_err().failure_kind(),
+        argus_wire::FailureKind::Decode
+    );
+}
