@@ -229,3 +229,113 @@ async fn bad_inputs_go_to_the_dlq() {
         Some("argus.envelope/v1")
     );
 }
+
+/// The producer refuses frames over the message size limit with an error naming the limit,
+/// and the folder source sends each file once, or loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_size_limit_and_folder_source() {
+    use argus_producer::{DirSource, ProduceConfig, Source, SyntheticSource};
+    use tokio_util::sync::CancellationToken;
+    let topic = unique("frames");
+    create_topics(&[(&topic, 2)]).await;
+    let producer = settings().producer("test").unwrap();
+
+    let source = SyntheticSource {
+        seed: 1,
+        cameras: 2,
+        fps: 1e6,
+        width: 320,
+        height: 240,
+        jpeg_quality: 90,
+    };
+    let mut config = ProduceConfig::new(&topic);
+    config.count = Some(4);
+    config.max_message_bytes = 2_000;
+    let s = argus_producer::run(
+        Source::Synthetic(source),
+        config,
+        producer.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.sent, s.refused), (0, 4), "{s}");
+    let e = argus_producer::ProduceError::Oversize {
+        key: "cam-0".into(),
+        bytes: 5000,
+        limit: 2000,
+    }
+    .to_string();
+    assert!(
+        e.contains("2000 bytes") && e.contains("message.max.bytes"),
+        "{e}"
+    );
+
+    let folder = repo_root().join("models/camera-person/fixtures");
+    let files = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "jpg")
+        })
+        .count() as u64;
+    let dir = |looped| {
+        Source::Dir(DirSource {
+            path: folder.clone(),
+            camera: "cam-dir".into(),
+            fps: 1e6,
+            looped,
+        })
+    };
+    let once = argus_producer::run(
+        dir(false),
+        ProduceConfig::new(&topic),
+        producer.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(once.sent, files);
+    let mut config = ProduceConfig::new(&topic);
+    config.count = Some(files + 3);
+    let looped = argus_producer::run(dir(true), config, producer, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(looped.sent, files + 3);
+    let msgs = read_until(&topic, Duration::from_secs(30), |m| {
+        m.len() as u64 >= 2 * files + 3
+    });
+    assert_eq!(msgs.len() as u64, 2 * files + 3);
+    let first = msgs
+        .iter()
+        .find(|m| decode_envelope(m.payload().unwrap()).unwrap().sequence == 0)
+        .unwrap();
+    let env = decode_envelope(first.payload().unwrap()).unwrap();
+    assert_eq!(env.source_id, "cam-dir");
+    assert_eq!(first.key(), Some(&b"cam-dir"[..]));
+    assert_eq!(
+        header(first, h::CONTENT_TYPE).as_deref(),
+        Some("image/jpeg")
+    );
+    assert_eq!(
+        header(first, h::SCHEMA).as_deref(),
+        Some("argus.envelope/v1")
+    );
+    let argus_wire::Payload::Encoded { bytes, .. } = env.payload else {
+        panic!("encoded payload")
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        bytes,
+        std::fs::read(&names[0]).unwrap(),
+        "file bytes passed through untouched"
+    );
+}

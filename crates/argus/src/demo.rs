@@ -130,6 +130,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let group = format!("argus-demo-{run_id}");
     let mut worker_tasks = Vec::new();
     let mut all_stats = Vec::new();
+    let mut assignments = Vec::new();
     for w in 0..args.workers {
         let id = format!("demo-worker-{w}");
         let mut config = worker_config(
@@ -146,6 +147,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         let producer = settings
             .producer(&id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
+        assignments.push(consumer.context().assignment());
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
         worker_tasks.push(tokio::spawn(argus_worker::run(
@@ -164,6 +166,18 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             all_stats.clone(),
             server_stop.clone(),
         ));
+    }
+
+    // Start producing once the group has settled, so the first frames do not wait out the
+    // join (about 3 s) and the latency figures describe the steady state.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(20) && !stop.is_cancelled() {
+        let owned: Vec<usize> = assignments.iter().map(|a| a.borrow().len()).collect();
+        let everyone = owned.iter().all(|&n| n > 0) || args.workers > 8;
+        if owned.iter().sum::<usize>() == 8 && everyone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Producer.

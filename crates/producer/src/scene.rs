@@ -395,7 +395,7 @@ impl CameraLook {
         let mut furniture = Vec::with_capacity(n_furniture as usize);
         for _ in 0..n_furniture {
             let kind = match rng.random_range(0..10u32) {
-                0..=6 => FurnitureKind::Floor,
+                0..=6 => FurnitureKind::Wall,
                 _ => FurnitureKind::Wall,
             };
             // Some furniture deliberately borrows person-like colours.
@@ -408,11 +408,21 @@ impl CameraLook {
                     let c = pick(&mut rng, &TROUSERS);
                     jitter(&mut rng, c, 15.0)
                 }
-                _ => muted_colour(&mut rng, 15.0, 245.0, 25.0),
+                _ => {
+                    // Mostly low-contrast: a lighter or darker shade of the
+                    // surface the object sits on.
+                    let surface = match kind {
+                        FurnitureKind::Wall => upper_bottom,
+                        _ => lower_top,
+                    };
+                    let k = uniform(&mut rng, 0.6, 1.4);
+                    jitter(&mut rng, scale(surface, k), 12.0)
+                }
             };
-            let trim = rng
-                .random_bool(0.4)
-                .then(|| muted_colour(&mut rng, 15.0, 245.0, 25.0));
+            let trim = rng.random_bool(0.4).then(|| {
+                let k = uniform(&mut rng, 0.6, 1.4);
+                jitter(&mut rng, scale(colour, k), 12.0)
+            });
             let (w, h, anchor) = match kind {
                 FurnitureKind::Floor => (
                     uniform(&mut rng, 0.15, 0.4),

@@ -9,6 +9,8 @@ use bincode::{Decode, Encode};
 
 /// Version of the envelope layout written by this build (first two bytes, `u16` LE).
 pub const SCHEMA_VERSION: u16 = 1;
+/// Largest value of the first two bytes still read as a (future) schema version.
+pub const MAX_PLAUSIBLE_VERSION: u16 = 255;
 /// Value of the `argus-schema` header on input messages.
 pub const ENVELOPE_SCHEMA: &str = "argus.envelope/v1";
 /// Upper bound on what the decoder will allocate for one envelope; protects workers from
@@ -149,6 +151,9 @@ pub enum WireError {
     /// A version this build cannot read.
     #[error("envelope schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
     UnsupportedVersion { found: u16 },
+    /// The first two bytes are no plausible version: not an envelope at all.
+    #[error("not an Argus envelope: first two bytes {found:#06x} are not a schema version")]
+    NotAnEnvelope { found: u16 },
     /// The bytes do not follow the layout.
     #[error("envelope does not decode: {source}")]
     Decode {
@@ -179,7 +184,12 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
         _ => return Err(WireError::TooShort { len: bytes.len() }),
     };
     if version != SCHEMA_VERSION {
-        return Err(WireError::UnsupportedVersion { found: version });
+        // Versions are small integers; anything else is garbage rather than a newer writer.
+        return Err(if (1..=MAX_PLAUSIBLE_VERSION).contains(&version) {
+            WireError::UnsupportedVersion { found: version }
+        } else {
+            WireError::NotAnEnvelope { found: version }
+        });
     }
     let (envelope, used): (Envelope, usize) = bincode::decode_from_slice(bytes, config())
         .map_err(|source| WireError::Decode { source })?;

@@ -131,6 +131,10 @@ fn hostile_inputs_are_errors_not_panics() {
         decode_envelope(&[2, 0, 0, 0]),
         Err(WireError::UnsupportedVersion { found: 2 })
     ));
+    assert!(matches!(
+        decode_envelope(b"junk"),
+        Err(WireError::NotAnEnvelope { found: 0x756a })
+    ));
     // A string length prefix claiming 2^60 bytes must not allocate.
     let mut huge = vec![1, 0];
     huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
