@@ -61,6 +61,20 @@ fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i3
     .collect()
 }
 
+/// Plain HTTP/1.0 GET on loopback; returns (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
@@ -99,6 +113,21 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
         seen.len()
     );
     assert!(seen.len() < N as usize, "SIGTERM comes mid-stream");
+    let (status, _) = http_get(19181, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    let (status, metrics) = http_get(19181, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    for name in [
+        "argus_worker_inputs_total",
+        "argus_worker_outputs_total",
+        "argus_worker_inference_seconds_bucket",
+        "argus_worker_end_to_end_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
     let status = Command::new("kill")
         .args(["-TERM", &a.id().to_string()])
         .status()
