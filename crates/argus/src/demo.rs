@@ -55,7 +55,7 @@ fn camera_index(source_id: Option<&str>) -> Option<u32> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
-    if args.cameras == 0 || args.workers == 0 || !(args.fps > 0.0) {
+    if args.cameras == 0 || args.workers == 0 || !args.fps.is_finite() || args.fps <= 0.0 {
         return Err(CliError::Usage(
             "--cameras, --workers and --fps must be positive".into(),
         ));

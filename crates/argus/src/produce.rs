@@ -6,7 +6,7 @@ use argus_producer::{DirSource, ProduceConfig, Source, SyntheticSource};
 pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
     let source = match &args.source {
         SourceArgs::Synthetic(s) => {
-            if s.cameras == 0 || s.width < 32 || s.height < 32 || !(s.fps > 0.0) {
+            if s.cameras == 0 || s.width < 32 || s.height < 32 || !s.fps.is_finite() || s.fps <= 0.0 {
                 return Err(CliError::Usage(
                     "synthetic source needs --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
                         .into(),
@@ -29,7 +29,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
                 looped: d.looped,
             };
             src.files().map_err(CliError::Usage)?;
-            if !(d.fps > 0.0) {
+            if !d.fps.is_finite() || d.fps <= 0.0 {
                 return Err(CliError::Usage("--fps must be > 0".into()));
             }
             Source::Dir(src)
