@@ -56,6 +56,14 @@ impl GroupContext {
             if add {
                 current.insert(tp);
             } else {
+                // The new owner reports this partition's lag now; a stale value here
+                // would be counted twice when lag is summed across the fleet.
+                metrics::gauge!(
+                    "argus_kafka_consumer_lag_records",
+                    "topic" => tp.0.clone(),
+                    "partition" => tp.1.to_string()
+                )
+                .set(0.0);
                 current.remove(&tp);
             }
         }
@@ -63,7 +71,26 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka statistics (every `statistics.interval.ms`): per-partition consumer lag,
+    /// the first signal an operator or an autoscaler reads.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" bucket; lag -1 = unknown.
+                if *partition < 0 || p.consumer_lag < 0 || p.fetch_state == "none" {
+                    continue;
+                }
+                metrics::gauge!(
+                    "argus_kafka_consumer_lag_records",
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string()
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

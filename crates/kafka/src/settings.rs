@@ -59,7 +59,9 @@ impl KafkaSettings {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Feeds GroupContext::stats (consumer lag gauges).
+            .set("statistics.interval.ms", "5000");
         for (k, v) in &self.consumer_options {
             c.set(k, v);
         }
