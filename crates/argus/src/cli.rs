@@ -40,6 +40,31 @@ pub struct KafkaArgs {
     pub kafka_option: Vec<(String, String)>,
 }
 
+impl SyntheticArgs {
+    /// The producer's source, or a usage error.
+    pub fn source(&self) -> Result<argus_producer::SyntheticSource, String> {
+        if self.cameras == 0
+            || self.width < 32
+            || self.height < 32
+            || !self.fps.is_finite()
+            || self.fps <= 0.0
+        {
+            return Err(
+                "synthetic cameras need --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
+                    .into(),
+            );
+        }
+        Ok(argus_producer::SyntheticSource {
+            seed: self.seed,
+            cameras: self.cameras,
+            fps: self.fps,
+            width: self.width,
+            height: self.height,
+            jpeg_quality: self.jpeg_quality,
+        })
+    }
+}
+
 impl KafkaArgs {
     pub fn settings(&self) -> argus_kafka::KafkaSettings {
         let mut s = argus_kafka::KafkaSettings::new(&self.brokers);
@@ -204,6 +229,7 @@ pub enum SourceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SyntheticArgs {
+    /// Number of cameras.
     #[arg(long, default_value_t = 4)]
     pub cameras: u32,
     /// Frames per second per camera.
@@ -213,6 +239,7 @@ pub struct SyntheticArgs {
     pub width: u32,
     #[arg(long, default_value_t = 480)]
     pub height: u32,
+    /// Scenes are deterministic from this seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -242,19 +269,11 @@ pub struct DemoArgs {
     /// How long to run (then drain and print the summary); Ctrl-C stops earlier.
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     pub duration: Duration,
-    #[arg(long, default_value_t = 4)]
-    pub cameras: u32,
-    /// Frames per second per camera.
-    #[arg(long, default_value_t = 5.0)]
-    pub fps: f64,
-    #[arg(long, default_value_t = 640)]
-    pub width: u32,
-    #[arg(long, default_value_t = 480)]
-    pub height: u32,
+    /// The synthetic cameras.
+    #[command(flatten)]
+    pub cameras: SyntheticArgs,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     /// Serve /metrics and /healthz here while the demo runs.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,

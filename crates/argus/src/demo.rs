@@ -8,7 +8,7 @@ use crate::{shutdown, telemetry, CliError};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::Message;
 use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
-use argus_producer::{ProduceConfig, Source, SyntheticSource};
+use argus_producer::{ProduceConfig, Source};
 use argus_wire::{Alert, Prediction};
 use argus_worker::WorkerStats;
 use std::path::PathBuf;
@@ -55,10 +55,9 @@ fn camera_index(source_id: Option<&str>) -> Option<u32> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
-    if args.cameras == 0 || args.workers == 0 || !args.fps.is_finite() || args.fps <= 0.0 {
-        return Err(CliError::Usage(
-            "--cameras, --workers and --fps must be positive".into(),
-        ));
+    let source = args.cameras.source().map_err(CliError::Usage)?;
+    if args.workers == 0 {
+        return Err(CliError::Usage("--workers must be at least 1".into()));
     }
     let model = load_model(&resolve_model(&args.model.model))?;
     let run_id = format!("{:x}", std::process::id());
@@ -102,10 +101,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let stop = shutdown::on_signal();
     println!(
         "argus demo: {} cameras at {} fps ({}x{}), {} workers, model {} v{}, broker {}",
-        args.cameras,
-        args.fps,
-        args.width,
-        args.height,
+        source.cameras,
+        source.fps,
+        source.width,
+        source.height,
         args.workers,
         model.model_ref().name,
         model.model_ref().version,
@@ -181,14 +180,6 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
 
     // Producer.
-    let source = SyntheticSource {
-        seed: args.seed,
-        cameras: args.cameras,
-        fps: args.fps,
-        width: args.width,
-        height: args.height,
-        jpeg_quality: 85,
-    };
     let mut pconfig = ProduceConfig::new(&input);
     pconfig.duration = Some(args.duration);
     pconfig.progress_every = Duration::from_secs(3600);
@@ -290,7 +281,7 @@ fn observe(
         if let (Some(cam), Some(seq)) =
             (camera_index(p.input.source_id.as_deref()), p.input.sequence)
         {
-            let truth = argus_producer::scene::has_person(args.seed, cam, seq);
+            let truth = argus_producer::scene::has_person(args.cameras.seed, cam, seq);
             match (alerted, truth) {
                 (true, true) => tally.true_pos += 1,
                 (true, false) => tally.false_pos += 1,

@@ -1,26 +1,11 @@
 //! `argus produce`: sources to a topic.
 use crate::cli::{ProduceArgs, SourceArgs};
 use crate::{shutdown, CliError};
-use argus_producer::{DirSource, ProduceConfig, Source, SyntheticSource};
+use argus_producer::{DirSource, ProduceConfig, Source};
 
 pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
     let source = match &args.source {
-        SourceArgs::Synthetic(s) => {
-            if s.cameras == 0 || s.width < 32 || s.height < 32 || !s.fps.is_finite() || s.fps <= 0.0 {
-                return Err(CliError::Usage(
-                    "synthetic source needs --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
-                        .into(),
-                ));
-            }
-            Source::Synthetic(SyntheticSource {
-                seed: s.seed,
-                cameras: s.cameras,
-                fps: s.fps,
-                width: s.width,
-                height: s.height,
-                jpeg_quality: s.jpeg_quality,
-            })
-        }
+        SourceArgs::Synthetic(s) => Source::Synthetic(s.source().map_err(CliError::Usage)?),
         SourceArgs::Dir(d) => {
             let src = DirSource {
                 path: d.path.clone(),
