@@ -320,10 +320,8 @@ impl Canvas {
 
 #[derive(Debug, Clone, Copy)]
 enum FurnitureKind {
-    /// Box, table or cabinet standing on the floor.
+    /// Sofa, desk or cabinet standing on the floor against the back wall.
     Floor,
-    /// Tall narrow door / pole / shelf standing on the floor.
-    Tall,
     /// Window or picture on the wall.
     Wall,
 }
@@ -391,12 +389,20 @@ impl CameraLook {
         let baseboard =
             (!outdoor && rng.random_bool(0.6)).then(|| muted_colour(&mut rng, 20.0, 240.0, 15.0));
 
-        let n_furniture = rng.random_range(0..=2u32);
-        let mut furniture = Vec::with_capacity(n_furniture as usize);
-        for _ in 0..n_furniture {
-            let kind = match rng.random_range(0..10u32) {
-                0..=6 => FurnitureKind::Wall,
-                _ => FurnitureKind::Wall,
+        // Indoors: wall items (windows, pictures, shelves). Some cameras also
+        // see one object on the far floor (sofa, desk, cabinet; bench, car).
+        let n_wall = if outdoor {
+            0
+        } else {
+            rng.random_range(0..=3u32)
+        };
+        let n_floor = u32::from(rng.random_bool(0.4));
+        let mut furniture = Vec::with_capacity((n_wall + n_floor) as usize);
+        for i in 0..n_wall + n_floor {
+            let kind = if i < n_wall {
+                FurnitureKind::Wall
+            } else {
+                FurnitureKind::Floor
             };
             // Some furniture deliberately borrows person-like colours.
             let colour = match rng.random_range(0..10u32) {
@@ -408,15 +414,15 @@ impl CameraLook {
                     let c = pick(&mut rng, &TROUSERS);
                     jitter(&mut rng, c, 15.0)
                 }
+                2 => random_colour(&mut rng, 20.0, 240.0),
                 _ => {
-                    // Mostly low-contrast: a lighter or darker shade of the
-                    // surface the object sits on.
+                    // Mostly a lighter or darker shade of the surface behind.
                     let surface = match kind {
                         FurnitureKind::Wall => upper_bottom,
-                        _ => lower_top,
+                        FurnitureKind::Floor => lower_top,
                     };
-                    let k = uniform(&mut rng, 0.6, 1.4);
-                    jitter(&mut rng, scale(surface, k), 12.0)
+                    let k = uniform(&mut rng, 0.5, 1.5);
+                    jitter(&mut rng, scale(surface, k), 15.0)
                 }
             };
             let trim = rng.random_bool(0.4).then(|| {
@@ -425,14 +431,9 @@ impl CameraLook {
             });
             let (w, h, anchor) = match kind {
                 FurnitureKind::Floor => (
-                    uniform(&mut rng, 0.15, 0.4),
-                    uniform(&mut rng, 0.06, 0.2),
-                    uniform(&mut rng, horizon + 0.02, 1.02),
-                ),
-                FurnitureKind::Tall => (
-                    uniform(&mut rng, 0.03, 0.12),
-                    uniform(&mut rng, 0.3, 0.65),
-                    uniform(&mut rng, horizon + 0.01, horizon + 0.12),
+                    uniform(&mut rng, 0.15, 0.45),
+                    uniform(&mut rng, 0.06, 0.22),
+                    uniform(&mut rng, horizon + 0.01, horizon + 0.08),
                 ),
                 FurnitureKind::Wall => (
                     uniform(&mut rng, 0.06, 0.3),
@@ -505,7 +506,7 @@ impl CameraLook {
             let x0 = (f.cx - f.w / 2.0) * w;
             let x1 = (f.cx + f.w / 2.0) * w;
             let (y0, y1) = match f.kind {
-                FurnitureKind::Floor | FurnitureKind::Tall => ((f.anchor - f.h) * h, f.anchor * h),
+                FurnitureKind::Floor => ((f.anchor - f.h) * h, f.anchor * h),
                 FurnitureKind::Wall => (f.anchor * h, (f.anchor + f.h) * h),
             };
             canvas.rect(x0, y0, x1, y1, scale(f.colour, k));
