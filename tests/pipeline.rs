@@ -178,6 +178,28 @@ async fn bad_inputs_go_to_the_dlq() {
     produce_raw(&topics.input, "cam-jpeg", &bad_jpeg, &[]).await;
     let oversize = vec![1u8; 50_000];
     produce_raw(&topics.input, "cam-big", &oversize, &[]).await;
+    // A valid frame whose 600 KB key would make its prediction exceed the message size
+    // limit: it must go to the DLQ rather than block the partition's offsets.
+    let small = |source_id: &str, capture_time_us: i64| {
+        argus_wire::encode_envelope(&argus_wire::Envelope {
+            schema_version: 1,
+            source_id: source_id.into(),
+            sequence: 0,
+            capture_time_us,
+            payload: argus_wire::Payload::Raw(argus_wire::RawImage {
+                width: 4,
+                height: 4,
+                layout: argus_wire::PixelLayout::Gray8,
+                data: vec![7; 16],
+            }),
+        })
+        .unwrap()
+    };
+    let huge_key = format!("cam-huge-{}", "k".repeat(600_000));
+    let huge_key_frame = small("cam-huge", 0);
+    produce_raw(&topics.input, &huge_key, &huge_key_frame, &[]).await;
+    // Hostile capture time: predicted, no overflow.
+    produce_raw(&topics.input, "cam-min", &small("cam-min", i64::MIN), &[]).await;
     produce_synthetic(&topics.input, 10, 2, 4, (160, 120), None).await;
 
     let dlq = read_until(&topics.dlq, Duration::from_secs(60), |m| m.len() >= 4);

@@ -22,9 +22,31 @@ struct Tally {
     alerts: u64,
     dlq: u64,
     latencies_ms: Vec<f64>,
-    true_pos: u64,
-    false_pos: u64,
-    false_neg: u64,
+    /// Ground truth (person in the scene) per prediction id.
+    truth: std::collections::HashMap<String, bool>,
+    /// Prediction ids that raised at least one alert.
+    alerted: std::collections::HashSet<String>,
+}
+
+impl Tally {
+    /// (precision, recall) of alerts against the scenes' ground truth.
+    fn precision_recall(&self) -> (f64, f64) {
+        let tp = self
+            .alerted
+            .iter()
+            .filter(|id| self.truth.get(*id) == Some(&true))
+            .count();
+        let alerts = self
+            .alerted
+            .iter()
+            .filter(|id| self.truth.contains_key(*id))
+            .count();
+        let positives = self.truth.values().filter(|t| **t).count();
+        (
+            tp as f64 / alerts.max(1) as f64,
+            tp as f64 / positives.max(1) as f64,
+        )
+    }
 }
 
 fn resolve_model(path: &std::path::Path) -> PathBuf {
@@ -160,8 +182,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let server_stop = CancellationToken::new();
     if let Some(addr) = args.metrics_addr {
+        let listener = telemetry::bind(addr).await.map_err(CliError::Usage)?;
         tokio::spawn(telemetry::serve(
-            addr,
+            listener,
             all_stats.clone(),
             server_stop.clone(),
         ));
@@ -239,8 +262,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 
     tally.latencies_ms.sort_by(f64::total_cmp);
     let frames = sent.unwrap_or(0);
-    let precision = tally.true_pos as f64 / (tally.true_pos + tally.false_pos).max(1) as f64;
-    let recall = tally.true_pos as f64 / (tally.true_pos + tally.false_neg).max(1) as f64;
+    let (precision, recall) = tally.precision_recall();
     println!();
     println!(
         "summary: frames {} | predictions {} | alerts {} | DLQ {} | throughput {:.1} frames/s | latency p50 {:.1} ms p99 {:.1} ms (capture → prediction at subscriber) | alert precision {:.3} recall {:.3} vs scene ground truth",
@@ -273,21 +295,11 @@ fn observe(
         if let Some(c) = p.input.capture_time_us {
             tally.latencies_ms.push((now - c) as f64 / 1000.0);
         }
-        let alerted = args.model.alerts.iter().any(|r| {
-            p.top
-                .iter()
-                .any(|s| s.label == r.label && s.score >= r.threshold)
-        });
         if let (Some(cam), Some(seq)) =
             (camera_index(p.input.source_id.as_deref()), p.input.sequence)
         {
             let truth = argus_producer::scene::has_person(args.cameras.seed, cam, seq);
-            match (alerted, truth) {
-                (true, true) => tally.true_pos += 1,
-                (true, false) => tally.false_pos += 1,
-                (false, true) => tally.false_neg += 1,
-                (false, false) => {}
-            }
+            tally.truth.insert(p.id.clone(), truth);
         }
     } else if m.topic() == topics.alerts_topic {
         let Ok(a) = serde_json::from_slice::<Alert>(payload) else {

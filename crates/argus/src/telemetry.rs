@@ -47,11 +47,19 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until `shutdown`. `/healthz` is 200 while
+/// Binds the metrics address; failing here is a configuration error the caller reports
+/// before starting work.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen for metrics on {addr}: {e}; choose another --metrics-addr")
+    })
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`. `/healthz` is 200 while
 /// every worker has polled Kafka within the last 60 s (or has not started polling yet), 503
 /// otherwise.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     workers: Vec<Arc<WorkerStats>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -84,10 +92,9 @@ pub async fn serve(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics and /healthz");
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -78,10 +78,14 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Runtime(e.into()))?;
     }
+    let listener = telemetry::bind(args.metrics_addr)
+        .await
+        .map_err(CliError::Usage)?;
     let stats = Arc::new(WorkerStats::default());
-    let server_stop = shutdown.child_token();
+    // The endpoints stay up through the drain and stop when the worker has stopped.
+    let server_stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(telemetry::serve(
-        args.metrics_addr,
+        listener,
         vec![stats.clone()],
         server_stop.clone(),
     ));

@@ -55,6 +55,18 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// Errors that retrying the same record cannot fix.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -117,7 +129,8 @@ impl Publisher {
                 preprocess_us: t.preprocess_us,
                 inference_us: t.inference_us,
                 postprocess_us: t.postprocess_us,
-                capture_to_output_us: u64::try_from(now - c.envelope.capture_time_us).ok(),
+                capture_to_output_us: u64::try_from(now.saturating_sub(c.envelope.capture_time_us))
+                    .ok(),
             },
             worker: self.config.worker_id.clone(),
             produced_at_us: now,
@@ -190,13 +203,23 @@ impl Publisher {
                     )
                 }));
                 let (p, a) = tokio::join!(pred, alerts_f);
-                p.map_err(undelivered)?;
-                for r in a {
-                    r.map_err(undelivered)?;
+                match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
+                    Ok(_) => Ok(Finished::Predicted {
+                        alerts: a_json.len(),
+                    }),
+                    // An output that can never be delivered (e.g. a huge key copied into
+                    // it) must not block the partition: the input goes to the DLQ instead.
+                    // Outputs already acknowledged stay; their ids let readers match them.
+                    Err(e) if is_permanent(&e) => {
+                        let failure = Failure {
+                            kind: FailureKind::Oversize,
+                            detail: format!("outputs for this input cannot be published: {e}"),
+                        };
+                        self.dead_letter(job, &failure).await.map_err(undelivered)?;
+                        Ok(Finished::DeadLettered(failure.kind))
+                    }
+                    Err(e) => Err(undelivered(e)),
                 }
-                Ok(Finished::Predicted {
-                    alerts: a_json.len(),
-                })
             }
             Err(failure) => {
                 self.dead_letter(job, &failure).await.map_err(undelivered)?;
@@ -232,7 +255,7 @@ impl Publisher {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(m::OUTPUTS, "kind" => kind, "outcome" => outcome).increment(1);
         if result.is_ok() {
-            let age = (now_us() - capture_us).max(0) as f64 / 1e6;
+            let age = now_us().saturating_sub(capture_us).max(0) as f64 / 1e6;
             metrics::histogram!(m::END_TO_END_SECONDS, "kind" => kind).record(age);
         }
         result
@@ -242,7 +265,12 @@ impl Publisher {
         tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
         let make_headers = |value_dropped: bool| {
             let mut hs = OwnedHeaders::new();
-            for (k, v) in &job.headers {
+            // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
+            for (k, v) in job
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with("argus-dlq-"))
+            {
                 hs = hs.insert(Header {
                     key: k.as_str(),
                     value: Some(v.as_slice()),
@@ -336,15 +364,7 @@ impl Publisher {
             {
                 Ok(_) => return Ok(()),
                 Err((e, _)) => {
-                    let fatal = matches!(
-                        e,
-                        KafkaError::MessageProduction(
-                            RDKafkaErrorCode::MessageSizeTooLarge
-                                | RDKafkaErrorCode::InvalidMessageSize
-                                | RDKafkaErrorCode::TopicAuthorizationFailed
-                        )
-                    );
-                    if fatal || self.shutdown.is_cancelled() {
+                    if is_permanent(&e) || self.shutdown.is_cancelled() {
                         return Err(e);
                     }
                     tracing::warn!(topic, error = %e, backoff_ms = backoff.as_millis() as u64, "produce failed; retrying");

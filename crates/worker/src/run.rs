@@ -87,8 +87,11 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             _ = heartbeat.tick() => {
-                // The loop is alive and polling; `/healthz` reads this.
-                stats.last_poll_us.store(crate::publish::now_us().max(0) as u64, Ordering::Relaxed);
+                // Alive and able to poll (not saturated by undelivered work); `/healthz`
+                // reads this.
+                if in_flight.len() < config.max_in_flight {
+                    stats.last_poll_us.store(crate::publish::now_us().max(0) as u64, Ordering::Relaxed);
+                }
             }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                 finish(&consumer, done, &stats, &mut broken);
