@@ -62,10 +62,13 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             // Feeds GroupContext::stats (consumer lag gauges).
             .set("statistics.interval.ms", "5000");
+        self.apply_overrides(&mut c);
         for (k, v) in &self.consumer_options {
             c.set(k, v);
         }
-        self.apply_overrides(&mut c);
+        // The at-least-once rule depends on storing offsets ourselves; a pass-through
+        // option must not turn it into at-most-once.
+        c.set("enable.auto.offset.store", "false");
         c
     }
 
