@@ -56,6 +56,17 @@ async fn frames_to_predictions_and_alerts() {
     let by_input: BTreeMap<InputId, &Prediction> =
         predictions.iter().map(|p| (input_id(p), p)).collect();
     assert_eq!(by_input.len(), N, "every input has exactly one prediction");
+    // Outputs of one camera keep the camera's input order (inference runs 2 at a time).
+    let mut last_seq: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &predictions {
+        let (key, seq) = (p.input.key.clone().unwrap(), p.input.sequence.unwrap());
+        if let Some(prev) = last_seq.insert(key.clone(), seq) {
+            assert!(
+                seq > prev,
+                "{key}: prediction for sequence {seq} published after {prev}"
+            );
+        }
+    }
     let workers: BTreeSet<&str> = predictions.iter().map(|p| p.worker.as_str()).collect();
     assert!(
         workers.iter().all(|w| ["w1", "w2"].contains(w)),

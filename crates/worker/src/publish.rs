@@ -6,7 +6,7 @@ use crate::job::{Classified, Failure, Job};
 use crate::metrics as m;
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
-use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
 use argus_wire::{
@@ -15,6 +15,7 @@ use argus_wire::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// What happened to an input whose outputs were all acknowledged.
@@ -164,11 +165,23 @@ impl Publisher {
     }
 
     /// Publishes the outputs of one input and waits for every acknowledgement.
+    ///
+    /// Order: outputs are handed to the producer only after `after` fires (the previous
+    /// input of the same partition has handed over its outputs), and `then` is released
+    /// once this input's outputs are queued. With one idempotent producer this keeps the
+    /// outputs of one key in input order even though inference runs concurrently. (A
+    /// retried delivery can still overtake; that needs a broker outage to happen.)
     pub async fn publish(
         &self,
         job: &Job,
         result: Result<Classified, Failure>,
+        after: Option<oneshot::Receiver<()>>,
+        then: oneshot::Sender<()>,
     ) -> Result<Finished, Undelivered> {
+        if let Some(previous) = after {
+            // An error only means the previous job ended without publishing.
+            let _ = previous.await;
+        }
         let undelivered = |source| Undelivered {
             topic: job.topic.clone(),
             partition: job.partition,
@@ -184,7 +197,31 @@ impl Publisher {
                     .iter()
                     .map(|a| serde_json::to_vec(a).unwrap_or_default())
                     .collect();
-                let pred = self.deliver_json(
+                let pred_queued = self
+                    .enqueue_json(
+                        &self.config.predictions_topic,
+                        job,
+                        PREDICTION_SCHEMA,
+                        capture,
+                        &p_json,
+                    )
+                    .await;
+                let mut alerts_queued = Vec::with_capacity(a_json.len());
+                for json in &a_json {
+                    alerts_queued.push(
+                        self.enqueue_json(
+                            &self.config.alerts_topic,
+                            job,
+                            ALERT_SCHEMA,
+                            capture,
+                            json,
+                        )
+                        .await,
+                    );
+                }
+                drop(then);
+                let pred = self.confirm_json(
+                    pred_queued,
                     &self.config.predictions_topic,
                     job,
                     PREDICTION_SCHEMA,
@@ -192,16 +229,19 @@ impl Publisher {
                     &p_json,
                     "prediction",
                 );
-                let alerts_f = futures::future::join_all(a_json.iter().map(|json| {
-                    self.deliver_json(
-                        &self.config.alerts_topic,
-                        job,
-                        ALERT_SCHEMA,
-                        capture,
-                        json,
-                        "alert",
-                    )
-                }));
+                let alerts_f = futures::future::join_all(a_json.iter().zip(alerts_queued).map(
+                    |(json, queued)| {
+                        self.confirm_json(
+                            queued,
+                            &self.config.alerts_topic,
+                            job,
+                            ALERT_SCHEMA,
+                            capture,
+                            json,
+                            "alert",
+                        )
+                    },
+                ));
                 let (p, a) = tokio::join!(pred, alerts_f);
                 match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
                     Ok(_) => Ok(Finished::Predicted {
@@ -222,23 +262,16 @@ impl Publisher {
                 }
             }
             Err(failure) => {
+                drop(then);
                 self.dead_letter(job, &failure).await.map_err(undelivered)?;
                 Ok(Finished::DeadLettered(failure.kind))
             }
         }
     }
 
-    async fn deliver_json(
-        &self,
-        topic: &str,
-        job: &Job,
-        schema: &str,
-        capture_us: i64,
-        json: &[u8],
-        kind: &'static str,
-    ) -> Result<(), KafkaError> {
+    fn json_headers(schema: &str, capture_us: i64) -> OwnedHeaders {
         let capture = capture_us.to_string();
-        let headers = OwnedHeaders::new()
+        OwnedHeaders::new()
             .insert(Header {
                 key: h::SCHEMA,
                 value: Some(schema),
@@ -250,8 +283,69 @@ impl Publisher {
             .insert(Header {
                 key: h::CAPTURE_TIME_US,
                 value: Some(&capture),
-            });
-        let result = self.deliver(topic, job.key.as_deref(), json, headers).await;
+            })
+    }
+
+    /// Hands one JSON output to the producer (waiting while its queue is full).
+    async fn enqueue_json(
+        &self,
+        topic: &str,
+        job: &Job,
+        schema: &str,
+        capture_us: i64,
+        json: &[u8],
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let headers = Self::json_headers(schema, capture_us);
+        loop {
+            let mut record = FutureRecord::to(topic)
+                .payload(json)
+                .headers(headers.clone());
+            if let Some(k) = job.key.as_deref() {
+                record = record.key(k);
+            }
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for a queued output's acknowledgement; retries with backoff if it failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm_json(
+        &self,
+        queued: Result<DeliveryFuture, KafkaError>,
+        topic: &str,
+        job: &Job,
+        schema: &str,
+        capture_us: i64,
+        json: &[u8],
+        kind: &'static str,
+    ) -> Result<(), KafkaError> {
+        let first = match queued {
+            Ok(f) => match f.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(Some(e)),
+                Err(_canceled) => Err(None),
+            },
+            Err(e) => Err(Some(e)),
+        };
+        let result = match first {
+            Ok(()) => Ok(()),
+            Err(Some(e)) if is_permanent(&e) => Err(e),
+            Err(_) => {
+                self.deliver(
+                    topic,
+                    job.key.as_deref(),
+                    json,
+                    Self::json_headers(schema, capture_us),
+                )
+                .await
+            }
+        };
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(m::OUTPUTS, "kind" => kind, "outcome" => outcome).increment(1);
         if result.is_ok() {

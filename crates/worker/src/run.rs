@@ -8,7 +8,7 @@ use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
 use argus_kafka::GroupContext;
 use argus_model::Classifier;
 use futures::stream::{FuturesOrdered, StreamExt};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +78,8 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(config.inference_threads));
     let mut in_flight: FuturesOrdered<Tracked> = FuturesOrdered::new();
     let mut broken: HashSet<(String, i32)> = HashSet::new();
+    // Per input partition, the signal that the latest job has queued its outputs.
+    let mut gates: HashMap<(String, i32), tokio::sync::oneshot::Receiver<()>> = HashMap::new();
     tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, "worker started");
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
@@ -105,7 +107,9 @@ pub async fn run(
                         stats.consumed.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(m::INPUTS, "topic" => job.topic.clone()).increment(1);
                         let (topic, partition, offset) = (job.topic.clone(), job.partition, job.offset);
-                        let handle = tokio::spawn(process(job, model.clone(), publisher.clone(), permits.clone(), config.max_input_bytes));
+                        let (then, gate) = tokio::sync::oneshot::channel();
+                        let after = gates.insert((topic.clone(), partition), gate);
+                        let handle = tokio::spawn(process(job, model.clone(), publisher.clone(), permits.clone(), config.max_input_bytes, after, then));
                         in_flight.push_back(Box::pin(async move {
                             let outcome = match handle.await {
                                 Ok(r) => r.map_err(|e: Undelivered| e.to_string()),
@@ -163,6 +167,8 @@ async fn process(
     publisher: Publisher,
     permits: Arc<Semaphore>,
     max_input_bytes: usize,
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+    then: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Finished, Undelivered> {
     let result = {
         let _permit = permits.acquire_owned().await;
@@ -186,7 +192,7 @@ async fn process(
         let total = t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us;
         metrics::histogram!(m::PROCESSING_SECONDS).record(total as f64 / 1e6);
     }
-    publisher.publish(&job, result).await
+    publisher.publish(&job, result, after, then).await
 }
 
 fn finish(
