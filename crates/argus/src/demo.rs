@@ -306,6 +306,7 @@ fn observe(
             return;
         };
         tally.alerts += 1;
+        tally.alerted.insert(a.prediction_id.clone());
         if tally.alerts <= args.max_printed_alerts {
             println!(
                 "ALERT {:<6} seq {:>5}  {} {:.2}  ({})",
@@ -320,5 +321,29 @@ fn observe(
         }
     } else {
         tally.dlq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_and_recall_join_alerts_to_predictions() {
+        let mut t = Tally::default();
+        for (id, truth) in [
+            ("t/0/1", true),
+            ("t/0/2", false),
+            ("t/0/3", true),
+            ("t/0/4", false),
+        ] {
+            t.truth.insert(id.into(), truth);
+        }
+        // One true alert, one false alert, one missed person; an alert whose prediction
+        // was not seen does not count.
+        for id in ["t/0/1", "t/0/2", "t/9/9"] {
+            t.alerted.insert(id.into());
+        }
+        assert_eq!(t.precision_recall(), (0.5, 0.5));
     }
 }
