@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! cargo run --release -p argus-producer --example dump_scenes -- \
-//!     OUT_DIR COUNT [--seed S] [--cameras 4] [--width 640] [--height 480]
+//!     OUT_DIR COUNT [--seed S] [--cameras 4] [--width 640] [--height 480] [--first-camera 0]
 //! ```
 //!
-//! Frame `i` is `seq = i / cameras` of camera `c = i % cameras`, written as
-//! `cam{c}_{seq:06}.jpg` (JPEG quality 85, like the real producer).
+//! Frame `i` is `seq = i / cameras` of camera `c = first_camera + i % cameras`,
+//! written as `cam{c}_{seq:06}.jpg` (JPEG quality 85, like the real producer).
 //! `labels.csv` has the header `file,camera,seq,person` (person is 0 or 1).
 
 use std::error::Error;
@@ -21,7 +21,7 @@ use image::ExtendedColorType;
 
 const JPEG_QUALITY: u8 = 85;
 const USAGE: &str =
-    "usage: dump_scenes OUT_DIR COUNT [--seed S] [--cameras 4] [--width 640] [--height 480]";
+    "usage: dump_scenes OUT_DIR COUNT [--seed S] [--cameras 4] [--width 640] [--height 480] [--first-camera 0]";
 
 #[derive(Debug)]
 struct Args {
@@ -29,6 +29,7 @@ struct Args {
     count: u64,
     seed: u64,
     cameras: u32,
+    first_camera: u32,
     width: u32,
     height: u32,
 }
@@ -37,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut seed = 0u64;
     let mut cameras = 4u32;
+    let mut first_camera = 0u32;
     let mut width = 640u32;
     let mut height = 480u32;
     let mut it = std::env::args().skip(1);
@@ -52,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
             match flag {
                 "seed" => seed = value.parse().map_err(bad)?,
                 "cameras" => cameras = value.parse().map_err(bad)?,
+                "first-camera" => first_camera = value.parse().map_err(bad)?,
                 "width" => width = value.parse().map_err(bad)?,
                 "height" => height = value.parse().map_err(bad)?,
                 _ => return Err(format!("unknown flag --{flag}\n{USAGE}")),
@@ -69,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
     if cameras == 0 {
         return Err("--cameras must be at least 1".to_string());
     }
+    if first_camera.checked_add(cameras - 1).is_none() {
+        return Err("--first-camera + --cameras overflows u32".to_string());
+    }
     if width < 32 || height < 32 {
         return Err("--width and --height must be at least 32".to_string());
     }
@@ -77,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         count,
         seed,
         cameras,
+        first_camera,
         width,
         height,
     })
@@ -99,7 +106,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut persons = 0u64;
     let cameras = u64::from(args.cameras);
     for i in 0..args.count {
-        let camera = u32::try_from(i % cameras)?;
+        let camera = args.first_camera + u32::try_from(i % cameras)?;
         let seq = i / cameras;
 
         let t0 = Instant::now();

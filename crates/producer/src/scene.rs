@@ -1,18 +1,25 @@
 //! Deterministic synthetic security-camera scenes.
 //!
-//! Every camera has a fixed background derived from `(seed, camera)`: an
-//! indoor room (wall + floor) or an outdoor view (sky + ground), each with a
-//! vertical gradient, a few static "furniture" rectangles (boxes, cabinets,
-//! doors, poles, windows, pictures) and, for some cameras, a dim desaturated
-//! "night" look. Every frame adds a small lighting jitter and per-pixel
-//! noise, and with probability [`PERSON_RATE`] a stylised person (head,
-//! hair, torso, arms, legs) standing on the floor somewhere in the frame.
+//! Every camera has a fixed look derived from `(seed, camera)`: an indoor room
+//! (muted wall + floor, optional baseboard, up to three windows/pictures on
+//! the wall) or an outdoor view (sky + ground), each with vertical gradients;
+//! some cameras also see one object (sofa, desk, cabinet, bench) on the far
+//! floor, occasionally in person-like colours, and a quarter are "night"
+//! cameras: dark, desaturated and noisier, with IR-lit people showing up
+//! bright. Every frame adds a small lighting flicker, colour offset and
+//! per-pixel noise and, with probability [`PERSON_RATE`], a stylised person
+//! (head, hair, saturated shirt, arms, hands, trousers, two legs), 35–70 % of
+//! the frame height, standing on the floor anywhere across the frame.
 //!
 //! Everything is a pure function of `(seed, camera, seq, width, height)`:
 //! randomness comes from [`StdRng`] seeded by a splitmix64 mix of the inputs,
 //! pixel noise from an integer hash, and the only floating-point operations
 //! are IEEE-exact ones (`+ - * /`, comparisons, `floor`), so the same inputs
-//! give the same pixels on every platform.
+//! give the same pixels on every platform (for a given `rand` version, which
+//! `Cargo.lock` pins; `tests::pixels_are_pinned` notices any drift).
+//!
+//! The `models/camera-person` classifier is trained on exactly these scenes
+//! (`models/make_camera_model.py`): changing how they look means retraining it.
 
 use image::RgbImage;
 use rand::rngs::StdRng;
@@ -636,7 +643,7 @@ fn draw_person(canvas: &mut Canvas, rng: &mut StdRng, look: &CameraLook) -> Boun
     );
     let sleeve = if bare_arms { skin } else { shirt };
     let arm_bottom = torso_bottom + (torso_bottom - neck) * 0.1;
-    let gap_arm = (shoulder * 0.03).max(0.0);
+    let gap_arm = shoulder * 0.03;
     canvas.rect(
         cx - shoulder / 2.0 - arm - gap_arm,
         neck + r * 0.2,
@@ -802,5 +809,35 @@ mod tests {
         for &seed in &[0, u64::MAX] {
             let _ = render(seed, u32::MAX, u64::MAX, 32, 32);
         }
+    }
+
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    #[test]
+    fn pixels_are_pinned() {
+        // Same inputs must give the same pixels on every platform and build.
+        // If this fails after an intentional change to the scene design (or a
+        // `rand` upgrade), update the constants AND retrain the model with
+        // `python3 models/make_camera_model.py`: it was trained on these pixels.
+        let day = render(2024, 2, 17, 160, 120);
+        let other = render(7, 5, 3, 64, 48);
+        let got = (
+            fnv1a(day.image.as_raw()),
+            day.person,
+            fnv1a(other.image.as_raw()),
+            other.person,
+        );
+        let day_box = BoundingBox {
+            x: 65,
+            y: 26,
+            width: 32,
+            height: 59,
+        };
+        let want = (0x444b02003d3d2aa1, Some(day_box), 0x88a09f0d8d1b2b34, None);
+        assert_eq!(got, want, "scene pixels changed");
     }
 }
