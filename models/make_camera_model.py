@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the `camera-person` classifier bundle on Argus's synthetic camera scenes.
 
-Re-runnable and deterministic (fixed seeds throughout); ~10 minutes on 2 cores,
-~6 GB of RAM:
+Re-runnable and deterministic (fixed seeds throughout); ~6 minutes on 2 cores,
+~5 GB of RAM:
 
     pip install -r models/requirements.txt
     python3 models/make_camera_model.py            # plain MLP (default)
@@ -83,6 +83,7 @@ MODEL_SEED = 0
 HIDDEN = 64
 
 FIXTURE_PER_CLASS = 8
+MEMORY_GB = 5  # peak RSS of a run (measured ~5.0 GB), for the README
 FIXTURE_TOLERANCE = 0.05
 
 
@@ -175,7 +176,7 @@ def hflip(x: np.ndarray) -> np.ndarray:
 # --arch conv: random convolutional features, fixed random 5x5 filters, ReLU, global max and
 # mean pooling, then a trained MLP head. The pooling makes the features translation invariant
 # (a person anywhere in the frame excites the same filters). About as accurate as the plain
-# MLP on the current scenes (0.987 vs 0.984 on the 640x480 test set in our runs), ~10x smaller,
+# MLP on the current scenes (0.986 vs 0.985 on the 640x480 test set in our runs), ~10x smaller,
 # but ~25x more inference FLOPs; the plain MLP is the default, as specified.
 N_FILTERS = 96
 KERNEL = 5
@@ -455,8 +456,9 @@ over the test set).
 
 Why so many frames: a one-hidden-layer MLP on raw pixels has no translation
 invariance, so it must see people at every position over many backgrounds. With
-6000 frames from 300 cameras it reached only 0.57 test accuracy (it memorised the
-backgrounds); one camera per frame and ~100k frames bring it to ~0.98.
+6000 frames from 300 cameras (and an earlier, busier scene design) it reached only
+0.57 test accuracy: it memorised the backgrounds. One camera per frame and {N_TRAIN}
+frames bring it to the accuracy below.
 
 ## Metrics (test seed, unseen cameras, class "person" positive, threshold 0.5)
 
@@ -488,7 +490,7 @@ pip install -r models/requirements.txt
 python3 models/make_camera_model.py{flag}
 ```
 
-Takes ~10 minutes on 2 cores and ~6 GB of RAM. Deterministic: same seeds, same
+Takes ~6 minutes on 2 cores and ~{MEMORY_GB} GB of RAM. Deterministic: same seeds, same
 data, same weights on the same platform (the sha256 in `manifest.toml` is
 recomputed on every run; other BLAS builds may differ in the last bits).
 """
