@@ -4,7 +4,7 @@ use crate::source::{DirSource, Frame, Source, SyntheticSource};
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use argus_kafka::rdkafka::util::Timeout;
-use argus_wire::{encode_envelope, headers as h, ENVELOPE_SCHEMA};
+use argus_wire::{encode_envelope, headers as h, now_us, ENVELOPE_SCHEMA};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -95,13 +95,6 @@ pub enum ProduceError {
         bytes: usize,
         limit: usize,
     },
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Produces frames from `source` until it ends, `count`/`duration` is reached, or

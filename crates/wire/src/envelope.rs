@@ -171,6 +171,15 @@ pub enum WireError {
     },
 }
 
+/// Now, in the unit of every `*_us` time on the wire: microseconds since the Unix epoch
+/// (UTC). 0 if the clock is before 1970.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Encodes an envelope to its wire bytes.
 pub fn encode_envelope(envelope: &Envelope) -> Result<Vec<u8>, WireError> {
     bincode::encode_to_vec(envelope, config()).map_err(|source| WireError::Encode { source })

@@ -12,8 +12,8 @@ pub mod headers;
 pub mod output;
 
 pub use envelope::{
-    decode_envelope, encode_envelope, Envelope, Field, ImageFormat, Payload, PixelLayout, RawImage,
-    Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
+    decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,
+    RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
 };
 pub use headers::FailureKind;
 pub use output::{

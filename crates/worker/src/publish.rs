@@ -68,13 +68,8 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Wall-clock time in the wire's unit (re-exported for callers of this module).
+pub use argus_wire::now_us;
 
 impl Publisher {
     /// A publisher writing with `producer`. After `shutdown`, deliveries are no longer
