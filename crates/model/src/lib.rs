@@ -15,6 +15,6 @@ pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
 
-pub use classifier::{Classification, Classifier, StageTimings};
+pub use classifier::{Classification, Classifier, Prepared, StageTimings};
 pub use error::ModelError;
 pub use manifest::Manifest;

@@ -200,3 +200,47 @@ fn raw_payloads_and_bad_payloads() {
         argus_wire::FailureKind::Decode
     );
 }
+
+/// A batch of N gives each input the same answer as N single calls (plans of every size are
+/// built on demand from the same graph), and a wrongly sized tensor is refused.
+#[test]
+fn batches_of_any_size_agree_with_single_inputs() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    let dir = bundle_dir().join("fixtures");
+    let r: Reference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let prepared: Vec<_> = r
+        .frames
+        .iter()
+        .map(|f| {
+            c.prepare(&Payload::Encoded {
+                format: ImageFormat::Jpeg,
+                bytes: std::fs::read(dir.join(&f.file)).unwrap(),
+            })
+            .unwrap()
+        })
+        .collect();
+    let single: Vec<Vec<f32>> = prepared
+        .iter()
+        .map(|p| {
+            c.classify_batch(std::slice::from_ref(p)).unwrap()[0]
+                .probabilities
+                .clone()
+        })
+        .collect();
+    for n in [2, 3, 8] {
+        let batch: Vec<_> = prepared.iter().cycle().take(n).cloned().collect();
+        let out = c.classify_batch(&batch).unwrap();
+        assert_eq!(out.len(), n);
+        for (i, o) in out.iter().enumerate() {
+            let want = &single[i % single.len()];
+            for (a, b) in o.probabilities.iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "batch {n} input {i}: {a} vs {b}");
+            }
+        }
+    }
+    let short = vec![0f32; c.input_len() - 1];
+    let err = c.infer(&[short.as_slice()]).unwrap_err().to_string();
+    assert!(err.contains("3071 values"), "{err}");
+}
