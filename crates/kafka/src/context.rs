@@ -1,21 +1,45 @@
 //! Consumer context: logs and counts rebalances, commits stored offsets synchronously when
 //! partitions are revoked, and keeps the current assignment for callers that must wait
-//! for one (tests, the demo). Callbacks run on the polling thread and return quickly.
+//! for one (tests, the demo). Callbacks run on the polling thread.
+//!
+//! Every assignment of a partition gets a new *generation* number. Work started under one
+//! generation must not publish or store anything once the partition has been revoked, even
+//! if it comes back later: check [`GroupContext::owns`]. A revoke hook (set once by the
+//! worker) runs before the revoke commit, so it can finish or abandon the revoked
+//! partitions' in-flight work and store (or transactionally commit) what completed.
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::watch;
 
 /// Partitions currently assigned to this member, as (topic, partition).
 pub type Assignment = BTreeSet<(String, i32)>;
 
+/// Called on the polling thread when partitions are revoked, after they stopped being owned
+/// and before stored offsets are committed. It gets the revoked partitions, the consumer
+/// (to store offsets) and the group metadata (for transactional offset commits).
+pub type RevokeHook = Box<
+    dyn Fn(&[(String, i32)], &BaseConsumer<GroupContext>, Option<ConsumerGroupMetadata>)
+        + Send
+        + Sync,
+>;
+
 /// Context of every Argus group member.
 pub struct GroupContext {
     member: String,
     assignment: Mutex<Assignment>,
+    /// Generation of each owned partition.
+    owned: Mutex<HashMap<(String, i32), u64>>,
+    next_generation: AtomicU64,
+    revoke_hook: OnceLock<RevokeHook>,
+    /// Whether to commit stored offsets on revoke (off in transactional mode).
+    commit_on_revoke: std::sync::atomic::AtomicBool,
     tx: watch::Sender<Assignment>,
     rx: watch::Receiver<Assignment>,
     commit_failures: Arc<std::sync::atomic::AtomicU64>,
@@ -36,6 +60,10 @@ impl GroupContext {
         GroupContext {
             member: member.to_string(),
             assignment: Mutex::new(Assignment::new()),
+            owned: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+            revoke_hook: OnceLock::new(),
+            commit_on_revoke: std::sync::atomic::AtomicBool::new(true),
             tx,
             rx,
             commit_failures: Arc::default(),
@@ -45,6 +73,46 @@ impl GroupContext {
     /// Watches the assignment; changes after every rebalance.
     pub fn assignment(&self) -> watch::Receiver<Assignment> {
         self.rx.clone()
+    }
+
+    /// The generation of `topic`/`partition` if this member owns it now.
+    pub fn generation(&self, topic: &str, partition: i32) -> Option<u64> {
+        self.owned
+            .lock()
+            .ok()?
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+
+    /// Whether this member still owns `topic`/`partition` in `generation`.
+    pub fn owns(&self, topic: &str, partition: i32, generation: u64) -> bool {
+        self.generation(topic, partition) == Some(generation)
+    }
+
+    /// Installs the revoke hook; only the first call has an effect (returns false after).
+    pub fn set_revoke_hook(&self, hook: RevokeHook) -> bool {
+        self.revoke_hook.set(hook).is_ok()
+    }
+
+    /// Turns the synchronous commit of stored offsets on revoke on or off (transactional
+    /// workers commit offsets inside their transactions instead).
+    pub fn set_commit_on_revoke(&self, on: bool) {
+        self.commit_on_revoke.store(on, Ordering::Relaxed);
+    }
+
+    fn update_owned(&self, tpl: &TopicPartitionList, add: bool) {
+        let Ok(mut owned) = self.owned.lock() else {
+            return;
+        };
+        for e in tpl.elements() {
+            let tp = (e.topic().to_string(), e.partition());
+            if add {
+                let g = self.next_generation.fetch_add(1, Ordering::Relaxed);
+                owned.insert(tp, g);
+            } else {
+                owned.remove(&tp);
+            }
+        }
     }
 
     fn update(&self, tpl: &TopicPartitionList, add: bool) {
@@ -97,19 +165,31 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 metrics::counter!("argus_kafka_rebalances_total", "kind" => "revoke").increment(1);
-                tracing::info!(member = %self.member, partitions = tpl.count(), "partitions revoked; committing stored offsets");
-                // Commit what has been stored before the partitions go to another member.
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) => {}
-                    // Nothing stored since the last commit.
-                    Err(rdkafka::error::KafkaError::ConsumerCommit(
-                        rdkafka::types::RDKafkaErrorCode::NoOffset,
-                    )) => {}
-                    Err(e) => {
-                        self.commit_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        metrics::counter!("argus_kafka_commit_failures_total").increment(1);
-                        tracing::warn!(member = %self.member, error = %e, "commit on revoke failed; inputs since the last commit will be redelivered");
+                tracing::info!(member = %self.member, partitions = tpl.count(), "partitions revoked");
+                // From here on, work of these partitions neither publishes nor stores.
+                self.update_owned(tpl, false);
+                if let Some(hook) = self.revoke_hook.get() {
+                    let revoked: Vec<(String, i32)> = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition()))
+                        .collect();
+                    hook(&revoked, consumer, consumer.group_metadata());
+                }
+                if self.commit_on_revoke.load(Ordering::Relaxed) {
+                    // Commit what has been stored before the partitions go to another member.
+                    match consumer.commit_consumer_state(CommitMode::Sync) {
+                        Ok(()) => {}
+                        // Nothing stored since the last commit.
+                        Err(rdkafka::error::KafkaError::ConsumerCommit(
+                            rdkafka::types::RDKafkaErrorCode::NoOffset,
+                        )) => {}
+                        Err(e) => {
+                            self.commit_failures
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                            tracing::warn!(member = %self.member, error = %e, "commit on revoke failed; inputs since the last commit will be redelivered");
+                        }
                     }
                 }
                 self.update(tpl, false);
@@ -126,6 +206,7 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Assign(tpl) = rebalance {
             metrics::counter!("argus_kafka_rebalances_total", "kind" => "assign").increment(1);
             tracing::info!(member = %self.member, partitions = tpl.count(), "partitions assigned");
+            self.update_owned(tpl, true);
             self.update(tpl, true);
         }
     }

@@ -47,8 +47,22 @@ impl KafkaSettings {
         }
     }
 
+    /// The consumer group protocol asked for: `consumer` (KIP-848) or `classic`.
+    pub fn group_protocol(&self) -> &str {
+        self.consumer_options
+            .get("group.protocol")
+            .or_else(|| self.options.get("group.protocol"))
+            .map(String::as_str)
+            .unwrap_or("classic")
+    }
+
     /// Consumer configuration for a member of `group`: manual offset store, background
     /// commit of stored offsets, cooperative-sticky assignment, earliest reset.
+    ///
+    /// With `group.protocol=consumer` (KIP-848, brokers ≥ 4.0) the assignment is computed
+    /// by the broker and librdkafka refuses the classic-only properties
+    /// (`partition.assignment.strategy`, `session.timeout.ms`, `heartbeat.interval.ms`),
+    /// so they are not set.
     pub fn consumer_config(&self, group: &str, client_id: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("group.id", group)
@@ -56,12 +70,14 @@ impl KafkaSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
             .set("enable.partition.eof", "false")
             // Feeds GroupContext::stats (consumer lag gauges).
             .set("statistics.interval.ms", "5000");
+        if self.group_protocol() != "consumer" {
+            c.set("partition.assignment.strategy", "cooperative-sticky")
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000");
+        }
         self.apply_overrides(&mut c);
         for (k, v) in &self.consumer_options {
             c.set(k, v);
@@ -84,6 +100,38 @@ impl KafkaSettings {
         c
     }
 
+    /// Consumer configuration for exactly-once work: offsets are committed inside the
+    /// producer's transactions, never by the consumer, and inputs written transactionally
+    /// are read only once committed.
+    pub fn transactional_consumer_config(&self, group: &str, client_id: &str) -> ClientConfig {
+        let mut c = self.consumer_config(group, client_id);
+        c.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        c
+    }
+
+    /// Producer configuration with `transactional.id`. The id must be stable across
+    /// restarts of the same worker: a restarted worker then fences its predecessor and
+    /// aborts the transaction it left open. `transaction.timeout.ms` bounds how long an
+    /// abandoned transaction (a worker killed and never restarted) holds back
+    /// `read_committed` readers.
+    pub fn transactional_producer_config(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+    ) -> ClientConfig {
+        let mut c = self.base(client_id);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", "10000")
+            .set("message.timeout.ms", "10000");
+        self.apply_overrides(&mut c);
+        c
+    }
+
     /// A stream consumer in `group` whose context commits on revoke.
     pub fn consumer(
         &self,
@@ -94,6 +142,39 @@ impl KafkaSettings {
             .create_with_context(GroupContext::new(client_id))
             .map_err(|source| KafkaSetupError::Client {
                 role: "consumer",
+                brokers: self.brokers.clone(),
+                source,
+            })
+    }
+
+    /// A stream consumer for exactly-once work (see
+    /// [`KafkaSettings::transactional_consumer_config`]).
+    pub fn transactional_consumer(
+        &self,
+        group: &str,
+        client_id: &str,
+    ) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
+        let context = GroupContext::new(client_id);
+        context.set_commit_on_revoke(false);
+        self.transactional_consumer_config(group, client_id)
+            .create_with_context(context)
+            .map_err(|source| KafkaSetupError::Client {
+                role: "consumer",
+                brokers: self.brokers.clone(),
+                source,
+            })
+    }
+
+    /// A transactional future producer (transactions not yet initialised).
+    pub fn transactional_producer(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+    ) -> Result<FutureProducer, KafkaSetupError> {
+        self.transactional_producer_config(client_id, transactional_id)
+            .create()
+            .map_err(|source| KafkaSetupError::Client {
+                role: "transactional producer",
                 brokers: self.brokers.clone(),
                 source,
             })

@@ -17,6 +17,7 @@ pub use envelope::{
 };
 pub use headers::FailureKind;
 pub use output::{
-    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Timings,
+    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Skipped, Timings,
     ALERT_JSON_SCHEMA, ALERT_SCHEMA, PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA,
+    PREDICTION_SCHEMA_V2, PREDICTION_V2_JSON_SCHEMA,
 };

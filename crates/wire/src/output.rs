@@ -2,8 +2,11 @@
 //! field bumps the `schema` string's version and keeps old readers working.
 use serde::{Deserialize, Serialize};
 
-/// `schema` value of a [`Prediction`].
+/// `schema` value of a [`Prediction`] the model made (outcome `ok`).
 pub const PREDICTION_SCHEMA: &str = "argus.prediction/v1";
+/// `schema` value of a [`Prediction`] that v1 cannot express (outcome `stale`). Workers
+/// write the oldest version that can express a record, so v1 readers keep working.
+pub const PREDICTION_SCHEMA_V2: &str = "argus.prediction/v2";
 /// `schema` value of an [`Alert`].
 pub const ALERT_SCHEMA: &str = "argus.alert/v1";
 
@@ -70,6 +73,20 @@ pub struct Timings {
 pub enum PredictionOutcome {
     /// The model ran; `top` holds its answer.
     Ok,
+    /// (v2) The input was older than the worker's max age; the model did not run.
+    Stale,
+}
+
+/// (v2) Why an input was not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    /// Always `stale` for now.
+    pub reason: String,
+    /// Capture time to the moment the worker reached the input, µs.
+    pub age_us: u64,
+    /// The worker's maximum age, µs.
+    pub max_age_us: u64,
 }
 
 /// Published to `predictions` for every input the model ran on.
@@ -83,17 +100,20 @@ pub struct Prediction {
     pub input: InputRef,
     pub model: ModelRef,
     pub outcome: PredictionOutcome,
-    /// Best class.
-    pub label: String,
-    /// Probability of `label`.
-    pub score: f32,
-    /// The k best classes, best first.
+    /// Best class (`None` only when the model did not run, v2).
+    pub label: Option<String>,
+    /// Probability of `label` (`None` only when the model did not run, v2).
+    pub score: Option<f32>,
+    /// The k best classes, best first (empty only when the model did not run, v2).
     pub top: Vec<Score>,
     pub timings: Timings,
     /// Worker instance that produced it.
     pub worker: String,
     /// Wall-clock time the prediction was built, µs since the Unix epoch.
     pub produced_at_us: i64,
+    /// (v2) Present when the model did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
 }
 
 /// The rule an alert matched.
@@ -125,7 +145,10 @@ pub struct Alert {
     pub raised_at_us: i64,
 }
 
-/// JSON Schema of [`Prediction`] (`schemas/prediction.schema.json`).
+/// JSON Schema of [`Prediction`] v1 (`schemas/prediction.schema.json`).
 pub const PREDICTION_JSON_SCHEMA: &str = include_str!("../../../schemas/prediction.schema.json");
+/// JSON Schema of [`Prediction`] v2 (`schemas/prediction.v2.schema.json`).
+pub const PREDICTION_V2_JSON_SCHEMA: &str =
+    include_str!("../../../schemas/prediction.v2.schema.json");
 /// JSON Schema of [`Alert`] (`schemas/alert.schema.json`).
 pub const ALERT_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.schema.json");

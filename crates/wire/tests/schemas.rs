@@ -29,8 +29,8 @@ fn prediction() -> Prediction {
         input: input(),
         model: model(),
         outcome: PredictionOutcome::Ok,
-        label: "person".into(),
-        score: 0.9,
+        label: Some("person".into()),
+        score: Some(0.9),
         top: vec![
             Score {
                 label: "person".into(),
@@ -50,6 +50,23 @@ fn prediction() -> Prediction {
         },
         worker: "w-1".into(),
         produced_at_us: 1_700_000_000_100_000,
+        skipped: None,
+    }
+}
+
+fn stale() -> Prediction {
+    Prediction {
+        schema: PREDICTION_SCHEMA_V2.into(),
+        outcome: PredictionOutcome::Stale,
+        label: None,
+        score: None,
+        top: vec![],
+        skipped: Some(Skipped {
+            reason: "stale".into(),
+            age_us: 9_000_000,
+            max_age_us: 5_000_000,
+        }),
+        ..prediction()
     }
 }
 
@@ -110,4 +127,34 @@ fn schemas_reject_what_the_code_would_never_write() {
     let mut json = serde_json::to_value(prediction()).unwrap();
     json.as_object_mut().unwrap().remove("input");
     assert!(!v.is_valid(&json));
+}
+
+/// v2 adds stale predictions; v1 predictions stay byte-identical (no `skipped` key) and
+/// valid under both the v1 schema and the v2 one, so v1 readers keep working.
+#[test]
+fn prediction_v2_stale_records_and_v1_compatibility() {
+    let v1 = validator(PREDICTION_JSON_SCHEMA);
+    let v2 = validator(PREDICTION_V2_JSON_SCHEMA);
+    let ok = serde_json::to_value(prediction()).unwrap();
+    assert!(ok.get("skipped").is_none());
+    assert!(v1.is_valid(&ok));
+    let mut ok_as_v2 = ok.clone();
+    ok_as_v2["schema"] = serde_json::json!(PREDICTION_SCHEMA_V2);
+    assert!(v2.is_valid(&ok_as_v2));
+    let s = stale();
+    let json = serde_json::to_value(&s).unwrap();
+    let errors: Vec<String> = v2.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!v1.is_valid(&json), "v1 must not accept a stale record");
+    assert_eq!(
+        serde_json::from_value::<Prediction>(json.clone()).unwrap(),
+        s
+    );
+    // A stale record that claims a label, or an ok one that claims a skip, is invalid.
+    let mut bad = json.clone();
+    bad["label"] = serde_json::json!("person");
+    assert!(!v2.is_valid(&bad));
+    let mut bad = ok_as_v2;
+    bad["skipped"] = json["skipped"].clone();
+    assert!(!v2.is_valid(&bad));
 }

@@ -20,10 +20,30 @@ pub struct WorkerConfig {
     pub alerts_topic: String,
     pub dlq_topic: String,
     pub rules: Vec<AlertRule>,
-    /// Inputs consumed but not yet finished (outputs acknowledged), at most.
+    /// Inputs consumed but not yet finished (outputs acknowledged), at most. When reached,
+    /// the worker pauses its partitions (and keeps polling, so it stays in the group) until
+    /// half of them have finished.
     pub max_in_flight: usize,
-    /// Inputs decoded and inferred at once (blocking threads).
+    /// Threads running the model; each runs one batch at a time.
     pub inference_threads: usize,
+    /// Threads decoding and preprocessing inputs (the blocking pool, bounded).
+    pub decode_threads: usize,
+    /// Inputs per model call, at most.
+    pub max_batch: usize,
+    /// How long an inference thread waits for a batch to fill after its first input.
+    /// Zero: run with whatever is queued (batches form only under load).
+    pub max_wait: Duration,
+    /// Inputs captured longer ago than this are not run; their prediction says `stale`.
+    pub max_age: Option<Duration>,
+    /// An input unfinished for this long marks its partition as stuck (gauge).
+    pub stuck_after: Duration,
+    /// Exactly-once: outputs and input offsets are committed in Kafka transactions. The
+    /// producer must be transactional and the consumer must not auto-commit.
+    pub exactly_once: bool,
+    /// Exactly-once: how often the open transaction is committed.
+    pub transaction_interval: Duration,
+    /// Testing aid: sleep this long before every model call (a slow model on demand).
+    pub inject_delay: Duration,
     /// Larger messages go to the DLQ as `oversize`.
     pub max_input_bytes: usize,
     /// Classes listed in `top` of a prediction.
@@ -44,7 +64,15 @@ impl WorkerConfig {
             dlq_topic: "dlq".into(),
             rules: Vec::new(),
             max_in_flight: 64,
-            inference_threads: 2,
+            inference_threads: 1,
+            decode_threads: 2,
+            max_batch: 8,
+            max_wait: Duration::ZERO,
+            max_age: None,
+            stuck_after: Duration::from_secs(30),
+            exactly_once: false,
+            transaction_interval: Duration::from_millis(100),
+            inject_delay: Duration::ZERO,
             max_input_bytes: 8 * 1024 * 1024,
             top_k: 5,
             drain_timeout: Duration::from_secs(20),
@@ -56,8 +84,24 @@ impl WorkerConfig {
         if self.input_topics.is_empty() {
             return Err("no input topic given".into());
         }
-        if self.max_in_flight == 0 || self.inference_threads == 0 {
-            return Err("max_in_flight and inference_threads must be at least 1".into());
+        if self.max_in_flight == 0
+            || self.inference_threads == 0
+            || self.decode_threads == 0
+            || self.max_batch == 0
+        {
+            return Err(
+                "max_in_flight, inference_threads, decode_threads and max_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if self.max_batch > self.max_in_flight {
+            return Err(format!(
+                "max_batch ({}) cannot exceed max_in_flight ({}): batches could never fill",
+                self.max_batch, self.max_in_flight
+            ));
+        }
+        if self.exactly_once && self.transaction_interval.is_zero() {
+            return Err("transaction_interval must be more than zero".into());
         }
         if self.inference_threads > self.max_in_flight {
             return Err(format!(

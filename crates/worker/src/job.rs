@@ -1,5 +1,5 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
-use argus_model::{Classification, Classifier, ModelError};
+use argus_model::{Classification, Classifier, ModelError, Prepared};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
@@ -18,6 +18,8 @@ pub struct Job {
     pub value: Vec<u8>,
     /// Original headers, kept for the DLQ.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Kafka timestamp, ms since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
     pub received: Instant,
 }
 
@@ -39,6 +41,7 @@ impl Job {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().unwrap_or_default().to_vec(),
             headers,
+            timestamp_ms: m.timestamp().to_millis(),
             received: Instant::now(),
         }
     }
@@ -82,15 +85,42 @@ pub struct Classified {
     pub envelope_us: u64,
 }
 
-/// Checks, decodes and classifies one input. Blocking: run it off the reactor.
-pub fn classify(
+/// An input decoded and preprocessed, waiting for the model.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub envelope: Envelope,
+    pub prepared: Prepared,
+    pub queue_us: u64,
+    pub envelope_us: u64,
+}
+
+/// What preparing an input led to.
+#[derive(Debug, Clone)]
+pub enum Prepare {
+    /// Ready for inference.
+    Ready(Ready),
+    /// Older than `max_age`: not run.
+    Stale {
+        envelope: Envelope,
+        age_us: u64,
+        max_age_us: u64,
+        queue_us: u64,
+    },
+    /// Cannot be run: goes to the DLQ.
+    Failed(Failure),
+}
+
+/// Checks size, decodes the envelope, checks age and decodes and preprocesses the payload.
+/// Blocking: run it off the reactor.
+pub fn prepare(
     job: &Job,
     model: &Classifier,
     max_input_bytes: usize,
-) -> Result<Classified, Failure> {
+    max_age: Option<std::time::Duration>,
+) -> Prepare {
     let queue_us = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(u64::MAX);
     if job.value.len() > max_input_bytes {
-        return Err(Failure {
+        return Prepare::Failed(Failure {
             kind: FailureKind::Oversize,
             detail: format!(
                 "message of {} bytes exceeds max_input_bytes = {}",
@@ -100,24 +130,74 @@ pub fn classify(
         });
     }
     let t = Instant::now();
-    let envelope = decode_envelope(&job.value).map_err(|e| Failure {
-        kind: match e {
-            WireError::UnsupportedVersion { .. } => FailureKind::Schema,
-            _ => FailureKind::Decode,
-        },
-        detail: e.to_string(),
-    })?;
+    let envelope = match decode_envelope(&job.value) {
+        Ok(e) => e,
+        Err(e) => {
+            return Prepare::Failed(Failure {
+                kind: match e {
+                    WireError::UnsupportedVersion { .. } => FailureKind::Schema,
+                    _ => FailureKind::Decode,
+                },
+                detail: e.to_string(),
+            })
+        }
+    };
     let envelope_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let classification = model
-        .classify(&envelope.payload)
-        .map_err(|e: ModelError| Failure {
+    if let Some(max_age) = max_age {
+        let age_us = argus_wire::now_us().saturating_sub(envelope.capture_time_us);
+        let max_age_us = u64::try_from(max_age.as_micros()).unwrap_or(u64::MAX);
+        if age_us > 0 && age_us as u64 > max_age_us {
+            return Prepare::Stale {
+                envelope,
+                age_us: age_us as u64,
+                max_age_us,
+                queue_us,
+            };
+        }
+    }
+    match model.prepare(&envelope.payload) {
+        Ok(prepared) => Prepare::Ready(Ready {
+            envelope,
+            prepared,
+            queue_us,
+            envelope_us,
+        }),
+        Err(e) => Prepare::Failed(Failure {
             kind: e.failure_kind(),
             detail: e.to_string(),
-        })?;
-    Ok(Classified {
-        envelope,
-        classification,
-        queue_us,
-        envelope_us,
-    })
+        }),
+    }
+}
+
+/// Checks, decodes and classifies one input (batch 1, no age limit). Blocking.
+pub fn classify(
+    job: &Job,
+    model: &Classifier,
+    max_input_bytes: usize,
+) -> Result<Classified, Failure> {
+    match prepare(job, model, max_input_bytes, None) {
+        Prepare::Ready(r) => {
+            let mut out = model
+                .classify_batch(std::slice::from_ref(&r.prepared))
+                .map_err(|e: ModelError| Failure {
+                    kind: e.failure_kind(),
+                    detail: e.to_string(),
+                })?;
+            let classification = out.pop().ok_or_else(|| Failure {
+                kind: FailureKind::Model,
+                detail: "model produced no output".into(),
+            })?;
+            Ok(Classified {
+                envelope: r.envelope,
+                classification,
+                queue_us: r.queue_us,
+                envelope_us: r.envelope_us,
+            })
+        }
+        Prepare::Failed(f) => Err(f),
+        Prepare::Stale { .. } => Err(Failure {
+            kind: FailureKind::Model,
+            detail: "stale without an age limit".into(),
+        }),
+    }
 }

@@ -16,10 +16,14 @@
 //! the background, synchronously on revoke (see `argus_kafka::GroupContext`) and on
 //! shutdown, after in-flight work has drained.
 pub mod config;
+pub mod drain;
+pub mod infer;
 pub mod job;
 pub mod metrics;
 pub mod publish;
 mod run;
+pub mod tracker;
+pub mod txn;
 
 pub use config::{AlertRule, WorkerConfig};
 pub use run::{run, WorkerError, WorkerStats};

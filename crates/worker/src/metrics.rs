@@ -20,6 +20,45 @@ pub const CONSUMER_ERRORS: &str = "argus_worker_consumer_errors_total";
 /// Counter: offsets that could not be stored (partition revoked meanwhile, or outputs lost).
 pub const OFFSET_STORE_FAILURES: &str = "argus_worker_offset_store_failures_total";
 
+/// Counter: inputs skipped as older than `max_age` (a stale prediction was published).
+pub const STALE: &str = "argus_worker_stale_total";
+/// Counter: inputs abandoned because their partition was revoked first.
+pub const ABANDONED: &str = "argus_worker_abandoned_total";
+/// Histogram: inputs per model call.
+pub const BATCH_SIZE: &str = "argus_worker_batch_size";
+/// Histogram: time per model call (one batch), seconds.
+pub const BATCH_SECONDS: &str = "argus_worker_batch_seconds";
+/// Counter: times the worker paused its partitions because in-flight work was full.
+pub const PAUSES: &str = "argus_worker_pauses_total";
+/// Gauge: 1 while the worker's partitions are paused for backpressure.
+pub const PAUSED: &str = "argus_worker_paused";
+/// Counter: transaction commits (exactly-once). Labels: `outcome`.
+pub const TXN_COMMITS: &str = "argus_worker_transactions_total";
+/// Histogram: transaction commit time, seconds.
+pub const TXN_COMMIT_SECONDS: &str = "argus_worker_transaction_commit_seconds";
+/// Gauge: records not yet finished, per partition (high watermark − first unfinished).
+/// Labels: `topic`, `partition`.
+pub const LAG_RECORDS: &str = "argus_worker_lag_records";
+/// Gauge: age of the oldest unfinished record, seconds (an upper bound when it has not
+/// been consumed yet). Labels: `topic`, `partition`.
+pub const LAG_SECONDS: &str = "argus_worker_lag_seconds";
+/// Gauge: records arriving per second (high watermark growth). Labels: `topic`, `partition`.
+pub const ARRIVAL_RATE: &str = "argus_worker_arrival_records_per_second";
+/// Gauge: records finished per second. Labels: `topic`, `partition`.
+pub const PROCESSING_RATE: &str = "argus_worker_processing_records_per_second";
+/// Gauge: estimated seconds to catch up on one partition; +Inf when not catching up.
+/// Labels: `topic`, `partition`.
+pub const PARTITION_DRAIN_SECONDS: &str = "argus_worker_partition_drain_seconds";
+/// Gauge: estimated seconds for this worker to catch up on all its partitions (lag ÷
+/// (processing − arrival)); 0 when caught up, +Inf when falling behind. For autoscalers.
+pub const DRAIN_SECONDS: &str = "argus_drain_seconds";
+/// Gauge: seconds the lowest unfinished input of a partition has been in flight.
+/// Labels: `topic`, `partition`.
+pub const OLDEST_IN_FLIGHT_SECONDS: &str = "argus_worker_oldest_in_flight_seconds";
+/// Gauge: 1 when a partition's lowest unfinished input has been in flight longer than
+/// `stuck_after`. Labels: `topic`, `partition`.
+pub const PARTITION_STUCK: &str = "argus_worker_partition_stuck";
+
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -43,6 +82,44 @@ pub fn describe() {
     );
     describe_gauge!(IN_FLIGHT, "Inputs consumed and not yet finished");
     describe_counter!(CONSUMER_ERRORS, "Errors reported by the Kafka consumer");
+    describe_counter!(STALE, "Inputs older than max_age, not run");
+    describe_counter!(
+        ABANDONED,
+        "Inputs abandoned because their partition was revoked"
+    );
+    describe_histogram!(BATCH_SIZE, "Inputs per model call");
+    describe_histogram!(BATCH_SECONDS, Unit::Seconds, "Time per model call");
+    describe_counter!(PAUSES, "Partition pauses for backpressure");
+    describe_gauge!(PAUSED, "1 while partitions are paused for backpressure");
+    describe_counter!(TXN_COMMITS, "Transaction commits, by outcome");
+    describe_histogram!(TXN_COMMIT_SECONDS, Unit::Seconds, "Transaction commit time");
+    describe_gauge!(LAG_RECORDS, "Records not yet finished, per partition");
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest unfinished record"
+    );
+    describe_gauge!(ARRIVAL_RATE, "Records arriving per second, per partition");
+    describe_gauge!(
+        PROCESSING_RATE,
+        "Records finished per second, per partition"
+    );
+    describe_gauge!(
+        PARTITION_DRAIN_SECONDS,
+        Unit::Seconds,
+        "Estimated time to catch up on a partition"
+    );
+    describe_gauge!(
+        DRAIN_SECONDS,
+        Unit::Seconds,
+        "Estimated time for this worker to catch up (+Inf: falling behind)"
+    );
+    describe_gauge!(
+        OLDEST_IN_FLIGHT_SECONDS,
+        Unit::Seconds,
+        "Time the lowest unfinished input of a partition has been in flight"
+    );
+    describe_gauge!(PARTITION_STUCK, "1 when a partition is stuck on one input");
     describe_counter!(
         OFFSET_STORE_FAILURES,
         "Offsets not stored (partition revoked, or outputs undeliverable)"

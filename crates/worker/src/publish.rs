@@ -1,30 +1,60 @@
-//! Outputs of one input: a `Prediction` plus an `Alert` per matching rule, or a DLQ record
-//! with the original key, value and headers and typed failure headers. `publish` returns
-//! only once every output is acknowledged by the broker (or gives up at shutdown).
+//! Outputs of one input: a `Prediction` plus an `Alert` per matching rule, a stale
+//! `Prediction` (v2), or a DLQ record with the original key, value and headers and typed
+//! failure headers.
+//!
+//! At-least-once: `publish` returns once every output is acknowledged by the broker (or
+//! gives up at shutdown). Exactly-once: outputs are queued inside the open transaction
+//! (under the transaction's gate, so a commit never splits one input's outputs from its
+//! offset) and the transaction's commit acknowledges them. Either way, outputs are handed
+//! over only while the input's partition is still owned (see [`Tracker::begin_publish`])
+//! and the tracker is told when the input is finished.
 use crate::config::WorkerConfig;
 use crate::job::{Classified, Failure, Job};
 use crate::metrics as m;
+use crate::tracker::Tracker;
+use crate::txn::Transactions;
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
 use argus_wire::{
-    headers as h, Alert, FailureKind, ModelRef, Prediction, PredictionOutcome, Score, Timings,
-    ALERT_SCHEMA, PREDICTION_SCHEMA,
+    headers as h, Alert, Envelope, FailureKind, ModelRef, Prediction, PredictionOutcome, Score,
+    Skipped, Timings, ALERT_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
 };
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+/// What became of an input before publishing.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The model ran.
+    Classified(Classified),
+    /// Older than `max_age` when reached; the model did not run.
+    Stale {
+        envelope: Envelope,
+        age_us: u64,
+        max_age_us: u64,
+        queue_us: u64,
+    },
+    /// Goes to the DLQ.
+    Failed(Failure),
+}
+
 /// What happened to an input whose outputs were all acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
     /// A prediction (and this many alerts) were published.
     Predicted { alerts: usize },
+    /// A stale prediction was published; the model did not run.
+    Stale,
     /// The input went to the DLQ.
     DeadLettered(FailureKind),
+    /// The partition was revoked before the outputs were handed over; nothing was
+    /// published and the next owner redoes the input.
+    Abandoned,
 }
 
 /// Outputs could not be delivered before shutdown; the input must not be committed.
@@ -46,6 +76,8 @@ pub struct Publisher {
     model: ModelRef,
     labels: Arc<Vec<String>>,
     shutdown: CancellationToken,
+    tracker: Arc<Tracker>,
+    txn: Option<Arc<Transactions>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -71,15 +103,26 @@ fn is_permanent(e: &KafkaError) -> bool {
 /// Wall-clock time in the wire's unit (re-exported for callers of this module).
 pub use argus_wire::now_us;
 
+/// JSON outputs of one input, ready to send.
+struct JsonOutputs {
+    prediction_schema: &'static str,
+    prediction: Vec<u8>,
+    alerts: Vec<Vec<u8>>,
+    capture_us: i64,
+    finished: Finished,
+}
+
 impl Publisher {
     /// A publisher writing with `producer`. After `shutdown`, deliveries are no longer
-    /// retried.
+    /// retried. With `txn`, outputs go into its transactions instead of being awaited.
     pub fn new(
         producer: FutureProducer,
         config: Arc<WorkerConfig>,
         model: ModelRef,
         labels: Vec<String>,
         shutdown: CancellationToken,
+        tracker: Arc<Tracker>,
+        txn: Option<Arc<Transactions>>,
     ) -> Self {
         Publisher {
             producer,
@@ -87,6 +130,8 @@ impl Publisher {
             model,
             labels: Arc::new(labels),
             shutdown,
+            tracker,
+            txn,
         }
     }
 
@@ -116,8 +161,8 @@ impl Publisher {
             input: input.clone(),
             model: self.model.clone(),
             outcome: PredictionOutcome::Ok,
-            label: label_of(best),
-            score: c.classification.probability(best),
+            label: Some(label_of(best)),
+            score: Some(c.classification.probability(best)),
             top,
             timings: Timings {
                 queue_us: c.queue_us,
@@ -130,6 +175,7 @@ impl Publisher {
             },
             worker: self.config.worker_id.clone(),
             produced_at_us: now,
+            skipped: None,
         };
         let alerts = self
             .config
@@ -159,7 +205,80 @@ impl Publisher {
         (prediction, alerts)
     }
 
-    /// Publishes the outputs of one input and waits for every acknowledgement.
+    /// The (v2) prediction for an input that was too old to run.
+    pub fn stale_prediction(
+        &self,
+        job: &Job,
+        envelope: &Envelope,
+        age_us: u64,
+        max_age_us: u64,
+        queue_us: u64,
+    ) -> Prediction {
+        let input = job.input_ref(Some(envelope));
+        let now = now_us();
+        Prediction {
+            schema: PREDICTION_SCHEMA_V2.into(),
+            id: input.id(),
+            input,
+            model: self.model.clone(),
+            outcome: PredictionOutcome::Stale,
+            label: None,
+            score: None,
+            top: Vec::new(),
+            timings: Timings {
+                queue_us,
+                capture_to_output_us: u64::try_from(now.saturating_sub(envelope.capture_time_us))
+                    .ok(),
+                ..Timings::default()
+            },
+            worker: self.config.worker_id.clone(),
+            produced_at_us: now,
+            skipped: Some(Skipped {
+                reason: "stale".into(),
+                age_us,
+                max_age_us,
+            }),
+        }
+    }
+
+    fn json_outputs(&self, job: &Job, outcome: &Outcome) -> Option<JsonOutputs> {
+        match outcome {
+            Outcome::Classified(c) => {
+                let (prediction, alerts) = self.outputs(job, c);
+                Some(JsonOutputs {
+                    prediction_schema: PREDICTION_SCHEMA,
+                    prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
+                    alerts: alerts
+                        .iter()
+                        .map(|a| serde_json::to_vec(a).unwrap_or_default())
+                        .collect(),
+                    capture_us: c.envelope.capture_time_us,
+                    finished: Finished::Predicted {
+                        alerts: alerts.len(),
+                    },
+                })
+            }
+            Outcome::Stale {
+                envelope,
+                age_us,
+                max_age_us,
+                queue_us,
+            } => {
+                let p = self.stale_prediction(job, envelope, *age_us, *max_age_us, *queue_us);
+                Some(JsonOutputs {
+                    prediction_schema: PREDICTION_SCHEMA_V2,
+                    prediction: serde_json::to_vec(&p).unwrap_or_default(),
+                    alerts: Vec::new(),
+                    capture_us: envelope.capture_time_us,
+                    finished: Finished::Stale,
+                })
+            }
+            Outcome::Failed(_) => None,
+        }
+    }
+
+    /// Publishes the outputs of one input, waits for them to be acknowledged (or, in a
+    /// transaction, queued) and marks the input finished in the tracker.
     ///
     /// Order: outputs are handed to the producer only after `after` fires (the previous
     /// input of the same partition has handed over its outputs), and `then` is released
@@ -169,7 +288,8 @@ impl Publisher {
     pub async fn publish(
         &self,
         job: &Job,
-        result: Result<Classified, Failure>,
+        generation: u64,
+        outcome: Outcome,
         after: Option<oneshot::Receiver<()>>,
         then: oneshot::Sender<()>,
     ) -> Result<Finished, Undelivered> {
@@ -177,89 +297,228 @@ impl Publisher {
             // An error only means the previous job ended without publishing.
             let _ = previous.await;
         }
+        let tp = (job.topic.clone(), job.partition);
+        if let Some(txn) = &self.txn {
+            let r = self.publish_in_transaction(txn, job, generation, &outcome);
+            drop(then);
+            return r;
+        }
+        if !self.tracker.begin_publish(&tp, generation, job.offset) {
+            return Ok(Finished::Abandoned);
+        }
+        let r = self.publish_acked(job, outcome, then).await;
+        match &r {
+            Ok(_) => {
+                self.tracker.finish(&tp, generation, job.offset);
+            }
+            // Left unfinished: no later offset of this partition is stored.
+            Err(_) => self.tracker.abandon(&tp, generation, job.offset),
+        }
+        r
+    }
+
+    async fn publish_acked(
+        &self,
+        job: &Job,
+        outcome: Outcome,
+        then: oneshot::Sender<()>,
+    ) -> Result<Finished, Undelivered> {
         let undelivered = |source| Undelivered {
             topic: job.topic.clone(),
             partition: job.partition,
             offset: job.offset,
             source,
         };
-        match result {
-            Ok(c) => {
-                let (prediction, alerts) = self.outputs(job, &c);
-                let capture = c.envelope.capture_time_us;
-                let p_json = serde_json::to_vec(&prediction).unwrap_or_default();
-                let a_json: Vec<Vec<u8>> = alerts
-                    .iter()
-                    .map(|a| serde_json::to_vec(a).unwrap_or_default())
-                    .collect();
-                let pred_queued = self
-                    .enqueue_json(
-                        &self.config.predictions_topic,
-                        job,
-                        PREDICTION_SCHEMA,
-                        capture,
-                        &p_json,
-                    )
-                    .await;
-                let mut alerts_queued = Vec::with_capacity(a_json.len());
-                for json in &a_json {
-                    alerts_queued.push(
-                        self.enqueue_json(
-                            &self.config.alerts_topic,
-                            job,
-                            ALERT_SCHEMA,
-                            capture,
-                            json,
-                        )
-                        .await,
-                    );
-                }
-                drop(then);
-                let pred = self.confirm_json(
-                    pred_queued,
-                    &self.config.predictions_topic,
+        let Some(out) = self.json_outputs(job, &outcome) else {
+            drop(then);
+            let Outcome::Failed(failure) = outcome else {
+                unreachable!("json_outputs is None only for failures")
+            };
+            self.dead_letter(job, &failure).await.map_err(undelivered)?;
+            return Ok(Finished::DeadLettered(failure.kind));
+        };
+        let capture = out.capture_us;
+        let p_json = &out.prediction;
+        let a_json = &out.alerts;
+        let pred_queued = self
+            .enqueue_json(
+                &self.config.predictions_topic,
+                job,
+                out.prediction_schema,
+                capture,
+                p_json,
+            )
+            .await;
+        let mut alerts_queued = Vec::with_capacity(a_json.len());
+        for json in a_json {
+            alerts_queued.push(
+                self.enqueue_json(&self.config.alerts_topic, job, ALERT_SCHEMA, capture, json)
+                    .await,
+            );
+        }
+        drop(then);
+        let pred = self.confirm_json(
+            pred_queued,
+            &self.config.predictions_topic,
+            job,
+            out.prediction_schema,
+            capture,
+            p_json,
+            "prediction",
+        );
+        let alerts_f =
+            futures::future::join_all(a_json.iter().zip(alerts_queued).map(|(json, queued)| {
+                self.confirm_json(
+                    queued,
+                    &self.config.alerts_topic,
                     job,
-                    PREDICTION_SCHEMA,
+                    ALERT_SCHEMA,
                     capture,
-                    &p_json,
-                    "prediction",
-                );
-                let alerts_f = futures::future::join_all(a_json.iter().zip(alerts_queued).map(
-                    |(json, queued)| {
-                        self.confirm_json(
-                            queued,
-                            &self.config.alerts_topic,
-                            job,
-                            ALERT_SCHEMA,
-                            capture,
-                            json,
-                            "alert",
-                        )
-                    },
-                ));
-                let (p, a) = tokio::join!(pred, alerts_f);
-                match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
-                    Ok(_) => Ok(Finished::Predicted {
-                        alerts: a_json.len(),
-                    }),
-                    // An output that can never be delivered (e.g. a huge key copied into
-                    // it) must not block the partition: the input goes to the DLQ instead.
-                    // Outputs already acknowledged stay; their ids let readers match them.
-                    Err(e) if is_permanent(&e) => {
-                        let failure = Failure {
-                            kind: FailureKind::Oversize,
-                            detail: format!("outputs for this input cannot be published: {e}"),
-                        };
-                        self.dead_letter(job, &failure).await.map_err(undelivered)?;
-                        Ok(Finished::DeadLettered(failure.kind))
-                    }
-                    Err(e) => Err(undelivered(e)),
-                }
-            }
-            Err(failure) => {
-                drop(then);
+                    json,
+                    "alert",
+                )
+            }));
+        let (p, a) = tokio::join!(pred, alerts_f);
+        match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
+            Ok(_) => Ok(out.finished),
+            // An output that can never be delivered (e.g. a huge key copied into it) must
+            // not block the partition: the input goes to the DLQ instead. Outputs already
+            // acknowledged stay; their ids let readers match them.
+            Err(e) if is_permanent(&e) => {
+                let failure = Failure {
+                    kind: FailureKind::Oversize,
+                    detail: format!("outputs for this input cannot be published: {e}"),
+                };
                 self.dead_letter(job, &failure).await.map_err(undelivered)?;
                 Ok(Finished::DeadLettered(failure.kind))
+            }
+            Err(e) => Err(undelivered(e)),
+        }
+    }
+
+    /// Queues the input's outputs in the open transaction, atomically with marking the
+    /// input finished (the commit takes the gate exclusively).
+    fn publish_in_transaction(
+        &self,
+        txn: &Transactions,
+        job: &Job,
+        generation: u64,
+        outcome: &Outcome,
+    ) -> Result<Finished, Undelivered> {
+        let tp = (job.topic.clone(), job.partition);
+        let undelivered = |source| Undelivered {
+            topic: job.topic.clone(),
+            partition: job.partition,
+            offset: job.offset,
+            source,
+        };
+        let _gate = txn.gate();
+        if !self.tracker.begin_publish(&tp, generation, job.offset) {
+            return Ok(Finished::Abandoned);
+        }
+        let mut finished = None;
+        if let Some(out) = self.json_outputs(job, outcome) {
+            let mut queued = self.queue_now(
+                &self.config.predictions_topic,
+                job.key.as_deref(),
+                &out.prediction,
+                Self::json_headers(out.prediction_schema, out.capture_us),
+            );
+            for json in &out.alerts {
+                if queued.is_ok() {
+                    queued = self.queue_now(
+                        &self.config.alerts_topic,
+                        job.key.as_deref(),
+                        json,
+                        Self::json_headers(ALERT_SCHEMA, out.capture_us),
+                    );
+                }
+            }
+            match queued {
+                Ok(()) => {
+                    metrics::counter!(m::OUTPUTS, "kind" => "prediction", "outcome" => "ok")
+                        .increment(1);
+                    metrics::counter!(m::OUTPUTS, "kind" => "alert", "outcome" => "ok")
+                        .increment(out.alerts.len() as u64);
+                    finished = Some(out.finished);
+                }
+                Err(e) if is_permanent(&e) => {}
+                Err(e) => {
+                    txn.fail(format!("queueing outputs failed: {e}"));
+                    self.tracker.abandon(&tp, generation, job.offset);
+                    return Err(undelivered(e));
+                }
+            }
+        }
+        let finished = match finished {
+            Some(f) => f,
+            None => {
+                let failure = match outcome {
+                    Outcome::Failed(f) => f.clone(),
+                    _ => Failure {
+                        kind: FailureKind::Oversize,
+                        detail: "outputs for this input cannot be published: message too large"
+                            .into(),
+                    },
+                };
+                let mut r = self.queue_now(
+                    &self.config.dlq_topic,
+                    job.key.as_deref(),
+                    &job.value,
+                    self.dlq_headers(job, &failure, false),
+                );
+                if matches!(
+                    r,
+                    Err(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                    ))
+                ) {
+                    r = self.queue_now(
+                        &self.config.dlq_topic,
+                        job.key.as_deref(),
+                        &[],
+                        self.dlq_headers(job, &failure, true),
+                    );
+                }
+                if let Err(e) = r {
+                    txn.fail(format!("queueing a dead letter failed: {e}"));
+                    self.tracker.abandon(&tp, generation, job.offset);
+                    return Err(undelivered(e));
+                }
+                tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
+                metrics::counter!(m::OUTPUTS, "kind" => "dlq", "outcome" => "ok").increment(1);
+                metrics::counter!(m::DLQ, "reason" => failure.kind.as_str()).increment(1);
+                Finished::DeadLettered(failure.kind)
+            }
+        };
+        txn.mark_dirty();
+        self.tracker.finish(&tp, generation, job.offset);
+        Ok(finished)
+    }
+
+    /// Queues one record synchronously (transactions: no await while the gate is held),
+    /// waiting briefly while the producer's queue is full.
+    fn queue_now(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        loop {
+            let mut record = FutureRecord::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match self.producer.send_result(record) {
+                // The transaction's commit waits for the acknowledgement.
+                Ok(_delivery) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -350,62 +609,65 @@ impl Publisher {
         result
     }
 
+    /// DLQ headers: the original headers (minus any `argus-dlq-*`) plus ours.
+    fn dlq_headers(&self, job: &Job, failure: &Failure, value_dropped: bool) -> OwnedHeaders {
+        let mut hs = OwnedHeaders::new();
+        // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
+        for (k, v) in job
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with("argus-dlq-"))
+        {
+            hs = hs.insert(Header {
+                key: k.as_str(),
+                value: Some(v.as_slice()),
+            });
+        }
+        let partition = job.partition.to_string();
+        let offset = job.offset.to_string();
+        let time = now_us().to_string();
+        let len = job.value.len().to_string();
+        hs = hs
+            .insert(Header {
+                key: h::DLQ_REASON,
+                value: Some(failure.kind.as_str()),
+            })
+            .insert(Header {
+                key: h::DLQ_DETAIL,
+                value: Some(failure.detail.as_str()),
+            })
+            .insert(Header {
+                key: h::DLQ_SOURCE_TOPIC,
+                value: Some(job.topic.as_str()),
+            })
+            .insert(Header {
+                key: h::DLQ_SOURCE_PARTITION,
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: h::DLQ_SOURCE_OFFSET,
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: h::DLQ_TIME_US,
+                value: Some(&time),
+            })
+            .insert(Header {
+                key: h::DLQ_WORKER,
+                value: Some(self.config.worker_id.as_str()),
+            });
+        if value_dropped {
+            hs = hs.insert(Header {
+                key: h::DLQ_VALUE_DROPPED,
+                value: Some(&len),
+            });
+        }
+        hs
+    }
+
     async fn dead_letter(&self, job: &Job, failure: &Failure) -> Result<(), KafkaError> {
         tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
-        let make_headers = |value_dropped: bool| {
-            let mut hs = OwnedHeaders::new();
-            // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
-            for (k, v) in job
-                .headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with("argus-dlq-"))
-            {
-                hs = hs.insert(Header {
-                    key: k.as_str(),
-                    value: Some(v.as_slice()),
-                });
-            }
-            let partition = job.partition.to_string();
-            let offset = job.offset.to_string();
-            let time = now_us().to_string();
-            let len = job.value.len().to_string();
-            hs = hs
-                .insert(Header {
-                    key: h::DLQ_REASON,
-                    value: Some(failure.kind.as_str()),
-                })
-                .insert(Header {
-                    key: h::DLQ_DETAIL,
-                    value: Some(failure.detail.as_str()),
-                })
-                .insert(Header {
-                    key: h::DLQ_SOURCE_TOPIC,
-                    value: Some(job.topic.as_str()),
-                })
-                .insert(Header {
-                    key: h::DLQ_SOURCE_PARTITION,
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: h::DLQ_SOURCE_OFFSET,
-                    value: Some(&offset),
-                })
-                .insert(Header {
-                    key: h::DLQ_TIME_US,
-                    value: Some(&time),
-                })
-                .insert(Header {
-                    key: h::DLQ_WORKER,
-                    value: Some(self.config.worker_id.as_str()),
-                });
-            if value_dropped {
-                hs = hs.insert(Header {
-                    key: h::DLQ_VALUE_DROPPED,
-                    value: Some(&len),
-                });
-            }
-            hs
-        };
+        let make_headers = |value_dropped: bool| self.dlq_headers(job, failure, value_dropped);
         let topic = &self.config.dlq_topic;
         let mut result = self
             .deliver(topic, job.key.as_deref(), &job.value, make_headers(false))

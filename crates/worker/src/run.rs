@@ -1,18 +1,24 @@
 //! The worker loop. See the crate docs for the offset rule.
 use crate::config::WorkerConfig;
-use crate::job::{classify, Job};
+use crate::drain::{DrainSignal, PartitionInputs};
+use crate::infer::{BatchPolicy, InferenceStage};
+use crate::job::{prepare, Classified, Failure, Job, Prepare};
 use crate::metrics as m;
-use crate::publish::{Finished, Publisher, Undelivered};
+use crate::publish::{Finished, Outcome, Publisher, Undelivered};
+use crate::tracker::{Tp, Tracker};
+use crate::txn::Transactions;
 use argus_kafka::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
+use argus_kafka::rdkafka::{Offset, TopicPartitionList};
 use argus_kafka::GroupContext;
 use argus_model::Classifier;
-use futures::stream::{FuturesOrdered, StreamExt};
-use std::collections::{HashMap, HashSet};
+use argus_wire::FailureKind;
+use futures::FutureExt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Live counters of one worker (shared with the caller, e.g. the demo's summary).
@@ -22,8 +28,14 @@ pub struct WorkerStats {
     pub predicted: AtomicU64,
     pub alerts: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Inputs skipped as stale.
+    pub stale: AtomicU64,
+    /// Inputs abandoned because their partition was revoked first.
+    pub abandoned: AtomicU64,
     /// Inputs whose outputs could not be delivered (left uncommitted).
     pub undelivered: AtomicU64,
+    /// Times the partitions were paused for backpressure.
+    pub pauses: AtomicU64,
     /// Microseconds since the Unix epoch of the last poll; for health checks.
     pub last_poll_us: AtomicU64,
 }
@@ -39,14 +51,30 @@ pub enum WorkerError {
         #[source]
         source: argus_kafka::rdkafka::error::KafkaError,
     },
+    #[error("cannot start inference threads: {0}")]
+    Threads(#[source] std::io::Error),
+    /// Exactly-once: a transaction failed; restart the worker (it resumes from the last
+    /// committed transaction).
+    #[error("transaction failed, restart the worker: {0}")]
+    Transaction(String),
 }
 
-/// (topic, partition, offset, outcome); an error means the outputs were not all delivered.
-type JobOutcome = (String, i32, i64, Result<Finished, String>);
-type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = JobOutcome> + Send>>;
+/// A finished job, reported to the loop.
+struct Report {
+    tp: Tp,
+    offset: i64,
+    outcome: Result<Finished, String>,
+}
+
+/// How long a revoke waits for outputs already handed to the producer.
+const REVOKE_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs a worker until `shutdown` is cancelled, then drains in-flight work (up to
 /// `config.drain_timeout`), stores and commits offsets, and leaves the group.
+///
+/// Exactly-once (`config.exactly_once`): `producer` must have a `transactional.id` (see
+/// [`crate::txn::transactional_id`]) and `consumer` must not auto-commit
+/// (`KafkaSettings::transactional_consumer`).
 pub async fn run(
     config: WorkerConfig,
     consumer: StreamConsumer<GroupContext>,
@@ -58,6 +86,25 @@ pub async fn run(
     config
         .validate(model.labels())
         .map_err(WorkerError::Config)?;
+    let config = Arc::new(config);
+    let tracker = Arc::new(Tracker::new());
+    let txn = if config.exactly_once {
+        let p = producer.clone();
+        let t = tokio::task::spawn_blocking(move || Transactions::init(p, Duration::from_secs(30)))
+            .await
+            .map_err(|e| WorkerError::Transaction(format!("init task failed: {e}")))?
+            .map_err(|e| {
+                WorkerError::Transaction(format!(
+                    "cannot initialise transactions (is the producer transactional, and is the \
+                 worker id unique in the group?): {e}"
+                ))
+            })?;
+        Some(Arc::new(t))
+    } else {
+        None
+    };
+    install_revoke_hook(&consumer, &tracker, txn.clone());
+    let consumer = Arc::new(consumer);
     let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -65,7 +112,18 @@ pub async fn run(
             topics: config.input_topics.clone(),
             source,
         })?;
-    let config = Arc::new(config);
+    let stage = Arc::new(
+        InferenceStage::start(
+            model.clone(),
+            config.inference_threads,
+            BatchPolicy {
+                max_batch: config.max_batch,
+                max_wait: config.max_wait,
+                inject_delay: config.inject_delay,
+            },
+        )
+        .map_err(WorkerError::Threads)?,
+    );
     // Deliveries keep retrying until the drain deadline, not merely until shutdown.
     let give_up = CancellationToken::new();
     let publisher = Publisher::new(
@@ -74,157 +132,451 @@ pub async fn run(
         model.model_ref().clone(),
         model.labels().to_vec(),
         give_up.clone(),
+        tracker.clone(),
+        txn.clone(),
     );
-    let permits = Arc::new(Semaphore::new(config.inference_threads));
-    let mut in_flight: FuturesOrdered<Tracked> = FuturesOrdered::new();
-    let mut broken: HashSet<(String, i32)> = HashSet::new();
+    let decode_permits = Arc::new(Semaphore::new(config.decode_threads));
+    let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     // Per input partition, the signal that the latest job has queued its outputs.
-    let mut gates: HashMap<(String, i32), tokio::sync::oneshot::Receiver<()>> = HashMap::new();
-    tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, "worker started");
+    let mut gates: HashMap<Tp, oneshot::Receiver<()>> = HashMap::new();
+    let highs: Arc<Mutex<HashMap<Tp, i64>>> = Arc::default();
+    let watermarks = tokio::spawn(watch_watermarks(
+        consumer.clone(),
+        highs.clone(),
+        shutdown.clone(),
+    ));
+    let mut drain = DrainSignal::new(config.stuck_after);
+    let mut paused = false;
+    let mut last_commit = Instant::now();
+    let mut last_drain = Instant::now();
+    tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, exactly_once = config.exactly_once, max_batch = config.max_batch, inference_threads = config.inference_threads, "worker started");
 
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure = None;
+    // Jobs spawned and not yet reported.
+    let mut outstanding: usize = 0;
     loop {
-        metrics::gauge!(m::IN_FLIGHT).set(in_flight.len() as f64);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = heartbeat.tick() => {
-                // Alive and able to poll (not saturated by undelivered work); `/healthz`
-                // reads this.
-                if in_flight.len() < config.max_in_flight {
-                    stats.last_poll_us.store(crate::publish::now_us().max(0) as u64, Ordering::Relaxed);
+            Some(report) = reports.recv() => {
+                account(report, &stats);
+                outstanding -= 1;
+                while let Ok(r) = reports.try_recv() {
+                    account(r, &stats);
+                    outstanding -= 1;
+                }
+                if txn.is_none() {
+                    store_finished(&consumer, &tracker);
+                } else if paused {
+                    // Finished inputs stay in flight until committed: commit now.
+                    if let Err(e) = commit_txn(&consumer, &tracker, txn.as_deref()) {
+                        failure = Some(e);
+                        break;
+                    }
+                    last_commit = Instant::now();
                 }
             }
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                finish(&consumer, done, &stats, &mut broken);
+            _ = tick.tick() => {
+                stats.last_poll_us.store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
+                if let Some(t) = &txn {
+                    if let Some(reason) = t.failure() {
+                        failure = Some(reason);
+                        break;
+                    }
+                    if last_commit.elapsed() >= config.transaction_interval {
+                        if let Err(e) = commit_txn(&consumer, &tracker, Some(t)) {
+                            failure = Some(e);
+                            break;
+                        }
+                        last_commit = Instant::now();
+                    }
+                }
+                if paused {
+                    // Partitions assigned while paused must be paused too.
+                    if let Ok(a) = consumer.assignment() {
+                        let _ = consumer.pause(&a);
+                    }
+                }
+                if last_drain.elapsed() >= Duration::from_secs(1) {
+                    last_drain = Instant::now();
+                    update_drain(&consumer, &tracker, &highs, &mut drain);
+                }
             }
-            msg = consumer.recv(), if in_flight.len() < config.max_in_flight => {
-                stats.last_poll_us.store(crate::publish::now_us().max(0) as u64, Ordering::Relaxed);
+            // Always polled, also while paused: polling keeps the member in the group
+            // (max.poll.interval.ms) and serves rebalances.
+            msg = consumer.recv() => {
+                stats.last_poll_us.store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
                 match msg {
                     Ok(msg) => {
                         let job = Job::from_message(&msg);
                         drop(msg);
+                        let tp: Tp = (job.topic.clone(), job.partition);
+                        let Some(generation) = consumer.context().generation(&tp.0, tp.1) else {
+                            // Revoked between fetch and now; the next owner has it.
+                            continue;
+                        };
                         stats.consumed.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(m::INPUTS, "topic" => job.topic.clone()).increment(1);
-                        let (topic, partition, offset) = (job.topic.clone(), job.partition, job.offset);
-                        let (then, gate) = tokio::sync::oneshot::channel();
-                        let after = gates.insert((topic.clone(), partition), gate);
-                        let handle = tokio::spawn(process(job, model.clone(), publisher.clone(), permits.clone(), config.max_input_bytes, after, then));
-                        in_flight.push_back(Box::pin(async move {
-                            let outcome = match handle.await {
+                        tracker.start_at(&tp, generation, job.offset, job.timestamp_ms);
+                        let (then, gate) = oneshot::channel();
+                        let after = gates.insert(tp.clone(), gate);
+                        let offset = job.offset;
+                        let task = process(ProcessArgs {
+                            job,
+                            generation,
+                            model: model.clone(),
+                            stage: stage.clone(),
+                            publisher: publisher.clone(),
+                            decode_permits: decode_permits.clone(),
+                            config: config.clone(),
+                            after,
+                            then,
+                        });
+                        let report_tx = report_tx.clone();
+                        outstanding += 1;
+                        tokio::spawn(async move {
+                            let outcome = match std::panic::AssertUnwindSafe(task).catch_unwind().await {
                                 Ok(r) => r.map_err(|e: Undelivered| e.to_string()),
-                                Err(e) => Err(format!("job task failed: {e}")),
+                                Err(_) => Err("job panicked".to_string()),
                             };
-                            (topic, partition, offset, outcome)
-                        }));
+                            let _ = report_tx.send(Report { tp, offset, outcome });
+                        });
                     }
                     Err(e) => {
                         metrics::counter!(m::CONSUMER_ERRORS).increment(1);
                         tracing::warn!(worker = %config.worker_id, error = %e, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+            }
+        }
+        // Backpressure: pause every assigned partition when in-flight work is full and
+        // resume once half of it has finished; polling goes on either way.
+        let in_flight = tracker.in_flight();
+        metrics::gauge!(m::IN_FLIGHT).set(in_flight as f64);
+        if !paused && in_flight >= config.max_in_flight {
+            if let Ok(a) = consumer.assignment() {
+                if consumer.pause(&a).is_ok() {
+                    paused = true;
+                    stats.pauses.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(m::PAUSES).increment(1);
+                    metrics::gauge!(m::PAUSED).set(1.0);
+                    tracing::debug!(worker = %config.worker_id, in_flight, "in-flight work full; partitions paused");
+                }
+            }
+        } else if paused && in_flight <= config.max_in_flight / 2 {
+            if let Ok(a) = consumer.assignment() {
+                if consumer.resume(&a).is_ok() {
+                    paused = false;
+                    metrics::gauge!(m::PAUSED).set(0.0);
+                    tracing::debug!(worker = %config.worker_id, in_flight, "partitions resumed");
                 }
             }
         }
     }
 
-    tracing::info!(worker = %config.worker_id, in_flight = in_flight.len(), "draining");
-    let deadline = tokio::time::sleep(config.drain_timeout);
+    tracing::info!(worker = %config.worker_id, in_flight = tracker.in_flight(), "draining");
+    if paused {
+        if let Ok(a) = consumer.assignment() {
+            let _ = consumer.resume(&a);
+        }
+    }
+    let deadline = tokio::time::sleep(if failure.is_some() {
+        Duration::ZERO
+    } else {
+        config.drain_timeout
+    });
     tokio::pin!(deadline);
-    loop {
+    while outstanding > 0 {
         tokio::select! {
-            done = in_flight.next() => match done {
-                Some(done) => finish(&consumer, done, &stats, &mut broken),
-                None => break,
-            },
+            Some(report) = reports.recv() => {
+                account(report, &stats);
+                outstanding -= 1;
+                if txn.is_none() {
+                    store_finished(&consumer, &tracker);
+                }
+            }
             _ = &mut deadline => {
-                tracing::warn!(worker = %config.worker_id, abandoned = in_flight.len(), "drain deadline passed; abandoned inputs will be redelivered");
+                tracing::warn!(worker = %config.worker_id, abandoned = outstanding, "drain deadline passed; abandoned inputs will be redelivered");
                 give_up.cancel();
                 break;
             }
         }
     }
+    watermarks.abort();
     metrics::gauge!(m::IN_FLIGHT).set(0.0);
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::info!(worker = %config.worker_id, "offsets committed"),
-        // Everything stored was already committed in the background.
-        Err(argus_kafka::rdkafka::error::KafkaError::ConsumerCommit(
-            argus_kafka::rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => tracing::info!(worker = %config.worker_id, "offsets already committed"),
-        Err(e) => tracing::warn!(worker = %config.worker_id, error = %e, "final commit failed"),
-    }
+    let result = if let Some(t) = &txn {
+        let r = match failure {
+            Some(reason) => {
+                t.abort();
+                Err(WorkerError::Transaction(reason))
+            }
+            None => commit_txn(&consumer, &tracker, Some(t)).map_err(WorkerError::Transaction),
+        };
+        if r.is_ok() {
+            tracing::info!(worker = %config.worker_id, "final transaction committed");
+        }
+        r
+    } else {
+        store_finished(&consumer, &tracker);
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!(worker = %config.worker_id, "offsets committed"),
+            // Everything stored was already committed in the background.
+            Err(argus_kafka::rdkafka::error::KafkaError::ConsumerCommit(
+                argus_kafka::rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => tracing::info!(worker = %config.worker_id, "offsets already committed"),
+            Err(e) => {
+                tracing::warn!(worker = %config.worker_id, error = %e, "final commit failed")
+            }
+        }
+        Ok(())
+    };
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(worker = %config.worker_id, error = %e, "producer flush failed");
     }
     consumer.unsubscribe();
     tracing::info!(worker = %config.worker_id, consumed = stats.consumed.load(Ordering::Relaxed), "worker stopped");
-    Ok(())
+    result
 }
 
-async fn process(
-    job: Job,
-    model: Arc<Classifier>,
-    publisher: Publisher,
-    permits: Arc<Semaphore>,
-    max_input_bytes: usize,
-    after: Option<tokio::sync::oneshot::Receiver<()>>,
-    then: tokio::sync::oneshot::Sender<()>,
-) -> Result<Finished, Undelivered> {
-    let result = {
-        let _permit = permits.acquire_owned().await;
-        let job = job.clone();
-        match tokio::task::spawn_blocking(move || {
-            let r = classify(&job, &model, max_input_bytes);
-            (job, r)
-        })
-        .await
-        {
-            Ok((_, r)) => r,
-            Err(e) => Err(crate::job::Failure {
-                kind: argus_wire::FailureKind::Model,
-                detail: format!("inference task failed: {e}"),
-            }),
-        }
-    };
-    if let Ok(c) = &result {
-        let t = c.classification.timings;
-        metrics::histogram!(m::INFERENCE_SECONDS).record(t.inference_us as f64 / 1e6);
-        let total = t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us;
-        metrics::histogram!(m::PROCESSING_SECONDS).record(total as f64 / 1e6);
-    }
-    publisher.publish(&job, result, after, then).await
-}
-
-fn finish(
+/// On revoke: stop new outputs for the revoked partitions, wait briefly for outputs already
+/// handed over, then store (or transactionally commit) what finished contiguously.
+fn install_revoke_hook(
     consumer: &StreamConsumer<GroupContext>,
-    done: JobOutcome,
-    stats: &WorkerStats,
-    broken: &mut HashSet<(String, i32)>,
+    tracker: &Arc<Tracker>,
+    txn: Option<Arc<Transactions>>,
 ) {
-    let (topic, partition, offset, outcome) = done;
+    let tracker = tracker.clone();
+    consumer
+        .context()
+        .set_revoke_hook(Box::new(move |revoked, base, group| {
+            let tps: Vec<Tp> = revoked.to_vec();
+            let (finished, abandoned) = tracker.revoke(&tps, REVOKE_GRACE);
+            if abandoned > 0 {
+                metrics::counter!(m::ABANDONED).increment(abandoned as u64);
+                tracing::info!(abandoned, "in-flight inputs of revoked partitions abandoned; their next owner redoes them");
+            }
+            match &txn {
+                Some(t) => {
+                    if let Err(e) = t.commit(&tracker, finished, group.as_ref()) {
+                        tracing::error!(error = %e, "transaction commit on revoke failed; the worker stops");
+                    }
+                }
+                None => {
+                    for ((topic, partition), next) in finished {
+                        // `store_offset` stores offset + 1.
+                        if let Err(e) = base.store_offset(&topic, partition, next - 1) {
+                            metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
+                            tracing::warn!(topic = %topic, partition, error = %e, "offset not stored on revoke");
+                        }
+                    }
+                }
+            }
+        }));
+}
+
+fn account(report: Report, stats: &WorkerStats) {
+    let Report {
+        tp: (topic, partition),
+        offset,
+        outcome,
+    } = report;
     match outcome {
         Ok(Finished::Predicted { alerts }) => {
             stats.predicted.fetch_add(1, Ordering::Relaxed);
             stats.alerts.fetch_add(alerts as u64, Ordering::Relaxed);
         }
+        Ok(Finished::Stale) => {
+            stats.stale.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::STALE).increment(1);
+        }
         Ok(Finished::DeadLettered(_)) => {
             stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(Finished::Abandoned) => {
+            stats.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) => {
             stats.undelivered.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(topic = %topic, partition, offset, error = %e, "outputs undeliverable; no further offsets of this partition are stored");
-            broken.insert((topic, partition));
             metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
-            return;
+            tracing::error!(topic = %topic, partition, offset, error = %e, "outputs undeliverable; no further offsets of this partition are stored");
         }
     }
-    if broken.contains(&(topic.clone(), partition)) {
-        metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
+}
+
+/// Stores, per partition, the offset after its contiguous finished prefix.
+fn store_finished(consumer: &StreamConsumer<GroupContext>, tracker: &Tracker) {
+    for ((topic, partition), next) in tracker.advance_all() {
+        // `store_offset` stores offset + 1. Fails if the partition was revoked meanwhile:
+        // the next owner redoes those inputs.
+        if let Err(e) = consumer.store_offset(&topic, partition, next - 1) {
+            metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
+            tracing::debug!(topic = %topic, partition, error = %e, "offset not stored");
+        }
+    }
+}
+
+fn commit_txn(
+    consumer: &StreamConsumer<GroupContext>,
+    tracker: &Tracker,
+    txn: Option<&Transactions>,
+) -> Result<(), String> {
+    let Some(t) = txn else { return Ok(()) };
+    t.commit(tracker, Vec::new(), consumer.group_metadata().as_ref())
+        .map(|_| ())
+}
+
+fn update_drain(
+    consumer: &StreamConsumer<GroupContext>,
+    tracker: &Tracker,
+    highs: &Mutex<HashMap<Tp, i64>>,
+    drain: &mut DrainSignal,
+) {
+    let Ok(positions) = consumer.position() else {
         return;
+    };
+    let highs = highs.lock().map(|h| h.clone()).unwrap_or_default();
+    let assigned: HashMap<Tp, PartitionInputs> = positions
+        .elements()
+        .iter()
+        .map(|e| {
+            let tp = (e.topic().to_string(), e.partition());
+            let position = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let high = highs.get(&tp).copied();
+            (tp, PartitionInputs { position, high })
+        })
+        .collect();
+    let signals = drain.update(
+        Instant::now(),
+        argus_wire::now_us() / 1000,
+        &assigned,
+        &tracker.snapshot(),
+    );
+    drain.publish(&signals);
+}
+
+/// Keeps the high watermarks of the assigned partitions fresh (every 2 s); cached values
+/// from fetches would go stale while partitions are paused.
+async fn watch_watermarks(
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    highs: Arc<Mutex<HashMap<Tp, i64>>>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let consumer = consumer.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            let assigned: Vec<Tp> = consumer
+                .assignment()
+                .map(|a: TopicPartitionList| {
+                    a.elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assigned
+                .into_iter()
+                .filter_map(|(t, p)| {
+                    consumer
+                        .fetch_watermarks(&t, p, Duration::from_secs(1))
+                        .ok()
+                        .map(|(_, high)| ((t, p), high))
+                })
+                .collect::<HashMap<Tp, i64>>()
+        })
+        .await;
+        if let (Ok(fetched), Ok(mut h)) = (fetched, highs.lock()) {
+            *h = fetched;
+        }
     }
-    if let Err(e) = consumer.store_offset(&topic, partition, offset) {
-        // Normal after a revoke: the new owner will redo this input.
-        metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
-        tracing::debug!(topic = %topic, partition, offset, error = %e, "offset not stored");
-    }
+}
+
+struct ProcessArgs {
+    job: Job,
+    generation: u64,
+    model: Arc<Classifier>,
+    stage: Arc<InferenceStage>,
+    publisher: Publisher,
+    decode_permits: Arc<Semaphore>,
+    config: Arc<WorkerConfig>,
+    after: Option<oneshot::Receiver<()>>,
+    then: oneshot::Sender<()>,
+}
+
+/// One input: decode and preprocess on the bounded blocking pool, infer on the batching
+/// stage, publish in partition order.
+async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
+    let ProcessArgs {
+        job,
+        generation,
+        model,
+        stage,
+        publisher,
+        decode_permits,
+        config,
+        after,
+        then,
+    } = a;
+    let prepared = {
+        let _permit = decode_permits.acquire_owned().await;
+        let job = job.clone();
+        let (max_bytes, max_age) = (config.max_input_bytes, config.max_age);
+        tokio::task::spawn_blocking(move || prepare(&job, &model, max_bytes, max_age))
+            .await
+            .unwrap_or_else(|e| {
+                Prepare::Failed(Failure {
+                    kind: FailureKind::Model,
+                    detail: format!("decode task failed: {e}"),
+                })
+            })
+    };
+    let outcome = match prepared {
+        Prepare::Ready(ready) => match stage.submit(ready.prepared).await {
+            Ok(Ok(classification)) => {
+                let t = classification.timings;
+                metrics::histogram!(m::INFERENCE_SECONDS).record(t.inference_us as f64 / 1e6);
+                let total = t.decode_us
+                    + ready.envelope_us
+                    + t.preprocess_us
+                    + t.inference_us
+                    + t.postprocess_us;
+                metrics::histogram!(m::PROCESSING_SECONDS).record(total as f64 / 1e6);
+                Outcome::Classified(Classified {
+                    envelope: ready.envelope,
+                    classification,
+                    queue_us: ready.queue_us,
+                    envelope_us: ready.envelope_us,
+                })
+            }
+            Ok(Err(f)) => Outcome::Failed(f),
+            Err(_) => Outcome::Failed(Failure {
+                kind: FailureKind::Model,
+                detail: "inference stage stopped".into(),
+            }),
+        },
+        Prepare::Stale {
+            envelope,
+            age_us,
+            max_age_us,
+            queue_us,
+        } => Outcome::Stale {
+            envelope,
+            age_us,
+            max_age_us,
+            queue_us,
+        },
+        Prepare::Failed(f) => Outcome::Failed(f),
+    };
+    publisher
+        .publish(&job, generation, outcome, after, then)
+        .await
 }

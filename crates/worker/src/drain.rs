@@ -1,0 +1,265 @@
+//! The drain signal: per partition, how far behind the worker is (records and seconds), how
+//! fast records arrive and finish, how long catching up will take, and whether the
+//! partition is stuck on one input. Computed once a second from the tracker, the consumer's
+//! positions and the partitions' high watermarks; published as gauges an autoscaler reads.
+use crate::metrics as m;
+use crate::tracker::{PartSnapshot, Tp};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Weight of the newest sample in the rate averages (updated about once a second).
+const ALPHA: f64 = 0.3;
+
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    generation: u64,
+    at: Instant,
+    high: i64,
+    finished_total: u64,
+    arrival: f64,
+    processing: f64,
+}
+
+/// The signal for one partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionSignal {
+    pub lag_records: i64,
+    /// `None` when no timestamp is known.
+    pub lag_seconds: Option<f64>,
+    pub arrival_rate: f64,
+    pub processing_rate: f64,
+    /// `f64::INFINITY` when not catching up.
+    pub drain_seconds: f64,
+    pub oldest_in_flight: Option<Duration>,
+    pub stuck: bool,
+    pub in_flight: usize,
+}
+
+/// Estimated seconds to clear `lag` records: 0 when everything outstanding is already in
+/// flight, +Inf when records arrive at least as fast as they finish.
+pub fn drain_seconds(lag: i64, in_flight: usize, processing: f64, arrival: f64) -> f64 {
+    if lag <= in_flight.max(1) as i64 {
+        return 0.0;
+    }
+    let net = processing - arrival;
+    if net > 1e-3 {
+        lag as f64 / net
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Rate state across updates.
+#[derive(Debug)]
+pub struct DrainSignal {
+    rates: HashMap<Tp, Rates>,
+    published: HashSet<Tp>,
+    stuck_after: Duration,
+}
+
+/// What the worker knows about one assigned partition at an update.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionInputs {
+    /// Next offset the consumer will return (its position), if known.
+    pub position: Option<i64>,
+    /// High watermark, if known.
+    pub high: Option<i64>,
+}
+
+impl DrainSignal {
+    pub fn new(stuck_after: Duration) -> Self {
+        DrainSignal {
+            rates: HashMap::new(),
+            published: HashSet::new(),
+            stuck_after,
+        }
+    }
+
+    /// Computes the signal for every assigned partition. `now_ms` is wall-clock time (ms
+    /// since the Unix epoch) for ages from Kafka timestamps.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        now_ms: i64,
+        assigned: &HashMap<Tp, PartitionInputs>,
+        tracker: &HashMap<Tp, PartSnapshot>,
+    ) -> HashMap<Tp, PartitionSignal> {
+        self.rates.retain(|tp, _| assigned.contains_key(tp));
+        let mut out = HashMap::new();
+        for (tp, inputs) in assigned {
+            let snap = tracker.get(tp);
+            let finished_total = snap.map_or(0, |s| s.finished_total);
+            let generation = snap.map_or(0, |s| s.generation);
+            let in_flight = snap.map_or(0, |s| s.in_flight);
+            let oldest = snap.and_then(|s| s.oldest);
+            // First unfinished offset: the oldest in flight, else the next to consume.
+            let next_unfinished = oldest
+                .map(|(o, _)| o)
+                .or(inputs.position)
+                .or_else(|| snap.and_then(|s| s.finished_upto));
+            let Some(high) = inputs.high else {
+                continue;
+            };
+            let lag = next_unfinished.map_or(0, |n| (high - n).max(0));
+            let r = self.rates.entry(tp.clone()).or_insert(Rates {
+                generation,
+                at: now,
+                high,
+                finished_total,
+                arrival: 0.0,
+                processing: 0.0,
+            });
+            if r.generation != generation {
+                *r = Rates {
+                    generation,
+                    at: now,
+                    high,
+                    finished_total,
+                    arrival: 0.0,
+                    processing: 0.0,
+                };
+            }
+            let dt = now.saturating_duration_since(r.at).as_secs_f64();
+            if dt >= 0.2 {
+                let arrival = (high - r.high).max(0) as f64 / dt;
+                let processing = finished_total.saturating_sub(r.finished_total) as f64 / dt;
+                r.arrival += ALPHA * (arrival - r.arrival);
+                r.processing += ALPHA * (processing - r.processing);
+                r.at = now;
+                r.high = high;
+                r.finished_total = finished_total;
+            }
+            let lag_seconds = if lag == 0 {
+                Some(0.0)
+            } else {
+                snap.and_then(|s| {
+                    s.oldest_timestamp_ms
+                        .or_else(|| s.last_consumed.and_then(|(_, ts)| ts))
+                })
+                .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
+            };
+            let stuck = oldest.is_some_and(|(_, age)| age >= self.stuck_after);
+            out.insert(
+                tp.clone(),
+                PartitionSignal {
+                    lag_records: lag,
+                    lag_seconds,
+                    arrival_rate: r.arrival,
+                    processing_rate: r.processing,
+                    drain_seconds: drain_seconds(lag, in_flight, r.processing, r.arrival),
+                    oldest_in_flight: oldest.map(|(_, age)| age),
+                    stuck,
+                    in_flight,
+                },
+            );
+        }
+        out
+    }
+
+    /// Sets the gauges; partitions no longer assigned are reset to 0 (their new owner
+    /// reports them). Returns the worker's drain estimate.
+    pub fn publish(&mut self, signals: &HashMap<Tp, PartitionSignal>) -> f64 {
+        for tp in self.published.iter() {
+            if !signals.contains_key(tp) {
+                let labels = [("topic", tp.0.clone()), ("partition", tp.1.to_string())];
+                for name in [
+                    m::LAG_RECORDS,
+                    m::LAG_SECONDS,
+                    m::ARRIVAL_RATE,
+                    m::PROCESSING_RATE,
+                    m::PARTITION_DRAIN_SECONDS,
+                    m::OLDEST_IN_FLIGHT_SECONDS,
+                    m::PARTITION_STUCK,
+                ] {
+                    metrics::gauge!(name, &labels).set(0.0);
+                }
+            }
+        }
+        self.published = signals.keys().cloned().collect();
+        let (mut lag, mut in_flight, mut processing, mut arrival) = (0i64, 0usize, 0.0, 0.0);
+        for (tp, s) in signals {
+            let labels = [("topic", tp.0.clone()), ("partition", tp.1.to_string())];
+            metrics::gauge!(m::LAG_RECORDS, &labels).set(s.lag_records as f64);
+            if let Some(secs) = s.lag_seconds {
+                metrics::gauge!(m::LAG_SECONDS, &labels).set(secs);
+            }
+            metrics::gauge!(m::ARRIVAL_RATE, &labels).set(s.arrival_rate);
+            metrics::gauge!(m::PROCESSING_RATE, &labels).set(s.processing_rate);
+            metrics::gauge!(m::PARTITION_DRAIN_SECONDS, &labels).set(s.drain_seconds);
+            metrics::gauge!(m::OLDEST_IN_FLIGHT_SECONDS, &labels)
+                .set(s.oldest_in_flight.map_or(0.0, |d| d.as_secs_f64()));
+            metrics::gauge!(m::PARTITION_STUCK, &labels).set(if s.stuck { 1.0 } else { 0.0 });
+            lag += s.lag_records;
+            in_flight += s.in_flight;
+            processing += s.processing_rate;
+            arrival += s.arrival_rate;
+        }
+        let total = drain_seconds(lag, in_flight, processing, arrival);
+        metrics::gauge!(m::DRAIN_SECONDS).set(total);
+        total
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tp() -> Tp {
+        ("in".into(), 0)
+    }
+
+    fn snap(finished_total: u64, oldest: Option<(i64, Duration)>, ts: Option<i64>) -> PartSnapshot {
+        PartSnapshot {
+            generation: 1,
+            in_flight: usize::from(oldest.is_some()),
+            consumed_total: finished_total + 1,
+            finished_total,
+            finished_upto: None,
+            oldest,
+            oldest_timestamp_ms: ts,
+            last_consumed: None,
+        }
+    }
+
+    #[test]
+    fn drain_estimate() {
+        assert_eq!(drain_seconds(0, 0, 10.0, 5.0), 0.0);
+        assert_eq!(drain_seconds(8, 8, 10.0, 5.0), 0.0);
+        assert_eq!(drain_seconds(1000, 10, 150.0, 50.0), 10.0);
+        assert_eq!(drain_seconds(1000, 10, 50.0, 50.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn rates_lag_and_stuck_from_successive_updates() {
+        let mut d = DrainSignal::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let assigned = |pos, high| {
+            HashMap::from([(
+                tp(),
+                PartitionInputs {
+                    position: Some(pos),
+                    high: Some(high),
+                },
+            )])
+        };
+        let s0 = HashMap::from([(tp(), snap(0, Some((0, Duration::ZERO)), Some(1_000)))]);
+        d.update(t0, 1_000, &assigned(1, 100), &s0);
+        // One second later: 100 more records arrived, 50 finished, input 50 in flight for
+        // 40 s (stuck), its timestamp 4 s old.
+        let s1 = HashMap::from([(
+            tp(),
+            snap(50, Some((50, Duration::from_secs(40))), Some(1_000)),
+        )]);
+        let out = d.update(t0 + Duration::from_secs(1), 5_000, &assigned(51, 200), &s1);
+        let s = out[&tp()];
+        assert_eq!(s.lag_records, 150);
+        assert_eq!(s.lag_seconds, Some(4.0));
+        assert!((s.arrival_rate - 30.0).abs() < 1e-9, "{}", s.arrival_rate);
+        assert!((s.processing_rate - 15.0).abs() < 1e-9);
+        assert_eq!(s.drain_seconds, f64::INFINITY);
+        assert!(s.stuck);
+        let total = d.publish(&out);
+        assert_eq!(total, f64::INFINITY);
+    }
+}

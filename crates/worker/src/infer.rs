@@ -1,0 +1,150 @@
+//! The inference stage: `inference_threads` threads share one queue of preprocessed inputs.
+//! A thread takes the first waiting input, adds whatever else is queued (and, if `max_wait`
+//! is non-zero, what arrives within it) up to `max_batch`, and runs them as one batch on
+//! the plan for exactly that size. Replies go back per input, so callers never see batches.
+use crate::job::Failure;
+use crate::metrics as m;
+use argus_model::{Classification, Classifier, Prepared};
+use argus_wire::FailureKind;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The answer for one input.
+pub type Reply = Result<Classification, Failure>;
+
+struct Request {
+    prepared: Prepared,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Batching policy.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Testing aid: sleep before every model call.
+    pub inject_delay: Duration,
+}
+
+/// Handle to the inference threads; they stop when it is dropped and the queue is empty.
+pub struct InferenceStage {
+    tx: Sender<Request>,
+}
+
+impl std::fmt::Debug for InferenceStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InferenceStage").finish_non_exhaustive()
+    }
+}
+
+impl InferenceStage {
+    /// Starts `threads` inference threads on `model`.
+    pub fn start(
+        model: Arc<Classifier>,
+        threads: usize,
+        policy: BatchPolicy,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = channel::<Request>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let model = model.clone();
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argus-infer-{i}"))
+                .spawn(move || serve(&model, &rx, policy))?;
+        }
+        Ok(InferenceStage { tx })
+    }
+
+    /// Queues one input; the receiver yields its classification. The queue is unbounded:
+    /// callers bound it (the worker's in-flight limit).
+    pub fn submit(&self, prepared: Prepared) -> oneshot::Receiver<Reply> {
+        let (reply, rx) = oneshot::channel();
+        // If the threads are gone the reply sender is dropped and the caller sees it.
+        let _ = self.tx.send(Request { prepared, reply });
+        rx
+    }
+}
+
+fn next_batch(rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) -> Option<Vec<Request>> {
+    let rx = rx.lock().ok()?;
+    let first = rx.recv().ok()?;
+    let mut batch = vec![first];
+    let deadline = Instant::now() + policy.max_wait;
+    while batch.len() < policy.max_batch {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(r) => batch.push(r),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+    }
+    Some(batch)
+}
+
+fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) {
+    while let Some(batch) = next_batch(rx, policy) {
+        let n = batch.len();
+        metrics::histogram!(m::BATCH_SIZE).record(n as f64);
+        let (prepared, replies): (Vec<Prepared>, Vec<_>) =
+            batch.into_iter().map(|r| (r.prepared, r.reply)).unzip();
+        if !policy.inject_delay.is_zero() {
+            std::thread::sleep(policy.inject_delay);
+        }
+        let t = Instant::now();
+        let result = run_guarded(model, &prepared);
+        metrics::histogram!(m::BATCH_SECONDS).record(t.elapsed().as_secs_f64());
+        match result {
+            Ok(outs) => {
+                for (reply, out) in replies.into_iter().zip(outs) {
+                    let _ = reply.send(Ok(out));
+                }
+            }
+            // A batch failed as a whole: run its inputs one by one so a failure stays with
+            // the input that caused it.
+            Err(_) if n > 1 => {
+                for (reply, p) in replies.into_iter().zip(prepared) {
+                    let one = run_guarded(model, std::slice::from_ref(&p))
+                        .and_then(|mut v| v.pop().ok_or_else(|| failure("no output".into())));
+                    let _ = reply.send(one);
+                }
+            }
+            Err(f) => {
+                for reply in replies {
+                    let _ = reply.send(Err(f.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn failure(detail: String) -> Failure {
+    Failure {
+        kind: FailureKind::Model,
+        detail,
+    }
+}
+
+/// Runs a batch; a panic inside the model becomes a per-input failure, not a dead thread.
+fn run_guarded(model: &Classifier, prepared: &[Prepared]) -> Result<Vec<Classification>, Failure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model.classify_batch(prepared)
+    })) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure {
+            kind: e.failure_kind(),
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(failure("inference panicked".into())),
+    }
+}

@@ -1,0 +1,152 @@
+//! Exactly-once mode: consume → infer → produce in Kafka transactions.
+//!
+//! One transaction is open at a time. Jobs queue their outputs into it under the shared
+//! side of [`Transactions::gate`] and mark their input finished in the tracker inside the
+//! same critical section. A commit takes the gate exclusively, takes from the tracker the
+//! contiguous finished prefix of every partition, sends those offsets to the transaction
+//! (with the consumer's group metadata, so a member fenced by a rebalance cannot commit:
+//! KIP-447), commits, and opens the next transaction. Outputs of an input therefore become
+//! visible to `read_committed` readers in the same transaction that commits its offset, and
+//! an input whose offset is not committed has no visible outputs.
+//!
+//! Failures are not retried in place: the transaction is aborted and the worker stops with
+//! an error, so its supervisor restarts it from the last committed offsets. The
+//! transactional id is stable per worker (`argus-<group>-<worker id>`), so the restarted
+//! worker fences its predecessor (a zombie can no longer commit) and aborts what it left
+//! open.
+use crate::metrics as m;
+use crate::tracker::{Tp, Tracker};
+use argus_kafka::rdkafka::consumer::ConsumerGroupMetadata;
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
+use argus_kafka::rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+/// The open transaction of one worker.
+pub struct Transactions {
+    producer: FutureProducer,
+    gate: RwLock<()>,
+    dirty: AtomicBool,
+    failed: Mutex<Option<String>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Transactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transactions").finish_non_exhaustive()
+    }
+}
+
+/// The transactional id of a worker: stable across its restarts, distinct per worker.
+pub fn transactional_id(group: &str, worker_id: &str) -> String {
+    format!("argus-{group}-{worker_id}")
+}
+
+impl Transactions {
+    /// Initialises transactions on `producer` (fencing any earlier producer with the same
+    /// transactional id and aborting its open transaction) and begins the first one.
+    /// Blocking.
+    pub fn init(producer: FutureProducer, timeout: Duration) -> Result<Self, KafkaError> {
+        producer.init_transactions(timeout)?;
+        producer.begin_transaction()?;
+        Ok(Transactions {
+            producer,
+            gate: RwLock::new(()),
+            dirty: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            timeout,
+        })
+    }
+
+    /// Shared side of the gate: hold it while queueing an input's outputs and marking it
+    /// finished. Never hold it across an `.await`.
+    pub fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the open transaction holds outputs.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a failure that makes the open transaction uncommittable.
+    pub fn fail(&self, reason: String) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(reason);
+        }
+    }
+
+    /// Why the worker must stop, if it must.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Commits the open transaction with the tracker's finished offsets plus `extra`
+    /// (offsets of partitions being revoked, already taken from the tracker) and begins
+    /// the next one. Returns the number of partitions whose offsets were committed.
+    /// Blocking. After an error the worker must stop (see the module docs).
+    pub fn commit(
+        &self,
+        tracker: &Tracker,
+        extra: Vec<(Tp, i64)>,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<usize, String> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = self.failure() {
+            let _ = self.producer.abort_transaction(self.timeout);
+            return Err(reason);
+        }
+        let mut offsets = tracker.advance_all();
+        offsets.extend(extra);
+        if offsets.is_empty() && !self.dirty.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        let t = Instant::now();
+        let result = (|| {
+            if !offsets.is_empty() {
+                let group = group.ok_or_else(|| {
+                    "no consumer group metadata: cannot commit offsets in a transaction".to_string()
+                })?;
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), next) in &offsets {
+                    tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                        .map_err(|e| format!("bad offset {topic}/{partition}/{next}: {e}"))?;
+                }
+                self.producer
+                    .send_offsets_to_transaction(&tpl, group, self.timeout)
+                    .map_err(|e| format!("sending offsets to the transaction failed: {e}"))?;
+            }
+            self.producer
+                .commit_transaction(self.timeout)
+                .map_err(|e| format!("committing the transaction failed: {e}"))?;
+            self.producer
+                .begin_transaction()
+                .map_err(|e| format!("beginning a transaction failed: {e}"))
+        })();
+        match result {
+            Ok(()) => {
+                self.dirty.store(false, Ordering::Relaxed);
+                metrics::counter!(m::TXN_COMMITS, "outcome" => "ok").increment(1);
+                metrics::histogram!(m::TXN_COMMIT_SECONDS).record(t.elapsed().as_secs_f64());
+                Ok(offsets.len())
+            }
+            Err(reason) => {
+                metrics::counter!(m::TXN_COMMITS, "outcome" => "error").increment(1);
+                // Nothing of this transaction becomes visible; its inputs are redone.
+                let _ = self.producer.abort_transaction(self.timeout);
+                self.fail(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    /// Aborts the open transaction (at shutdown after an error). Blocking.
+    pub fn abort(&self) {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.producer.abort_transaction(self.timeout) {
+            tracing::warn!(error = %e, "aborting the transaction failed");
+        }
+    }
+}
