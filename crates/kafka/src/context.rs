@@ -30,6 +30,10 @@ pub type RevokeHook = Box<
         + Sync,
 >;
 
+/// Called with (topic, partition, next offset) for every offset the group coordinator
+/// confirmed as committed (background, asynchronous and revoke commits alike).
+pub type CommitHook = Box<dyn Fn(&[(String, i32, i64)]) + Send + Sync>;
+
 /// Context of every Argus group member.
 pub struct GroupContext {
     member: String,
@@ -38,6 +42,7 @@ pub struct GroupContext {
     owned: Mutex<HashMap<(String, i32), u64>>,
     next_generation: AtomicU64,
     revoke_hook: OnceLock<RevokeHook>,
+    commit_hook: OnceLock<CommitHook>,
     /// Whether to commit stored offsets on revoke (off in transactional mode).
     commit_on_revoke: std::sync::atomic::AtomicBool,
     tx: watch::Sender<Assignment>,
@@ -63,6 +68,7 @@ impl GroupContext {
             owned: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             revoke_hook: OnceLock::new(),
+            commit_hook: OnceLock::new(),
             commit_on_revoke: std::sync::atomic::AtomicBool::new(true),
             tx,
             rx,
@@ -92,6 +98,11 @@ impl GroupContext {
     /// Installs the revoke hook; only the first call has an effect (returns false after).
     pub fn set_revoke_hook(&self, hook: RevokeHook) -> bool {
         self.revoke_hook.set(hook).is_ok()
+    }
+
+    /// Installs the commit hook; only the first call has an effect (returns false after).
+    pub fn set_commit_hook(&self, hook: CommitHook) -> bool {
+        self.commit_hook.set(hook).is_ok()
     }
 
     /// Turns the synchronous commit of stored offsets on revoke on or off (transactional
@@ -211,7 +222,23 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            if let Some(hook) = self.commit_hook.get() {
+                let committed: Vec<(String, i32, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter(|e| e.error().is_ok())
+                    .filter_map(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => {
+                            Some((e.topic().to_string(), e.partition(), o))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                hook(&committed);
+            }
+        }
         if let Err(e) = result {
             if !matches!(
                 e,

@@ -24,6 +24,9 @@ pub struct WorkerConfig {
     /// the worker pauses its partitions (and keeps polling, so it stays in the group) until
     /// half of them have finished.
     pub max_in_flight: usize,
+    /// Full in-flight work for longer than this pauses the partitions (polling goes on);
+    /// shorter stalls just stop taking messages. Keep it well under `max.poll.interval.ms`.
+    pub pause_after: Duration,
     /// Threads running the model; each runs one batch at a time.
     pub inference_threads: usize,
     /// Threads decoding and preprocessing inputs (the blocking pool, bounded).
@@ -64,6 +67,7 @@ impl WorkerConfig {
             dlq_topic: "dlq".into(),
             rules: Vec::new(),
             max_in_flight: 64,
+            pause_after: Duration::from_secs(1),
             inference_threads: 1,
             decode_threads: 2,
             max_batch: 8,

@@ -28,6 +28,8 @@ pub const ABANDONED: &str = "argus_worker_abandoned_total";
 pub const BATCH_SIZE: &str = "argus_worker_batch_size";
 /// Histogram: time per model call (one batch), seconds.
 pub const BATCH_SECONDS: &str = "argus_worker_batch_seconds";
+/// Histogram: offset commit time (at-least-once), seconds.
+pub const COMMIT_SECONDS: &str = "argus_worker_commit_seconds";
 /// Counter: times the worker paused its partitions because in-flight work was full.
 pub const PAUSES: &str = "argus_worker_pauses_total";
 /// Gauge: 1 while the worker's partitions are paused for backpressure.
@@ -90,6 +92,7 @@ pub fn describe() {
     describe_histogram!(BATCH_SIZE, "Inputs per model call");
     describe_histogram!(BATCH_SECONDS, Unit::Seconds, "Time per model call");
     describe_counter!(PAUSES, "Partition pauses for backpressure");
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Offset commit time");
     describe_gauge!(PAUSED, "1 while partitions are paused for backpressure");
     describe_counter!(TXN_COMMITS, "Transaction commits, by outcome");
     describe_histogram!(TXN_COMMIT_SECONDS, Unit::Seconds, "Transaction commit time");

@@ -104,6 +104,16 @@ pub async fn run(
         None
     };
     install_revoke_hook(&consumer, &tracker, txn.clone());
+    {
+        let tracker = tracker.clone();
+        consumer
+            .context()
+            .set_commit_hook(Box::new(move |committed| {
+                for (topic, partition, next) in committed {
+                    tracker.committed(&(topic.clone(), *partition), *next);
+                }
+            }));
+    }
     let consumer = Arc::new(consumer);
     let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
     consumer
@@ -147,7 +157,11 @@ pub async fn run(
     ));
     let mut drain = DrainSignal::new(config.stuck_after);
     let mut paused = false;
+    // Since when in-flight work has been full (not paused yet).
+    let mut full_since: Option<Instant> = None;
     let mut last_commit = Instant::now();
+    let committing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committed = Arc::new(tokio::sync::Notify::new());
     let mut last_drain = Instant::now();
     tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, exactly_once = config.exactly_once, max_batch = config.max_batch, inference_threads = config.inference_threads, "worker started");
 
@@ -169,6 +183,7 @@ pub async fn run(
                 }
                 if txn.is_none() {
                     store_finished(&consumer, &tracker);
+                    maybe_commit(&consumer, &tracker, &mut last_commit, &committing, &committed, config.max_in_flight);
                 } else if paused {
                     // Finished inputs stay in flight until committed: commit now.
                     if let Err(e) = commit_txn(&consumer, &tracker, txn.as_deref()) {
@@ -178,8 +193,17 @@ pub async fn run(
                     last_commit = Instant::now();
                 }
             }
+            _ = committed.notified() => {
+                // A commit finished; maybe another is due.
+                if txn.is_none() {
+                    maybe_commit(&consumer, &tracker, &mut last_commit, &committing, &committed, config.max_in_flight);
+                }
+            }
             _ = tick.tick() => {
                 stats.last_poll_us.store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
+                if txn.is_none() {
+                    maybe_commit(&consumer, &tracker, &mut last_commit, &committing, &committed, config.max_in_flight);
+                }
                 if let Some(t) = &txn {
                     if let Some(reason) = t.failure() {
                         failure = Some(reason);
@@ -204,9 +228,9 @@ pub async fn run(
                     update_drain(&consumer, &tracker, &highs, &mut drain);
                 }
             }
-            // Always polled, also while paused: polling keeps the member in the group
-            // (max.poll.interval.ms) and serves rebalances.
-            msg = consumer.recv() => {
+            // Polled whenever there is room, and always while paused: polling keeps the
+            // member in the group (max.poll.interval.ms) and serves rebalances.
+            msg = consumer.recv(), if paused || full_since.is_none() => {
                 stats.last_poll_us.store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
                 match msg {
                     Ok(msg) => {
@@ -251,28 +275,40 @@ pub async fn run(
                 }
             }
         }
-        // Backpressure: pause every assigned partition when in-flight work is full and
-        // resume once half of it has finished; polling goes on either way.
+        // Backpressure. Full for a moment: take no more messages. Full for longer than
+        // `pause_after` (a slow model, a stalled output): pause every assigned partition
+        // and keep polling, so the member stays in the group however long the stall lasts.
+        // Resume once half the in-flight work has finished. (Pausing drops librdkafka's
+        // prefetched messages and resuming refetches them, which costs up to a second, so
+        // short stalls are better ridden out without it.)
         let in_flight = tracker.in_flight();
         metrics::gauge!(m::IN_FLIGHT).set(in_flight as f64);
-        if !paused && in_flight >= config.max_in_flight {
-            if let Ok(a) = consumer.assignment() {
-                if consumer.pause(&a).is_ok() {
-                    paused = true;
-                    stats.pauses.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(m::PAUSES).increment(1);
-                    metrics::gauge!(m::PAUSED).set(1.0);
-                    tracing::debug!(worker = %config.worker_id, in_flight, "in-flight work full; partitions paused");
+        if paused {
+            if in_flight <= config.max_in_flight / 2 {
+                if let Ok(a) = consumer.assignment() {
+                    if consumer.resume(&a).is_ok() {
+                        paused = false;
+                        full_since = None;
+                        metrics::gauge!(m::PAUSED).set(0.0);
+                        tracing::info!(worker = %config.worker_id, in_flight, "partitions resumed");
+                    }
                 }
             }
-        } else if paused && in_flight <= config.max_in_flight / 2 {
-            if let Ok(a) = consumer.assignment() {
-                if consumer.resume(&a).is_ok() {
-                    paused = false;
-                    metrics::gauge!(m::PAUSED).set(0.0);
-                    tracing::debug!(worker = %config.worker_id, in_flight, "partitions resumed");
+        } else if in_flight >= config.max_in_flight {
+            let since = *full_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= config.pause_after {
+                if let Ok(a) = consumer.assignment() {
+                    if consumer.pause(&a).is_ok() {
+                        paused = true;
+                        stats.pauses.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(m::PAUSES).increment(1);
+                        metrics::gauge!(m::PAUSED).set(1.0);
+                        tracing::info!(worker = %config.worker_id, in_flight, "in-flight work full; partitions paused, polling continues");
+                    }
                 }
             }
+        } else {
+            full_since = None;
         }
     }
 
@@ -415,6 +451,71 @@ fn store_finished(consumer: &StreamConsumer<GroupContext>, tracker: &Tracker) {
             tracing::debug!(topic = %topic, partition, error = %e, "offset not stored");
         }
     }
+}
+
+/// At-least-once: commits finished offsets every 100 ms, or sooner when a quarter of the
+/// in-flight bound is finished but uncommitted. Finished inputs count as in flight until
+/// the commit is confirmed, so a crash redoes at most `max_in_flight` inputs. One commit
+/// at a time, synchronous on the blocking pool, with explicit offsets: its result is the
+/// confirmation (librdkafka skips re-committing offsets it believes committed, so its
+/// commit callbacks alone cannot confirm everything).
+fn maybe_commit(
+    consumer: &Arc<StreamConsumer<GroupContext>>,
+    tracker: &Arc<Tracker>,
+    last_commit: &mut Instant,
+    committing: &Arc<std::sync::atomic::AtomicBool>,
+    committed: &Arc<tokio::sync::Notify>,
+    max_in_flight: usize,
+) {
+    let uncommitted = tracker.uncommitted();
+    if uncommitted == 0 || committing.load(Ordering::Acquire) {
+        return;
+    }
+    let since = last_commit.elapsed();
+    let due = since >= Duration::from_millis(100)
+        || (uncommitted as usize >= (max_in_flight / 4).max(1)
+            && since >= Duration::from_millis(5));
+    if !due {
+        return;
+    }
+    let points = tracker.commit_points();
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in &points {
+        if tpl
+            .add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .is_err()
+        {
+            return;
+        }
+    }
+    *last_commit = Instant::now();
+    committing.store(true, Ordering::Release);
+    let (consumer, tracker, committing, committed) = (
+        consumer.clone(),
+        tracker.clone(),
+        committing.clone(),
+        committed.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let result = consumer.commit(&tpl, CommitMode::Sync);
+        metrics::histogram!(m::COMMIT_SECONDS).record(t.elapsed().as_secs_f64());
+        tracing::trace!(ms = t.elapsed().as_secs_f64() * 1e3, "offsets committed");
+        match result {
+            Ok(()) => {
+                for (tp, next) in &points {
+                    tracker.committed(tp, *next);
+                }
+            }
+            Err(e) => {
+                metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                tracing::warn!(error = %e, "offset commit failed; retrying");
+            }
+        }
+        committing.store(false, Ordering::Release);
+        // In-flight room may have opened: wake the loop.
+        committed.notify_one();
+    });
 }
 
 fn commit_txn(

@@ -43,6 +43,11 @@ struct Part {
     finished_upto: Option<i64>,
     /// Offset and Kafka timestamp of the last input consumed.
     last_consumed: Option<(i64, Option<i64>)>,
+    /// Next offset stored (handed to the consumer for commit) and confirmed committed; the
+    /// inputs between them are finished but would be redone after a crash, so they count
+    /// as in flight.
+    stored_upto: i64,
+    committed_upto: i64,
 }
 
 /// What [`Tracker::snapshot`] reports per partition, for the drain signal.
@@ -95,6 +100,8 @@ impl Tracker {
             consumed_total: 0,
             finished_upto: None,
             last_consumed: None,
+            stored_upto: offset,
+            committed_upto: offset,
         });
         if part.generation != generation {
             // Reassigned: whatever the old generation left behind is not ours any more.
@@ -106,6 +113,8 @@ impl Tracker {
                 consumed_total: 0,
                 finished_upto: None,
                 last_consumed: None,
+                stored_upto: offset,
+                committed_upto: offset,
             };
         }
         part.consumed_total += 1;
@@ -184,10 +193,35 @@ impl Tracker {
             part.finished_total += 1;
         }
         let next = last.map(|o| o + 1);
-        if next.is_some() {
+        if let Some(n) = next {
             part.finished_upto = next;
+            part.stored_upto = part.stored_upto.max(n);
         }
         next
+    }
+
+    /// The group coordinator confirmed `next` as committed for `tp`.
+    pub fn committed(&self, tp: &Tp, next: i64) {
+        if let Some(p) = self.lock().get_mut(tp) {
+            p.committed_upto = p.committed_upto.max(next);
+        }
+    }
+
+    /// Per partition with finished, uncommitted inputs: the next offset to commit.
+    pub fn commit_points(&self) -> Vec<(Tp, i64)> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.stored_upto > p.committed_upto)
+            .map(|(tp, p)| (tp.clone(), p.stored_upto))
+            .collect()
+    }
+
+    /// Inputs finished and stored but not yet confirmed committed.
+    pub fn uncommitted(&self) -> u64 {
+        self.lock()
+            .values()
+            .map(|p| (p.stored_upto - p.committed_upto).max(0) as u64)
+            .sum()
     }
 
     /// For every owned partition whose finished prefix grew: the next offset to commit.
@@ -240,9 +274,14 @@ impl Tracker {
         (commit, abandoned)
     }
 
-    /// Inputs consumed and not yet finished (and, for transactions, not yet committed).
+    /// Inputs consumed and not yet committed: unfinished, finished but waiting for an
+    /// earlier input, and finished but not yet confirmed committed. A crash redoes at most
+    /// these, so bounding this bounds duplicates.
     pub fn in_flight(&self) -> usize {
-        self.lock().values().map(|p| p.entries.len()).sum()
+        self.lock()
+            .values()
+            .map(|p| p.entries.len() + (p.stored_upto - p.committed_upto).max(0) as usize)
+            .sum()
     }
 
     /// Per-partition state for the drain signal.
@@ -297,6 +336,10 @@ mod tests {
         t.begin_publish(&tp(0), 1, 10);
         t.finish(&tp(0), 1, 10);
         assert_eq!(t.advance_all(), vec![(tp(0), 13)]);
+        // Stored but not committed: still counted.
+        assert_eq!(t.in_flight(), 5);
+        assert_eq!(t.uncommitted(), 3);
+        t.committed(&tp(0), 13);
         assert_eq!(t.in_flight(), 2);
         let snap = &t.snapshot()[&tp(0)];
         assert_eq!(snap.oldest.unwrap().0, 13);

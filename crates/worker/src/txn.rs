@@ -127,6 +127,9 @@ impl Transactions {
         })();
         match result {
             Ok(()) => {
+                for (tp, next) in &offsets {
+                    tracker.committed(tp, *next);
+                }
                 self.dirty.store(false, Ordering::Relaxed);
                 metrics::counter!(m::TXN_COMMITS, "outcome" => "ok").increment(1);
                 metrics::histogram!(m::TXN_COMMIT_SECONDS).record(t.elapsed().as_secs_f64());
