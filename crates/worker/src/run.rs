@@ -586,17 +586,27 @@ async fn watch_watermarks(
                 .unwrap_or_default();
             assigned
                 .into_iter()
-                .filter_map(|(t, p)| {
-                    consumer
+                .map(|(t, p)| {
+                    let high = consumer
                         .fetch_watermarks(&t, p, Duration::from_secs(1))
                         .ok()
-                        .map(|(_, high)| ((t, p), high))
+                        .map(|(_, high)| high)
+                        .filter(|h| *h >= 0);
+                    ((t, p), high)
                 })
-                .collect::<HashMap<Tp, i64>>()
+                .collect::<Vec<(Tp, Option<i64>)>>()
         })
         .await;
         if let (Ok(fetched), Ok(mut h)) = (fetched, highs.lock()) {
-            *h = fetched;
+            // Keep the last known value when a fetch failed; forget revoked partitions.
+            let assigned: std::collections::HashSet<&Tp> =
+                fetched.iter().map(|(tp, _)| tp).collect();
+            h.retain(|tp, _| assigned.contains(tp));
+            for (tp, high) in &fetched {
+                if let Some(high) = high {
+                    h.insert(tp.clone(), *high);
+                }
+            }
         }
     }
 }
