@@ -109,10 +109,20 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Starts a worker in `group`.
     pub fn start(config: WorkerConfig, group: &str, model: Arc<Classifier>) -> RunningWorker {
+        Self::start_with(config, group, model, &settings())
+    }
+
+    /// Starts a worker in `group` with these client settings.
+    pub fn start_with(
+        config: WorkerConfig,
+        group: &str,
+        model: Arc<Classifier>,
+        settings: &KafkaSettings,
+    ) -> RunningWorker {
         let id = config.worker_id.clone();
-        let consumer = settings().consumer(group, &id).unwrap();
+        let consumer = settings.consumer(group, &id).unwrap();
         let assignment = consumer.context().assignment();
-        let producer = settings().producer(&id).unwrap();
+        let producer = settings.producer(&id).unwrap();
         let stats = Arc::new(WorkerStats::default());
         let stop = CancellationToken::new();
         let task = tokio::spawn(argus_worker::run(
@@ -277,4 +287,141 @@ pub fn argus_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// An `argus work` process.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pub id: String,
+    pub child: std::process::Child,
+}
+
+impl WorkerProcess {
+    /// Starts `argus work` on `topics` in `group` as worker `id`, with `extra` flags.
+    /// Logs go to `target/e2e-logs/<id>-<pid>.log` (printed when a test fails).
+    pub fn spawn(topics: &Topics, group: &str, id: &str, extra: &[&str]) -> WorkerProcess {
+        let logs = argus_bin().parent().unwrap().join("e2e-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = std::fs::File::create(logs.join(format!("{}-{id}.log", unique("w")))).unwrap();
+        let child = std::process::Command::new(argus_bin())
+            .args(["work", "--brokers", &brokers(), "--group", group])
+            .args([
+                "--input",
+                &topics.input,
+                "--predictions",
+                &topics.predictions,
+            ])
+            .args(["--alerts-topic", &topics.alerts, "--dlq", &topics.dlq])
+            .args(["--worker-id", id, "--metrics-addr", "127.0.0.1:0"])
+            .args(["--create-topics", "0", "--drain-timeout", "10s"])
+            .args([
+                "--model",
+                repo_root().join("models/camera-person").to_str().unwrap(),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("argus binary starts");
+        WorkerProcess {
+            id: id.to_string(),
+            child,
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > within {
+                self.child.kill().ok();
+                panic!("worker {} did not exit within {within:?}", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    /// A failing test must not leave workers running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every prediction on `topic` (read_committed), once at least `distinct` different inputs
+/// have one or `within` passes. Returns (partition, offset) per prediction read.
+pub fn predictions_until(topic: &str, within: Duration, distinct: usize) -> Vec<(i32, i64)> {
+    use std::collections::BTreeSet;
+    let parse = |m: &OwnedMessage| {
+        serde_json::from_slice::<argus_wire::Prediction>(m.payload()?)
+            .ok()
+            .map(|p| (p.input.partition, p.input.offset))
+    };
+    let seen = std::cell::RefCell::new((0usize, BTreeSet::new()));
+    let msgs = read_until(topic, within, |m| {
+        let mut s = seen.borrow_mut();
+        let from = s.0;
+        for msg in &m[from..] {
+            if let Some(id) = parse(msg) {
+                s.1.insert(id);
+            }
+        }
+        s.0 = m.len();
+        s.1.len() >= distinct
+    });
+    msgs.iter().filter_map(parse).collect()
+}
+
+/// Like [`predictions_until`], then keeps reading until nothing new arrives for 3 s, so
+/// late duplicates are counted too.
+pub fn predictions_settled(topic: &str, within: Duration, distinct: usize) -> Vec<(i32, i64)> {
+    use std::collections::BTreeSet;
+    let parse = |m: &OwnedMessage| {
+        serde_json::from_slice::<argus_wire::Prediction>(m.payload()?)
+            .ok()
+            .map(|p| (p.input.partition, p.input.offset))
+    };
+    // (messages parsed, distinct inputs, when the last new message arrived)
+    let state = std::cell::RefCell::new((0usize, BTreeSet::new(), Instant::now()));
+    let msgs = read_until(topic, within, |m| {
+        let mut s = state.borrow_mut();
+        if m.len() > s.0 {
+            s.2 = Instant::now();
+        }
+        let from = s.0;
+        for msg in &m[from..] {
+            if let Some(id) = parse(msg) {
+                s.1.insert(id);
+            }
+        }
+        s.0 = m.len();
+        s.1.len() >= distinct && s.2.elapsed() > Duration::from_secs(3)
+    });
+    msgs.iter().filter_map(parse).collect()
+}
+
+/// Counts per input of a list of predicted inputs.
+pub fn counts(ids: &[(i32, i64)]) -> std::collections::BTreeMap<(i32, i64), usize> {
+    let mut c = std::collections::BTreeMap::new();
+    for id in ids {
+        *c.entry(*id).or_insert(0) += 1;
+    }
+    c
 }

@@ -27,6 +27,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Run a worker: consume frames, run the model, publish predictions and alerts.
     Work(WorkArgs),
+    /// Benchmark on a real broker: tract alone, the offline pipeline, one worker draining a
+    /// topic, and end-to-end latency at 50% and 80% of its capacity.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Kafka connection flags shared by subcommands.
@@ -141,12 +144,29 @@ pub struct ModelArgs {
     /// Classes listed in each prediction's `top`.
     #[arg(long, env = "ARGUS_TOP_K", default_value_t = 5)]
     pub top_k: usize,
-    /// Inputs inferred at once per worker.
-    #[arg(long, env = "ARGUS_INFERENCE_THREADS", default_value_t = 2)]
+    /// Threads running the model per worker (each runs one batch at a time).
+    #[arg(long, env = "ARGUS_INFERENCE_THREADS", default_value_t = 1)]
     pub inference_threads: usize,
-    /// Inputs in flight per worker (consumed, outputs not yet acknowledged).
+    /// Threads decoding and preprocessing inputs per worker.
+    #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 2)]
+    pub decode_threads: usize,
+    /// Inputs per model call, at most.
+    #[arg(long, env = "ARGUS_MAX_BATCH", default_value_t = 8)]
+    pub max_batch: usize,
+    /// How long a batch may wait to fill after its first input (0: batch only what is
+    /// already queued, never wait).
+    #[arg(long, env = "ARGUS_MAX_WAIT", value_parser = parse_duration, default_value = "0ms")]
+    pub max_wait: Duration,
+    /// Skip inputs captured longer ago than this (their prediction says `stale`).
+    #[arg(long, env = "ARGUS_MAX_AGE", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+    /// Inputs in flight per worker (consumed, not yet finished); when reached the worker
+    /// pauses its partitions until half have finished.
     #[arg(long, env = "ARGUS_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
+    /// Testing aid: sleep this long before every model call (simulates a slow model).
+    #[arg(long, env = "ARGUS_INJECT_DELAY", value_parser = parse_duration, default_value = "0ms", hide = true)]
+    pub inject_delay: Duration,
     /// Inputs larger than this go to the DLQ as `oversize`.
     #[arg(long, env = "ARGUS_MAX_INPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_input_bytes: usize,
@@ -194,6 +214,22 @@ pub struct WorkArgs {
     /// How long shutdown waits for in-flight work.
     #[arg(long, env = "ARGUS_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "20s")]
     pub drain_timeout: Duration,
+    /// Exactly-once: outputs and input offsets are committed in Kafka transactions
+    /// (transactional id `argus-<group>-<worker id>`: give every worker a distinct, stable
+    /// --worker-id; a restarted worker then fences its predecessor).
+    #[arg(long, env = "ARGUS_EXACTLY_ONCE")]
+    pub exactly_once: bool,
+    /// Exactly-once: how often the open transaction is committed.
+    #[arg(long, env = "ARGUS_TRANSACTION_INTERVAL", value_parser = parse_duration, default_value = "100ms")]
+    pub transaction_interval: Duration,
+    /// Static membership: `group.instance.id` = the worker id, so a restart within
+    /// `session.timeout.ms` gets its partitions back without a rebalance.
+    #[arg(long, env = "ARGUS_STATIC_MEMBERSHIP")]
+    pub static_membership: bool,
+    /// Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848,
+    /// brokers ≥ 4.0).
+    #[arg(long, env = "ARGUS_GROUP_PROTOCOL", default_value = "classic", value_parser = ["classic", "consumer"])]
+    pub group_protocol: String,
 }
 
 #[derive(Debug, Args)]

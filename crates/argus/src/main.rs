@@ -1,5 +1,6 @@
 //! `argus`: the one binary. Subcommands live in their own modules; this file parses the
 //! command line, sets up tracing, and maps errors to exit codes (64 = usage/config).
+mod bench;
 mod cli;
 mod demo;
 mod produce;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
             cli::Command::Demo(args) => demo::run(args).await,
             cli::Command::Produce(args) => produce::run(args).await,
             cli::Command::Work(args) => work::run(args).await,
+            cli::Command::Bench(args) => bench::run(args).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

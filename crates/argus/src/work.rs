@@ -29,25 +29,41 @@ pub fn worker_config(
     c.rules = model.alerts.clone();
     c.top_k = model.top_k;
     c.inference_threads = model.inference_threads;
+    c.decode_threads = model.decode_threads;
+    c.max_batch = model.max_batch;
+    c.max_wait = model.max_wait;
+    c.max_age = model.max_age;
+    c.inject_delay = model.inject_delay;
     c.max_in_flight = model.max_in_flight;
     c.max_input_bytes = model.max_input_bytes;
     c.validate(labels).map_err(CliError::Usage)?;
     Ok(c)
 }
 
-/// Default worker id: `hostname-pid`.
-pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "argus".into());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "argus".into())
+}
+
+/// Default worker id: `hostname-pid`.
+pub fn default_worker_id() -> String {
+    format!("{}-{}", hostname(), std::process::id())
 }
 
 pub async fn run(args: WorkArgs) -> Result<(), CliError> {
     let model = load_model(&args.model.model)?;
-    let worker_id = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    // Exactly-once and static membership need an id that survives restarts: the hostname
+    // (a pod name) unless one is given.
+    let worker_id = args.worker_id.clone().unwrap_or_else(|| {
+        if args.exactly_once || args.static_membership {
+            hostname()
+        } else {
+            default_worker_id()
+        }
+    });
     let mut config = worker_config(
         worker_id.clone(),
         args.inputs.clone(),
@@ -56,13 +72,34 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
         model.labels(),
     )?;
     config.drain_timeout = args.drain_timeout;
-    let settings = args.kafka.settings();
-    let consumer = settings
-        .consumer(&args.group, &worker_id)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let producer = settings
-        .producer(&worker_id)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    config.exactly_once = args.exactly_once;
+    config.transaction_interval = args.transaction_interval;
+    config.validate(model.labels()).map_err(CliError::Usage)?;
+    let mut settings = args.kafka.settings();
+    if args.group_protocol != "classic" {
+        settings
+            .consumer_options
+            .insert("group.protocol".into(), args.group_protocol.clone());
+    }
+    if args.static_membership {
+        settings
+            .consumer_options
+            .insert("group.instance.id".into(), worker_id.clone());
+    }
+    let (consumer, producer) = if args.exactly_once {
+        let txn_id = argus_worker::txn::transactional_id(&args.group, &worker_id);
+        (
+            settings.transactional_consumer(&args.group, &worker_id),
+            settings.transactional_producer(&worker_id, &txn_id),
+        )
+    } else {
+        (
+            settings.consumer(&args.group, &worker_id),
+            settings.producer(&worker_id),
+        )
+    };
+    let consumer = consumer.map_err(|e| CliError::Usage(e.to_string()))?;
+    let producer = producer.map_err(|e| CliError::Usage(e.to_string()))?;
     telemetry::metrics_handle();
     let shutdown = shutdown::on_signal();
     if args.create_topics > 0 {

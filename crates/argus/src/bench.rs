@@ -1,0 +1,1269 @@
+//! `argus bench`: one run on a real broker that measures where a worker's time goes, so the
+//! worker can be compared with what the model and the pipeline allow on the same machine.
+//!
+//! 1. **tract alone**: `Classifier::infer` on preprocessed tensors in memory, one thread,
+//!    for several batch sizes (cost per input, to choose a default batch size).
+//! 2. **offline pipeline**: envelope bytes → `decode_envelope` → `Classifier::classify`
+//!    (decode, preprocess, infer, postprocess) from memory, on as many threads as the worker
+//!    infers with.
+//! 3. **worker**: one in-process `argus_worker::run` draining a pre-filled, freshly created
+//!    topic; timed from the first consumed input to the last finished one (group join
+//!    excluded).
+//! 4. **end-to-end latency** at fractions of the capacity measured in 3: a fixed-rate
+//!    producer stamps each frame with its *intended* send time (so a late send counts as
+//!    latency: no coordinated omission) and a `read_committed` subscriber on the
+//!    predictions topic measures receive time − capture time.
+//!
+//! Synthetic frames are rendered and JPEG-encoded once (a pool of distinct frames) and
+//! cycled, so rendering does not compete with the measured work.
+use crate::cli::{parse_duration, KafkaArgs};
+use crate::work::load_model;
+use crate::CliError;
+use anyhow::anyhow;
+use argus_kafka::rdkafka::admin::{AdminClient, AdminOptions};
+use argus_kafka::rdkafka::client::DefaultClientContext;
+use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
+use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use argus_kafka::rdkafka::types::RDKafkaErrorCode;
+use argus_kafka::rdkafka::Message;
+use argus_kafka::{KafkaSettings, TopicSpec};
+use argus_model::{Classifier, Prepared};
+use argus_producer::{Frame, SyntheticSource};
+use argus_wire::{
+    decode_envelope, encode_envelope, headers as h, now_us, Prediction, ENVELOPE_SCHEMA,
+};
+use argus_worker::{AlertRule, WorkerConfig, WorkerStats};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// `argus bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Model bundle directory (manifest.toml + model.onnx).
+    #[arg(long, default_value = "models/camera-person")]
+    pub model: PathBuf,
+    /// Frames run through the offline pipeline and pre-filled into the worker's topic.
+    #[arg(long, default_value_t = 5000)]
+    pub frames: u64,
+    /// How long the fixed-rate producer runs at each load level.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub latency_duration: Duration,
+    /// Load levels for the latency stage, as fractions of the measured worker capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
+    pub loads: Vec<f64>,
+    /// Batch sizes for the tract-alone stage (1 is always measured).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub batch_sizes: Vec<usize>,
+    /// Time spent per batch size in the tract-alone stage.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub tract_duration: Duration,
+    /// The worker's model threads [default: the worker's default].
+    #[arg(long)]
+    pub inference_threads: Option<usize>,
+    /// The worker's decode/preprocess threads [default: the worker's default].
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// The worker's largest batch per model call [default: the worker's default].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// The worker's bound on inputs in flight [default: the worker's default].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Threads of the offline pipeline, each decoding and inferring whole inputs [default:
+    /// the worker's decode or inference threads, whichever is more].
+    #[arg(long)]
+    pub offline_threads: Option<usize>,
+    /// Distinct synthetic frames rendered up front and cycled through.
+    #[arg(long, default_value_t = 128)]
+    pub distinct_frames: usize,
+    /// Synthetic cameras (Kafka keys).
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Scenes are deterministic from this seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// JPEG quality of the frames.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Partitions of the benchmark's input topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Leave the benchmark's topics on the broker (they are deleted by default).
+    #[arg(long)]
+    pub keep_topics: bool,
+}
+
+/// One batch size of the tract-alone stage.
+#[derive(Debug, Clone, Serialize)]
+struct BatchResult {
+    batch: usize,
+    calls: usize,
+    inputs_per_s: f64,
+    p50_call_us: f64,
+    p50_per_input_us: f64,
+    /// p50 per input relative to batch 1.
+    relative_to_batch_1: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct OfflineResult {
+    threads: usize,
+    inputs: u64,
+    errors: u64,
+    seconds: f64,
+    inputs_per_s: f64,
+    /// Decode + preprocess + infer + postprocess of one input, one thread's view.
+    p50_per_input_us: f64,
+    /// Whole machine (all processes, the broker too), from /proc/stat.
+    machine_cpu_busy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct WorkerResult {
+    frames: u64,
+    partitions: i32,
+    prefill_seconds: f64,
+    group_join_seconds: f64,
+    seconds: f64,
+    predicted: u64,
+    dead_lettered: u64,
+    /// Stale, abandoned (partition revoked) or undelivered: none is expected.
+    other: u64,
+    inputs_per_s: f64,
+    /// Times the worker paused its partitions (backpressure).
+    pauses: u64,
+    machine_cpu_busy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LatencyResult {
+    load: f64,
+    rate_per_s: f64,
+    sent: u64,
+    received: u64,
+    /// Largest delay of a send behind its schedule (already counted in the latencies).
+    producer_max_behind_ms: f64,
+    /// Medians of the worker's own timings in the received predictions.
+    worker_p50: WorkerTimings,
+    /// Times the worker paused its partitions while this level was sent.
+    pauses: u64,
+    /// While this level was sent; the load generator and subscriber run on the same machine.
+    machine_cpu_busy: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Medians of a prediction's `timings`, ms.
+#[derive(Debug, Clone, Serialize)]
+struct WorkerTimings {
+    /// Consumed → decoding started.
+    queue_ms: f64,
+    decode_preprocess_ms: f64,
+    /// The batch's model call divided by the batch size.
+    inference_ms: f64,
+    /// Capture → prediction built (before it is produced and acknowledged).
+    capture_to_output_ms: f64,
+}
+
+/// What the predictions subscriber saw of one record.
+#[derive(Debug)]
+struct Seen {
+    received_us: i64,
+    capture_us: Option<i64>,
+    timings: Option<argus_wire::Timings>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Ratios {
+    worker_over_offline: f64,
+    offline_over_tract_batch_1: f64,
+    /// e2e p99 at the first load level minus the model's p50 inference (batch 1), ms.
+    e2e_p99_minus_model_p50_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Report {
+    time_us: i64,
+    model: String,
+    model_version: String,
+    frame: String,
+    distinct_frames: usize,
+    mean_frame_bytes: f64,
+    worker_decode_threads: usize,
+    worker_inference_threads: usize,
+    worker_max_batch: usize,
+    worker_max_in_flight: usize,
+    offline_threads: usize,
+    brokers: String,
+    tract: Vec<BatchResult>,
+    offline: OfflineResult,
+    worker: WorkerResult,
+    latency: Vec<LatencyResult>,
+    ratios: Ratios,
+}
+
+fn runtime(e: impl Into<anyhow::Error>) -> CliError {
+    CliError::Runtime(e.into())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), CliError> {
+    let started = Instant::now();
+    let shape = worker_shape(&args);
+    let threads = args
+        .offline_threads
+        .unwrap_or(shape.decode_threads.max(shape.inference_threads));
+    check_args(&args, threads)?;
+    let mut batch_sizes = args.batch_sizes.clone();
+    if !batch_sizes.contains(&1) {
+        batch_sizes.insert(0, 1);
+    }
+    let model = load_model(&args.model)?;
+    let source = SyntheticSource {
+        seed: args.seed,
+        cameras: args.cameras,
+        fps: 1.0,
+        width: args.width,
+        height: args.height,
+        jpeg_quality: args.jpeg_quality,
+    };
+    let t = Instant::now();
+    let pool = Arc::new(render_pool(&source, args.distinct_frames).await?);
+    let mean_bytes = pool
+        .iter()
+        .map(|f| match &f.envelope.payload {
+            argus_wire::Payload::Encoded { bytes, .. } => bytes.len() as f64,
+            _ => 0.0,
+        })
+        .sum::<f64>()
+        / pool.len() as f64;
+    println!(
+        "argus bench: model {} v{} (input {:?}), {} distinct {}x{} JPEG q{} frames from {} synthetic cameras (mean {:.1} kB, rendered in {:.1} s); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
+        model.model_ref().name,
+        model.model_ref().version,
+        model.manifest().input.shape,
+        pool.len(),
+        args.width,
+        args.height,
+        args.jpeg_quality,
+        args.cameras,
+        mean_bytes / 1e3,
+        t.elapsed().as_secs_f64(),
+        shape.decode_threads,
+        shape.inference_threads,
+        shape.max_batch,
+        shape.max_in_flight,
+        threads,
+        args.kafka.brokers,
+    );
+
+    // 1. tract alone.
+    let tract = {
+        let (model, pool, sizes, dur) = (
+            model.clone(),
+            pool.clone(),
+            batch_sizes.clone(),
+            args.tract_duration,
+        );
+        tokio::task::spawn_blocking(move || bench_tract(&model, &pool, &sizes, dur))
+            .await
+            .map_err(runtime)??
+    };
+    let model_p50_us = tract
+        .iter()
+        .find(|b| b.batch == 1)
+        .map(|b| b.p50_call_us)
+        .unwrap_or(f64::NAN);
+    print_tract(&tract);
+
+    // 2. offline pipeline.
+    let offline = {
+        let (model, pool, frames) = (model.clone(), pool.clone(), args.frames);
+        tokio::task::spawn_blocking(move || bench_offline(&model, &pool, frames, threads))
+            .await
+            .map_err(runtime)??
+    };
+    println!();
+    println!(
+        "stage 2  offline pipeline: envelope bytes → decode_envelope → classify (JPEG decode, preprocess, infer, postprocess) from memory, {} threads",
+        offline.threads
+    );
+    println!(
+        "  {} inputs in {:.2} s = {:.1} inputs/s; p50 per input {:.0} µs (one thread's view); errors {}; machine CPU busy {}",
+        offline.inputs, offline.seconds, offline.inputs_per_s, offline.p50_per_input_us, offline.errors, percent(offline.machine_cpu_busy)
+    );
+    if offline.errors > 0 {
+        return Err(runtime(anyhow!(
+            "{} of {} frames failed in the offline pipeline",
+            offline.errors,
+            offline.inputs
+        )));
+    }
+
+    // 3 and 4 on the broker.
+    crate::telemetry::metrics_handle();
+    let interrupted = crate::shutdown::on_signal();
+    let settings = args.kafka.settings();
+    let run_id = format!("{}-{}", std::process::id(), now_us() / 1_000_000);
+    let topics = BenchTopics {
+        input: format!("argus-bench-{run_id}.frames"),
+        predictions: format!("argus-bench-{run_id}.predictions"),
+        alerts: format!("argus-bench-{run_id}.alerts"),
+        dlq: format!("argus-bench-{run_id}.dlq"),
+    };
+    argus_kafka::ensure_topics(
+        &settings,
+        &[
+            TopicSpec::new(&topics.input, args.partitions),
+            TopicSpec::new(&topics.predictions, 4),
+            TopicSpec::new(&topics.alerts, 4),
+            TopicSpec::new(&topics.dlq, 1),
+        ],
+    )
+    .await
+    .map_err(runtime)?;
+    let mut session = KafkaSession {
+        args: &args,
+        settings: &settings,
+        topics: &topics,
+        model: model.clone(),
+        pool: pool.clone(),
+        shape,
+        run_id: run_id.clone(),
+        interrupted,
+        worker: None,
+    };
+    let outcome = session.run(offline.inputs_per_s).await;
+    session.stop_worker().await;
+    if args.keep_topics {
+        println!("topics kept: {}", topics.all().join(", "));
+    } else {
+        // The worker's consumer can outlive `run` for a moment (a blocking watermark fetch
+        // still holds it); deleting its topic under it makes librdkafka log errors.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Err(e) = delete_topics(&settings, &topics.all()).await {
+            tracing::warn!(error = %e, "could not delete the benchmark's topics");
+        }
+    }
+    let (worker, latency) = outcome?;
+
+    // Ratios.
+    let tract1 = tract.iter().find(|b| b.batch == 1);
+    let ratios = Ratios {
+        worker_over_offline: worker.inputs_per_s / offline.inputs_per_s,
+        offline_over_tract_batch_1: offline.inputs_per_s
+            / tract1.map(|b| b.inputs_per_s).unwrap_or(f64::NAN),
+        e2e_p99_minus_model_p50_ms: latency.first().map(|l| l.p99_ms - model_p50_us / 1e3),
+    };
+    println!();
+    println!("ratios");
+    println!(
+        "  worker/offline = {:.3} (target ≥ 0.95){}",
+        ratios.worker_over_offline,
+        verdict(ratios.worker_over_offline >= 0.95)
+    );
+    if let Some(d) = ratios.e2e_p99_minus_model_p50_ms {
+        let load = latency.first().map(|l| l.load * 100.0).unwrap_or(f64::NAN);
+        println!(
+            "  e2e p99 − model p50 at {load:.0}% load = {d:.1} ms (target ≤ 10 ms){}",
+            verdict(d <= 10.0)
+        );
+    }
+    println!(
+        "  offline/tract (batch 1, 1 thread) = {:.4}: the pipeline runs at {:.1}% of the model's single-thread speed",
+        ratios.offline_over_tract_batch_1,
+        ratios.offline_over_tract_batch_1 * 100.0
+    );
+    if let Some(best) = tract
+        .iter()
+        .min_by(|a, b| a.p50_per_input_us.total_cmp(&b.p50_per_input_us))
+    {
+        println!(
+            "  cheapest per input in tract: batch {} at {:.1} µs/input = {:.2}× batch 1",
+            best.batch, best.p50_per_input_us, best.relative_to_batch_1
+        );
+    }
+    println!("total run time {:.1} s", started.elapsed().as_secs_f64());
+
+    if let Some(path) = &args.json {
+        let report = Report {
+            time_us: now_us(),
+            model: model.model_ref().name.clone(),
+            model_version: model.model_ref().version.clone(),
+            frame: format!(
+                "{}x{} JPEG q{}, {} cameras, seed {}",
+                args.width, args.height, args.jpeg_quality, args.cameras, args.seed
+            ),
+            distinct_frames: pool.len(),
+            mean_frame_bytes: mean_bytes,
+            worker_decode_threads: shape.decode_threads,
+            worker_inference_threads: shape.inference_threads,
+            worker_max_batch: shape.max_batch,
+            worker_max_in_flight: shape.max_in_flight,
+            offline_threads: threads,
+            brokers: args.kafka.brokers.clone(),
+            tract,
+            offline,
+            worker,
+            latency,
+            ratios,
+        };
+        let json = serde_json::to_string_pretty(&report).map_err(runtime)?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Inputs the worker finished without a prediction or a DLQ record.
+fn others(s: &WorkerStats) -> u64 {
+    s.stale.load(Ordering::Relaxed)
+        + s.abandoned.load(Ordering::Relaxed)
+        + s.undelivered.load(Ordering::Relaxed)
+}
+
+/// The worker's thread and batch settings: its defaults, overridden by flags.
+#[derive(Debug, Clone, Copy)]
+struct WorkerShape {
+    inference_threads: usize,
+    decode_threads: usize,
+    max_batch: usize,
+    max_in_flight: usize,
+}
+
+fn worker_shape(args: &BenchArgs) -> WorkerShape {
+    let defaults = WorkerConfig::new("bench", Vec::new());
+    WorkerShape {
+        inference_threads: args.inference_threads.unwrap_or(defaults.inference_threads),
+        decode_threads: args.decode_threads.unwrap_or(defaults.decode_threads),
+        max_batch: args.max_batch.unwrap_or(defaults.max_batch),
+        max_in_flight: args.max_in_flight.unwrap_or(defaults.max_in_flight),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "  met"
+    } else {
+        "  NOT MET"
+    }
+}
+
+fn check_args(args: &BenchArgs, threads: usize) -> Result<(), CliError> {
+    let usage = |m: &str| Err(CliError::Usage(m.to_string()));
+    if args.frames == 0 {
+        return usage("--frames must be at least 1");
+    }
+    if args.distinct_frames == 0 {
+        return usage("--distinct-frames must be at least 1");
+    }
+    if threads == 0 {
+        return usage("--offline-threads must be at least 1");
+    }
+    if args.cameras == 0 || args.width < 32 || args.height < 32 {
+        return usage("synthetic frames need --cameras ≥ 1 and at least 32x32 pixels");
+    }
+    if args.partitions < 1 {
+        return usage("--partitions must be at least 1");
+    }
+    if args.batch_sizes.iter().any(|&b| b == 0 || b > 1024) {
+        return usage("--batch-sizes must be within 1..=1024");
+    }
+    if args.loads.iter().any(|l| !l.is_finite() || *l <= 0.0) {
+        return usage("--loads must be positive fractions of capacity, e.g. 0.5,0.8");
+    }
+    if args.latency_duration.is_zero() || args.tract_duration.is_zero() {
+        return usage("--latency-duration and --tract-duration must be positive");
+    }
+    if let Some(path) = &args.json {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(CliError::Usage(format!(
+                "--json {}: folder {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Renders and encodes `n` distinct frames on every core.
+async fn render_pool(source: &SyntheticSource, n: usize) -> Result<Vec<Frame>, CliError> {
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Frame>> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let results: Vec<Vec<(usize, Result<Frame, String>)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..cores)
+                .map(|t| {
+                    let source = &source;
+                    s.spawn(move || {
+                        (t..n)
+                            .step_by(cores)
+                            .map(|i| {
+                                let f = source.frame(i as u64, now_us()).map_err(|e| e.to_string());
+                                (i, f)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut frames: Vec<(usize, Frame)> = Vec::with_capacity(n);
+        for (i, f) in results.into_iter().flatten() {
+            frames.push((i, f.map_err(|e| anyhow!("JPEG encoding failed: {e}"))?));
+        }
+        if frames.len() != n {
+            return Err(anyhow!("frame rendering thread failed"));
+        }
+        frames.sort_by_key(|(i, _)| *i);
+        Ok(frames.into_iter().map(|(_, f)| f).collect())
+    })
+    .await
+    .map_err(runtime)?
+    .map_err(CliError::Runtime)
+}
+
+/// The bincode envelope of pool frame `frame` as message `sequence`, captured at `capture_us`.
+fn envelope_bytes(frame: &Frame, sequence: u64, capture_us: i64) -> Result<Vec<u8>, CliError> {
+    let mut envelope = frame.envelope.clone();
+    envelope.sequence = sequence;
+    envelope.capture_time_us = capture_us;
+    encode_envelope(&envelope).map_err(runtime)
+}
+
+fn bench_tract(
+    model: &Classifier,
+    pool: &[Frame],
+    sizes: &[usize],
+    per_size: Duration,
+) -> Result<Vec<BatchResult>, CliError> {
+    let prepared: Vec<Prepared> = pool
+        .iter()
+        .map(|f| model.prepare(&f.envelope.payload))
+        .collect::<Result<_, _>>()
+        .map_err(runtime)?;
+    let mut out: Vec<BatchResult> = Vec::new();
+    for &n in sizes {
+        model.warm(n).map_err(runtime)?;
+        let batch = |k: usize| {
+            (0..n)
+                .map(|j| prepared[(k + j) % prepared.len()].data.as_slice())
+                .collect::<Vec<&[f32]>>()
+        };
+        for k in 0..3 {
+            model.infer(&batch(k * n)).map_err(runtime)?;
+        }
+        let mut calls: Vec<f64> = Vec::new();
+        let start = Instant::now();
+        let mut k = 0;
+        while start.elapsed() < per_size || calls.len() < 10 {
+            let inputs = batch(k);
+            k += n;
+            let t = Instant::now();
+            model.infer(&inputs).map_err(runtime)?;
+            calls.push(micros(t.elapsed()));
+        }
+        let total_us: f64 = calls.iter().sum();
+        let count = calls.len();
+        calls.sort_by(f64::total_cmp);
+        let p50 = percentile(&calls, 0.5);
+        let per_input = p50 / n as f64;
+        let base = out
+            .iter()
+            .find(|b| b.batch == 1)
+            .map_or(per_input, |b| b.p50_per_input_us);
+        out.push(BatchResult {
+            batch: n,
+            calls: count,
+            inputs_per_s: (count * n) as f64 / (total_us / 1e6),
+            p50_call_us: p50,
+            p50_per_input_us: per_input,
+            relative_to_batch_1: per_input / base,
+        });
+    }
+    Ok(out)
+}
+
+fn print_tract(tract: &[BatchResult]) {
+    println!();
+    println!("stage 1  tract alone: Classifier::infer on preprocessed tensors in memory, 1 thread");
+    println!(
+        "  {:>5} {:>8} {:>11} {:>12} {:>13} {:>11}",
+        "batch", "calls", "inputs/s", "p50/call µs", "p50/input µs", "vs batch 1"
+    );
+    for b in tract {
+        println!(
+            "  {:>5} {:>8} {:>11.0} {:>12.1} {:>13.2} {:>11.2}",
+            b.batch,
+            b.calls,
+            b.inputs_per_s,
+            b.p50_call_us,
+            b.p50_per_input_us,
+            b.relative_to_batch_1
+        );
+    }
+}
+
+fn bench_offline(
+    model: &Classifier,
+    pool: &[Frame],
+    frames: u64,
+    threads: usize,
+) -> Result<OfflineResult, CliError> {
+    let envelopes: Vec<Vec<u8>> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, f)| envelope_bytes(f, i as u64, now_us()))
+        .collect::<Result<_, _>>()?;
+    // Warm-up outside the timing: caches, allocator.
+    for e in envelopes.iter().take(8) {
+        let env = decode_envelope(e).map_err(runtime)?;
+        model.classify(&env.payload).map_err(runtime)?;
+    }
+    let next = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let cpu = cpu_snapshot();
+    let start = Instant::now();
+    let mut per_input: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut times = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= frames {
+                            break;
+                        }
+                        let bytes = &envelopes[(i % envelopes.len() as u64) as usize];
+                        let t = Instant::now();
+                        let ok = decode_envelope(bytes)
+                            .ok()
+                            .and_then(|e| model.classify(&e.payload).ok())
+                            .is_some();
+                        times.push(micros(t.elapsed()));
+                        if !ok {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    times
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+    per_input.sort_by(f64::total_cmp);
+    if per_input.len() as u64 != frames {
+        return Err(runtime(anyhow!("an offline pipeline thread failed")));
+    }
+    Ok(OfflineResult {
+        threads,
+        inputs: frames,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        inputs_per_s: frames as f64 / seconds,
+        p50_per_input_us: percentile(&per_input, 0.5),
+        machine_cpu_busy,
+    })
+}
+
+struct BenchTopics {
+    input: String,
+    predictions: String,
+    alerts: String,
+    dlq: String,
+}
+
+impl BenchTopics {
+    fn all(&self) -> Vec<String> {
+        vec![
+            self.input.clone(),
+            self.predictions.clone(),
+            self.alerts.clone(),
+            self.dlq.clone(),
+        ]
+    }
+}
+
+type WorkerTask = tokio::task::JoinHandle<Result<(), argus_worker::WorkerError>>;
+
+/// The broker stages (3 and 4), which share one worker and one producer.
+struct KafkaSession<'a> {
+    args: &'a BenchArgs,
+    settings: &'a KafkaSettings,
+    topics: &'a BenchTopics,
+    model: Arc<Classifier>,
+    pool: Arc<Vec<Frame>>,
+    shape: WorkerShape,
+    run_id: String,
+    interrupted: CancellationToken,
+    worker: Option<(WorkerTask, CancellationToken)>,
+}
+
+impl KafkaSession<'_> {
+    async fn run(
+        &mut self,
+        offline_rate: f64,
+    ) -> Result<(WorkerResult, Vec<LatencyResult>), CliError> {
+        let producer = self
+            .settings
+            .producer(&format!("argus-bench-producer-{}", self.run_id))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+
+        // 3. Pre-fill, then one worker drains the topic.
+        let frames = self.args.frames;
+        println!();
+        println!(
+            "stage 3  worker draining a pre-filled topic: {frames} frames in {} ({} partitions), one in-process worker, fresh group",
+            self.topics.input, self.args.partitions
+        );
+        let t = Instant::now();
+        let mut deliveries = Vec::with_capacity(usize::try_from(frames).unwrap_or(0));
+        for i in 0..frames {
+            let frame = &self.pool[(i % self.pool.len() as u64) as usize];
+            let capture = now_us();
+            let value = envelope_bytes(frame, i, capture)?;
+            deliveries.push(enqueue(&producer, &self.topics.input, frame, &value, capture).await?);
+        }
+        let (ok, failed) = await_deliveries(deliveries).await;
+        producer.flush(Duration::from_secs(30)).map_err(runtime)?;
+        if failed > 0 {
+            return Err(runtime(anyhow!(
+                "{failed} of {frames} frames were not acknowledged by the broker"
+            )));
+        }
+        let prefill_seconds = t.elapsed().as_secs_f64();
+        println!(
+            "  pre-filled {ok} frames in {prefill_seconds:.2} s ({:.0} frames/s)",
+            ok as f64 / prefill_seconds
+        );
+
+        let stats = Arc::new(WorkerStats::default());
+        self.start_worker(stats.clone())?;
+        let t = Instant::now();
+        let first = self
+            .wait_for(
+                Duration::from_secs(60),
+                "the worker to join the group",
+                || stats.consumed.load(Ordering::Relaxed) >= 1,
+            )
+            .await?;
+        let cpu = cpu_snapshot();
+        let group_join_seconds = (first - t).as_secs_f64();
+        let finished = |s: &WorkerStats| {
+            s.predicted.load(Ordering::Relaxed)
+                + s.dead_lettered.load(Ordering::Relaxed)
+                + others(s)
+        };
+        // Generous: a quarter of the offline speed, plus a minute.
+        let limit = Duration::from_secs_f64(60.0 + 4.0 * frames as f64 / offline_rate.max(1.0));
+        let last = self
+            .wait_for(limit, "the worker to finish the pre-filled frames", || {
+                finished(&stats) >= frames
+            })
+            .await?;
+        let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+        let seconds = (last - first).as_secs_f64();
+        let worker = WorkerResult {
+            frames,
+            partitions: self.args.partitions,
+            prefill_seconds,
+            group_join_seconds,
+            seconds,
+            predicted: stats.predicted.load(Ordering::Relaxed),
+            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            other: others(&stats),
+            inputs_per_s: frames as f64 / seconds,
+            pauses: stats.pauses.load(Ordering::Relaxed),
+            machine_cpu_busy,
+        };
+        println!(
+            "  group join {:.2} s (excluded); {} inputs in {:.2} s = {:.1} inputs/s; predicted {}, dead-lettered {}, stale/abandoned/undelivered {}; pauses {}; machine CPU busy {}",
+            worker.group_join_seconds,
+            frames,
+            worker.seconds,
+            worker.inputs_per_s,
+            worker.predicted,
+            worker.dead_lettered,
+            worker.other,
+            worker.pauses,
+            percent(worker.machine_cpu_busy)
+        );
+        if worker.dead_lettered + worker.other > 0 {
+            println!("  WARNING: some frames were not predicted; the rate above includes them");
+        }
+
+        // 4. Latency at fractions of that capacity, same worker (its group is joined).
+        let latency = self
+            .latency(&producer, &stats, worker.inputs_per_s, worker.predicted)
+            .await?;
+        Ok((worker, latency))
+    }
+
+    fn start_worker(&mut self, stats: Arc<WorkerStats>) -> Result<(), CliError> {
+        let worker_id = format!("argus-bench-worker-{}", self.run_id);
+        let mut config = WorkerConfig::new(worker_id.clone(), vec![self.topics.input.clone()]);
+        config.predictions_topic = self.topics.predictions.clone();
+        config.alerts_topic = self.topics.alerts.clone();
+        config.dlq_topic = self.topics.dlq.clone();
+        config.inference_threads = self.shape.inference_threads;
+        config.decode_threads = self.shape.decode_threads;
+        config.max_batch = self.shape.max_batch;
+        config.max_in_flight = self.shape.max_in_flight;
+        config.drain_timeout = Duration::from_secs(10);
+        // As `argus work` runs by default, so alerts are published too.
+        if self.model.labels().iter().any(|l| l == "person") {
+            config.rules = vec![AlertRule {
+                name: "person".into(),
+                label: "person".into(),
+                threshold: 0.5,
+            }];
+        }
+        config
+            .validate(self.model.labels())
+            .map_err(CliError::Usage)?;
+        let group = format!("argus-bench-{}", self.run_id);
+        let consumer = self
+            .settings
+            .consumer(&group, &worker_id)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let producer = self
+            .settings
+            .producer(&worker_id)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(argus_worker::run(
+            config,
+            consumer,
+            producer,
+            self.model.clone(),
+            stats,
+            stop.clone(),
+        ));
+        self.worker = Some((task, stop));
+        Ok(())
+    }
+
+    async fn stop_worker(&mut self) {
+        if let Some((task, stop)) = self.worker.take() {
+            stop.cancel();
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "bench worker failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "bench worker task failed"),
+                Err(_) => tracing::warn!("bench worker did not stop within 30 s"),
+            }
+        }
+    }
+
+    /// Polls `done` every millisecond; returns the instant it first held. Fails on timeout,
+    /// Ctrl-C, or if the worker stopped.
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) -> Result<Instant, CliError> {
+        let start = Instant::now();
+        loop {
+            if done() {
+                return Ok(Instant::now());
+            }
+            if self.interrupted.is_cancelled() {
+                return Err(runtime(anyhow!("interrupted")));
+            }
+            if start.elapsed() > limit {
+                return Err(runtime(anyhow!(
+                    "gave up waiting for {what} after {:.0} s",
+                    limit.as_secs_f64()
+                )));
+            }
+            if self.worker.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+                let result = match self.worker.take() {
+                    Some((task, _)) => task.await,
+                    None => Ok(Ok(())),
+                };
+                return Err(match result {
+                    Ok(Err(argus_worker::WorkerError::Config(m))) => CliError::Usage(m),
+                    Ok(Err(e)) => runtime(e),
+                    Err(e) => runtime(e),
+                    Ok(Ok(())) => runtime(anyhow!("the worker stopped early")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn latency(
+        &mut self,
+        producer: &FutureProducer,
+        stats: &WorkerStats,
+        capacity: f64,
+        already_predicted: u64,
+    ) -> Result<Vec<LatencyResult>, CliError> {
+        println!();
+        println!(
+            "stage 4  end-to-end latency: fixed-rate producer (capture time = intended send time) → worker → read_committed subscriber on {}; latency = receive time − capture time",
+            self.topics.predictions
+        );
+        // The subscriber reads the predictions of stage 3 first, so once it has seen them
+        // all it is assigned and positioned at the end.
+        let tap: StreamConsumer = self
+            .settings
+            .consumer_config(
+                &format!("argus-bench-tap-{}", self.run_id),
+                "argus-bench-tap",
+            )
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        tap.subscribe(&[&self.topics.predictions])
+            .map_err(runtime)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+        let tap_stop = CancellationToken::new();
+        let tap_task = {
+            let stop = tap_stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        m = tap.recv() => match m {
+                            Ok(m) => {
+                                let received_us = now_us();
+                                let p = m
+                                    .payload()
+                                    .and_then(|p| serde_json::from_slice::<Prediction>(p).ok());
+                                let seen = Seen {
+                                    received_us,
+                                    capture_us: p.as_ref().and_then(|p| p.input.capture_time_us),
+                                    timings: p.map(|p| p.timings),
+                                };
+                                if tx.send(seen).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "bench subscriber error"),
+                        },
+                    }
+                }
+            })
+        };
+        let result = self
+            .latency_levels(producer, stats, capacity, already_predicted, &mut rx)
+            .await;
+        tap_stop.cancel();
+        let _ = tap_task.await;
+        result
+    }
+
+    async fn latency_levels(
+        &mut self,
+        producer: &FutureProducer,
+        stats: &WorkerStats,
+        capacity: f64,
+        already_predicted: u64,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    ) -> Result<Vec<LatencyResult>, CliError> {
+        let mut seen = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen < already_predicted {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(_)) => seen += 1,
+                Ok(None) | Err(_) => {
+                    return Err(runtime(anyhow!(
+                        "the predictions subscriber saw {seen} of the {already_predicted} stage-3 predictions within 60 s"
+                    )))
+                }
+            }
+        }
+        println!(
+            "  {:>5} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9} {:>13} {:>7} {:>9}",
+            "load",
+            "rate/s",
+            "sent",
+            "received",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "send late ms",
+            "pauses",
+            "CPU busy"
+        );
+        let mut out = Vec::new();
+        let mut sequence = self.args.frames;
+        for &load in &self.args.loads {
+            let rate = load * capacity;
+            let n = ((rate * self.args.latency_duration.as_secs_f64()).round() as u64).max(1);
+            let pauses = stats.pauses.load(Ordering::Relaxed);
+            let cpu = cpu_snapshot();
+            let t0 = tokio::time::Instant::now();
+            let t0_us = now_us();
+            let mut deliveries = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+            let mut max_behind = Duration::ZERO;
+            for i in 0..n {
+                if self.interrupted.is_cancelled() {
+                    return Err(runtime(anyhow!("interrupted")));
+                }
+                let offset = Duration::from_secs_f64(i as f64 / rate);
+                let due = t0 + offset;
+                tokio::time::sleep_until(due).await;
+                max_behind = max_behind.max(due.elapsed());
+                let capture = t0_us + i64::try_from(offset.as_micros()).unwrap_or(i64::MAX);
+                let frame = &self.pool[(sequence % self.pool.len() as u64) as usize];
+                let value = envelope_bytes(frame, sequence, capture)?;
+                sequence += 1;
+                deliveries
+                    .push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
+            }
+            let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+            let pauses = stats.pauses.load(Ordering::Relaxed) - pauses;
+            let window_end = t0_us
+                + i64::try_from(Duration::from_secs_f64(n as f64 / rate).as_micros())
+                    .unwrap_or(i64::MAX);
+            let mut latencies: Vec<f64> = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+            let mut timings_seen: Vec<argus_wire::Timings> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (latencies.len() as u64) < n {
+                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                    Ok(Some(Seen {
+                        received_us,
+                        capture_us: Some(c),
+                        timings,
+                    })) if c >= t0_us && c < window_end => {
+                        latencies.push((received_us - c) as f64 / 1e3);
+                        timings_seen.extend(timings);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let (_, failed) = await_deliveries(deliveries).await;
+            if failed > 0 {
+                tracing::warn!(failed, "latency frames not acknowledged by the broker");
+            }
+            latencies.sort_by(f64::total_cmp);
+            let r = LatencyResult {
+                load,
+                rate_per_s: rate,
+                sent: n,
+                received: latencies.len() as u64,
+                producer_max_behind_ms: max_behind.as_secs_f64() * 1e3,
+                p50_ms: percentile(&latencies, 0.5),
+                p99_ms: percentile(&latencies, 0.99),
+                max_ms: latencies.last().copied().unwrap_or(f64::NAN),
+                worker_p50: worker_timings(&timings_seen),
+                pauses,
+                machine_cpu_busy,
+            };
+            println!(
+                "  {:>4.0}% {:>8.1} {:>6} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>13.1} {:>7} {:>9}",
+                r.load * 100.0,
+                r.rate_per_s,
+                r.sent,
+                r.received,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.producer_max_behind_ms,
+                r.pauses,
+                percent(r.machine_cpu_busy)
+            );
+            let w = &r.worker_p50;
+            println!(
+                "         worker's own p50: queue {:.2} ms, decode+preprocess {:.2} ms, inference {:.3} ms, capture → prediction built {:.2} ms",
+                w.queue_ms, w.decode_preprocess_ms, w.inference_ms, w.capture_to_output_ms
+            );
+            if r.received < r.sent {
+                println!(
+                    "  WARNING: {} predictions of this level did not arrive within 30 s",
+                    r.sent - r.received
+                );
+            }
+            out.push(r);
+            // Let the queue empty before the next level.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(out)
+    }
+}
+
+/// (busy, total) jiffies of the whole machine from the first line of /proc/stat (Linux).
+fn cpu_snapshot() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Busy fraction of the machine between two snapshots.
+fn cpu_busy(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, total0), (busy1, total1)) = (a?, b?);
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(busy1.saturating_sub(busy0) as f64 / total as f64)
+}
+
+fn percent(f: Option<f64>) -> String {
+    f.map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0))
+}
+
+fn worker_timings(seen: &[argus_wire::Timings]) -> WorkerTimings {
+    let p50 = |f: &dyn Fn(&argus_wire::Timings) -> Option<u64>| {
+        let mut v: Vec<f64> = seen
+            .iter()
+            .filter_map(f)
+            .map(|us| us as f64 / 1e3)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    WorkerTimings {
+        queue_ms: p50(&|t| Some(t.queue_us)),
+        decode_preprocess_ms: p50(&|t| Some(t.decode_us + t.preprocess_us)),
+        inference_ms: p50(&|t| Some(t.inference_us)),
+        capture_to_output_ms: p50(&|t| t.capture_to_output_us),
+    }
+}
+
+/// Enqueues one frame as `produce` sends it (key = camera, envelope headers); waits while
+/// the producer's queue is full.
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    frame: &Frame,
+    value: &[u8],
+    capture_us: i64,
+) -> Result<DeliveryFuture, CliError> {
+    let capture = capture_us.to_string();
+    loop {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: h::SCHEMA,
+                value: Some(ENVELOPE_SCHEMA),
+            })
+            .insert(Header {
+                key: h::CONTENT_TYPE,
+                value: Some(frame.envelope.payload.content_type()),
+            })
+            .insert(Header {
+                key: h::CAPTURE_TIME_US,
+                value: Some(&capture),
+            });
+        let record = FutureRecord::to(topic)
+            .key(&frame.key)
+            .payload(value)
+            .headers(headers);
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(runtime(anyhow!("cannot produce to {topic}: {e}"))),
+        }
+    }
+}
+
+/// (acknowledged, failed).
+async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err((e, _))) => {
+                if failed == 0 {
+                    tracing::warn!(error = %e, "frame not delivered");
+                }
+                failed += 1;
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+async fn delete_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), String> {
+    let mut config = argus_kafka::rdkafka::config::ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (k, v) in &settings.options {
+        config.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| e.to_string())?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .delete_topics(&names, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            return Err(format!("{topic}: {code}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}
