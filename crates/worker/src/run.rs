@@ -150,10 +150,11 @@ pub async fn run(
     // Per input partition, the signal that the latest job has queued its outputs.
     let mut gates: HashMap<Tp, oneshot::Receiver<()>> = HashMap::new();
     let highs: Arc<Mutex<HashMap<Tp, i64>>> = Arc::default();
+    let watermarks_stop = shutdown.child_token();
     let watermarks = tokio::spawn(watch_watermarks(
         consumer.clone(),
         highs.clone(),
-        shutdown.clone(),
+        watermarks_stop.clone(),
     ));
     let mut drain = DrainSignal::new(config.stuck_after);
     let mut paused = false;
@@ -340,7 +341,10 @@ pub async fn run(
             }
         }
     }
-    watermarks.abort();
+    // The watermark task holds the consumer: let it finish (≤ one fetch) so the consumer
+    // is gone when `run` returns.
+    watermarks_stop.cancel();
+    let _ = watermarks.await;
     metrics::gauge!(m::IN_FLIGHT).set(0.0);
     let result = if let Some(t) = &txn {
         let r = match failure {
@@ -574,6 +578,7 @@ async fn watch_watermarks(
             _ = every.tick() => {}
         }
         let consumer = consumer.clone();
+        let stop = shutdown.clone();
         let fetched = tokio::task::spawn_blocking(move || {
             let assigned: Vec<Tp> = consumer
                 .assignment()
@@ -586,6 +591,7 @@ async fn watch_watermarks(
                 .unwrap_or_default();
             assigned
                 .into_iter()
+                .take_while(|_| !stop.is_cancelled())
                 .map(|(t, p)| {
                     let high = consumer
                         .fetch_watermarks(&t, p, Duration::from_secs(1))
