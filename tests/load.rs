@@ -254,10 +254,8 @@ async fn scale_out_and_in(membership: Membership) -> Pauses {
     pauses
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn scale_1_3_1_cooperative_sticky() {
-    let p = scale_out_and_in(Membership::Cooperative).await;
-    // Generous bounds: a rebalance storm or a stuck partition shows as tens of seconds.
+/// Generous bounds: a rebalance storm or a stuck partition shows as tens of seconds.
+fn assert_processing_continued(p: &Pauses) {
     assert!(
         p.join < 5_000_000,
         "processing stalled {} µs when workers joined",
@@ -267,22 +265,22 @@ async fn scale_1_3_1_cooperative_sticky() {
         p.leave < 5_000_000,
         "processing stalled {} µs when workers left",
         p.leave
+    );
+    assert!(
+        p.restart < 5_000_000,
+        "processing stalled {} µs at a restart",
+        p.restart
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_1_3_1_cooperative_sticky() {
+    assert_processing_continued(&scale_out_and_in(Membership::Cooperative).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scale_1_3_1_kip848_consumer_protocol() {
-    let p = scale_out_and_in(Membership::Kip848).await;
-    assert!(
-        p.join < 5_000_000,
-        "processing stalled {} µs when workers joined",
-        p.join
-    );
-    assert!(
-        p.leave < 5_000_000,
-        "processing stalled {} µs when workers left",
-        p.leave
-    );
+    assert_processing_continued(&scale_out_and_in(Membership::Kip848).await);
 }
 
 /// Measurement, not a test: the processing pause each membership choice causes. Run with

@@ -101,23 +101,18 @@ impl DrainSignal {
                 continue;
             };
             let lag = next_unfinished.map_or(0, |n| (high - n).max(0));
-            let r = self.rates.entry(tp.clone()).or_insert(Rates {
+            let fresh = Rates {
                 generation,
                 at: now,
                 high,
                 finished_total,
                 arrival: 0.0,
                 processing: 0.0,
-            });
+            };
+            let r = self.rates.entry(tp.clone()).or_insert(fresh);
             if r.generation != generation {
-                *r = Rates {
-                    generation,
-                    at: now,
-                    high,
-                    finished_total,
-                    arrival: 0.0,
-                    processing: 0.0,
-                };
+                // Reassigned since the last update: start the averages again.
+                *r = fresh;
             }
             let dt = now.saturating_duration_since(r.at).as_secs_f64();
             if dt >= 0.2 {

@@ -94,18 +94,23 @@ pub struct Ready {
     pub envelope_us: u64,
 }
 
+/// An input older than `max_age` when the worker reached it: not run.
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub envelope: Envelope,
+    /// Capture time to the moment the worker reached it, µs.
+    pub age_us: u64,
+    pub max_age_us: u64,
+    pub queue_us: u64,
+}
+
 /// What preparing an input led to.
 #[derive(Debug, Clone)]
 pub enum Prepare {
     /// Ready for inference.
     Ready(Ready),
     /// Older than `max_age`: not run.
-    Stale {
-        envelope: Envelope,
-        age_us: u64,
-        max_age_us: u64,
-        queue_us: u64,
-    },
+    Stale(Stale),
     /// Cannot be run: goes to the DLQ.
     Failed(Failure),
 }
@@ -147,12 +152,12 @@ pub fn prepare(
         let age_us = argus_wire::now_us().saturating_sub(envelope.capture_time_us);
         let max_age_us = u64::try_from(max_age.as_micros()).unwrap_or(u64::MAX);
         if age_us > 0 && age_us as u64 > max_age_us {
-            return Prepare::Stale {
+            return Prepare::Stale(Stale {
                 envelope,
                 age_us: age_us as u64,
                 max_age_us,
                 queue_us,
-            };
+            });
         }
     }
     match model.prepare(&envelope.payload) {
@@ -195,7 +200,7 @@ pub fn classify(
             })
         }
         Prepare::Failed(f) => Err(f),
-        Prepare::Stale { .. } => Err(Failure {
+        Prepare::Stale(_) => Err(Failure {
             kind: FailureKind::Model,
             detail: "stale without an age limit".into(),
         }),

@@ -9,7 +9,7 @@
 //! over only while the input's partition is still owned (see [`Tracker::begin_publish`])
 //! and the tracker is told when the input is finished.
 use crate::config::WorkerConfig;
-use crate::job::{Classified, Failure, Job};
+use crate::job::{Classified, Failure, Job, Stale};
 use crate::metrics as m;
 use crate::tracker::Tracker;
 use crate::txn::Transactions;
@@ -19,8 +19,8 @@ use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecor
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
 use argus_wire::{
-    headers as h, Alert, Envelope, FailureKind, ModelRef, Prediction, PredictionOutcome, Score,
-    Skipped, Timings, ALERT_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+    headers as h, Alert, FailureKind, ModelRef, Prediction, PredictionOutcome, Score, Skipped,
+    Timings, ALERT_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +33,7 @@ pub enum Outcome {
     /// The model ran.
     Classified(Classified),
     /// Older than `max_age` when reached; the model did not run.
-    Stale {
-        envelope: Envelope,
-        age_us: u64,
-        max_age_us: u64,
-        queue_us: u64,
-    },
+    Stale(Stale),
     /// Goes to the DLQ.
     Failed(Failure),
 }
@@ -206,14 +201,13 @@ impl Publisher {
     }
 
     /// The (v2) prediction for an input that was too old to run.
-    pub fn stale_prediction(
-        &self,
-        job: &Job,
-        envelope: &Envelope,
-        age_us: u64,
-        max_age_us: u64,
-        queue_us: u64,
-    ) -> Prediction {
+    pub fn stale_prediction(&self, job: &Job, stale: &Stale) -> Prediction {
+        let Stale {
+            envelope,
+            age_us,
+            max_age_us,
+            queue_us,
+        } = stale;
         let input = job.input_ref(Some(envelope));
         let now = now_us();
         Prediction {
@@ -226,7 +220,7 @@ impl Publisher {
             score: None,
             top: Vec::new(),
             timings: Timings {
-                queue_us,
+                queue_us: *queue_us,
                 capture_to_output_us: u64::try_from(now.saturating_sub(envelope.capture_time_us))
                     .ok(),
                 ..Timings::default()
@@ -235,8 +229,8 @@ impl Publisher {
             produced_at_us: now,
             skipped: Some(Skipped {
                 reason: "stale".into(),
-                age_us,
-                max_age_us,
+                age_us: *age_us,
+                max_age_us: *max_age_us,
             }),
         }
     }
@@ -258,18 +252,13 @@ impl Publisher {
                     },
                 })
             }
-            Outcome::Stale {
-                envelope,
-                age_us,
-                max_age_us,
-                queue_us,
-            } => {
-                let p = self.stale_prediction(job, envelope, *age_us, *max_age_us, *queue_us);
+            Outcome::Stale(stale) => {
+                let p = self.stale_prediction(job, stale);
                 Some(JsonOutputs {
                     prediction_schema: PREDICTION_SCHEMA_V2,
                     prediction: serde_json::to_vec(&p).unwrap_or_default(),
                     alerts: Vec::new(),
-                    capture_us: envelope.capture_time_us,
+                    capture_us: stale.envelope.capture_time_us,
                     finished: Finished::Stale,
                 })
             }

@@ -680,17 +680,7 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
                 detail: "inference stage stopped".into(),
             }),
         },
-        Prepare::Stale {
-            envelope,
-            age_us,
-            max_age_us,
-            queue_us,
-        } => Outcome::Stale {
-            envelope,
-            age_us,
-            max_age_us,
-            queue_us,
-        },
+        Prepare::Stale(stale) => Outcome::Stale(stale),
         Prepare::Failed(f) => Outcome::Failed(f),
     };
     publisher

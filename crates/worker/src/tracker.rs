@@ -50,6 +50,24 @@ struct Part {
     committed_upto: i64,
 }
 
+impl Part {
+    /// A partition first seen at `offset` (everything before it is committed: consumption
+    /// resumes from the committed offset).
+    fn new(generation: u64, offset: i64) -> Self {
+        Part {
+            generation,
+            revoking: false,
+            entries: BTreeMap::new(),
+            finished_total: 0,
+            consumed_total: 0,
+            finished_upto: None,
+            last_consumed: None,
+            stored_upto: offset,
+            committed_upto: offset,
+        }
+    }
+}
+
 /// What [`Tracker::snapshot`] reports per partition, for the drain signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartSnapshot {
@@ -92,30 +110,12 @@ impl Tracker {
     /// [`Tracker::start`] with the input's Kafka timestamp (ms), for lag in seconds.
     pub fn start_at(&self, tp: &Tp, generation: u64, offset: i64, timestamp_ms: Option<i64>) {
         let mut parts = self.lock();
-        let part = parts.entry(tp.clone()).or_insert_with(|| Part {
-            generation,
-            revoking: false,
-            entries: BTreeMap::new(),
-            finished_total: 0,
-            consumed_total: 0,
-            finished_upto: None,
-            last_consumed: None,
-            stored_upto: offset,
-            committed_upto: offset,
-        });
+        let part = parts
+            .entry(tp.clone())
+            .or_insert_with(|| Part::new(generation, offset));
         if part.generation != generation {
             // Reassigned: whatever the old generation left behind is not ours any more.
-            *part = Part {
-                generation,
-                revoking: false,
-                entries: BTreeMap::new(),
-                finished_total: 0,
-                consumed_total: 0,
-                finished_upto: None,
-                last_consumed: None,
-                stored_upto: offset,
-                committed_upto: offset,
-            };
+            *part = Part::new(generation, offset);
         }
         part.consumed_total += 1;
         part.last_consumed = Some((offset, timestamp_ms));
