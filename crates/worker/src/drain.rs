@@ -13,8 +13,11 @@ const ALPHA: f64 = 0.3;
 #[derive(Debug, Clone, Copy)]
 struct Rates {
     generation: u64,
+    /// When `finished_total` was sampled.
     at: Instant,
     high: i64,
+    /// When `high` was fetched.
+    high_at: Instant,
     finished_total: u64,
     arrival: f64,
     processing: f64,
@@ -62,8 +65,11 @@ pub struct DrainSignal {
 pub struct PartitionInputs {
     /// Next offset the consumer will return (its position), if known.
     pub position: Option<i64>,
-    /// High watermark, if known.
-    pub high: Option<i64>,
+    /// High watermark and when it was fetched, if known.
+    pub high: Option<(i64, Instant)>,
+    /// Where consumption starts when nothing has been consumed yet: the committed offset,
+    /// else the low watermark.
+    pub start: Option<i64>,
 }
 
 impl DrainSignal {
@@ -96,15 +102,21 @@ impl DrainSignal {
             let next_unfinished = oldest
                 .map(|(o, _)| o)
                 .or(inputs.position)
-                .or_else(|| snap.and_then(|s| s.finished_upto));
-            let Some(high) = inputs.high else {
+                .or_else(|| snap.and_then(|s| s.finished_upto))
+                .or(inputs.start);
+            let Some((high, high_at)) = inputs.high else {
                 continue;
             };
-            let lag = next_unfinished.map_or(0, |n| (high - n).max(0));
+            // Unknown start: report nothing rather than a lag of 0.
+            let Some(next_unfinished) = next_unfinished else {
+                continue;
+            };
+            let lag = (high - next_unfinished).max(0);
             let fresh = Rates {
                 generation,
                 at: now,
                 high,
+                high_at,
                 finished_total,
                 arrival: 0.0,
                 processing: 0.0,
@@ -114,14 +126,20 @@ impl DrainSignal {
                 // Reassigned since the last update: start the averages again.
                 *r = fresh;
             }
+            // Each rate is sampled over the interval of its own source: watermarks arrive
+            // less often than updates run, and reusing a stale one would read as 0 arrivals.
+            let dt_high = high_at.saturating_duration_since(r.high_at).as_secs_f64();
+            if dt_high >= 0.2 {
+                let arrival = (high - r.high).max(0) as f64 / dt_high;
+                r.arrival += ALPHA * (arrival - r.arrival);
+                r.high = high;
+                r.high_at = high_at;
+            }
             let dt = now.saturating_duration_since(r.at).as_secs_f64();
             if dt >= 0.2 {
-                let arrival = (high - r.high).max(0) as f64 / dt;
                 let processing = finished_total.saturating_sub(r.finished_total) as f64 / dt;
-                r.arrival += ALPHA * (arrival - r.arrival);
                 r.processing += ALPHA * (processing - r.processing);
                 r.at = now;
-                r.high = high;
                 r.finished_total = finished_total;
             }
             let lag_seconds = if lag == 0 {
@@ -229,24 +247,26 @@ mod tests {
     fn rates_lag_and_stuck_from_successive_updates() {
         let mut d = DrainSignal::new(Duration::from_secs(30));
         let t0 = Instant::now();
-        let assigned = |pos, high| {
+        let assigned = |pos, high, at| {
             HashMap::from([(
                 tp(),
                 PartitionInputs {
                     position: Some(pos),
-                    high: Some(high),
+                    high: Some((high, at)),
+                    start: None,
                 },
             )])
         };
         let s0 = HashMap::from([(tp(), snap(0, Some((0, Duration::ZERO)), Some(1_000)))]);
-        d.update(t0, 1_000, &assigned(1, 100), &s0);
+        d.update(t0, 1_000, &assigned(1, 100, t0), &s0);
         // One second later: 100 more records arrived, 50 finished, input 50 in flight for
         // 40 s (stuck), its timestamp 4 s old.
         let s1 = HashMap::from([(
             tp(),
             snap(50, Some((50, Duration::from_secs(40))), Some(1_000)),
         )]);
-        let out = d.update(t0 + Duration::from_secs(1), 5_000, &assigned(51, 200), &s1);
+        let t1 = t0 + Duration::from_secs(1);
+        let out = d.update(t1, 5_000, &assigned(51, 200, t1), &s1);
         let s = out[&tp()];
         assert_eq!(s.lag_records, 150);
         assert_eq!(s.lag_seconds, Some(4.0));
@@ -256,5 +276,31 @@ mod tests {
         assert!(s.stuck);
         let total = d.publish(&out);
         assert_eq!(total, f64::INFINITY);
+        // A second later the watermark has not been refetched: arrival keeps its value
+        // instead of reading as 0 (which would swing the drain estimate).
+        let t2 = t1 + Duration::from_secs(1);
+        let out = d.update(t2, 6_000, &assigned(61, 200, t1), &s1);
+        assert!((out[&tp()].arrival_rate - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_partition_not_consumed_yet_reports_its_backlog_from_the_committed_offset() {
+        let mut d = DrainSignal::new(Duration::from_secs(30));
+        let now = Instant::now();
+        let inputs = PartitionInputs {
+            position: None,
+            high: Some((500, now)),
+            start: Some(120),
+        };
+        let out = d.update(now, 0, &HashMap::from([(tp(), inputs)]), &HashMap::new());
+        assert_eq!(out[&tp()].lag_records, 380);
+        // Without any known start, nothing is reported (rather than a lag of 0).
+        let unknown = PartitionInputs {
+            position: None,
+            high: Some((500, now)),
+            start: None,
+        };
+        let out = d.update(now, 0, &HashMap::from([(tp(), unknown)]), &HashMap::new());
+        assert!(out.is_empty());
     }
 }

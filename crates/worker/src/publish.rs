@@ -481,7 +481,14 @@ impl Publisher {
             }
         };
         txn.mark_dirty();
-        self.tracker.finish(&tp, generation, job.offset);
+        if !self.tracker.finish(&tp, generation, job.offset) {
+            // Cannot happen while revocation holds the gate; if it ever does, these outputs
+            // would commit without their offset: make the transaction fail instead.
+            txn.fail(format!(
+                "outputs of {}/{}/{} queued after its partition was revoked",
+                job.topic, job.partition, job.offset
+            ));
+        }
         Ok(finished)
     }
 

@@ -57,6 +57,11 @@ pub enum WorkerError {
     /// committed transaction).
     #[error("transaction failed, restart the worker: {0}")]
     Transaction(String),
+    /// At-least-once: an input's outputs could not be delivered (e.g. the DLQ refuses
+    /// them); its partition cannot commit past it. Restart the worker once the cause is
+    /// fixed; the input is redone.
+    #[error("stopped: {0}; fix the output topic and restart the worker (the input is redone)")]
+    Undeliverable(String),
 }
 
 /// A finished job, reported to the loop.
@@ -66,8 +71,11 @@ struct Report {
     outcome: Result<Finished, String>,
 }
 
-/// How long a revoke waits for outputs already handed to the producer.
-const REVOKE_GRACE: Duration = Duration::from_secs(5);
+/// How long a revoke waits for outputs already handed to the producer. The wait blocks the
+/// polling thread, and the jobs it waits for need a runtime thread: run each worker's loop
+/// on its own thread (as `argus work` does) or give the runtime a spare worker thread per
+/// worker running in it.
+const REVOKE_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs a worker until `shutdown` is cancelled, then drains in-flight work (up to
 /// `config.drain_timeout`), stores and commits offsets, and leaves the group.
@@ -122,12 +130,22 @@ pub async fn run(
             topics: config.input_topics.clone(),
             source,
         })?;
+    // A model that cannot batch runs batch 1 rather than failing every batch.
+    let mut max_batch = config.max_batch;
+    if max_batch > 1 {
+        let m = model.clone();
+        let warmed = tokio::task::spawn_blocking(move || m.warm(2)).await;
+        if let Ok(Err(e)) = warmed {
+            tracing::warn!(worker = %config.worker_id, error = %e, "the model cannot run batches; running one input per call");
+            max_batch = 1;
+        }
+    }
     let stage = Arc::new(
         InferenceStage::start(
             model.clone(),
             config.inference_threads,
             BatchPolicy {
-                max_batch: config.max_batch,
+                max_batch,
                 max_wait: config.max_wait,
                 inject_delay: config.inject_delay,
             },
@@ -149,7 +167,7 @@ pub async fn run(
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     // Per input partition, the signal that the latest job has queued its outputs.
     let mut gates: HashMap<Tp, oneshot::Receiver<()>> = HashMap::new();
-    let highs: Arc<Mutex<HashMap<Tp, i64>>> = Arc::default();
+    let highs: Arc<Mutex<HashMap<Tp, Watermarks>>> = Arc::default();
     let watermarks_stop = shutdown.child_token();
     let watermarks = tokio::spawn(watch_watermarks(
         consumer.clone(),
@@ -176,11 +194,21 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             Some(report) = reports.recv() => {
-                account(report, &stats);
+                let mut undelivered = account(report, &stats);
                 outstanding -= 1;
                 while let Ok(r) = reports.try_recv() {
-                    account(r, &stats);
+                    undelivered = undelivered.or(account(r, &stats));
                     outstanding -= 1;
+                }
+                if let Some(e) = undelivered {
+                    // The partition can never commit past this input, so its later inputs
+                    // would pile up and stall the worker: stop instead, and let the
+                    // supervisor restart it from the last commit (the input is redone).
+                    if let Some(t) = &txn {
+                        t.fail(format!("outputs undeliverable: {e}"));
+                    }
+                    failure = Some(format!("outputs undeliverable: {e}"));
+                    break;
                 }
                 if txn.is_none() {
                     store_finished(&consumer, &tracker);
@@ -325,13 +353,28 @@ pub async fn run(
         config.drain_timeout
     });
     tokio::pin!(deadline);
+    let mut drain_tick =
+        tokio::time::interval(config.transaction_interval.max(Duration::from_millis(10)));
     while outstanding > 0 {
         tokio::select! {
             Some(report) = reports.recv() => {
-                account(report, &stats);
+                if let Some(e) = account(report, &stats) {
+                    if let Some(t) = &txn {
+                        t.fail(format!("outputs undeliverable: {e}"));
+                    }
+                }
                 outstanding -= 1;
                 if txn.is_none() {
                     store_finished(&consumer, &tracker);
+                }
+            }
+            // Exactly-once: keep committing while draining, so a long drain does not
+            // outlive transaction.timeout.ms.
+            _ = drain_tick.tick(), if txn.is_some() && failure.is_none() => {
+                if let Err(e) = commit_txn(&consumer, &tracker, txn.as_deref()) {
+                    failure = Some(e);
+                    give_up.cancel();
+                    break;
                 }
             }
             _ = &mut deadline => {
@@ -370,7 +413,10 @@ pub async fn run(
                 tracing::warn!(worker = %config.worker_id, error = %e, "final commit failed")
             }
         }
-        Ok(())
+        match failure {
+            Some(reason) => Err(WorkerError::Undeliverable(reason)),
+            None => Ok(()),
+        }
     };
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(worker = %config.worker_id, error = %e, "producer flush failed");
@@ -392,18 +438,16 @@ fn install_revoke_hook(
         .context()
         .set_revoke_hook(Box::new(move |revoked, base, group| {
             let tps: Vec<Tp> = revoked.to_vec();
-            let (finished, abandoned) = tracker.revoke(&tps, REVOKE_GRACE);
-            if abandoned > 0 {
-                metrics::counter!(m::ABANDONED).increment(abandoned as u64);
-                tracing::info!(abandoned, "in-flight inputs of revoked partitions abandoned; their next owner redoes them");
-            }
-            match &txn {
-                Some(t) => {
-                    if let Err(e) = t.commit(&tracker, finished, group.as_ref()) {
+            let abandoned = match &txn {
+                Some(t) => match t.revoke_and_commit(&tracker, &tps, group.as_ref()) {
+                    Ok(abandoned) => abandoned,
+                    Err(e) => {
                         tracing::error!(error = %e, "transaction commit on revoke failed; the worker stops");
+                        0
                     }
-                }
+                },
                 None => {
+                    let (finished, abandoned) = tracker.revoke(&tps, REVOKE_GRACE);
                     for ((topic, partition), next) in finished {
                         // `store_offset` stores offset + 1.
                         if let Err(e) = base.store_offset(&topic, partition, next - 1) {
@@ -411,12 +455,18 @@ fn install_revoke_hook(
                             tracing::warn!(topic = %topic, partition, error = %e, "offset not stored on revoke");
                         }
                     }
+                    abandoned
                 }
+            };
+            if abandoned > 0 {
+                metrics::counter!(m::ABANDONED).increment(abandoned as u64);
+                tracing::info!(abandoned, "in-flight inputs of revoked partitions abandoned; their next owner redoes them");
             }
         }));
 }
 
-fn account(report: Report, stats: &WorkerStats) {
+/// Counts a finished job; returns the error if its outputs could not be delivered.
+fn account(report: Report, stats: &WorkerStats) -> Option<String> {
     let Report {
         tp: (topic, partition),
         offset,
@@ -440,9 +490,11 @@ fn account(report: Report, stats: &WorkerStats) {
         Err(e) => {
             stats.undelivered.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::OFFSET_STORE_FAILURES).increment(1);
-            tracing::error!(topic = %topic, partition, offset, error = %e, "outputs undeliverable; no further offsets of this partition are stored");
+            tracing::error!(topic = %topic, partition, offset, error = %e, "outputs undeliverable; no later offset of this partition is committed");
+            return Some(format!("{topic}/{partition}/{offset}: {e}"));
         }
     }
+    None
 }
 
 /// Stores, per partition, the offset after its contiguous finished prefix.
@@ -535,7 +587,7 @@ fn commit_txn(
 fn update_drain(
     consumer: &StreamConsumer<GroupContext>,
     tracker: &Tracker,
-    highs: &Mutex<HashMap<Tp, i64>>,
+    highs: &Mutex<HashMap<Tp, Watermarks>>,
     drain: &mut DrainSignal,
 ) {
     let Ok(positions) = consumer.position() else {
@@ -551,8 +603,13 @@ fn update_drain(
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let high = highs.get(&tp).copied();
-            (tp, PartitionInputs { position, high })
+            let w = highs.get(&tp);
+            let inputs = PartitionInputs {
+                position,
+                high: w.map(|w| (w.high, w.at)),
+                start: w.and_then(|w| w.committed.or(Some(w.low))),
+            };
+            (tp, inputs)
         })
         .collect();
     let signals = drain.update(
@@ -564,11 +621,21 @@ fn update_drain(
     drain.publish(&signals);
 }
 
-/// Keeps the high watermarks of the assigned partitions fresh (every 2 s); cached values
-/// from fetches would go stale while partitions are paused.
+/// What the broker said about one partition.
+#[derive(Debug, Clone, Copy)]
+struct Watermarks {
+    low: i64,
+    high: i64,
+    /// The group's committed offset, if any.
+    committed: Option<i64>,
+    at: Instant,
+}
+
+/// Keeps the watermarks and committed offsets of the assigned partitions fresh (every 2 s);
+/// cached values from fetches would go stale while partitions are paused.
 async fn watch_watermarks(
     consumer: Arc<StreamConsumer<GroupContext>>,
-    highs: Arc<Mutex<HashMap<Tp, i64>>>,
+    highs: Arc<Mutex<HashMap<Tp, Watermarks>>>,
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
@@ -580,6 +647,18 @@ async fn watch_watermarks(
         let consumer = consumer.clone();
         let stop = shutdown.clone();
         let fetched = tokio::task::spawn_blocking(move || {
+            let committed: HashMap<Tp, i64> = consumer
+                .committed(Duration::from_secs(1))
+                .map(|tpl| {
+                    tpl.elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             let assigned: Vec<Tp> = consumer
                 .assignment()
                 .map(|a: TopicPartitionList| {
@@ -593,14 +672,19 @@ async fn watch_watermarks(
                 .into_iter()
                 .take_while(|_| !stop.is_cancelled())
                 .map(|(t, p)| {
-                    let high = consumer
+                    let w = consumer
                         .fetch_watermarks(&t, p, Duration::from_secs(1))
                         .ok()
-                        .map(|(_, high)| high)
-                        .filter(|h| *h >= 0);
-                    ((t, p), high)
+                        .filter(|(_, high)| *high >= 0)
+                        .map(|(low, high)| Watermarks {
+                            low,
+                            high,
+                            committed: committed.get(&(t.clone(), p)).copied(),
+                            at: Instant::now(),
+                        });
+                    ((t, p), w)
                 })
-                .collect::<Vec<(Tp, Option<i64>)>>()
+                .collect::<Vec<(Tp, Option<Watermarks>)>>()
         })
         .await;
         if let (Ok(fetched), Ok(mut h)) = (fetched, highs.lock()) {
@@ -608,9 +692,9 @@ async fn watch_watermarks(
             let assigned: std::collections::HashSet<&Tp> =
                 fetched.iter().map(|(tp, _)| tp).collect();
             h.retain(|tp, _| assigned.contains(tp));
-            for (tp, high) in &fetched {
-                if let Some(high) = high {
-                    h.insert(tp.clone(), *high);
+            for (tp, w) in &fetched {
+                if let Some(w) = w {
+                    h.insert(tp.clone(), *w);
                 }
             }
         }

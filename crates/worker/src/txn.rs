@@ -94,6 +94,32 @@ impl Transactions {
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<usize, String> {
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.commit_exclusive(tracker, extra, group)
+    }
+
+    /// Revocation: with the gate held exclusively (so no job is between queueing its
+    /// outputs and marking its input finished), forgets the revoked partitions in the
+    /// tracker and commits their finished offsets together with everything else finished.
+    /// Returns the number of inputs abandoned.
+    pub fn revoke_and_commit(
+        &self,
+        tracker: &Tracker,
+        revoked: &[Tp],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<usize, String> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let (finished, abandoned) = tracker.revoke(revoked, Duration::ZERO);
+        self.commit_exclusive(tracker, finished, group)?;
+        Ok(abandoned)
+    }
+
+    /// [`Transactions::commit`] with the gate already held exclusively.
+    fn commit_exclusive(
+        &self,
+        tracker: &Tracker,
+        extra: Vec<(Tp, i64)>,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<usize, String> {
         if let Some(reason) = self.failure() {
             let _ = self.producer.abort_transaction(self.timeout);
             return Err(reason);
