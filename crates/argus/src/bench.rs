@@ -20,14 +20,14 @@ use crate::cli::{parse_duration, KafkaArgs};
 use crate::work::load_model;
 use crate::CliError;
 use anyhow::anyhow;
-use argus_kafka::rdkafka::admin::{AdminClient, AdminOptions};
+use argus_kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use argus_kafka::rdkafka::client::DefaultClientContext;
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
-use argus_kafka::rdkafka::Message;
+use argus_kafka::rdkafka::{Message, Timestamp};
 use argus_kafka::{KafkaSettings, TopicSpec};
 use argus_model::{Classifier, Prepared};
 use argus_producer::{Frame, SyntheticSource};
@@ -109,6 +109,22 @@ pub struct BenchArgs {
     /// Leave the benchmark's topics on the broker (they are deleted by default).
     #[arg(long)]
     pub keep_topics: bool,
+    /// librdkafka property for the worker's consumer and producer only (after `-X`), e.g.
+    /// `--worker-option linger.ms=0` (repeatable). `-X` applies to every client of the run:
+    /// the worker's, the load generator and the predictions subscriber.
+    #[arg(long = "worker-option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub worker_options: Vec<(String, String)>,
+    /// Pid of the Kafka broker whose CPU time is reported [default: every local process
+    /// with `kafka.Kafka` on its command line].
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 /// One batch size of the tract-alone stage.
@@ -134,6 +150,8 @@ struct OfflineResult {
     p50_per_input_us: f64,
     /// Whole machine (all processes, the broker too), from /proc/stat.
     machine_cpu_busy: Option<f64>,
+    /// CPU time by process over the timed part.
+    cpu: CpuUse,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +169,12 @@ struct WorkerResult {
     /// Times the worker paused its partitions (backpressure).
     pauses: u64,
     machine_cpu_busy: Option<f64>,
+    /// CPU time by process over the drain; the bench process is the worker (the bench
+    /// itself only polls a counter every millisecond meanwhile).
+    cpu: CpuUse,
+    /// CPU time of the bench process's threads over the drain, grouped by thread name.
+    threads: Vec<ThreadGroup>,
+    internals: WorkerInternals,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,10 +187,18 @@ struct LatencyResult {
     producer_max_behind_ms: f64,
     /// Medians of the worker's own timings in the received predictions.
     worker_p50: WorkerTimings,
+    /// Where the latency goes: medians over all predictions, and over the slowest 1%.
+    breakdown_p50: Breakdown,
+    breakdown_slowest: Breakdown,
     /// Times the worker paused its partitions while this level was sent.
     pauses: u64,
     /// While this level was sent; the load generator and subscriber run on the same machine.
     machine_cpu_busy: Option<f64>,
+    /// While this level was sent; the bench process is the worker plus the load generator
+    /// and the subscriber.
+    cpu: CpuUse,
+    /// From the start of sending to the last of this level's predictions received.
+    internals: WorkerInternals,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
@@ -184,17 +216,91 @@ struct WorkerTimings {
     capture_to_output_ms: f64,
 }
 
+/// One prediction's latency split by its `timings` and the broker's append time (medians of
+/// each part over a set of predictions, so the parts need not add up exactly).
+#[derive(Debug, Clone, Serialize)]
+struct Breakdown {
+    records: usize,
+    latency_ms: f64,
+    /// capture → prediction built, minus queue, decode, preprocess, inference and
+    /// postprocess: the input's way into the worker (load generator's linger, broker,
+    /// fetch) plus waits for the inference thread and for partition order.
+    before_ms: f64,
+    /// Consumed → decoding started (includes waiting for a decode thread).
+    queue_ms: f64,
+    decode_preprocess_ms: f64,
+    /// Prediction built → received by the subscriber.
+    after_ms: f64,
+    /// Prediction built → appended by the broker (the worker's producer: linger, request,
+    /// broker queueing); ms resolution.
+    built_to_appended_ms: f64,
+    /// Appended → received by the subscriber (its fetch, read_committed).
+    appended_to_received_ms: f64,
+}
+
+/// Medians over the records at or above the `from` quantile of latency.
+fn breakdown(records: &[Record], from: f64) -> Breakdown {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    let skip = ((sorted.len() as f64) * from).floor() as usize;
+    let set = &sorted[skip.min(sorted.len())..];
+    let median = |f: &dyn Fn(&Record) -> Option<f64>| {
+        let mut v: Vec<f64> = set.iter().filter_map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    let ms = |us: i64| us as f64 / 1e3;
+    let built = |r: &Record| {
+        r.capture_us
+            + i64::try_from(r.timings.capture_to_output_us.unwrap_or(0)).unwrap_or(i64::MAX / 2)
+    };
+    Breakdown {
+        records: set.len(),
+        latency_ms: median(&|r| Some(r.latency_ms)),
+        before_ms: median(&|r| {
+            let t = &r.timings;
+            let inside =
+                t.queue_us + t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us;
+            Some(ms(
+                i64::try_from(t.capture_to_output_us?).ok()? - i64::try_from(inside).ok()?
+            ))
+        }),
+        queue_ms: median(&|r| Some(r.timings.queue_us as f64 / 1e3)),
+        decode_preprocess_ms: median(&|r| {
+            Some((r.timings.decode_us + r.timings.preprocess_us) as f64 / 1e3)
+        }),
+        after_ms: median(&|r| Some(ms(r.received_us - built(r)))),
+        built_to_appended_ms: median(&|r| Some(ms(r.appended_us? - built(r)))),
+        appended_to_received_ms: median(&|r| Some(ms(r.received_us - r.appended_us?))),
+    }
+}
+
 /// What the predictions subscriber saw of one record.
 #[derive(Debug)]
 struct Seen {
     received_us: i64,
     capture_us: Option<i64>,
     timings: Option<argus_wire::Timings>,
+    /// The broker's append time (the predictions topic has `LogAppendTime`), µs.
+    appended_us: Option<i64>,
+}
+
+/// One received prediction of a latency level.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    latency_ms: f64,
+    capture_us: i64,
+    received_us: i64,
+    appended_us: Option<i64>,
+    timings: argus_wire::Timings,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct Ratios {
     worker_over_offline: f64,
+    /// Offline CPU-ms per input ÷ the worker process's CPU-ms per input during the drain:
+    /// 1.0 means the worker spends no CPU per input beyond the offline pipeline's.
+    cpu_efficiency_offline_over_worker: Option<f64>,
     offline_over_tract_batch_1: f64,
     /// e2e p99 at the first load level minus the model's p50 inference (batch 1), ms.
     e2e_p99_minus_model_p50_ms: Option<f64>,
@@ -214,6 +320,13 @@ struct Report {
     worker_max_in_flight: usize,
     offline_threads: usize,
     brokers: String,
+    /// `-X` (every client) and `--worker-option` (worker only) librdkafka properties.
+    kafka_options: Vec<(String, String)>,
+    worker_kafka_options: Vec<(String, String)>,
+    cores: usize,
+    /// /proc/loadavg when the run started and when it ended.
+    loadavg_start: Option<String>,
+    loadavg_end: Option<String>,
     tract: Vec<BatchResult>,
     offline: OfflineResult,
     worker: WorkerResult,
@@ -239,6 +352,8 @@ fn micros(d: Duration) -> f64 {
 
 pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let started = Instant::now();
+    let loadavg_start = loadavg();
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let shape = worker_shape(&args);
     let threads = args
         .offline_threads
@@ -286,6 +401,24 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         threads,
         args.kafka.brokers,
     );
+    let kv = |o: &[(String, String)]| {
+        o.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let brokers = broker_pids(args.broker_pid);
+    println!(
+        "  -X (every client): [{}]; --worker-option (worker only): [{}]; {cores} cores; load average {}; broker CPU from {}",
+        kv(&args.kafka.kafka_option),
+        kv(&args.worker_options),
+        loadavg_start.as_deref().unwrap_or("n/a"),
+        if brokers.is_empty() {
+            "nowhere: no local kafka.Kafka process found (--broker-pid)".to_string()
+        } else {
+            format!("pid {brokers:?}")
+        }
+    );
 
     // 1. tract alone.
     let tract = {
@@ -308,8 +441,9 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
 
     // 2. offline pipeline.
     let offline = {
-        let (model, pool, frames) = (model.clone(), pool.clone(), args.frames);
-        tokio::task::spawn_blocking(move || bench_offline(&model, &pool, frames, threads))
+        let (model, pool, frames, broker) =
+            (model.clone(), pool.clone(), args.frames, args.broker_pid);
+        tokio::task::spawn_blocking(move || bench_offline(&model, &pool, frames, threads, broker))
             .await
             .map_err(runtime)??
     };
@@ -322,6 +456,10 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         "  {} inputs in {:.2} s = {:.1} inputs/s; p50 per input {:.0} µs (one thread's view); errors {}; machine CPU busy {}",
         offline.inputs, offline.seconds, offline.inputs_per_s, offline.p50_per_input_us, offline.errors, percent(offline.machine_cpu_busy)
     );
+    println!("  {}", offline.cpu.line());
+    if let Some(w) = offline.cpu.contention() {
+        println!("  {w}");
+    }
     if offline.errors > 0 {
         return Err(runtime(anyhow!(
             "{} of {} frames failed in the offline pipeline",
@@ -341,6 +479,16 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         alerts: format!("argus-bench-{run_id}.alerts"),
         dlq: format!("argus-bench-{run_id}.dlq"),
     };
+    // The predictions topic stamps records with the broker's append time, which splits
+    // "prediction built → received" into the worker's producer and the subscriber's side.
+    create_topic(
+        &settings,
+        &topics.predictions,
+        4,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await
+    .map_err(|e| runtime(anyhow!("cannot create {}: {e}", topics.predictions)))?;
     argus_kafka::ensure_topics(
         &settings,
         &[
@@ -379,8 +527,15 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
 
     // Ratios.
     let tract1 = tract.iter().find(|b| b.batch == 1);
+    let cpu_efficiency = offline
+        .cpu
+        .bench_process_cpu_ms_per_input
+        .zip(worker.cpu.bench_process_cpu_ms_per_input)
+        .filter(|(_, w)| *w > 0.0)
+        .map(|(o, w)| o / w);
     let ratios = Ratios {
         worker_over_offline: worker.inputs_per_s / offline.inputs_per_s,
+        cpu_efficiency_offline_over_worker: cpu_efficiency,
         offline_over_tract_batch_1: offline.inputs_per_s
             / tract1.map(|b| b.inputs_per_s).unwrap_or(f64::NAN),
         e2e_p99_minus_model_p50_ms: latency.first().map(|l| l.p99_ms - model_p50_us / 1e3),
@@ -392,6 +547,40 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         ratios.worker_over_offline,
         verdict(ratios.worker_over_offline >= 0.95)
     );
+    if let (Some(e), Some(o), Some(w)) = (
+        ratios.cpu_efficiency_offline_over_worker,
+        offline.cpu.bench_process_cpu_ms_per_input,
+        worker.cpu.bench_process_cpu_ms_per_input,
+    ) {
+        println!(
+            "  CPU efficiency = offline CPU-ms per input ÷ worker-process CPU-ms per input = {o:.2} ÷ {w:.2} = {e:.3} (not the target: 1.0 = no CPU per input beyond the offline pipeline's)"
+        );
+    }
+    if let (Some(wc), Some(oc), Some(e)) = (
+        worker.cpu.cores(worker.cpu.bench_process_cpu_seconds),
+        offline.cpu.cores(offline.cpu.bench_process_cpu_seconds),
+        cpu_efficiency,
+    ) {
+        println!(
+            "  worker/offline = (cores the worker process used {wc:.2} ÷ cores the offline pipeline used {oc:.2}) × CPU efficiency {e:.3} = {:.3}",
+            wc / oc * e
+        );
+    }
+    if let Some(idle) = worker.cpu.machine_idle {
+        let c = |v: Option<f64>| {
+            worker
+                .cpu
+                .cores(v)
+                .map_or_else(|| "n/a".into(), |c| format!("{c:.2}"))
+        };
+        println!(
+            "  during the drain the machine's {cores} cores went to: worker process {}, broker {}, other {}, idle {:.2}",
+            c(worker.cpu.bench_process_cpu_seconds),
+            c(worker.cpu.broker_cpu_seconds),
+            c(worker.cpu.other_cpu_seconds),
+            idle * cores as f64
+        );
+    }
     if let Some(d) = ratios.e2e_p99_minus_model_p50_ms {
         let load = latency.first().map(|l| l.load * 100.0).unwrap_or(f64::NAN);
         println!(
@@ -413,7 +602,12 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             best.batch, best.p50_per_input_us, best.relative_to_batch_1
         );
     }
-    println!("total run time {:.1} s", started.elapsed().as_secs_f64());
+    let loadavg_end = loadavg();
+    println!(
+        "total run time {:.1} s; load average {}",
+        started.elapsed().as_secs_f64(),
+        loadavg_end.as_deref().unwrap_or("n/a")
+    );
 
     if let Some(path) = &args.json {
         let report = Report {
@@ -432,6 +626,11 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             worker_max_in_flight: shape.max_in_flight,
             offline_threads: threads,
             brokers: args.kafka.brokers.clone(),
+            kafka_options: args.kafka.kafka_option.clone(),
+            worker_kafka_options: args.worker_options.clone(),
+            cores,
+            loadavg_start,
+            loadavg_end,
             tract,
             offline,
             worker,
@@ -648,6 +847,7 @@ fn bench_offline(
     pool: &[Frame],
     frames: u64,
     threads: usize,
+    broker_pid: Option<u32>,
 ) -> Result<OfflineResult, CliError> {
     let envelopes: Vec<Vec<u8>> = pool
         .iter()
@@ -661,7 +861,8 @@ fn bench_offline(
     }
     let next = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
-    let cpu = cpu_snapshot();
+    let mark = CpuMark::now(broker_pid);
+    let cpu = mark.machine;
     let start = Instant::now();
     let mut per_input: Vec<f64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -694,7 +895,8 @@ fn bench_offline(
             .collect()
     });
     let seconds = start.elapsed().as_secs_f64();
-    let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+    let end = CpuMark::now(broker_pid);
+    let machine_cpu_busy = cpu_busy(cpu, end.machine);
     per_input.sort_by(f64::total_cmp);
     if per_input.len() as u64 != frames {
         return Err(runtime(anyhow!("an offline pipeline thread failed")));
@@ -707,6 +909,7 @@ fn bench_offline(
         inputs_per_s: frames as f64 / seconds,
         p50_per_input_us: percentile(&per_input, 0.5),
         machine_cpu_busy,
+        cpu: mark.until(&end, frames),
     })
 }
 
@@ -791,7 +994,10 @@ impl KafkaSession<'_> {
                 || stats.consumed.load(Ordering::Relaxed) >= 1,
             )
             .await?;
-        let cpu = cpu_snapshot();
+        let mark = CpuMark::now(self.args.broker_pid);
+        let threads_before = thread_ticks();
+        let hist = histogram_totals();
+        let cpu = mark.machine;
         let group_join_seconds = (first - t).as_secs_f64();
         let finished = |s: &WorkerStats| {
             s.predicted.load(Ordering::Relaxed)
@@ -805,7 +1011,9 @@ impl KafkaSession<'_> {
                 finished(&stats) >= frames
             })
             .await?;
-        let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+        let end = CpuMark::now(self.args.broker_pid);
+        let threads = thread_groups(&threads_before, &thread_ticks(), frames);
+        let machine_cpu_busy = cpu_busy(cpu, end.machine);
         let seconds = (last - first).as_secs_f64();
         let worker = WorkerResult {
             frames,
@@ -819,6 +1027,9 @@ impl KafkaSession<'_> {
             inputs_per_s: frames as f64 / seconds,
             pauses: stats.pauses.load(Ordering::Relaxed),
             machine_cpu_busy,
+            cpu: mark.until(&end, frames),
+            threads,
+            internals: internals(&hist, &histogram_totals()),
         };
         println!(
             "  group join {:.2} s (excluded); {} inputs in {:.2} s = {:.1} inputs/s; predicted {}, dead-lettered {}, stale/abandoned/undelivered {}; pauses {}; machine CPU busy {}",
@@ -831,6 +1042,35 @@ impl KafkaSession<'_> {
             worker.other,
             worker.pauses,
             percent(worker.machine_cpu_busy)
+        );
+        println!("  {}", worker.cpu.line());
+        println!("  {}", worker.internals.line());
+        if let Some(w) = worker.cpu.contention() {
+            println!("  {w}");
+        }
+        let groups: Vec<String> = worker
+            .threads
+            .iter()
+            .filter(|g| g.share >= 0.005)
+            .map(|g| {
+                let busiest: Vec<String> = g
+                    .busiest
+                    .iter()
+                    .map(|s| format!("{:.0}%", 100.0 * s / worker.seconds.max(1e-9)))
+                    .collect();
+                format!(
+                    "{} ×{} {:.2} ms ({:.0}%; busiest {})",
+                    g.name,
+                    g.threads,
+                    g.cpu_ms_per_input,
+                    g.share * 100.0,
+                    busiest.join(" ")
+                )
+            })
+            .collect();
+        println!(
+            "  bench-process threads, CPU-ms per input (share; busiest threads' % of one core): {}",
+            groups.join(", ")
         );
         if worker.dead_lettered + worker.other > 0 {
             println!("  WARNING: some frames were not predicted; the rate above includes them");
@@ -866,12 +1106,14 @@ impl KafkaSession<'_> {
             .validate(self.model.labels())
             .map_err(CliError::Usage)?;
         let group = format!("argus-bench-{}", self.run_id);
-        let consumer = self
-            .settings
+        let mut settings = self.settings.clone();
+        for (k, v) in &self.args.worker_options {
+            settings.options.insert(k.clone(), v.clone());
+        }
+        let consumer = settings
             .consumer(&group, &worker_id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let producer = self
-            .settings
+        let producer = settings
             .producer(&worker_id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let stop = CancellationToken::new();
@@ -960,6 +1202,9 @@ impl KafkaSession<'_> {
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "10")
+            // The lag statistics are the worker's business; the default context would log
+            // them at info level every 5 s.
+            .set("statistics.interval.ms", "0")
             .create()
             .map_err(|e| CliError::Usage(e.to_string()))?;
         tap.subscribe(&[&self.topics.predictions])
@@ -978,8 +1223,13 @@ impl KafkaSession<'_> {
                                 let p = m
                                     .payload()
                                     .and_then(|p| serde_json::from_slice::<Prediction>(p).ok());
+                                let appended_us = match m.timestamp() {
+                                    Timestamp::LogAppendTime(ms) => Some(ms * 1000),
+                                    _ => None,
+                                };
                                 let seen = Seen {
                                     received_us,
+                                    appended_us,
                                     capture_us: p.as_ref().and_then(|p| p.input.capture_time_us),
                                     timings: p.map(|p| p.timings),
                                 };
@@ -1040,7 +1290,9 @@ impl KafkaSession<'_> {
             let rate = load * capacity;
             let n = ((rate * self.args.latency_duration.as_secs_f64()).round() as u64).max(1);
             let pauses = stats.pauses.load(Ordering::Relaxed);
-            let cpu = cpu_snapshot();
+            let mark = CpuMark::now(self.args.broker_pid);
+            let hist = histogram_totals();
+            let cpu = mark.machine;
             let t0 = tokio::time::Instant::now();
             let t0_us = now_us();
             let mut deliveries = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
@@ -1060,13 +1312,16 @@ impl KafkaSession<'_> {
                 deliveries
                     .push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
             }
-            let machine_cpu_busy = cpu_busy(cpu, cpu_snapshot());
+            let end = CpuMark::now(self.args.broker_pid);
+            let machine_cpu_busy = cpu_busy(cpu, end.machine);
             let pauses = stats.pauses.load(Ordering::Relaxed) - pauses;
             let window_end = t0_us
                 + i64::try_from(Duration::from_secs_f64(n as f64 / rate).as_micros())
                     .unwrap_or(i64::MAX);
             let mut latencies: Vec<f64> = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
             let mut timings_seen: Vec<argus_wire::Timings> = Vec::new();
+            // (latency ms, that prediction's timings) for the breakdown.
+            let mut records: Vec<Record> = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(30);
             while (latencies.len() as u64) < n {
                 match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
@@ -1074,9 +1329,20 @@ impl KafkaSession<'_> {
                         received_us,
                         capture_us: Some(c),
                         timings,
+                        appended_us,
                     })) if c >= t0_us && c < window_end => {
-                        latencies.push((received_us - c) as f64 / 1e3);
-                        timings_seen.extend(timings);
+                        let latency = (received_us - c) as f64 / 1e3;
+                        latencies.push(latency);
+                        if let Some(t) = timings {
+                            records.push(Record {
+                                latency_ms: latency,
+                                capture_us: c,
+                                received_us,
+                                appended_us,
+                                timings: t,
+                            });
+                            timings_seen.push(t);
+                        }
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
@@ -1097,8 +1363,12 @@ impl KafkaSession<'_> {
                 p99_ms: percentile(&latencies, 0.99),
                 max_ms: latencies.last().copied().unwrap_or(f64::NAN),
                 worker_p50: worker_timings(&timings_seen),
+                breakdown_p50: breakdown(&records, 0.0),
+                breakdown_slowest: breakdown(&records, 0.99),
                 pauses,
                 machine_cpu_busy,
+                cpu: mark.until(&end, n),
+                internals: internals(&hist, &histogram_totals()),
             };
             println!(
                 "  {:>4.0}% {:>8.1} {:>6} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>13.1} {:>7} {:>9}",
@@ -1118,6 +1388,20 @@ impl KafkaSession<'_> {
                 "         worker's own p50: queue {:.2} ms, decode+preprocess {:.2} ms, inference {:.3} ms, capture → prediction built {:.2} ms",
                 w.queue_ms, w.decode_preprocess_ms, w.inference_ms, w.capture_to_output_ms
             );
+            for (what, b) in [
+                ("all predictions", &r.breakdown_p50),
+                ("slowest 1%", &r.breakdown_slowest),
+            ] {
+                println!(
+                    "         medians, {what} ({}): capture → consumed + waits for model/order {:.2} ms | queue {:.2} | decode+preprocess {:.2} | built → received {:.2} (→ broker append {:.1}, append → subscriber {:.1}) | total {:.2}",
+                    b.records, b.before_ms, b.queue_ms, b.decode_preprocess_ms, b.after_ms, b.built_to_appended_ms, b.appended_to_received_ms, b.latency_ms
+                );
+            }
+            println!(
+                "         {} (bench process = worker + load generator + subscriber)",
+                r.cpu.line()
+            );
+            println!("         {}", r.internals.line());
             if r.received < r.sent {
                 println!(
                     "  WARNING: {} predictions of this level did not arrive within 30 s",
@@ -1146,6 +1430,296 @@ fn cpu_snapshot() -> Option<(u64, u64)> {
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
     Some((total.saturating_sub(idle), total))
+}
+
+/// The unit of CPU times in /proc (`USER_HZ`, 100 on every Linux the project targets).
+const TICKS_PER_S: f64 = 100.0;
+
+/// utime + stime of one process (all its threads, also those that have exited) or, with a
+/// `/proc/<pid>/task/<tid>` path, of one thread, in ticks.
+fn stat_ticks(dir: &str) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Local Kafka broker processes: `--broker-pid`, or every process whose command line has
+/// the argument `kafka.Kafka` (the broker's main class).
+fn broker_pids(pinned: Option<u32>) -> Vec<u32> {
+    if let Some(pid) = pinned {
+        return vec![pid];
+    }
+    let own = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"kafka.Kafka"))
+        })
+        .collect()
+}
+
+/// CPU counters at one instant.
+#[derive(Debug, Clone)]
+struct CpuMark {
+    at: Instant,
+    bench: Option<u64>,
+    /// (pid, ticks) per broker process.
+    brokers: Vec<(u32, u64)>,
+    /// (busy, total) ticks of the whole machine.
+    machine: Option<(u64, u64)>,
+}
+
+impl CpuMark {
+    fn now(broker_pid: Option<u32>) -> Self {
+        let brokers = broker_pids(broker_pid)
+            .into_iter()
+            .filter_map(|pid| Some((pid, stat_ticks(&format!("/proc/{pid}"))?.1)))
+            .collect();
+        CpuMark {
+            at: Instant::now(),
+            bench: stat_ticks("/proc/self").map(|(_, t)| t),
+            brokers,
+            machine: cpu_snapshot(),
+        }
+    }
+
+    /// CPU used from `self` to `end`, per input for `inputs` inputs.
+    fn until(&self, end: &CpuMark, inputs: u64) -> CpuUse {
+        let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / TICKS_PER_S;
+        let per_input = |s: Option<f64>| s.map(|s| s * 1e3 / inputs.max(1) as f64);
+        let bench = self.bench.zip(end.bench).map(|(a, b)| secs(a, b));
+        // Only processes seen at both ends (a broker restarted meanwhile is not counted).
+        let pairs: Vec<(u64, u64)> = self
+            .brokers
+            .iter()
+            .filter_map(|(pid, a)| {
+                let b = end.brokers.iter().find(|(p, _)| p == pid)?.1;
+                Some((*a, b))
+            })
+            .collect();
+        let broker = (!pairs.is_empty()).then(|| pairs.iter().map(|&(a, b)| secs(a, b)).sum());
+        let machine = self
+            .machine
+            .zip(end.machine)
+            .and_then(|((b0, t0), (b1, t1))| {
+                let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
+                Some((secs(b0, b1), total as f64 / TICKS_PER_S))
+            });
+        let other = machine.map(|(busy, _)| busy - bench.unwrap_or(0.0) - broker.unwrap_or(0.0));
+        CpuUse {
+            wall_seconds: (end.at - self.at).as_secs_f64(),
+            inputs,
+            bench_process_cpu_seconds: bench,
+            bench_process_cpu_ms_per_input: per_input(bench),
+            broker_pids: self.brokers.iter().map(|(p, _)| *p).collect(),
+            broker_cpu_seconds: broker,
+            broker_cpu_ms_per_input: per_input(broker),
+            other_cpu_seconds: other,
+            other_cpu_ms_per_input: per_input(other),
+            machine_cpu_seconds: machine.map(|(_, total)| total),
+            machine_idle: machine.map(|(busy, total)| (1.0 - busy / total).max(0.0)),
+        }
+    }
+}
+
+/// CPU time used over one timed stage.
+#[derive(Debug, Clone, Serialize)]
+struct CpuUse {
+    wall_seconds: f64,
+    inputs: u64,
+    /// utime + stime of the `argus bench` process (/proc/self/stat).
+    bench_process_cpu_seconds: Option<f64>,
+    bench_process_cpu_ms_per_input: Option<f64>,
+    /// Local broker processes measured (empty: none found).
+    broker_pids: Vec<u32>,
+    broker_cpu_seconds: Option<f64>,
+    broker_cpu_ms_per_input: Option<f64>,
+    /// Machine busy time not accounted to the bench or the broker: other processes, and
+    /// interrupt time the kernel charges to no process.
+    other_cpu_seconds: Option<f64>,
+    other_cpu_ms_per_input: Option<f64>,
+    /// CPU time the machine had (wall time × cores), from /proc/stat.
+    machine_cpu_seconds: Option<f64>,
+    machine_idle: Option<f64>,
+}
+
+impl CpuUse {
+    /// CPU seconds per wall second: cores used on average.
+    fn cores(&self, seconds: Option<f64>) -> Option<f64> {
+        seconds
+            .filter(|_| self.wall_seconds > 0.0)
+            .map(|s| s / self.wall_seconds)
+    }
+
+    /// A warning when processes other than the bench and the broker used more than a tenth
+    /// of the machine: rates measured meanwhile are not comparable with a quiet machine's.
+    fn contention(&self) -> Option<String> {
+        let (other, machine) = (self.other_cpu_seconds?, self.machine_cpu_seconds?);
+        (other > 0.1 * machine).then(|| {
+            format!(
+                "WARNING: other processes used {:.0}% of the machine meanwhile; this rate is not comparable with a quiet machine's",
+                100.0 * other / machine
+            )
+        })
+    }
+
+    fn line(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.2}"));
+        let broker = if self.broker_pids.is_empty() {
+            "n/a (no local kafka.Kafka process found)".to_string()
+        } else {
+            ms(self.broker_cpu_ms_per_input)
+        };
+        format!(
+            "CPU-ms per input: bench process {}, broker {}, other {}; machine idle {} (over {:.2} s wall)",
+            ms(self.bench_process_cpu_ms_per_input),
+            broker,
+            ms(self.other_cpu_ms_per_input),
+            percent(self.machine_idle),
+            self.wall_seconds
+        )
+    }
+}
+
+/// CPU time of the bench process's threads over a stage, grouped by name.
+#[derive(Debug, Clone, Serialize)]
+struct ThreadGroup {
+    /// Thread name with trailing digits replaced by `*` (`argus` is the tokio runtime: its
+    /// workers and its blocking pool, where the worker decodes; `argus-infer-*` the model
+    /// threads; `rdk:*` librdkafka's).
+    name: String,
+    threads: usize,
+    cpu_seconds: f64,
+    cpu_ms_per_input: f64,
+    /// Of the whole process's CPU over the stage (threads that exited meanwhile are missing).
+    share: f64,
+    /// CPU seconds of the busiest threads of this group, most first (at most 4).
+    busiest: Vec<f64>,
+}
+
+/// (tid, name, ticks) of every live thread of this process.
+fn thread_ticks() -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let (name, ticks) = stat_ticks(&format!("/proc/self/task/{tid}"))?;
+        Some((tid, name, ticks))
+    })
+    .collect()
+}
+
+fn thread_groups(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+    inputs: u64,
+) -> Vec<ThreadGroup> {
+    let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+    for (tid, name, ticks) in after {
+        let start = before
+            .iter()
+            .find(|(t, n, _)| t == tid && n == name)
+            .map_or(0, |b| b.2);
+        let secs = ticks.saturating_sub(start) as f64 / TICKS_PER_S;
+        let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let key = if base.len() < name.len() {
+            format!("{base}*")
+        } else {
+            name.clone()
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(secs),
+            None => groups.push((key, vec![secs])),
+        }
+    }
+    let total: f64 = groups.iter().flat_map(|(_, v)| v).sum();
+    let mut out: Vec<ThreadGroup> = groups
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(|a, b| b.total_cmp(a));
+            let cpu: f64 = v.iter().sum();
+            ThreadGroup {
+                name,
+                threads: v.len(),
+                cpu_seconds: cpu,
+                cpu_ms_per_input: cpu * 1e3 / inputs.max(1) as f64,
+                share: if total > 0.0 { cpu / total } else { 0.0 },
+                busiest: v.into_iter().take(4).collect(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
+    out
+}
+
+/// Sums, counts and buckets of the worker's histograms, from the process's Prometheus
+/// recorder (they accumulate over the run; stages use differences).
+fn histogram_totals() -> std::collections::HashMap<String, f64> {
+    crate::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("argus_worker_commit_seconds") || l.starts_with("argus_worker_batch_size")
+        })
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the worker's own metrics say about a stage.
+#[derive(Debug, Clone, Serialize)]
+struct WorkerInternals {
+    /// Offset commits (at-least-once: synchronous, explicit).
+    commits: u64,
+    commit_mean_ms: f64,
+    /// Commits that took more than 50 ms.
+    commits_over_50ms: u64,
+    model_calls: u64,
+    mean_batch: f64,
+}
+
+fn internals(
+    a: &std::collections::HashMap<String, f64>,
+    b: &std::collections::HashMap<String, f64>,
+) -> WorkerInternals {
+    let d = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
+    let commits = d("argus_worker_commit_seconds_count");
+    let calls = d("argus_worker_batch_size_count");
+    WorkerInternals {
+        commits: commits.max(0.0) as u64,
+        commit_mean_ms: d("argus_worker_commit_seconds_sum") * 1e3 / commits.max(1.0),
+        commits_over_50ms: (commits - d("argus_worker_commit_seconds_bucket{le=\"0.05\"}")).max(0.0)
+            as u64,
+        model_calls: calls.max(0.0) as u64,
+        mean_batch: d("argus_worker_batch_size_sum") / calls.max(1.0),
+    }
+}
+
+impl WorkerInternals {
+    fn line(&self) -> String {
+        format!(
+            "worker metrics: {} model calls (mean batch {:.2}), {} offset commits (mean {:.1} ms, {} over 50 ms)",
+            self.model_calls, self.mean_batch, self.commits, self.commit_mean_ms, self.commits_over_50ms
+        )
+    }
+}
+
+fn loadavg() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// Busy fraction of the machine between two snapshots.
@@ -1233,13 +1807,41 @@ async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
     (ok, failed)
 }
 
-async fn delete_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), String> {
+fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, String> {
     let mut config = argus_kafka::rdkafka::config::ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
     for (k, v) in &settings.options {
         config.set(k, v);
     }
-    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| e.to_string())?;
+    config.create().map_err(|e| e.to_string())
+}
+
+async fn create_topic(
+    settings: &KafkaSettings,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), String> {
+    let admin = admin_client(settings)?;
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            return Err(format!("{topic}: {code}"));
+        }
+    }
+    Ok(())
+}
+
+async fn delete_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), String> {
+    let admin = admin_client(settings)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
