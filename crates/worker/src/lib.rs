@@ -1,20 +1,24 @@
-//! The consume → infer → publish pipeline.
+//! The consume → infer → publish pipeline. Operator's view: `docs/workers.md`.
 //!
 //! Layout:
-//! - [`config`]: what a worker needs to know (topics, rules, bounds).
-//! - [`job`]: one input message copied out of librdkafka, and how it is classified.
-//! - [`publish`]: building `Prediction`/`Alert`/DLQ records and waiting for their acks.
-//! - [`run`](run()): the loop. It polls, spawns a job per message (inference runs on the
-//!   blocking pool, bounded by a semaphore), and stores offsets in input order.
+//! - [`config`]: what a worker needs to know (topics, rules, bounds, batching, modes).
+//! - [`job`]: one input message copied out of librdkafka; decode, age check, preprocess.
+//! - [`infer`]: inference threads that batch whatever is queued (plans per batch size).
+//! - [`publish`]: building `Prediction`/`Alert`/DLQ records; waiting for their acks, or
+//!   queueing them in the open transaction.
+//! - [`tracker`]: per-partition in-flight bookkeeping, contiguous commit points, ownership.
+//! - [`txn`]: exactly-once transactions.
+//! - [`drain`]: lag, rates, drain estimate and stuck flags.
+//! - [`run`](run()): the loop. It polls (also while paused), spawns a job per message,
+//!   commits, pauses and resumes for backpressure, and drains on shutdown.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 //!
-//! **Offset rule (at-least-once).** An input's offset is stored only after every output it
-//! caused (prediction and alerts, or its DLQ record) has been acknowledged by the broker.
-//! Jobs finish in any order but offsets are stored in consume order, so a stored offset
-//! never skips an unfinished input. If an input's outputs cannot be delivered, no later
-//! offset of that partition is stored again in this session. Stored offsets are committed in
-//! the background, synchronously on revoke (see `argus_kafka::GroupContext`) and on
-//! shutdown, after in-flight work has drained.
+//! **Offset rule.** An input's offset is committed only after every output it caused
+//! (prediction and alerts, or its DLQ record) has been acknowledged (at-least-once) or
+//! queued in the same transaction (exactly-once), and per partition only up to the first
+//! unfinished input, so a commit never skips one. Inputs count as in flight until their
+//! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
+//! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
 pub mod drain;
 pub mod infer;
