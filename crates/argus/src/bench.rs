@@ -1438,7 +1438,11 @@ const TICKS_PER_S: f64 = 100.0;
 /// utime + stime of one process (all its threads, also those that have exited) or, with a
 /// `/proc/<pid>/task/<tid>` path, of one thread, in ticks.
 fn stat_ticks(dir: &str) -> Option<(String, u64)> {
-    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("{dir}/stat")).ok()?)
+}
+
+/// (name, utime + stime) from the text of a /proc stat file.
+fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let (head, rest) = stat.rsplit_once(')')?;
     let name = head.split_once('(')?.1.to_string();
     // After the name: state is field 3, utime field 14, stime field 15.
@@ -1859,6 +1863,61 @@ async fn delete_topics(settings: &KafkaSettings, topics: &[String]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_parse_despite_odd_names() {
+        let line = "17215 (java) S 1 17215 17215 0 -1 4194304 103352 0 30 0 1073 136 0 0 20 0 96";
+        assert_eq!(parse_stat(line), Some(("java".to_string(), 1209)));
+        let odd = "42 (rdk:broker) 1)) R 1 2 3 0 -1 0 0 0 0 0 7 5 0 0";
+        assert_eq!(parse_stat(odd), Some(("rdk:broker) 1)".to_string(), 12)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn threads_group_by_name_without_trailing_digits() {
+        let before = vec![
+            (1, "argus".to_string(), 10),
+            (2, "rdk:broker1".to_string(), 5),
+        ];
+        let after = vec![
+            (1, "argus".to_string(), 110),
+            (2, "rdk:broker1".to_string(), 15),
+            (3, "rdk:broker2".to_string(), 40),
+        ];
+        let g = thread_groups(&before, &after, 100);
+        assert_eq!(g[0].name, "argus");
+        assert!((g[0].cpu_seconds - 1.0).abs() < 1e-9);
+        assert_eq!(g[1].name, "rdk:broker*");
+        assert_eq!(g[1].threads, 2);
+        assert!((g[1].cpu_seconds - 0.5).abs() < 1e-9);
+        assert!((g[1].cpu_ms_per_input - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn breakdown_of_the_slowest_records() {
+        let records: Vec<Record> = (1..=100)
+            .map(|i| Record {
+                latency_ms: f64::from(i),
+                capture_us: 0,
+                received_us: i64::from(i) * 1000,
+                appended_us: Some(i64::from(i) * 1000 - 500),
+                timings: argus_wire::Timings {
+                    queue_us: 100,
+                    decode_us: 200,
+                    capture_to_output_us: Some(u64::from(i as u32) * 500),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let all = breakdown(&records, 0.0);
+        assert_eq!(all.records, 100);
+        let slow = breakdown(&records, 0.99);
+        assert_eq!(slow.records, 1);
+        assert_eq!(slow.latency_ms, 100.0);
+        assert_eq!(slow.after_ms, 50.0);
+        assert_eq!(slow.before_ms, 49.7);
+        assert_eq!(slow.appended_to_received_ms, 0.5);
+    }
 
     #[test]
     fn percentiles_pick_ranks() {
