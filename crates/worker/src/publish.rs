@@ -95,6 +95,22 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
+/// One output record: `payload` with `headers` to `topic`, keyed by `key` if there is one.
+fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: &OwnedHeaders,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let record = FutureRecord::to(topic)
+        .payload(payload)
+        .headers(headers.clone());
+    match key {
+        Some(k) => record.key(k),
+        None => record,
+    }
+}
+
 /// Wall-clock time in the wire's unit (re-exported for callers of this module).
 pub use argus_wire::now_us;
 
@@ -502,12 +518,7 @@ impl Publisher {
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
         loop {
-            let mut record = FutureRecord::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(k) = key {
-                record = record.key(k);
-            }
+            let record = record(topic, key, payload, &headers);
             match self.producer.send_result(record) {
                 // The transaction's commit waits for the acknowledgement.
                 Ok(_delivery) => return Ok(()),
@@ -547,12 +558,7 @@ impl Publisher {
     ) -> Result<DeliveryFuture, KafkaError> {
         let headers = Self::json_headers(schema, capture_us);
         loop {
-            let mut record = FutureRecord::to(topic)
-                .payload(json)
-                .headers(headers.clone());
-            if let Some(k) = job.key.as_deref() {
-                record = record.key(k);
-            }
+            let record = record(topic, job.key.as_deref(), json, &headers);
             match self.producer.send_result(record) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -698,12 +704,7 @@ impl Publisher {
     ) -> Result<(), KafkaError> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut record = FutureRecord::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(k) = key {
-                record = record.key(k);
-            }
+            let record = record(topic, key, payload, &headers);
             match self
                 .producer
                 .send(record, Timeout::After(Duration::from_secs(5)))
