@@ -280,6 +280,7 @@ async fn producer_size_limit_and_folder_source() {
         width: 320,
         height: 240,
         jpeg_quality: 90,
+        brighten: None,
     };
     let mut config = ProduceConfig::new(&topic);
     config.count = Some(4);

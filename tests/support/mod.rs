@@ -173,6 +173,7 @@ pub async fn produce_synthetic(
         width: size.0,
         height: size.1,
         jpeg_quality: 85,
+        brighten: None,
     };
     let mut config = ProduceConfig::new(topic);
     config.count = Some(count);

@@ -371,6 +371,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         width: args.width,
         height: args.height,
         jpeg_quality: args.jpeg_quality,
+        brighten: None,
     };
     let t = Instant::now();
     let pool = Arc::new(render_pool(&source, args.distinct_frames).await?);

@@ -30,6 +30,9 @@ pub enum Command {
     /// Benchmark on a real broker: tract alone, the offline pipeline, one worker draining a
     /// topic, and end-to-end latency at 50% and 80% of its capacity.
     Bench(crate::bench::BenchArgs),
+    /// Drift: reference profiles, the sidecar, offline comparison.
+    #[command(subcommand)]
+    Drift(crate::drift::DriftCommand),
 }
 
 /// Kafka connection flags shared by subcommands.
@@ -64,6 +67,7 @@ impl SyntheticArgs {
             width: self.width,
             height: self.height,
             jpeg_quality: self.jpeg_quality,
+            brighten: self.brighten,
         })
     }
 }
@@ -280,6 +284,26 @@ pub struct SyntheticArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
+    /// Brighten one camera from a frame on, CAMERA=GAIN@SEQUENCE (e.g. 2=1.4@50), to see the
+    /// drift sidecar react.
+    #[arg(long, value_parser = parse_brighten)]
+    pub brighten: Option<argus_producer::Brighten>,
+}
+
+/// `CAMERA=GAIN@SEQUENCE`.
+pub fn parse_brighten(s: &str) -> Result<argus_producer::Brighten, String> {
+    let err = || format!("expected CAMERA=GAIN@SEQUENCE (e.g. 2=1.4@50), got {s:?}");
+    let (camera, rest) = s.split_once('=').ok_or_else(err)?;
+    let (gain, seq) = rest.split_once('@').ok_or_else(err)?;
+    let gain: f32 = gain.trim().parse().map_err(|_| err())?;
+    if !(gain.is_finite() && gain > 0.0) {
+        return Err(format!("gain must be > 0, got {gain}"));
+    }
+    Ok(argus_producer::Brighten {
+        camera: camera.trim().trim_start_matches("cam-").parse().map_err(|_| err())?,
+        gain,
+        from_sequence: seq.trim().parse().map_err(|_| err())?,
+    })
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod drift;
 mod produce;
 mod shutdown;
 mod telemetry;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
             cli::Command::Produce(args) => produce::run(args).await,
             cli::Command::Work(args) => work::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
+            cli::Command::Drift(cmd) => drift::run(cmd).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

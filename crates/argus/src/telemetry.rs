@@ -42,6 +42,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 }
             };
             argus_worker::metrics::describe();
+            argus_drift::metrics::describe();
             handle
         })
         .clone()

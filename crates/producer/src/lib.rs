@@ -9,4 +9,4 @@ pub mod scene;
 pub mod source;
 
 pub use produce::{run, ProduceConfig, ProduceError, ProduceSummary};
-pub use source::{DirSource, Frame, Source, SyntheticSource};
+pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

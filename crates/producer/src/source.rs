@@ -24,6 +24,28 @@ pub struct SyntheticSource {
     pub width: u32,
     pub height: u32,
     pub jpeg_quality: u8,
+    /// Brighten one camera from some frame on (to demonstrate and test drift detection).
+    pub brighten: Option<Brighten>,
+}
+
+/// Multiply every channel of `camera`'s frames from sequence `from_sequence` on by `gain`
+/// (rounded, clamped to 0–255): an exposure change the drift sidecar should flag.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Brighten {
+    pub camera: u32,
+    pub gain: f32,
+    pub from_sequence: u64,
+}
+
+impl Brighten {
+    /// Apply to an image in place.
+    pub fn apply(&self, img: &mut image::RgbImage) {
+        for p in img.pixels_mut() {
+            for c in p.0.iter_mut() {
+                *c = (f32::from(*c) * self.gain).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
 }
 
 /// Every JPEG/PNG in a folder, in name order, once or looped, as one camera.
@@ -61,7 +83,10 @@ impl SyntheticSource {
         let cameras = u64::from(self.cameras.max(1));
         let camera = u32::try_from(i % cameras).unwrap_or(0);
         let seq = i / cameras;
-        let s = scene::render(self.seed, camera, seq, self.width, self.height);
+        let mut s = scene::render(self.seed, camera, seq, self.width, self.height);
+        if let Some(b) = self.brighten.filter(|b| b.camera == camera && seq >= b.from_sequence) {
+            b.apply(&mut s.image);
+        }
         let bytes = encode_jpeg(&s.image, self.jpeg_quality)?;
         Ok(Frame {
             key: camera_id(camera),

@@ -1,0 +1,386 @@
+//! `argus drift`: reference profiles, the sidecar, and offline comparison.
+use crate::cli::{parse_duration, KafkaArgs};
+use crate::{shutdown, telemetry, CliError};
+use argus_drift::profile::ImageProfileBuilder;
+use argus_drift::records::{self, ColumnSpec};
+use argus_drift::sidecar::{DriftConfig, DriftError};
+use argus_stats::evaluate::EvalConfig;
+use argus_stats::profile::{Profile, ProfileSettings};
+use argus_stats::report::ModelInfo;
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum DriftCommand {
+    /// Build a reference profile from training data (records, an image folder, or synthetic
+    /// scenes), with the same code the sidecar summarises windows with.
+    Profile(ProfileArgs),
+    /// Run the drift sidecar on a live stream.
+    Watch(WatchArgs),
+    /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ColumnArgs {
+    /// Columns that are numeric (inferred otherwise).
+    #[arg(long, value_delimiter = ',')]
+    pub numeric: Vec<String>,
+    /// Columns that are categorical even if they hold numbers.
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Vec<String>,
+    /// Columns that are not features (ids, timestamps).
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Column that names the segment (e.g. camera or region): one report per value.
+    #[arg(long)]
+    pub segment_column: Option<String>,
+    /// Ground-truth label column; with --score-column fits the CBPE calibration.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Model score column (probability of the positive label).
+    #[arg(long)]
+    pub score_column: Option<String>,
+}
+
+impl ColumnArgs {
+    fn spec(&self) -> ColumnSpec {
+        ColumnSpec {
+            numeric: self.numeric.clone(),
+            categorical: self.categorical.clone(),
+            ignore: self.ignore.clone(),
+            segment: self.segment_column.clone(),
+            label: self.label_column.clone(),
+            score: self.score_column.clone(),
+            threshold: None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Records: a CSV or JSON-lines file.
+    #[arg(long, conflicts_with_all = ["images", "synthetic"])]
+    pub records: Option<PathBuf>,
+    /// Images: a folder of JPEG/PNG; frames in sub-folders belong to the camera named by the
+    /// sub-folder.
+    #[arg(long, conflicts_with = "synthetic")]
+    pub images: Option<PathBuf>,
+    /// Synthetic camera scenes: this many frames (ground truth known: fits CBPE calibration).
+    #[arg(long)]
+    pub synthetic: Option<u64>,
+    /// Synthetic cameras (frames are spread round-robin).
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    /// Synthetic scene seed (use another seed than the live stream's).
+    #[arg(long, default_value_t = 1001)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Model bundle whose outputs (score, predicted class) to profile too (images only).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The label whose probability is the `score` feature.
+    #[arg(long, default_value = "person")]
+    pub positive_label: String,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Profile id (default: the file or folder name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Where to write the profile (JSON).
+    #[arg(long, short)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Reference profile (from `argus drift profile`).
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE")]
+    pub profile: PathBuf,
+    /// Input topic to watch.
+    #[arg(long, env = "ARGUS_INPUT", default_value = "frames.default")]
+    pub input: String,
+    /// Predictions topic to watch too ("" = none).
+    #[arg(long, env = "ARGUS_PREDICTIONS_TOPIC", default_value = "predictions")]
+    pub predictions: String,
+    /// Topic the reports go to.
+    #[arg(long, env = "ARGUS_DRIFT_TOPIC", default_value = "drift")]
+    pub reports_topic: String,
+    /// Topic sidecars exchange pane summaries on.
+    #[arg(long, env = "ARGUS_DRIFT_PANES_TOPIC", default_value = "drift.panes")]
+    pub panes_topic: String,
+    /// Consumer group of the sidecars (all sidecars of one group merge into one report).
+    #[arg(long, env = "ARGUS_DRIFT_GROUP", default_value = "argus-drift")]
+    pub group: String,
+    /// Sidecar id (default: hostname-pid).
+    #[arg(long, env = "ARGUS_DRIFT_ID")]
+    pub sidecar_id: Option<String>,
+    /// Event-time pane length.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub pane: Duration,
+    /// Panes per evaluation window (the window slides by one pane).
+    #[arg(long, default_value_t = 5)]
+    pub window_panes: u32,
+    /// How late (event time) a record may arrive and still count.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub lateness: Duration,
+    /// Share of frames sampled (deterministic by camera and capture time).
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_rate: f64,
+    /// Frames per second per camera at most (0 = no cap).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_fps: f64,
+    /// Consecutive drifting windows before the alarm fires.
+    #[arg(long, default_value_t = 3)]
+    pub alarm_windows: u32,
+    /// Per-feature significance level before FDR control.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Model id and version in reports (default: the profile id, "-").
+    #[arg(long)]
+    pub model_id: Option<String>,
+    #[arg(long, default_value = "-")]
+    pub model_version: String,
+    /// Address for /metrics and /healthz.
+    #[arg(long, env = "ARGUS_METRICS_ADDR", default_value = "127.0.0.1:9101")]
+    pub metrics_addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Reference data (CSV or JSON lines).
+    #[arg(long, required_unless_present = "profile")]
+    pub reference: Option<PathBuf>,
+    /// A saved profile instead of --reference.
+    #[arg(long, conflicts_with = "reference")]
+    pub profile: Option<PathBuf>,
+    /// Current data (CSV or JSON lines).
+    #[arg(long)]
+    pub current: PathBuf,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Per-feature significance level before FDR control.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Pretty-print the JSON.
+    #[arg(long)]
+    pub pretty: bool,
+    /// Exit 1 when some segment drifted (for pipelines).
+    #[arg(long)]
+    pub fail_on_drift: bool,
+}
+
+pub async fn run(cmd: DriftCommand) -> Result<(), CliError> {
+    match cmd {
+        DriftCommand::Profile(a) => tokio::task::spawn_blocking(move || profile(a))
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))?,
+        DriftCommand::Compare(a) => compare(a),
+        DriftCommand::Watch(a) => watch(a).await,
+    }
+}
+
+fn created_by() -> String {
+    format!("argus {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Load and verify a profile; any problem is a configuration error (exit 64).
+pub fn load_profile(path: &Path) -> Result<Profile, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read profile {}: {e}", path.display())))?;
+    Profile::from_json(&text).map_err(|e| {
+        CliError::Usage(format!(
+            "{}: {e}; rebuild it with `argus drift profile`",
+            path.display()
+        ))
+    })
+}
+
+fn profile(a: ProfileArgs) -> Result<(), CliError> {
+    let settings = ProfileSettings::default();
+    let profile = if let Some(path) = &a.records {
+        let table = records::read_table(path).map_err(|e| CliError::Usage(e.to_string()))?;
+        let id = a.id.clone().unwrap_or_else(|| name_of(path));
+        records::profile_table(&table, &a.columns.spec(), &settings, &id, &created_by())
+            .map_err(|e| CliError::Usage(e.to_string()))?
+    } else if a.images.is_some() || a.synthetic.is_some() {
+        let model = match &a.model {
+            Some(p) => Some(crate::work::load_model(p)?),
+            None => None,
+        };
+        if let Some(m) = &model {
+            if !m.labels().contains(&a.positive_label) {
+                return Err(CliError::Usage(format!(
+                    "--positive-label {} is not a label of the model ({})",
+                    a.positive_label,
+                    m.labels().join(", ")
+                )));
+            }
+        }
+        let mut b = ImageProfileBuilder::new(settings, model.as_deref().map(|m| (m, a.positive_label.clone())));
+        let (id, source) = if let Some(dir) = &a.images {
+            let n = add_folder(&mut b, dir, "*")?;
+            (a.id.clone().unwrap_or_else(|| name_of(dir)), format!("{} ({n} frames)", dir.display()))
+        } else {
+            let n = a.synthetic.unwrap_or(0);
+            let src = argus_producer::SyntheticSource {
+                seed: a.seed,
+                cameras: a.cameras.max(1),
+                fps: 5.0,
+                width: a.width,
+                height: a.height,
+                jpeg_quality: 85,
+                brighten: None,
+            };
+            for i in 0..n {
+                let f = src
+                    .frame(i, i64::try_from(i).unwrap_or(0) * 200_000)
+                    .map_err(|e| CliError::Runtime(e.into()))?;
+                b.add(&f.key, &f.envelope.payload, f.has_person).map_err(CliError::Usage)?;
+            }
+            (
+                a.id.clone().unwrap_or_else(|| format!("synthetic-seed{}", a.seed)),
+                format!("synthetic scenes: seed {}, {} cameras, {n} frames, {}x{}", a.seed, a.cameras, a.width, a.height),
+            )
+        };
+        b.build(&id, &source, &created_by()).map_err(|e| CliError::Usage(e.to_string()))?
+    } else {
+        return Err(CliError::Usage("say what to profile: --records FILE, --images DIR or --synthetic N".into()));
+    };
+    let json = profile.to_json().map_err(|e| CliError::Runtime(e.into()))?;
+    std::fs::write(&a.out, json).map_err(|e| CliError::Usage(format!("cannot write {}: {e}", a.out.display())))?;
+    let features: usize = profile.fleet().features.len();
+    eprintln!(
+        "profile {} written to {}: {} features, {} segment(s), {} reference records, sha256 {}",
+        profile.id,
+        a.out.display(),
+        features,
+        profile.segments.len(),
+        profile.fleet().n,
+        profile.sha256
+    );
+    Ok(())
+}
+
+/// Every image in `dir` (sorted) as `segment`; sub-folders are cameras of their own.
+fn add_folder(b: &mut ImageProfileBuilder<'_>, dir: &Path, segment: &str) -> Result<u64, CliError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut n = 0;
+    for p in entries {
+        if p.is_dir() {
+            n += add_folder(b, &p, &name_of(&p))?;
+            continue;
+        }
+        let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let format = match ext.as_str() {
+            "jpg" | "jpeg" => argus_wire::ImageFormat::Jpeg,
+            "png" => argus_wire::ImageFormat::Png,
+            _ => continue,
+        };
+        let bytes = std::fs::read(&p).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", p.display())))?;
+        b.add(segment, &argus_wire::Payload::Encoded { format, bytes }, None)
+            .map_err(CliError::Usage)?;
+        n += 1;
+    }
+    if n == 0 && segment == "*" {
+        return Err(CliError::Usage(format!("no .jpg/.jpeg/.png files in {}", dir.display())));
+    }
+    Ok(n)
+}
+
+fn eval_config(alpha: f64) -> Result<EvalConfig, CliError> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(CliError::Usage("--alpha must be in (0, 1)".into()));
+    }
+    Ok(EvalConfig { alpha, ..EvalConfig::default() })
+}
+
+fn compare(a: CompareArgs) -> Result<(), CliError> {
+    let cfg = eval_config(a.alpha)?;
+    let current = records::read_table(&a.current).map_err(|e| CliError::Usage(e.to_string()))?;
+    let reports = if let Some(p) = &a.profile {
+        let profile = load_profile(p)?;
+        argus_drift::compare::compare_with_profile(&profile, &current, a.columns.segment_column.as_deref(), &cfg, 3)
+    } else {
+        let path = a.reference.as_ref().ok_or_else(|| CliError::Usage("--reference or --profile is required".into()))?;
+        let reference = records::read_table(path).map_err(|e| CliError::Usage(e.to_string()))?;
+        argus_drift::compare::compare(&reference, &current, &a.columns.spec(), &cfg, 3)
+    }
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut drift = false;
+    for r in &reports {
+        drift |= r.dataset.drift;
+        let line = if a.pretty { serde_json::to_string_pretty(r) } else { serde_json::to_string(r) };
+        println!("{}", line.map_err(|e| CliError::Runtime(e.into()))?);
+    }
+    if drift && a.fail_on_drift {
+        return Err(CliError::Runtime(anyhow::anyhow!("drift detected")));
+    }
+    Ok(())
+}
+
+/// The sidecar configuration from flags.
+pub fn watch_config(a: &WatchArgs, profile: &Profile) -> Result<DriftConfig, CliError> {
+    let id = a.sidecar_id.clone().unwrap_or_else(crate::work::default_worker_id);
+    let mut c = DriftConfig::new(
+        &a.input,
+        &id,
+        ModelInfo {
+            id: a.model_id.clone().unwrap_or_else(|| profile.id.clone()),
+            version: a.model_version.clone(),
+        },
+    );
+    c.predictions_topic = (!a.predictions.is_empty()).then(|| a.predictions.clone());
+    c.reports_topic = a.reports_topic.clone();
+    c.panes_topic = a.panes_topic.clone();
+    c.group = a.group.clone();
+    c.pane = a.pane;
+    c.window_panes = a.window_panes;
+    c.lateness = a.lateness;
+    c.sample_rate = a.sample_rate;
+    c.max_fps = a.max_fps;
+    c.alarm_k = a.alarm_windows;
+    c.eval = eval_config(a.alpha)?;
+    c.validate().map_err(CliError::Usage)?;
+    Ok(c)
+}
+
+async fn watch(a: WatchArgs) -> Result<(), CliError> {
+    let profile = Arc::new(load_profile(&a.profile)?);
+    let config = watch_config(&a, &profile)?;
+    let settings = a.kafka.settings();
+    telemetry::metrics_handle();
+    let listener = telemetry::bind(a.metrics_addr).await.map_err(CliError::Usage)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(telemetry::serve(listener, Vec::new(), stop.clone()));
+    let shutdown = shutdown::on_signal();
+    tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %config.input_topic, "drift sidecar starting");
+    let result = argus_drift::sidecar::run(config, settings, profile, None, shutdown).await;
+    stop.cancel();
+    let _ = server.await;
+    match result {
+        Ok(stats) => {
+            tracing::info!(?stats, "drift sidecar stopped");
+            Ok(())
+        }
+        Err(e @ (DriftError::SchemaMismatch(_) | DriftError::Config(_))) => Err(CliError::Usage(e.to_string())),
+        Err(e) => Err(CliError::Runtime(e.into())),
+    }
+}

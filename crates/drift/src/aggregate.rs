@@ -1,0 +1,258 @@
+//! Merging partial pane summaries into windows and reports.
+//!
+//! Every sidecar reads the whole panes topic and keeps the same state; the one that owns
+//! partition 0 of the input topic publishes. A pane is complete when every partition of the
+//! watched topics has reported progress past its end. The window ending at a complete pane
+//! merges the partials of its last `window_panes` panes per segment, in a fixed order (pane,
+//! topic, partition), so the report is a function of the partials alone: byte-identical
+//! whether one sidecar or eight produced them. The first partial for a (partition, pane,
+//! offset range start) wins; a second one for the same partition and pane whose offsets
+//! overlap is rejected (counted as a duplicate), never double-counted.
+use crate::pane::{PaneMessage, Partial, Progress};
+use argus_stats::alarm::ConsecutiveRule;
+use argus_stats::evaluate::{evaluate, EvalConfig};
+use argus_stats::profile::{Profile, FLEET};
+use argus_stats::report::{
+    rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, ReferenceInfo, Window, REPORT_SCHEMA,
+};
+use argus_stats::summary::SegmentSummary;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    pub pane_us: i64,
+    pub window_panes: u32,
+    pub alarm_k: u32,
+    pub eval: EvalConfig,
+    pub model: ModelInfo,
+    pub sample_rate: f64,
+}
+
+type PartitionKey = (String, i32);
+
+#[derive(Debug)]
+pub struct Aggregator {
+    cfg: AggregateConfig,
+    profile: Arc<Profile>,
+    /// pane start → (topic, partition) → partials (non-overlapping offset ranges).
+    partials: BTreeMap<i64, BTreeMap<PartitionKey, Vec<Partial>>>,
+    progress: BTreeMap<PartitionKey, i64>,
+    expected: BTreeSet<PartitionKey>,
+    /// Last pane whose window was evaluated.
+    evaluated_through: Option<i64>,
+    /// Drift decision per (segment, pane) for the alarm rule.
+    decisions: BTreeMap<(String, i64), Option<bool>>,
+    pub duplicates: u64,
+    pub foreign: u64,
+}
+
+impl Aggregator {
+    pub fn new(cfg: AggregateConfig, profile: Arc<Profile>) -> Self {
+        Self {
+            cfg,
+            profile,
+            partials: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            expected: BTreeSet::new(),
+            evaluated_through: None,
+            decisions: BTreeMap::new(),
+            duplicates: 0,
+            foreign: 0,
+        }
+    }
+
+    /// The partitions whose progress gates completeness (all partitions of the watched topics).
+    pub fn set_expected(&mut self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        self.expected = partitions.into_iter().collect();
+    }
+
+    /// Latest published watermark of a partition (a restarted owner's floor).
+    pub fn progress_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.progress.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    /// The furthest watermark any partition has reported.
+    pub fn max_progress(&self) -> Option<i64> {
+        self.progress.values().copied().max()
+    }
+
+    /// Take one message from the panes topic. Messages made for another reference are
+    /// ignored (counted in `foreign`).
+    pub fn ingest(&mut self, message: PaneMessage) {
+        match message {
+            PaneMessage::Partial(p) => {
+                if p.reference_sha256 != self.profile.sha256 || p.pane_us != self.cfg.pane_us {
+                    self.foreign += 1;
+                    return;
+                }
+                if self.evaluated_through.is_some_and(|e| p.pane_start_us <= e) {
+                    // Its window was already reported; a replay after a restart.
+                    self.duplicates += 1;
+                    return;
+                }
+                let slot = self
+                    .partials
+                    .entry(p.pane_start_us)
+                    .or_default()
+                    .entry((p.topic.clone(), p.partition))
+                    .or_default();
+                if slot.iter().any(|q| p.from_offset <= q.to_offset && q.from_offset <= p.to_offset) {
+                    self.duplicates += 1;
+                    return;
+                }
+                slot.push(*p);
+                slot.sort_by_key(|q| q.from_offset);
+            }
+            PaneMessage::Progress(Progress {
+                topic,
+                partition,
+                watermark_us,
+                reference_sha256,
+                ..
+            }) => {
+                if reference_sha256 != self.profile.sha256 {
+                    self.foreign += 1;
+                    return;
+                }
+                let e = self.progress.entry((topic, partition)).or_insert(watermark_us);
+                *e = (*e).max(watermark_us);
+            }
+        }
+    }
+
+    /// Watermark below which every expected partition is final (`None` until all reported).
+    fn complete_until(&self) -> Option<i64> {
+        if self.expected.is_empty() {
+            return None;
+        }
+        self.expected
+            .iter()
+            .map(|k| self.progress.get(k).copied())
+            .try_fold(i64::MAX, |acc, w| w.map(|w| acc.min(w)))
+    }
+
+    /// Reports for every pane that became complete since the last call, oldest first.
+    pub fn poll_reports(&mut self) -> Vec<DriftReport> {
+        let Some(until) = self.complete_until() else { return Vec::new() };
+        let ready: Vec<i64> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|p| p.saturating_add(self.cfg.pane_us) <= until)
+            .filter(|p| self.evaluated_through.is_none_or(|e| *p > e))
+            .collect();
+        let mut out = Vec::new();
+        for pane in ready {
+            out.extend(self.reports_for(pane));
+            self.evaluated_through = Some(pane);
+        }
+        self.prune();
+        out
+    }
+
+    fn window_start(&self, pane: i64) -> i64 {
+        pane - i64::from(self.cfg.window_panes.max(1) - 1) * self.cfg.pane_us
+    }
+
+    /// Evaluate the window ending with `pane` for every segment that has data in it.
+    pub fn reports_for(&mut self, pane: i64) -> Vec<DriftReport> {
+        let start = self.window_start(pane);
+        let mut merged: BTreeMap<String, SegmentSummary> = BTreeMap::new();
+        let mut offsets: BTreeMap<PartitionKey, (i64, i64)> = BTreeMap::new();
+        let mut sidecars = BTreeSet::new();
+        let (mut n_partials, mut n_records, mut n_sampled, mut late) = (0usize, 0u64, 0u64, 0u64);
+        for (_, parts) in self.partials.range(start..=pane) {
+            for (key, list) in parts {
+                for p in list {
+                    n_partials += 1;
+                    n_records += p.n_records;
+                    n_sampled += p.n_sampled;
+                    late += p.late_records;
+                    sidecars.insert(p.sidecar.clone());
+                    let e = offsets.entry(key.clone()).or_insert((p.from_offset, p.to_offset));
+                    e.0 = e.0.min(p.from_offset);
+                    e.1 = e.1.max(p.to_offset);
+                    for (seg, s) in &p.segments {
+                        match merged.get_mut(seg) {
+                            Some(m) => m.merge(s),
+                            None => {
+                                merged.insert(seg.clone(), s.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let provenance = Provenance {
+            sidecars_merged: sidecars.len(),
+            partials: n_partials,
+            offsets: offsets
+                .into_iter()
+                .map(|((topic, partition), (from, to))| OffsetRange { topic, partition, from, to })
+                .collect(),
+        };
+        let end = pane + self.cfg.pane_us;
+        let mut out = Vec::new();
+        for (segment, summary) in merged {
+            let reference_segment = if self.profile.segments.contains_key(&segment) { segment.clone() } else { FLEET.to_owned() };
+            let reference = self.profile.segment(&segment);
+            let ev = evaluate(reference, &summary, self.profile.calibration.as_ref(), &self.cfg.eval);
+            let decision = (ev.dataset.n_tested > 0).then_some(ev.dataset.drift);
+            self.decisions.insert((segment.clone(), pane), decision);
+            let alarm = self.alarm(&segment, pane);
+            let (seg_records, seg_sampled) = if segment == FLEET { (n_records, n_sampled) } else { (summary.n_records, summary.n_records) };
+            out.push(DriftReport {
+                schema: REPORT_SCHEMA.to_owned(),
+                model: self.cfg.model.clone(),
+                segment,
+                window: Window {
+                    start: rfc3339_us(start),
+                    end: rfc3339_us(end),
+                    start_us: start,
+                    end_us: end,
+                    panes: self.cfg.window_panes,
+                    pane_seconds: self.cfg.pane_us as f64 / 1e6,
+                    n_records: seg_records,
+                    n_sampled: seg_sampled,
+                    sample_rate: self.cfg.sample_rate,
+                    late_records: late,
+                },
+                reference: ReferenceInfo {
+                    id: self.profile.id.clone(),
+                    sha256: self.profile.sha256.clone(),
+                    n: reference.n,
+                    segment: reference_segment,
+                },
+                provenance: provenance.clone(),
+                features: ev.features,
+                dataset: ev.dataset,
+                performance_estimate: ev.performance_estimate,
+                alarm,
+            });
+        }
+        out
+    }
+
+    /// Replay the decisions of this segment's recent windows through the k-of-k rule.
+    fn alarm(&self, segment: &str, pane: i64) -> argus_stats::report::Alarm {
+        let k = self.cfg.alarm_k.max(1);
+        let from = pane - i64::from(2 * k) * self.cfg.pane_us;
+        let mut rule = ConsecutiveRule::new(k, self.cfg.eval.alpha);
+        for ((_, _), d) in self
+            .decisions
+            .range((segment.to_owned(), from)..=(segment.to_owned(), pane))
+        {
+            rule.observe(*d);
+        }
+        rule.state()
+    }
+
+    /// Forget panes no future window or alarm needs.
+    fn prune(&mut self) {
+        let Some(e) = self.evaluated_through else { return };
+        let keep_from = e - i64::from(self.cfg.window_panes + 2 * self.cfg.alarm_k) * self.cfg.pane_us;
+        self.partials = self.partials.split_off(&keep_from);
+        self.decisions.retain(|(_, p), _| *p >= keep_from);
+    }
+}

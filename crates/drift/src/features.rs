@@ -1,0 +1,101 @@
+//! From stream messages to feature values: frames → image features (pinned in
+//! `argus_stats::image`), predictions → score and predicted class, records → named fields.
+//! The profile builder uses exactly these functions, so reference and stream agree.
+use argus_stats::image::{frame_features_with_histograms, FrameFeatures, ImageHistograms};
+use argus_wire::{Payload, Prediction, PredictionOutcome, Value};
+use image::RgbImage;
+
+/// Frames are analysed at most this many pixels on the long side (downscaled with a box
+/// filter first), so cost per frame does not grow with camera resolution.
+pub const MAX_SIDE: u32 = 256;
+/// Feature names of an image stream, in order: the per-frame features of
+/// [`FrameFeatures::NAMES`], then `bytes` (encoded size).
+pub fn image_feature_names() -> Vec<String> {
+    FrameFeatures::NAMES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(std::iter::once("bytes".to_owned()))
+        .collect()
+}
+/// Output features of a classification model.
+pub const SCORE: &str = "score";
+pub const PREDICTED_CLASS: &str = "predicted_class";
+
+/// Why a frame yielded no features (the `reason` label of `drift_records_invalid_total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub &'static str, pub String);
+
+/// Decode a frame (encoded or raw), downscale to ≤ [`MAX_SIDE`], and compute its features,
+/// adding its pixels to `hist`. Values are in [`image_feature_names`] order. A frame that
+/// cannot be decoded yields `Err`, and the caller counts it as null in every feature so the
+/// null-share test sees decode failures.
+pub fn frame_values(payload: &Payload, hist: &mut ImageHistograms) -> Result<Vec<f64>, Invalid> {
+    let bytes = match payload {
+        Payload::Encoded { bytes, .. } => bytes.len() as f64,
+        Payload::Raw(raw) => raw.data.len() as f64,
+        Payload::Record(_) => return Err(Invalid("not_an_image", "payload is a record, profile is for images".into())),
+    };
+    let img = argus_model::preprocess::decode(payload).map_err(|e| Invalid("decode", e.to_string()))?;
+    let img = downscale(img);
+    let f = frame_features_with_histograms(img.as_raw(), img.width(), img.height(), hist)
+        .map_err(|e| Invalid("decode", e.to_string()))?;
+    let mut v = f.values().to_vec();
+    v.push(bytes);
+    Ok(v)
+}
+
+/// Box-filter downscale so the long side is at most [`MAX_SIDE`] (no-op if already small).
+pub fn downscale(img: RgbImage) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let long = w.max(h);
+    if long <= MAX_SIDE {
+        return img;
+    }
+    let scale = f64::from(MAX_SIDE) / f64::from(long);
+    let nw = ((f64::from(w) * scale).round() as u32).max(1);
+    let nh = ((f64::from(h) * scale).round() as u32).max(1);
+    image::imageops::thumbnail(&img, nw, nh)
+}
+
+/// The model outputs the sidecar watches, from one prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    /// P(positive label), when the prediction carries it (or it follows from a binary top).
+    pub score: Option<f64>,
+    pub predicted_class: Option<String>,
+}
+
+/// Score and class of a model prediction; `None` for skipped (stale) inputs.
+pub fn prediction_outputs(p: &Prediction, positive_label: Option<&str>) -> Option<Outputs> {
+    if p.outcome != PredictionOutcome::Ok {
+        return None;
+    }
+    let score = match positive_label {
+        Some(pos) => p
+            .top
+            .iter()
+            .find(|s| s.label == pos)
+            .map(|s| f64::from(s.score))
+            .or_else(|| {
+                // A binary model reporting only its top class: P(pos) = 1 − P(top).
+                (p.top.len() == 1 && p.label.as_deref() != Some(pos)).then(|| 1.0 - f64::from(p.top[0].score))
+            }),
+        None => p.score.map(f64::from),
+    };
+    Some(Outputs {
+        score,
+        predicted_class: p.label.clone(),
+    })
+}
+
+/// Value of a record field as a summary cell.
+pub fn field_cell(v: &Value) -> argus_stats::summary::Cell<'_> {
+    use argus_stats::summary::Cell;
+    match v {
+        Value::Null => Cell::Null,
+        Value::Bool(b) => Cell::Text(if *b { "true" } else { "false" }),
+        Value::Int(i) => Cell::Num(*i as f64),
+        Value::Float(x) => Cell::Num(*x),
+        Value::Text(t) => Cell::Text(t),
+    }
+}

@@ -1,0 +1,21 @@
+//! The drift sidecar and its offline tools. Statistics live in `argus-stats` (pure); this
+//! crate reads files and streams, turns records and frames into feature values, and runs
+//! the sidecar. Operator's view: `docs/drift.md`.
+//!
+//! Layout:
+//! - [`records`]: CSV and JSON-lines tables, column type inference (offline profile/compare).
+//! - [`compare`]: `argus drift compare` — the report for two files, without Kafka.
+//! - [`features`]: frames → image features, predictions → score and class.
+//! - [`profile`]: reference profiles from image folders and synthetic frames.
+//! - [`pane`]: event-time panes per partition; the messages on the panes topic.
+//! - [`aggregate`]: partials → windows → reports (identical for any number of sidecars).
+//! - [`sidecar`]: `argus drift watch`, the loop.
+//! - [`metrics`]: metric names; this crate emits, the binary exports.
+pub mod aggregate;
+pub mod compare;
+pub mod features;
+pub mod metrics;
+pub mod pane;
+pub mod profile;
+pub mod records;
+pub mod sidecar;

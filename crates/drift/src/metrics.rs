@@ -1,0 +1,122 @@
+//! Metric names emitted by the drift sidecar (`argus_drift_*`; the spec's `drift_*` names
+//! with the project prefix). Label sets are bounded: `segment` is a camera only for the
+//! first `max_segments` cameras, `feature` and `method` come from the profile.
+
+/// Counter: records read. Labels: `topic`, `outcome` (sampled, skipped, late, invalid).
+pub const RECORDS: &str = "argus_drift_records_total";
+/// Counter: records whose pane was already final. Labels: `topic`.
+pub const LATE: &str = "argus_drift_records_late_total";
+/// Counter: records that yielded no features. Labels: `reason`.
+pub const INVALID: &str = "argus_drift_records_invalid_total";
+/// Counter: partial pane summaries published.
+pub const PARTIALS: &str = "argus_drift_partials_published_total";
+/// Counter: partials rejected as duplicates (replays, overlapping offsets).
+pub const DUPLICATES: &str = "argus_drift_partials_duplicate_total";
+/// Gauge: partials merged into the latest window. Labels: `segment`.
+pub const MERGE_PARTIALS: &str = "argus_drift_pane_merge_partials";
+/// Counter: reports published. Labels: `status`.
+pub const REPORTS: &str = "argus_drift_reports_total";
+/// Histogram: time to merge and evaluate one window (all segments), seconds.
+pub const EVAL_SECONDS: &str = "argus_drift_window_eval_seconds";
+/// Gauge: a test's statistic. Labels: `segment`, `feature`, `method`.
+pub const STATISTIC: &str = "argus_drift_feature_statistic";
+/// Gauge: a test's p-value. Labels: `segment`, `feature`, `method`.
+pub const P_VALUE: &str = "argus_drift_feature_p_value";
+/// Gauge: the feature's smallest BH q-value. Labels: `segment`, `feature`.
+pub const Q_VALUE: &str = "argus_drift_feature_q_value";
+/// Gauge: 0 ok, 1 warn, 2 drift, −1 insufficient data. Labels: `segment`, `feature`.
+pub const STATUS: &str = "argus_drift_feature_status";
+/// Gauge: 1 when the window drifted (some feature significant and material). Labels: `segment`.
+pub const DATASET_DRIFT: &str = "argus_drift_dataset_drift";
+/// Gauge: share of tested features with status drift. Labels: `segment`.
+pub const SHARE_DRIFTED: &str = "argus_drift_dataset_share_drifted";
+/// Gauge: 0 ok, 1 pending, 2 firing. Labels: `segment`.
+pub const ALARM: &str = "argus_drift_alarm_state";
+/// Gauge: CBPE estimate. Labels: `segment`, `metric` (accuracy, accuracy_se, precision, recall, f1).
+pub const CBPE: &str = "argus_drift_cbpe_estimated_metric";
+/// Gauge = 1. Labels: `reference_id`, `sha256`.
+pub const REFERENCE_INFO: &str = "argus_drift_reference_info";
+/// Gauge: event-time watermark lag behind the newest record, seconds, per owned partition.
+/// Labels: `topic`, `partition`.
+pub const WATERMARK_SECONDS: &str = "argus_drift_watermark_unix_seconds";
+/// Gauge: end of the last reported window (Unix seconds). Labels: `segment`.
+pub const LAST_WINDOW_END: &str = "argus_drift_last_window_end_unix_seconds";
+
+/// Buckets for the evaluation histogram (seconds).
+pub const EVAL_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Describe every metric (call once after installing a recorder).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(RECORDS, "Records read by the drift sidecar, by outcome");
+    describe_counter!(LATE, "Records whose event-time pane was already final");
+    describe_counter!(INVALID, "Records that yielded no features, by reason");
+    describe_counter!(PARTIALS, "Partial pane summaries published");
+    describe_counter!(DUPLICATES, "Partial pane summaries rejected as duplicates");
+    describe_gauge!(MERGE_PARTIALS, "Partials merged into the latest window");
+    describe_counter!(REPORTS, "Drift reports published, by dataset status");
+    describe_histogram!(EVAL_SECONDS, metrics::Unit::Seconds, "Window merge and evaluation time");
+    describe_gauge!(STATISTIC, "Drift test statistic per feature and method");
+    describe_gauge!(P_VALUE, "Drift test p-value per feature and method");
+    describe_gauge!(Q_VALUE, "Benjamini-Hochberg q-value per feature");
+    describe_gauge!(STATUS, "Feature status: 0 ok, 1 warn, 2 drift, -1 insufficient data");
+    describe_gauge!(DATASET_DRIFT, "1 when the window drifted");
+    describe_gauge!(SHARE_DRIFTED, "Share of tested features that drifted");
+    describe_gauge!(ALARM, "Alarm state: 0 ok, 1 pending, 2 firing");
+    describe_gauge!(CBPE, "Label-free performance estimate (CBPE)");
+    describe_gauge!(REFERENCE_INFO, "The reference profile in use");
+    describe_gauge!(WATERMARK_SECONDS, "Event-time watermark per owned partition (Unix seconds)");
+    describe_gauge!(LAST_WINDOW_END, "End of the last evaluated window (Unix seconds)");
+}
+
+/// Export one report as gauges.
+pub fn record_report(r: &argus_stats::report::DriftReport) {
+    use metrics::{counter, gauge};
+    let seg = r.segment.clone();
+    for f in &r.features {
+        let labels = [("segment", seg.clone()), ("feature", f.name.clone())];
+        gauge!(STATUS, &labels).set(f.status.gauge());
+        let mut min_q: Option<f64> = None;
+        for t in &f.tests {
+            let l = [("segment", seg.clone()), ("feature", f.name.clone()), ("method", t.method.clone())];
+            gauge!(STATISTIC, &l).set(t.statistic);
+            if let Some(p) = t.p_value {
+                gauge!(P_VALUE, &l).set(p);
+            }
+            if let Some(q) = t.q_value {
+                min_q = Some(min_q.map_or(q, |m: f64| m.min(q)));
+            }
+        }
+        if let Some(q) = min_q {
+            gauge!(Q_VALUE, &labels).set(q);
+        }
+    }
+    let s = [("segment", seg.clone())];
+    gauge!(DATASET_DRIFT, &s).set(if r.dataset.drift { 1.0 } else { 0.0 });
+    gauge!(SHARE_DRIFTED, &s).set(r.dataset.share_drifted);
+    gauge!(ALARM, &s).set(match r.alarm.state.as_str() {
+        "firing" => 2.0,
+        "pending" => 1.0,
+        _ => 0.0,
+    });
+    gauge!(MERGE_PARTIALS, &s).set(r.provenance.partials as f64);
+    gauge!(LAST_WINDOW_END, &s).set(r.window.end_us as f64 / 1e6);
+    if let Some(p) = &r.performance_estimate {
+        for (m, v) in [
+            ("accuracy", p.accuracy),
+            ("accuracy_se", p.accuracy_se),
+            ("precision", p.precision),
+            ("recall", p.recall),
+            ("f1", p.f1),
+        ] {
+            gauge!(CBPE, &[("segment", seg.clone()), ("metric", m.to_owned())]).set(v);
+        }
+    }
+    let status = match r.dataset.status {
+        argus_stats::report::Status::Ok => "ok",
+        argus_stats::report::Status::Warn => "warn",
+        argus_stats::report::Status::Drift => "drift",
+        argus_stats::report::Status::InsufficientData => "insufficient_data",
+    };
+    counter!(REPORTS, "status" => status).increment(1);
+}

@@ -1,0 +1,289 @@
+//! Event-time panes per input partition, and the messages sidecars exchange on the panes
+//! topic (`drift.panes`, schema `schemas/drift-pane.v1.schema.json`).
+//!
+//! A sidecar summarises each assigned partition separately: records go to the pane of their
+//! event time (`floor(t / pane) · pane`). The partition's watermark is the largest event
+//! time seen minus the allowed lateness; when it passes a pane's end the pane is final: its
+//! partial summary (one per partition and pane, naming its offset range) is published, then a
+//! progress message with the new watermark. Records for a final pane count as late and are
+//! not added. Because a partial covers exactly one partition's records of one pane, the
+//! partials — and so every merged window — are the same whichever sidecar read the
+//! partition; the aggregator merges them in a fixed order.
+use argus_stats::hash::{frame_hash, record_hash, Sampler};
+use argus_stats::profile::{Profile, FLEET};
+use argus_stats::summary::{Cell, SegmentSummary};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+pub const PANE_SCHEMA: &str = "argus.drift-pane/v1";
+
+/// One partition's summary of one pane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub sidecar: String,
+    pub reference_sha256: String,
+    pub topic: String,
+    pub partition: i32,
+    pub pane_start_us: i64,
+    pub pane_us: i64,
+    /// First and last offset of the records in this pane (inclusive).
+    pub from_offset: i64,
+    pub to_offset: i64,
+    /// Records of the pane (before sampling).
+    pub n_records: u64,
+    /// Records summarised (after sampling).
+    pub n_sampled: u64,
+    /// Records that arrived for already-final panes since the previous partial.
+    pub late_records: u64,
+    /// `*` and one entry per segment (camera) seen.
+    pub segments: BTreeMap<String, SegmentSummary>,
+}
+
+/// "Every pane of this partition ending at or before `watermark_us` is final."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub sidecar: String,
+    pub reference_sha256: String,
+    pub topic: String,
+    pub partition: i32,
+    pub watermark_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaneMessage {
+    Partial(Box<Partial>),
+    Progress(Progress),
+}
+
+/// The JSON envelope on the panes topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaneRecord {
+    pub schema: String,
+    #[serde(flatten)]
+    pub message: PaneMessage,
+}
+
+impl PaneRecord {
+    pub fn new(message: PaneMessage) -> Self {
+        Self {
+            schema: PANE_SCHEMA.to_owned(),
+            message,
+        }
+    }
+
+    /// Kafka key: partials are keyed by partition, pane and first offset (a replay that
+    /// starts elsewhere gets its own key, so compaction never hides the first partial);
+    /// progress by partition.
+    pub fn key(&self) -> String {
+        match &self.message {
+            PaneMessage::Partial(p) => format!("{}/{}/{}/{}", p.topic, p.partition, p.pane_start_us, p.from_offset),
+            PaneMessage::Progress(p) => format!("{}/{}/progress", p.topic, p.partition),
+        }
+    }
+}
+
+/// Window and sampling settings shared by all sidecars of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaneConfig {
+    pub pane_us: i64,
+    pub lateness_us: i64,
+    /// Keep a frame iff `xxh3(seed ‖ camera ‖ capture time) < rate · 2⁶⁴`.
+    pub sampler: Sampler,
+    /// At most this many frames per camera per second (0 = no cap): the first frame of each
+    /// 1/max_fps slot of event time is kept.
+    pub max_fps: f64,
+    /// Cameras beyond this many get no segment of their own (fleet `*` only).
+    pub max_segments: usize,
+    /// Seed of the frame-sampling hash (the profile's).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+struct OpenPane {
+    from: i64,
+    to: i64,
+    n_records: u64,
+    n_sampled: u64,
+    segments: BTreeMap<String, SegmentSummary>,
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Summarise it into this pane.
+    Sampled,
+    /// Counted in the pane, not summarised (sampling or fps cap).
+    Skipped,
+    /// Its pane is already final.
+    Late,
+}
+
+/// One assigned partition's open panes and watermark.
+#[derive(Debug)]
+pub struct PartitionPanes {
+    pub topic: String,
+    pub partition: i32,
+    /// Max event time seen minus lateness; panes ending at or before it are final.
+    watermark_us: Option<i64>,
+    /// Panes ending at or before this were published (by us or a predecessor).
+    floor_us: i64,
+    open: BTreeMap<i64, OpenPane>,
+    late: u64,
+    last_slot: HashMap<String, i64>,
+    /// Offset after the last record seen.
+    next_offset: Option<i64>,
+    /// Reached the end of the partition with nothing newer.
+    pub idle: bool,
+}
+
+impl PartitionPanes {
+    /// `floor_us`: the partition's last published watermark (from the panes topic), so a
+    /// replay after a restart does not publish final panes again.
+    pub fn new(topic: &str, partition: i32, floor_us: Option<i64>) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            watermark_us: floor_us,
+            floor_us: floor_us.unwrap_or(i64::MIN),
+            open: BTreeMap::new(),
+            late: 0,
+            last_slot: HashMap::new(),
+            next_offset: None,
+            idle: false,
+        }
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark_us
+    }
+
+    /// Decide where a record goes and update the watermark. `segment` is the camera (or
+    /// `None`), `event_us` the capture time.
+    pub fn admit(&mut self, cfg: &PaneConfig, offset: i64, event_us: i64, segment: Option<&str>) -> (Admit, i64) {
+        self.idle = false;
+        self.next_offset = Some(self.next_offset.map_or(offset + 1, |n| n.max(offset + 1)));
+        let pane = event_us.div_euclid(cfg.pane_us) * cfg.pane_us;
+        let wm = event_us.saturating_sub(cfg.lateness_us);
+        self.watermark_us = Some(self.watermark_us.map_or(wm, |w| w.max(wm)));
+        if pane.saturating_add(cfg.pane_us) <= self.floor_us {
+            self.late += 1;
+            return (Admit::Late, pane);
+        }
+        let camera = segment.unwrap_or("");
+        let sampled = cfg.sampler.keep(frame_hash(cfg.seed, camera, event_us)) && {
+            if cfg.max_fps > 0.0 {
+                let slot = (event_us as f64 * cfg.max_fps / 1e6).floor() as i64;
+                let last = self.last_slot.get(camera).copied();
+                if last.is_some_and(|l| l >= slot) {
+                    false
+                } else {
+                    self.last_slot.insert(camera.to_owned(), slot);
+                    true
+                }
+            } else {
+                true
+            }
+        };
+        let open = self.open.entry(pane).or_insert_with(|| OpenPane {
+            from: offset,
+            to: offset,
+            n_records: 0,
+            n_sampled: 0,
+            segments: BTreeMap::new(),
+        });
+        open.from = open.from.min(offset);
+        open.to = open.to.max(offset);
+        open.n_records += 1;
+        if sampled {
+            open.n_sampled += 1;
+            (Admit::Sampled, pane)
+        } else {
+            (Admit::Skipped, pane)
+        }
+    }
+
+    /// Add values of a sampled record to its pane, in `*` and in its segment. `values` are
+    /// `(feature index, cell)`; `score` feeds CBPE when the profile has a calibration.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        profile: &Profile,
+        cfg: &PaneConfig,
+        pane: i64,
+        offset: i64,
+        segment: Option<&str>,
+        values: &[(usize, Cell<'_>)],
+        score: Option<f64>,
+        hist: Option<&argus_stats::image::ImageHistograms>,
+    ) {
+        let Some(open) = self.open.get_mut(&pane) else { return };
+        let hash = record_hash(profile.settings.seed, &self.topic, self.partition, offset);
+        let k = profile.settings.sample_k;
+        let mut targets: Vec<&str> = vec![FLEET];
+        if let Some(s) = segment {
+            if s != FLEET && (open.segments.contains_key(s) || open.segments.len() <= cfg.max_segments) {
+                targets.push(s);
+            }
+        }
+        for seg in targets {
+            let reference = profile.segment(seg);
+            let summary = open
+                .segments
+                .entry(seg.to_owned())
+                .or_insert_with(|| SegmentSummary::new(reference, profile.calibration.as_ref(), k));
+            summary.n_records += 1;
+            for (i, cell) in values {
+                summary.add(reference, *i, *cell, hash);
+            }
+            if let (Some(c), Some(s)) = (profile.calibration.as_ref(), score) {
+                summary.add_score(c, s);
+            }
+            if let (Some(h), Some(acc)) = (hist, summary.histograms.as_mut()) {
+                acc.merge(h);
+            }
+        }
+    }
+
+    /// Panes that became final, as partials, oldest first; advances the floor.
+    pub fn close_final(&mut self, cfg: &PaneConfig, sidecar: &str, reference_sha256: &str) -> Vec<Partial> {
+        let Some(wm) = self.watermark_us else { return Vec::new() };
+        let mut out = Vec::new();
+        while let Some((&start, _)) = self.open.first_key_value() {
+            if start.saturating_add(cfg.pane_us) > wm {
+                break;
+            }
+            let Some((start, p)) = self.open.pop_first() else { break };
+            out.push(Partial {
+                sidecar: sidecar.to_owned(),
+                reference_sha256: reference_sha256.to_owned(),
+                topic: self.topic.clone(),
+                partition: self.partition,
+                pane_start_us: start,
+                pane_us: cfg.pane_us,
+                from_offset: p.from,
+                to_offset: p.to,
+                n_records: p.n_records,
+                n_sampled: p.n_sampled,
+                late_records: std::mem::take(&mut self.late),
+                segments: p.segments,
+            });
+        }
+        self.floor_us = self.floor_us.max(wm);
+        out
+    }
+
+    /// Move the watermark of an idle partition up to `global_us` (the furthest any partition
+    /// has got), so one quiet partition does not hold every window back.
+    pub fn advance_idle(&mut self, global_us: i64) {
+        if self.idle && self.open.is_empty() {
+            self.watermark_us = Some(self.watermark_us.map_or(global_us, |w| w.max(global_us)));
+        }
+    }
+
+    /// The offset to commit: the first record of the oldest open pane, or past the last
+    /// record when nothing is open. A restart replays open panes in full.
+    pub fn commit_offset(&self) -> Option<i64> {
+        self.open.values().map(|p| p.from).min().or(self.next_offset)
+    }
+}

@@ -1,0 +1,536 @@
+//! `argus drift watch`: the sidecar loop.
+//!
+//! It joins its own consumer group on the input topic (and the predictions topic), keeps
+//! event-time panes per assigned partition (`pane`), publishes each final pane's partial
+//! summary and its partition's progress to the panes topic, reads the whole panes topic
+//! back into an [`Aggregator`] and — on the sidecar that owns partition 0 of the input
+//! topic — publishes one report per complete window and segment to the reports topic.
+//! Offsets: a partition's committed offset is the first record of its oldest open pane, so a
+//! restarted or new owner replays open panes in full; partials already published are not
+//! counted twice (see `aggregate`).
+use crate::aggregate::{AggregateConfig, Aggregator};
+use crate::features::{self, image_feature_names, PREDICTED_CLASS, SCORE};
+use crate::metrics as m;
+use crate::pane::{Admit, PaneConfig, PaneMessage, PaneRecord, PartitionPanes, Progress};
+use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::message::Message;
+use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::{Offset, TopicPartitionList};
+use argus_kafka::{ensure_topics, GroupContext, KafkaSettings, KafkaSetupError, TopicSpec};
+use argus_stats::evaluate::EvalConfig;
+use argus_stats::hash::Sampler;
+use argus_stats::image::ImageHistograms;
+use argus_stats::profile::{Profile, StreamKind};
+use argus_stats::report::{DriftReport, ModelInfo};
+use argus_stats::summary::Cell;
+use metrics::{counter, gauge, histogram};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a sidecar needs to know. All sidecars of one group must agree on the window and
+/// sampling settings (and the profile); the sidecar id is theirs alone.
+#[derive(Debug, Clone)]
+pub struct DriftConfig {
+    pub input_topic: String,
+    pub predictions_topic: Option<String>,
+    pub panes_topic: String,
+    pub reports_topic: String,
+    pub group: String,
+    pub sidecar_id: String,
+    pub pane: Duration,
+    pub window_panes: u32,
+    pub lateness: Duration,
+    pub sample_rate: f64,
+    pub max_fps: f64,
+    pub max_segments: usize,
+    pub alarm_k: u32,
+    pub eval: EvalConfig,
+    pub model: ModelInfo,
+    /// How often panes are closed, progress published and reports evaluated.
+    pub tick: Duration,
+}
+
+impl DriftConfig {
+    pub fn new(input_topic: &str, sidecar_id: &str, model: ModelInfo) -> Self {
+        Self {
+            input_topic: input_topic.to_owned(),
+            predictions_topic: None,
+            panes_topic: "drift.panes".to_owned(),
+            reports_topic: "drift".to_owned(),
+            group: "argus-drift".to_owned(),
+            sidecar_id: sidecar_id.to_owned(),
+            pane: Duration::from_secs(60),
+            window_panes: 5,
+            lateness: Duration::from_secs(30),
+            sample_rate: 1.0,
+            max_fps: 1.0,
+            max_segments: 200,
+            alarm_k: 3,
+            eval: EvalConfig::default(),
+            model,
+            tick: Duration::from_millis(250),
+        }
+    }
+
+    /// Cross-field checks; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pane < Duration::from_millis(100) {
+            return Err("--pane must be at least 100ms".into());
+        }
+        if self.window_panes == 0 || self.alarm_k == 0 {
+            return Err("--window-panes and --alarm-windows must be at least 1".into());
+        }
+        if !(self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
+            return Err("--sample-rate must be in (0, 1]".into());
+        }
+        if !(self.max_fps >= 0.0 && self.max_fps.is_finite()) {
+            return Err("--max-fps must be ≥ 0 (0 = no cap)".into());
+        }
+        if self.predictions_topic.as_deref() == Some(self.input_topic.as_str()) {
+            return Err("--predictions-topic must differ from the input topic".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the stream does not match the profile: {0}")]
+    SchemaMismatch(String),
+    #[error("invalid sidecar configuration: {0}")]
+    Config(String),
+}
+
+/// Counters a caller (the demo, tests) can read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DriftStats {
+    pub records: u64,
+    pub sampled: u64,
+    pub late: u64,
+    pub invalid: u64,
+    pub partials: u64,
+    pub reports: u64,
+}
+
+/// Feature indices the stream maps onto.
+struct Layout {
+    image: Vec<Option<usize>>,
+    record: HashMap<String, usize>,
+    score: Option<usize>,
+    class: Option<usize>,
+    positive_label: Option<String>,
+}
+
+impl Layout {
+    fn new(profile: &Profile) -> Result<Self, DriftError> {
+        let fleet = profile.fleet();
+        let score = fleet.feature_index(SCORE);
+        let class = fleet.feature_index(PREDICTED_CLASS);
+        let mut image = Vec::new();
+        let mut record = HashMap::new();
+        match profile.stream {
+            StreamKind::Images => {
+                for name in image_feature_names() {
+                    image.push(fleet.feature_index(&name));
+                }
+                if image.iter().all(Option::is_none) {
+                    return Err(DriftError::SchemaMismatch(
+                        "the profile is for images but has none of the image features; rebuild it with `argus drift profile --images`".into(),
+                    ));
+                }
+            }
+            StreamKind::Records => {
+                for (i, f) in fleet.features.iter().enumerate() {
+                    if Some(i) != score && Some(i) != class {
+                        record.insert(f.name.clone(), i);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            image,
+            record,
+            score,
+            class,
+            positive_label: profile.calibration.as_ref().map(|c| c.positive_label.clone()),
+        })
+    }
+}
+
+/// Run one sidecar until `shutdown`. Reports go to the reports topic (when this sidecar
+/// leads) and, every one, to `reports_out` if given.
+pub async fn run(
+    config: DriftConfig,
+    settings: KafkaSettings,
+    profile: Arc<Profile>,
+    reports_out: Option<mpsc::UnboundedSender<DriftReport>>,
+    shutdown: CancellationToken,
+) -> Result<DriftStats, DriftError> {
+    config.validate().map_err(DriftError::Config)?;
+    let layout = Layout::new(&profile)?;
+    ensure_topics(
+        &settings,
+        &[TopicSpec::new(&config.panes_topic, 1), TopicSpec::new(&config.reports_topic, 1)],
+    )
+    .await?;
+    gauge!(m::REFERENCE_INFO, "reference_id" => profile.id.clone(), "sha256" => profile.sha256.clone()).set(1.0);
+
+    let mut cc = settings.consumer_config(&config.group, &config.sidecar_id);
+    cc.set("enable.partition.eof", "true");
+    let consumer: StreamConsumer<GroupContext> = cc
+        .create_with_context(GroupContext::new(&config.sidecar_id))
+        .map_err(|source| KafkaSetupError::Client { role: "drift consumer", brokers: settings.brokers.clone(), source })?;
+    let mut topics = vec![config.input_topic.as_str()];
+    if let Some(p) = &config.predictions_topic {
+        topics.push(p);
+    }
+    consumer.subscribe(&topics)?;
+    let assignment = consumer.context().assignment();
+
+    let mut pc = settings.consumer_config(&format!("{}-panes-{}", config.group, config.sidecar_id), &config.sidecar_id);
+    pc.set("enable.auto.commit", "false");
+    let panes_reader: StreamConsumer = pc
+        .create()
+        .map_err(|source| KafkaSetupError::Client { role: "panes reader", brokers: settings.brokers.clone(), source })?;
+    // A topic created a moment ago may take a while to show its partitions.
+    let mut tpl = TopicPartitionList::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tpl.count() == 0 {
+        let meta = panes_reader.fetch_metadata(Some(&config.panes_topic), Duration::from_secs(10))?;
+        for t in meta.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+            }
+        }
+        if tpl.count() == 0 {
+            if Instant::now() > deadline {
+                return Err(DriftError::Config(format!("panes topic {} has no partitions", config.panes_topic)));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    panes_reader.assign(&tpl)?;
+    let producer: FutureProducer = settings.producer(&config.sidecar_id)?;
+
+    let pane_cfg = PaneConfig {
+        pane_us: i64::try_from(config.pane.as_micros()).unwrap_or(i64::MAX),
+        lateness_us: i64::try_from(config.lateness.as_micros()).unwrap_or(i64::MAX),
+        sampler: Sampler::new(config.sample_rate),
+        max_fps: config.max_fps,
+        max_segments: config.max_segments,
+        seed: profile.settings.seed,
+    };
+    let mut aggregator = Aggregator::new(
+        AggregateConfig {
+            pane_us: pane_cfg.pane_us,
+            window_panes: config.window_panes,
+            alarm_k: config.alarm_k,
+            eval: config.eval.clone(),
+            model: config.model.clone(),
+            sample_rate: config.sample_rate,
+        },
+        profile.clone(),
+    );
+    let mut parts: BTreeMap<(String, i32), PartitionPanes> = BTreeMap::new();
+    let mut published_wm: HashMap<(String, i32), i64> = HashMap::new();
+    let mut stats = DriftStats::default();
+    let mut tick = tokio::time::interval(config.tick);
+    let mut last_meta: Option<Instant> = None;
+    let mut schema_checked = false;
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            msg = consumer.recv() => match msg {
+                Ok(msg) => {
+                    let topic = msg.topic().to_owned();
+                    let key = (topic.clone(), msg.partition());
+                    let Some(state) = parts.get_mut(&key) else {
+                        // Assigned but not yet seen by the tick: start it now.
+                        let floor = aggregator.progress_of(&topic, msg.partition());
+                        parts.insert(key.clone(), PartitionPanes::new(&topic, msg.partition(), floor));
+                        continue_with(&mut parts, &key, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
+                        continue;
+                    };
+                    let _ = state;
+                    continue_with(&mut parts, &key, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
+                }
+                Err(KafkaError::PartitionEOF(p)) => {
+                    for ((_, partition), s) in parts.iter_mut() {
+                        if *partition == p {
+                            s.idle = true;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "drift consumer error"),
+            },
+            msg = panes_reader.recv() => match msg {
+                Ok(msg) => {
+                    let Some(payload) = msg.payload() else { continue };
+                    match serde_json::from_slice::<PaneRecord>(payload) {
+                        Ok(r) => aggregator.ingest(r.message),
+                        Err(e) => {
+                            counter!(m::INVALID, "reason" => "pane_message").increment(1);
+                            tracing::warn!(error = %e, offset = msg.offset(), "unreadable message on the panes topic");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "panes reader error"),
+            },
+            _ = tick.tick() => {
+                if last_meta.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    last_meta = Some(Instant::now());
+                    let mut expected = Vec::new();
+                    for t in &topics {
+                        if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
+                            for mt in md.topics() {
+                                for p in mt.partitions() {
+                                    expected.push((mt.name().to_owned(), p.id()));
+                                }
+                            }
+                        }
+                    }
+                    if !expected.is_empty() {
+                        aggregator.set_expected(expected);
+                    }
+                }
+                // Follow the assignment: new partitions start at their published floor.
+                let owned = assignment.borrow().clone();
+                parts.retain(|k, _| owned.contains(k));
+                published_wm.retain(|k, _| owned.contains(k));
+                for (t, p) in &owned {
+                    parts.entry((t.clone(), *p)).or_insert_with(|| PartitionPanes::new(t, *p, aggregator.progress_of(t, *p)));
+                }
+                let global = parts.values().filter_map(PartitionPanes::watermark).chain(aggregator.max_progress()).max();
+                for (key, state) in parts.iter_mut() {
+                    if let Some(g) = global {
+                        state.advance_idle(g);
+                    }
+                    for partial in state.close_final(&pane_cfg, &config.sidecar_id, &profile.sha256) {
+                        let record = PaneRecord::new(PaneMessage::Partial(Box::new(partial)));
+                        send_json(&producer, &config.panes_topic, &record.key(), &record).await?;
+                        counter!(m::PARTIALS).increment(1);
+                        stats.partials += 1;
+                    }
+                    if let Some(wm) = state.watermark() {
+                        gauge!(m::WATERMARK_SECONDS, "topic" => key.0.clone(), "partition" => key.1.to_string()).set(wm as f64 / 1e6);
+                        if published_wm.get(key) != Some(&wm) {
+                            let record = PaneRecord::new(PaneMessage::Progress(Progress {
+                                sidecar: config.sidecar_id.clone(),
+                                reference_sha256: profile.sha256.clone(),
+                                topic: key.0.clone(),
+                                partition: key.1,
+                                watermark_us: wm,
+                            }));
+                            send_json(&producer, &config.panes_topic, &record.key(), &record).await?;
+                            published_wm.insert(key.clone(), wm);
+                        }
+                    }
+                    if let Some(c) = state.commit_offset() {
+                        if c > 0 {
+                            // store_offset stores offset + 1.
+                            if let Err(e) = consumer.store_offset(&key.0, key.1, c - 1) {
+                                tracing::debug!(error = %e, topic = %key.0, partition = key.1, "offset not stored");
+                            }
+                        }
+                    }
+                }
+                let started = Instant::now();
+                let reports = aggregator.poll_reports();
+                if !reports.is_empty() {
+                    histogram!(m::EVAL_SECONDS).record(started.elapsed().as_secs_f64());
+                }
+                let leader = owned.contains(&(config.input_topic.clone(), 0));
+                for r in reports {
+                    m::record_report(&r);
+                    if leader {
+                        send_json(&producer, &config.reports_topic, &r.segment, &r).await?;
+                        stats.reports += 1;
+                    }
+                    tracing::info!(segment = %r.segment, window_end = %r.window.end, status = ?r.dataset.status, alarm = %r.alarm.state, leader, "drift window evaluated");
+                    if let Some(tx) = &reports_out {
+                        let _ = tx.send(r);
+                    }
+                }
+                counter!(m::DUPLICATES).absolute(aggregator.duplicates);
+            }
+        }
+    }
+    consumer.unsubscribe();
+    Ok(stats)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn continue_with(
+    parts: &mut BTreeMap<(String, i32), PartitionPanes>,
+    key: &(String, i32),
+    msg: &argus_kafka::rdkafka::message::BorrowedMessage<'_>,
+    profile: &Profile,
+    pane_cfg: &PaneConfig,
+    layout: &Layout,
+    config: &DriftConfig,
+    stats: &mut DriftStats,
+    schema_checked: &mut bool,
+) -> Result<(), DriftError> {
+    let Some(state) = parts.get_mut(key) else { return Ok(()) };
+    stats.records += 1;
+    let topic = key.0.as_str();
+    let is_input = topic == config.input_topic;
+    let payload = msg.payload().unwrap_or_default();
+    if is_input {
+        let env = match argus_wire::decode_envelope(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                invalid(stats, topic, "envelope", &e.to_string());
+                return Ok(());
+            }
+        };
+        if !*schema_checked {
+            check_schema(profile, layout, &env.payload)?;
+            *schema_checked = true;
+        }
+        let segment = env.source_id.as_str();
+        let (admit, pane) = state.admit(pane_cfg, msg.offset(), env.capture_time_us, Some(segment));
+        if !count(stats, topic, admit) {
+            return Ok(());
+        }
+        match profile.stream {
+            StreamKind::Images => {
+                let mut hist = ImageHistograms::default();
+                let values: Vec<(usize, Cell<'_>)> = match features::frame_values(&env.payload, &mut hist) {
+                    Ok(v) => layout.image.iter().zip(v).filter_map(|(i, x)| i.map(|i| (i, Cell::Num(x)))).collect(),
+                    Err(e) => {
+                        counter!(m::INVALID, "reason" => e.0).increment(1);
+                        stats.invalid += 1;
+                        layout.image.iter().flatten().map(|i| (*i, Cell::Null)).collect()
+                    }
+                };
+                state.add(profile, pane_cfg, pane, msg.offset(), Some(segment), &values, None, Some(&hist));
+            }
+            StreamKind::Records => {
+                let argus_wire::Payload::Record(rec) = &env.payload else {
+                    invalid(stats, topic, "not_a_record", "payload is an image, profile is for records");
+                    return Ok(());
+                };
+                let mut values: Vec<(usize, Cell<'_>)> = layout.record.values().map(|i| (*i, Cell::Null)).collect();
+                for f in &rec.fields {
+                    if let Some(i) = layout.record.get(&f.name) {
+                        if let Some(slot) = values.iter_mut().find(|(j, _)| j == i) {
+                            slot.1 = features::field_cell(&f.value);
+                        }
+                    }
+                }
+                values.sort_by_key(|v| v.0);
+                state.add(profile, pane_cfg, pane, msg.offset(), Some(segment), &values, None, None);
+            }
+        }
+    } else {
+        let p: argus_wire::Prediction = match serde_json::from_slice(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                invalid(stats, topic, "prediction_json", &e.to_string());
+                return Ok(());
+            }
+        };
+        let Some(event_us) = p.input.capture_time_us else {
+            invalid(stats, topic, "no_capture_time", "prediction has no input.capture_time_us");
+            return Ok(());
+        };
+        let segment = p.input.source_id.clone().or_else(|| p.input.key.clone());
+        let (admit, pane) = state.admit(pane_cfg, msg.offset(), event_us, segment.as_deref());
+        if !count(stats, topic, admit) {
+            return Ok(());
+        }
+        let Some(out) = features::prediction_outputs(&p, layout.positive_label.as_deref()) else { return Ok(()) };
+        let mut values = Vec::new();
+        if let Some(i) = layout.score {
+            values.push((i, out.score.map_or(Cell::Null, Cell::Num)));
+        }
+        if let Some(i) = layout.class {
+            values.push((i, out.predicted_class.as_deref().map_or(Cell::Null, Cell::Text)));
+        }
+        state.add(profile, pane_cfg, pane, msg.offset(), segment.as_deref(), &values, out.score, None);
+    }
+    Ok(())
+}
+
+fn count(stats: &mut DriftStats, topic: &str, admit: Admit) -> bool {
+    let outcome = match admit {
+        Admit::Sampled => "sampled",
+        Admit::Skipped => "skipped",
+        Admit::Late => {
+            counter!(m::LATE, "topic" => topic.to_owned()).increment(1);
+            stats.late += 1;
+            "late"
+        }
+    };
+    counter!(m::RECORDS, "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
+    if admit == Admit::Sampled {
+        stats.sampled += 1;
+    }
+    admit == Admit::Sampled
+}
+
+fn invalid(stats: &mut DriftStats, topic: &str, reason: &'static str, detail: &str) {
+    stats.invalid += 1;
+    counter!(m::INVALID, "reason" => reason).increment(1);
+    counter!(m::RECORDS, "topic" => topic.to_owned(), "outcome" => "invalid").increment(1);
+    tracing::debug!(topic, reason, detail, "record yielded no features");
+}
+
+/// The first input decides whether the stream matches the profile; a mismatch stops the
+/// sidecar (its reports would be meaningless).
+fn check_schema(profile: &Profile, layout: &Layout, payload: &argus_wire::Payload) -> Result<(), DriftError> {
+    match (profile.stream, payload) {
+        (StreamKind::Images, argus_wire::Payload::Record(_)) => Err(DriftError::SchemaMismatch(format!(
+            "profile {} (schema {}) is for images, the stream carries records; use a records profile",
+            profile.id, profile.schema_sha256
+        ))),
+        (StreamKind::Records, argus_wire::Payload::Record(r)) => {
+            let missing: Vec<&str> = layout
+                .record
+                .keys()
+                .filter(|k| !r.fields.iter().any(|f| &f.name == *k))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                let mut missing = missing;
+                missing.sort_unstable();
+                Err(DriftError::SchemaMismatch(format!(
+                    "profile {} expects fields the stream's records lack: {}",
+                    profile.id,
+                    missing.join(", ")
+                )))
+            }
+        }
+        (StreamKind::Records, _) => Err(DriftError::SchemaMismatch(format!(
+            "profile {} is for records, the stream carries images; use an images profile",
+            profile.id
+        ))),
+        (StreamKind::Images, _) => Ok(()),
+    }
+}
+
+async fn send_json<T: serde::Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &T,
+) -> Result<(), DriftError> {
+    let body = serde_json::to_vec(value).map_err(|e| DriftError::Config(format!("cannot serialise: {e}")))?;
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(&body), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| DriftError::Kafka(e))?;
+    Ok(())
+}

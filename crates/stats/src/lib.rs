@@ -1,0 +1,32 @@
+//! Drift statistics for the Argus sidecar. Pure: no I/O, no Kafka, no clocks.
+//!
+//! Layout:
+//! - two-sample tests and distances (`special`, `ks`, `cvm`, `chi2`, `distance`, `fdr`), each
+//!   pinned to scipy by committed fixtures (`fixtures/make_fixtures.py`);
+//! - image features (`image`): per-frame photometric features and mergeable histograms, with
+//!   formulas pinned to Pillow/numpy/OpenCV;
+//! - mergeable window summaries (`hash`, `numeric`, `categorical`, `summary`): merge is
+//!   associative and commutative, the empty summary is its identity, and a merged summary
+//!   equals the summary of the union of the records exactly;
+//! - reference profiles (`profile`), window evaluation into a report (`evaluate`, `report`),
+//!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`).
+
+// Statistical tests (pinned to scipy).
+pub mod chi2;
+pub mod cvm;
+pub mod distance;
+pub mod fdr;
+pub mod ks;
+pub mod special;
+// Image features.
+pub mod image;
+// Summaries, profiles, evaluation.
+pub mod alarm;
+pub mod calibration;
+pub mod categorical;
+pub mod evaluate;
+pub mod hash;
+pub mod numeric;
+pub mod profile;
+pub mod report;
+pub mod summary;
