@@ -30,7 +30,12 @@ const SHIFT_AT_S: i64 = 6;
 fn frame(camera: u32, seq: u64, gain: f32) -> Payload {
     let mut img = scene::render(SEED, camera, seq, 160, 120).image;
     if gain != 1.0 {
-        argus_producer::Brighten { camera, gain, from_sequence: 0 }.apply(&mut img);
+        argus_producer::Brighten {
+            camera,
+            gain,
+            from_sequence: 0,
+        }
+        .apply(&mut img);
     }
     Payload::Encoded {
         format: ImageFormat::Jpeg,
@@ -43,7 +48,12 @@ fn reference() -> Arc<Profile> {
     let mut b = ImageProfileBuilder::new(ProfileSettings::default(), None);
     for seq in 100_000..100_200u64 {
         for c in 0..CAMERAS {
-            b.add(&argus_producer::source::camera_id(c), &frame(c, seq, 1.0), None).unwrap();
+            b.add(
+                &argus_producer::source::camera_id(c),
+                &frame(c, seq, 1.0),
+                None,
+            )
+            .unwrap();
         }
     }
     Arc::new(b.build("e2e-reference", "test", "test").unwrap())
@@ -64,7 +74,11 @@ async fn produce(topic: &str) {
         frames.push((c, 10_000, T0 + 40_000_000));
     }
     for (c, seq, t) in frames {
-        let gain = if c == SHIFTED && t >= T0 + SHIFT_AT_S * 1_000_000 { GAIN } else { 1.0 };
+        let gain = if c == SHIFTED && t >= T0 + SHIFT_AT_S * 1_000_000 {
+            GAIN
+        } else {
+            1.0
+        };
         let env = Envelope {
             schema_version: SCHEMA_VERSION,
             source_id: argus_producer::source::camera_id(c),
@@ -77,10 +91,13 @@ async fn produce(topic: &str) {
         let p = producer.clone();
         let topic = topic.to_owned();
         sends.push(tokio::spawn(async move {
-            p.send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
+            p.send(
+                FutureRecord::to(&topic).key(&key).payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
         }));
     }
     for s in sends {
@@ -89,7 +106,14 @@ async fn produce(topic: &str) {
 }
 
 fn config(input: &str, group: &str, panes: &str, reports: &str, id: &str) -> DriftConfig {
-    let mut c = DriftConfig::new(input, id, ModelInfo { id: "camera-person".into(), version: "1".into() });
+    let mut c = DriftConfig::new(
+        input,
+        id,
+        ModelInfo {
+            id: "camera-person".into(),
+            version: "1".into(),
+        },
+    );
     c.group = group.to_owned();
     c.panes_topic = panes.to_owned();
     c.reports_topic = reports.to_owned();
@@ -117,7 +141,13 @@ async fn run_sidecars(
     let mut tasks = Vec::new();
     for i in 0..n {
         let cfg = config(input, &group, &panes, &reports, &format!("sidecar-{i}"));
-        tasks.push(tokio::spawn(sidecar::run(cfg, settings(), profile.clone(), Some(tx.clone()), stop.clone())));
+        tasks.push(tokio::spawn(sidecar::run(
+            cfg,
+            settings(),
+            profile.clone(),
+            Some(tx.clone()),
+            stop.clone(),
+        )));
     }
     // Windows end at every pane end with data: 2 s … 16 s → 8 windows per segment.
     let expected_windows = (SECONDS / PANE_S) as usize;
@@ -129,11 +159,18 @@ async fn run_sidecars(
                 // Every sidecar evaluates; all must agree.
                 let key = (r.segment.clone(), r.window.end_us);
                 if let Some(prev) = got.get(&key) {
-                    assert_eq!(serde_json::to_string(prev).unwrap(), serde_json::to_string(&r).unwrap());
+                    assert_eq!(
+                        serde_json::to_string(prev).unwrap(),
+                        serde_json::to_string(&r).unwrap()
+                    );
                 }
                 got.insert(key, r);
             }
-            _ => panic!("only {} windows reported in 120 s: {:?}", got.len(), got.keys().collect::<Vec<_>>()),
+            _ => panic!(
+                "only {} windows reported in 120 s: {:?}",
+                got.len(),
+                got.keys().collect::<Vec<_>>()
+            ),
         }
     }
     // Let the other segments' reports of the last window arrive.
@@ -149,7 +186,11 @@ async fn run_sidecars(
 }
 
 fn luma(r: &DriftReport) -> Status {
-    r.features.iter().find(|f| f.name == "luma_mean").unwrap().status
+    r.features
+        .iter()
+        .find(|f| f.name == "luma_mean")
+        .unwrap()
+        .status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,30 +205,51 @@ async fn brightness_shift_in_one_camera_raises_drift_for_that_camera_only() {
     let shifted = argus_producer::source::camera_id(SHIFTED);
     let mut checked = 0;
     for ((segment, _), r) in &two {
-        assert_eq!(r.provenance.sidecars_merged.max(1), r.provenance.sidecars_merged);
+        assert_eq!(
+            r.provenance.sidecars_merged.max(1),
+            r.provenance.sidecars_merged
+        );
         if r.window.start_us < T0 {
             continue; // windows reaching before the stream are partial
         }
         let after = r.window.start_us >= shift_us;
         let before = r.window.end_us <= shift_us;
         if *segment == shifted && after {
-            assert!(r.dataset.drift, "shifted camera not flagged: {}", serde_json::to_string(r).unwrap());
+            assert!(
+                r.dataset.drift,
+                "shifted camera not flagged: {}",
+                serde_json::to_string(r).unwrap()
+            );
             assert_eq!(luma(r), Status::Drift);
             checked += 1;
         } else if *segment != "*" && (before || *segment != shifted) {
-            assert_ne!(luma(r), Status::Drift, "false alarm on {segment}: {}", serde_json::to_string(r).unwrap());
+            assert_ne!(
+                luma(r),
+                Status::Drift,
+                "false alarm on {segment}: {}",
+                serde_json::to_string(r).unwrap()
+            );
             checked += 1;
         }
     }
     assert!(checked >= 12, "too few windows checked: {checked}");
     // The shifted camera's alarm fires (2 consecutive drifting windows).
-    let last = two.iter().filter(|((s, _), _)| *s == shifted).last().unwrap().1;
+    let last = two
+        .iter()
+        .rfind(|((s, _), _)| *s == shifted)
+        .unwrap()
+        .1;
     assert_eq!(last.alarm.state, "firing", "{:?}", last.alarm);
 
     // Reports on the topic validate against the schema; the leader published each once.
     let n_reports = two.len();
-    let msgs = read_until(&reports_topic, Duration::from_secs(30), |m| m.len() >= n_reports);
-    let values = validate_all(&msgs, include_str!("../schemas/drift-report.v1.schema.json"));
+    let msgs = read_until(&reports_topic, Duration::from_secs(30), |m| {
+        m.len() >= n_reports
+    });
+    let values = validate_all(
+        &msgs,
+        include_str!("../schemas/drift-report.v1.schema.json"),
+    );
     assert_eq!(values.len(), n_reports, "reports on the topic");
 
     // One sidecar over the same topic gives byte-identical reports (provenance aside).
@@ -198,7 +260,9 @@ async fn brightness_shift_in_one_camera_raises_drift_for_that_camera_only() {
         serde_json::to_string(&r).unwrap()
     };
     for (k, r) in &two {
-        let single = one.get(k).unwrap_or_else(|| panic!("single sidecar lacks window {k:?}"));
+        let single = one
+            .get(k)
+            .unwrap_or_else(|| panic!("single sidecar lacks window {k:?}"));
         assert_eq!(strip(r), strip(single), "window {k:?} differs");
     }
 }
@@ -211,15 +275,43 @@ async fn a_profile_for_records_refuses_an_image_stream() {
     let dir = std::env::temp_dir().join(unique("drift-records"));
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("ref.csv");
-    std::fs::write(&csv, (0..200).map(|i| format!("{i},{}\n", i % 3)).fold("a,b\n".to_string(), |s, l| s + &l)).unwrap();
+    std::fs::write(
+        &csv,
+        (0..200)
+            .map(|i| format!("{i},{}\n", i % 3))
+            .fold("a,b\n".to_string(), |s, l| s + &l),
+    )
+    .unwrap();
     let table = argus_drift::records::read_table(&csv).unwrap();
-    let profile = argus_drift::records::profile_table(&table, &Default::default(), &ProfileSettings::default(), "records", "test").unwrap();
-    let cfg = config(&input, &unique("drift"), &unique("panes"), &unique("reports"), "s");
+    let profile = argus_drift::records::profile_table(
+        &table,
+        &Default::default(),
+        &ProfileSettings::default(),
+        "records",
+        "test",
+    )
+    .unwrap();
+    let cfg = config(
+        &input,
+        &unique("drift"),
+        &unique("panes"),
+        &unique("reports"),
+        "s",
+    );
     let result = tokio::time::timeout(
         Duration::from_secs(60),
-        sidecar::run(cfg, settings(), Arc::new(profile), None, CancellationToken::new()),
+        sidecar::run(
+            cfg,
+            settings(),
+            Arc::new(profile),
+            None,
+            CancellationToken::new(),
+        ),
     )
     .await
     .expect("the sidecar stops by itself");
-    assert!(matches!(result, Err(DriftError::SchemaMismatch(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(DriftError::SchemaMismatch(_))),
+        "{result:?}"
+    );
 }

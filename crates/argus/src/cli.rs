@@ -300,7 +300,11 @@ pub fn parse_brighten(s: &str) -> Result<argus_producer::Brighten, String> {
         return Err(format!("gain must be > 0, got {gain}"));
     }
     Ok(argus_producer::Brighten {
-        camera: camera.trim().trim_start_matches("cam-").parse().map_err(|_| err())?,
+        camera: camera
+            .trim()
+            .trim_start_matches("cam-")
+            .parse()
+            .map_err(|_| err())?,
         gain,
         from_sequence: seq.trim().parse().map_err(|_| err())?,
     })
@@ -342,6 +346,16 @@ pub struct DemoArgs {
     pub max_printed_alerts: u64,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Run without the drift sidecar.
+    #[arg(long)]
+    pub no_drift: bool,
+    /// Event-time pane of the demo's drift sidecar (windows are 3 panes).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub drift_pane: Duration,
+    /// Do not brighten a camera halfway through (by default camera 2 gets 40 % brighter
+    /// after half the duration, so the sidecar has something to find; --brighten overrides).
+    #[arg(long)]
+    pub no_shift: bool,
 }
 
 #[cfg(test)]

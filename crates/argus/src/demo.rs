@@ -77,7 +77,16 @@ fn camera_index(source_id: Option<&str>) -> Option<u32> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
-    let source = args.cameras.source().map_err(CliError::Usage)?;
+    let mut source = args.cameras.source().map_err(CliError::Usage)?;
+    if source.brighten.is_none() && !args.no_shift && !args.no_drift {
+        // Halfway through, camera 2 gets 40 % brighter: something for the sidecar to find.
+        let frames_per_camera = (source.fps * args.duration.as_secs_f64()) as u64;
+        source.brighten = Some(argus_producer::Brighten {
+            camera: 2 % source.cameras.max(1),
+            gain: 1.4,
+            from_sequence: frames_per_camera / 2,
+        });
+    }
     if args.workers == 0 {
         return Err(CliError::Usage("--workers must be at least 1".into()));
     }
@@ -100,12 +109,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         alerts_topic: format!("alerts.demo-{run_id}"),
         dlq: format!("dlq.demo-{run_id}"),
     };
-    let specs = vec![
+    let mut specs = vec![
         TopicSpec::new(&input, 8),
         TopicSpec::new(&topics.predictions, 4),
         TopicSpec::new(&topics.alerts_topic, 4),
         TopicSpec::new(&topics.dlq, 1),
     ];
+    specs.extend(crate::demo_drift::topics(&run_id).map(|t| TopicSpec::new(t, 1)));
     match &_embedded {
         Some(b) => {
             b.create_topics(&specs)
@@ -141,10 +151,40 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let tap: StreamConsumer = settings
         .consumer_config(&format!("argus-demo-tap-{run_id}"), "argus-demo-tap")
         .set("enable.auto.offset.store", "true")
+        .set("statistics.interval.ms", "0")
         .create()
         .map_err(|e| CliError::Runtime(e.into()))?;
     tap.subscribe(&[&topics.predictions, &topics.alerts_topic, &topics.dlq])
         .map_err(|e| CliError::Runtime(e.into()))?;
+
+    // Drift sidecar, with a reference profile from other frames of the same cameras. The
+    // profile is built in the background; the sidecar then reads the topics from the start.
+    let drift_stop = CancellationToken::new();
+    let mut drift = (!args.no_drift).then(|| {
+        println!(
+            "drift sidecar: building the reference profile in the background; {}",
+            match source.brighten {
+                Some(b) => format!(
+                    "cam-{} gets {:.0}% brighter from frame {}",
+                    b.camera,
+                    (b.gain - 1.0) * 100.0,
+                    b.from_sequence
+                ),
+                None => "no shift injected".into(),
+            }
+        );
+        crate::demo_drift::start(
+            settings.clone(),
+            source.clone(),
+            model.clone(),
+            &input,
+            &topics.predictions,
+            &run_id,
+            args.drift_pane,
+            _embedded.is_none(),
+            drift_stop.clone(),
+        )
+    });
 
     // Workers.
     let workers_stop = CancellationToken::new();
@@ -248,6 +288,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             },
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+        if let Some(d) = drift.as_mut() {
+            d.print_new();
+        }
     }
     let elapsed = started.elapsed();
     workers_stop.cancel();
@@ -259,6 +302,32 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         }
     }
     server_stop.cancel();
+    let mut drift_lines = Vec::new();
+    if let Some(mut d) = drift.take() {
+        // Wait (bounded) until the sidecar has caught up to the last complete window.
+        let until_us = argus_worker::publish::now_us()
+            - 2 * i64::try_from(args.drift_pane.as_micros()).unwrap_or(0)
+            - 1_000_000;
+        let deadline =
+            Instant::now() + Duration::from_secs(if stop.is_cancelled() { 2 } else { 60 });
+        while Instant::now() < deadline && !d.task.is_finished() {
+            d.print_new();
+            if d.latest
+                .get("*")
+                .is_some_and(|r| r.window.end_us >= until_us)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drift_stop.cancel();
+        match (&mut d.task).await {
+            Ok(Err(e)) => tracing::warn!(error = ?e, "drift sidecar failed"),
+            Err(e) => tracing::warn!(error = %e, "drift sidecar task failed"),
+            Ok(Ok(_)) => {}
+        }
+        drift_lines = d.summary();
+    }
 
     tally.latencies_ms.sort_by(f64::total_cmp);
     let frames = sent.unwrap_or(0);
@@ -276,6 +345,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         precision,
         recall,
     );
+    for l in drift_lines {
+        println!("{l}");
+    }
     Ok(())
 }
 

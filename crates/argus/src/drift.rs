@@ -193,8 +193,10 @@ fn created_by() -> String {
 }
 
 fn name_of(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Load and verify a profile; any problem is a configuration error (exit 64).
@@ -230,10 +232,16 @@ fn profile(a: ProfileArgs) -> Result<(), CliError> {
                 )));
             }
         }
-        let mut b = ImageProfileBuilder::new(settings, model.as_deref().map(|m| (m, a.positive_label.clone())));
+        let mut b = ImageProfileBuilder::new(
+            settings,
+            model.as_deref().map(|m| (m, a.positive_label.clone())),
+        );
         let (id, source) = if let Some(dir) = &a.images {
             let n = add_folder(&mut b, dir, "*")?;
-            (a.id.clone().unwrap_or_else(|| name_of(dir)), format!("{} ({n} frames)", dir.display()))
+            (
+                a.id.clone().unwrap_or_else(|| name_of(dir)),
+                format!("{} ({n} frames)", dir.display()),
+            )
         } else {
             let n = a.synthetic.unwrap_or(0);
             let src = argus_producer::SyntheticSource {
@@ -249,19 +257,28 @@ fn profile(a: ProfileArgs) -> Result<(), CliError> {
                 let f = src
                     .frame(i, i64::try_from(i).unwrap_or(0) * 200_000)
                     .map_err(|e| CliError::Runtime(e.into()))?;
-                b.add(&f.key, &f.envelope.payload, f.has_person).map_err(CliError::Usage)?;
+                b.add(&f.key, &f.envelope.payload, f.has_person)
+                    .map_err(CliError::Usage)?;
             }
             (
-                a.id.clone().unwrap_or_else(|| format!("synthetic-seed{}", a.seed)),
-                format!("synthetic scenes: seed {}, {} cameras, {n} frames, {}x{}", a.seed, a.cameras, a.width, a.height),
+                a.id.clone()
+                    .unwrap_or_else(|| format!("synthetic-seed{}", a.seed)),
+                format!(
+                    "synthetic scenes: seed {}, {} cameras, {n} frames, {}x{}",
+                    a.seed, a.cameras, a.width, a.height
+                ),
             )
         };
-        b.build(&id, &source, &created_by()).map_err(|e| CliError::Usage(e.to_string()))?
+        b.build(&id, &source, &created_by())
+            .map_err(|e| CliError::Usage(e.to_string()))?
     } else {
-        return Err(CliError::Usage("say what to profile: --records FILE, --images DIR or --synthetic N".into()));
+        return Err(CliError::Usage(
+            "say what to profile: --records FILE, --images DIR or --synthetic N".into(),
+        ));
     };
     let json = profile.to_json().map_err(|e| CliError::Runtime(e.into()))?;
-    std::fs::write(&a.out, json).map_err(|e| CliError::Usage(format!("cannot write {}: {e}", a.out.display())))?;
+    std::fs::write(&a.out, json)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", a.out.display())))?;
     let features: usize = profile.fleet().features.len();
     eprintln!(
         "profile {} written to {}: {} features, {} segment(s), {} reference records, sha256 {}",
@@ -288,19 +305,30 @@ fn add_folder(b: &mut ImageProfileBuilder<'_>, dir: &Path, segment: &str) -> Res
             n += add_folder(b, &p, &name_of(&p))?;
             continue;
         }
-        let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
         let format = match ext.as_str() {
             "jpg" | "jpeg" => argus_wire::ImageFormat::Jpeg,
             "png" => argus_wire::ImageFormat::Png,
             _ => continue,
         };
-        let bytes = std::fs::read(&p).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", p.display())))?;
-        b.add(segment, &argus_wire::Payload::Encoded { format, bytes }, None)
-            .map_err(CliError::Usage)?;
+        let bytes = std::fs::read(&p)
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", p.display())))?;
+        b.add(
+            segment,
+            &argus_wire::Payload::Encoded { format, bytes },
+            None,
+        )
+        .map_err(CliError::Usage)?;
         n += 1;
     }
     if n == 0 && segment == "*" {
-        return Err(CliError::Usage(format!("no .jpg/.jpeg/.png files in {}", dir.display())));
+        return Err(CliError::Usage(format!(
+            "no .jpg/.jpeg/.png files in {}",
+            dir.display()
+        )));
     }
     Ok(n)
 }
@@ -309,7 +337,10 @@ fn eval_config(alpha: f64) -> Result<EvalConfig, CliError> {
     if !(alpha > 0.0 && alpha < 1.0) {
         return Err(CliError::Usage("--alpha must be in (0, 1)".into()));
     }
-    Ok(EvalConfig { alpha, ..EvalConfig::default() })
+    Ok(EvalConfig {
+        alpha,
+        ..EvalConfig::default()
+    })
 }
 
 fn compare(a: CompareArgs) -> Result<(), CliError> {
@@ -317,9 +348,18 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     let current = records::read_table(&a.current).map_err(|e| CliError::Usage(e.to_string()))?;
     let reports = if let Some(p) = &a.profile {
         let profile = load_profile(p)?;
-        argus_drift::compare::compare_with_profile(&profile, &current, a.columns.segment_column.as_deref(), &cfg, 3)
+        argus_drift::compare::compare_with_profile(
+            &profile,
+            &current,
+            a.columns.segment_column.as_deref(),
+            &cfg,
+            3,
+        )
     } else {
-        let path = a.reference.as_ref().ok_or_else(|| CliError::Usage("--reference or --profile is required".into()))?;
+        let path = a
+            .reference
+            .as_ref()
+            .ok_or_else(|| CliError::Usage("--reference or --profile is required".into()))?;
         let reference = records::read_table(path).map_err(|e| CliError::Usage(e.to_string()))?;
         argus_drift::compare::compare(&reference, &current, &a.columns.spec(), &cfg, 3)
     }
@@ -327,7 +367,11 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     let mut drift = false;
     for r in &reports {
         drift |= r.dataset.drift;
-        let line = if a.pretty { serde_json::to_string_pretty(r) } else { serde_json::to_string(r) };
+        let line = if a.pretty {
+            serde_json::to_string_pretty(r)
+        } else {
+            serde_json::to_string(r)
+        };
         println!("{}", line.map_err(|e| CliError::Runtime(e.into()))?);
     }
     if drift && a.fail_on_drift {
@@ -338,7 +382,10 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
 
 /// The sidecar configuration from flags.
 pub fn watch_config(a: &WatchArgs, profile: &Profile) -> Result<DriftConfig, CliError> {
-    let id = a.sidecar_id.clone().unwrap_or_else(crate::work::default_worker_id);
+    let id = a
+        .sidecar_id
+        .clone()
+        .unwrap_or_else(crate::work::default_worker_id);
     let mut c = DriftConfig::new(
         &a.input,
         &id,
@@ -367,7 +414,9 @@ async fn watch(a: WatchArgs) -> Result<(), CliError> {
     let config = watch_config(&a, &profile)?;
     let settings = a.kafka.settings();
     telemetry::metrics_handle();
-    let listener = telemetry::bind(a.metrics_addr).await.map_err(CliError::Usage)?;
+    let listener = telemetry::bind(a.metrics_addr)
+        .await
+        .map_err(CliError::Usage)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(telemetry::serve(listener, Vec::new(), stop.clone()));
     let shutdown = shutdown::on_signal();
@@ -380,7 +429,9 @@ async fn watch(a: WatchArgs) -> Result<(), CliError> {
             tracing::info!(?stats, "drift sidecar stopped");
             Ok(())
         }
-        Err(e @ (DriftError::SchemaMismatch(_) | DriftError::Config(_))) => Err(CliError::Usage(e.to_string())),
+        Err(e @ (DriftError::SchemaMismatch(_) | DriftError::Config(_))) => {
+            Err(CliError::Usage(e.to_string()))
+        }
         Err(e) => Err(CliError::Runtime(e.into())),
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod demo_drift;
 mod drift;
 mod produce;
 mod shutdown;

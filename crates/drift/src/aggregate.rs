@@ -13,7 +13,8 @@ use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
 use argus_stats::profile::{Profile, FLEET};
 use argus_stats::report::{
-    rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, ReferenceInfo, Window, REPORT_SCHEMA,
+    rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, ReferenceInfo, Window,
+    REPORT_SCHEMA,
 };
 use argus_stats::summary::SegmentSummary;
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,7 +98,10 @@ impl Aggregator {
                     .or_default()
                     .entry((p.topic.clone(), p.partition))
                     .or_default();
-                if slot.iter().any(|q| p.from_offset <= q.to_offset && q.from_offset <= p.to_offset) {
+                if slot
+                    .iter()
+                    .any(|q| p.from_offset <= q.to_offset && q.from_offset <= p.to_offset)
+                {
                     self.duplicates += 1;
                     return;
                 }
@@ -115,7 +119,10 @@ impl Aggregator {
                     self.foreign += 1;
                     return;
                 }
-                let e = self.progress.entry((topic, partition)).or_insert(watermark_us);
+                let e = self
+                    .progress
+                    .entry((topic, partition))
+                    .or_insert(watermark_us);
                 *e = (*e).max(watermark_us);
             }
         }
@@ -134,7 +141,9 @@ impl Aggregator {
 
     /// Reports for every pane that became complete since the last call, oldest first.
     pub fn poll_reports(&mut self) -> Vec<DriftReport> {
-        let Some(until) = self.complete_until() else { return Vec::new() };
+        let Some(until) = self.complete_until() else {
+            return Vec::new();
+        };
         let ready: Vec<i64> = self
             .partials
             .keys()
@@ -170,7 +179,9 @@ impl Aggregator {
                     n_sampled += p.n_sampled;
                     late += p.late_records;
                     sidecars.insert(p.sidecar.clone());
-                    let e = offsets.entry(key.clone()).or_insert((p.from_offset, p.to_offset));
+                    let e = offsets
+                        .entry(key.clone())
+                        .or_insert((p.from_offset, p.to_offset));
                     e.0 = e.0.min(p.from_offset);
                     e.1 = e.1.max(p.to_offset);
                     for (seg, s) in &p.segments {
@@ -189,19 +200,37 @@ impl Aggregator {
             partials: n_partials,
             offsets: offsets
                 .into_iter()
-                .map(|((topic, partition), (from, to))| OffsetRange { topic, partition, from, to })
+                .map(|((topic, partition), (from, to))| OffsetRange {
+                    topic,
+                    partition,
+                    from,
+                    to,
+                })
                 .collect(),
         };
         let end = pane + self.cfg.pane_us;
         let mut out = Vec::new();
         for (segment, summary) in merged {
-            let reference_segment = if self.profile.segments.contains_key(&segment) { segment.clone() } else { FLEET.to_owned() };
+            let reference_segment = if self.profile.segments.contains_key(&segment) {
+                segment.clone()
+            } else {
+                FLEET.to_owned()
+            };
             let reference = self.profile.segment(&segment);
-            let ev = evaluate(reference, &summary, self.profile.calibration.as_ref(), &self.cfg.eval);
+            let ev = evaluate(
+                reference,
+                &summary,
+                self.profile.calibration.as_ref(),
+                &self.cfg.eval,
+            );
             let decision = (ev.dataset.n_tested > 0).then_some(ev.dataset.drift);
             self.decisions.insert((segment.clone(), pane), decision);
             let alarm = self.alarm(&segment, pane);
-            let (seg_records, seg_sampled) = if segment == FLEET { (n_records, n_sampled) } else { (summary.n_records, summary.n_records) };
+            let (seg_records, seg_sampled) = if segment == FLEET {
+                (n_records, n_sampled)
+            } else {
+                (summary.n_records, summary.n_records)
+            };
             out.push(DriftReport {
                 schema: REPORT_SCHEMA.to_owned(),
                 model: self.cfg.model.clone(),
@@ -250,8 +279,11 @@ impl Aggregator {
 
     /// Forget panes no future window or alarm needs.
     fn prune(&mut self) {
-        let Some(e) = self.evaluated_through else { return };
-        let keep_from = e - i64::from(self.cfg.window_panes + 2 * self.cfg.alarm_k) * self.cfg.pane_us;
+        let Some(e) = self.evaluated_through else {
+            return;
+        };
+        let keep_from =
+            e - i64::from(self.cfg.window_panes + 2 * self.cfg.alarm_k) * self.cfg.pane_us;
         self.partials = self.partials.split_off(&keep_from);
         self.decisions.retain(|(_, p), _| *p >= keep_from);
     }

@@ -29,9 +29,18 @@ pub fn compare(
 ) -> Result<Vec<DriftReport>, RecordsError> {
     let id = std::path::Path::new(&reference.source)
         .file_name()
-        .map_or_else(|| reference.source.clone(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(
+            || reference.source.clone(),
+            |n| n.to_string_lossy().into_owned(),
+        );
     let created_by = format!("argus-drift {}", env!("CARGO_PKG_VERSION"));
-    let profile = profile_table(reference, spec, &ProfileSettings::default(), &id, &created_by)?;
+    let profile = profile_table(
+        reference,
+        spec,
+        &ProfileSettings::default(),
+        &id,
+        &created_by,
+    )?;
     compare_with_profile(&profile, current, spec.segment.as_deref(), cfg, k_alarm)
 }
 
@@ -61,7 +70,8 @@ pub fn compare_with_profile(
             };
             let evaluation = evaluate(reference, &summary, profile.calibration.as_ref(), cfg);
             // Insufficient data neither extends nor breaks a run of drifting windows.
-            let decision = (evaluation.dataset.status != Status::InsufficientData).then_some(evaluation.dataset.drift);
+            let decision = (evaluation.dataset.status != Status::InsufficientData)
+                .then_some(evaluation.dataset.drift);
             let alarm = ConsecutiveRule::new(k_alarm, ALARM_P0).observe(decision);
             DriftReport {
                 schema: REPORT_SCHEMA.to_owned(),

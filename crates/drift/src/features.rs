@@ -33,9 +33,15 @@ pub fn frame_values(payload: &Payload, hist: &mut ImageHistograms) -> Result<Vec
     let bytes = match payload {
         Payload::Encoded { bytes, .. } => bytes.len() as f64,
         Payload::Raw(raw) => raw.data.len() as f64,
-        Payload::Record(_) => return Err(Invalid("not_an_image", "payload is a record, profile is for images".into())),
+        Payload::Record(_) => {
+            return Err(Invalid(
+                "not_an_image",
+                "payload is a record, profile is for images".into(),
+            ))
+        }
     };
-    let img = argus_model::preprocess::decode(payload).map_err(|e| Invalid("decode", e.to_string()))?;
+    let img =
+        argus_model::preprocess::decode(payload).map_err(|e| Invalid("decode", e.to_string()))?;
     let img = downscale(img);
     let f = frame_features_with_histograms(img.as_raw(), img.width(), img.height(), hist)
         .map_err(|e| Invalid("decode", e.to_string()))?;
@@ -78,7 +84,8 @@ pub fn prediction_outputs(p: &Prediction, positive_label: Option<&str>) -> Optio
             .map(|s| f64::from(s.score))
             .or_else(|| {
                 // A binary model reporting only its top class: P(pos) = 1 − P(top).
-                (p.top.len() == 1 && p.label.as_deref() != Some(pos)).then(|| 1.0 - f64::from(p.top[0].score))
+                (p.top.len() == 1 && p.label.as_deref() != Some(pos))
+                    .then(|| 1.0 - f64::from(p.top[0].score))
             }),
         None => p.score.map(f64::from),
     };

@@ -43,7 +43,9 @@ pub const WATERMARK_SECONDS: &str = "argus_drift_watermark_unix_seconds";
 pub const LAST_WINDOW_END: &str = "argus_drift_last_window_end_unix_seconds";
 
 /// Buckets for the evaluation histogram (seconds).
-pub const EVAL_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const EVAL_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// Describe every metric (call once after installing a recorder).
 pub fn describe() {
@@ -55,18 +57,31 @@ pub fn describe() {
     describe_counter!(DUPLICATES, "Partial pane summaries rejected as duplicates");
     describe_gauge!(MERGE_PARTIALS, "Partials merged into the latest window");
     describe_counter!(REPORTS, "Drift reports published, by dataset status");
-    describe_histogram!(EVAL_SECONDS, metrics::Unit::Seconds, "Window merge and evaluation time");
+    describe_histogram!(
+        EVAL_SECONDS,
+        metrics::Unit::Seconds,
+        "Window merge and evaluation time"
+    );
     describe_gauge!(STATISTIC, "Drift test statistic per feature and method");
     describe_gauge!(P_VALUE, "Drift test p-value per feature and method");
     describe_gauge!(Q_VALUE, "Benjamini-Hochberg q-value per feature");
-    describe_gauge!(STATUS, "Feature status: 0 ok, 1 warn, 2 drift, -1 insufficient data");
+    describe_gauge!(
+        STATUS,
+        "Feature status: 0 ok, 1 warn, 2 drift, -1 insufficient data"
+    );
     describe_gauge!(DATASET_DRIFT, "1 when the window drifted");
     describe_gauge!(SHARE_DRIFTED, "Share of tested features that drifted");
     describe_gauge!(ALARM, "Alarm state: 0 ok, 1 pending, 2 firing");
     describe_gauge!(CBPE, "Label-free performance estimate (CBPE)");
     describe_gauge!(REFERENCE_INFO, "The reference profile in use");
-    describe_gauge!(WATERMARK_SECONDS, "Event-time watermark per owned partition (Unix seconds)");
-    describe_gauge!(LAST_WINDOW_END, "End of the last evaluated window (Unix seconds)");
+    describe_gauge!(
+        WATERMARK_SECONDS,
+        "Event-time watermark per owned partition (Unix seconds)"
+    );
+    describe_gauge!(
+        LAST_WINDOW_END,
+        "End of the last evaluated window (Unix seconds)"
+    );
 }
 
 /// Export one report as gauges.
@@ -78,7 +93,11 @@ pub fn record_report(r: &argus_stats::report::DriftReport) {
         gauge!(STATUS, &labels).set(f.status.gauge());
         let mut min_q: Option<f64> = None;
         for t in &f.tests {
-            let l = [("segment", seg.clone()), ("feature", f.name.clone()), ("method", t.method.clone())];
+            let l = [
+                ("segment", seg.clone()),
+                ("feature", f.name.clone()),
+                ("method", t.method.clone()),
+            ];
             gauge!(STATISTIC, &l).set(t.statistic);
             if let Some(p) = t.p_value {
                 gauge!(P_VALUE, &l).set(p);

@@ -77,7 +77,10 @@ impl PaneRecord {
     /// progress by partition.
     pub fn key(&self) -> String {
         match &self.message {
-            PaneMessage::Partial(p) => format!("{}/{}/{}/{}", p.topic, p.partition, p.pane_start_us, p.from_offset),
+            PaneMessage::Partial(p) => format!(
+                "{}/{}/{}/{}",
+                p.topic, p.partition, p.pane_start_us, p.from_offset
+            ),
             PaneMessage::Progress(p) => format!("{}/{}/progress", p.topic, p.partition),
         }
     }
@@ -160,7 +163,13 @@ impl PartitionPanes {
 
     /// Decide where a record goes and update the watermark. `segment` is the camera (or
     /// `None`), `event_us` the capture time.
-    pub fn admit(&mut self, cfg: &PaneConfig, offset: i64, event_us: i64, segment: Option<&str>) -> (Admit, i64) {
+    pub fn admit(
+        &mut self,
+        cfg: &PaneConfig,
+        offset: i64,
+        event_us: i64,
+        segment: Option<&str>,
+    ) -> (Admit, i64) {
         self.idle = false;
         self.next_offset = Some(self.next_offset.map_or(offset + 1, |n| n.max(offset + 1)));
         let pane = event_us.div_euclid(cfg.pane_us) * cfg.pane_us;
@@ -217,12 +226,16 @@ impl PartitionPanes {
         score: Option<f64>,
         hist: Option<&argus_stats::image::ImageHistograms>,
     ) {
-        let Some(open) = self.open.get_mut(&pane) else { return };
+        let Some(open) = self.open.get_mut(&pane) else {
+            return;
+        };
         let hash = record_hash(profile.settings.seed, &self.topic, self.partition, offset);
         let k = profile.settings.sample_k;
         let mut targets: Vec<&str> = vec![FLEET];
         if let Some(s) = segment {
-            if s != FLEET && (open.segments.contains_key(s) || open.segments.len() <= cfg.max_segments) {
+            if s != FLEET
+                && (open.segments.contains_key(s) || open.segments.len() <= cfg.max_segments)
+            {
                 targets.push(s);
             }
         }
@@ -246,14 +259,23 @@ impl PartitionPanes {
     }
 
     /// Panes that became final, as partials, oldest first; advances the floor.
-    pub fn close_final(&mut self, cfg: &PaneConfig, sidecar: &str, reference_sha256: &str) -> Vec<Partial> {
-        let Some(wm) = self.watermark_us else { return Vec::new() };
+    pub fn close_final(
+        &mut self,
+        cfg: &PaneConfig,
+        sidecar: &str,
+        reference_sha256: &str,
+    ) -> Vec<Partial> {
+        let Some(wm) = self.watermark_us else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
             if start.saturating_add(cfg.pane_us) > wm {
                 break;
             }
-            let Some((start, p)) = self.open.pop_first() else { break };
+            let Some((start, p)) = self.open.pop_first() else {
+                break;
+            };
             out.push(Partial {
                 sidecar: sidecar.to_owned(),
                 reference_sha256: reference_sha256.to_owned(),
@@ -284,6 +306,10 @@ impl PartitionPanes {
     /// The offset to commit: the first record of the oldest open pane, or past the last
     /// record when nothing is open. A restart replays open panes in full.
     pub fn commit_offset(&self) -> Option<i64> {
-        self.open.values().map(|p| p.from).min().or(self.next_offset)
+        self.open
+            .values()
+            .map(|p| p.from)
+            .min()
+            .or(self.next_offset)
     }
 }

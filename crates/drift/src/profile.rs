@@ -9,7 +9,8 @@ use argus_stats::calibration::fit_isotonic;
 use argus_stats::hash::record_hash;
 use argus_stats::image::ImageHistograms;
 use argus_stats::profile::{
-    FeatureKind, FeatureProfile, Profile, ProfileError, ProfileSettings, SegmentProfile, StreamKind, FLEET,
+    FeatureKind, FeatureProfile, Profile, ProfileError, ProfileSettings, SegmentProfile,
+    StreamKind, FLEET,
 };
 use argus_wire::Payload;
 use std::collections::BTreeMap;
@@ -52,7 +53,12 @@ impl<'m> ImageProfileBuilder<'m> {
 
     /// Add one frame of `segment` (a camera id; frames also count for the fleet `*`).
     /// `positive`: ground truth for calibration, when known.
-    pub fn add(&mut self, segment: &str, payload: &Payload, positive: Option<bool>) -> Result<(), String> {
+    pub fn add(
+        &mut self,
+        segment: &str,
+        payload: &Payload,
+        positive: Option<bool>,
+    ) -> Result<(), String> {
         let hash = record_hash(self.settings.seed, "reference", 0, self.n);
         self.n += 1;
         let mut hist = ImageHistograms::default();
@@ -115,12 +121,29 @@ impl<'m> ImageProfileBuilder<'m> {
                 .iter()
                 .zip(&cols.image)
                 .map(|(name, values)| {
-                    FeatureProfile::numeric(name, FeatureKind::ImageDerived, values, &cols.hashes, &self.settings)
+                    FeatureProfile::numeric(
+                        name,
+                        FeatureKind::ImageDerived,
+                        values,
+                        &cols.hashes,
+                        &self.settings,
+                    )
                 })
                 .collect();
             if self.model.is_some() {
-                features.push(FeatureProfile::numeric(SCORE, FeatureKind::Score, &cols.score, &cols.hashes, &self.settings));
-                features.push(FeatureProfile::categorical(PREDICTED_CLASS, FeatureKind::PredictedClass, &cols.class, &self.settings));
+                features.push(FeatureProfile::numeric(
+                    SCORE,
+                    FeatureKind::Score,
+                    &cols.score,
+                    &cols.hashes,
+                    &self.settings,
+                ));
+                features.push(FeatureProfile::categorical(
+                    PREDICTED_CLASS,
+                    FeatureKind::PredictedClass,
+                    &cols.class,
+                    &self.settings,
+                ));
             }
             segments.insert(
                 seg.clone(),

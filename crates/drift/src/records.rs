@@ -28,8 +28,8 @@
 use argus_stats::calibration::fit_isotonic;
 use argus_stats::hash::record_hash;
 use argus_stats::profile::{
-    discrete_label, Calibration, FeatureKind, FeatureProfile, Profile, ProfileError, ProfileSettings,
-    SegmentProfile, StreamKind, FLEET,
+    discrete_label, Calibration, FeatureKind, FeatureProfile, Profile, ProfileError,
+    ProfileSettings, SegmentProfile, StreamKind, FLEET,
 };
 use argus_stats::summary::{Cell, SegmentSummary};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -100,7 +100,10 @@ impl Table {
     }
 
     fn cell(&self, row: usize, col: usize) -> &CellValue {
-        self.rows.get(row).and_then(|r| r.get(col)).unwrap_or(&CellValue::Null)
+        self.rows
+            .get(row)
+            .and_then(|r| r.get(col))
+            .unwrap_or(&CellValue::Null)
     }
 }
 
@@ -129,31 +132,77 @@ pub struct ColumnSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
     #[error("{path}: cannot read the file: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: unknown file type {extension:?}; use a .csv file (with a header row) or JSON lines (.jsonl or .ndjson)")]
     Extension { path: String, extension: String },
     #[error("{path}: line {line}: {message}")]
-    Csv { path: String, line: u64, message: String },
+    Csv {
+        path: String,
+        line: u64,
+        message: String,
+    },
     #[error("{path}: the CSV file is empty; it needs a header row naming the columns")]
     NoHeader { path: String },
     #[error("{path}: header column {position} has an empty name; name it (or, for a pandas index, write the file with index=False)")]
     EmptyColumnName { path: String, position: usize },
     #[error("{path}: column {column:?} appears twice in the header (columns {first} and {second}); column names must be unique")]
-    DuplicateColumn { path: String, column: String, first: usize, second: usize },
+    DuplicateColumn {
+        path: String,
+        column: String,
+        first: usize,
+        second: usize,
+    },
     #[error("{path}: line {line}, column {column}: {message}")]
-    Json { path: String, line: usize, column: usize, message: String },
+    Json {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: line {line}: field {field:?} is a nested {what}; only scalar values (number, string, boolean, null) are supported — flatten it into separate fields")]
-    Nested { path: String, line: usize, field: String, what: &'static str },
+    Nested {
+        path: String,
+        line: usize,
+        field: String,
+        what: &'static str,
+    },
     #[error("{path}: line {line}: field {field:?} appears twice in the same object")]
-    DuplicateField { path: String, line: usize, field: String },
+    DuplicateField {
+        path: String,
+        line: usize,
+        field: String,
+    },
     #[error("{path}: column {column:?} (declared {role}) is not in the file; its columns are: {available}")]
-    MissingColumn { path: String, column: String, role: &'static str, available: String },
+    MissingColumn {
+        path: String,
+        column: String,
+        role: &'static str,
+        available: String,
+    },
     #[error("{path}: column {column:?} is declared both {first} and {second}; declare it once")]
-    Conflict { path: String, column: String, first: &'static str, second: &'static str },
+    Conflict {
+        path: String,
+        column: String,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("{path}: column {column:?} must be numeric ({role}) but row {row} (1-based, header not counted) has the text value {value:?}; fix or blank that value, or declare the column categorical")]
-    NotNumeric { path: String, column: String, role: &'static str, row: usize, value: String },
+    NotNumeric {
+        path: String,
+        column: String,
+        role: &'static str,
+        row: usize,
+        value: String,
+    },
     #[error("{path}: label column {column:?} {problem}; CBPE needs a binary label (two distinct values, the second in sorted order is positive) — fix the labels or drop the label column")]
-    Label { path: String, column: String, problem: String },
+    Label {
+        path: String,
+        column: String,
+        problem: String,
+    },
     #[error("{path}: the profile is a {found:?} profile; tables can only be compared with a records profile")]
     WrongStream { path: String, found: StreamKind },
     #[error("{path}: {source}")]
@@ -173,7 +222,10 @@ pub fn read_table(path: &Path) -> Result<Table, RecordsError> {
     match extension.as_str() {
         "csv" => read_csv(path, source),
         "jsonl" | "ndjson" => read_jsonl(path, source),
-        _ => Err(RecordsError::Extension { path: source, extension }),
+        _ => Err(RecordsError::Extension {
+            path: source,
+            extension,
+        }),
     }
 }
 
@@ -188,14 +240,21 @@ fn csv_error(path: &str, fallback_line: u64, e: &csv::Error) -> RecordsError {
         }
         _ => e.to_string(),
     };
-    RecordsError::Csv { path: path.to_owned(), line, message }
+    RecordsError::Csv {
+        path: path.to_owned(),
+        line,
+        message,
+    }
 }
 
 fn check_columns(path: &str, columns: &[String]) -> Result<(), RecordsError> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, c) in columns.iter().enumerate() {
         if c.trim().is_empty() {
-            return Err(RecordsError::EmptyColumnName { path: path.to_owned(), position: i + 1 });
+            return Err(RecordsError::EmptyColumnName {
+                path: path.to_owned(),
+                position: i + 1,
+            });
         }
         if let Some(first) = seen.insert(c.as_str(), i + 1) {
             return Err(RecordsError::DuplicateColumn {
@@ -221,12 +280,18 @@ fn csv_cell(field: &str) -> CellValue {
 }
 
 fn read_csv(path: &Path, source: String) -> Result<Table, RecordsError> {
-    let file = std::fs::File::open(path).map_err(|e| RecordsError::Io { path: source.clone(), source: e })?;
+    let file = std::fs::File::open(path).map_err(|e| RecordsError::Io {
+        path: source.clone(),
+        source: e,
+    })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(std::io::BufReader::new(file));
-    let header = reader.headers().map_err(|e| csv_error(&source, 1, &e))?.clone();
+    let header = reader
+        .headers()
+        .map_err(|e| csv_error(&source, 1, &e))?
+        .clone();
     if header.is_empty() {
         return Err(RecordsError::NoHeader { path: source });
     }
@@ -242,7 +307,11 @@ fn read_csv(path: &Path, source: String) -> Result<Table, RecordsError> {
             Err(e) => return Err(csv_error(&source, fallback, &e)),
         }
     }
-    Ok(Table { source, columns, rows })
+    Ok(Table {
+        source,
+        columns,
+        rows,
+    })
 }
 
 /// A JSON object with its fields in file order (serde_json's map would sort them).
@@ -256,7 +325,10 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object (one record per line)")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedObject, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
                     fields.push(entry);
@@ -269,21 +341,38 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
 }
 
 fn read_jsonl(path: &Path, source: String) -> Result<Table, RecordsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RecordsError::Io { path: source.clone(), source: e })?;
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(path).map_err(|e| RecordsError::Io {
+        path: source.clone(),
+        source: e,
+    })?;
     let mut columns: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut rows: Vec<Vec<CellValue>> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = i + 1;
-        let line = line.trim();
-        if line.is_empty() {
+        let line = line.map_err(|e| RecordsError::Json {
+            path: source.clone(),
+            line: line_no,
+            column: 1,
+            message: format!("cannot read the line ({e}); save the file as UTF-8"),
+        })?;
+        // A byte-order mark some editors write at the start of the file.
+        let line = if i == 0 {
+            line.trim_start_matches('\u{feff}')
+        } else {
+            &line
+        };
+        if line.trim().is_empty() {
             continue;
         }
         let object: OrderedObject = serde_json::from_str(line).map_err(|e| RecordsError::Json {
             path: source.clone(),
             line: line_no,
             column: e.column(),
-            message: format!("{e}; each line must be one JSON object such as {{\"x\": 1.5, \"city\": \"Oslo\"}}"),
+            message: format!(
+                "{e}; each line must be one JSON object such as {{\"x\": 1.5, \"city\": \"Oslo\"}}"
+            ),
         })?;
         let mut row = vec![CellValue::Null; columns.len()];
         let mut seen: BTreeSet<usize> = BTreeSet::new();
@@ -294,10 +383,20 @@ fn read_jsonl(path: &Path, source: String) -> Result<Table, RecordsError> {
                 serde_json::Value::Number(n) => CellValue::Num(n.as_f64().unwrap_or(f64::NAN)),
                 serde_json::Value::String(s) => CellValue::Text(s),
                 serde_json::Value::Array(_) => {
-                    return Err(RecordsError::Nested { path: source, line: line_no, field, what: "array" })
+                    return Err(RecordsError::Nested {
+                        path: source,
+                        line: line_no,
+                        field,
+                        what: "array",
+                    })
                 }
                 serde_json::Value::Object(_) => {
-                    return Err(RecordsError::Nested { path: source, line: line_no, field, what: "object" })
+                    return Err(RecordsError::Nested {
+                        path: source,
+                        line: line_no,
+                        field,
+                        what: "object",
+                    })
                 }
             };
             let col = match index.get(&field) {
@@ -319,7 +418,11 @@ fn read_jsonl(path: &Path, source: String) -> Result<Table, RecordsError> {
                 }
             };
             if !seen.insert(col) {
-                return Err(RecordsError::DuplicateField { path: source, line: line_no, field });
+                return Err(RecordsError::DuplicateField {
+                    path: source,
+                    line: line_no,
+                    field,
+                });
             }
             row[col] = cell;
         }
@@ -329,7 +432,11 @@ fn read_jsonl(path: &Path, source: String) -> Result<Table, RecordsError> {
     for row in &mut rows {
         row.resize(columns.len(), CellValue::Null);
     }
-    Ok(Table { source, columns, rows })
+    Ok(Table {
+        source,
+        columns,
+        rows,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,15 +468,21 @@ fn available(table: &Table) -> String {
 }
 
 fn require(table: &Table, column: &str, role: &'static str) -> Result<usize, RecordsError> {
-    table.column_index(column).ok_or_else(|| missing(table, column, role))
+    table
+        .column_index(column)
+        .ok_or_else(|| missing(table, column, role))
 }
 
 /// The first row (0-based) of a column holding text, if any.
 fn first_text(table: &Table, col: usize) -> Option<(usize, &str)> {
-    table.rows.iter().enumerate().find_map(|(i, r)| match r.get(col) {
-        Some(CellValue::Text(t)) => Some((i, t.as_str())),
-        _ => None,
-    })
+    table
+        .rows
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match r.get(col) {
+            Some(CellValue::Text(t)) => Some((i, t.as_str())),
+            _ => None,
+        })
 }
 
 fn require_numeric(table: &Table, col: usize, role: &'static str) -> Result<(), RecordsError> {
@@ -396,13 +509,14 @@ fn plan(table: &Table, spec: &ColumnSpec) -> Result<Plan, RecordsError> {
     let mut declared: HashMap<&str, &'static str> = HashMap::new();
     for (name, role) in &decls {
         if let Some(prev) = declared.insert(*name, *role) {
-            let compatible = prev == *role || matches!((prev, *role), ("numeric", "score") | ("score", "numeric"));
+            let compatible = prev == *role
+                || matches!((prev, *role), ("numeric", "score") | ("score", "numeric"));
             if !compatible {
                 return Err(RecordsError::Conflict {
                     path: table.source.clone(),
                     column: (*name).to_owned(),
                     first: prev,
-                    second: *role,
+                    second: role,
                 });
             }
         }
@@ -438,7 +552,12 @@ fn plan(table: &Table, spec: &ColumnSpec) -> Result<Plan, RecordsError> {
             "a label column needs a score column (and vice versa) for the CBPE calibration; profiling without one"
         );
     }
-    Ok(Plan { features, segment, label, score })
+    Ok(Plan {
+        features,
+        segment,
+        label,
+        score,
+    })
 }
 
 /// The segment a cell puts its row in (`None`: the fleet only).
@@ -471,7 +590,10 @@ fn segment_profile(
     settings: &ProfileSettings,
     fleet: Option<&SegmentProfile>,
 ) -> SegmentProfile {
-    let sub_hashes: Vec<u64> = rows.iter().map(|r| hashes.get(*r).copied().unwrap_or(0)).collect();
+    let sub_hashes: Vec<u64> = rows
+        .iter()
+        .map(|r| hashes.get(*r).copied().unwrap_or(0))
+        .collect();
     let features = plan
         .features
         .iter()
@@ -479,11 +601,17 @@ fn segment_profile(
         .map(|(fi, (col, role))| {
             let name = table.columns[*col].as_str();
             let forced = fleet.and_then(|f| f.features.get(fi)).map(|f| f.kind);
-            let labels = || -> Vec<Option<String>> { rows.iter().map(|r| table.cell(*r, *col).label()).collect() };
+            let labels = || -> Vec<Option<String>> {
+                rows.iter().map(|r| table.cell(*r, *col).label()).collect()
+            };
             match (role, forced) {
-                (Role::Numeric(kind), None) => {
-                    FeatureProfile::numeric(name, *kind, &numbers(table, *col, rows), &sub_hashes, settings)
-                }
+                (Role::Numeric(kind), None) => FeatureProfile::numeric(
+                    name,
+                    *kind,
+                    &numbers(table, *col, rows),
+                    &sub_hashes,
+                    settings,
+                ),
                 (Role::Numeric(_), Some(kind)) if kind.is_numeric() => {
                     // `Score` never turns discrete; the kind is then set to the fleet's.
                     let mut p = FeatureProfile::numeric(
@@ -505,11 +633,17 @@ fn segment_profile(
                         .collect();
                     let mut p = FeatureProfile::categorical(name, kind, &labels, settings);
                     p.kind = kind;
-                    p.n_nonfinite = values.iter().flatten().filter(|x| !x.is_finite()).count() as u64;
+                    p.n_nonfinite =
+                        values.iter().flatten().filter(|x| !x.is_finite()).count() as u64;
                     p
                 }
                 (Role::Categorical, forced) => {
-                    let mut p = FeatureProfile::categorical(name, FeatureKind::Categorical, &labels(), settings);
+                    let mut p = FeatureProfile::categorical(
+                        name,
+                        FeatureKind::Categorical,
+                        &labels(),
+                        settings,
+                    );
                     if let Some(kind) = forced {
                         p.kind = kind;
                     }
@@ -518,13 +652,28 @@ fn segment_profile(
             }
         })
         .collect();
-    SegmentProfile { n: rows.len() as u64, features, histograms: None }
+    SegmentProfile {
+        n: rows.len() as u64,
+        features,
+        histograms: None,
+    }
 }
 
-fn calibrate(table: &Table, label: usize, score: usize, threshold: f64) -> Result<Calibration, RecordsError> {
+fn calibrate(
+    table: &Table,
+    label: usize,
+    score: usize,
+    threshold: f64,
+) -> Result<Calibration, RecordsError> {
     let column = table.columns[label].clone();
-    let err = |problem: String| RecordsError::Label { path: table.source.clone(), column: column.clone(), problem };
-    let cells: Vec<&CellValue> = (0..table.rows.len()).map(|r| table.cell(r, label)).collect();
+    let err = |problem: String| RecordsError::Label {
+        path: table.source.clone(),
+        column: column.clone(),
+        problem,
+    };
+    let cells: Vec<&CellValue> = (0..table.rows.len())
+        .map(|r| table.cell(r, label))
+        .collect();
     let all_numbers = cells.iter().all(|c| !matches!(c, CellValue::Text(_)));
     let mut distinct: Vec<(f64, String)> = cells
         .iter()
@@ -541,9 +690,17 @@ fn calibrate(table: &Table, label: usize, score: usize, threshold: f64) -> Resul
         distinct.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     if distinct.len() != 2 {
-        let shown: Vec<String> = distinct.iter().take(5).map(|d| format!("{:?}", d.1)).collect();
+        let shown: Vec<String> = distinct
+            .iter()
+            .take(5)
+            .map(|d| format!("{:?}", d.1))
+            .collect();
         let more = if distinct.len() > 5 { ", ..." } else { "" };
-        return Err(err(format!("has {} distinct values ({}{more})", distinct.len(), shown.join(", "))));
+        return Err(err(format!(
+            "has {} distinct values ({}{more})",
+            distinct.len(),
+            shown.join(", ")
+        )));
     }
     let positive = distinct[1].1.clone();
     let (mut scores, mut positives) = (Vec::new(), Vec::new());
@@ -577,7 +734,9 @@ pub fn profile_table(
     let plan = plan(table, spec)?;
     let name = table.hash_name();
     let n = table.rows.len();
-    let hashes: Vec<u64> = (0..n).map(|i| record_hash(settings.seed, &name, 0, i as i64)).collect();
+    let hashes: Vec<u64> = (0..n)
+        .map(|i| record_hash(settings.seed, &name, 0, i as i64))
+        .collect();
     let all: Vec<usize> = (0..n).collect();
     let fleet = segment_profile(table, &plan, &all, &hashes, settings, None);
     let mut segments = BTreeMap::new();
@@ -621,20 +780,29 @@ pub fn profile_table(
         calibration,
         created_by.to_owned(),
     )
-    .map_err(|source| RecordsError::Profile { path: table.source.clone(), source })
+    .map_err(|source| RecordsError::Profile {
+        path: table.source.clone(),
+        source,
+    })
 }
 
 /// Summarise every row of `table` into `*` and, with `segment_column`, into its segment, each
 /// shaped by that segment's reference (its own, else the fleet's). The table must have every
-/// profiled feature column (extra columns are ignored); a table without rows may lack them.
-/// With a calibration in the profile, each row's score is also counted for CBPE.
+/// profiled feature column (extra columns are ignored); a table without rows may lack them
+/// (an empty JSON-lines file has no columns at all). Unlike profiling, text in a numeric
+/// column is not an error here: the value counts as invalid and as null for its feature, so
+/// the null-share test reports it. With a calibration in the profile, each row's score is also
+/// counted for CBPE.
 pub fn summarise_table(
     table: &Table,
     profile: &Profile,
     segment_column: Option<&str>,
 ) -> Result<BTreeMap<String, SegmentSummary>, RecordsError> {
     if profile.stream != StreamKind::Records {
-        return Err(RecordsError::WrongStream { path: table.source.clone(), found: profile.stream });
+        return Err(RecordsError::WrongStream {
+            path: table.source.clone(),
+            found: profile.stream,
+        });
     }
     let fleet = profile.fleet();
     let strict = !table.rows.is_empty();
@@ -653,7 +821,12 @@ pub fn summarise_table(
     };
     let calibration = profile.calibration.as_ref();
     let score = calibration
-        .and_then(|_| fleet.features.iter().position(|f| f.kind == FeatureKind::Score))
+        .and_then(|_| {
+            fleet
+                .features
+                .iter()
+                .position(|f| f.kind == FeatureKind::Score)
+        })
         .and_then(|fi| cols.get(fi).copied().flatten());
     let k = profile.settings.sample_k;
     let name = table.hash_name();
@@ -666,7 +839,13 @@ pub fn summarise_table(
             Some(CellValue::Text(t)) => t.trim().parse::<f64>().ok(),
             _ => None,
         });
-        let row_ctx = RowCtx { cols: &cols, row, hash, calibration, score };
+        let row_ctx = RowCtx {
+            cols: &cols,
+            row,
+            hash,
+            calibration,
+            score,
+        };
         row_ctx.add_to(&mut fleet_summary, fleet);
         if let Some(key) = segment.and_then(|c| row.get(c)).and_then(segment_key) {
             let reference = profile.segment(&key);
@@ -675,6 +854,13 @@ pub fn summarise_table(
                 .or_insert_with(|| SegmentSummary::new(reference, calibration, k));
             row_ctx.add_to(s, reference);
         }
+    }
+    if fleet_summary.n_invalid > 0 {
+        tracing::warn!(
+            file = %table.source,
+            invalid = fleet_summary.n_invalid,
+            "text values in numeric columns were counted as nulls"
+        );
     }
     out.insert(FLEET.to_owned(), fleet_summary);
     Ok(out)
@@ -701,7 +887,9 @@ impl RowCtx<'_> {
     fn add_to(&self, summary: &mut SegmentSummary, reference: &SegmentProfile) {
         summary.n_records += 1;
         for (fi, col) in self.cols.iter().enumerate() {
-            let cell = col.and_then(|c| self.row.get(c)).map_or(Cell::Null, CellValue::as_cell);
+            let cell = col
+                .and_then(|c| self.row.get(c))
+                .map_or(Cell::Null, CellValue::as_cell);
             summary.add(reference, fi, cell, self.hash);
         }
         if let (Some(c), Some(x)) = (self.calibration, self.score) {

@@ -52,6 +52,9 @@ pub struct DriftConfig {
     pub model: ModelInfo,
     /// How often panes are closed, progress published and reports evaluated.
     pub tick: Duration,
+    /// Create the panes and reports topics if missing (off where topics are made elsewhere,
+    /// e.g. the embedded broker, whose admin API is limited).
+    pub create_topics: bool,
 }
 
 impl DriftConfig {
@@ -73,6 +76,7 @@ impl DriftConfig {
             eval: EvalConfig::default(),
             model,
             tick: Duration::from_millis(250),
+            create_topics: true,
         }
     }
 
@@ -160,7 +164,10 @@ impl Layout {
             record,
             score,
             class,
-            positive_label: profile.calibration.as_ref().map(|c| c.positive_label.clone()),
+            positive_label: profile
+                .calibration
+                .as_ref()
+                .map(|c| c.positive_label.clone()),
         })
     }
 }
@@ -176,18 +183,27 @@ pub async fn run(
 ) -> Result<DriftStats, DriftError> {
     config.validate().map_err(DriftError::Config)?;
     let layout = Layout::new(&profile)?;
-    ensure_topics(
-        &settings,
-        &[TopicSpec::new(&config.panes_topic, 1), TopicSpec::new(&config.reports_topic, 1)],
-    )
-    .await?;
+    if config.create_topics {
+        ensure_topics(
+            &settings,
+            &[
+                TopicSpec::new(&config.panes_topic, 1),
+                TopicSpec::new(&config.reports_topic, 1),
+            ],
+        )
+        .await?;
+    }
     gauge!(m::REFERENCE_INFO, "reference_id" => profile.id.clone(), "sha256" => profile.sha256.clone()).set(1.0);
 
     let mut cc = settings.consumer_config(&config.group, &config.sidecar_id);
     cc.set("enable.partition.eof", "true");
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext::new(&config.sidecar_id))
-        .map_err(|source| KafkaSetupError::Client { role: "drift consumer", brokers: settings.brokers.clone(), source })?;
+        .map_err(|source| KafkaSetupError::Client {
+            role: "drift consumer",
+            brokers: settings.brokers.clone(),
+            source,
+        })?;
     let mut topics = vec![config.input_topic.as_str()];
     if let Some(p) = &config.predictions_topic {
         topics.push(p);
@@ -195,16 +211,23 @@ pub async fn run(
     consumer.subscribe(&topics)?;
     let assignment = consumer.context().assignment();
 
-    let mut pc = settings.consumer_config(&format!("{}-panes-{}", config.group, config.sidecar_id), &config.sidecar_id);
-    pc.set("enable.auto.commit", "false");
-    let panes_reader: StreamConsumer = pc
-        .create()
-        .map_err(|source| KafkaSetupError::Client { role: "panes reader", brokers: settings.brokers.clone(), source })?;
+    let mut pc = settings.consumer_config(
+        &format!("{}-panes-{}", config.group, config.sidecar_id),
+        &config.sidecar_id,
+    );
+    pc.set("enable.auto.commit", "false")
+        .set("statistics.interval.ms", "0");
+    let panes_reader: StreamConsumer = pc.create().map_err(|source| KafkaSetupError::Client {
+        role: "panes reader",
+        brokers: settings.brokers.clone(),
+        source,
+    })?;
     // A topic created a moment ago may take a while to show its partitions.
     let mut tpl = TopicPartitionList::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while tpl.count() == 0 {
-        let meta = panes_reader.fetch_metadata(Some(&config.panes_topic), Duration::from_secs(10))?;
+        let meta =
+            panes_reader.fetch_metadata(Some(&config.panes_topic), Duration::from_secs(10))?;
         for t in meta.topics() {
             for p in t.partitions() {
                 tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
@@ -212,7 +235,10 @@ pub async fn run(
         }
         if tpl.count() == 0 {
             if Instant::now() > deadline {
-                return Err(DriftError::Config(format!("panes topic {} has no partitions", config.panes_topic)));
+                return Err(DriftError::Config(format!(
+                    "panes topic {} has no partitions",
+                    config.panes_topic
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -380,7 +406,9 @@ fn continue_with(
     stats: &mut DriftStats,
     schema_checked: &mut bool,
 ) -> Result<(), DriftError> {
-    let Some(state) = parts.get_mut(key) else { return Ok(()) };
+    let Some(state) = parts.get_mut(key) else {
+        return Ok(());
+    };
     stats.records += 1;
     let topic = key.0.as_str();
     let is_input = topic == config.input_topic;
@@ -405,22 +433,48 @@ fn continue_with(
         match profile.stream {
             StreamKind::Images => {
                 let mut hist = ImageHistograms::default();
-                let values: Vec<(usize, Cell<'_>)> = match features::frame_values(&env.payload, &mut hist) {
-                    Ok(v) => layout.image.iter().zip(v).filter_map(|(i, x)| i.map(|i| (i, Cell::Num(x)))).collect(),
-                    Err(e) => {
-                        counter!(m::INVALID, "reason" => e.0).increment(1);
-                        stats.invalid += 1;
-                        layout.image.iter().flatten().map(|i| (*i, Cell::Null)).collect()
-                    }
-                };
-                state.add(profile, pane_cfg, pane, msg.offset(), Some(segment), &values, None, Some(&hist));
+                let values: Vec<(usize, Cell<'_>)> =
+                    match features::frame_values(&env.payload, &mut hist) {
+                        Ok(v) => layout
+                            .image
+                            .iter()
+                            .zip(v)
+                            .filter_map(|(i, x)| i.map(|i| (i, Cell::Num(x))))
+                            .collect(),
+                        Err(e) => {
+                            counter!(m::INVALID, "reason" => e.0).increment(1);
+                            stats.invalid += 1;
+                            layout
+                                .image
+                                .iter()
+                                .flatten()
+                                .map(|i| (*i, Cell::Null))
+                                .collect()
+                        }
+                    };
+                state.add(
+                    profile,
+                    pane_cfg,
+                    pane,
+                    msg.offset(),
+                    Some(segment),
+                    &values,
+                    None,
+                    Some(&hist),
+                );
             }
             StreamKind::Records => {
                 let argus_wire::Payload::Record(rec) = &env.payload else {
-                    invalid(stats, topic, "not_a_record", "payload is an image, profile is for records");
+                    invalid(
+                        stats,
+                        topic,
+                        "not_a_record",
+                        "payload is an image, profile is for records",
+                    );
                     return Ok(());
                 };
-                let mut values: Vec<(usize, Cell<'_>)> = layout.record.values().map(|i| (*i, Cell::Null)).collect();
+                let mut values: Vec<(usize, Cell<'_>)> =
+                    layout.record.values().map(|i| (*i, Cell::Null)).collect();
                 for f in &rec.fields {
                     if let Some(i) = layout.record.get(&f.name) {
                         if let Some(slot) = values.iter_mut().find(|(j, _)| j == i) {
@@ -429,7 +483,16 @@ fn continue_with(
                     }
                 }
                 values.sort_by_key(|v| v.0);
-                state.add(profile, pane_cfg, pane, msg.offset(), Some(segment), &values, None, None);
+                state.add(
+                    profile,
+                    pane_cfg,
+                    pane,
+                    msg.offset(),
+                    Some(segment),
+                    &values,
+                    None,
+                    None,
+                );
             }
         }
     } else {
@@ -441,7 +504,12 @@ fn continue_with(
             }
         };
         let Some(event_us) = p.input.capture_time_us else {
-            invalid(stats, topic, "no_capture_time", "prediction has no input.capture_time_us");
+            invalid(
+                stats,
+                topic,
+                "no_capture_time",
+                "prediction has no input.capture_time_us",
+            );
             return Ok(());
         };
         let segment = p.input.source_id.clone().or_else(|| p.input.key.clone());
@@ -449,15 +517,31 @@ fn continue_with(
         if !count(stats, topic, admit) {
             return Ok(());
         }
-        let Some(out) = features::prediction_outputs(&p, layout.positive_label.as_deref()) else { return Ok(()) };
+        let Some(out) = features::prediction_outputs(&p, layout.positive_label.as_deref()) else {
+            return Ok(());
+        };
         let mut values = Vec::new();
         if let Some(i) = layout.score {
             values.push((i, out.score.map_or(Cell::Null, Cell::Num)));
         }
         if let Some(i) = layout.class {
-            values.push((i, out.predicted_class.as_deref().map_or(Cell::Null, Cell::Text)));
+            values.push((
+                i,
+                out.predicted_class
+                    .as_deref()
+                    .map_or(Cell::Null, Cell::Text),
+            ));
         }
-        state.add(profile, pane_cfg, pane, msg.offset(), segment.as_deref(), &values, out.score, None);
+        state.add(
+            profile,
+            pane_cfg,
+            pane,
+            msg.offset(),
+            segment.as_deref(),
+            &values,
+            out.score,
+            None,
+        );
     }
     Ok(())
 }
@@ -488,7 +572,11 @@ fn invalid(stats: &mut DriftStats, topic: &str, reason: &'static str, detail: &s
 
 /// The first input decides whether the stream matches the profile; a mismatch stops the
 /// sidecar (its reports would be meaningless).
-fn check_schema(profile: &Profile, layout: &Layout, payload: &argus_wire::Payload) -> Result<(), DriftError> {
+fn check_schema(
+    profile: &Profile,
+    layout: &Layout,
+    payload: &argus_wire::Payload,
+) -> Result<(), DriftError> {
     match (profile.stream, payload) {
         (StreamKind::Images, argus_wire::Payload::Record(_)) => Err(DriftError::SchemaMismatch(format!(
             "profile {} (schema {}) is for images, the stream carries records; use a records profile",
@@ -527,9 +615,13 @@ async fn send_json<T: serde::Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), DriftError> {
-    let body = serde_json::to_vec(value).map_err(|e| DriftError::Config(format!("cannot serialise: {e}")))?;
+    let body = serde_json::to_vec(value)
+        .map_err(|e| DriftError::Config(format!("cannot serialise: {e}")))?;
     producer
-        .send(FutureRecord::to(topic).key(key).payload(&body), Duration::from_secs(10))
+        .send(
+            FutureRecord::to(topic).key(key).payload(&body),
+            Duration::from_secs(10),
+        )
         .await
         .map_err(|(e, _)| DriftError::Kafka(e))?;
     Ok(())

@@ -83,7 +83,12 @@ struct Data {
     rows: Vec<Vec<V>>,
 }
 
-const CITIES: [(&str, f64); 4] = [("oslo", 0.4), ("bergen", 0.3), ("tromso", 0.2), ("stavanger", 0.1)];
+const CITIES: [(&str, f64); 4] = [
+    ("oslo", 0.4),
+    ("bergen", 0.3),
+    ("tromso", 0.2),
+    ("stavanger", 0.1),
+];
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Gen {
@@ -107,8 +112,16 @@ fn generate(seed: u64, n: usize, g: Gen) -> Data {
         .map(|i| {
             let x = r.normal() + g.shift_x;
             let y = 10.0 + 2.0 * r.normal();
-            let y = if r.uniform() < g.null_y { V::Null } else { V::N(y) };
-            let city = if r.uniform() < g.new_city { "narvik" } else { r.pick(&CITIES) };
+            let y = if r.uniform() < g.null_y {
+                V::Null
+            } else {
+                V::N(y)
+            };
+            let city = if r.uniform() < g.new_city {
+                "narvik"
+            } else {
+                r.pick(&CITIES)
+            };
             let count = (r.uniform() * 6.0).floor().min(5.0);
             let flag = f64::from(u8::from(r.uniform() < 0.3));
             let active = r.uniform() < 0.6;
@@ -136,7 +149,23 @@ fn spec() -> ColumnSpec {
 // ----------------------------------------------------------------------------------------------
 // Files
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "argus-drift-offline-{name}-{}-{}",
@@ -144,7 +173,7 @@ fn temp_dir(name: &str) -> PathBuf {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn write_csv(path: &Path, d: &Data) -> PathBuf {
@@ -180,7 +209,10 @@ fn read(path: &Path) -> Table {
 // ----------------------------------------------------------------------------------------------
 // Report checks
 
-const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/drift-report.v1.schema.json");
+const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../schemas/drift-report.v1.schema.json"
+);
 
 /// No NaN or infinity anywhere: serde_json writes non-finite floats as `null`, and the report
 /// never has a `null` of its own (optional fields are omitted), so any `null` is a bad number.
@@ -188,7 +220,10 @@ fn assert_all_finite(v: &serde_json::Value, at: &str) {
     match v {
         serde_json::Value::Null => panic!("null (a NaN or infinite number?) at {at}"),
         serde_json::Value::Number(n) => {
-            assert!(n.as_f64().is_some_and(f64::is_finite), "non-finite number at {at}");
+            assert!(
+                n.as_f64().is_some_and(f64::is_finite),
+                "non-finite number at {at}"
+            );
         }
         serde_json::Value::Array(a) => a
             .iter()
@@ -212,6 +247,10 @@ fn check(reports: &[DriftReport]) {
         eprintln!("note: {SCHEMA} not found; skipping the JSON-schema validation");
     }
     let validator = schema.map(|s| jsonschema::validator_for(&s).expect("schema compiles"));
+    if let Some(v) = &validator {
+        // The validator is not vacuous: a report without its parts is refused.
+        assert!(!v.is_valid(&serde_json::json!({ "schema": "argus.drift-report/v1" })));
+    }
     for r in reports {
         let text = serde_json::to_string(r).unwrap();
         assert!(!text.contains("NaN"), "{text}");
@@ -234,19 +273,37 @@ fn feature<'a>(r: &'a DriftReport, name: &str) -> &'a FeatureReport {
     r.features
         .iter()
         .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no feature {name} in {:?}", r.features.iter().map(|f| &f.name).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no feature {name} in {:?}",
+                r.features.iter().map(|f| &f.name).collect::<Vec<_>>()
+            )
+        })
 }
 
 fn statuses(r: &DriftReport) -> Vec<(String, Status)> {
-    r.features.iter().map(|f| (f.name.clone(), f.status)).collect()
+    r.features
+        .iter()
+        .map(|f| (f.name.clone(), f.status))
+        .collect()
 }
 
 /// Reference (seed 1, 5 000 rows) and current (seed 2, `n` rows, shaped by `g`) as CSV.
 fn compare_csv(name: &str, n: usize, g: Gen, k_alarm: u32) -> Vec<DriftReport> {
     let dir = temp_dir(name);
-    let r = write_csv(&dir.join("reference.csv"), &generate(1, 5000, Gen::default()));
+    let r = write_csv(
+        &dir.join("reference.csv"),
+        &generate(1, 5000, Gen::default()),
+    );
     let c = write_csv(&dir.join("current.csv"), &generate(2, n, g));
-    let reports = compare(&read(&r), &read(&c), &spec(), &EvalConfig::default(), k_alarm).unwrap();
+    let reports = compare(
+        &read(&r),
+        &read(&c),
+        &spec(),
+        &EvalConfig::default(),
+        k_alarm,
+    )
+    .unwrap();
     check(&reports);
     reports
 }
@@ -264,7 +321,11 @@ fn identical_distributions_do_not_drift() {
     assert_eq!(r.reference.n, 5000);
     assert_eq!(r.reference.segment, FLEET);
     let names: Vec<&str> = r.features.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["x", "y", "city", "count", "flag", "active"], "id is ignored");
+    assert_eq!(
+        names,
+        ["x", "y", "city", "count", "flag", "active"],
+        "id is ignored"
+    );
     assert_eq!(feature(r, "x").kind, FeatureKind::Numeric);
     assert_eq!(feature(r, "city").kind, FeatureKind::Categorical);
     assert_eq!(feature(r, "count").kind, FeatureKind::NumericDiscrete);
@@ -281,7 +342,10 @@ fn identical_distributions_do_not_drift() {
 
 #[test]
 fn mean_shift_flags_that_column_only() {
-    let g = Gen { shift_x: 0.5, ..Gen::default() };
+    let g = Gen {
+        shift_x: 0.5,
+        ..Gen::default()
+    };
     let reports = compare_csv("shift", 2000, g, 1);
     let r = &reports[0];
     let x = feature(r, "x");
@@ -308,11 +372,17 @@ fn mean_shift_flags_that_column_only() {
 
 #[test]
 fn new_category_raises_the_new_values_alarm() {
-    let g = Gen { new_city: 0.05, ..Gen::default() };
+    let g = Gen {
+        new_city: 0.05,
+        ..Gen::default()
+    };
     let reports = compare_csv("new-category", 2000, g, 3);
     let r = &reports[0];
     let city = feature(r, "city");
-    let nv = city.new_values.as_ref().expect("new_values for a categorical feature");
+    let nv = city
+        .new_values
+        .as_ref()
+        .expect("new_values for a categorical feature");
     assert!(nv.alarm, "{nv:?}");
     assert!((nv.share - 0.05).abs() < 0.015, "{nv:?}");
     assert_eq!(nv.top.first().map(|t| t.0.as_str()), Some("narvik"));
@@ -335,8 +405,14 @@ fn constant_columns_give_p_one_and_no_nan() {
         }
         d
     };
-    let r = write_csv(&dir.join("reference.csv"), &with_constants(generate(1, 3000, Gen::default())));
-    let c = write_csv(&dir.join("current.csv"), &with_constants(generate(2, 1000, Gen::default())));
+    let r = write_csv(
+        &dir.join("reference.csv"),
+        &with_constants(generate(1, 3000, Gen::default())),
+    );
+    let c = write_csv(
+        &dir.join("current.csv"),
+        &with_constants(generate(2, 1000, Gen::default())),
+    );
     let reports = compare(&read(&r), &read(&c), &spec(), &EvalConfig::default(), 3).unwrap();
     check(&reports);
     for name in ["const_num", "const_text"] {
@@ -354,13 +430,29 @@ fn constant_columns_give_p_one_and_no_nan() {
 #[test]
 fn empty_current_file_is_insufficient_data() {
     let dir = temp_dir("empty");
-    let r = write_csv(&dir.join("reference.csv"), &generate(1, 3000, Gen::default()));
-    let header_only = write_csv(&dir.join("current.csv"), &Data { columns: generate(1, 0, Gen::default()).columns, rows: Vec::new() });
+    let r = write_csv(
+        &dir.join("reference.csv"),
+        &generate(1, 3000, Gen::default()),
+    );
+    let header_only = write_csv(
+        &dir.join("current.csv"),
+        &Data {
+            columns: generate(1, 0, Gen::default()).columns,
+            rows: Vec::new(),
+        },
+    );
     let empty_jsonl = dir.join("current-empty.jsonl");
     std::fs::write(&empty_jsonl, "").unwrap();
     let reference = read(&r);
     for current in [header_only, empty_jsonl] {
-        let reports = compare(&reference, &read(&current), &spec(), &EvalConfig::default(), 3).unwrap();
+        let reports = compare(
+            &reference,
+            &read(&current),
+            &spec(),
+            &EvalConfig::default(),
+            3,
+        )
+        .unwrap();
         check(&reports);
         assert_eq!(reports.len(), 1, "only the fleet segment");
         let rep = &reports[0];
@@ -379,11 +471,29 @@ fn empty_current_file_is_insufficient_data() {
 #[test]
 fn jsonl_and_csv_give_the_same_report() {
     let dir = temp_dir("formats");
-    let reference = generate(1, 4000, Gen { null_y: 0.02, ..Gen::default() });
-    let current = generate(3, 3000, Gen { shift_x: 0.2, new_city: 0.01, null_y: 0.05 });
+    let reference = generate(
+        1,
+        4000,
+        Gen {
+            null_y: 0.02,
+            ..Gen::default()
+        },
+    );
+    let current = generate(
+        3,
+        3000,
+        Gen {
+            shift_x: 0.2,
+            new_city: 0.01,
+            null_y: 0.05,
+        },
+    );
     let ref_csv = read(&write_csv(&dir.join("reference.csv"), &reference));
     let ref_jsonl = read(&write_jsonl(&dir.join("reference.jsonl"), &reference));
-    assert_eq!(ref_csv.columns, ref_jsonl.columns, "JSON fields keep their file order");
+    assert_eq!(
+        ref_csv.columns, ref_jsonl.columns,
+        "JSON fields keep their file order"
+    );
     assert_eq!(ref_csv.rows, ref_jsonl.rows);
 
     // The same profile content from either format (only `source`, and so the hash, differ).
@@ -400,8 +510,18 @@ fn jsonl_and_csv_give_the_same_report() {
     let a = compare(&ref_csv, &cur_csv, &spec(), &cfg, 3).unwrap();
     let b = compare(&ref_csv, &cur_jsonl, &spec(), &cfg, 3).unwrap();
     check(&a);
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-    assert_eq!(feature(&a[0], "y").n_null, cur_csv.rows.iter().filter(|r| r[2] == argus_drift::records::CellValue::Null).count() as u64);
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    assert_eq!(
+        feature(&a[0], "y").n_null,
+        cur_csv
+            .rows
+            .iter()
+            .filter(|r| r[2] == argus_drift::records::CellValue::Null)
+            .count() as u64
+    );
 }
 
 #[test]
@@ -415,7 +535,10 @@ fn declared_numeric_column_with_text_names_the_row() {
     let p = profile_table(&table, &spec(), &ProfileSettings::default(), "r", "t").unwrap();
     assert_eq!(p.fleet().features[0].kind, FeatureKind::Categorical);
     // ...declared numeric, it is an error naming the file, column, row and value.
-    let spec = ColumnSpec { numeric: vec!["x".to_owned()], ..spec() };
+    let spec = ColumnSpec {
+        numeric: vec!["x".to_owned()],
+        ..spec()
+    };
     let err = profile_table(&table, &spec, &ProfileSettings::default(), "r", "t")
         .unwrap_err()
         .to_string();
@@ -432,28 +555,43 @@ fn bad_files_give_clear_errors() {
     let nested = dir.join("nested.jsonl");
     std::fs::write(&nested, "{\"x\": 1}\n\n{\"x\": 2, \"tags\": [\"a\"]}\n").unwrap();
     let err = read_table(&nested).unwrap_err().to_string();
-    assert!(err.contains("line 3") && err.contains("\"tags\"") && err.contains("array"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("\"tags\"") && err.contains("array"),
+        "{err}"
+    );
     // Not an object.
     let scalar = dir.join("scalar.ndjson");
     std::fs::write(&scalar, "{\"x\": 1}\n[1, 2]\n").unwrap();
     let err = read_table(&scalar).unwrap_err().to_string();
-    assert!(err.contains("line 2") && err.contains("JSON object"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("JSON object"),
+        "{err}"
+    );
     // Ragged CSV row.
     let ragged = dir.join("ragged.csv");
     std::fs::write(&ragged, "a,b\n1,2\n3\n").unwrap();
     let err = read_table(&ragged).unwrap_err().to_string();
-    assert!(err.contains("line 3") && err.contains("header has 2"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("header has 2"),
+        "{err}"
+    );
     // Duplicate header.
     let dup = dir.join("dup.csv");
     std::fs::write(&dup, "a,b,a\n1,2,3\n").unwrap();
     let err = read_table(&dup).unwrap_err().to_string();
     assert!(err.contains("\"a\"") && err.contains("twice"), "{err}");
     // Unknown extension.
-    let err = read_table(&dir.join("data.parquet")).unwrap_err().to_string();
+    let err = read_table(&dir.join("data.parquet"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(".csv") && err.contains(".jsonl"), "{err}");
     // Mixed rows in JSON lines: missing keys are null, columns in first-seen order.
     let mixed = dir.join("mixed.jsonl");
-    std::fs::write(&mixed, "{\"b\": 1, \"a\": \"x\"}\n{\"c\": true, \"a\": null}\n").unwrap();
+    std::fs::write(
+        &mixed,
+        "{\"b\": 1, \"a\": \"x\"}\n{\"c\": true, \"a\": null}\n",
+    )
+    .unwrap();
     let t = read(&mixed);
     assert_eq!(t.columns, ["b", "a", "c"]);
     use argus_drift::records::CellValue as C;
@@ -461,7 +599,10 @@ fn bad_files_give_clear_errors() {
     assert_eq!(t.rows[1], vec![C::Null, C::Null, C::Text("true".into())]);
 
     // A current table missing a profiled column: names it.
-    let r = read(&write_csv(&dir.join("reference.csv"), &generate(1, 500, Gen::default())));
+    let r = read(&write_csv(
+        &dir.join("reference.csv"),
+        &generate(1, 500, Gen::default()),
+    ));
     let profile = profile_table(&r, &spec(), &ProfileSettings::default(), "r", "t").unwrap();
     let mut d = generate(2, 100, Gen::default());
     d.columns.remove(2);
@@ -470,18 +611,32 @@ fn bad_files_give_clear_errors() {
     });
     let c = read(&write_csv(&dir.join("current.csv"), &d));
     let err = summarise_table(&c, &profile, None).unwrap_err().to_string();
-    assert!(err.contains("\"y\"") && err.contains("current.csv"), "{err}");
+    assert!(
+        err.contains("\"y\"") && err.contains("current.csv"),
+        "{err}"
+    );
     // Declared columns must exist.
-    let spec = ColumnSpec { segment: Some("camera".to_owned()), ..spec() };
-    let err = profile_table(&r, &spec, &ProfileSettings::default(), "r", "t").unwrap_err().to_string();
-    assert!(err.contains("\"camera\"") && err.contains("segment"), "{err}");
+    let spec = ColumnSpec {
+        segment: Some("camera".to_owned()),
+        ..spec()
+    };
+    let err = profile_table(&r, &spec, &ProfileSettings::default(), "r", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"camera\"") && err.contains("segment"),
+        "{err}"
+    );
 }
 
 /// Reference: cam-a (x ~ N(0,1), level uniform on 0..25), cam-b (x ~ N(2,1), level ∈ {1, 2}),
 /// cam-c with too few rows for a reference of its own.
 fn camera_data(seed: u64, rows: &[(&str, usize, f64)]) -> Data {
     let mut r = Lcg(seed);
-    let columns = ["camera", "x", "level", "city"].iter().map(|s| (*s).to_owned()).collect();
+    let columns = ["camera", "x", "level", "city"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let mut out = Vec::new();
     for (camera, n, shift) in rows {
         for _ in 0..*n {
@@ -505,38 +660,92 @@ fn camera_data(seed: u64, rows: &[(&str, usize, f64)]) -> Data {
 #[test]
 fn segments_get_their_own_references_and_reports() {
     let dir = temp_dir("segments");
-    let reference = camera_data(1, &[("cam-a", 3000, 0.0), ("cam-b", 2000, 0.0), ("cam-c", 50, 0.0)]);
+    let reference = camera_data(
+        1,
+        &[
+            ("cam-a", 3000, 0.0),
+            ("cam-b", 2000, 0.0),
+            ("cam-c", 50, 0.0),
+        ],
+    );
     let current = camera_data(
         2,
-        &[("cam-a", 1500, 1.0), ("cam-b", 1500, 0.0), ("cam-c", 40, 0.0), ("cam-d", 200, 0.0)],
+        &[
+            ("cam-a", 1500, 1.0),
+            ("cam-b", 1500, 0.0),
+            ("cam-c", 40, 0.0),
+            ("cam-d", 200, 0.0),
+        ],
     );
     let r = read(&write_csv(&dir.join("reference.csv"), &reference));
     let c = read(&write_jsonl(&dir.join("current.jsonl"), &current));
-    let spec = ColumnSpec { segment: Some("camera".to_owned()), ..ColumnSpec::default() };
+    let spec = ColumnSpec {
+        segment: Some("camera".to_owned()),
+        ..ColumnSpec::default()
+    };
     let cfg = EvalConfig::default();
     let reports = compare(&r, &c, &spec, &cfg, 3).unwrap();
     check(&reports);
     let segments: Vec<&str> = reports.iter().map(|r| r.segment.as_str()).collect();
     assert_eq!(segments, ["*", "cam-a", "cam-b", "cam-c", "cam-d"]);
-    let used: Vec<(&str, u64)> = reports.iter().map(|r| (r.reference.segment.as_str(), r.reference.n)).collect();
-    assert_eq!(used, [("*", 5050), ("cam-a", 3000), ("cam-b", 2000), ("*", 5050), ("*", 5050)]);
+    let used: Vec<(&str, u64)> = reports
+        .iter()
+        .map(|r| (r.reference.segment.as_str(), r.reference.n))
+        .collect();
+    assert_eq!(
+        used,
+        [
+            ("*", 5050),
+            ("cam-a", 3000),
+            ("cam-b", 2000),
+            ("*", 5050),
+            ("*", 5050)
+        ]
+    );
     let n: Vec<u64> = reports.iter().map(|r| r.window.n_records).collect();
     assert_eq!(n, [3240, 1500, 1500, 40, 200]);
     // The segment column is not a feature.
     assert!(reports[0].features.iter().all(|f| f.name != "camera"));
     // cam-a's x shifted by 1σ: drift there; cam-b unchanged: none.
-    assert_eq!(feature(&reports[1], "x").status, Status::Drift, "{:?}", statuses(&reports[1]));
-    assert_ne!(feature(&reports[2], "x").status, Status::Drift, "{:?}", statuses(&reports[2]));
+    assert_eq!(
+        feature(&reports[1], "x").status,
+        Status::Drift,
+        "{:?}",
+        statuses(&reports[1])
+    );
+    assert_ne!(
+        feature(&reports[2], "x").status,
+        Status::Drift,
+        "{:?}",
+        statuses(&reports[2])
+    );
     assert!(!reports[2].dataset.drift, "{:?}", statuses(&reports[2]));
 
     // Segments keep the fleet's schema even where their data alone would be typed otherwise
     // (cam-b's `level` has two values), so the profile survives its own validation.
     let created_by = format!("argus-drift {}", env!("CARGO_PKG_VERSION"));
-    let profile = profile_table(&r, &spec, &ProfileSettings::default(), "reference.csv", &created_by).unwrap();
-    assert_eq!(profile.segments.keys().collect::<Vec<_>>(), ["*", "cam-a", "cam-b"]);
+    let profile = profile_table(
+        &r,
+        &spec,
+        &ProfileSettings::default(),
+        "reference.csv",
+        &created_by,
+    )
+    .unwrap();
+    assert_eq!(
+        profile.segments.keys().collect::<Vec<_>>(),
+        ["*", "cam-a", "cam-b"]
+    );
     for seg in profile.segments.values() {
         let kinds: Vec<FeatureKind> = seg.features.iter().map(|f| f.kind).collect();
-        assert_eq!(kinds, [FeatureKind::Numeric, FeatureKind::Numeric, FeatureKind::Categorical]);
+        assert_eq!(
+            kinds,
+            [
+                FeatureKind::Numeric,
+                FeatureKind::Numeric,
+                FeatureKind::Categorical
+            ]
+        );
     }
     let loaded = Profile::from_json(&profile.to_json().unwrap()).unwrap();
     let again = compare_with_profile(&loaded, &c, Some("camera"), &cfg, 3).unwrap();
@@ -578,7 +787,11 @@ fn label_and_score_give_a_cbpe_estimate() {
     let cal = profile.calibration.as_ref().expect("calibration");
     assert_eq!(cal.positive_label, "yes");
     assert_eq!(cal.threshold, 0.5);
-    assert!((cal.reference_accuracy - 0.75).abs() < 0.03, "{}", cal.reference_accuracy);
+    assert!(
+        (cal.reference_accuracy - 0.75).abs() < 0.03,
+        "{}",
+        cal.reference_accuracy
+    );
 
     let reports = compare(&r, &c, &spec, &EvalConfig::default(), 3).unwrap();
     check(&reports);
@@ -586,16 +799,54 @@ fn label_and_score_give_a_cbpe_estimate() {
     let names: Vec<&str> = rep.features.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["x", "score"], "the label is not a feature");
     assert_eq!(feature(rep, "score").kind, FeatureKind::Score);
-    let pe = rep.performance_estimate.as_ref().expect("performance estimate");
+    let pe = rep
+        .performance_estimate
+        .as_ref()
+        .expect("performance estimate");
     assert_eq!(pe.n, 2000);
     assert!(pe.sufficient);
-    assert!((pe.accuracy - cal.reference_accuracy).abs() < 0.03, "{pe:?}");
+    assert!(
+        (pe.accuracy - cal.reference_accuracy).abs() < 0.03,
+        "{pe:?}"
+    );
     assert!(!pe.degraded, "{pe:?}");
 
     // A non-binary label is refused with the reason.
     let mut d = make(3, 200, true);
     d.rows[5][2] = V::S("maybe".to_owned());
     let t = read(&write_csv(&dir.join("three.csv"), &d));
-    let err = profile_table(&t, &spec, &ProfileSettings::default(), "r", "t").unwrap_err().to_string();
-    assert!(err.contains("3 distinct values") && err.contains("\"label\""), "{err}");
+    let err = profile_table(&t, &spec, &ProfileSettings::default(), "r", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("3 distinct values") && err.contains("\"label\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn byte_order_marks_and_crlf_are_accepted() {
+    let dir = temp_dir("bom");
+    let csv = dir.join("bom.csv");
+    std::fs::write(&csv, "\u{feff}a,b\r\n1, x \r\n,2.5\r\n").unwrap();
+    let jsonl = dir.join("bom.jsonl");
+    std::fs::write(
+        &jsonl,
+        "\u{feff}{\"a\": 1, \"b\": \" x \"}\r\n{\"a\": null, \"b\": 2.5}\r\n",
+    )
+    .unwrap();
+    use argus_drift::records::CellValue as C;
+    for path in [csv, jsonl] {
+        let t = read(&path);
+        assert_eq!(t.columns, ["a", "b"], "{}", path.display());
+        assert_eq!(
+            t.rows,
+            [
+                vec![C::Num(1.0), C::Text(" x ".into())],
+                vec![C::Null, C::Num(2.5)]
+            ],
+            "{}",
+            path.display()
+        );
+    }
 }

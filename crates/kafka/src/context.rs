@@ -169,6 +169,17 @@ impl ClientContext for GroupContext {
             }
         }
     }
+
+    /// Client-level errors are logged, except "end of partition" events, which consumers
+    /// that ask for them (`enable.partition.eof`, the drift sidecar) receive as messages and
+    /// are not errors.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::trace!(member = %self.member, reason, "end of partition");
+            return;
+        }
+        tracing::error!(member = %self.member, error = %error, reason, "librdkafka error");
+    }
 }
 
 impl ConsumerContext for GroupContext {

@@ -84,7 +84,10 @@ impl SyntheticSource {
         let camera = u32::try_from(i % cameras).unwrap_or(0);
         let seq = i / cameras;
         let mut s = scene::render(self.seed, camera, seq, self.width, self.height);
-        if let Some(b) = self.brighten.filter(|b| b.camera == camera && seq >= b.from_sequence) {
+        if let Some(b) = self
+            .brighten
+            .filter(|b| b.camera == camera && seq >= b.from_sequence)
+        {
             b.apply(&mut s.image);
         }
         let bytes = encode_jpeg(&s.image, self.jpeg_quality)?;

@@ -14,7 +14,11 @@ pub struct ConsecutiveRule {
 impl ConsecutiveRule {
     /// `k` ≥ 1 consecutive windows; `p0` is the per-window false-alarm rate used for the ERT.
     pub fn new(k: u32, p0: f64) -> Self {
-        Self { k: k.max(1), p0, consecutive: 0 }
+        Self {
+            k: k.max(1),
+            p0,
+            consecutive: 0,
+        }
     }
 
     /// Expected windows until a false alarm under H0 (independent windows).
@@ -75,7 +79,9 @@ mod tests {
     fn simulated_run_length_matches_formula() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (x >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
         };
         let runs = 2000;

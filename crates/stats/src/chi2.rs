@@ -133,11 +133,26 @@ mod tests {
         assert_eq!(chi2_contingency(&[], true), DEGENERATE);
         assert_eq!(chi2_contingency(&[vec![]], true), DEGENERATE);
         assert_eq!(chi2_contingency(&[vec![1.0, 2.0]], true), DEGENERATE);
-        assert_eq!(chi2_contingency(&[vec![0.0, 0.0], vec![0.0, 0.0]], false), DEGENERATE);
-        assert_eq!(chi2_contingency(&[vec![0.0, 0.0], vec![1.0, 3.0]], false), DEGENERATE);
-        assert_eq!(chi2_contingency(&[vec![5.0, 0.0], vec![3.0, 0.0]], false), DEGENERATE);
-        assert_eq!(chi2_contingency(&[vec![1.0, 2.0], vec![3.0]], false), DEGENERATE);
-        assert_eq!(chi2_contingency(&[vec![1.0, -2.0], vec![3.0, 1.0]], false), DEGENERATE);
+        assert_eq!(
+            chi2_contingency(&[vec![0.0, 0.0], vec![0.0, 0.0]], false),
+            DEGENERATE
+        );
+        assert_eq!(
+            chi2_contingency(&[vec![0.0, 0.0], vec![1.0, 3.0]], false),
+            DEGENERATE
+        );
+        assert_eq!(
+            chi2_contingency(&[vec![5.0, 0.0], vec![3.0, 0.0]], false),
+            DEGENERATE
+        );
+        assert_eq!(
+            chi2_contingency(&[vec![1.0, 2.0], vec![3.0]], false),
+            DEGENERATE
+        );
+        assert_eq!(
+            chi2_contingency(&[vec![1.0, -2.0], vec![3.0, 1.0]], false),
+            DEGENERATE
+        );
         assert_eq!(
             chi2_contingency(&[vec![1.0, f64::NAN], vec![3.0, 1.0]], false),
             DEGENERATE

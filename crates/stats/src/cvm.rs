@@ -147,7 +147,8 @@ fn pval_asymptotic(t: f64, nx: u64, ny: u64) -> f64 {
     // rounded once more here than in Python's correctly rounded int/int division (<= 1 ulp).
     let (k128, n128) = (u128::from(k), u128::from(big_n));
     let num = (n128 + 1)
-        * (4 * k128 * n128 - 3 * (u128::from(nx) * u128::from(nx) + u128::from(ny) * u128::from(ny))
+        * (4 * k128 * n128
+            - 3 * (u128::from(nx) * u128::from(nx) + u128::from(ny) * u128::from(ny))
             - 2 * k128);
     let den = 45 * n128 * n128 * 4 * k128;
     let vt = num as f64 / den as f64;
@@ -233,10 +234,33 @@ pub fn cramervonmises_2samp_sorted(a: &[f64], b: &[f64]) -> TestResult {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100))]
+        #[test]
+        fn never_nan_never_panics(
+            a in proptest::collection::vec(-8_i16..8, 0..40),
+            b in proptest::collection::vec(-8_i16..8, 0..40),
+        ) {
+            let mut a: Vec<f64> = a.into_iter().map(f64::from).collect();
+            let mut b: Vec<f64> = b.into_iter().map(f64::from).collect();
+            a.sort_by(f64::total_cmp);
+            b.sort_by(f64::total_cmp);
+            let r = cramervonmises_2samp_sorted(&a, &b);
+            proptest::prop_assert!(r.statistic.is_finite(), "{r:?}");
+            proptest::prop_assert!((0.0..=1.0).contains(&r.p_value), "{r:?}");
+        }
+    }
+
     #[test]
     fn tiny_inputs_do_not_panic() {
         let r = cramervonmises_2samp_sorted(&[], &[1.0, 2.0]);
-        assert_eq!(r, TestResult { statistic: 0.0, p_value: 1.0 });
+        assert_eq!(
+            r,
+            TestResult {
+                statistic: 0.0,
+                p_value: 1.0
+            }
+        );
         let r = cramervonmises_2samp_sorted(&[1.0], &[1.0, 2.0]);
         assert_eq!(r.p_value, 1.0);
     }

@@ -9,9 +9,13 @@
 //! Every number is finite: a degenerate case returns p = 1 or a zero statistic, never NaN.
 use crate::categorical::CategoricalSummary;
 use crate::numeric::NumericSummary;
-use crate::profile::{Calibration, CategoricalReference, FeatureKind, FeatureProfile, NumericReference, SegmentProfile};
+use crate::profile::{
+    Calibration, CategoricalReference, FeatureKind, FeatureProfile, NumericReference,
+    SegmentProfile,
+};
 use crate::report::{
-    DatasetReport, Effects, FeatureReport, NewValues, PerformanceEstimate, ShareRule, Status, TestReport,
+    DatasetReport, Effects, FeatureReport, NewValues, PerformanceEstimate, ShareRule, Status,
+    TestReport,
 };
 use crate::summary::{FeatureSummary, SegmentSummary};
 use crate::{chi2, cvm, distance, fdr, ks, special};
@@ -107,7 +111,10 @@ pub fn evaluate(
         if f.status == Status::InsufficientData {
             continue;
         }
-        let by_q = f.tests.iter().any(|t| t.q_value.is_some_and(|q| q < cfg.alpha));
+        let by_q = f
+            .tests
+            .iter()
+            .any(|t| t.q_value.is_some_and(|q| q < cfg.alpha));
         let new_alarm = f.new_values.as_ref().is_some_and(|n| n.alarm);
         f.significant = by_q || new_alarm;
         f.material = f.material || new_alarm;
@@ -119,10 +126,20 @@ pub fn evaluate(
     }
 
     let n_features = features.len();
-    let n_insufficient = features.iter().filter(|f| f.status == Status::InsufficientData).count();
+    let n_insufficient = features
+        .iter()
+        .filter(|f| f.status == Status::InsufficientData)
+        .count();
     let n_tested = n_features - n_insufficient;
-    let n_drifted = features.iter().filter(|f| f.status == Status::Drift).count();
-    let share_drifted = if n_tested == 0 { 0.0 } else { n_drifted as f64 / n_tested as f64 };
+    let n_drifted = features
+        .iter()
+        .filter(|f| f.status == Status::Drift)
+        .count();
+    let share_drifted = if n_tested == 0 {
+        0.0
+    } else {
+        n_drifted as f64 / n_tested as f64
+    };
     let dataset = DatasetReport {
         n_features,
         n_tested,
@@ -148,7 +165,8 @@ pub fn evaluate(
             Status::Ok
         },
     };
-    let performance_estimate = calibration.and_then(|c| window.cbpe.as_ref().map(|counts| cbpe(c, counts, cfg)));
+    let performance_estimate =
+        calibration.and_then(|c| window.cbpe.as_ref().map(|counts| cbpe(c, counts, cfg)));
     Evaluation {
         features,
         dataset,
@@ -198,7 +216,12 @@ fn null_share_test(ref_null: u64, ref_n: u64, cur_null: u64, cur_n: u64) -> Opti
     })
 }
 
-fn numeric_feature(r: &FeatureProfile, num: &NumericReference, s: &NumericSummary, cfg: &EvalConfig) -> FeatureReport {
+fn numeric_feature(
+    r: &FeatureProfile,
+    num: &NumericReference,
+    s: &NumericSummary,
+    cfg: &EvalConfig,
+) -> FeatureReport {
     let n = s.n_finite();
     let mut report = FeatureReport {
         name: r.name.clone(),
@@ -220,7 +243,12 @@ fn numeric_feature(r: &FeatureProfile, num: &NumericReference, s: &NumericSummar
         report.reason = Some(format!("{} rows < minimum {}", s.n, cfg.min_n_numeric));
         return report;
     }
-    report.tests.extend(null_share_test(r.n_null + r.n_nonfinite, r.n, s.n_null + s.n_nonfinite, s.n));
+    report.tests.extend(null_share_test(
+        r.n_null + r.n_nonfinite,
+        r.n,
+        s.n_null + s.n_nonfinite,
+        s.n,
+    ));
     if n < cfg.min_n_numeric || num.sample.is_empty() {
         report.reason = Some(format!("{n} finite values < minimum {}", cfg.min_n_numeric));
         if report.tests.is_empty() {
@@ -269,9 +297,15 @@ fn numeric_feature(r: &FeatureProfile, num: &NumericReference, s: &NumericSummar
     }
     let w1 = distance::wasserstein_sorted(&cur, &num.sample);
     report.effects.wasserstein_norm = Some(w1 / num.std.max(1e-3));
-    report.material = report.effects.wasserstein_norm.is_some_and(|w| w >= cfg.w1_material)
+    report.material = report
+        .effects
+        .wasserstein_norm
+        .is_some_and(|w| w >= cfg.w1_material)
         || report.effects.psi_10.is_some_and(|p| p >= cfg.psi_material)
-        || report.effects.js_base2.is_some_and(|j| j >= cfg.js_material);
+        || report
+            .effects
+            .js_base2
+            .is_some_and(|j| j >= cfg.js_material);
     report
 }
 
@@ -333,9 +367,14 @@ fn categorical_feature(
         report.reason = Some(format!("{} rows < minimum {}", s.n, cfg.min_n_categorical));
         return report;
     }
-    report.tests.extend(null_share_test(r.n_null, r.n, s.n_null, s.n));
+    report
+        .tests
+        .extend(null_share_test(r.n_null, r.n, s.n_null, s.n));
     if m < cfg.min_n_categorical {
-        report.reason = Some(format!("{m} present values < minimum {}", cfg.min_n_categorical));
+        report.reason = Some(format!(
+            "{m} present values < minimum {}",
+            cfg.min_n_categorical
+        ));
         if report.tests.is_empty() {
             report.status = Status::InsufficientData;
         }
@@ -349,9 +388,19 @@ fn categorical_feature(
     cc.push(s.n_new_total as f64);
     let ref_total: f64 = rc.iter().sum();
     report.effects.js_base2 = Some(distance::js_distance(&rc, &cc, 2.0));
-    report.effects.psi = Some(distance::psi(&proportions(&rc), &proportions(&cc), cfg.psi_eps));
-    report.effects.tvd = Some(distance::total_variation(&proportions(&rc), &proportions(&cc)));
-    report.material = report.effects.js_base2.is_some_and(|j| j >= cfg.js_material)
+    report.effects.psi = Some(distance::psi(
+        &proportions(&rc),
+        &proportions(&cc),
+        cfg.psi_eps,
+    ));
+    report.effects.tvd = Some(distance::total_variation(
+        &proportions(&rc),
+        &proportions(&cc),
+    ));
+    report.material = report
+        .effects
+        .js_base2
+        .is_some_and(|j| j >= cfg.js_material)
         || report.effects.psi.is_some_and(|p| p >= cfg.psi_material);
     if ref_total > 0.0 {
         let (mr, mc, merged) = merge_sparse(&rc, &cc, cfg.chi2_min_expected);
@@ -368,8 +417,16 @@ fn categorical_feature(
             let (n1, n2) = (ref_total, m as f64);
             let pooled = (x1 + x2) / (n1 + n2);
             let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
-            let z = if se > 0.0 { (x2 / n2 - x1 / n1) / se } else { 0.0 };
-            report.tests.push(TestReport::new("z", z, Some((2.0_f64 * special::normal_sf(z.abs())).min(1.0))));
+            let z = if se > 0.0 {
+                (x2 / n2 - x1 / n1) / se
+            } else {
+                0.0
+            };
+            report.tests.push(TestReport::new(
+                "z",
+                z,
+                Some((2.0_f64 * special::normal_sf(z.abs())).min(1.0)),
+            ));
         }
     }
     let share = ratio(s.n_new_total, m);

@@ -38,7 +38,11 @@ pub struct Sampler {
 impl Sampler {
     /// `rate` is clamped to (0, 1]; 1 keeps everything.
     pub fn new(rate: f64) -> Self {
-        let rate = if rate.is_finite() { rate.clamp(f64::MIN_POSITIVE, 1.0) } else { 1.0 };
+        let rate = if rate.is_finite() {
+            rate.clamp(f64::MIN_POSITIVE, 1.0)
+        } else {
+            1.0
+        };
         let threshold = if rate >= 1.0 {
             None
         } else {
@@ -63,9 +67,18 @@ mod tests {
 
     #[test]
     fn hashes_are_stable_and_distinct() {
-        assert_eq!(record_hash(7, "frames", 0, 1), record_hash(7, "frames", 0, 1));
-        assert_ne!(record_hash(7, "frames", 0, 1), record_hash(7, "frames", 1, 0));
-        assert_ne!(record_hash(7, "frames", 0, 1), record_hash(8, "frames", 0, 1));
+        assert_eq!(
+            record_hash(7, "frames", 0, 1),
+            record_hash(7, "frames", 0, 1)
+        );
+        assert_ne!(
+            record_hash(7, "frames", 0, 1),
+            record_hash(7, "frames", 1, 0)
+        );
+        assert_ne!(
+            record_hash(7, "frames", 0, 1),
+            record_hash(8, "frames", 0, 1)
+        );
         assert_ne!(frame_hash(1, "cam-1", 5), frame_hash(1, "cam-2", 5));
     }
 

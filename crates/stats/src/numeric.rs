@@ -142,7 +142,11 @@ impl BottomK {
         if other.heap.is_empty() {
             return;
         }
-        let mut all: Vec<(u64, u64)> = self.heap.drain().chain(other.heap.iter().copied()).collect();
+        let mut all: Vec<(u64, u64)> = self
+            .heap
+            .drain()
+            .chain(other.heap.iter().copied())
+            .collect();
         all.sort_unstable();
         all.dedup_by_key(|e| e.0);
         all.truncate(self.k);

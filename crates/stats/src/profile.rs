@@ -168,7 +168,12 @@ impl FeatureProfile {
         hashes: &[u64],
         settings: &ProfileSettings,
     ) -> Self {
-        let mut finite: Vec<f64> = values.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+        let mut finite: Vec<f64> = values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
         let n_null = values.iter().filter(|v| v.is_none()).count() as u64;
         let n_nonfinite = values.iter().flatten().filter(|x| !x.is_finite()).count() as u64;
         finite.sort_unstable_by(f64::total_cmp);
@@ -179,7 +184,11 @@ impl FeatureProfile {
                 .iter()
                 .map(|v| v.filter(|x| x.is_finite()).map(discrete_label))
                 .collect();
-            let kind = if distinct.len() <= 2 { FeatureKind::Binary } else { FeatureKind::NumericDiscrete };
+            let kind = if distinct.len() <= 2 {
+                FeatureKind::Binary
+            } else {
+                FeatureKind::NumericDiscrete
+            };
             let mut p = Self::categorical(name, kind, &labels, settings);
             p.n_nonfinite = n_nonfinite;
             return p;
@@ -188,14 +197,18 @@ impl FeatureProfile {
         let mut edges: Vec<f64> = if finite.is_empty() {
             Vec::new()
         } else {
-            (1..settings.fine_bins).map(|i| q(f64::from(i) / f64::from(settings.fine_bins))).collect()
+            (1..settings.fine_bins)
+                .map(|i| q(f64::from(i) / f64::from(settings.fine_bins)))
+                .collect()
         };
         edges.dedup();
         let mut decile_edges: Vec<f64> = if finite.is_empty() || settings.fine_bins % 10 != 0 {
             Vec::new()
         } else {
             let step = settings.fine_bins / 10;
-            (1..10).map(|j| q(f64::from(j * step) / f64::from(settings.fine_bins))).collect()
+            (1..10)
+                .map(|j| q(f64::from(j * step) / f64::from(settings.fine_bins)))
+                .collect()
         };
         decile_edges.dedup();
         let binning = Binning {
@@ -365,7 +378,14 @@ impl Profile {
         created_by: String,
     ) -> Result<Self, ProfileError> {
         let fleet = segments.get(FLEET).ok_or(ProfileError::NoFleet)?;
-        let schema_sha256 = schema_hash(stream, &fleet.features.iter().map(|f| (f.name.clone(), f.kind)).collect::<Vec<_>>());
+        let schema_sha256 = schema_hash(
+            stream,
+            &fleet
+                .features
+                .iter()
+                .map(|f| (f.name.clone(), f.kind))
+                .collect::<Vec<_>>(),
+        );
         let mut p = Profile {
             schema: PROFILE_SCHEMA.to_owned(),
             id,
@@ -398,24 +418,36 @@ impl Profile {
         let value: serde_json::Value = serde_json::from_str(text)?;
         if let Some(found) = value.get("schema").and_then(|s| s.as_str()) {
             if found != PROFILE_SCHEMA {
-                return Err(ProfileError::Version { found: found.to_owned() });
+                return Err(ProfileError::Version {
+                    found: found.to_owned(),
+                });
             }
         }
         let p: Profile = serde_json::from_value(value)?;
         let actual = p.content_hash()?;
         if actual != p.sha256 {
-            return Err(ProfileError::Hash { stated: p.sha256.clone(), actual });
+            return Err(ProfileError::Hash {
+                stated: p.sha256.clone(),
+                actual,
+            });
         }
         let fleet = p.segments.get(FLEET).ok_or(ProfileError::NoFleet)?;
         for (name, seg) in &p.segments {
             let names: Vec<_> = seg.features.iter().map(|f| (&f.name, f.kind)).collect();
             let fleet_names: Vec<_> = fleet.features.iter().map(|f| (&f.name, f.kind)).collect();
             if names != fleet_names {
-                return Err(ProfileError::Invalid(format!("segment {name:?} has other features than \"*\"")));
+                return Err(ProfileError::Invalid(format!(
+                    "segment {name:?} has other features than \"*\""
+                )));
             }
             for f in &seg.features {
-                if f.kind.is_numeric() != f.numeric.is_some() || f.kind.is_numeric() == f.categorical.is_some() {
-                    return Err(ProfileError::Invalid(format!("feature {:?} of segment {name:?} does not match its kind", f.name)));
+                if f.kind.is_numeric() != f.numeric.is_some()
+                    || f.kind.is_numeric() == f.categorical.is_some()
+                {
+                    return Err(ProfileError::Invalid(format!(
+                        "feature {:?} of segment {name:?} does not match its kind",
+                        f.name
+                    )));
                 }
             }
         }

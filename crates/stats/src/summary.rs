@@ -43,12 +43,16 @@ impl SegmentSummary {
             .iter()
             .map(|f| match (&f.numeric, &f.categorical) {
                 (Some(num), _) => FeatureSummary::Numeric(NumericSummary::new(&num.binning, k)),
-                (None, Some(cat)) => FeatureSummary::Categorical(CategoricalSummary::new(&cat.vocab)),
-                (None, None) => FeatureSummary::Categorical(CategoricalSummary::new(&crate::categorical::Vocabulary {
-                    values: Vec::new(),
-                    other_hashes: Vec::new(),
-                    seed: 0,
-                })),
+                (None, Some(cat)) => {
+                    FeatureSummary::Categorical(CategoricalSummary::new(&cat.vocab))
+                }
+                (None, None) => FeatureSummary::Categorical(CategoricalSummary::new(
+                    &crate::categorical::Vocabulary {
+                        values: Vec::new(),
+                        other_hashes: Vec::new(),
+                        seed: 0,
+                    },
+                )),
             })
             .collect();
         Self {
@@ -56,7 +60,10 @@ impl SegmentSummary {
             n_invalid: 0,
             features,
             cbpe: calibration.map(|c| vec![[0, 0]; c.levels.len()]),
-            histograms: reference.histograms.as_ref().map(|_| crate::image::ImageHistograms::default()),
+            histograms: reference
+                .histograms
+                .as_ref()
+                .map(|_| crate::image::ImageHistograms::default()),
         }
     }
 
@@ -64,7 +71,9 @@ impl SegmentSummary {
     /// type counts as invalid (and as null for the feature, so the null share shows it).
     #[inline]
     pub fn add(&mut self, reference: &SegmentProfile, index: usize, cell: Cell<'_>, hash: u64) {
-        let (Some(summary), Some(profile)) = (self.features.get_mut(index), reference.features.get(index)) else {
+        let (Some(summary), Some(profile)) =
+            (self.features.get_mut(index), reference.features.get(index))
+        else {
             return;
         };
         match summary {
@@ -84,7 +93,9 @@ impl SegmentSummary {
                 s.add(&num.binning, value, hash);
             }
             FeatureSummary::Categorical(s) => {
-                let Some(cat) = &profile.categorical else { return };
+                let Some(cat) = &profile.categorical else {
+                    return;
+                };
                 match cell {
                     Cell::Null => s.add(&cat.vocab, None),
                     Cell::Text(t) => s.add(&cat.vocab, Some(t)),

@@ -12,7 +12,10 @@ use proptest::prelude::*;
 struct Lcg(u64);
 impl Lcg {
     fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
     /// Approximately standard normal (Irwin–Hall, 12 uniforms): arithmetic only.
@@ -28,10 +31,18 @@ fn settings() -> ProfileSettings {
 fn numeric_reference(values: &[f64]) -> SegmentProfile {
     let s = settings();
     let v: Vec<Option<f64>> = values.iter().map(|x| Some(*x)).collect();
-    let hashes: Vec<u64> = (0..values.len()).map(|i| record_hash(s.seed, "ref", 0, i as i64)).collect();
+    let hashes: Vec<u64> = (0..values.len())
+        .map(|i| record_hash(s.seed, "ref", 0, i as i64))
+        .collect();
     SegmentProfile {
         n: values.len() as u64,
-        features: vec![FeatureProfile::numeric("x", FeatureKind::Numeric, &v, &hashes, &s)],
+        features: vec![FeatureProfile::numeric(
+            "x",
+            FeatureKind::Numeric,
+            &v,
+            &hashes,
+            &s,
+        )],
         histograms: None,
     }
 }
@@ -40,7 +51,12 @@ fn window(reference: &SegmentProfile, values: &[f64], salt: i32) -> SegmentSumma
     let s = settings();
     let mut w = SegmentSummary::new(reference, None, s.sample_k);
     for (i, x) in values.iter().enumerate() {
-        w.add(reference, 0, Cell::Num(*x), record_hash(s.seed, "cur", salt, i as i64));
+        w.add(
+            reference,
+            0,
+            Cell::Num(*x),
+            record_hash(s.seed, "cur", salt, i as i64),
+        );
     }
     w
 }
@@ -84,16 +100,32 @@ fn null_false_alarm_rate_is_calibrated() {
             psi += usize::from(p_or_one(&e, "psi") < cfg.alpha);
         }
         let rate = |c: usize| c as f64 / trials as f64;
-        lines.push(format!("M={m}: ks {:.3} chi2_binned {:.3} psi {:.3}", rate(ks), rate(chi), rate(psi)));
+        lines.push(format!(
+            "M={m}: ks {:.3} chi2_binned {:.3} psi {:.3}",
+            rate(ks),
+            rate(chi),
+            rate(psi)
+        ));
         for (name, c) in [("ks", ks), ("chi2_binned", chi), ("psi", psi)] {
             if m >= 200 {
-                assert!((0.03..=0.07).contains(&rate(c)), "{name} false-alarm rate {} at M={m}; {lines:?}", rate(c));
+                assert!(
+                    (0.03..=0.07).contains(&rate(c)),
+                    "{name} false-alarm rate {} at M={m}; {lines:?}",
+                    rate(c)
+                );
             } else {
-                assert!(rate(c) <= 0.07, "{name} false-alarm rate {} at M={m}; {lines:?}", rate(c));
+                assert!(
+                    rate(c) <= 0.07,
+                    "{name} false-alarm rate {} at M={m}; {lines:?}",
+                    rate(c)
+                );
             }
         }
     }
-    println!("null false-alarm rates (1000 windows each, N=10,000):\n{}", lines.join("\n"));
+    println!(
+        "null false-alarm rates (1000 windows each, N=10,000):\n{}",
+        lines.join("\n")
+    );
 }
 
 /// T6: a 0.25σ shift with scale ×1.1 at M = 2000 against 5000 reference rows is flagged by
@@ -110,7 +142,10 @@ fn quarter_sigma_shift_is_detected() {
     assert!(p_of(&e, "ks") < 1e-4, "{f:?}");
     assert!(p_of(&e, "psi") < 1e-4, "{f:?}");
     assert!(f.effects.wasserstein_norm.unwrap() >= 0.1, "{f:?}");
-    assert!(f.material && f.significant && f.status == Status::Drift, "{f:?}");
+    assert!(
+        f.material && f.significant && f.status == Status::Drift,
+        "{f:?}"
+    );
     assert!(e.dataset.drift);
 }
 
@@ -118,7 +153,12 @@ fn categorical_reference(values: &[&str]) -> SegmentProfile {
     let v: Vec<Option<String>> = values.iter().map(|s| Some((*s).to_owned())).collect();
     SegmentProfile {
         n: values.len() as u64,
-        features: vec![FeatureProfile::categorical("c", FeatureKind::Categorical, &v, &settings())],
+        features: vec![FeatureProfile::categorical(
+            "c",
+            FeatureKind::Categorical,
+            &v,
+            &settings(),
+        )],
         histograms: None,
     }
 }
@@ -162,16 +202,26 @@ fn categorical_edge_cases() {
     let e = evaluate(&r, &categorical_window(&r, &cur), None, &cfg);
     let f = &e.features[0];
     let nv = f.new_values.as_ref().unwrap();
-    assert!(nv.alarm && nv.n_new_total == 90 && nv.top == vec![("e".to_owned(), 90)], "{f:?}");
+    assert!(
+        nv.alarm && nv.n_new_total == 90 && nv.top == vec![("e".to_owned(), 90)],
+        "{f:?}"
+    );
     let chi = f.tests.iter().find(|t| t.method == "chi2").unwrap();
-    assert!(chi.statistic.is_finite() && chi.p_value.unwrap() > 0.0 && chi.p_value.unwrap() < 1e-30, "{chi:?}");
+    assert!(
+        chi.statistic.is_finite() && chi.p_value.unwrap() > 0.0 && chi.p_value.unwrap() < 1e-30,
+        "{chi:?}"
+    );
     assert_eq!(f.status, Status::Drift);
     all_finite(&e);
 
     // A constant column against itself: p = 1, no NaN.
     let r = categorical_reference(&["x"; 500]);
     let e = evaluate(&r, &categorical_window(&r, &[Some("x"); 300]), None, &cfg);
-    let chi = e.features[0].tests.iter().find(|t| t.method == "chi2").unwrap();
+    let chi = e.features[0]
+        .tests
+        .iter()
+        .find(|t| t.method == "chi2")
+        .unwrap();
     assert_eq!(chi.p_value, Some(1.0));
     assert_eq!(e.features[0].status, Status::Ok);
     all_finite(&e);
@@ -186,12 +236,18 @@ fn categorical_edge_cases() {
     // Sparse categories (expected < 5) are merged before χ².
     let mut reference = vec!["a"; 5000];
     reference.extend(["b"; 4990]);
-    reference.extend(["rare1", "rare2", "rare3", "rare4", "rare5", "rare6", "rare7", "rare8", "rare9", "rare10"]);
+    reference.extend([
+        "rare1", "rare2", "rare3", "rare4", "rare5", "rare6", "rare7", "rare8", "rare9", "rare10",
+    ]);
     let r = categorical_reference(&reference);
     let mut cur = vec![Some("a"); 100];
     cur.extend([Some("b"); 100]);
     let e = evaluate(&r, &categorical_window(&r, &cur), None, &cfg);
-    let chi = e.features[0].tests.iter().find(|t| t.method == "chi2").unwrap();
+    let chi = e.features[0]
+        .tests
+        .iter()
+        .find(|t| t.method == "chi2")
+        .unwrap();
     assert!(chi.merged_categories.unwrap_or(0) >= 10, "{chi:?}");
     all_finite(&e);
 }
@@ -216,8 +272,12 @@ fn mixed() -> (SegmentProfile, Vec<(i32, i64, f64, String)>) {
     let s = settings();
     let mut rng = Lcg(99);
     let x: Vec<Option<f64>> = (0..3000).map(|_| Some(rng.normal())).collect();
-    let c: Vec<Option<String>> = (0..3000).map(|_| Some(format!("k{}", (rng.uniform() * 6.0) as u32))).collect();
-    let hashes: Vec<u64> = (0..3000).map(|i| record_hash(s.seed, "ref", 0, i)).collect();
+    let c: Vec<Option<String>> = (0..3000)
+        .map(|_| Some(format!("k{}", (rng.uniform() * 6.0) as u32)))
+        .collect();
+    let hashes: Vec<u64> = (0..3000)
+        .map(|i| record_hash(s.seed, "ref", 0, i))
+        .collect();
     let r = SegmentProfile {
         n: 3000,
         features: vec![
@@ -228,7 +288,7 @@ fn mixed() -> (SegmentProfile, Vec<(i32, i64, f64, String)>) {
     };
     let records = (0..3000)
         .map(|i| {
-            let partition = (i % 4) as i32;
+            let partition = i % 4;
             let v = 0.1 + rng.normal();
             let cat = format!("k{}", (rng.uniform() * 8.0) as u32); // k6, k7 are new
             (partition, i64::from(i / 4), v, cat)

@@ -8,7 +8,9 @@ use argus_stats::cvm::cramervonmises_2samp_sorted;
 use argus_stats::distance::{js_distance, psi, quantile_linear, wasserstein_sorted};
 use argus_stats::fdr::benjamini_hochberg;
 use argus_stats::ks::{ks_2samp_sorted, KsMethod};
-use argus_stats::special::{chi2_sf, kolmogorov_sf, kstwo_sf, normal_sf, smirnov_sf};
+use argus_stats::special::{
+    bessel_k, chi2_sf, kolmogorov_sf, kstwo_sf, ln_gamma, normal_sf, smirnov_sf,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -138,6 +140,21 @@ fn fvec(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(f).collect()
 }
 
+/// Values compared bit for bit are stored as `repr()` strings: `str::parse::<f64>` is correctly
+/// rounded, serde_json's default number parser is not always (1 ulp on 17-digit numbers).
+fn exact_vec(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .expect("exact value as string")
+                .parse::<f64>()
+                .expect("float")
+        })
+        .collect()
+}
+
 // ------------------------------------------------------------------------------------------
 // Tests
 // ------------------------------------------------------------------------------------------
@@ -166,15 +183,29 @@ fn ks_2samp_matches_scipy() {
         };
         let r = ks_2samp_sorted(&a, &b, method);
         let what = format!("ks_2samp[{name}]");
-        check(r.statistic, f(&case["statistic"]), 1e-12, 0.0, &format!("{what} statistic"));
+        check(
+            r.statistic,
+            f(&case["statistic"]),
+            1e-12,
+            0.0,
+            &format!("{what} statistic"),
+        );
         worst.note("ks statistic", r.statistic, f(&case["statistic"]), name);
-        assert_eq!(r.exact, case["exact"].as_bool().unwrap(), "{what} exact flag");
+        assert_eq!(
+            r.exact,
+            case["exact"].as_bool().unwrap(),
+            "{what} exact flag"
+        );
         match case["pvalue"].as_f64() {
             Some(want) => {
                 // Subnormal p-values carry few significant bits; compare them absolutely.
                 check(r.p_value, want, 1e-300, 1e-9, &format!("{what} p-value"));
                 worst.note(
-                    if r.exact { "ks p (exact)" } else { "ks p (asymp)" },
+                    if r.exact {
+                        "ks p (exact)"
+                    } else {
+                        "ks p (asymp)"
+                    },
                     r.p_value,
                     want,
                     name,
@@ -199,7 +230,13 @@ fn cramervonmises_2samp_matches_scipy() {
         let r = cramervonmises_2samp_sorted(&a, &b);
         let what = format!("cramervonmises_2samp[{name}]");
         let want_t = f(&case["statistic"]);
-        check(r.statistic, want_t, 1e-12, 1e-12, &format!("{what} statistic"));
+        check(
+            r.statistic,
+            want_t,
+            1e-12,
+            1e-12,
+            &format!("{what} statistic"),
+        );
         worst.note("cvm statistic", r.statistic, want_t, name);
         let want_p = f(&case["pvalue"]);
         // p = 1 - cdf: absolute error below ~1e-15 is the cancellation floor.
@@ -228,9 +265,19 @@ fn wasserstein_matches_scipy() {
         // Normalised W1 = W1 / max(std_ref (ddof=0), 1e-3).
         let n = reference.len() as f64;
         let mean = reference.iter().sum::<f64>() / n;
-        let var = reference.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let var = reference
+            .iter()
+            .map(|x| (x - mean) * (x - mean))
+            .sum::<f64>()
+            / n;
         let sd = var.sqrt();
-        check(sd, f(&case["ref_std"]), 1e-12, 1e-12, &format!("std[{name}]"));
+        check(
+            sd,
+            f(&case["ref_std"]),
+            1e-12,
+            1e-12,
+            &format!("std[{name}]"),
+        );
         let wn = w / sd.max(1e-3);
         let want_n = f(&case["w1_normalised"]);
         check(wn, want_n, 1e-12, 1e-12, &format!("normalised W1[{name}]"));
@@ -248,10 +295,27 @@ fn chi2_contingency_matches_scipy() {
         let table: Vec<Vec<f64>> = case["table"].as_array().unwrap().iter().map(fvec).collect();
         let r = chi2_contingency(&table, corr);
         let what = format!("chi2_contingency[{name}, correction={corr}]");
-        check(r.statistic, f(&case["statistic"]), 1e-12, 1e-12, &format!("{what} statistic"));
-        check(r.p_value, f(&case["pvalue"]), 0.0, 1e-9, &format!("{what} p-value"));
+        check(
+            r.statistic,
+            f(&case["statistic"]),
+            1e-12,
+            1e-12,
+            &format!("{what} statistic"),
+        );
+        check(
+            r.p_value,
+            f(&case["pvalue"]),
+            0.0,
+            1e-9,
+            &format!("{what} p-value"),
+        );
         assert_eq!(r.dof as u64, case["dof"].as_u64().unwrap(), "{what} dof");
-        worst.note("chi2_contingency statistic", r.statistic, f(&case["statistic"]), name);
+        worst.note(
+            "chi2_contingency statistic",
+            r.statistic,
+            f(&case["statistic"]),
+            name,
+        );
         worst.note("chi2_contingency p", r.p_value, f(&case["pvalue"]), name);
     }
     for case in fixture()["chi2_homogeneity"].as_array().unwrap() {
@@ -259,8 +323,20 @@ fn chi2_contingency_matches_scipy() {
         let corr = case["correction"].as_bool().unwrap();
         let r = chi2_homogeneity(&fvec(&case["reference"]), &fvec(&case["current"]), corr);
         let what = format!("chi2_homogeneity[{name}, correction={corr}]");
-        check(r.statistic, f(&case["statistic"]), 1e-12, 1e-12, &format!("{what} statistic"));
-        check(r.p_value, f(&case["pvalue"]), 0.0, 1e-9, &format!("{what} p-value"));
+        check(
+            r.statistic,
+            f(&case["statistic"]),
+            1e-12,
+            1e-12,
+            &format!("{what} statistic"),
+        );
+        check(
+            r.p_value,
+            f(&case["pvalue"]),
+            0.0,
+            1e-9,
+            &format!("{what} p-value"),
+        );
         assert_eq!(r.dof as u64, case["dof"].as_u64().unwrap(), "{what} dof");
         worst.note("chi2_homogeneity p", r.p_value, f(&case["pvalue"]), name);
     }
@@ -278,7 +354,13 @@ fn jensenshannon_matches_scipy() {
         };
         let got = js_distance(&fvec(&case["p"]), &fvec(&case["q"]), base);
         let want = f(&case["value"]);
-        check(got, want, 1e-12, 1e-12, &format!("jensenshannon[{name}, base={base}]"));
+        check(
+            got,
+            want,
+            1e-12,
+            1e-12,
+            &format!("jensenshannon[{name}, base={base}]"),
+        );
         worst.note("jensenshannon", got, want, name);
     }
     worst.print("jensenshannon");
@@ -302,13 +384,24 @@ fn psi_and_quantiles_match_numpy() {
         let edges: Vec<f64> = (1..10)
             .map(|i| quantile_linear(&reference, f64::from(i) / 10.0))
             .collect();
-        for (k, (got, want)) in edges.iter().zip(fvec(&case["edges"])).enumerate() {
-            assert_eq!(*got, want, "psi[{name}] edge {k} must equal numpy.quantile bit for bit");
+        for (k, (got, want)) in edges.iter().zip(exact_vec(&case["edges"])).enumerate() {
+            assert_eq!(
+                *got, want,
+                "psi[{name}] edge {k} must equal numpy.quantile bit for bit"
+            );
         }
         let rp = decile_props(&edges, &reference);
         let cp = decile_props(&edges, &current);
-        assert_eq!(rp, fvec(&case["ref_props"]), "psi[{name}] reference proportions");
-        assert_eq!(cp, fvec(&case["cur_props"]), "psi[{name}] current proportions");
+        assert_eq!(
+            rp,
+            exact_vec(&case["ref_props"]),
+            "psi[{name}] reference proportions"
+        );
+        assert_eq!(
+            cp,
+            exact_vec(&case["cur_props"]),
+            "psi[{name}] current proportions"
+        );
         let got = psi(&rp, &cp, f(&case["eps"]));
         let want = f(&case["value"]);
         check(got, want, 1e-12, 1e-12, &format!("psi[{name}]"));
@@ -317,9 +410,15 @@ fn psi_and_quantiles_match_numpy() {
     for case in fixture()["quantile"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let x = gen_sorted(&case["sample"]);
-        for (q, want) in fvec(&case["q"]).into_iter().zip(fvec(&case["values"])) {
+        for (q, want) in exact_vec(&case["q"])
+            .into_iter()
+            .zip(exact_vec(&case["values"]))
+        {
             let got = quantile_linear(&x, q);
-            assert_eq!(got, want, "quantile[{name}] q={q}: got {got:e}, numpy {want:e}");
+            assert_eq!(
+                got, want,
+                "quantile[{name}] q={q}: got {got:e}, numpy {want:e}"
+            );
         }
     }
     worst.print("psi");
@@ -359,6 +458,25 @@ fn special_functions_match_scipy() {
         check(got, want, 1e-300, 1e-9, &format!("smirnov({n}, {x})"));
         worst.note("smirnov_sf", got, want, &format!("n={n} x={x}"));
     }
+    for pt in sp["kv"].as_array().unwrap() {
+        let (nu, x, want) = (f(&pt[0]), f(&pt[1]), f(&pt[2]));
+        let got = bessel_k(nu, x);
+        check(got, want, 0.0, 1e-12, &format!("kv({nu}, {x})"));
+        worst.note("bessel_k", got, want, &format!("nu={nu} x={x}"));
+    }
+    for pt in sp["gammaln"].as_array().unwrap() {
+        let (x, want) = (f(&pt[0]), f(&pt[1]));
+        let got = ln_gamma(x);
+        // Absolute: ln Γ is used inside exponents.
+        check(
+            got,
+            want,
+            1e-14 * want.abs().max(25.0),
+            0.0,
+            &format!("gammaln({x})"),
+        );
+        worst.note("ln_gamma", got, want, &format!("x={x}"));
+    }
     worst.print("special");
 }
 
@@ -371,7 +489,13 @@ fn false_discovery_control_matches_scipy() {
         let want = fvec(&case["q"]);
         assert_eq!(got.len(), want.len(), "fdr[{name}] length");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            check(*g, *w, 0.0, 1e-15, &format!("false_discovery_control[{name}][{i}]"));
+            check(
+                *g,
+                *w,
+                0.0,
+                1e-15,
+                &format!("false_discovery_control[{name}][{i}]"),
+            );
             worst.note("benjamini_hochberg", *g, *w, name);
         }
     }
@@ -387,9 +511,16 @@ fn ks_timing() {
         let spec = serde_json::json!({"seed": seed, "n": 1024, "dist": "normal", "loc": loc, "scale": 1.0});
         gen_sorted(&spec)
     };
-    let r10k = gen_sorted(&serde_json::json!({"seed": 32, "n": 10000, "dist": "normal", "loc": 0.0, "scale": 1.0}));
-    let r100k = gen_sorted(&serde_json::json!({"seed": 62, "n": 100000, "dist": "normal", "loc": 0.0, "scale": 1.0}));
-    for (label, reference) in [("1024 vs 10000 (exact)", &r10k), ("1024 vs 100000 (asymp)", &r100k)] {
+    let r10k = gen_sorted(
+        &serde_json::json!({"seed": 32, "n": 10000, "dist": "normal", "loc": 0.0, "scale": 1.0}),
+    );
+    let r100k = gen_sorted(
+        &serde_json::json!({"seed": 62, "n": 100000, "dist": "normal", "loc": 0.0, "scale": 1.0}),
+    );
+    for (label, reference) in [
+        ("1024 vs 10000 (exact)", &r10k),
+        ("1024 vs 100000 (asymp)", &r100k),
+    ] {
         for loc in [0.0, 0.1, 0.3, 0.5, 1.0, 2.0] {
             let w = window(1000 + (loc * 10.0) as u64, loc);
             let reps = 20;
@@ -406,8 +537,14 @@ fn ks_timing() {
             );
         }
     }
-    let a = gen_sorted(&serde_json::json!({"seed": 5, "n": 1024, "dist": "normal", "loc": 0.1, "scale": 1.0}));
+    let a = gen_sorted(
+        &serde_json::json!({"seed": 5, "n": 1024, "dist": "normal", "loc": 0.1, "scale": 1.0}),
+    );
     let t0 = Instant::now();
     let c = cramervonmises_2samp_sorted(&a, &r100k);
-    println!("cvm 1024 vs 100000: {:.3} ms (p={:.3e})", t0.elapsed().as_secs_f64() * 1e3, c.p_value);
+    println!(
+        "cvm 1024 vs 100000: {:.3} ms (p={:.3e})",
+        t0.elapsed().as_secs_f64() * 1e3,
+        c.p_value
+    );
 }

@@ -1,0 +1,212 @@
+//! The demo's drift sidecar: a reference profile built from other frames of the same
+//! synthetic cameras (with the model's outputs and ground truth, so CBPE is calibrated), a
+//! sidecar with short panes, and one status line per evaluated window.
+use crate::CliError;
+use argus_drift::profile::ImageProfileBuilder;
+use argus_drift::sidecar::{DriftConfig, DriftStats};
+use argus_model::Classifier;
+use argus_producer::SyntheticSource;
+use argus_stats::profile::{Profile, ProfileSettings};
+use argus_stats::report::{DriftReport, ModelInfo, Status};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Reference frames per camera.
+const REFERENCE_PER_CAMERA: u64 = 120;
+/// Reference frames come from this far into each camera's sequence, away from the live ones.
+const REFERENCE_FIRST_SEQUENCE: u64 = 100_000;
+
+/// Profile the cameras of `source` (unbrightened) with `model`'s outputs.
+pub fn reference(source: &SyntheticSource, model: &Classifier) -> Result<Profile, CliError> {
+    let mut src = source.clone();
+    src.brighten = None;
+    let positive = if model.labels().iter().any(|l| l == "person") {
+        "person".to_owned()
+    } else {
+        model.labels().last().cloned().unwrap_or_default()
+    };
+    let mut b = ImageProfileBuilder::new(ProfileSettings::default(), Some((model, positive)));
+    let cameras = u64::from(src.cameras.max(1));
+    let first = REFERENCE_FIRST_SEQUENCE * cameras;
+    for i in first..first + REFERENCE_PER_CAMERA * cameras {
+        let f = src.frame(i, 0).map_err(|e| CliError::Runtime(e.into()))?;
+        b.add(&f.key, &f.envelope.payload, f.has_person)
+            .map_err(CliError::Usage)?;
+    }
+    b.build(
+        &format!("demo-seed{}", src.seed),
+        &format!(
+            "synthetic cameras, seed {}, {} frames per camera",
+            src.seed, REFERENCE_PER_CAMERA
+        ),
+        &format!("argus {}", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(|e| CliError::Runtime(e.into()))
+}
+
+pub struct DemoDrift {
+    pub task: JoinHandle<Result<DriftStats, CliError>>,
+    pub reports: mpsc::UnboundedReceiver<DriftReport>,
+    /// Latest report per segment.
+    pub latest: BTreeMap<String, DriftReport>,
+}
+
+/// Build the reference, then run a sidecar on `input` and `predictions`.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    settings: argus_kafka::KafkaSettings,
+    source: SyntheticSource,
+    model: Arc<Classifier>,
+    input: &str,
+    predictions: &str,
+    run_id: &str,
+    pane: Duration,
+    create_topics: bool,
+    stop: CancellationToken,
+) -> DemoDrift {
+    let mut c = DriftConfig::new(
+        input,
+        "demo-drift",
+        ModelInfo {
+            id: "camera-person".into(),
+            version: "1".into(),
+        },
+    );
+    c.predictions_topic = Some(predictions.to_owned());
+    c.group = format!("argus-demo-drift-{run_id}");
+    let [panes, reports] = topics(run_id);
+    c.panes_topic = panes;
+    c.reports_topic = reports;
+    c.pane = pane;
+    c.window_panes = 3;
+    c.lateness = Duration::from_millis(500);
+    c.max_fps = 0.0;
+    c.alarm_k = 2;
+    c.create_topics = create_topics;
+    let (tx, reports) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let profile = tokio::task::spawn_blocking(move || reference(&source, &model))
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))??;
+        println!(
+            "drift sidecar: reference {} ready ({} features, {} cameras + fleet, CBPE calibration {}) after {:.1} s",
+            profile.id,
+            profile.fleet().features.len(),
+            profile.segments.len().saturating_sub(1),
+            if profile.calibration.is_some() { "yes" } else { "no" },
+            t.elapsed().as_secs_f64(),
+        );
+        argus_drift::sidecar::run(c, settings, Arc::new(profile), Some(tx), stop)
+            .await
+            .map_err(|e| CliError::Runtime(e.into()))
+    });
+    DemoDrift {
+        task,
+        reports,
+        latest: BTreeMap::new(),
+    }
+}
+
+/// The drift topics the demo's sidecar uses (created up front on the embedded broker).
+pub fn topics(run_id: &str) -> [String; 2] {
+    [
+        format!("drift.panes.demo-{run_id}"),
+        format!("drift.demo-{run_id}"),
+    ]
+}
+
+fn status(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Warn => "warn",
+        Status::Drift => "DRIFT",
+        Status::InsufficientData => "insufficient data",
+    }
+}
+
+/// One line per report: segment, window, status, drifting features, alarm, CBPE.
+pub fn line(r: &DriftReport) -> String {
+    let drifting: Vec<&str> = r
+        .features
+        .iter()
+        .filter(|f| f.status == Status::Drift)
+        .map(|f| f.name.as_str())
+        .collect();
+    let time = |s: &str| s.get(11..19).unwrap_or(s).to_owned();
+    let mut out = format!(
+        "DRIFT-CHECK {:<5} {}–{} n={:<4} {:<17}",
+        r.segment,
+        time(&r.window.start),
+        time(&r.window.end),
+        r.window.n_sampled,
+        status(r.dataset.status)
+    );
+    if !drifting.is_empty() {
+        let shown: Vec<&str> = drifting.iter().take(4).copied().collect();
+        out.push_str(&format!(
+            " features: {}{}",
+            shown.join(", "),
+            if drifting.len() > 4 {
+                format!(" (+{})", drifting.len() - 4)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out.push_str(&format!(" | alarm {}", r.alarm.state));
+    if let Some(p) = &r.performance_estimate {
+        if p.sufficient {
+            out.push_str(&format!(
+                " | est. accuracy {:.3} ± {:.3} (reference {:.3})",
+                p.accuracy,
+                3.0 * p.accuracy_se,
+                p.reference_accuracy
+            ));
+        }
+    }
+    out
+}
+
+impl DemoDrift {
+    /// Print new reports: the fleet every window, cameras when not ok.
+    pub fn print_new(&mut self) {
+        while let Ok(r) = self.reports.try_recv() {
+            if r.segment == "*" || r.dataset.status == Status::Drift || r.alarm.state != "ok" {
+                println!("{}", line(&r));
+            }
+            self.latest.insert(r.segment.clone(), r);
+        }
+    }
+
+    /// Closing lines: each segment's last status.
+    pub fn summary(&mut self) -> Vec<String> {
+        self.print_new();
+        self.latest
+            .values()
+            .map(|r| {
+                let drifting: Vec<&str> = r
+                    .features
+                    .iter()
+                    .filter(|f| f.status == Status::Drift)
+                    .map(|f| f.name.as_str())
+                    .collect();
+                format!(
+                    "drift {:<5}: {} (alarm {}){}",
+                    r.segment,
+                    status(r.dataset.status),
+                    r.alarm.state,
+                    if drifting.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {}", drifting.join(", "))
+                    }
+                )
+            })
+            .collect()
+    }
+}
