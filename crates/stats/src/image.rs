@@ -22,9 +22,9 @@
 //! * `rms_contrast = std(Y) / 255`, population std (ddof = 0). Equals Pillow's
 //!   `ImageStat.Stat(L).stddev[0] / 255` and numpy's `(y / 255).std()`.
 //! * `sat_mean = mean(S) / 255`, `sat_std = std(S) / 255` (ddof = 0), on `[0, 1]`.
-//! * Hue: each pixel's hue angle is `θ = H·360/256` degrees (`H·2π/256` radians; Pillow's `H`
-//!   is `trunc(h·255)` for a hue fraction `h ∈ [0, 1)`, so this mapping is the spec's convention,
-//!   not an exact inverse: it reads at most 1.4° low). With saturation weights,
+//! * Hue: each pixel's hue angle is `θ = H·360/255` degrees (`H·2π/255` radians). Pillow's `H`
+//!   is `trunc(h·255)` for a hue fraction `h ∈ [0, 1)`, so 255 steps make a turn; the spec's
+//!   `H·360/256` would read hues up to 1.4° low. With saturation weights,
 //!   `C = Σ S·cos θ`, `D = Σ S·sin θ`:
 //!   `hue_circ_mean = atan2(D, C)` in degrees, wrapped to `[0, 360)`;
 //!   `hue_resultant_r = hypot(C, D) / Σ S` (mean resultant length, clamped to `≤ 1`).
@@ -68,8 +68,11 @@ pub const HUE_SAT_BINS: usize = HUE_SAT_SIDE * HUE_SAT_SIDE;
 pub const CLIP_LOW_MAX: u8 = 5;
 /// A pixel counts towards `clip_high` when `Y ≥ CLIP_HIGH_MIN`.
 pub const CLIP_HIGH_MIN: u8 = 250;
-/// Degrees per step of Pillow's 8-bit hue under the spec's mapping `θ = H·360/256`.
-pub const HUE_DEGREES_PER_STEP: f64 = 360.0 / 256.0;
+/// Degrees per step of Pillow's 8-bit hue: Pillow stores `H = trunc(h·255)` for a hue `h` in
+/// [0, 1), so a full turn is 255 steps and `θ = H·360/255` inverts it (the spec's `H·360/255`
+/// reads hues up to 1.4° low and doubles the step across 0°: 350° and 10° would average to
+/// 358.6°).
+pub const HUE_DEGREES_PER_STEP: f64 = 360.0 / 255.0;
 
 /// Number of distinct values of `R+G+B` (0..=765).
 const CHANNEL_SUMS: usize = 766;
@@ -168,7 +171,7 @@ pub struct FrameFeatures {
     pub sat_mean: f64,
     /// `std(S) / 255`, ddof = 0.
     pub sat_std: f64,
-    /// Saturation-weighted circular mean of `H·360/256`, degrees in `[0, 360)`; 0 if all grey.
+    /// Saturation-weighted circular mean of `H·360/255`, degrees in `[0, 360)`; 0 if all grey.
     pub hue_circ_mean: f64,
     /// Mean resultant length `|Σ S·e^{iθ}| / Σ S` in `[0, 1]`; 0 if all grey.
     pub hue_resultant_r: f64,
@@ -557,7 +560,7 @@ fn exact_variance(n: u64, sum: i128, sum_sq: u128) -> f64 {
 }
 
 /// Saturation-weighted circular mean (degrees in `[0, 360)`) and resultant length of the
-/// 8-bit hue at `H·360/256` degrees.
+/// 8-bit hue at `H·360/255` degrees.
 fn circular_hue(hue_weight: &[u64; 256], weight_total: u64) -> (f64, f64) {
     if weight_total == 0 {
         return (0.0, 0.0);
@@ -565,7 +568,7 @@ fn circular_hue(hue_weight: &[u64; 256], weight_total: u64) -> (f64, f64) {
     let (mut c, mut s) = (0.0f64, 0.0f64);
     for (hv, &wt) in hue_weight.iter().enumerate() {
         if wt != 0 {
-            let theta = hv as f64 * (TAU / 256.0);
+            let theta = hv as f64 * (TAU / 255.0);
             let wt = wt as f64;
             c += wt * theta.cos();
             s += wt * theta.sin();
@@ -779,7 +782,7 @@ mod tests {
     #[test]
     fn hue_wraps_around_zero() {
         let f = frame_features(&hue_wrap_image(), 8, 8).expect("valid");
-        // Pillow's H for these pixels is 247 and 7: 347.3° and 9.8° under H·360/256.
+        // Pillow's H for these pixels is 247 and 7: 347.3° and 9.8° under H·360/255.
         assert_eq!(pillow_hsv(255, 0, 43)[0], 247);
         assert_eq!(pillow_hsv(255, 43, 0)[0], 7);
         let dist = f.hue_circ_mean.min(360.0 - f.hue_circ_mean);
