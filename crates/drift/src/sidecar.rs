@@ -279,15 +279,11 @@ pub async fn run(
                 Ok(msg) => {
                     let topic = msg.topic().to_owned();
                     let key = (topic.clone(), msg.partition());
-                    let Some(state) = parts.get_mut(&key) else {
-                        // Assigned but not yet seen by the tick: start it now.
-                        let floor = aggregator.progress_of(&topic, msg.partition());
-                        parts.insert(key.clone(), PartitionPanes::new(&topic, msg.partition(), floor));
-                        continue_with(&mut parts, &key, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
-                        continue;
-                    };
-                    let _ = state;
-                    continue_with(&mut parts, &key, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
+                    // A partition assigned since the last tick starts at its published floor.
+                    let state = parts.entry(key).or_insert_with(|| {
+                        PartitionPanes::new(&topic, msg.partition(), aggregator.progress_of(&topic, msg.partition()))
+                    });
+                    handle_record(state, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
                 }
                 Err(KafkaError::PartitionEOF(p)) => {
                     for ((_, partition), s) in parts.iter_mut() {
@@ -394,10 +390,10 @@ pub async fn run(
     Ok(stats)
 }
 
+/// Admit one record to its partition's panes and summarise it if sampled.
 #[allow(clippy::too_many_arguments)]
-fn continue_with(
-    parts: &mut BTreeMap<(String, i32), PartitionPanes>,
-    key: &(String, i32),
+fn handle_record(
+    state: &mut PartitionPanes,
     msg: &argus_kafka::rdkafka::message::BorrowedMessage<'_>,
     profile: &Profile,
     pane_cfg: &PaneConfig,
@@ -406,11 +402,8 @@ fn continue_with(
     stats: &mut DriftStats,
     schema_checked: &mut bool,
 ) -> Result<(), DriftError> {
-    let Some(state) = parts.get_mut(key) else {
-        return Ok(());
-    };
     stats.records += 1;
-    let topic = key.0.as_str();
+    let topic = msg.topic();
     let is_input = topic == config.input_topic;
     let payload = msg.payload().unwrap_or_default();
     if is_input {
