@@ -234,11 +234,7 @@ async fn brightness_shift_in_one_camera_raises_drift_for_that_camera_only() {
     }
     assert!(checked >= 12, "too few windows checked: {checked}");
     // The shifted camera's alarm fires (2 consecutive drifting windows).
-    let last = two
-        .iter()
-        .rfind(|((s, _), _)| *s == shifted)
-        .unwrap()
-        .1;
+    let last = two.iter().rfind(|((s, _), _)| *s == shifted).unwrap().1;
     assert_eq!(last.alarm.state, "firing", "{:?}", last.alarm);
 
     // Reports on the topic validate against the schema; the leader published each once.
@@ -314,4 +310,152 @@ async fn a_profile_for_records_refuses_an_image_stream() {
         matches!(result, Err(DriftError::SchemaMismatch(_))),
         "{result:?}"
     );
+}
+
+/// A records stream (tabular, e.g. churn scoring): fields are matched to the profile by
+/// name, entity ids do not become segments, and a mean shift in one field drifts it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stream_drifts_on_the_shifted_field_only() {
+    use argus_drift::records::{CellValue, Table};
+    use argus_wire::{Field, Record, Value};
+    let mut x: u64 = 42;
+    let mut uniform = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 11) as f64 / 9_007_199_254_740_992.0
+    };
+    let plans = ["basic", "plus", "pro"];
+    let table = Table {
+        source: "churn-reference".into(),
+        columns: vec!["tenure".into(), "plan".into()],
+        rows: (0..3000)
+            .map(|_| {
+                vec![
+                    CellValue::Num(24.0 * uniform()),
+                    CellValue::Text(plans[(uniform() * 3.0) as usize].into()),
+                ]
+            })
+            .collect(),
+    };
+    let profile = argus_drift::records::profile_table(
+        &table,
+        &Default::default(),
+        &ProfileSettings::default(),
+        "churn",
+        "test",
+    )
+    .unwrap();
+    let input = unique("records");
+    create_topics(&[(&input, 2)]).await;
+    let producer: FutureProducer = settings().producer("drift-records").unwrap();
+    // 8 s of event time at 100 records/s; tenure +6 months from 4 s on; then one late-second
+    // record per partition key to close the panes.
+    let mut n = 0u64;
+    for i in 0..800i64 {
+        let t = T0 + i * 10_000;
+        let shift = if t >= T0 + 4_000_000 { 6.0 } else { 0.0 };
+        let env = Envelope {
+            schema_version: SCHEMA_VERSION,
+            source_id: format!("customer-{}", i % 97),
+            sequence: i as u64,
+            capture_time_us: t,
+            payload: Payload::Record(Record {
+                fields: vec![
+                    Field {
+                        name: "plan".into(),
+                        value: Value::Text(plans[(uniform() * 3.0) as usize].into()),
+                    },
+                    Field {
+                        name: "tenure".into(),
+                        value: Value::Float(24.0 * uniform() + shift),
+                    },
+                ],
+            }),
+        };
+        let key = env.source_id.clone();
+        producer
+            .send(
+                FutureRecord::to(&input)
+                    .key(&key)
+                    .payload(&argus_wire::encode_envelope(&env).unwrap()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        n += 1;
+    }
+    for p in 0..2 {
+        let env = Envelope {
+            schema_version: SCHEMA_VERSION,
+            source_id: "closer".into(),
+            sequence: n,
+            capture_time_us: T0 + 60_000_000,
+            payload: Payload::Record(Record { fields: vec![] }),
+        };
+        producer
+            .send(
+                FutureRecord::to(&input)
+                    .partition(p)
+                    .key("closer")
+                    .payload(&argus_wire::encode_envelope(&env).unwrap()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let mut cfg = config(
+        &input,
+        &unique("drift"),
+        &unique("panes"),
+        &unique("reports"),
+        "records",
+    );
+    cfg.window_panes = 2;
+    let stop = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(sidecar::run(
+        cfg,
+        settings(),
+        Arc::new(profile),
+        Some(tx),
+        stop.clone(),
+    ));
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let r = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("reports within 60 s")
+            .unwrap();
+        assert_eq!(r.segment, "*", "entity ids must not become segments");
+        got.push(r);
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let status = |r: &DriftReport, f: &str| r.features.iter().find(|x| x.name == f).unwrap().status;
+    for r in &got {
+        if r.window.end_us <= T0 + 4_000_000 {
+            assert_ne!(
+                status(r, "tenure"),
+                Status::Drift,
+                "{}",
+                serde_json::to_string(r).unwrap()
+            );
+        } else if r.window.start_us >= T0 + 4_000_000 {
+            assert_eq!(
+                status(r, "tenure"),
+                Status::Drift,
+                "{}",
+                serde_json::to_string(r).unwrap()
+            );
+        }
+        assert_ne!(
+            status(r, "plan"),
+            Status::Drift,
+            "{}",
+            serde_json::to_string(r).unwrap()
+        );
+    }
 }

@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Largest message on the panes topic (the topic is created with this `max.message.bytes`;
+/// a partial of 20 numeric features × 1024 samples is about 0.8 MB of JSON per segment).
+pub const PANE_MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// What a sidecar needs to know. All sidecars of one group must agree on the window and
 /// sampling settings (and the profile); the sidecar id is theirs alone.
 #[derive(Debug, Clone)]
@@ -187,7 +191,9 @@ pub async fn run(
         ensure_topics(
             &settings,
             &[
-                TopicSpec::new(&config.panes_topic, 1),
+                TopicSpec::new(&config.panes_topic, 1)
+                    .with_config("max.message.bytes", &PANE_MESSAGE_MAX_BYTES.to_string())
+                    .with_config("retention.ms", "86400000"),
                 TopicSpec::new(&config.reports_topic, 1),
             ],
         )
@@ -244,7 +250,16 @@ pub async fn run(
         }
     }
     panes_reader.assign(&tpl)?;
-    let producer: FutureProducer = settings.producer(&config.sidecar_id)?;
+    // Partials carry bottom-k samples (≤ k per feature and segment): allow big messages.
+    let producer: FutureProducer = settings
+        .producer_config(&config.sidecar_id)
+        .set("message.max.bytes", PANE_MESSAGE_MAX_BYTES.to_string())
+        .create()
+        .map_err(|source| KafkaSetupError::Client {
+            role: "drift producer",
+            brokers: settings.brokers.clone(),
+            source,
+        })?;
 
     let pane_cfg = PaneConfig {
         pane_us: i64::try_from(config.pane.as_micros()).unwrap_or(i64::MAX),
@@ -418,8 +433,8 @@ fn handle_record(
             check_schema(profile, layout, &env.payload)?;
             *schema_checked = true;
         }
-        let segment = env.source_id.as_str();
-        let (admit, pane) = state.admit(pane_cfg, msg.offset(), env.capture_time_us, Some(segment));
+        let segment = segment_of(profile, &env.source_id);
+        let (admit, pane) = state.admit(pane_cfg, msg.offset(), env.capture_time_us, segment);
         if !count(stats, topic, admit) {
             return Ok(());
         }
@@ -450,7 +465,7 @@ fn handle_record(
                     pane_cfg,
                     pane,
                     msg.offset(),
-                    Some(segment),
+                    segment,
                     &values,
                     None,
                     Some(&hist),
@@ -481,7 +496,7 @@ fn handle_record(
                     pane_cfg,
                     pane,
                     msg.offset(),
-                    Some(segment),
+                    segment,
                     &values,
                     None,
                     None,
@@ -505,8 +520,9 @@ fn handle_record(
             );
             return Ok(());
         };
-        let segment = p.input.source_id.clone().or_else(|| p.input.key.clone());
-        let (admit, pane) = state.admit(pane_cfg, msg.offset(), event_us, segment.as_deref());
+        let source = p.input.source_id.as_deref().or(p.input.key.as_deref());
+        let segment = source.and_then(|s| segment_of(profile, s));
+        let (admit, pane) = state.admit(pane_cfg, msg.offset(), event_us, segment);
         if !count(stats, topic, admit) {
             return Ok(());
         }
@@ -530,13 +546,23 @@ fn handle_record(
             pane_cfg,
             pane,
             msg.offset(),
-            segment.as_deref(),
+            segment,
             &values,
             out.score,
             None,
         );
     }
     Ok(())
+}
+
+/// The segment a source reports in besides the fleet: every camera of an image stream (a
+/// camera without its own reference is compared with the fleet's); for records only sources
+/// the profile has a segment for, so entity ids do not become segments.
+fn segment_of<'a>(profile: &Profile, source: &'a str) -> Option<&'a str> {
+    match profile.stream {
+        StreamKind::Images => Some(source),
+        StreamKind::Records => profile.segments.contains_key(source).then_some(source),
+    }
 }
 
 fn count(stats: &mut DriftStats, topic: &str, admit: Admit) -> bool {

@@ -11,6 +11,8 @@ pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
     pub replication: i32,
+    /// Topic configuration (e.g. `max.message.bytes`), applied at creation only.
+    pub configs: Vec<(String, String)>,
 }
 
 impl TopicSpec {
@@ -20,7 +22,14 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             replication: 1,
+            configs: Vec::new(),
         }
+    }
+
+    /// Adds a topic configuration entry (builder style).
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.configs.push((key.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -43,10 +52,13 @@ pub async fn ensure_topics(
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            NewTopic::new(
-                &t.name,
-                t.partitions,
-                TopicReplication::Fixed(t.replication),
+            t.configs.iter().fold(
+                NewTopic::new(
+                    &t.name,
+                    t.partitions,
+                    TopicReplication::Fixed(t.replication),
+                ),
+                |n, (k, v)| n.set(k, v),
             )
         })
         .collect();
