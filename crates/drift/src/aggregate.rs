@@ -257,6 +257,7 @@ impl Aggregator {
                 features: ev.features,
                 dataset: ev.dataset,
                 performance_estimate: ev.performance_estimate,
+                histograms: ev.histograms,
                 alarm,
             });
         }

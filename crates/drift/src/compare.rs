@@ -106,6 +106,7 @@ pub fn compare_with_profile(
                 features: evaluation.features,
                 dataset: evaluation.dataset,
                 performance_estimate: evaluation.performance_estimate,
+                histograms: evaluation.histograms,
                 alarm,
             }
         })

@@ -14,7 +14,7 @@ use crate::profile::{
     SegmentProfile,
 };
 use crate::report::{
-    DatasetReport, Effects, FeatureReport, NewValues, PerformanceEstimate, ShareRule, Status,
+    DatasetReport, Effects, FeatureReport, HistogramDistance, HistogramReport, NewValues, PerformanceEstimate, ShareRule, Status,
     TestReport,
 };
 use crate::summary::{FeatureSummary, SegmentSummary};
@@ -70,6 +70,7 @@ pub struct Evaluation {
     pub features: Vec<FeatureReport>,
     pub dataset: DatasetReport,
     pub performance_estimate: Option<PerformanceEstimate>,
+    pub histograms: Option<HistogramReport>,
 }
 
 /// Evaluate one window of one segment.
@@ -167,10 +168,29 @@ pub fn evaluate(
     };
     let performance_estimate =
         calibration.and_then(|c| window.cbpe.as_ref().map(|counts| cbpe(c, counts, cfg)));
+    let histograms = match (&reference.histograms, &window.histograms) {
+        (Some(r), Some(w)) if !r.is_empty() && !w.is_empty() => {
+            let distance = |rp: Vec<f64>, wp: Vec<f64>| {
+                let js = distance::js_distance(&rp, &wp, 2.0);
+                HistogramDistance {
+                    pixels: w.pixel_count(),
+                    js_base2: js,
+                    psi: distance::psi(&rp, &wp, cfg.psi_eps),
+                    material: js >= cfg.js_material,
+                }
+            };
+            Some(HistogramReport {
+                luma: distance(r.luma_proportions(), w.luma_proportions()),
+                hue_sat: distance(r.hue_sat_proportions(), w.hue_sat_proportions()),
+            })
+        }
+        _ => None,
+    };
     Evaluation {
         features,
         dataset,
         performance_estimate,
+        histograms,
     }
 }
 

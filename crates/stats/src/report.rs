@@ -131,6 +131,26 @@ pub struct FeatureReport {
     pub reason: Option<String>,
 }
 
+/// Distance of one pixel histogram from the reference's (effect sizes only: pixels of a
+/// frame are not independent draws, so no p-value is claimed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramDistance {
+    pub pixels: u64,
+    pub js_base2: f64,
+    pub psi: f64,
+    /// `js_base2` ≥ the JS materiality threshold.
+    pub material: bool,
+}
+
+/// Pixel-level distributions of an image segment against its reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramReport {
+    /// 256-bin luma (BT.601, Pillow `L`).
+    pub luma: HistogramDistance,
+    /// 16×16 hue × saturation.
+    pub hue_sat: HistogramDistance,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShareRule {
     pub threshold: f64,
@@ -243,6 +263,8 @@ pub struct DriftReport {
     pub dataset: DatasetReport,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance_estimate: Option<PerformanceEstimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<HistogramReport>,
     pub alarm: Alarm,
 }
 
