@@ -209,3 +209,110 @@ fn bad_config_exits_64_with_a_clear_message() {
     assert!(err.contains("sha256"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `argus drift`: profile and compare from files; a damaged or wrong profile exits 64 with
+/// a message; `--fail-on-drift` exits 1 only when something drifted.
+#[test]
+fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
+    let dir = std::env::temp_dir().join(unique("drift-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, shift: f64| {
+        let mut text = String::from("tenure,plan\n");
+        for i in 0..2000u32 {
+            let tenure = f64::from((i * 7919) % 1000) / 10.0 + shift;
+            text.push_str(&format!("{tenure},{}\n", ["a", "b", "c"][(i % 3) as usize]));
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let reference = write("ref.csv", 0.0);
+    let same = write("same.csv", 0.0);
+    let shifted = write("shifted.csv", 20.0);
+    let profile = dir.join("p.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(argus_bin()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
+    let (code, _, err) = run(&[
+        "drift",
+        "profile",
+        "--records",
+        &p(&reference),
+        "--out",
+        &p(&profile),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&[
+        "drift",
+        "compare",
+        "--profile",
+        &p(&profile),
+        "--current",
+        &p(&same),
+        "--fail-on-drift",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(report["dataset"]["drift"], false, "{report}");
+    let (code, out, _) = run(&[
+        "drift",
+        "compare",
+        "--reference",
+        &p(&reference),
+        "--current",
+        &p(&shifted),
+        "--fail-on-drift",
+    ]);
+    assert_eq!(code, Some(1));
+    let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let tenure = report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "tenure")
+        .unwrap()
+        .clone();
+    assert_eq!(tenure["status"], "drift", "{tenure}");
+
+    // An edited profile fails its content hash.
+    let text = std::fs::read_to_string(&profile)
+        .unwrap()
+        .replacen("\"n\":2000", "\"n\":2001", 1);
+    std::fs::write(&profile, text).unwrap();
+    let (code, _, err) = run(&[
+        "drift",
+        "compare",
+        "--profile",
+        &p(&profile),
+        "--current",
+        &p(&same),
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("hash") && err.contains("argus drift profile"),
+        "{err}"
+    );
+    // The sidecar refuses it before touching Kafka.
+    let (code, _, err) = run(&["drift", "watch", "--profile", &p(&profile)]);
+    assert_eq!(code, Some(64), "{err}");
+    // A file with a column the profile lacks is fine; one lacking a profiled column is not.
+    let partial = dir.join("partial.csv");
+    std::fs::write(&partial, "plan\na\nb\n").unwrap();
+    let (code, _, err) = run(&[
+        "drift",
+        "compare",
+        "--reference",
+        &p(&reference),
+        "--current",
+        &p(&partial),
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("tenure"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

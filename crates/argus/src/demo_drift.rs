@@ -17,31 +17,21 @@ use tokio_util::sync::CancellationToken;
 
 /// Reference frames per camera.
 const REFERENCE_PER_CAMERA: u64 = 120;
-/// Reference frames come from this far into each camera's sequence, away from the live ones.
-const REFERENCE_FIRST_SEQUENCE: u64 = 100_000;
 
 /// Profile the cameras of `source` (unbrightened) with `model`'s outputs.
 pub fn reference(source: &SyntheticSource, model: &Classifier) -> Result<Profile, CliError> {
-    let mut src = source.clone();
-    src.brighten = None;
     let positive = if model.labels().iter().any(|l| l == "person") {
         "person".to_owned()
     } else {
         model.labels().last().cloned().unwrap_or_default()
     };
     let mut b = ImageProfileBuilder::new(ProfileSettings::default(), Some((model, positive)));
-    let cameras = u64::from(src.cameras.max(1));
-    let first = REFERENCE_FIRST_SEQUENCE * cameras;
-    for i in first..first + REFERENCE_PER_CAMERA * cameras {
-        let f = src.frame(i, 0).map_err(|e| CliError::Runtime(e.into()))?;
-        b.add(&f.key, &f.envelope.payload, f.has_person)
-            .map_err(CliError::Usage)?;
-    }
+    crate::drift::add_synthetic(&mut b, source, REFERENCE_PER_CAMERA)?;
     b.build(
-        &format!("demo-seed{}", src.seed),
+        &format!("demo-seed{}", source.seed),
         &format!(
             "synthetic cameras, seed {}, {} frames per camera",
-            src.seed, REFERENCE_PER_CAMERA
+            source.seed, REFERENCE_PER_CAMERA
         ),
         &format!("argus {}", env!("CARGO_PKG_VERSION")),
     )

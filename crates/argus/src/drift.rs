@@ -22,6 +22,9 @@ pub enum DriftCommand {
     Watch(WatchArgs),
     /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
     Compare(CompareArgs),
+    /// Benchmark the drift side: summary ingest rate, window evaluation time, and worker
+    /// throughput with and without a sidecar on a real broker.
+    Bench(crate::drift_bench::DriftBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -75,8 +78,10 @@ pub struct ProfileArgs {
     /// Synthetic cameras (frames are spread round-robin).
     #[arg(long, default_value_t = 4)]
     pub cameras: u32,
-    /// Synthetic scene seed (use another seed than the live stream's).
-    #[arg(long, default_value_t = 1001)]
+    /// Synthetic scene seed: the live stream's (`argus produce synthetic --seed`), so the
+    /// cameras look the same; reference frames come from far into each camera's sequence
+    /// (from frame 100 000), away from the live ones.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[arg(long, default_value_t = 640)]
     pub width: u32,
@@ -185,6 +190,7 @@ pub async fn run(cmd: DriftCommand) -> Result<(), CliError> {
             .map_err(|e| CliError::Runtime(e.into()))?,
         DriftCommand::Compare(a) => compare(a),
         DriftCommand::Watch(a) => watch(a).await,
+        DriftCommand::Bench(a) => crate::drift_bench::run(a).await,
     }
 }
 
@@ -253,13 +259,7 @@ fn profile(a: ProfileArgs) -> Result<(), CliError> {
                 jpeg_quality: 85,
                 brighten: None,
             };
-            for i in 0..n {
-                let f = src
-                    .frame(i, i64::try_from(i).unwrap_or(0) * 200_000)
-                    .map_err(|e| CliError::Runtime(e.into()))?;
-                b.add(&f.key, &f.envelope.payload, f.has_person)
-                    .map_err(CliError::Usage)?;
-            }
+            add_synthetic(&mut b, &src, n.div_ceil(u64::from(src.cameras)))?;
             (
                 a.id.clone()
                     .unwrap_or_else(|| format!("synthetic-seed{}", a.seed)),
@@ -289,6 +289,28 @@ fn profile(a: ProfileArgs) -> Result<(), CliError> {
         profile.fleet().n,
         profile.sha256
     );
+    Ok(())
+}
+
+/// Reference frames of synthetic cameras start this far into each camera's sequence.
+pub const SYNTHETIC_REFERENCE_FIRST_SEQUENCE: u64 = 100_000;
+
+/// Add `per_camera` frames of every camera of `src` (unbrightened), with ground truth, from
+/// [`SYNTHETIC_REFERENCE_FIRST_SEQUENCE`] on.
+pub fn add_synthetic(
+    b: &mut ImageProfileBuilder<'_>,
+    src: &argus_producer::SyntheticSource,
+    per_camera: u64,
+) -> Result<(), CliError> {
+    let mut src = src.clone();
+    src.brighten = None;
+    let cameras = u64::from(src.cameras.max(1));
+    let first = SYNTHETIC_REFERENCE_FIRST_SEQUENCE * cameras;
+    for i in first..first + per_camera * cameras {
+        let f = src.frame(i, 0).map_err(|e| CliError::Runtime(e.into()))?;
+        b.add(&f.key, &f.envelope.payload, f.has_person)
+            .map_err(CliError::Usage)?;
+    }
     Ok(())
 }
 
