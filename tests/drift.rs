@@ -221,7 +221,11 @@ async fn brightness_shift_in_one_camera_raises_drift_for_that_camera_only() {
                 serde_json::to_string(r).unwrap()
             );
             assert_eq!(luma(r), Status::Drift);
-            assert!(r.histograms.as_ref().is_some_and(|h| h.luma.js_base2 > 0.1), "{:?}", r.histograms);
+            assert!(
+                r.histograms.as_ref().is_some_and(|h| h.luma.js_base2 > 0.1),
+                "{:?}",
+                r.histograms
+            );
             checked += 1;
         } else if *segment != "*" && (before || *segment != shifted) {
             assert_ne!(

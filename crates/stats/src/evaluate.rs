@@ -14,8 +14,8 @@ use crate::profile::{
     SegmentProfile,
 };
 use crate::report::{
-    DatasetReport, Effects, FeatureReport, HistogramDistance, HistogramReport, NewValues, PerformanceEstimate, ShareRule, Status,
-    TestReport,
+    DatasetReport, Effects, FeatureReport, HistogramDistance, HistogramReport, NewValues,
+    PerformanceEstimate, ShareRule, Status, TestReport,
 };
 use crate::summary::{FeatureSummary, SegmentSummary};
 use crate::{chi2, cvm, distance, fdr, ks, special};
