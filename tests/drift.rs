@@ -21,7 +21,7 @@ const CAMERAS: u32 = 4;
 const SHIFTED: u32 = 2;
 const GAIN: f32 = 1.3;
 /// Event time of the first live frame, µs (fixed, so panes are deterministic).
-const T0: i64 = 1_800_000_000_000_000;
+const T0: i64 = 1_700_000_000_000_000;
 const PANE_S: i64 = 2;
 const FPS: i64 = 10;
 const SECONDS: i64 = 16;

@@ -155,7 +155,7 @@ pub fn line(r: &DriftReport) -> String {
                 " | est. accuracy {:.3} ± {:.3} (reference {:.3})",
                 p.accuracy,
                 3.0 * p.accuracy_se,
-                p.reference_accuracy
+                p.reference_estimated_accuracy
             ));
         }
     }

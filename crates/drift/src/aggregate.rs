@@ -28,6 +28,8 @@ pub struct AggregateConfig {
     pub eval: EvalConfig,
     pub model: ModelInfo,
     pub sample_rate: f64,
+    /// The input topic: window record counts are its records (predictions are not counted).
+    pub input_topic: String,
 }
 
 type PartitionKey = (String, i32);
@@ -46,6 +48,8 @@ pub struct Aggregator {
     decisions: BTreeMap<(String, i64), Option<bool>>,
     pub duplicates: u64,
     pub foreign: u64,
+    /// Partials rejected as malformed (wrong shapes, unaligned panes, inconsistent counters).
+    pub malformed: u64,
 }
 
 impl Aggregator {
@@ -60,6 +64,7 @@ impl Aggregator {
             decisions: BTreeMap::new(),
             duplicates: 0,
             foreign: 0,
+            malformed: 0,
         }
     }
 
@@ -85,6 +90,11 @@ impl Aggregator {
             PaneMessage::Partial(p) => {
                 if p.reference_sha256 != self.profile.sha256 || p.pane_us != self.cfg.pane_us {
                     self.foreign += 1;
+                    return;
+                }
+                if let Err(why) = self.check(&p) {
+                    self.malformed += 1;
+                    tracing::warn!(topic = %p.topic, partition = p.partition, pane = p.pane_start_us, why, "malformed partial ignored");
                     return;
                 }
                 if self.evaluated_through.is_some_and(|e| p.pane_start_us <= e) {
@@ -128,6 +138,67 @@ impl Aggregator {
         }
     }
 
+    /// Whether a partial (from a message, so possibly hostile) fits the profile: aligned pane
+    /// in a sane time range, ordered offsets, and summaries shaped like the reference with
+    /// consistent counters. Checked before anything is merged or indexed.
+    fn check(&self, p: &Partial) -> Result<(), &'static str> {
+        use argus_stats::summary::FeatureSummary;
+        const MAX_US: i64 = 100_000_000_000_000_000; // year ~5138
+        if !(0..MAX_US).contains(&p.pane_start_us)
+            || p.pane_start_us.rem_euclid(self.cfg.pane_us) != 0
+        {
+            return Err("pane start out of range or not aligned");
+        }
+        if p.from_offset < 0 || p.from_offset > p.to_offset || p.n_sampled > p.n_records {
+            return Err("offsets or counts inconsistent");
+        }
+        if !self.expected.is_empty() && !self.expected.contains(&(p.topic.clone(), p.partition)) {
+            return Err("partition of an unwatched topic");
+        }
+        let k = self.profile.settings.sample_k;
+        for (seg, s) in &p.segments {
+            let reference = self.profile.segment(seg);
+            if s.features.len() != reference.features.len() {
+                return Err("feature count differs from the profile");
+            }
+            if let (Some(c), Some(levels)) = (
+                &s.cbpe,
+                self.profile.calibration.as_ref().map(|c| c.levels.len()),
+            ) {
+                if c.len() != levels {
+                    return Err("CBPE counters do not match the calibration");
+                }
+            }
+            for (f, r) in s.features.iter().zip(&reference.features) {
+                match (f, &r.numeric, &r.categorical) {
+                    (FeatureSummary::Numeric(n), Some(num), _) => {
+                        let binned: u64 = n.bins.iter().sum();
+                        if n.bins.len() != num.binning.n_bins()
+                            || n.sample.k() > k
+                            || n.sample.len() > n.sample.k()
+                            || n.n_null.saturating_add(n.n_nonfinite) > n.n
+                            || binned != n.n_finite()
+                        {
+                            return Err("numeric summary inconsistent");
+                        }
+                    }
+                    (FeatureSummary::Categorical(c), _, Some(cat)) => {
+                        let counted: u64 = c.counts.iter().sum();
+                        if c.counts.len() != cat.vocab.values.len() + 1
+                            || c.new_values.len() > argus_stats::categorical::NEW_K
+                            || c.n_null > c.n
+                            || counted.saturating_add(c.n_new_total) != c.n_present()
+                        {
+                            return Err("categorical summary inconsistent");
+                        }
+                    }
+                    _ => return Err("feature kind differs from the profile"),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Watermark below which every expected partition is final (`None` until all reported).
     fn complete_until(&self) -> Option<i64> {
         if self.expected.is_empty() {
@@ -161,7 +232,9 @@ impl Aggregator {
     }
 
     fn window_start(&self, pane: i64) -> i64 {
-        pane - i64::from(self.cfg.window_panes.max(1) - 1) * self.cfg.pane_us
+        pane.saturating_sub(
+            i64::from(self.cfg.window_panes.max(1) - 1).saturating_mul(self.cfg.pane_us),
+        )
     }
 
     /// Evaluate the window ending with `pane` for every segment that has data in it.
@@ -175,8 +248,10 @@ impl Aggregator {
             for (key, list) in parts {
                 for p in list {
                     n_partials += 1;
-                    n_records += p.n_records;
-                    n_sampled += p.n_sampled;
+                    if p.topic == self.cfg.input_topic {
+                        n_records += p.n_records;
+                        n_sampled += p.n_sampled;
+                    }
                     late += p.late_records;
                     sidecars.insert(p.sidecar.clone());
                     let e = offsets
@@ -264,16 +339,19 @@ impl Aggregator {
         out
     }
 
-    /// Replay the decisions of this segment's recent windows through the k-of-k rule.
+    /// The k-of-k rule over this segment's *non-overlapping* windows ending at `pane`,
+    /// `pane − w`, `pane − 2w`, … (w = panes per window). Consecutive sliding windows share
+    /// w − 1 panes, so their decisions are correlated and the rule's expected run length
+    /// (which assumes independent windows) would not hold for them.
     fn alarm(&self, segment: &str, pane: i64) -> argus_stats::report::Alarm {
         let k = self.cfg.alarm_k.max(1);
-        let from = pane - i64::from(2 * k) * self.cfg.pane_us;
+        let step = i64::from(self.cfg.window_panes.max(1)).saturating_mul(self.cfg.pane_us);
         let mut rule = ConsecutiveRule::new(k, self.cfg.eval.alpha);
-        for ((_, _), d) in self
-            .decisions
-            .range((segment.to_owned(), from)..=(segment.to_owned(), pane))
-        {
-            rule.observe(*d);
+        for j in (0..i64::from(2 * k)).rev() {
+            let p = pane.saturating_sub(j.saturating_mul(step));
+            if let Some(d) = self.decisions.get(&(segment.to_owned(), p)) {
+                rule.observe(*d);
+            }
         }
         rule.state()
     }
@@ -283,8 +361,10 @@ impl Aggregator {
         let Some(e) = self.evaluated_through else {
             return;
         };
-        let keep_from =
-            e - i64::from(self.cfg.window_panes + 2 * self.cfg.alarm_k) * self.cfg.pane_us;
+        let keep_from = e.saturating_sub(
+            i64::from(self.cfg.window_panes * (2 * self.cfg.alarm_k + 1))
+                .saturating_mul(self.cfg.pane_us),
+        );
         self.partials = self.partials.split_off(&keep_from);
         self.decisions.retain(|(_, p), _| *p >= keep_from);
     }

@@ -10,6 +10,8 @@ pub const LATE: &str = "argus_drift_records_late_total";
 pub const INVALID: &str = "argus_drift_records_invalid_total";
 /// Counter: partial pane summaries published.
 pub const PARTIALS: &str = "argus_drift_partials_published_total";
+/// Counter: partials the broker refused (their windows lack that partition's pane).
+pub const PARTIALS_FAILED: &str = "argus_drift_partials_failed_total";
 /// Counter: partials rejected as duplicates (replays, overlapping offsets).
 pub const DUPLICATES: &str = "argus_drift_partials_duplicate_total";
 /// Gauge: partials merged into the latest window. Labels: `segment`.
@@ -54,6 +56,7 @@ pub fn describe() {
     describe_counter!(LATE, "Records whose event-time pane was already final");
     describe_counter!(INVALID, "Records that yielded no features, by reason");
     describe_counter!(PARTIALS, "Partial pane summaries published");
+    describe_counter!(PARTIALS_FAILED, "Partial pane summaries the broker refused");
     describe_counter!(DUPLICATES, "Partial pane summaries rejected as duplicates");
     describe_gauge!(MERGE_PARTIALS, "Partials merged into the latest window");
     describe_counter!(REPORTS, "Drift reports published, by dataset status");

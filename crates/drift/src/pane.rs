@@ -14,6 +14,7 @@ use argus_stats::profile::{Profile, FLEET};
 use argus_stats::summary::{Cell, SegmentSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 pub const PANE_SCHEMA: &str = "argus.drift-pane/v1";
 
@@ -93,8 +94,8 @@ pub struct PaneConfig {
     pub lateness_us: i64,
     /// Keep a frame iff `xxh3(seed ‖ camera ‖ capture time) < rate · 2⁶⁴`.
     pub sampler: Sampler,
-    /// At most this many frames per camera per second (0 = no cap): the first frame of each
-    /// 1/max_fps slot of event time is kept.
+    /// At most this many frames per camera per second of event time (0 = no cap), image
+    /// inputs only: the first frame of each 1/max_fps slot, in partition order, is kept.
     pub max_fps: f64,
     /// Cameras beyond this many get no segment of their own (fleet `*` only).
     pub max_segments: usize,
@@ -136,8 +137,10 @@ pub struct PartitionPanes {
     last_slot: HashMap<String, i64>,
     /// Offset after the last record seen.
     next_offset: Option<i64>,
-    /// Reached the end of the partition with nothing newer.
-    pub idle: bool,
+    /// Wall-clock time of the last record (or of the assignment).
+    last_seen: Instant,
+    /// The consumer group generation this state belongs to (reset on a new assignment).
+    pub generation: Option<u64>,
 }
 
 impl PartitionPanes {
@@ -153,7 +156,8 @@ impl PartitionPanes {
             late: 0,
             last_slot: HashMap::new(),
             next_offset: None,
-            idle: false,
+            last_seen: Instant::now(),
+            generation: None,
         }
     }
 
@@ -162,26 +166,32 @@ impl PartitionPanes {
     }
 
     /// Decide where a record goes and update the watermark. `segment` is the camera (or
-    /// `None`), `event_us` the capture time.
+    /// `None`), `event_us` the capture time (validated by the caller: not negative, not far in
+    /// the future). A record is late when its pane ended at or before the watermark as it was
+    /// before this record — a rule that depends only on the partition's record order, so
+    /// every sidecar reading the partition decides the same. `fps_capped` applies
+    /// `max_fps` (image inputs only).
     pub fn admit(
         &mut self,
         cfg: &PaneConfig,
         offset: i64,
         event_us: i64,
         segment: Option<&str>,
+        fps_capped: bool,
     ) -> (Admit, i64) {
-        self.idle = false;
+        self.last_seen = Instant::now();
         self.next_offset = Some(self.next_offset.map_or(offset + 1, |n| n.max(offset + 1)));
-        let pane = event_us.div_euclid(cfg.pane_us) * cfg.pane_us;
+        let pane = event_us.div_euclid(cfg.pane_us).saturating_mul(cfg.pane_us);
+        let before = self.watermark_us.unwrap_or(i64::MIN).max(self.floor_us);
         let wm = event_us.saturating_sub(cfg.lateness_us);
         self.watermark_us = Some(self.watermark_us.map_or(wm, |w| w.max(wm)));
-        if pane.saturating_add(cfg.pane_us) <= self.floor_us {
+        if pane.saturating_add(cfg.pane_us) <= before {
             self.late += 1;
             return (Admit::Late, pane);
         }
         let camera = segment.unwrap_or("");
         let sampled = cfg.sampler.keep(frame_hash(cfg.seed, camera, event_us)) && {
-            if cfg.max_fps > 0.0 {
+            if fps_capped && cfg.max_fps > 0.0 {
                 let slot = (event_us as f64 * cfg.max_fps / 1e6).floor() as i64;
                 let last = self.last_slot.get(camera).copied();
                 if last.is_some_and(|l| l >= slot) {
@@ -292,13 +302,19 @@ impl PartitionPanes {
             });
         }
         self.floor_us = self.floor_us.max(wm);
+        // Cameras not seen since the last final pane no longer need their fps slot.
+        if cfg.max_fps > 0.0 {
+            let floor_slot = (self.floor_us as f64 * cfg.max_fps / 1e6).floor() as i64;
+            self.last_slot.retain(|_, slot| *slot >= floor_slot);
+        }
         out
     }
 
-    /// Move the watermark of an idle partition up to `global_us` (the furthest any partition
-    /// has got), so one quiet partition does not hold every window back.
-    pub fn advance_idle(&mut self, global_us: i64) {
-        if self.idle && self.open.is_empty() {
+    /// A partition that has sent nothing for `idle_timeout` (wall clock) follows `global_us`
+    /// (the furthest watermark reported), closing its open panes, so a quiet camera or an
+    /// empty partition does not hold every window back. Its next records, if older, are late.
+    pub fn advance_idle(&mut self, global_us: i64, idle_timeout: Duration) {
+        if self.last_seen.elapsed() >= idle_timeout {
             self.watermark_us = Some(self.watermark_us.map_or(global_us, |w| w.max(global_us)));
         }
     }

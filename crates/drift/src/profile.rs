@@ -162,7 +162,7 @@ impl<'m> ImageProfileBuilder<'m> {
             }
             _ => None,
         };
-        Profile::seal(
+        let profile = Profile::seal(
             id.to_owned(),
             StreamKind::Images,
             source.to_owned(),
@@ -170,6 +170,10 @@ impl<'m> ImageProfileBuilder<'m> {
             segments,
             calibration,
             created_by.to_owned(),
-        )
+        )?;
+        match &self.model {
+            Some((_, label)) => profile.with_score_label(label),
+            None => Ok(profile),
+        }
     }
 }

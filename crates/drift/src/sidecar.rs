@@ -56,6 +56,12 @@ pub struct DriftConfig {
     pub model: ModelInfo,
     /// How often panes are closed, progress published and reports evaluated.
     pub tick: Duration,
+    /// A partition that has sent nothing for this long (wall clock) follows the furthest
+    /// watermark, so it does not hold windows back (`None`: one pane).
+    pub idle_timeout: Option<Duration>,
+    /// Records with an event time further than this ahead of the wall clock are invalid
+    /// (a wrong unit or clock would otherwise push the watermark into the future).
+    pub max_future: Duration,
     /// Create the panes and reports topics if missing (off where topics are made elsewhere,
     /// e.g. the embedded broker, whose admin API is limited).
     pub create_topics: bool,
@@ -81,6 +87,8 @@ impl DriftConfig {
             model,
             tick: Duration::from_millis(250),
             create_topics: true,
+            idle_timeout: None,
+            max_future: Duration::from_secs(3600),
         }
     }
 
@@ -168,10 +176,12 @@ impl Layout {
             record,
             score,
             class,
-            positive_label: profile
-                .calibration
-                .as_ref()
-                .map(|c| c.positive_label.clone()),
+            positive_label: profile.score_label.clone().or_else(|| {
+                profile
+                    .calibration
+                    .as_ref()
+                    .map(|c| c.positive_label.clone())
+            }),
         })
     }
 }
@@ -201,8 +211,7 @@ pub async fn run(
     }
     gauge!(m::REFERENCE_INFO, "reference_id" => profile.id.clone(), "sha256" => profile.sha256.clone()).set(1.0);
 
-    let mut cc = settings.consumer_config(&config.group, &config.sidecar_id);
-    cc.set("enable.partition.eof", "true");
+    let cc = settings.consumer_config(&config.group, &config.sidecar_id);
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext::new(&config.sidecar_id))
         .map_err(|source| KafkaSetupError::Client {
@@ -228,28 +237,47 @@ pub async fn run(
         brokers: settings.brokers.clone(),
         source,
     })?;
-    // A topic created a moment ago may take a while to show its partitions.
+    // Every sidecar reads the whole panes topic (partials and progress) and the reports
+    // topic (what was already published). A topic created a moment ago may take a while to
+    // show its partitions.
     let mut tpl = TopicPartitionList::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tpl.count() == 0 {
-        let meta =
-            panes_reader.fetch_metadata(Some(&config.panes_topic), Duration::from_secs(10))?;
-        for t in meta.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+    let mut reports_end: BTreeMap<i32, i64> = BTreeMap::new();
+    for topic in [&config.panes_topic, &config.reports_topic] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let meta = panes_reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let partitions: Vec<i32> = meta
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if !partitions.is_empty() {
+                for p in partitions {
+                    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+                    if topic == &config.reports_topic {
+                        let (_, high) =
+                            panes_reader.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+                        if high > 0 {
+                            reports_end.insert(p, high);
+                        }
+                    }
+                }
+                break;
             }
-        }
-        if tpl.count() == 0 {
             if Instant::now() > deadline {
                 return Err(DriftError::Config(format!(
-                    "panes topic {} has no partitions",
-                    config.panes_topic
+                    "topic {topic} has no partitions"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     panes_reader.assign(&tpl)?;
+    // Reports already on the reports topic, per segment: the newest window end.
+    let mut reported: HashMap<String, i64> = HashMap::new();
+    // Evaluated reports the reports topic does not show yet (the publisher's backlog).
+    let mut pending: BTreeMap<(i64, String), DriftReport> = BTreeMap::new();
+    let idle_timeout = config.idle_timeout.unwrap_or(config.pane);
     // Partials carry bottom-k samples (≤ k per feature and segment): allow big messages.
     let producer: FutureProducer = settings
         .producer_config(&config.sidecar_id)
@@ -277,6 +305,7 @@ pub async fn run(
             eval: config.eval.clone(),
             model: config.model.clone(),
             sample_rate: config.sample_rate,
+            input_topic: config.input_topic.clone(),
         },
         profile.clone(),
     );
@@ -294,22 +323,31 @@ pub async fn run(
                 Ok(msg) => {
                     let topic = msg.topic().to_owned();
                     let key = (topic.clone(), msg.partition());
-                    // A partition assigned since the last tick starts at its published floor.
+                    // A partition assigned since the last tick — or revoked and assigned again,
+                    // which rewinds the consumer to the committed offset — starts afresh at its
+                    // published floor.
+                    let generation = consumer.context().generation(&topic, msg.partition());
                     let state = parts.entry(key).or_insert_with(|| {
                         PartitionPanes::new(&topic, msg.partition(), aggregator.progress_of(&topic, msg.partition()))
                     });
-                    handle_record(state, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
-                }
-                Err(KafkaError::PartitionEOF(p)) => {
-                    for ((_, partition), s) in parts.iter_mut() {
-                        if *partition == p {
-                            s.idle = true;
-                        }
+                    if state.generation != generation {
+                        *state = PartitionPanes::new(&topic, msg.partition(), aggregator.progress_of(&topic, msg.partition()));
+                        state.generation = generation;
                     }
+                    handle_record(state, &msg, &profile, &pane_cfg, &layout, &config, &mut stats, &mut schema_checked)?;
                 }
                 Err(e) => tracing::warn!(error = %e, "drift consumer error"),
             },
             msg = panes_reader.recv() => match msg {
+                Ok(msg) if msg.topic() == config.reports_topic => {
+                    if reports_end.get(&msg.partition()).is_some_and(|end| msg.offset() + 1 >= *end) {
+                        reports_end.remove(&msg.partition());
+                    }
+                    if let Some(seen) = msg.payload().and_then(|p| serde_json::from_slice::<ReportKey>(p).ok()) {
+                        let e = reported.entry(seen.segment).or_insert(seen.window.end_us);
+                        *e = (*e).max(seen.window.end_us);
+                    }
+                }
                 Ok(msg) => {
                     let Some(payload) = msg.payload() else { continue };
                     match serde_json::from_slice::<PaneRecord>(payload) {
@@ -325,37 +363,62 @@ pub async fn run(
             _ = tick.tick() => {
                 if last_meta.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     last_meta = Some(Instant::now());
+                    // Replace the expected partitions only when every topic answered, so a
+                    // failed lookup never lets a window complete without a topic.
                     let mut expected = Vec::new();
+                    let mut complete = true;
                     for t in &topics {
-                        if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
-                            for mt in md.topics() {
-                                for p in mt.partitions() {
-                                    expected.push((mt.name().to_owned(), p.id()));
+                        match consumer.fetch_metadata(Some(t), Duration::from_secs(5)) {
+                            Ok(md) => {
+                                let before = expected.len();
+                                for mt in md.topics() {
+                                    for p in mt.partitions() {
+                                        expected.push((mt.name().to_owned(), p.id()));
+                                    }
                                 }
+                                complete &= expected.len() > before;
+                            }
+                            Err(e) => {
+                                complete = false;
+                                tracing::warn!(error = %e, topic = %t, "metadata lookup failed; keeping the partitions known before");
                             }
                         }
                     }
-                    if !expected.is_empty() {
+                    if complete {
                         aggregator.set_expected(expected);
                     }
                 }
                 // Follow the assignment: new partitions start at their published floor.
                 let owned = assignment.borrow().clone();
-                parts.retain(|k, _| owned.contains(k));
+                parts.retain(|k, s| owned.contains(k) && s.generation == consumer.context().generation(&k.0, k.1));
                 published_wm.retain(|k, _| owned.contains(k));
                 for (t, p) in &owned {
-                    parts.entry((t.clone(), *p)).or_insert_with(|| PartitionPanes::new(t, *p, aggregator.progress_of(t, *p)));
+                    parts.entry((t.clone(), *p)).or_insert_with(|| {
+                        let mut s = PartitionPanes::new(t, *p, aggregator.progress_of(t, *p));
+                        s.generation = consumer.context().generation(t, *p);
+                        s
+                    });
                 }
                 let global = parts.values().filter_map(PartitionPanes::watermark).chain(aggregator.max_progress()).max();
                 for (key, state) in parts.iter_mut() {
                     if let Some(g) = global {
-                        state.advance_idle(g);
+                        state.advance_idle(g, idle_timeout);
                     }
                     for partial in state.close_final(&pane_cfg, &config.sidecar_id, &profile.sha256) {
                         let record = PaneRecord::new(PaneMessage::Partial(Box::new(partial)));
-                        send_json(&producer, &config.panes_topic, &record.key(), &record).await?;
-                        counter!(m::PARTIALS).increment(1);
-                        stats.partials += 1;
+                        // A partial the broker refuses (e.g. too large) is lost to its windows:
+                        // counted and logged, and the sidecar goes on (a restart would only
+                        // rebuild the same partial).
+                        match send_json(&producer, &config.panes_topic, &record.key(), &record).await {
+                            Ok(()) => {
+                                counter!(m::PARTIALS).increment(1);
+                                stats.partials += 1;
+                            }
+                            Err(e) => {
+                                counter!(m::PARTIALS_FAILED).increment(1);
+                                tracing::error!(error = %e, key = %record.key(), "partial pane summary not published; its windows will lack this partition's pane");
+                            }
+                        }
                     }
                     if let Some(wm) = state.watermark() {
                         gauge!(m::WATERMARK_SECONDS, "topic" => key.0.clone(), "partition" => key.1.to_string()).set(wm as f64 / 1e6);
@@ -385,16 +448,28 @@ pub async fn run(
                 if !reports.is_empty() {
                     histogram!(m::EVAL_SECONDS).record(started.elapsed().as_secs_f64());
                 }
-                let leader = owned.contains(&(config.input_topic.clone(), 0));
                 for r in reports {
                     m::record_report(&r);
-                    if leader {
-                        send_json(&producer, &config.reports_topic, &r.segment, &r).await?;
-                        stats.reports += 1;
-                    }
-                    tracing::info!(segment = %r.segment, window_end = %r.window.end, status = ?r.dataset.status, alarm = %r.alarm.state, leader, "drift window evaluated");
+                    tracing::info!(segment = %r.segment, window_end = %r.window.end, status = ?r.dataset.status, alarm = %r.alarm.state, "drift window evaluated");
                     if let Some(tx) = &reports_out {
-                        let _ = tx.send(r);
+                        let _ = tx.send(r.clone());
+                    }
+                    pending.insert((r.window.end_us, r.segment.clone()), r);
+                }
+                // The owner of input partition 0 publishes every evaluated report the reports
+                // topic does not show yet — also windows that completed while no sidecar led
+                // (a rebalance) — once it has read the topic up to where it was at start.
+                pending.retain(|(end, seg), _| reported.get(seg).is_none_or(|r| end > r));
+                let horizon = pending.keys().map(|k| k.0).max().unwrap_or(0)
+                    - i64::from(config.window_panes * (2 * config.alarm_k + 1)) * pane_cfg.pane_us;
+                pending.retain(|(end, _), _| *end >= horizon);
+                let leader = owned.contains(&(config.input_topic.clone(), 0));
+                if leader && reports_end.is_empty() {
+                    for ((end, seg), r) in std::mem::take(&mut pending) {
+                        send_json(&producer, &config.reports_topic, &seg, &r).await?;
+                        stats.reports += 1;
+                        let e = reported.entry(seg).or_insert(end);
+                        *e = (*e).max(end);
                     }
                 }
                 counter!(m::DUPLICATES).absolute(aggregator.duplicates);
@@ -403,6 +478,18 @@ pub async fn run(
     }
     consumer.unsubscribe();
     Ok(stats)
+}
+
+/// The part of a report the publisher needs to know it was published.
+#[derive(serde::Deserialize)]
+struct ReportKey {
+    segment: String,
+    window: ReportWindow,
+}
+
+#[derive(serde::Deserialize)]
+struct ReportWindow {
+    end_us: i64,
 }
 
 /// Admit one record to its partition's panes and summarise it if sampled.
@@ -433,8 +520,19 @@ fn handle_record(
             check_schema(profile, layout, &env.payload)?;
             *schema_checked = true;
         }
+        if !event_time_ok(env.capture_time_us, config) {
+            invalid(
+                stats,
+                topic,
+                "event_time",
+                "capture time before 1970 or too far in the future",
+            );
+            return Ok(());
+        }
         let segment = segment_of(profile, &env.source_id);
-        let (admit, pane) = state.admit(pane_cfg, msg.offset(), env.capture_time_us, segment);
+        let capped = profile.stream == StreamKind::Images;
+        let (admit, pane) =
+            state.admit(pane_cfg, msg.offset(), env.capture_time_us, segment, capped);
         if !count(stats, topic, admit) {
             return Ok(());
         }
@@ -522,7 +620,16 @@ fn handle_record(
         };
         let source = p.input.source_id.as_deref().or(p.input.key.as_deref());
         let segment = source.and_then(|s| segment_of(profile, s));
-        let (admit, pane) = state.admit(pane_cfg, msg.offset(), event_us, segment);
+        if !event_time_ok(event_us, config) {
+            invalid(
+                stats,
+                topic,
+                "event_time",
+                "capture time before 1970 or too far in the future",
+            );
+            return Ok(());
+        }
+        let (admit, pane) = state.admit(pane_cfg, msg.offset(), event_us, segment, false);
         if !count(stats, topic, admit) {
             return Ok(());
         }
@@ -553,6 +660,12 @@ fn handle_record(
         );
     }
     Ok(())
+}
+
+/// Event times must be after 1970 and at most `max_future` ahead of the wall clock.
+fn event_time_ok(t: i64, config: &DriftConfig) -> bool {
+    let ahead = i64::try_from(config.max_future.as_micros()).unwrap_or(i64::MAX);
+    t >= 0 && t <= argus_wire::now_us().saturating_add(ahead)
 }
 
 /// The segment a source reports in besides the fleet: every camera of an image stream (a

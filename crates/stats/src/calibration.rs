@@ -46,12 +46,28 @@ pub fn fit_isotonic(
             }
         }
     }
+    let upper: Vec<f64> = blocks.iter().map(|b| b.0).collect();
+    let levels: Vec<f64> = blocks.iter().map(|b| b.1 / b.2).collect();
+    // CBPE on the reference: P(correct) = p̂ if predicted positive, else 1 − p̂.
+    let finite: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    let estimated: f64 = finite
+        .iter()
+        .map(|s| {
+            let i = upper.partition_point(|u| u < s).min(levels.len() - 1);
+            if *s >= threshold {
+                levels[i]
+            } else {
+                1.0 - levels[i]
+            }
+        })
+        .sum();
     Some(Calibration {
         positive_label: positive_label.to_owned(),
         threshold,
-        upper: blocks.iter().map(|b| b.0).collect(),
-        levels: blocks.iter().map(|b| b.1 / b.2).collect(),
+        upper,
+        levels,
         reference_accuracy,
+        reference_estimated_accuracy: estimated / finite.len() as f64,
     })
 }
 

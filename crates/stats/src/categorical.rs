@@ -65,7 +65,7 @@ impl CategoricalSummary {
 
     /// Non-null rows.
     pub fn n_present(&self) -> u64 {
-        self.n - self.n_null
+        self.n.saturating_sub(self.n_null)
     }
 
     pub fn add(&mut self, vocab: &Vocabulary, value: Option<&str>) {

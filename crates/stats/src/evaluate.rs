@@ -316,7 +316,8 @@ fn numeric_feature(
         report.effects.js_base2 = Some(distance::js_distance(&ref_dec, &cur_dec, 2.0));
     }
     let w1 = distance::wasserstein_sorted(&cur, &num.sample);
-    report.effects.wasserstein_norm = Some(w1 / num.std.max(1e-3));
+    // Finite even for values near f64::MAX (JSON has no infinity).
+    report.effects.wasserstein_norm = Some((w1 / num.std.max(1e-3)).min(f64::MAX));
     report.material = report
         .effects
         .wasserstein_norm
@@ -537,6 +538,7 @@ fn cbpe(c: &Calibration, counts: &[[u64; 2]], cfg: &EvalConfig) -> PerformanceEs
         recall,
         f1: div(2.0 * precision * recall, precision + recall),
         reference_accuracy: c.reference_accuracy,
-        degraded: sufficient && c.reference_accuracy > accuracy + 3.0 * accuracy_se,
+        reference_estimated_accuracy: c.reference_estimated_accuracy,
+        degraded: sufficient && c.reference_estimated_accuracy > accuracy + 3.0 * accuracy_se,
     }
 }

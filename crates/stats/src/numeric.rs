@@ -106,7 +106,8 @@ impl BottomK {
     pub fn new(k: usize) -> Self {
         Self {
             k: k.max(1),
-            heap: BinaryHeap::with_capacity(k.max(1)),
+            // Capacity grows with use: `k` may come from a message.
+            heap: BinaryHeap::with_capacity(k.clamp(1, 4096)),
         }
     }
 
@@ -226,7 +227,9 @@ impl NumericSummary {
 
     /// Finite values counted (the size the tests work with).
     pub fn n_finite(&self) -> u64 {
-        self.n - self.n_null - self.n_nonfinite
+        self.n
+            .saturating_sub(self.n_null)
+            .saturating_sub(self.n_nonfinite)
     }
 
     /// Add one record's value; `hash` is the record's hash (shared by all its features).

@@ -322,6 +322,10 @@ pub struct Calibration {
     pub levels: Vec<f64>,
     /// Reference accuracy measured with labels, for comparison.
     pub reference_accuracy: f64,
+    /// The CBPE estimate on the reference itself (calibrated levels, no labels): what a
+    /// window's estimate is compared with to call it degraded.
+    #[serde(default)]
+    pub reference_estimated_accuracy: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +341,9 @@ pub struct Profile {
     pub segments: BTreeMap<String, SegmentProfile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The label whose probability the `score` feature is (model-output profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_label: Option<String>,
     /// `argus <version>` that wrote it.
     pub created_by: String,
     pub sha256: String,
@@ -395,11 +402,19 @@ impl Profile {
             schema_sha256,
             segments,
             calibration,
+            score_label: None,
             created_by,
             sha256: String::new(),
         };
         p.sha256 = p.content_hash()?;
         Ok(p)
+    }
+
+    /// Name the label whose probability `score` is, and re-seal.
+    pub fn with_score_label(mut self, label: &str) -> Result<Self, ProfileError> {
+        self.score_label = Some(label.to_owned());
+        self.sha256 = self.content_hash()?;
+        Ok(self)
     }
 
     fn content_hash(&self) -> Result<String, ProfileError> {
@@ -432,6 +447,29 @@ impl Profile {
             });
         }
         let fleet = p.segments.get(FLEET).ok_or(ProfileError::NoFleet)?;
+        let s = &p.settings;
+        if s.sample_k == 0
+            || s.sample_k > 65_536
+            || s.reference_sample_max > 10_000_000
+            || s.fine_bins < 2
+            || s.fine_bins > 10_000
+        {
+            return Err(ProfileError::Invalid(format!(
+                "settings out of range: sample_k {} (1..=65536), reference_sample_max {}, fine_bins {}",
+                s.sample_k, s.reference_sample_max, s.fine_bins
+            )));
+        }
+        if let Some(c) = &p.calibration {
+            if c.upper.len() != c.levels.len()
+                || c.levels.is_empty()
+                || c.levels.iter().any(|l| !(0.0..=1.0).contains(l))
+            {
+                return Err(ProfileError::Invalid(
+                    "calibration map: upper and levels must be equally long, levels in [0, 1]"
+                        .into(),
+                ));
+            }
+        }
         for (name, seg) in &p.segments {
             let names: Vec<_> = seg.features.iter().map(|f| (&f.name, f.kind)).collect();
             let fleet_names: Vec<_> = fleet.features.iter().map(|f| (&f.name, f.kind)).collect();
@@ -441,6 +479,25 @@ impl Profile {
                 )));
             }
             for f in &seg.features {
+                if let Some(num) = &f.numeric {
+                    let sorted = num.sample.windows(2).all(|w| w[0] <= w[1])
+                        && num.sample.iter().all(|x| x.is_finite());
+                    let edges_sorted = num.binning.edges.windows(2).all(|w| w[0] < w[1]);
+                    if !sorted || !edges_sorted || num.bin_counts.len() != num.binning.n_bins() {
+                        return Err(ProfileError::Invalid(format!(
+                            "feature {:?} of segment {name:?}: reference sample or bin edges not sorted, or bin counts do not match the edges",
+                            f.name
+                        )));
+                    }
+                }
+                if let Some(cat) = &f.categorical {
+                    if cat.counts.len() != cat.vocab.values.len() + 1 {
+                        return Err(ProfileError::Invalid(format!(
+                            "feature {:?} of segment {name:?}: counts do not match the vocabulary",
+                            f.name
+                        )));
+                    }
+                }
                 if f.kind.is_numeric() != f.numeric.is_some()
                     || f.kind.is_numeric() == f.categorical.is_some()
                 {

@@ -187,7 +187,9 @@ pub struct PerformanceEstimate {
     pub recall: f64,
     pub f1: f64,
     pub reference_accuracy: f64,
-    /// The reference accuracy is above the estimate's +3·SE band.
+    /// CBPE's estimate on the reference data (the baseline for `degraded`).
+    pub reference_estimated_accuracy: f64,
+    /// The reference's estimated accuracy is above this window's +3·SE band.
     pub degraded: bool,
 }
 
