@@ -338,7 +338,7 @@ fn runtime(e: impl Into<anyhow::Error>) -> CliError {
     CliError::Runtime(e.into())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -647,7 +647,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
 }
 
 /// Inputs the worker finished without a prediction or a DLQ record.
-fn others(s: &WorkerStats) -> u64 {
+pub(crate) fn others(s: &WorkerStats) -> u64 {
     s.stale.load(Ordering::Relaxed)
         + s.abandoned.load(Ordering::Relaxed)
         + s.undelivered.load(Ordering::Relaxed)
@@ -723,7 +723,10 @@ fn check_args(args: &BenchArgs, threads: usize) -> Result<(), CliError> {
 }
 
 /// Renders and encodes `n` distinct frames on every core.
-async fn render_pool(source: &SyntheticSource, n: usize) -> Result<Vec<Frame>, CliError> {
+pub(crate) async fn render_pool(
+    source: &SyntheticSource,
+    n: usize,
+) -> Result<Vec<Frame>, CliError> {
     let source = source.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Frame>> {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -763,7 +766,11 @@ async fn render_pool(source: &SyntheticSource, n: usize) -> Result<Vec<Frame>, C
 }
 
 /// The bincode envelope of pool frame `frame` as message `sequence`, captured at `capture_us`.
-fn envelope_bytes(frame: &Frame, sequence: u64, capture_us: i64) -> Result<Vec<u8>, CliError> {
+pub(crate) fn envelope_bytes(
+    frame: &Frame,
+    sequence: u64,
+    capture_us: i64,
+) -> Result<Vec<u8>, CliError> {
     let mut envelope = frame.envelope.clone();
     envelope.sequence = sequence;
     envelope.capture_time_us = capture_us;
@@ -1418,7 +1425,7 @@ impl KafkaSession<'_> {
 }
 
 /// (busy, total) jiffies of the whole machine from the first line of /proc/stat (Linux).
-fn cpu_snapshot() -> Option<(u64, u64)> {
+pub(crate) fn cpu_snapshot() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()
@@ -1434,11 +1441,11 @@ fn cpu_snapshot() -> Option<(u64, u64)> {
 }
 
 /// The unit of CPU times in /proc (`USER_HZ`, 100 on every Linux the project targets).
-const TICKS_PER_S: f64 = 100.0;
+pub(crate) const TICKS_PER_S: f64 = 100.0;
 
 /// utime + stime of one process (all its threads, also those that have exited) or, with a
 /// `/proc/<pid>/task/<tid>` path, of one thread, in ticks.
-fn stat_ticks(dir: &str) -> Option<(String, u64)> {
+pub(crate) fn stat_ticks(dir: &str) -> Option<(String, u64)> {
     parse_stat(&std::fs::read_to_string(format!("{dir}/stat")).ok()?)
 }
 
@@ -1455,7 +1462,7 @@ fn parse_stat(stat: &str) -> Option<(String, u64)> {
 
 /// Local Kafka broker processes: `--broker-pid`, or every process whose command line has
 /// the argument `kafka.Kafka` (the broker's main class).
-fn broker_pids(pinned: Option<u32>) -> Vec<u32> {
+pub(crate) fn broker_pids(pinned: Option<u32>) -> Vec<u32> {
     if let Some(pid) = pinned {
         return vec![pid];
     }
@@ -1721,7 +1728,7 @@ impl WorkerInternals {
     }
 }
 
-fn loadavg() -> Option<String> {
+pub(crate) fn loadavg() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1758,7 +1765,7 @@ fn worker_timings(seen: &[argus_wire::Timings]) -> WorkerTimings {
 
 /// Enqueues one frame as `produce` sends it (key = camera, envelope headers); waits while
 /// the producer's queue is full.
-async fn enqueue(
+pub(crate) async fn enqueue(
     producer: &FutureProducer,
     topic: &str,
     frame: &Frame,
@@ -1795,7 +1802,7 @@ async fn enqueue(
 }
 
 /// (acknowledged, failed).
-async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
+pub(crate) async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
     let (mut ok, mut failed) = (0, 0);
     for d in deliveries {
         match d.await {
@@ -1845,7 +1852,10 @@ async fn create_topic(
     Ok(())
 }
 
-async fn delete_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), String> {
+pub(crate) async fn delete_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+) -> Result<(), String> {
     let admin = admin_client(settings)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

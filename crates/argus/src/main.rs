@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod demo_drift;
 mod drift;
+mod drift_bench;
 mod produce;
 mod shutdown;
 mod telemetry;
