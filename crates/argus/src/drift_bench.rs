@@ -123,6 +123,10 @@ pub struct DriftBenchArgs {
     /// Stage 3: skip the untimed warm-up drain before the first round.
     #[arg(long)]
     pub no_warmup: bool,
+    /// Stage 3: before each drain, wait up to this long for the machine to be ≥ 85% idle for
+    /// 2 s (other sessions' builds skew a drain); 0 = do not wait.
+    #[arg(long, value_parser = crate::cli::parse_duration, default_value = "15s")]
+    pub quiet_wait: Duration,
     /// Stage 3: distinct synthetic frames rendered up front and cycled through.
     #[arg(long, default_value_t = 128)]
     pub distinct_frames: usize,
@@ -1135,8 +1139,13 @@ struct DrainRun {
     sidecar_cpu_seconds: Option<f64>,
     machine_busy: Option<f64>,
     /// Machine busy time not accounted to the worker process, the broker or the sidecar
-    /// (other processes: a run with more than 10% of the machine here is suspect).
+    /// (other processes) ...
     other_cpu_seconds: Option<f64>,
+    /// ... above 10% of the machine: the run is left out of the summary's ratios.
+    contended: bool,
+    /// Waited for a quiet machine before the run (s), and whether it got quiet.
+    quiet_wait_seconds: f64,
+    quiet: bool,
     /// Sidecar CPU from its start to when it had read every frame and prediction (or gave
     /// up waiting), and per frame.
     sidecar_cpu_total_seconds: Option<f64>,
@@ -1503,6 +1512,7 @@ impl Stage3<'_> {
         )
         .await
         .map_err(runtime)?;
+        let (quiet_wait_seconds, quiet) = quiet_machine(self.args.quiet_wait).await;
         let frames = self.args.frames;
         // The sidecar and the worker are started together; the worker is timed from its first
         // consumed input, as in `argus bench`.
@@ -1542,7 +1552,11 @@ impl Stage3<'_> {
                 .await
                 .map_err(runtime)?;
         }
-        result
+        result.map(|mut r| {
+            r.quiet_wait_seconds = quiet_wait_seconds;
+            r.quiet = quiet;
+            r
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1606,6 +1620,9 @@ impl Stage3<'_> {
             sidecar_cpu_seconds: secs(start.sidecar, end.sidecar),
             machine_busy: busy(start.machine, end.machine),
             other_cpu_seconds: None,
+            contended: false,
+            quiet_wait_seconds: 0.0,
+            quiet: true,
             sidecar_cpu_total_seconds: None,
             sidecar_cpu_ms_per_frame: None,
             sidecar_input_read_at_start: at_start.as_ref().map(|m| m.input_read),
@@ -1626,6 +1643,9 @@ impl Stage3<'_> {
                 - run.broker_cpu_seconds.unwrap_or(0.0)
                 - run.sidecar_cpu_seconds.unwrap_or(0.0)
         });
+        run.contended = run
+            .other_cpu_seconds
+            .is_some_and(|o| o > 0.1 * seconds * cores);
         if let Some(s) = sidecar.as_mut() {
             let at_end = sidecar_metrics(s).await;
             run.sidecar_input_read_at_end = at_end.as_ref().map(|m| m.input_read);
@@ -1635,7 +1655,7 @@ impl Stage3<'_> {
                 |m: &SidecarMetrics| m.input_read >= frames && m.predictions_read >= predicted;
             let mut latest = at_end;
             let wait_from = Instant::now();
-            let deadline = wait_from + Duration::from_secs(60);
+            let deadline = wait_from + Duration::from_secs(30);
             let mut waited = false;
             while !latest.as_ref().is_some_and(caught) && Instant::now() < deadline && s.running() {
                 waited = true;
@@ -1729,42 +1749,41 @@ impl Stage3<'_> {
     }
 }
 
-/// `None` if `path` loads as it is. A profile whose floats do not survive serde_json's
-/// parse fails its content-hash check on load (reported, not fixed here); then it is parsed
-/// and re-sealed until the written file loads, so the sidecar can start. The values move by
-/// at most a few ULPs.
-fn usable_profile(path: &Path, dir: &Path) -> Result<Option<PathBuf>, CliError> {
-    let mut text = std::fs::read_to_string(path).map_err(runtime)?;
-    match Profile::from_json(&text) {
-        Ok(_) => return Ok(None),
-        Err(e) => println!(
-            "  WARNING: the profile does not load: {e}; re-sealing a copy so that the sidecar can start (a bug outside the bench: see docs/drift-bench.md)"
-        ),
+/// Checks that the written profile loads (content hash included) before the sidecar is
+/// started with it; always `None` (the field stays for the JSON layout of earlier runs).
+fn usable_profile(path: &Path, _dir: &Path) -> Result<Option<PathBuf>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(runtime)?;
+    Profile::from_json(&text)
+        .map_err(|e| runtime(anyhow!("the profile {} does not load: {e}", path.display())))?;
+    Ok(None)
+}
+
+/// Waits until the machine has been ≥ 85% idle for 2 s (sampled every 250 ms), at most
+/// `limit`; returns the time waited and whether it got quiet.
+async fn quiet_machine(limit: Duration) -> (f64, bool) {
+    let start = Instant::now();
+    if limit.is_zero() {
+        return (0.0, true);
     }
-    for _ in 0..10 {
-        let p: Profile = serde_json::from_str(&text).map_err(runtime)?;
-        let p = Profile::seal(
-            p.id,
-            p.stream,
-            p.source,
-            p.settings,
-            p.segments,
-            p.calibration,
-            p.created_by,
-        )
-        .map_err(runtime)?;
-        text = p.to_json().map_err(runtime)?;
-        if Profile::from_json(&text).is_ok() {
-            let out = dir.join("profile.resealed.json");
-            std::fs::write(&out, &text).map_err(runtime)?;
-            println!("  re-sealed profile: {}", out.display());
-            return Ok(Some(out));
+    let mut quiet_since: Option<Instant> = None;
+    let mut last = b::cpu_snapshot();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = b::cpu_snapshot();
+        let idle = busy(last, now).is_some_and(|b| b <= 0.15);
+        last = now;
+        match (idle, quiet_since) {
+            (true, None) => quiet_since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(2) => {
+                return (start.elapsed().as_secs_f64(), true)
+            }
+            (false, _) => quiet_since = None,
+            _ => {}
+        }
+        if start.elapsed() >= limit {
+            return (start.elapsed().as_secs_f64(), false);
         }
     }
-    Err(runtime(anyhow!(
-        "the profile {} does not load and re-sealing did not help",
-        path.display()
-    )))
 }
 
 fn variant_name(max_fps: Option<f64>) -> String {
@@ -2075,10 +2094,16 @@ async fn stage3_runs(
                     .map_or_else(|| "-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
             );
             let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-            if let Some(o) = r.other_cpu_seconds.filter(|o| *o > 0.1 * r.seconds * cores) {
+            if let Some(o) = r.other_cpu_seconds.filter(|_| r.contended) {
                 println!(
-                    "        WARNING: other processes used {:.0}% of the machine during this drain",
+                    "        contended: other processes used {:.0}% of the machine during this drain (left out of the ratios)",
                     100.0 * o / (r.seconds * cores)
+                );
+            }
+            if !r.quiet {
+                println!(
+                    "        the machine was not quiet before this drain (waited {:.0} s)",
+                    r.quiet_wait_seconds
                 );
             }
             if r.not_predicted > 0 {
@@ -2096,6 +2121,13 @@ async fn stage3_runs(
 fn summarise(runs: &[DrainRun], args: &DriftBenchArgs) -> Vec<VariantSummary> {
     let mut variants: Vec<Option<f64>> = vec![None];
     variants.extend(args.sidecar_max_fps.iter().map(|f| Some(*f)));
+    // Runs taken into the summary: uncontended ones (all of them if none is).
+    let clean: Vec<&DrainRun> = runs.iter().filter(|r| !r.contended).collect();
+    let runs: Vec<&DrainRun> = if clean.is_empty() {
+        runs.iter().collect()
+    } else {
+        clean
+    };
     let alone_rate = |round: usize| {
         runs.iter()
             .find(|r| r.round == round && r.max_fps.is_none())
@@ -2110,7 +2142,7 @@ fn summarise(runs: &[DrainRun], args: &DriftBenchArgs) -> Vec<VariantSummary> {
     variants
         .iter()
         .map(|v| {
-            let mine: Vec<&DrainRun> = runs.iter().filter(|r| r.max_fps == *v).collect();
+            let mine: Vec<&DrainRun> = runs.iter().copied().filter(|r| r.max_fps == *v).collect();
             let rates: Vec<f64> = mine.iter().map(|r| r.frames_per_s).collect();
             let ratios: Vec<f64> = if v.is_some() {
                 mine.iter()
@@ -2163,6 +2195,18 @@ fn summarise(runs: &[DrainRun], args: &DriftBenchArgs) -> Vec<VariantSummary> {
 
 fn print_stage3(runs: &[DrainRun], summary: &[VariantSummary], args: &DriftBenchArgs) {
     println!();
+    let contended = runs.iter().filter(|r| r.contended).count();
+    if contended > 0 {
+        println!(
+            "  {contended} of {} runs were contended by other processes and are left out below{}",
+            runs.len(),
+            if contended == runs.len() {
+                " (all were: none left out)"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
         "  {:<22} {:>4} {:>20} {:>22} {:>9} {:>12} {:>13} {:>11} {:>6}",
         "variant",
@@ -2232,18 +2276,19 @@ fn print_stage3(runs: &[DrainRun], summary: &[VariantSummary], args: &DriftBench
     }
     let evals: Vec<String> = runs
         .iter()
+        .filter(|r| r.sidecar_windows_evaluated.is_some_and(|n| n > 0))
         .filter_map(|r| {
             Some(format!(
                 "{} windows, mean {:.1} ms",
-                r.sidecar_windows_evaluated?,
-                r.sidecar_eval_mean_ms.unwrap_or(f64::NAN)
+                r.sidecar_windows_evaluated?, r.sidecar_eval_mean_ms?
             ))
         })
-        .take(3)
         .collect();
-    if !evals.is_empty() {
+    if evals.is_empty() {
+        println!("  no window was complete in the sidecars before they were stopped (window evaluation is stage 2's subject)");
+    } else {
         println!(
-            "  sidecar window evaluations (first runs): {}",
+            "  sidecar window evaluations (its own histogram): {}",
             evals.join("; ")
         );
     }

@@ -330,3 +330,36 @@ fn malformed_partials_are_rejected_without_panicking() {
     }
     assert!(a.poll_reports().is_empty());
 }
+
+/// A profile written to JSON loads back and passes its own content hash (floats must
+/// round-trip exactly: serde_json's `float_roundtrip`), for an image profile whose features
+/// are arbitrary floats.
+#[test]
+fn image_profiles_survive_a_round_trip_through_json() {
+    use argus_drift::profile::ImageProfileBuilder;
+    use argus_wire::{Payload, PixelLayout, RawImage};
+    let mut b = ImageProfileBuilder::new(ProfileSettings::default(), None);
+    let mut x: u64 = 7;
+    for i in 0..120 {
+        let data: Vec<u8> = (0..320 * 240 * 3)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let payload = Payload::Raw(RawImage {
+            width: 320,
+            height: 240,
+            layout: PixelLayout::Rgb8,
+            data,
+        });
+        b.add(if i % 2 == 0 { "cam-a" } else { "cam-b" }, &payload, None)
+            .unwrap();
+    }
+    let profile = b.build("roundtrip", "test", "test").unwrap();
+    let json = profile.to_json().unwrap();
+    let back = Profile::from_json(&json).unwrap();
+    assert_eq!(back, profile);
+}
