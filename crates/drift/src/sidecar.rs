@@ -579,16 +579,21 @@ fn handle_record(
                     );
                     return Ok(());
                 };
-                let mut values: Vec<(usize, Cell<'_>)> =
-                    layout.record.values().map(|i| (*i, Cell::Null)).collect();
+                // Profiled fields the record lacks count as null.
+                let mut cells: Vec<Option<Cell<'_>>> = vec![None; profile.fleet().features.len()];
+                for i in layout.record.values() {
+                    cells[*i] = Some(Cell::Null);
+                }
                 for f in &rec.fields {
                     if let Some(i) = layout.record.get(&f.name) {
-                        if let Some(slot) = values.iter_mut().find(|(j, _)| j == i) {
-                            slot.1 = features::field_cell(&f.value);
-                        }
+                        cells[*i] = Some(features::field_cell(&f.value));
                     }
                 }
-                values.sort_by_key(|v| v.0);
+                let values: Vec<(usize, Cell<'_>)> = cells
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| c.map(|c| (i, c)))
+                    .collect();
                 state.add(
                     profile,
                     pane_cfg,

@@ -194,21 +194,30 @@ pub fn evaluate(
     }
 }
 
-fn insufficient(r: &FeatureProfile, n: u64, reason: &str) -> FeatureReport {
+/// A feature's report before any test ran: status ok, nothing significant or material.
+fn blank(r: &FeatureProfile, n: u64, n_null: u64, n_nonfinite: u64) -> FeatureReport {
     FeatureReport {
         name: r.name.clone(),
         kind: r.kind,
         n,
-        n_null: 0,
-        n_nonfinite: 0,
+        n_null,
+        n_nonfinite,
         share_out_of_ref_range: None,
         tests: Vec::new(),
         effects: Effects::default(),
         new_values: None,
-        status: Status::InsufficientData,
+        status: Status::Ok,
         significant: false,
         material: false,
+        reason: None,
+    }
+}
+
+fn insufficient(r: &FeatureProfile, n: u64, reason: &str) -> FeatureReport {
+    FeatureReport {
+        status: Status::InsufficientData,
         reason: Some(reason.to_owned()),
+        ..blank(r, n, 0, 0)
     }
 }
 
@@ -244,19 +253,8 @@ fn numeric_feature(
 ) -> FeatureReport {
     let n = s.n_finite();
     let mut report = FeatureReport {
-        name: r.name.clone(),
-        kind: r.kind,
-        n,
-        n_null: s.n_null,
-        n_nonfinite: s.n_nonfinite,
         share_out_of_ref_range: Some(ratio(s.n_below_ref_min + s.n_above_ref_max, n)),
-        tests: Vec::new(),
-        effects: Effects::default(),
-        new_values: None,
-        status: Status::Ok,
-        significant: false,
-        material: false,
-        reason: None,
+        ..blank(r, n, s.n_null, s.n_nonfinite)
     };
     if s.n < cfg.min_n_numeric {
         report.status = Status::InsufficientData;
@@ -368,21 +366,7 @@ fn categorical_feature(
     cfg: &EvalConfig,
 ) -> FeatureReport {
     let m = s.n_present();
-    let mut report = FeatureReport {
-        name: r.name.clone(),
-        kind: r.kind,
-        n: m,
-        n_null: s.n_null,
-        n_nonfinite: 0,
-        share_out_of_ref_range: None,
-        tests: Vec::new(),
-        effects: Effects::default(),
-        new_values: None,
-        status: Status::Ok,
-        significant: false,
-        material: false,
-        reason: None,
-    };
+    let mut report = blank(r, m, s.n_null, 0);
     if s.n < cfg.min_n_categorical {
         report.status = Status::InsufficientData;
         report.reason = Some(format!("{} rows < minimum {}", s.n, cfg.min_n_categorical));
