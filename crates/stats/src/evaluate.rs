@@ -209,6 +209,7 @@ fn blank(r: &FeatureProfile, n: u64, n_null: u64, n_nonfinite: u64) -> FeatureRe
         status: Status::Ok,
         significant: false,
         material: false,
+        material_thresholds: None,
         reason: None,
     }
 }
@@ -316,16 +317,43 @@ fn numeric_feature(
     let w1 = distance::wasserstein_sorted(&cur, &num.sample);
     // Finite even for values near f64::MAX (JSON has no infinity).
     report.effects.wasserstein_norm = Some((w1 / num.std.max(1e-3)).min(f64::MAX));
-    report.material = report
-        .effects
-        .wasserstein_norm
-        .is_some_and(|w| w >= cfg.w1_material)
-        || report.effects.psi_10.is_some_and(|p| p >= cfg.psi_material)
-        || report
-            .effects
-            .js_base2
-            .is_some_and(|j| j >= cfg.js_material);
+    // Materiality thresholds: the fixed ones, raised to what sampling noise alone reaches at
+    // this window size (the profile's null tables), so small windows are not material by chance.
+    let thresholds = Effects {
+        wasserstein_norm: Some(null_threshold(
+            r,
+            cfg.w1_material,
+            |t| &t.wasserstein_norm,
+            cur.len() as u64,
+        )),
+        psi_10: Some(null_threshold(r, cfg.psi_material, |t| &t.psi, n)),
+        js_base2: Some(null_threshold(r, cfg.js_material, |t| &t.js_base2, n)),
+        ..Effects::default()
+    };
+    report.material = exceeds(
+        &report.effects.wasserstein_norm,
+        &thresholds.wasserstein_norm,
+    ) || exceeds(&report.effects.psi_10, &thresholds.psi_10)
+        || exceeds(&report.effects.js_base2, &thresholds.js_base2);
+    report.material_thresholds = Some(thresholds);
     report
+}
+
+/// `max(fixed, q95 of the effect under H0 at window size m)`; the fixed threshold alone
+/// when the profile has no null table.
+fn null_threshold(
+    r: &FeatureProfile,
+    fixed: f64,
+    column: impl Fn(&crate::null::NullTable) -> &Vec<f64>,
+    m: u64,
+) -> f64 {
+    r.null
+        .as_ref()
+        .map_or(fixed, |t| fixed.max(t.at(column(t), m)))
+}
+
+fn exceeds(effect: &Option<f64>, threshold: &Option<f64>) -> bool {
+    matches!((effect, threshold), (Some(e), Some(t)) if e >= t)
 }
 
 fn proportions(counts: &[f64]) -> Vec<f64> {
@@ -402,11 +430,14 @@ fn categorical_feature(
         &proportions(&rc),
         &proportions(&cc),
     ));
-    report.material = report
-        .effects
-        .js_base2
-        .is_some_and(|j| j >= cfg.js_material)
-        || report.effects.psi.is_some_and(|p| p >= cfg.psi_material);
+    let thresholds = Effects {
+        js_base2: Some(null_threshold(r, cfg.js_material, |t| &t.js_base2, m)),
+        psi: Some(null_threshold(r, cfg.psi_material, |t| &t.psi, m)),
+        ..Effects::default()
+    };
+    report.material = exceeds(&report.effects.js_base2, &thresholds.js_base2)
+        || exceeds(&report.effects.psi, &thresholds.psi);
+    report.material_thresholds = Some(thresholds);
     if ref_total > 0.0 {
         let (mr, mc, merged) = merge_sparse(&rc, &cc, cfg.chi2_min_expected);
         let t = chi2::chi2_homogeneity(&mr, &mc, true);

@@ -26,6 +26,7 @@ pub mod calibration;
 pub mod categorical;
 pub mod evaluate;
 pub mod hash;
+pub mod null;
 pub mod numeric;
 pub mod profile;
 pub mod report;

@@ -139,6 +139,9 @@ pub struct FeatureProfile {
     pub numeric: Option<NumericReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categorical: Option<CategoricalReference>,
+    /// Effect sizes' 95th percentiles under H0 per window size (made by [`Profile::seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<crate::null::NullTable>,
 }
 
 /// Largest number of reference categories with a counter of their own (K_ref).
@@ -243,6 +246,7 @@ impl FeatureProfile {
                 sample: sample.sorted_values(),
             }),
             categorical: None,
+            null: None,
         }
     }
 
@@ -290,6 +294,7 @@ impl FeatureProfile {
                 },
                 counts,
             }),
+            null: None,
         }
     }
 }
@@ -384,6 +389,23 @@ impl Profile {
         calibration: Option<Calibration>,
         created_by: String,
     ) -> Result<Self, ProfileError> {
+        if !segments.contains_key(FLEET) {
+            return Err(ProfileError::NoFleet);
+        }
+        let mut segments = segments;
+        for (seg, profile) in segments.iter_mut() {
+            for f in &mut profile.features {
+                if f.null.is_none() {
+                    let seed = settings.seed
+                        ^ crate::hash::value_hash(settings.seed, &format!("{seg}/{}", f.name));
+                    f.null = match (&f.numeric, &f.categorical) {
+                        (Some(n), _) => crate::null::NullTable::numeric(n, seed),
+                        (None, Some(c)) => crate::null::NullTable::categorical(c, seed),
+                        _ => None,
+                    };
+                }
+            }
+        }
         let fleet = segments.get(FLEET).ok_or(ProfileError::NoFleet)?;
         let schema_sha256 = schema_hash(
             stream,

@@ -127,6 +127,10 @@ pub struct FeatureReport {
     pub status: Status,
     pub significant: bool,
     pub material: bool,
+    /// The thresholds the effects were held to: the fixed ones (0.1) or, when higher, the
+    /// 95th percentile the effect reaches by chance at this window size (profile null tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material_thresholds: Option<Effects>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
