@@ -378,3 +378,49 @@ fn empty_is_identity_and_merge_commutes() {
     with_empty.merge(&SegmentSummary::new(&r, None, 256));
     assert_eq!(with_empty, ab);
 }
+
+/// Fixed materiality thresholds (0.1) call small null windows "material" most of the time;
+/// with the profile's null tables (made by `Profile::seal`) that drops to about the tables'
+/// 5 % per effect.
+#[test]
+fn null_tables_keep_small_windows_from_being_material_by_chance() {
+    use argus_stats::profile::{Profile, StreamKind, FLEET};
+    let cfg = EvalConfig::default();
+    let mut rng = Lcg(11);
+    let reference: Vec<f64> = (0..5000).map(|_| rng.normal()).collect();
+    let plain = numeric_reference(&reference);
+    let mut segments = std::collections::BTreeMap::new();
+    segments.insert(FLEET.to_owned(), plain.clone());
+    let sealed = Profile::seal(
+        "t".into(),
+        StreamKind::Records,
+        "t".into(),
+        settings(),
+        segments,
+        None,
+        "t".into(),
+    )
+    .unwrap();
+    let tabled = sealed.fleet().clone();
+    assert!(tabled.features[0].null.is_some());
+    let (mut fixed, mut with_tables) = (0, 0);
+    let trials = 300;
+    for t in 0..trials {
+        let cur: Vec<f64> = (0..60).map(|_| rng.normal()).collect();
+        fixed += usize::from(
+            evaluate(&plain, &window(&plain, &cur, t), None, &cfg).features[0].material,
+        );
+        with_tables += usize::from(
+            evaluate(&tabled, &window(&tabled, &cur, t), None, &cfg).features[0].material,
+        );
+    }
+    let (fixed, with_tables) = (
+        fixed as f64 / trials as f64,
+        with_tables as f64 / trials as f64,
+    );
+    println!(
+        "material under H0 at M = 60: fixed thresholds {fixed:.3}, null tables {with_tables:.3}"
+    );
+    assert!(fixed > 0.5, "{fixed}");
+    assert!(with_tables < 0.15, "{with_tables}");
+}
