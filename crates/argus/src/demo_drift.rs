@@ -179,23 +179,35 @@ impl DemoDrift {
         self.latest
             .values()
             .map(|r| {
-                let drifting: Vec<&str> = r
-                    .features
-                    .iter()
-                    .filter(|f| f.status == Status::Drift)
-                    .map(|f| f.name.as_str())
-                    .collect();
-                format!(
-                    "drift {:<5}: {} (alarm {}){}",
+                let named =
+                    |st: Status, why: fn(&argus_stats::report::FeatureReport) -> &'static str| {
+                        r.features
+                            .iter()
+                            .filter(|f| f.status == st)
+                            .map(|f| format!("{}{}", f.name, why(f)))
+                            .collect::<Vec<_>>()
+                    };
+                let drifting = named(Status::Drift, |_| "");
+                let warning = named(Status::Warn, |f| {
+                    if f.significant {
+                        " (significant)"
+                    } else {
+                        " (material)"
+                    }
+                });
+                let mut line = format!(
+                    "drift {:<5}: {} (alarm {})",
                     r.segment,
                     status(r.dataset.status),
-                    r.alarm.state,
-                    if drifting.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {}", drifting.join(", "))
-                    }
-                )
+                    r.alarm.state
+                );
+                if !drifting.is_empty() {
+                    line.push_str(&format!(" — {}", drifting.join(", ")));
+                }
+                if !warning.is_empty() {
+                    line.push_str(&format!(" — warn: {}", warning.join(", ")));
+                }
+                line
             })
             .collect()
     }

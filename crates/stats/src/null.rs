@@ -67,35 +67,56 @@ fn proportions(counts: &[f64]) -> Vec<f64> {
 }
 
 impl NullTable {
-    /// The table for a numeric reference (deterministic from `seed`).
+    /// The table for a numeric reference (deterministic from `seed`). Each resampled window
+    /// is compared with the reference as stored when the reference is large (> 10 000
+    /// values), and with a resampled reference of the same size otherwise, so the noise of a
+    /// small reference (1/N besides 1/M) is in the table too.
     pub fn numeric(r: &NumericReference, seed: u64) -> Option<Self> {
-        if r.sample.len() < 2 {
+        let n = r.sample.len();
+        if n < 2 {
             return None;
         }
-        let step = r.sample.len().div_ceil(W1_REFERENCE_MAX);
-        let sub: Vec<f64> = r.sample.iter().step_by(step).copied().collect();
-        let ref_dec = proportions(&r.to_deciles(&r.bin_counts));
+        let small = n <= W1_REFERENCE_MAX;
+        let sub: Vec<f64> = r
+            .sample
+            .iter()
+            .step_by(n.div_ceil(W1_REFERENCE_MAX))
+            .copied()
+            .collect();
+        let fixed_dec = proportions(&r.to_deciles(&r.bin_counts));
         let scale = r.std.max(1e-3);
         let mut rng = Lcg(seed);
         let mut t = NullTable {
             m: NULL_GRID.to_vec(),
             ..Default::default()
         };
-        let mut window = Vec::new();
-        let mut fine = vec![0u64; r.binning.n_bins()];
+        let (mut window, mut boot) = (Vec::new(), Vec::with_capacity(if small { n } else { 0 }));
+        let (mut fine, mut boot_fine) = (
+            vec![0u64; r.binning.n_bins()],
+            vec![0u64; r.binning.n_bins()],
+        );
+        let draw = |out: &mut Vec<f64>, bins: &mut Vec<u64>, count: usize, rng: &mut Lcg| {
+            out.clear();
+            bins.iter_mut().for_each(|c| *c = 0);
+            for _ in 0..count {
+                let x = r.sample[rng.below(n)];
+                out.push(x);
+                bins[r.binning.bin(x)] += 1;
+            }
+            out.sort_unstable_by(f64::total_cmp);
+        };
         for &m in &NULL_GRID {
             let (mut w1, mut psi, mut js) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..NULL_RESAMPLES {
-                window.clear();
-                fine.iter_mut().for_each(|c| *c = 0);
-                for _ in 0..m {
-                    let x = r.sample[rng.below(r.sample.len())];
-                    window.push(x);
-                    fine[r.binning.bin(x)] += 1;
-                }
-                window.sort_unstable_by(f64::total_cmp);
-                w1.push(distance::wasserstein_sorted(&window, &sub) / scale);
+                draw(&mut window, &mut fine, m as usize, &mut rng);
                 let cur = proportions(&r.to_deciles(&fine));
+                let (reference, ref_dec) = if small {
+                    draw(&mut boot, &mut boot_fine, n, &mut rng);
+                    (&boot, proportions(&r.to_deciles(&boot_fine)))
+                } else {
+                    (&sub, fixed_dec.clone())
+                };
+                w1.push(distance::wasserstein_sorted(&window, reference) / scale);
                 psi.push(distance::psi(&ref_dec, &cur, distance::DEFAULT_PSI_EPS));
                 js.push(distance::js_distance(&ref_dec, &cur, 2.0));
             }
@@ -127,19 +148,28 @@ impl NullTable {
             m: NULL_GRID.to_vec(),
             ..Default::default()
         };
-        let mut cur = vec![0.0; p.len()];
+        // A small reference is resampled too (its own noise), a large one used as it is.
+        let n_ref = total as u64;
+        let small = n_ref <= W1_REFERENCE_MAX as u64;
+        let draw = |count: u64, rng: &mut Lcg| {
+            let mut c = vec![0.0; p.len()];
+            for _ in 0..count {
+                let u = rng.uniform();
+                c[cumulative.partition_point(|x| *x <= u).min(p.len() - 2)] += 1.0;
+            }
+            proportions(&c)
+        };
         for &m in &NULL_GRID {
             let (mut psi, mut js) = (Vec::new(), Vec::new());
             for _ in 0..NULL_RESAMPLES {
-                cur.iter_mut().for_each(|c| *c = 0.0);
-                for _ in 0..m {
-                    let u = rng.uniform();
-                    let i = cumulative.partition_point(|c| *c <= u).min(p.len() - 2);
-                    cur[i] += 1.0;
-                }
-                let q = proportions(&cur);
-                psi.push(distance::psi(&p, &q, distance::DEFAULT_PSI_EPS));
-                js.push(distance::js_distance(&p, &q, 2.0));
+                let q = draw(m, &mut rng);
+                let reference = if small {
+                    draw(n_ref, &mut rng)
+                } else {
+                    p.clone()
+                };
+                psi.push(distance::psi(&reference, &q, distance::DEFAULT_PSI_EPS));
+                js.push(distance::js_distance(&reference, &q, 2.0));
             }
             t.psi.push(q95(&mut psi));
             t.js_base2.push(q95(&mut js));
