@@ -645,7 +645,7 @@ fn ingest_one(
             let Payload::Record(rec) = &env.payload else {
                 continue;
             };
-            // sidecar.rs, continue_with, StreamKind::Records.
+            // sidecar.rs, handle_record, StreamKind::Records (before its index-based mapping).
             let mut values: Vec<(usize, Cell<'_>)> =
                 layout.values().map(|i| (*i, Cell::Null)).collect();
             for fl in &rec.fields {

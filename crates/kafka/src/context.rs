@@ -171,7 +171,7 @@ impl ClientContext for GroupContext {
     }
 
     /// Client-level errors are logged, except "end of partition" events, which consumers
-    /// that ask for them (`enable.partition.eof`, the drift sidecar) receive as messages and
+    /// that ask for them (`enable.partition.eof`) receive as messages and
     /// are not errors.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
