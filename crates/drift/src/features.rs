@@ -62,24 +62,35 @@ pub fn downscale(img: RgbImage) -> RgbImage {
     }
     let f = long.div_ceil(MAX_SIDE);
     let (nw, nh) = ((w / f).max(1), (h / f).max(1));
-    let (f, nw_us, w_us) = (f as usize, nw as usize, w as usize);
+    let (f, nw_us, w_us, h_us) = (f as usize, nw as usize, w as usize, h as usize);
     let src = img.as_raw();
-    let area = (f * f) as u32;
     let mut out = Vec::with_capacity(nw_us * nh as usize * 3);
     let mut acc = vec![0u32; nw_us * 3];
     for oy in 0..nh as usize {
         acc.iter_mut().for_each(|a| *a = 0);
-        for y in oy * f..(oy * f + f).min(h as usize) {
+        // Blocks are clipped to the image (a side shorter than f gives one narrower block).
+        let rows = oy * f..(oy * f + f).min(h_us);
+        let n_rows = rows.len();
+        for y in rows {
             let row = &src[y * w_us * 3..(y + 1) * w_us * 3];
             for (ox, a) in acc.chunks_exact_mut(3).enumerate() {
-                for px in row[ox * f * 3..(ox * f + f) * 3].chunks_exact(3) {
+                let cols = (ox * f).min(w_us)..(ox * f + f).min(w_us);
+                for px in row[cols.start * 3..cols.end * 3].chunks_exact(3) {
                     a[0] += u32::from(px[0]);
                     a[1] += u32::from(px[1]);
                     a[2] += u32::from(px[2]);
                 }
             }
         }
-        out.extend(acc.iter().map(|a| ((a + area / 2) / area) as u8));
+        for ox in 0..nw_us {
+            let n_cols = ((ox * f + f).min(w_us)).saturating_sub((ox * f).min(w_us));
+            let area = (n_rows * n_cols).max(1) as u32;
+            out.extend(
+                acc[ox * 3..ox * 3 + 3]
+                    .iter()
+                    .map(|a| ((a + area / 2) / area) as u8),
+            );
+        }
     }
     RgbImage::from_raw(nw, nh, out).unwrap_or_else(|| image::imageops::thumbnail(&img, nw, nh))
 }
@@ -146,5 +157,10 @@ mod tests {
         assert_eq!(downscale(tiny).dimensions(), (100, 50));
         // 257 wide → f = 2.
         assert_eq!(downscale(RgbImage::new(257, 3)).dimensions(), (128, 1));
+        // A side shorter than the block: no panic, one narrower block.
+        let strip = RgbImage::from_pixel(1, 600, image::Rgb([9, 9, 9]));
+        let small = downscale(strip);
+        assert_eq!(small.dimensions(), (1, 200));
+        assert!(small.pixels().all(|p| p.0 == [9, 9, 9]));
     }
 }
