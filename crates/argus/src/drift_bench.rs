@@ -33,10 +33,7 @@ use argus_stats::numeric::{Binning, BottomK, NumericSummary, Welford};
 use argus_stats::profile::{
     FeatureKind, FeatureProfile, Profile, ProfileSettings, SegmentProfile, StreamKind, FLEET,
 };
-use argus_stats::report::{
-    rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, ReferenceInfo, Window,
-    REPORT_SCHEMA,
-};
+use argus_stats::report::{rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, Window};
 use argus_stats::summary::{Cell, SegmentSummary};
 use argus_wire::{decode_envelope, encode_envelope, now_us, Envelope, Field, Payload, Value};
 use argus_worker::{AlertRule, WorkerConfig, WorkerStats};
@@ -822,46 +819,39 @@ fn stage2(
         let t1 = Instant::now();
         let end = 1_800_000_000_000_000 + w as i64 * pane_us;
         let start = end - 5 * pane_us;
-        let alarm = rule.observe((ev.dataset.n_tested > 0).then_some(ev.dataset.drift));
+        let alarm = rule.observe(ev.decision());
         let n_drifted = ev.dataset.n_drifted;
-        let report = DriftReport {
-            schema: REPORT_SCHEMA.to_owned(),
-            model: model.clone(),
-            segment: FLEET.to_owned(),
-            window: Window {
-                start: rfc3339_us(start),
-                end: rfc3339_us(end),
-                start_us: start,
-                end_us: end,
-                panes: 5,
-                pane_seconds: pane_us as f64 / 1e6,
-                n_records: summary.n_records,
-                n_sampled: summary.n_records,
-                sample_rate: 1.0,
-                late_records: 0,
-            },
-            reference: ReferenceInfo {
-                id: profile.id.clone(),
-                sha256: profile.sha256.clone(),
-                n: seg.n,
-                segment: FLEET.to_owned(),
-            },
-            provenance: Provenance {
-                sidecars_merged: 1,
-                partials: 5,
-                offsets: vec![OffsetRange {
-                    topic: BENCH_TOPIC.to_owned(),
-                    partition: 0,
-                    from: 0,
-                    to: i64::try_from(summary.n_records).unwrap_or(i64::MAX) - 1,
-                }],
-            },
-            features: ev.features,
-            dataset: ev.dataset,
-            performance_estimate: ev.performance_estimate,
-            histograms: ev.histograms,
-            alarm,
+        let window = Window {
+            start: rfc3339_us(start),
+            end: rfc3339_us(end),
+            start_us: start,
+            end_us: end,
+            panes: 5,
+            pane_seconds: pane_us as f64 / 1e6,
+            n_records: summary.n_records,
+            n_sampled: summary.n_records,
+            sample_rate: 1.0,
+            late_records: 0,
         };
+        let provenance = Provenance {
+            sidecars_merged: 1,
+            partials: 5,
+            offsets: vec![OffsetRange {
+                topic: BENCH_TOPIC.to_owned(),
+                partition: 0,
+                from: 0,
+                to: i64::try_from(summary.n_records).unwrap_or(i64::MAX) - 1,
+            }],
+        };
+        let report = DriftReport::assemble(
+            model.clone(),
+            FLEET.to_owned(),
+            window,
+            &profile,
+            provenance,
+            ev,
+            alarm,
+        );
         let json = serde_json::to_string(&report).map_err(runtime)?;
         let t2 = Instant::now();
         black_box(&json);

@@ -12,10 +12,7 @@ use crate::pane::{PaneMessage, Partial, Progress};
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
 use argus_stats::profile::{Profile, FLEET};
-use argus_stats::report::{
-    rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, ReferenceInfo, Window,
-    REPORT_SCHEMA,
-};
+use argus_stats::report::{rfc3339_us, DriftReport, ModelInfo, OffsetRange, Provenance, Window};
 use argus_stats::summary::SegmentSummary;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -286,55 +283,41 @@ impl Aggregator {
         let end = pane + self.cfg.pane_us;
         let mut out = Vec::new();
         for (segment, summary) in merged {
-            let reference_segment = if self.profile.segments.contains_key(&segment) {
-                segment.clone()
-            } else {
-                FLEET.to_owned()
-            };
-            let reference = self.profile.segment(&segment);
             let ev = evaluate(
-                reference,
+                self.profile.reference_for(&segment).1,
                 &summary,
                 self.profile.calibration.as_ref(),
                 &self.cfg.eval,
             );
-            let decision = (ev.dataset.n_tested > 0).then_some(ev.dataset.drift);
-            self.decisions.insert((segment.clone(), pane), decision);
+            self.decisions
+                .insert((segment.clone(), pane), ev.decision());
             let alarm = self.alarm(&segment, pane);
             let (seg_records, seg_sampled) = if segment == FLEET {
                 (n_records, n_sampled)
             } else {
                 (summary.n_records, summary.n_records)
             };
-            out.push(DriftReport {
-                schema: REPORT_SCHEMA.to_owned(),
-                model: self.cfg.model.clone(),
+            let window = Window {
+                start: rfc3339_us(start),
+                end: rfc3339_us(end),
+                start_us: start,
+                end_us: end,
+                panes: self.cfg.window_panes,
+                pane_seconds: self.cfg.pane_us as f64 / 1e6,
+                n_records: seg_records,
+                n_sampled: seg_sampled,
+                sample_rate: self.cfg.sample_rate,
+                late_records: late,
+            };
+            out.push(DriftReport::assemble(
+                self.cfg.model.clone(),
                 segment,
-                window: Window {
-                    start: rfc3339_us(start),
-                    end: rfc3339_us(end),
-                    start_us: start,
-                    end_us: end,
-                    panes: self.cfg.window_panes,
-                    pane_seconds: self.cfg.pane_us as f64 / 1e6,
-                    n_records: seg_records,
-                    n_sampled: seg_sampled,
-                    sample_rate: self.cfg.sample_rate,
-                    late_records: late,
-                },
-                reference: ReferenceInfo {
-                    id: self.profile.id.clone(),
-                    sha256: self.profile.sha256.clone(),
-                    n: reference.n,
-                    segment: reference_segment,
-                },
-                provenance: provenance.clone(),
-                features: ev.features,
-                dataset: ev.dataset,
-                performance_estimate: ev.performance_estimate,
-                histograms: ev.histograms,
+                window,
+                &self.profile,
+                provenance.clone(),
+                ev,
                 alarm,
-            });
+            ));
         }
         out
     }

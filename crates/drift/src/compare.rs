@@ -11,9 +11,7 @@ use crate::records::{profile_table, summarise_table, ColumnSpec, RecordsError, T
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
 use argus_stats::profile::{Profile, ProfileSettings, FLEET};
-use argus_stats::report::{
-    rfc3339_us, DriftReport, ModelInfo, Provenance, ReferenceInfo, Status, Window, REPORT_SCHEMA,
-};
+use argus_stats::report::{rfc3339_us, DriftReport, ModelInfo, Provenance, Window};
 
 /// Per-window false-alarm rate assumed for the alarm's expected run length.
 const ALARM_P0: f64 = 0.05;
@@ -64,51 +62,37 @@ pub fn compare_with_profile(
     let reports = ordered
         .into_iter()
         .map(|(segment, summary)| {
-            let (reference_segment, reference) = match profile.segments.get_key_value(&segment) {
-                Some((name, seg)) => (name.clone(), seg),
-                None => (FLEET.to_owned(), profile.fleet()),
+            let evaluation = evaluate(
+                profile.reference_for(&segment).1,
+                &summary,
+                profile.calibration.as_ref(),
+                cfg,
+            );
+            let alarm = ConsecutiveRule::new(k_alarm, ALARM_P0).observe(evaluation.decision());
+            let window = Window {
+                start: epoch.clone(),
+                end: epoch.clone(),
+                start_us: 0,
+                end_us: 0,
+                panes: 1,
+                pane_seconds: 0.0,
+                n_records: summary.n_records,
+                n_sampled: summary.n_records,
+                sample_rate: 1.0,
+                late_records: 0,
             };
-            let evaluation = evaluate(reference, &summary, profile.calibration.as_ref(), cfg);
-            // Insufficient data neither extends nor breaks a run of drifting windows.
-            let decision = (evaluation.dataset.status != Status::InsufficientData)
-                .then_some(evaluation.dataset.drift);
-            let alarm = ConsecutiveRule::new(k_alarm, ALARM_P0).observe(decision);
-            DriftReport {
-                schema: REPORT_SCHEMA.to_owned(),
-                model: ModelInfo {
-                    id: "offline".to_owned(),
-                    version: "-".to_owned(),
-                },
-                segment,
-                window: Window {
-                    start: epoch.clone(),
-                    end: epoch.clone(),
-                    start_us: 0,
-                    end_us: 0,
-                    panes: 1,
-                    pane_seconds: 0.0,
-                    n_records: summary.n_records,
-                    n_sampled: summary.n_records,
-                    sample_rate: 1.0,
-                    late_records: 0,
-                },
-                reference: ReferenceInfo {
-                    id: profile.id.clone(),
-                    sha256: profile.sha256.clone(),
-                    n: reference.n,
-                    segment: reference_segment,
-                },
-                provenance: Provenance {
-                    sidecars_merged: 0,
-                    partials: 0,
-                    offsets: Vec::new(),
-                },
-                features: evaluation.features,
-                dataset: evaluation.dataset,
-                performance_estimate: evaluation.performance_estimate,
-                histograms: evaluation.histograms,
-                alarm,
-            }
+            let provenance = Provenance {
+                sidecars_merged: 0,
+                partials: 0,
+                offsets: Vec::new(),
+            };
+            let model = ModelInfo {
+                id: "offline".to_owned(),
+                version: "-".to_owned(),
+            };
+            DriftReport::assemble(
+                model, segment, window, profile, provenance, evaluation, alarm,
+            )
         })
         .collect();
     Ok(reports)

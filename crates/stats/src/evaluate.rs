@@ -73,6 +73,14 @@ pub struct Evaluation {
     pub histograms: Option<HistogramReport>,
 }
 
+impl Evaluation {
+    /// The window's decision for the alarm rule: `None` when nothing could be tested
+    /// (insufficient data neither extends nor breaks a run of drifting windows).
+    pub fn decision(&self) -> Option<bool> {
+        (self.dataset.n_tested > 0).then_some(self.dataset.drift)
+    }
+}
+
 /// Evaluate one window of one segment.
 pub fn evaluate(
     reference: &SegmentProfile,

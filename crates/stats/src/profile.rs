@@ -541,6 +541,15 @@ impl Profile {
             .unwrap_or_else(|| unreachable!("from_json and seal guarantee the fleet segment"))
     }
 
+    /// The name of the reference a segment is compared with (its own, else `*`) and the
+    /// reference itself.
+    pub fn reference_for<'a>(&'a self, segment: &'a str) -> (&'a str, &'a SegmentProfile) {
+        match self.segments.get_key_value(segment) {
+            Some((name, seg)) => (name.as_str(), seg),
+            None => (FLEET, self.fleet()),
+        }
+    }
+
     pub fn fleet(&self) -> &SegmentProfile {
         self.segment(FLEET)
     }

@@ -274,6 +274,43 @@ pub struct DriftReport {
     pub alarm: Alarm,
 }
 
+impl DriftReport {
+    /// A report from the evaluation of `segment`'s window, naming the reference the
+    /// segment was compared with (its own, else the fleet's; see [`Profile::reference_for`]).
+    ///
+    /// [`Profile::reference_for`]: crate::profile::Profile::reference_for
+    pub fn assemble(
+        model: ModelInfo,
+        segment: String,
+        window: Window,
+        profile: &crate::profile::Profile,
+        provenance: Provenance,
+        evaluation: crate::evaluate::Evaluation,
+        alarm: Alarm,
+    ) -> Self {
+        let (reference_segment, reference) = profile.reference_for(&segment);
+        let reference = ReferenceInfo {
+            id: profile.id.clone(),
+            sha256: profile.sha256.clone(),
+            n: reference.n,
+            segment: reference_segment.to_owned(),
+        };
+        DriftReport {
+            schema: REPORT_SCHEMA.to_owned(),
+            model,
+            segment,
+            window,
+            reference,
+            provenance,
+            features: evaluation.features,
+            dataset: evaluation.dataset,
+            performance_estimate: evaluation.performance_estimate,
+            histograms: evaluation.histograms,
+            alarm,
+        }
+    }
+}
+
 /// RFC 3339 (UTC, microseconds) for a Unix time in µs; no clock, no dependency.
 pub fn rfc3339_us(us: i64) -> String {
     let secs = us.div_euclid(1_000_000);
