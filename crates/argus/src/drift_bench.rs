@@ -1190,9 +1190,6 @@ struct ThroughputResult {
     mean_frame_bytes: f64,
     profile: String,
     profile_seconds: Option<f64>,
-    /// Set when the profile failed its own content-hash check on load (serde_json's
-    /// default float parsing is not exact) and was re-sealed to a copy that loads.
-    profile_resealed: Option<String>,
     prefill_seconds: f64,
     frame_costs: FrameCosts,
     runs: Vec<DrainRun>,
@@ -1739,13 +1736,13 @@ impl Stage3<'_> {
     }
 }
 
-/// Checks that the written profile loads (content hash included) before the sidecar is
-/// started with it; always `None` (the field stays for the JSON layout of earlier runs).
-fn usable_profile(path: &Path, _dir: &Path) -> Result<Option<PathBuf>, CliError> {
+/// Checks that the written profile loads (content hash included) before a sidecar is
+/// started with it.
+fn check_profile_loads(path: &Path) -> Result<(), CliError> {
     let text = std::fs::read_to_string(path).map_err(runtime)?;
     Profile::from_json(&text)
         .map_err(|e| runtime(anyhow!("the profile {} does not load: {e}", path.display())))?;
-    Ok(None)
+    Ok(())
 }
 
 /// Waits until the machine has been ≥ 85% idle for 2 s (sampled every 250 ms), at most
@@ -1931,8 +1928,7 @@ async fn stage3(args: &DriftBenchArgs) -> Result<ThroughputResult, CliError> {
             (out, Some(s))
         }
     };
-    let profile_resealed = usable_profile(&profile, &dir)?;
-    let profile = profile_resealed.clone().unwrap_or(profile);
+    check_profile_loads(&profile)?;
 
     let settings = args.kafka.settings();
     let input = format!("argus-drift-bench-{run_id}.frames");
@@ -1976,7 +1972,6 @@ async fn stage3(args: &DriftBenchArgs) -> Result<ThroughputResult, CliError> {
         mean_frame_bytes: mean_bytes,
         profile: profile.display().to_string(),
         profile_seconds,
-        profile_resealed: profile_resealed.map(|p| p.display().to_string()),
         prefill_seconds,
         frame_costs: costs,
         runs,
