@@ -109,7 +109,22 @@ struct OpenPane {
     to: i64,
     n_records: u64,
     n_sampled: u64,
+    /// Late records that arrived while this was the oldest pane still open.
+    late: u64,
     segments: BTreeMap<String, SegmentSummary>,
+}
+
+impl OpenPane {
+    fn new(offset: i64) -> Self {
+        Self {
+            from: offset,
+            to: offset,
+            n_records: 0,
+            n_sampled: 0,
+            late: 0,
+            segments: BTreeMap::new(),
+        }
+    }
 }
 
 /// What happened to one record.
@@ -124,6 +139,18 @@ pub enum Admit {
 }
 
 /// One assigned partition's open panes and watermark.
+/// Broker facts used to tell an idle partition from a slow one, reset with the generation.
+#[derive(Debug, Default, Clone)]
+pub struct EndProbe {
+    /// Where this generation started reading (the committed offset, or the log start when
+    /// none), looked up when the partition first looks idle; see [`PartitionPanes::position`].
+    pub start_offset: Option<i64>,
+    /// A position the broker confirmed as the partition's end (nothing consumed since).
+    pub verified_end: Option<i64>,
+    /// When the broker was last asked (asked at most once a second per partition).
+    pub last_probe: Option<Instant>,
+}
+
 #[derive(Debug)]
 pub struct PartitionPanes {
     pub topic: String,
@@ -133,12 +160,13 @@ pub struct PartitionPanes {
     /// Panes ending at or before this were published (by us or a predecessor).
     floor_us: i64,
     open: BTreeMap<i64, OpenPane>,
-    late: u64,
     last_slot: HashMap<String, i64>,
     /// Offset after the last record seen.
     next_offset: Option<i64>,
     /// Wall-clock time of the last record (or of the assignment).
     last_seen: Instant,
+    /// What the sidecar learnt from the broker about this partition's end (see `follow`).
+    pub end: EndProbe,
     /// The consumer group generation this state belongs to (reset on a new assignment).
     pub generation: Option<u64>,
 }
@@ -153,10 +181,10 @@ impl PartitionPanes {
             watermark_us: floor_us,
             floor_us: floor_us.unwrap_or(i64::MIN),
             open: BTreeMap::new(),
-            late: 0,
             last_slot: HashMap::new(),
             next_offset: None,
             last_seen: Instant::now(),
+            end: EndProbe::default(),
             generation: None,
         }
     }
@@ -186,7 +214,18 @@ impl PartitionPanes {
         let wm = event_us.saturating_sub(cfg.lateness_us);
         self.watermark_us = Some(self.watermark_us.map_or(wm, |w| w.max(wm)));
         if pane.saturating_add(cfg.pane_us) <= before {
-            self.late += 1;
+            // Counted on the pane the watermark was in when the record came — a function of
+            // record order, like lateness itself, so every sidecar reports the same counts
+            // on the same windows (counting on "the next pane to close" depended on when
+            // ticks happened).
+            let home = before.div_euclid(cfg.pane_us).saturating_mul(cfg.pane_us);
+            let open = self
+                .open
+                .entry(home)
+                .or_insert_with(|| OpenPane::new(offset));
+            open.from = open.from.min(offset);
+            open.to = open.to.max(offset);
+            open.late += 1;
             return (Admit::Late, pane);
         }
         let camera = segment.unwrap_or("");
@@ -204,13 +243,10 @@ impl PartitionPanes {
                 true
             }
         };
-        let open = self.open.entry(pane).or_insert_with(|| OpenPane {
-            from: offset,
-            to: offset,
-            n_records: 0,
-            n_sampled: 0,
-            segments: BTreeMap::new(),
-        });
+        let open = self
+            .open
+            .entry(pane)
+            .or_insert_with(|| OpenPane::new(offset));
         open.from = open.from.min(offset);
         open.to = open.to.max(offset);
         open.n_records += 1;
@@ -297,7 +333,7 @@ impl PartitionPanes {
                 to_offset: p.to,
                 n_records: p.n_records,
                 n_sampled: p.n_sampled,
-                late_records: std::mem::take(&mut self.late),
+                late_records: p.late,
                 segments: p.segments,
             });
         }
@@ -310,13 +346,27 @@ impl PartitionPanes {
         out
     }
 
-    /// A partition that has sent nothing for `idle_timeout` (wall clock) follows `global_us`
-    /// (the furthest watermark reported), closing its open panes, so a quiet camera or an
-    /// empty partition does not hold every window back. Its next records, if older, are late.
-    pub fn advance_idle(&mut self, global_us: i64, idle_timeout: Duration) {
-        if self.last_seen.elapsed() >= idle_timeout {
-            self.watermark_us = Some(self.watermark_us.map_or(global_us, |w| w.max(global_us)));
-        }
+    /// Whether no record arrived for `idle_timeout` (wall clock).
+    pub fn quiet_for(&self, idle_timeout: Duration) -> bool {
+        self.last_seen.elapsed() >= idle_timeout
+    }
+
+    /// The offset of the next record this state will see: after the last one seen, or the
+    /// generation's start offset when none arrived yet (unknown until looked up).
+    pub fn position(&self) -> Option<i64> {
+        self.next_offset.or(self.end.start_offset)
+    }
+
+    /// An idle partition — quiet and read to its end (the caller checks both: a partition
+    /// whose records are still queued or being fetched is slow, not idle) — follows
+    /// `global_us` (the furthest watermark reported), closing its open panes, so a quiet
+    /// camera or an empty partition does not hold every window back. Its next records, if
+    /// older, are late. Idleness is the one input to lateness that is not a function of the
+    /// partition's record order, which is why "read to its end" matters: a partition whose
+    /// backlog merely waited behind others' must never be declared idle, or the window
+    /// contents would depend on fetch timing (and differ between one sidecar and several).
+    pub fn follow(&mut self, global_us: i64) {
+        self.watermark_us = Some(self.watermark_us.map_or(global_us, |w| w.max(global_us)));
     }
 
     /// The offset to commit: the first record of the oldest open pane, or past the last

@@ -406,7 +406,9 @@ pub async fn run(
                 let global = parts.values().filter_map(PartitionPanes::watermark).chain(aggregator.max_progress()).max();
                 for (key, state) in parts.iter_mut() {
                     if let Some(g) = global {
-                        state.advance_idle(g, idle_timeout);
+                        if state.quiet_for(idle_timeout) && read_to_end(&consumer, state) {
+                            state.follow(g);
+                        }
                     }
                     for partial in state.close_final(&pane_cfg, &config.sidecar_id, &profile.sha256) {
                         let record = PaneRecord::new(PaneMessage::Partial(Box::new(partial)));
@@ -494,6 +496,60 @@ struct ReportKey {
 #[derive(serde::Deserialize)]
 struct ReportWindow {
     end_us: i64,
+}
+
+/// Whether the consumer has read `state`'s partition to its end: its position is at the
+/// broker's high watermark. Asked of the broker (a blocking round trip, at most once a
+/// second per quiet partition; a confirmed end is remembered until a record arrives). With
+/// no record seen in this generation, the start is the committed offset, or the log start
+/// under `auto.offset.reset=earliest`.
+fn read_to_end<C: Consumer<X>, X: argus_kafka::rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    state: &mut PartitionPanes,
+) -> bool {
+    if state.position().is_some() && state.end.verified_end == state.position() {
+        return true;
+    }
+    if state
+        .end
+        .last_probe
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        return false;
+    }
+    state.end.last_probe = Some(Instant::now());
+    let timeout = Duration::from_secs(2);
+    let (low, high) = match consumer.fetch_watermarks(&state.topic, state.partition, timeout) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!(error = %e, topic = %state.topic, partition = state.partition, "high watermark lookup failed");
+            return false;
+        }
+    };
+    if state.position().is_none() {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&state.topic, state.partition);
+        match consumer.committed_offsets(tpl, timeout) {
+            Ok(c) => {
+                let committed = c
+                    .find_partition(&state.topic, state.partition)
+                    .map(|e| e.offset());
+                state.end.start_offset = Some(match committed {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low.max(0),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, topic = %state.topic, partition = state.partition, "committed offset lookup failed");
+                return false;
+            }
+        }
+    }
+    let at_end = state.position().is_some_and(|p| p >= high);
+    if at_end {
+        state.end.verified_end = state.position();
+    }
+    at_end
 }
 
 /// Admit one record to its partition's panes and summarise it if sampled.

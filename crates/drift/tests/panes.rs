@@ -223,6 +223,33 @@ fn late_records_are_counted_not_added_and_offsets_cover_open_panes() {
 }
 
 #[test]
+fn late_counts_land_on_the_same_panes_whenever_panes_are_closed() {
+    // Lateness is a function of record order; so must be the pane that counts a late record,
+    // or one sidecar and several (closing panes at other moments) report different windows.
+    let profile = profile();
+    let cfg = pane_cfg();
+    let events = [10, PANE + 10, 20, 3 * PANE + 1, 30, PANE + 5, 5 * PANE, 40];
+    let run = |close_each: bool| {
+        let mut s = PartitionPanes::new("in", 0, None);
+        let mut out = Vec::new();
+        for (offset, t) in events.iter().enumerate() {
+            s.admit(&cfg, offset as i64, *t, None, true);
+            if close_each {
+                out.extend(s.close_final(&cfg, "a", &profile.sha256));
+            }
+        }
+        out.extend(s.close_final(&cfg, "a", &profile.sha256));
+        out.iter()
+            .map(|p| (p.pane_start_us, p.late_records, p.n_records))
+            .collect::<Vec<_>>()
+    };
+    let eager = run(true);
+    assert_eq!(eager, run(false));
+    // Four late records; the last one counts on the pane at 5·PANE, still open.
+    assert_eq!(eager.iter().map(|p| p.1).sum::<u64>(), 3, "{eager:?}");
+}
+
+#[test]
 fn pane_messages_match_their_schema() {
     let profile = profile();
     let schema: serde_json::Value =
