@@ -118,6 +118,12 @@ pub struct BenchArgs {
     /// with `kafka.Kafka` on its command line].
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
+    /// Run only the stages without Kafka (engine alone, offline pipeline); with `--json`,
+    /// write those (`bench/run` uses this for "the engine's own speed").
+    #[arg(long)]
+    pub offline_only: bool,
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -363,7 +369,10 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     if !batch_sizes.contains(&1) {
         batch_sizes.insert(0, 1);
     }
-    let model = load_model(&args.model)?;
+    let model = load_model(
+        &args.model,
+        &args.engine.options(shape.inference_threads.max(threads)),
+    )?;
     let source = SyntheticSource {
         seed: args.seed,
         cameras: args.cameras,
@@ -384,9 +393,10 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         .sum::<f64>()
         / pool.len() as f64;
     println!(
-        "argus bench: model {} v{} (input {:?}), {} distinct {}x{} JPEG q{} frames from {} synthetic cameras (mean {:.1} kB, rendered in {:.1} s); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
+        "argus bench: model {} v{} on {} (input {:?}), {} distinct {}x{} JPEG q{} frames from {} synthetic cameras (mean {:.1} kB, rendered in {:.1} s); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
         model.model_ref().name,
         model.model_ref().version,
+        model.engine(),
         model.manifest().input.shape,
         pool.len(),
         args.width,
@@ -467,6 +477,23 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             offline.errors,
             offline.inputs
         )));
+    }
+
+    if args.offline_only {
+        if let Some(path) = &args.json {
+            let report = serde_json::json!({
+                "time_us": now_us(),
+                "model": model.model_ref().name,
+                "engine": model.engine().as_str(),
+                "offline_threads": threads,
+                "engine_alone": tract,
+                "offline": offline,
+            });
+            let json = serde_json::to_string_pretty(&report).map_err(runtime)?;
+            std::fs::write(path, json + "\n")
+                .map_err(|e| runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+        }
+        return Ok(());
     }
 
     // 3 and 4 on the broker.
@@ -832,7 +859,9 @@ fn bench_tract(
 
 fn print_tract(tract: &[BatchResult]) {
     println!();
-    println!("stage 1  tract alone: Classifier::infer on preprocessed tensors in memory, 1 thread");
+    println!(
+        "stage 1  engine alone: Classifier::infer on preprocessed tensors in memory, 1 thread"
+    );
     println!(
         "  {:>5} {:>8} {:>11} {:>12} {:>13} {:>11}",
         "batch", "calls", "inputs/s", "p50/call µs", "p50/input µs", "vs batch 1"

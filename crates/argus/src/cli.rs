@@ -174,6 +174,37 @@ pub struct ModelArgs {
     /// Inputs larger than this go to the DLQ as `oversize`.
     #[arg(long, env = "ARGUS_MAX_INPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_input_bytes: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Which inference engine runs the model.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
+    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
+    #[arg(long, env = "ARGUS_ENGINE")]
+    pub engine: Option<argus_model::EngineKind>,
+    /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
+    /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
+    /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
+    #[arg(long, env = "ARGUS_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
+    #[arg(long, env = "ARGUS_ONNXRUNTIME_THREADS", default_value_t = 0)]
+    pub onnxruntime_threads: usize,
+}
+
+impl EngineArgs {
+    /// Engine options for `concurrency` simultaneous model calls.
+    pub fn options(&self, concurrency: usize) -> argus_model::EngineOptions {
+        argus_model::EngineOptions {
+            kind: self.engine,
+            concurrency,
+            intra_threads: self.onnxruntime_threads,
+            onnxruntime_lib: self.onnxruntime_lib.clone(),
+        }
+    }
 }
 
 /// Output topic flags.

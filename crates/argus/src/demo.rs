@@ -90,7 +90,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     if args.workers == 0 {
         return Err(CliError::Usage("--workers must be at least 1".into()));
     }
-    let model = load_model(&resolve_model(&args.model.model))?;
+    let model = load_model(
+        &resolve_model(&args.model.model),
+        &args.model.engine.options(args.model.inference_threads),
+    )?;
     let run_id = format!("{:x}", std::process::id());
     let (_embedded, mut settings, input) = match &args.brokers {
         None => {

@@ -1849,7 +1849,7 @@ async fn stage3(args: &DriftBenchArgs) -> Result<ThroughputResult, CliError> {
     );
     crate::telemetry::metrics_handle();
     let interrupted = crate::shutdown::on_signal();
-    let model = load_model(&args.model)?;
+    let model = load_model(&args.model, &Default::default())?;
     let source = SyntheticSource {
         seed: args.seed,
         cameras: args.cameras,

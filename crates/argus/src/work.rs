@@ -2,14 +2,15 @@
 use crate::cli::{ModelArgs, TopicArgs, WorkArgs};
 use crate::{shutdown, telemetry, CliError};
 use argus_kafka::TopicSpec;
-use argus_model::Classifier;
+use argus_model::{Classifier, EngineOptions};
 use argus_worker::{WorkerConfig, WorkerStats};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loads a bundle; a bad bundle is a configuration error (exit 64).
-pub fn load_model(path: &Path) -> Result<Arc<Classifier>, CliError> {
-    Classifier::load(path)
+/// Loads a bundle on the engine `options` picks; a bad bundle or a missing engine is a
+/// configuration error (exit 64).
+pub fn load_model(path: &Path, options: &EngineOptions) -> Result<Arc<Classifier>, CliError> {
+    Classifier::load_with(path, options)
         .map(Arc::new)
         .map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -54,7 +55,10 @@ pub fn default_worker_id() -> String {
 }
 
 pub async fn run(args: WorkArgs) -> Result<(), CliError> {
-    let model = load_model(&args.model.model)?;
+    let model = load_model(
+        &args.model.model,
+        &args.model.engine.options(args.model.inference_threads),
+    )?;
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
     let worker_id = args.worker_id.clone().unwrap_or_else(|| {

@@ -1,30 +1,19 @@
-//! A loaded image-classification bundle. Inference runs on tract plans with a concrete
-//! batch size (a symbolic batch dimension measured ~5× slower on MobileNetV2): the batch-1
-//! plan is built at load time, other sizes the first time a batch of that size is run, and
-//! all are cached.
+//! A loaded image-classification bundle: manifest and hash checks, decode → preprocess →
+//! [`Engine`] → postprocess, with timings per stage.
+use crate::engine::{self, Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
 use crate::manifest::Manifest;
 use crate::{postprocess, preprocess};
 use argus_wire::{ModelRef, Payload};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
-use tract_onnx::prelude::*;
-
-/// `into_runnable()` already returns the plan in an `Arc`.
-type Plan = TypedRunnableModel;
 
 /// A bundle ready to run. `Send + Sync`: share it in an `Arc`.
 pub struct Classifier {
     manifest: Manifest,
     model_ref: ModelRef,
-    /// The loaded graph (input name checked), from which plans of other batch sizes are built.
-    source: Mutex<InferenceModel>,
-    /// Plans by batch size; batch 1 is always present.
-    plans: Mutex<HashMap<usize, Arc<Plan>>>,
-    path: PathBuf,
+    engine: Box<dyn Engine>,
     dir: PathBuf,
 }
 
@@ -41,6 +30,7 @@ impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Classifier")
             .field("model", &self.model_ref)
+            .field("engine", &self.engine.kind())
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
@@ -83,10 +73,15 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl Classifier {
-    /// Loads the bundle in `dir`: reads and validates the manifest, checks the ONNX file's
-    /// sha256, fixes the input shape (batch included), optimises the graph and checks that
-    /// the output has one value per label. Every failure says what to fix.
+    /// Loads the bundle in `dir` on the manifest's engine (tract if it names none).
     pub fn load(dir: &Path) -> Result<Classifier, ModelError> {
+        Self::load_with(dir, &EngineOptions::default())
+    }
+
+    /// Loads the bundle in `dir`: reads and validates the manifest, checks the ONNX file's
+    /// sha256, builds the engine `options` asks for and checks on a blank input that the
+    /// output has one value per label. Every failure says what to fix.
+    pub fn load_with(dir: &Path, options: &EngineOptions) -> Result<Classifier, ModelError> {
         let manifest = Manifest::load(dir)?;
         let path = dir.join(&manifest.model.file);
         let actual = sha256_file(&path).map_err(|e| {
@@ -111,56 +106,41 @@ impl Classifier {
                 ),
             ));
         }
-        let load_err = |reason: &str| {
-            let path = path.clone();
-            let reason = reason.to_string();
-            move |e: TractError| ModelError::Load {
-                path,
-                reason,
-                source: e.into(),
-            }
-        };
-        let model = tract_onnx::onnx()
-            .model_for_path(&path)
-            .map_err(load_err("not a loadable ONNX model"))?;
-        let inputs = model
-            .input_outlets()
-            .map_err(load_err("no inputs"))?
-            .to_vec();
-        if inputs.len() != 1 {
+        let engine = engine::build(&manifest, &path, options)?;
+        let len: usize = manifest.input.shape.iter().product();
+        let out = engine.run(1, &vec![0.0; len]).map_err(|e| {
+            ModelError::bundle(
+                &path,
+                format!("the model does not run on a blank input: {e}"),
+            )
+        })?;
+        let labels = manifest.output.labels.len();
+        if out.len() != labels {
             return Err(ModelError::bundle(
                 &path,
                 format!(
-                    "model has {} inputs; an image classifier takes one",
-                    inputs.len()
+                    "model output has {} values but the manifest lists {labels} labels",
+                    out.len()
                 ),
             ));
         }
-        let onnx_input = model.node(inputs[0].node).name.clone();
-        if onnx_input != manifest.input.name {
-            return Err(ModelError::bundle(
-                &path,
-                format!(
-                    "model input is named {onnx_input:?} but the manifest says {:?}",
-                    manifest.input.name
-                ),
-            ));
-        }
-        let plan = build_plan(&model, &manifest, &path, 1)?;
         let model_ref = ModelRef {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             sha256: actual,
         };
-        tracing::info!(model = %model_ref.name, version = %model_ref.version, sha256 = %model_ref.sha256, "model bundle loaded");
+        tracing::info!(model = %model_ref.name, version = %model_ref.version, sha256 = %model_ref.sha256, engine = %engine.kind(), "model bundle loaded");
         Ok(Classifier {
             manifest,
             model_ref,
-            source: Mutex::new(model),
-            plans: Mutex::new(HashMap::from([(1, plan)])),
-            path,
+            engine,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// The engine running the model.
+    pub fn engine(&self) -> EngineKind {
+        self.engine.kind()
     }
 
     /// The manifest.
@@ -224,29 +204,10 @@ impl Classifier {
         self.manifest.input.shape.iter().product()
     }
 
-    /// The plan for `batch` inputs, built on first use.
-    fn plan(&self, batch: usize) -> Result<Arc<Plan>, ModelError> {
-        let mut plans = self.plans.lock().map_err(|_| ModelError::Inference {
-            source: "plan cache poisoned".into(),
-        })?;
-        if let Some(p) = plans.get(&batch) {
-            return Ok(p.clone());
-        }
-        let t = Instant::now();
-        let source = self.source.lock().map_err(|_| ModelError::Inference {
-            source: "model graph poisoned".into(),
-        })?;
-        let plan = build_plan(&source, &self.manifest, &self.path, batch)?;
-        tracing::info!(model = %self.model_ref.name, batch, ms = t.elapsed().as_millis() as u64, "built plan for a new batch size");
-        metrics::counter!("argus_model_plans_built_total").increment(1);
-        plans.insert(batch, plan.clone());
-        Ok(plan)
-    }
-
-    /// Builds (or reuses) the plan for `batch` inputs now, so the first batch of that size
-    /// does not pay for it.
+    /// Prepares the engine for batches of `batch` inputs now (tract builds that plan), so
+    /// the first batch of that size does not pay for it.
     pub fn warm(&self, batch: usize) -> Result<(), ModelError> {
-        self.plan(batch.max(1)).map(|_| ())
+        self.engine.warm(batch.max(1))
     }
 
     /// Runs the model on raw input tensors (each of [`Classifier::input_len`] values) as
@@ -265,30 +226,13 @@ impl Classifier {
                 ),
             });
         }
-        let plan = self.plan(n)?;
-        let mut shape = self.manifest.input.shape.clone();
-        shape[0] = n;
         let mut data = Vec::with_capacity(n * len);
         for x in inputs {
             data.extend_from_slice(x);
         }
-        let tensor = Tensor::from_shape(&shape, &data)
-            .map_err(|e| ModelError::Inference { source: e.into() })?;
         let t = Instant::now();
-        let outputs = plan
-            .run(tvec!(tensor.into()))
-            .map_err(|e| ModelError::Inference { source: e.into() })?;
+        let flat = self.engine.run(n, &data)?;
         let inference_us = micros(t);
-        let flat: Vec<f32> = outputs
-            .first()
-            .ok_or_else(|| ModelError::Inference {
-                source: "model produced no output".into(),
-            })?
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ModelError::Inference { source: e.into() })?
-            .iter()
-            .copied()
-            .collect();
         let per = self.manifest.output.labels.len();
         if flat.len() != n * per {
             return Err(ModelError::Inference {
@@ -337,68 +281,4 @@ impl Classifier {
             })
             .collect()
     }
-}
-
-/// Fixes the input shape to `batch` inputs, optimises and plans; checks the output holds
-/// one value per label per input.
-fn build_plan(
-    model: &InferenceModel,
-    manifest: &Manifest,
-    path: &Path,
-    batch: usize,
-) -> Result<Arc<Plan>, ModelError> {
-    let load_err = |reason: String| {
-        let path = path.to_path_buf();
-        move |e: TractError| ModelError::Load {
-            path,
-            reason,
-            source: e.into(),
-        }
-    };
-    let mut model = model.clone();
-    let mut shape = manifest.input.shape.clone();
-    shape[0] = batch;
-    model
-        .set_input_fact(0, f32::fact(shape.clone()).into())
-        .map_err(load_err(format!(
-            "input shape {shape:?} (manifest shape, batch {batch}) does not fit the model"
-        )))?;
-    // The file's declared output shape (often batch 1) must not veto other batch sizes.
-    model
-        .set_output_fact(0, InferenceFact::default())
-        .map_err(load_err("cannot reset the output shape".into()))?;
-    let typed = model.into_optimized().map_err(load_err(format!(
-        "cannot optimise the model for input shape {shape:?}"
-    )))?;
-    let outputs = typed
-        .output_outlets()
-        .map_err(load_err("no outputs".into()))?
-        .to_vec();
-    let out_fact = typed
-        .outlet_fact(outputs[0])
-        .map_err(load_err("cannot read output shape".into()))?;
-    let out_len: Option<usize> = out_fact
-        .shape
-        .as_concrete()
-        .map(|dims| dims.iter().product());
-    let labels = manifest.output.labels.len();
-    if out_len != Some(labels * batch) {
-        return Err(ModelError::bundle(
-            path,
-            if batch == 1 {
-                format!(
-                    "model output has shape {:?} but the manifest lists {labels} labels",
-                    out_fact.shape
-                )
-            } else {
-                format!(
-                    "for a batch of {batch} the model output has shape {:?}, not {batch}x{labels}; this model cannot batch (use max_batch = 1)",
-                    out_fact.shape
-                )
-            },
-        ));
-    }
-    typed
-        .into_runnable()
-        .map_err(load_err("cannot build an execution plan".into()))
 }

@@ -3,18 +3,22 @@
 //! Layout:
 //! - [`manifest`]: the bundle manifest (`manifest.toml`) and its checks.
 //! - [`preprocess`]: payload → image → normalised NCHW tensor, as the manifest says.
-//! - [`classifier`]: loads a bundle (hash and shape checks), builds the tract plan once for a
-//!   fixed batch size, and runs decode → preprocess → infer → postprocess with timings.
+//! - [`classifier`]: loads a bundle (hash and shape checks) and runs decode → preprocess →
+//!   infer → postprocess with timings.
+//! - [`engine`]: the inference engines behind one trait: tract (default) and onnxruntime
+//!   (cargo feature `onnxruntime`, library loaded at run time).
 //! - [`postprocess`]: softmax and top-k.
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
 //! threads, never from the async reactor.
 pub mod classifier;
+pub mod engine;
 pub mod error;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
 
 pub use classifier::{Classification, Classifier, Prepared, StageTimings};
+pub use engine::{EngineKind, EngineOptions};
 pub use error::ModelError;
 pub use manifest::Manifest;

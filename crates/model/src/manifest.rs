@@ -42,6 +42,9 @@ pub struct ModelFile {
     pub file: String,
     /// Lowercase hex sha256 of the file.
     pub sha256: String,
+    /// The engine to run it on (default tract); the worker's `--engine` overrides it.
+    #[serde(default)]
+    pub engine: Option<crate::engine::EngineKind>,
 }
 
 /// The model's image input.

@@ -1,0 +1,110 @@
+//! Inference engines behind one trait. The [`Classifier`](crate::Classifier) owns the
+//! bundle (manifest, hash, pre- and postprocessing); an [`Engine`] only turns a batch of
+//! input tensors into a batch of output values.
+//!
+//! - [`tract`]: pure Rust, always built, the default.
+//! - `onnxruntime` (cargo feature `onnxruntime`): the `ort` crate with `load-dynamic`: the
+//!   `libonnxruntime` shared library is opened at run time from `--onnxruntime-lib`,
+//!   `ORT_DYLIB_PATH` or the loader's search path (PyPI's `onnxruntime` wheel ships one in
+//!   `onnxruntime/capi/`). Nothing is downloaded at build or run time.
+//!
+//! The manifest's `model.engine` picks one; the worker's `--engine` flag overrides it.
+use crate::error::ModelError;
+use crate::manifest::Manifest;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
+pub mod tract;
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// tract (pure Rust).
+    #[default]
+    Tract,
+    /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
+    #[serde(alias = "ort")]
+    Onnxruntime,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Tract => "tract",
+            EngineKind::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tract" => Ok(EngineKind::Tract),
+            "onnxruntime" | "ort" => Ok(EngineKind::Onnxruntime),
+            other => Err(format!(
+                "unknown engine {other:?}; use \"tract\" or \"onnxruntime\""
+            )),
+        }
+    }
+}
+
+/// How to build the engine; [`Default`] takes the manifest's choice (tract if none).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineOptions {
+    /// Overrides the manifest's `model.engine`.
+    pub kind: Option<EngineKind>,
+    /// Calls that may run at once (the worker's inference threads). onnxruntime keeps one
+    /// session per call slot; tract plans are shared and need none.
+    pub concurrency: usize,
+    /// onnxruntime's intra-op threads per session; 0 = onnxruntime's default (one per core).
+    pub intra_threads: usize,
+    /// The `libonnxruntime` shared library; else `ORT_DYLIB_PATH`, else the loader's path.
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+/// Runs a model on batches of input tensors. `Send + Sync`: called from several threads.
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+    /// Runs `batch` inputs laid out one after the other in `input` (each the manifest's
+    /// input shape with batch 1) and returns the first output's values for all of them.
+    fn run(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError>;
+    /// Prepares for batches of `batch` inputs (tract builds a plan per batch size).
+    fn warm(&self, _batch: usize) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+/// Builds the engine `options` (or the manifest) asks for, for the bundle's model file.
+pub fn build(
+    manifest: &Manifest,
+    path: &Path,
+    options: &EngineOptions,
+) -> Result<Box<dyn Engine>, ModelError> {
+    let kind = options
+        .kind
+        .or(manifest.model.engine)
+        .unwrap_or(EngineKind::Tract);
+    match kind {
+        EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(manifest, path)?)),
+        #[cfg(feature = "onnxruntime")]
+        EngineKind::Onnxruntime => Ok(Box::new(onnxruntime::OrtEngine::load(
+            manifest, path, options,
+        )?)),
+        #[cfg(not(feature = "onnxruntime"))]
+        EngineKind::Onnxruntime => Err(ModelError::bundle(
+            path,
+            "the onnxruntime engine is not in this build; rebuild with `--features onnxruntime` \
+             (cargo build --release -p argus --features onnxruntime) or use engine \"tract\"",
+        )),
+    }
+}

@@ -1,0 +1,196 @@
+//! onnxruntime through the `ort` crate, loading `libonnxruntime` at run time (API level 20,
+//! onnxruntime ≥ 1.20: the library in PyPI's `onnxruntime` wheel works).
+//!
+//! `ort` runs a session through `&mut`, so the engine keeps one session per call slot
+//! ([`EngineOptions::concurrency`]) and a call takes the first free one.
+use super::{Engine, EngineKind, EngineOptions};
+use crate::error::ModelError;
+use crate::manifest::Manifest;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The process's onnxruntime environment: the library is opened once (a failed attempt is
+/// not remembered); an engine asking for another library file later gets an error rather
+/// than a silent mix.
+static ENVIRONMENT: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::new(None);
+
+fn library(options: &EngineOptions) -> PathBuf {
+    options
+        .onnxruntime_lib
+        .clone()
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"))
+}
+
+fn environment(options: &EngineOptions) -> Result<ort::environment::Environment, String> {
+    let wanted = library(options);
+    let mut env = ENVIRONMENT
+        .lock()
+        .map_err(|_| "onnxruntime environment poisoned".to_string())?;
+    if let Some((loaded, env)) = env.as_ref() {
+        return if *loaded == wanted {
+            Ok(env.clone())
+        } else {
+            Err(format!(
+                "onnxruntime is already loaded from {}; one process uses one library (asked for {})",
+                loaded.display(),
+                wanted.display()
+            ))
+        };
+    }
+    let builder = ort::init_from(&wanted).map_err(|e| {
+        format!(
+            "cannot load the onnxruntime library {}: {e}; point --onnxruntime-lib or \
+             ORT_DYLIB_PATH at libonnxruntime.so (pip install onnxruntime ships one in \
+             site-packages/onnxruntime/capi/)",
+            wanted.display()
+        )
+    })?;
+    let built = builder
+        .with_name("argus")
+        .build()
+        .map_err(|e| format!("cannot start onnxruntime: {e}"))?;
+    *env = Some((wanted, built.clone()));
+    Ok(built)
+}
+
+pub struct OrtEngine {
+    /// The model declares a fixed batch size (1): batches run input by input.
+    fixed_batch: bool,
+    sessions: Vec<Mutex<Session>>,
+    shape: Vec<i64>,
+    input_name: String,
+    output_name: String,
+}
+
+impl std::fmt::Debug for OrtEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrtEngine")
+            .field("sessions", &self.sessions.len())
+            .field("input", &self.input_name)
+            .field("output", &self.output_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrtEngine {
+    pub fn load(
+        manifest: &Manifest,
+        path: &Path,
+        options: &EngineOptions,
+    ) -> Result<OrtEngine, ModelError> {
+        let env = environment(options).map_err(|reason| ModelError::bundle(path, reason))?;
+        let load_err = |reason: &'static str| {
+            let path = path.to_path_buf();
+            move |e: ort::Error| ModelError::Load {
+                path,
+                reason: reason.into(),
+                source: e.to_string().into(),
+            }
+        };
+        let mut sessions = Vec::new();
+        for _ in 0..options.concurrency.max(1) {
+            let mut b = Session::builder(&env)
+                .map_err(load_err("cannot create an onnxruntime session"))?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(|e| load_err("cannot set the optimisation level")(e.into()))?;
+            if options.intra_threads > 0 {
+                b = b
+                    .with_intra_threads(options.intra_threads)
+                    .map_err(|e| load_err("cannot set intra-op threads")(e.into()))?;
+            }
+            let session = b
+                .commit_from_file(path)
+                .map_err(load_err("onnxruntime cannot load the model"))?;
+            sessions.push(Mutex::new(session));
+        }
+        let first = sessions[0]
+            .lock()
+            .map_err(|_| ModelError::bundle(path, "session poisoned"))?;
+        let inputs: Vec<String> = first.inputs().iter().map(|i| i.name().to_owned()).collect();
+        if inputs.len() != 1 || inputs[0] != manifest.input.name {
+            return Err(ModelError::bundle(
+                path,
+                format!(
+                    "model inputs are {inputs:?}; the manifest says one input named {:?}",
+                    manifest.input.name
+                ),
+            ));
+        }
+        let output_name = first
+            .outputs()
+            .first()
+            .map(|o| o.name().to_owned())
+            .ok_or_else(|| ModelError::bundle(path, "model has no outputs"))?;
+        // A model exported with a fixed batch of 1 cannot take batches: run them one by one.
+        let batch_dim = first.inputs()[0]
+            .dtype()
+            .tensor_shape()
+            .and_then(|s| s.first().copied());
+        let fixed_batch = batch_dim.is_some_and(|d| d > 0);
+        drop(first);
+        if fixed_batch {
+            tracing::info!(path = %path.display(), "the model's batch dimension is fixed: onnxruntime runs batches input by input");
+        }
+        Ok(OrtEngine {
+            fixed_batch,
+            sessions,
+            shape: manifest.input.shape.iter().map(|&d| d as i64).collect(),
+            input_name: manifest.input.name.clone(),
+            output_name,
+        })
+    }
+}
+
+impl Engine for OrtEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Onnxruntime
+    }
+
+    fn run(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        if self.fixed_batch && batch > 1 {
+            let per = input.len() / batch.max(1);
+            let mut out = Vec::new();
+            for x in input.chunks(per.max(1)) {
+                out.extend(self.run_one(1, x)?);
+            }
+            return Ok(out);
+        }
+        self.run_one(batch, input)
+    }
+}
+
+impl OrtEngine {
+    fn run_one(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let err = |e: ort::Error| ModelError::Inference {
+            source: e.to_string().into(),
+        };
+        let mut shape = self.shape.clone();
+        shape[0] = batch as i64;
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
+        // The first free session; else wait for the first one.
+        let mut guard = None;
+        for s in &self.sessions {
+            if let Ok(g) = s.try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut session = match guard {
+            Some(g) => g,
+            None => self.sessions[0].lock().map_err(|_| ModelError::Inference {
+                source: "onnxruntime session poisoned".into(),
+            })?,
+        };
+        let outputs = session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(err)?;
+        let (_, values) = outputs[self.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        Ok(values.to_vec())
+    }
+}
