@@ -24,6 +24,8 @@ pub const OFFSET_STORE_FAILURES: &str = "argus_worker_offset_store_failures_tota
 pub const STALE: &str = "argus_worker_stale_total";
 /// Counter: inputs abandoned because their partition was revoked first.
 pub const ABANDONED: &str = "argus_worker_abandoned_total";
+/// Gauge: the largest batch per model call, as calibrated at start-up (≤ max_batch).
+pub const MAX_BATCH: &str = "argus_worker_max_batch";
 /// Histogram: inputs per model call.
 pub const BATCH_SIZE: &str = "argus_worker_batch_size";
 /// Histogram: time per model call (one batch), seconds.
@@ -90,6 +92,10 @@ pub fn describe() {
         "Inputs abandoned because their partition was revoked"
     );
     describe_histogram!(BATCH_SIZE, "Inputs per model call");
+    describe_gauge!(
+        MAX_BATCH,
+        "Largest batch per model call, calibrated at start-up on this engine and machine"
+    );
     describe_histogram!(BATCH_SECONDS, Unit::Seconds, "Time per model call");
     describe_counter!(PAUSES, "Partition pauses for backpressure");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Offset commit time");

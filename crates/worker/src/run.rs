@@ -130,16 +130,29 @@ pub async fn run(
             topics: config.input_topics.clone(),
             source,
         })?;
-    // A model that cannot batch runs batch 1 rather than failing every batch.
+    // Batches only as large as pay off on this engine and machine (measured now); a model
+    // that cannot batch runs batch 1 rather than failing every batch.
     let mut max_batch = config.max_batch;
     if max_batch > 1 {
         let m = model.clone();
-        let warmed = tokio::task::spawn_blocking(move || m.warm(2)).await;
-        if let Ok(Err(e)) = warmed {
-            tracing::warn!(worker = %config.worker_id, error = %e, "the model cannot run batches; running one input per call");
-            max_batch = 1;
-        }
+        let limit = max_batch;
+        let calibrated = tokio::task::spawn_blocking(move || m.best_batch(limit, 3)).await;
+        max_batch = match calibrated {
+            Ok((best, measured)) => {
+                let per_input: Vec<String> = measured
+                    .iter()
+                    .map(|(b, us)| format!("{b}:{us:.0}us"))
+                    .collect();
+                tracing::info!(worker = %config.worker_id, configured = limit, chosen = best, per_input = %per_input.join(" "), "batch size calibrated");
+                best
+            }
+            Err(e) => {
+                tracing::warn!(worker = %config.worker_id, error = %e, "batch calibration failed; running one input per call");
+                1
+            }
+        };
     }
+    metrics::gauge!(m::MAX_BATCH).set(max_batch as f64);
     let stage = Arc::new(
         InferenceStage::start(
             model.clone(),
@@ -182,7 +195,7 @@ pub async fn run(
     let committing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let committed = Arc::new(tokio::sync::Notify::new());
     let mut last_drain = Instant::now();
-    tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, exactly_once = config.exactly_once, max_batch = config.max_batch, inference_threads = config.inference_threads, "worker started");
+    tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, exactly_once = config.exactly_once, max_batch, inference_threads = config.inference_threads, "worker started");
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
