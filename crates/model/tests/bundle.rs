@@ -244,3 +244,23 @@ fn batches_of_any_size_agree_with_single_inputs() {
     let err = c.infer(&[short.as_slice()]).unwrap_err().to_string();
     assert!(err.contains("3071 values"), "{err}");
 }
+
+/// Batch calibration measures sizes 1, 2, 4, … up to the limit, stops at the first that
+/// does not pay, and only ever picks a size it measured.
+#[test]
+fn batch_calibration_picks_a_measured_size_within_the_limit() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    let (one, measured) = c.best_batch(1, 2);
+    assert_eq!(one, 1);
+    assert_eq!(measured.iter().map(|m| m.0).collect::<Vec<_>>(), [1]);
+    let (best, measured) = c.best_batch(8, 3);
+    let sizes: Vec<usize> = measured.iter().map(|m| m.0).collect();
+    assert_eq!(sizes[0], 1);
+    assert!(sizes.windows(2).all(|w| w[1] == 2 * w[0]), "{sizes:?}");
+    assert!(sizes.iter().all(|&s| s <= 8));
+    assert!(sizes.contains(&best));
+    assert!(measured.iter().all(|m| m.1.is_finite() && m.1 > 0.0));
+    // The chosen size is the cheapest per input among those measured (within the 10 % rule).
+    let chosen = measured.iter().find(|m| m.0 == best).unwrap().1;
+    assert!(measured.iter().all(|m| chosen <= m.1 / 0.9 + 1e-9));
+}
