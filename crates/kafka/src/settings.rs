@@ -71,6 +71,11 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // Prefetch at most 16 MB (librdkafka's default is 64 MB): a worker takes inputs
+            // only as fast as its model runs, so 16 MB is still seconds of camera frames,
+            // and the rest was peak memory (MobileNetV2 drain of 50 kB frames: see
+            // bench/RESULTS.md). Overridable with -X/--consumer-option.
+            .set("queued.max.messages.kbytes", "16384")
             // Feeds GroupContext::stats (consumer lag gauges).
             .set("statistics.interval.ms", "5000");
         if self.group_protocol() != "consumer" {

@@ -6,8 +6,10 @@
 use crate::error::ModelError;
 use crate::manifest::{Color, Filter, Layout, Manifest};
 use argus_wire::{ImageFormat, Payload, PixelLayout, RawImage};
+use fast_image_resize as fr;
 use image::imageops::FilterType;
 use image::{ImageReader, RgbImage};
+use std::cell::RefCell;
 use std::io::Cursor;
 
 /// Largest frame side the decoder accepts; bigger claims are refused before allocating.
@@ -81,20 +83,52 @@ fn from_raw(raw: &RawImage) -> Result<RgbImage, ModelError> {
     })
 }
 
+thread_local! {
+    /// One resizer per decode thread: it keeps its scratch buffers between frames.
+    static RESIZER: RefCell<fr::Resizer> = RefCell::new(fr::Resizer::new());
+}
+
+/// Resizes an RGB frame with fast_image_resize (SIMD convolution; its `Bilinear` is
+/// Pillow's `BILINEAR` with antialiasing, the filter the Python reference uses). The image
+/// crate's `resize` cost 18 % of the worker's CPU on MobileNetV2 (perf, 640x480 → 224x224)
+/// and allocates a 2.3 MB float intermediate per frame. Falls back to the image crate
+/// on the (not expected) error.
+pub fn resize(img: &RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {
+    let alg = match filter {
+        Filter::Nearest => fr::ResizeAlg::Nearest,
+        Filter::Triangle => fr::ResizeAlg::Convolution(fr::FilterType::Bilinear),
+        Filter::CatmullRom => fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom),
+    };
+    let fast =
+        fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
+            .ok()
+            .and_then(|src| {
+                let mut dst = fr::images::Image::new(w, h, fr::PixelType::U8x3);
+                let options = fr::ResizeOptions::new().resize_alg(alg);
+                RESIZER
+                    .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
+                    .ok()?;
+                RgbImage::from_raw(w, h, dst.into_vec())
+            });
+    fast.unwrap_or_else(|| {
+        let filter = match filter {
+            Filter::Nearest => FilterType::Nearest,
+            Filter::Triangle => FilterType::Triangle,
+            Filter::CatmullRom => FilterType::CatmullRom,
+        };
+        image::imageops::resize(img, w, h, filter)
+    })
+}
+
 /// Resizes and normalises one image into `out`, which holds exactly one batch item
 /// (`channels * height * width` floats) in the manifest's layout.
 pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
     let (h, w) = manifest.image_size();
-    let filter = match manifest.preprocess.filter {
-        Filter::Nearest => FilterType::Nearest,
-        Filter::Triangle => FilterType::Triangle,
-        Filter::CatmullRom => FilterType::CatmullRom,
-    };
     let resized;
     let img = if img.width() as usize == w && img.height() as usize == h {
         img
     } else {
-        resized = image::imageops::resize(img, w as u32, h as u32, filter);
+        resized = resize(img, w as u32, h as u32, manifest.preprocess.filter);
         &resized
     };
     let p = &manifest.preprocess;

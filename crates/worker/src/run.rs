@@ -177,6 +177,12 @@ pub async fn run(
         txn.clone(),
     );
     let decode_permits = Arc::new(Semaphore::new(config.decode_threads));
+    // Inputs decoded but not yet through the model, at most: decoding runs this far ahead
+    // of inference and no further, so a slow model does not hold `max_in_flight` decoded
+    // tensors (0.6 MB each for a 224x224 CNN) — enough to keep every inference thread fed.
+    let ahead_permits = Arc::new(Semaphore::new(
+        config.decode_threads + 2 * config.inference_threads * max_batch,
+    ));
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     // Per input partition, the signal that the latest job has queued its outputs.
     let mut gates: HashMap<Tp, oneshot::Receiver<()>> = HashMap::new();
@@ -296,6 +302,7 @@ pub async fn run(
                             stage: stage.clone(),
                             publisher: publisher.clone(),
                             decode_permits: decode_permits.clone(),
+                            ahead_permits: ahead_permits.clone(),
                             config: config.clone(),
                             after,
                             then,
@@ -721,6 +728,7 @@ struct ProcessArgs {
     stage: Arc<InferenceStage>,
     publisher: Publisher,
     decode_permits: Arc<Semaphore>,
+    ahead_permits: Arc<Semaphore>,
     config: Arc<WorkerConfig>,
     after: Option<oneshot::Receiver<()>>,
     then: oneshot::Sender<()>,
@@ -736,10 +744,13 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
         stage,
         publisher,
         decode_permits,
+        ahead_permits,
         config,
         after,
         then,
     } = a;
+    // Held from before decoding until the model has run.
+    let ahead = ahead_permits.acquire_owned().await;
     let prepared = {
         let _permit = decode_permits.acquire_owned().await;
         let job = job.clone();
@@ -780,6 +791,7 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
         Prepare::Stale(stale) => Outcome::Stale(stale),
         Prepare::Failed(f) => Outcome::Failed(f),
     };
+    drop(ahead);
     publisher
         .publish(&job, generation, outcome, after, then)
         .await

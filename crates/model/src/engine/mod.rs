@@ -82,6 +82,9 @@ pub trait Engine: Send + Sync {
     fn warm(&self, _batch: usize) -> Result<(), ModelError> {
         Ok(())
     }
+    /// Frees what was prepared for batches larger than `batch` (tract's plans), after
+    /// calibration decided they are not used.
+    fn release_above(&self, _batch: usize) {}
 }
 
 /// Builds the engine `options` (or the manifest) asks for, for the bundle's model file.

@@ -126,6 +126,12 @@ impl Engine for TractEngine {
     fn warm(&self, batch: usize) -> Result<(), ModelError> {
         self.plan(batch.max(1)).map(|_| ())
     }
+
+    fn release_above(&self, batch: usize) {
+        if let Ok(mut plans) = self.plans.lock() {
+            plans.retain(|&b, _| b <= batch.max(1));
+        }
+    }
 }
 
 /// Fixes the input shape to `batch` inputs, optimises and plans; checks the output holds
