@@ -164,10 +164,15 @@ pub struct ModelArgs {
     /// Skip inputs captured longer ago than this (their prediction says `stale`).
     #[arg(long, env = "ARGUS_MAX_AGE", value_parser = parse_duration)]
     pub max_age: Option<Duration>,
-    /// Inputs in flight per worker (consumed, not yet finished); when reached the worker
-    /// pauses its partitions until half have finished.
-    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT", default_value_t = 64)]
+    /// Inputs in flight per worker (consumed, outputs not yet acknowledged); when reached
+    /// the worker takes no more (and pauses its partitions if that lasts) until half have
+    /// finished. A crash redoes at most this many.
+    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// Payload bytes of the inputs in flight per worker, at most (same rule as
+    /// --max-in-flight).
+    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
     /// Testing aid: sleep this long before every model call (simulates a slow model).
     #[arg(long, env = "ARGUS_INJECT_DELAY", value_parser = parse_duration, default_value = "0ms", hide = true)]
     pub inject_delay: Duration,

@@ -36,6 +36,7 @@ pub fn worker_config(
     c.max_age = model.max_age;
     c.inject_delay = model.inject_delay;
     c.max_in_flight = model.max_in_flight;
+    c.max_in_flight_bytes = model.max_in_flight_bytes;
     c.max_input_bytes = model.max_input_bytes;
     c.validate(labels).map_err(CliError::Usage)?;
     Ok(c)

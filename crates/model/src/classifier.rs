@@ -217,7 +217,7 @@ impl Classifier {
     /// stops at the first size that is no better or fails (a model that cannot batch).
     /// Engines differ: tract's convolutions ran batch 8 at twice the per-input cost of
     /// batch 1, while an MLP gains from batching. Returns the size and the µs per input
-    /// measured for each size tried. What the engine prepared for larger sizes is freed.
+    /// measured for each size tried.
     pub fn best_batch(&self, max: usize, reps: usize) -> (usize, Vec<(usize, f64)>) {
         let len = self.input_len();
         let mut measured = Vec::new();
@@ -250,8 +250,14 @@ impl Classifier {
             }
             size *= 2;
         }
-        self.engine.release_above(best.0);
         (best.0, measured)
+    }
+
+    /// Promises batches of at most `max` inputs from now on: the engine frees what it
+    /// prepared for larger ones (tract: their plans, and at 1 the graph too); larger batches
+    /// may fail afterwards.
+    pub fn limit_batch(&self, max: usize) {
+        self.engine.release_above(max.max(1));
     }
 
     /// Runs the model on raw input tensors (each of [`Classifier::input_len`] values) as

@@ -254,6 +254,7 @@ fn batch_calibration_picks_a_measured_size_within_the_limit() {
     assert_eq!(one, 1);
     assert_eq!(measured.iter().map(|m| m.0).collect::<Vec<_>>(), [1]);
     let (best, measured) = c.best_batch(8, 3);
+    assert_eq!(measured[0].0, 1);
     let sizes: Vec<usize> = measured.iter().map(|m| m.0).collect();
     assert_eq!(sizes[0], 1);
     assert!(sizes.windows(2).all(|w| w[1] == 2 * w[0]), "{sizes:?}");
@@ -263,4 +264,21 @@ fn batch_calibration_picks_a_measured_size_within_the_limit() {
     // The chosen size is the cheapest per input among those measured (within the 10 % rule).
     let chosen = measured.iter().find(|m| m.0 == best).unwrap().1;
     assert!(measured.iter().all(|m| chosen <= m.1 / 0.9 + 1e-9));
+}
+
+/// After `limit_batch(1)` the engine keeps only what batch 1 needs: single inputs still run
+/// (same answers), a larger batch fails with an error rather than a panic.
+#[test]
+fn limiting_to_batch_1_keeps_single_inputs_working() {
+    let c = Classifier::load(&bundle_dir()).unwrap();
+    let x = vec![0.25f32; c.input_len()];
+    let (before, _) = c.infer(&[x.as_slice()]).unwrap();
+    c.limit_batch(1);
+    let (after, _) = c.infer(&[x.as_slice()]).unwrap();
+    assert_eq!(before, after);
+    let err = c
+        .infer(&[x.as_slice(), x.as_slice()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch"), "{err}");
 }

@@ -15,7 +15,8 @@ pub struct Job {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
+    /// The payload, shared (the decode task and the publisher read the same bytes).
+    pub value: std::sync::Arc<[u8]>,
     /// Original headers, kept for the DLQ.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Kafka timestamp, ms since the Unix epoch.
@@ -39,7 +40,7 @@ impl Job {
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().unwrap_or_default().to_vec(),
+            value: std::sync::Arc::from(m.payload().unwrap_or_default()),
             headers,
             timestamp_ms: m.timestamp().to_millis(),
             received: Instant::now(),

@@ -15,6 +15,8 @@ pub const PROCESSING_SECONDS: &str = "argus_worker_processing_seconds";
 pub const END_TO_END_SECONDS: &str = "argus_worker_end_to_end_seconds";
 /// Gauge: inputs in flight.
 pub const IN_FLIGHT: &str = "argus_worker_in_flight";
+/// Gauge: payload bytes of the inputs in flight.
+pub const IN_FLIGHT_BYTES: &str = "argus_worker_in_flight_bytes";
 /// Counter: consumer errors from the broker or client.
 pub const CONSUMER_ERRORS: &str = "argus_worker_consumer_errors_total";
 /// Counter: offsets that could not be stored (partition revoked meanwhile, or outputs lost).
@@ -85,6 +87,11 @@ pub fn describe() {
         "Capture time to output acknowledged by the broker"
     );
     describe_gauge!(IN_FLIGHT, "Inputs consumed and not yet finished");
+    describe_gauge!(
+        IN_FLIGHT_BYTES,
+        Unit::Bytes,
+        "Payload bytes of the inputs consumed and not yet finished"
+    );
     describe_counter!(CONSUMER_ERRORS, "Errors reported by the Kafka consumer");
     describe_counter!(STALE, "Inputs older than max_age, not run");
     describe_counter!(

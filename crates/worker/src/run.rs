@@ -15,7 +15,7 @@ use argus_model::Classifier;
 use argus_wire::FailureKind;
 use futures::FutureExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -136,7 +136,12 @@ pub async fn run(
     if max_batch > 1 {
         let m = model.clone();
         let limit = max_batch;
-        let calibrated = tokio::task::spawn_blocking(move || m.best_batch(limit, 3)).await;
+        let calibrated = tokio::task::spawn_blocking(move || {
+            let (best, measured) = m.best_batch(limit, 3);
+            m.limit_batch(best);
+            (best, measured)
+        })
+        .await;
         max_batch = match calibrated {
             Ok((best, measured)) => {
                 let per_input: Vec<String> = measured
@@ -177,12 +182,18 @@ pub async fn run(
         txn.clone(),
     );
     let decode_permits = Arc::new(Semaphore::new(config.decode_threads));
-    // Inputs decoded but not yet through the model, at most: decoding runs this far ahead
-    // of inference and no further, so a slow model does not hold `max_in_flight` decoded
-    // tensors (0.6 MB each for a 224x224 CNN) — enough to keep every inference thread fed.
+    // Payload bytes of the jobs spawned and not yet reported.
+    let held_bytes = Arc::new(AtomicUsize::new(0));
+    // Inputs taken from the consumer and not yet through the model, at most: the worker
+    // takes a message only with one of these slots, so a slow model leaves the backlog in
+    // librdkafka's (capped) prefetch queue rather than as decoded tensors (0.6 MB each for
+    // a 224x224 CNN) or payloads in ours — enough to keep every decode and inference thread
+    // fed. Inputs waiting for their outputs' acks hold no slot (`max_in_flight` bounds them).
     let ahead_permits = Arc::new(Semaphore::new(
-        config.decode_threads + 2 * config.inference_threads * max_batch,
+        4 * config.decode_threads + 4 * config.inference_threads * max_batch,
     ));
+    // A slot acquired for the next message.
+    let mut slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     // Per input partition, the signal that the latest job has queued its outputs.
     let mut gates: HashMap<Tp, oneshot::Receiver<()>> = HashMap::new();
@@ -278,7 +289,10 @@ pub async fn run(
             }
             // Polled whenever there is room, and always while paused: polling keeps the
             // member in the group (max.poll.interval.ms) and serves rebalances.
-            msg = consumer.recv(), if paused || full_since.is_none() => {
+            permit = ahead_permits.clone().acquire_owned(), if slot.is_none() => {
+                slot = permit.ok();
+            }
+            msg = consumer.recv(), if paused || (full_since.is_none() && slot.is_some()) => {
                 stats.last_poll_us.store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
                 match msg {
                     Ok(msg) => {
@@ -295,6 +309,7 @@ pub async fn run(
                         let (then, gate) = oneshot::channel();
                         let after = gates.insert(tp.clone(), gate);
                         let offset = job.offset;
+                        let bytes = job.value.len();
                         let task = process(ProcessArgs {
                             job,
                             generation,
@@ -302,6 +317,7 @@ pub async fn run(
                             stage: stage.clone(),
                             publisher: publisher.clone(),
                             decode_permits: decode_permits.clone(),
+                            ahead: slot.take(),
                             ahead_permits: ahead_permits.clone(),
                             config: config.clone(),
                             after,
@@ -309,11 +325,14 @@ pub async fn run(
                         });
                         let report_tx = report_tx.clone();
                         outstanding += 1;
+                        held_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        let held = held_bytes.clone();
                         tokio::spawn(async move {
                             let outcome = match std::panic::AssertUnwindSafe(task).catch_unwind().await {
                                 Ok(r) => r.map_err(|e: Undelivered| e.to_string()),
                                 Err(_) => Err("job panicked".to_string()),
                             };
+                            held.fetch_sub(bytes, Ordering::Relaxed);
                             let _ = report_tx.send(Report { tp, offset, outcome });
                         });
                     }
@@ -331,9 +350,11 @@ pub async fn run(
         // prefetched messages and resuming refetches them, which costs up to a second, so
         // short stalls are better ridden out without it.)
         let in_flight = tracker.in_flight();
+        let bytes = held_bytes.load(Ordering::Relaxed);
         metrics::gauge!(m::IN_FLIGHT).set(in_flight as f64);
+        metrics::gauge!(m::IN_FLIGHT_BYTES).set(bytes as f64);
         if paused {
-            if in_flight <= config.max_in_flight / 2 {
+            if in_flight <= config.max_in_flight / 2 && bytes <= config.max_in_flight_bytes / 2 {
                 if let Ok(a) = consumer.assignment() {
                     if consumer.resume(&a).is_ok() {
                         paused = false;
@@ -343,7 +364,7 @@ pub async fn run(
                     }
                 }
             }
-        } else if in_flight >= config.max_in_flight {
+        } else if in_flight >= config.max_in_flight || bytes >= config.max_in_flight_bytes {
             let since = *full_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= config.pause_after {
                 if let Ok(a) = consumer.assignment() {
@@ -728,6 +749,8 @@ struct ProcessArgs {
     stage: Arc<InferenceStage>,
     publisher: Publisher,
     decode_permits: Arc<Semaphore>,
+    /// The slot the main loop took this input with (none if it came while paused).
+    ahead: Option<tokio::sync::OwnedSemaphorePermit>,
     ahead_permits: Arc<Semaphore>,
     config: Arc<WorkerConfig>,
     after: Option<oneshot::Receiver<()>>,
@@ -744,13 +767,17 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
         stage,
         publisher,
         decode_permits,
+        ahead,
         ahead_permits,
         config,
         after,
         then,
     } = a;
     // Held from before decoding until the model has run.
-    let ahead = ahead_permits.acquire_owned().await;
+    let ahead = match ahead {
+        Some(p) => Ok(p),
+        None => ahead_permits.acquire_owned().await,
+    };
     let prepared = {
         let _permit = decode_permits.acquire_owned().await;
         let job = job.clone();

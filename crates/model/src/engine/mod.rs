@@ -82,8 +82,9 @@ pub trait Engine: Send + Sync {
     fn warm(&self, _batch: usize) -> Result<(), ModelError> {
         Ok(())
     }
-    /// Frees what was prepared for batches larger than `batch` (tract's plans), after
-    /// calibration decided they are not used.
+    /// Frees what was prepared for batches larger than `batch` (tract's plans, and at
+    /// batch 1 the graph plans are built from), after calibration decided they are not
+    /// used; larger batches fail afterwards.
     fn release_above(&self, _batch: usize) {}
 }
 

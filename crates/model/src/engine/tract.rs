@@ -15,8 +15,9 @@ type Plan = TypedRunnableModel;
 
 pub struct TractEngine {
     manifest: Manifest,
-    /// The loaded graph (input name checked), from which plans of other batch sizes are built.
-    source: Mutex<InferenceModel>,
+    /// The loaded graph (input name checked), from which plans of other batch sizes are
+    /// built; dropped once calibration settled on batch 1 (no other plan will be needed).
+    source: Mutex<Option<InferenceModel>>,
     /// Plans by batch size; batch 1 is always present.
     plans: Mutex<HashMap<usize, Arc<Plan>>>,
     path: PathBuf,
@@ -72,7 +73,7 @@ impl TractEngine {
         let plan = build_plan(&model, manifest, path, 1)?;
         Ok(TractEngine {
             manifest: manifest.clone(),
-            source: Mutex::new(model),
+            source: Mutex::new(Some(model)),
             plans: Mutex::new(HashMap::from([(1, plan)])),
             path: path.to_path_buf(),
         })
@@ -90,7 +91,11 @@ impl TractEngine {
         let source = self.source.lock().map_err(|_| ModelError::Inference {
             source: "model graph poisoned".into(),
         })?;
-        let plan = build_plan(&source, &self.manifest, &self.path, batch)?;
+        let source = source.as_ref().ok_or_else(|| ModelError::Inference {
+            source: format!("no plan for a batch of {batch}: the engine was limited to batch 1")
+                .into(),
+        })?;
+        let plan = build_plan(source, &self.manifest, &self.path, batch)?;
         tracing::info!(model = %self.manifest.name, batch, ms = t.elapsed().as_millis() as u64, "built plan for a new batch size");
         metrics::counter!("argus_model_plans_built_total").increment(1);
         plans.insert(batch, plan.clone());
@@ -130,6 +135,11 @@ impl Engine for TractEngine {
     fn release_above(&self, batch: usize) {
         if let Ok(mut plans) = self.plans.lock() {
             plans.retain(|&b, _| b <= batch.max(1));
+        }
+        if batch <= 1 {
+            if let Ok(mut source) = self.source.lock() {
+                *source = None;
+            }
         }
     }
 }
