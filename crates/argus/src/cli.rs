@@ -171,7 +171,7 @@ pub struct ModelArgs {
     pub max_in_flight: usize,
     /// Payload bytes of the inputs in flight per worker, at most (same rule as
     /// --max-in-flight).
-    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_in_flight_bytes: usize,
     /// Testing aid: sleep this long before every model call (simulates a slow model).
     #[arg(long, env = "ARGUS_INJECT_DELAY", value_parser = parse_duration, default_value = "0ms", hide = true)]

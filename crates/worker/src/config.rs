@@ -73,7 +73,7 @@ impl WorkerConfig {
             // broker's ack time (tens of ms under load) 64 capped a fast model's drain at
             // ~530 inputs/s; the byte bound keeps memory in check.
             max_in_flight: 1024,
-            max_in_flight_bytes: 64 * 1024 * 1024,
+            max_in_flight_bytes: 32 * 1024 * 1024,
             pause_after: Duration::from_secs(1),
             inference_threads: 1,
             decode_threads: 2,
