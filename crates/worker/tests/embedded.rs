@@ -2,40 +2,19 @@
 //! pipeline's wiring and its metrics; delivery guarantees are tested on the real broker in
 //! `tests/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+mod common;
+use argus_kafka::rdkafka::producer::FutureRecord;
 use argus_kafka::rdkafka::util::Timeout;
-use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
 use argus_model::Classifier;
-use argus_wire::{encode_envelope, Envelope, Payload, PixelLayout, Prediction, RawImage};
+use argus_wire::Prediction;
 use argus_worker::{metrics as m, AlertRule, WorkerConfig, WorkerStats};
+use common::{produce_frames, read};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn read(settings: &KafkaSettings, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = settings
-        .consumer_config("reader", "reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < want && start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-            out.push(m.payload().unwrap_or_default().to_vec());
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_on_the_embedded_broker_predicts_dead_letters_and_counts() {
@@ -63,30 +42,7 @@ async fn worker_on_the_embedded_broker_predicts_dead_letters_and_counts() {
         .unwrap(),
     );
 
-    let producer: FutureProducer = settings.producer("test").unwrap();
-    for i in 0..10u64 {
-        let env = Envelope {
-            schema_version: 1,
-            source_id: format!("cam-{}", i % 2),
-            sequence: i,
-            capture_time_us: 1,
-            payload: Payload::Raw(RawImage {
-                width: 8,
-                height: 8,
-                layout: PixelLayout::Gray8,
-                data: vec![(i * 20) as u8; 64],
-            }),
-        };
-        let value = encode_envelope(&env).unwrap();
-        producer
-            .send(
-                FutureRecord::to("in").key(&env.source_id).payload(&value),
-                Timeout::After(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    let producer = produce_frames(&settings, 10).await;
     producer
         .send(
             FutureRecord::to("in").key("bad").payload(b"junk"),
