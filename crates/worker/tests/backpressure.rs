@@ -3,12 +3,9 @@
 //! is process-wide.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
-use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
-use argus_model::Classifier;
 use argus_wire::Prediction;
 use argus_worker::{WorkerConfig, WorkerStats};
-use common::{produce_frames, read};
-use std::path::PathBuf;
+use common::{model, produce_frames, read, setup};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -18,26 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// it never deadlocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byte_bound_below_one_input_throttles_but_finishes_everything() {
-    let broker = EmbeddedBroker::start().unwrap();
-    let mut settings = KafkaSettings::new(broker.bootstrap_servers());
-    settings
-        .consumer_options
-        .insert("fetch.wait.max.ms".into(), "10".into());
-    broker
-        .create_topics(&[
-            TopicSpec::new("in", 2),
-            TopicSpec::new("predictions", 1),
-            TopicSpec::new("alerts", 1),
-            TopicSpec::new("dlq", 1),
-        ])
-        .unwrap();
-    let model = Arc::new(
-        Classifier::load(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
-        )
-        .unwrap(),
-    );
-    let _producer = produce_frames(&settings, 20).await;
+    let (_broker, settings) = setup("in", 2);
+    let _producer = produce_frames(&settings, "in", 20, 2, 1).await;
     let mut config = WorkerConfig::new("w", vec!["in".into()]);
     config.max_in_flight_bytes = 1;
     config.pause_after = Duration::from_millis(50);
@@ -47,7 +26,7 @@ async fn a_byte_bound_below_one_input_throttles_but_finishes_everything() {
         config,
         settings.consumer("g", "w").unwrap(),
         settings.producer("w").unwrap(),
-        model,
+        model(),
         stats.clone(),
         stop.clone(),
     ));

@@ -5,13 +5,10 @@
 mod common;
 use argus_kafka::rdkafka::producer::FutureRecord;
 use argus_kafka::rdkafka::util::Timeout;
-use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
-use argus_model::Classifier;
 use argus_wire::Prediction;
 use argus_worker::{metrics as m, AlertRule, WorkerConfig, WorkerStats};
-use common::{produce_frames, read};
+use common::{model, produce_frames, read, setup};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,27 +19,10 @@ async fn worker_on_the_embedded_broker_predicts_dead_letters_and_counts() {
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
 
-    let broker = EmbeddedBroker::start().unwrap();
-    let mut settings = KafkaSettings::new(broker.bootstrap_servers());
-    settings
-        .consumer_options
-        .insert("fetch.wait.max.ms".into(), "10".into());
-    broker
-        .create_topics(&[
-            TopicSpec::new("in", 2),
-            TopicSpec::new("predictions", 1),
-            TopicSpec::new("alerts", 1),
-            TopicSpec::new("dlq", 1),
-        ])
-        .unwrap();
-    let model = Arc::new(
-        Classifier::load(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
-        )
-        .unwrap(),
-    );
+    let (_broker, settings) = setup("in", 2);
+    let model = model();
 
-    let producer = produce_frames(&settings, 10).await;
+    let producer = produce_frames(&settings, "in", 10, 2, 1).await;
     producer
         .send(
             FutureRecord::to("in").key("bad").payload(b"junk"),

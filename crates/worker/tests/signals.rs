@@ -1,19 +1,11 @@
 //! Fast tier on the in-process broker: the drain signal shows a partition stuck on a slow
 //! input, and inputs older than `max_age` get a stale (v2) prediction without running.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
-use argus_kafka::rdkafka::util::Timeout;
-use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
-use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
-use argus_model::Classifier;
-use argus_wire::{
-    encode_envelope, now_us, Envelope, Payload, PixelLayout, Prediction, PredictionOutcome,
-    RawImage,
-};
+mod common;
+use argus_wire::{now_us, Prediction, PredictionOutcome};
 use argus_worker::{metrics as m, WorkerConfig, WorkerStats};
+use common::{model, produce_frames, read, setup};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -52,84 +44,11 @@ fn gauge(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> Option<f64
         })
 }
 
-fn model() -> Arc<Classifier> {
-    Arc::new(
-        Classifier::load(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
-        )
-        .unwrap(),
-    )
-}
-
-async fn setup(input: &str) -> (EmbeddedBroker, KafkaSettings) {
-    let broker = EmbeddedBroker::start().unwrap();
-    let mut settings = KafkaSettings::new(broker.bootstrap_servers());
-    settings
-        .consumer_options
-        .insert("fetch.wait.max.ms".into(), "10".into());
-    broker
-        .create_topics(&[
-            TopicSpec::new(input, 1),
-            TopicSpec::new("predictions", 1),
-            TopicSpec::new("alerts", 1),
-            TopicSpec::new("dlq", 1),
-        ])
-        .unwrap();
-    (broker, settings)
-}
-
-async fn produce(settings: &KafkaSettings, topic: &str, n: u64, capture_time_us: i64) {
-    let producer: FutureProducer = settings.producer("test").unwrap();
-    for i in 0..n {
-        let env = Envelope {
-            schema_version: 1,
-            source_id: "cam-0".into(),
-            sequence: i,
-            capture_time_us,
-            payload: Payload::Raw(RawImage {
-                width: 8,
-                height: 8,
-                layout: PixelLayout::Gray8,
-                data: vec![(i * 20) as u8; 64],
-            }),
-        };
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key("cam-0")
-                    .payload(&encode_envelope(&env).unwrap()),
-                Timeout::After(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-}
-
-fn read(settings: &KafkaSettings, topic: &str, want: usize) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = settings
-        .consumer_config("reader", "reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < want && start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-            out.push(m.payload().unwrap_or_default().to_vec());
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_stuck_on_a_slow_input_shows_in_the_drain_signal() {
     snapshotter();
-    let (_broker, settings) = setup("slow-in").await;
-    produce(&settings, "slow-in", 6, now_us()).await;
+    let (_broker, settings) = setup("slow-in", 1);
+    drop(produce_frames(&settings, "slow-in", 6, 1, now_us()).await);
     let mut config = WorkerConfig::new("w-slow", vec!["slow-in".into()]);
     config.inject_delay = Duration::from_millis(2500);
     config.max_batch = 1;
@@ -182,10 +101,10 @@ async fn a_partition_stuck_on_a_slow_input_shows_in_the_drain_signal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_older_than_max_age_get_a_stale_prediction_without_running() {
     snapshotter();
-    let (_broker, settings) = setup("old-in").await;
+    let (_broker, settings) = setup("old-in", 1);
     let minute_ago = now_us() - 60_000_000;
-    produce(&settings, "old-in", 3, minute_ago).await;
-    produce(&settings, "old-in", 2, now_us()).await;
+    drop(produce_frames(&settings, "old-in", 3, 1, minute_ago).await);
+    drop(produce_frames(&settings, "old-in", 2, 1, now_us()).await);
     let mut config = WorkerConfig::new("w-stale", vec!["old-in".into()]);
     config.max_age = Some(Duration::from_secs(10));
     let stats = Arc::new(WorkerStats::default());
@@ -200,7 +119,7 @@ async fn inputs_older_than_max_age_get_a_stale_prediction_without_running() {
     ));
     let preds = tokio::task::spawn_blocking({
         let s = settings.clone();
-        move || read(&s, "predictions", 5)
+        move || read(&s, "predictions", 1, 5)
     })
     .await
     .unwrap();

@@ -4,9 +4,41 @@ use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::util::Timeout;
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
-use argus_kafka::KafkaSettings;
+use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
+use argus_model::Classifier;
 use argus_wire::{encode_envelope, Envelope, Payload, PixelLayout, RawImage};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The bundled camera model.
+pub fn model() -> Arc<Classifier> {
+    Arc::new(
+        Classifier::load(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
+        )
+        .unwrap(),
+    )
+}
+
+/// An embedded broker with `input` (`partitions`) and single-partition predictions, alerts
+/// and dlq topics; consumers fetch with a 10 ms wait.
+pub fn setup(input: &str, partitions: i32) -> (EmbeddedBroker, KafkaSettings) {
+    let broker = EmbeddedBroker::start().unwrap();
+    let mut settings = KafkaSettings::new(broker.bootstrap_servers());
+    settings
+        .consumer_options
+        .insert("fetch.wait.max.ms".into(), "10".into());
+    broker
+        .create_topics(&[
+            TopicSpec::new(input, partitions),
+            TopicSpec::new("predictions", 1),
+            TopicSpec::new("alerts", 1),
+            TopicSpec::new("dlq", 1),
+        ])
+        .unwrap();
+    (broker, settings)
+}
 
 /// Reads up to `want` messages of `topic` from the beginning (30 s at most).
 pub fn read(settings: &KafkaSettings, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
@@ -30,15 +62,22 @@ pub fn read(settings: &KafkaSettings, topic: &str, partitions: i32, want: usize)
     out
 }
 
-/// Sends `n` small raw frames to topic `in` (keys cam-0/cam-1); returns the producer.
-pub async fn produce_frames(settings: &KafkaSettings, n: u64) -> FutureProducer {
+/// Sends `n` small raw frames to `topic` from `cameras` cameras (cam-0, cam-1, … in turn,
+/// keyed by camera), captured at `capture_time_us`; returns the producer.
+pub async fn produce_frames(
+    settings: &KafkaSettings,
+    topic: &str,
+    n: u64,
+    cameras: u64,
+    capture_time_us: i64,
+) -> FutureProducer {
     let producer: FutureProducer = settings.producer("test").unwrap();
     for i in 0..n {
         let env = Envelope {
             schema_version: 1,
-            source_id: format!("cam-{}", i % 2),
+            source_id: format!("cam-{}", i % cameras.max(1)),
             sequence: i,
-            capture_time_us: 1,
+            capture_time_us,
             payload: Payload::Raw(RawImage {
                 width: 8,
                 height: 8,
@@ -49,7 +88,7 @@ pub async fn produce_frames(settings: &KafkaSettings, n: u64) -> FutureProducer 
         let value = encode_envelope(&env).unwrap();
         producer
             .send(
-                FutureRecord::to("in").key(&env.source_id).payload(&value),
+                FutureRecord::to(topic).key(&env.source_id).payload(&value),
                 Timeout::After(Duration::from_secs(5)),
             )
             .await
