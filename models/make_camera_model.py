@@ -369,7 +369,7 @@ def manifest_text(arch: str, sha256: str, metrics: dict) -> str:
         return "[" + ", ".join(repr(float(v)) for v in values) + "]"
 
     labels = "[" + ", ".join(f'"{label}"' for label in LABELS) + "]"
-    return f"""schema = "argus.bundle/v1"
+    return f"""schema = "argus.bundle/v2"
 name = "{NAME}"
 version = "{VERSION}"
 task = "classify"
@@ -396,6 +396,10 @@ std = {floats(STD)}
 name = "logits"
 kind = "logits"
 labels = {labels}
+
+[decision]
+positive = "person"
+threshold = 0.5
 
 [training]
 script = "models/make_camera_model.py"

@@ -34,7 +34,7 @@ use argus_producer::{Frame, SyntheticSource};
 use argus_wire::{
     decode_envelope, encode_envelope, headers as h, now_us, Prediction, ENVELOPE_SCHEMA,
 };
-use argus_worker::{AlertRule, WorkerConfig, WorkerStats};
+use argus_worker::{WorkerConfig, WorkerStats};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -1132,13 +1132,7 @@ impl KafkaSession<'_> {
         config.max_in_flight = self.shape.max_in_flight;
         config.drain_timeout = Duration::from_secs(10);
         // As `argus work` runs by default, so alerts are published too.
-        if self.model.labels().iter().any(|l| l == "person") {
-            config.rules = vec![AlertRule {
-                name: "person".into(),
-                label: "person".into(),
-                threshold: 0.5,
-            }];
-        }
+        config.rules = crate::work::alert_rules(&[], &self.model);
         config
             .validate(self.model.labels())
             .map_err(CliError::Usage)?;

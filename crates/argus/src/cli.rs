@@ -142,8 +142,9 @@ pub struct ModelArgs {
     /// Model bundle directory (manifest.toml + model.onnx).
     #[arg(long, env = "ARGUS_MODEL", default_value = "models/camera-person")]
     pub model: PathBuf,
-    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable).
-    #[arg(long = "alert", env = "ARGUS_ALERTS", value_delimiter = ',', value_parser = parse_rule, default_value = "person>=0.5")]
+    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable) [default: the
+    /// bundle's [decision], e.g. person>=0.5 for camera-person, churn>=0.3 for churn].
+    #[arg(long = "alert", env = "ARGUS_ALERTS", value_delimiter = ',', value_parser = parse_rule)]
     pub alerts: Vec<argus_worker::AlertRule>,
     /// Classes listed in each prediction's `top`.
     #[arg(long, env = "ARGUS_TOP_K", default_value_t = 5)]
@@ -301,6 +302,37 @@ pub enum SourceArgs {
     Synthetic(SyntheticArgs),
     /// Every JPEG/PNG in a folder.
     Dir(DirArgs),
+    /// Rows of a CSV or JSON-lines file (or stdin) as records, keyed by a column.
+    Records(RecordsArgs),
+}
+
+/// `argus produce records`.
+#[derive(Debug, Clone, Args)]
+pub struct RecordsArgs {
+    /// The file (.csv with a header row, or .jsonl); `-` reads stdin (with --format).
+    pub path: String,
+    /// The key column (Kafka key and source id), e.g. customer_id.
+    #[arg(long)]
+    pub key: String,
+    /// csv or jsonl [default: from the file's extension].
+    #[arg(long)]
+    pub format: Option<argus_producer::RecordFormat>,
+    /// Declare a column's type, COLUMN=bool|int|float|text (repeatable; wins over inference).
+    #[arg(long = "type", value_name = "COLUMN=TYPE", value_parser = parse_column_type, value_delimiter = ',')]
+    pub types: Vec<(String, argus_producer::ColumnType)>,
+    /// CSV rows read ahead to infer the column types.
+    #[arg(long, default_value_t = 1000)]
+    pub infer_rows: usize,
+    /// A bad row (reported with its line number either way): skip it, or stop the run.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "fail"])]
+    pub on_bad_row: String,
+}
+
+fn parse_column_type(s: &str) -> Result<(String, argus_producer::ColumnType), String> {
+    let (c, t) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected COLUMN=TYPE (e.g. zip=text), got {s:?}"))?;
+    Ok((c.trim().to_string(), t.trim().parse()?))
 }
 
 #[derive(Debug, Clone, Args)]

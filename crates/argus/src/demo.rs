@@ -202,7 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             vec![input.clone()],
             &args.model,
             &topics,
-            model.labels(),
+            &model,
         )?;
         config.drain_timeout = Duration::from_secs(10);
         let consumer = settings

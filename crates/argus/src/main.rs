@@ -16,11 +16,15 @@ use std::process::ExitCode;
 
 /// Exit code for usage and configuration errors (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
+/// Exit code for bad input data, e.g. a bad row with `--on-bad-row fail` (EX_DATAERR).
+pub const EXIT_DATA: u8 = 65;
 
 /// An error that says whether it is the user's configuration (exit 64) or a runtime failure.
 #[derive(Debug)]
 pub enum CliError {
     Usage(String),
+    /// The input data is bad (exit 65).
+    Data(String),
     Runtime(anyhow::Error),
 }
 
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
         Err(CliError::Usage(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(EXIT_USAGE)
+        }
+        Err(CliError::Data(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_DATA)
         }
         Err(CliError::Runtime(e)) => {
             eprintln!("error: {e:#}");

@@ -19,12 +19,26 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
             }
             Source::Dir(src)
         }
+        SourceArgs::Records(r) => {
+            let mut src = argus_producer::RecordsSource::new(&r.path, r.format, &r.key)
+                .map_err(CliError::Usage)?;
+            src.types = r.types.clone();
+            src.infer_rows = r.infer_rows;
+            // Header, key column and declared types are checked before connecting.
+            argus_producer::RecordReader::open(&src).map_err(CliError::Usage)?;
+            Source::Records(src)
+        }
     };
     let mut config = ProduceConfig::new(&args.topic);
     config.count = args.count;
     config.duration = args.duration;
     config.rate_limit = args.rate_limit;
     config.max_message_bytes = args.max_message_bytes;
+    if let SourceArgs::Records(r) = &args.source {
+        if r.on_bad_row == "fail" {
+            config.bad_rows = argus_producer::BadRows::Fail;
+        }
+    }
     let settings = args
         .kafka
         .settings()
@@ -33,9 +47,14 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
         .producer("argus-producer")
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let shutdown = shutdown::on_signal();
-    let summary = argus_producer::run(source, config, producer, shutdown)
-        .await
-        .map_err(|e| CliError::Runtime(e.into()))?;
+    let summary = match argus_producer::run(source, config, producer, shutdown).await {
+        Ok(s) => s,
+        // Bad input data: EX_DATAERR.
+        Err(e @ argus_producer::ProduceError::BadRow(_)) => {
+            return Err(CliError::Data(e.to_string()))
+        }
+        Err(e) => return Err(CliError::Runtime(e.into())),
+    };
     println!("{summary}");
     if summary.failed > 0 || summary.refused > 0 {
         return Err(CliError::Runtime(anyhow::anyhow!(

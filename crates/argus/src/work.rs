@@ -15,19 +15,41 @@ pub fn load_model(path: &Path, options: &EngineOptions) -> Result<Arc<Classifier
         .map_err(|e| CliError::Usage(e.to_string()))
 }
 
+/// The alert rules: the `--alert` flags, else the bundle's `[decision]` (e.g. churn ≥ 0.3),
+/// else none.
+pub fn alert_rules(
+    flags: &[argus_worker::AlertRule],
+    bundle: &Classifier,
+) -> Vec<argus_worker::AlertRule> {
+    if !flags.is_empty() {
+        return flags.to_vec();
+    }
+    bundle
+        .manifest()
+        .decision
+        .iter()
+        .map(|d| argus_worker::AlertRule {
+            name: d.positive.clone(),
+            label: d.positive.clone(),
+            threshold: d.threshold,
+        })
+        .collect()
+}
+
 /// Worker configuration from flags, checked against the model's labels.
 pub fn worker_config(
     worker_id: String,
     inputs: Vec<String>,
     model: &ModelArgs,
     topics: &TopicArgs,
-    labels: &[String],
+    bundle: &Classifier,
 ) -> Result<WorkerConfig, CliError> {
+    let labels = bundle.labels();
     let mut c = WorkerConfig::new(worker_id, inputs);
     c.predictions_topic = topics.predictions.clone();
     c.alerts_topic = topics.alerts_topic.clone();
     c.dlq_topic = topics.dlq.clone();
-    c.rules = model.alerts.clone();
+    c.rules = alert_rules(&model.alerts, bundle);
     c.top_k = model.top_k;
     c.inference_threads = model.inference_threads;
     c.decode_threads = model.decode_threads;
@@ -74,7 +96,7 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
         args.inputs.clone(),
         &args.model,
         &args.topics,
-        model.labels(),
+        &model,
     )?;
     config.drain_timeout = args.drain_timeout;
     config.exactly_once = args.exactly_once;

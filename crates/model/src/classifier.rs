@@ -2,8 +2,8 @@
 //! [`Engine`] → postprocess, with timings per stage.
 use crate::engine::{self, Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
-use crate::manifest::Manifest;
-use crate::{postprocess, preprocess};
+use crate::manifest::{Manifest, Task};
+use crate::{postprocess, preprocess, tabular};
 use argus_wire::{ModelRef, Payload};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -158,13 +158,14 @@ impl Classifier {
         &self.manifest.output.labels
     }
 
-    /// Decode → preprocess → infer → postprocess for one payload. Blocking: call it off the
-    /// async reactor.
+    /// Decode → preprocess → infer → postprocess for one payload (an image, or a record
+    /// for tabular bundles). Blocking: call it off the async reactor.
     pub fn classify(&self, payload: &Payload) -> Result<Classification, ModelError> {
-        let t = Instant::now();
-        let img = preprocess::decode(payload)?;
-        let decode_us = micros(t);
-        self.classify_image(&img, decode_us)
+        let prepared = self.prepare(payload)?;
+        let mut out = self.classify_batch(std::slice::from_ref(&prepared))?;
+        out.pop().ok_or_else(|| ModelError::Inference {
+            source: "model produced no output".into(),
+        })
     }
 
     /// Preprocess → infer → postprocess for an already decoded image.
@@ -180,12 +181,43 @@ impl Classifier {
         })
     }
 
-    /// Decode and preprocess one payload (the part that runs before batching).
+    /// Decode and preprocess one payload (the part that runs before batching): an image
+    /// for `classify` bundles, a record's features for `tabular` ones.
     pub fn prepare(&self, payload: &Payload) -> Result<Prepared, ModelError> {
+        if self.manifest.task == Task::Tabular {
+            return self.prepare_record(payload);
+        }
         let t = Instant::now();
         let img = preprocess::decode(payload)?;
         let decode_us = micros(t);
         Ok(self.preprocess(&img, decode_us))
+    }
+
+    fn prepare_record(&self, payload: &Payload) -> Result<Prepared, ModelError> {
+        let Payload::Record(record) = payload else {
+            return Err(ModelError::Shape {
+                reason: "this model scores records; the input is an image".into(),
+            });
+        };
+        let t = Instant::now();
+        let mut data = vec![0f32; self.input_len()];
+        tabular::assemble(&self.manifest.features, record, &mut data)?;
+        Ok(Prepared {
+            data,
+            decode_us: 0,
+            preprocess_us: micros(t),
+        })
+    }
+
+    /// The values of the model's features in a record, in manifest order (empty for image
+    /// bundles and other payloads): the evidence alerts carry.
+    pub fn evidence(&self, payload: &Payload) -> Vec<(String, serde_json::Value)> {
+        match payload {
+            Payload::Record(r) if self.manifest.task == Task::Tabular => {
+                tabular::evidence(&self.manifest.features, r)
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn preprocess(&self, img: &image::RgbImage, decode_us: u64) -> Prepared {

@@ -35,6 +35,9 @@ pub enum ModelError {
     /// The payload is of the wrong kind or dimensions for this model.
     #[error("input does not fit the model: {reason}")]
     Shape { reason: String },
+    /// A record lacks a feature the model needs, or has it with the wrong type or value.
+    #[error("{0}")]
+    Feature(#[from] crate::tabular::FeatureError),
     /// Inference failed.
     #[error("inference failed: {source}")]
     Inference {
@@ -49,6 +52,7 @@ impl ModelError {
         match self {
             ModelError::Decode { .. } => FailureKind::Decode,
             ModelError::Shape { .. } => FailureKind::Shape,
+            ModelError::Feature(_) => FailureKind::Feature,
             _ => FailureKind::Model,
         }
     }

@@ -7,6 +7,8 @@
 //!   infer → postprocess with timings.
 //! - [`engine`]: the inference engines behind one trait: tract (default) and onnxruntime
 //!   (cargo feature `onnxruntime`, library loaded at run time).
+//! - [`tabular`]: records → model input for tabular bundles (`[[features]]`), and the
+//!   evidence alerts carry.
 //! - [`postprocess`]: softmax and top-k.
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
@@ -17,6 +19,7 @@ pub mod error;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
+pub mod tabular;
 
 pub use classifier::{Classification, Classifier, Prepared, StageTimings};
 pub use engine::{EngineKind, EngineOptions};

@@ -4,8 +4,11 @@ use crate::error::ModelError;
 use serde::Deserialize;
 use std::path::Path;
 
-/// The only manifest schema this build reads.
-pub const BUNDLE_SCHEMA: &str = "argus.bundle/v1";
+/// The manifest schema this build writes in its examples: v2 adds tabular bundles
+/// (`task = "tabular"`, `[[features]]`) and the optional `[decision]`.
+pub const BUNDLE_SCHEMA: &str = "argus.bundle/v2";
+/// The first schema: image classifiers only. Still read.
+pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -19,8 +22,16 @@ pub struct Manifest {
     pub description: String,
     pub model: ModelFile,
     pub input: Input,
-    pub preprocess: Preprocess,
+    /// Image preprocessing (task `classify` only).
+    #[serde(default)]
+    pub preprocess: Option<Preprocess>,
+    /// (v2) The record's features in model input order (task `tabular` only).
+    #[serde(default)]
+    pub features: Vec<Feature>,
     pub output: Output,
+    /// (v2) The decision the model's score supports: the default alert rule.
+    #[serde(default)]
+    pub decision: Option<Decision>,
     /// Free-form facts from the training script (metrics, seeds); informational.
     #[serde(default)]
     pub training: Option<toml::Table>,
@@ -32,6 +43,56 @@ pub struct Manifest {
 pub enum Task {
     /// Image classification: one score per label.
     Classify,
+    /// (v2) Records of named features (e.g. a customer), assembled as `[[features]]` says;
+    /// one score per label.
+    Tabular,
+}
+
+/// (v2) One feature of a tabular model, in model input order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    /// The record field it is read from.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FeatureKind,
+    /// `category` only: the values, in one-hot column order.
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+/// (v2) How a feature's value becomes model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// A whole number (an integral float is accepted), one input column.
+    Int,
+    /// A number (an integer is accepted), one input column.
+    Float,
+    /// true / false (or 1 / 0), one input column of 1.0 / 0.0.
+    Bool,
+    /// One of `categories`, one-hot: one input column per category.
+    Category,
+}
+
+impl Feature {
+    /// Input columns this feature fills.
+    pub fn width(&self) -> usize {
+        match self.kind {
+            FeatureKind::Category => self.categories.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// (v2) When the positive label's probability means "act": alert rules default to it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// The label watched (one of `output.labels`).
+    pub positive: String,
+    /// Alert when its probability is at least this (0..=1).
+    pub threshold: f32,
 }
 
 /// The ONNX file and its hash.
@@ -47,16 +108,20 @@ pub struct ModelFile {
     pub engine: Option<crate::engine::EngineKind>,
 }
 
-/// The model's image input.
+/// The model's input.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     /// ONNX input name.
     pub name: String,
-    /// `[batch, channels, height, width]` for `nchw`.
+    /// `[batch, channels, height, width]` for `nchw` images; `[batch, columns]` for tabular.
     pub shape: Vec<usize>,
-    pub layout: Layout,
-    pub color: Color,
+    /// Images only (required for `classify`).
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// Images only (required for `classify`).
+    #[serde(default)]
+    pub color: Option<Color>,
 }
 
 /// Tensor layout of the input.
@@ -140,9 +205,9 @@ impl Manifest {
 
     /// Cross-field checks; the error says what to fix.
     pub fn validate(&self) -> Result<(), String> {
-        if self.schema != BUNDLE_SCHEMA {
+        if self.schema != BUNDLE_SCHEMA && self.schema != BUNDLE_SCHEMA_V1 {
             return Err(format!(
-                "schema is {:?}; this build reads {BUNDLE_SCHEMA:?}",
+                "schema is {:?}; this build reads {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
                 self.schema
             ));
         }
@@ -158,11 +223,51 @@ impl Manifest {
         {
             return Err("model.sha256 must be 64 lowercase hex digits".into());
         }
+        if self.output.labels.len() < 2 {
+            return Err("output.labels must name at least two classes".into());
+        }
+        if self.schema == BUNDLE_SCHEMA_V1
+            && (self.task != Task::Classify || !self.features.is_empty() || self.decision.is_some())
+        {
+            return Err(format!(
+                "task \"tabular\", [[features]] and [decision] need schema = {BUNDLE_SCHEMA:?}"
+            ));
+        }
+        if let Some(d) = &self.decision {
+            if !self.output.labels.contains(&d.positive) {
+                return Err(format!(
+                    "decision.positive is {:?}, which is not one of output.labels ({})",
+                    d.positive,
+                    self.output.labels.join(", ")
+                ));
+            }
+            if !(0.0..=1.0).contains(&d.threshold) {
+                return Err(format!(
+                    "decision.threshold is {}; it must be a probability within 0..=1",
+                    d.threshold
+                ));
+            }
+        }
+        match self.task {
+            Task::Classify => self.validate_image(),
+            Task::Tabular => self.validate_tabular(),
+        }
+    }
+
+    fn validate_image(&self) -> Result<(), String> {
+        if !self.features.is_empty() {
+            return Err(
+                "[[features]] are for task = \"tabular\"; an image classifier has none".into(),
+            );
+        }
         if self.input.shape.len() != 4 || self.input.shape.contains(&0) {
             return Err(format!(
                 "input.shape must be four positive dimensions (batch, then image), got {:?}",
                 self.input.shape
             ));
+        }
+        if self.input.layout.is_none() || self.input.color.is_none() {
+            return Err("input.layout (nchw or nhwc) and input.color (rgb or bgr) are required for task = \"classify\"".into());
         }
         if self.channels() != 3 {
             return Err(format!(
@@ -170,26 +275,82 @@ impl Manifest {
                 self.channels()
             ));
         }
-        if self.output.labels.len() < 2 {
-            return Err("output.labels must name at least two classes".into());
-        }
-        if !(self.preprocess.scale.is_finite() && self.preprocess.scale > 0.0) {
+        let Some(p) = &self.preprocess else {
+            return Err("[preprocess] (resize, filter, scale, mean, std) is required for task = \"classify\"".into());
+        };
+        if !(p.scale.is_finite() && p.scale > 0.0) {
             return Err("preprocess.scale must be a positive number".into());
         }
-        if self
-            .preprocess
-            .std
-            .iter()
-            .any(|s| !(s.is_finite() && *s > 0.0))
-        {
+        if p.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err("preprocess.std must be positive numbers".into());
         }
         Ok(())
     }
 
+    fn validate_tabular(&self) -> Result<(), String> {
+        if self.preprocess.is_some() || self.input.layout.is_some() || self.input.color.is_some() {
+            return Err("[preprocess], input.layout and input.color are for images; remove them from a tabular bundle".into());
+        }
+        if self.input.shape.len() != 2 || self.input.shape.contains(&0) {
+            return Err(format!(
+                "input.shape of a tabular model must be [batch, columns], got {:?}",
+                self.input.shape
+            ));
+        }
+        if self.features.is_empty() {
+            return Err("a tabular bundle lists its features: add [[features]] entries (name, type) in model input order".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.features {
+            if f.name.is_empty() {
+                return Err("every [[features]] entry needs a name".into());
+            }
+            if !seen.insert(f.name.as_str()) {
+                return Err(format!(
+                    "feature {:?} is listed twice in [[features]]",
+                    f.name
+                ));
+            }
+            match f.kind {
+                FeatureKind::Category => {
+                    if f.categories.is_empty() {
+                        return Err(format!(
+                            "feature {:?} is a category: list its values in `categories` (one-hot column order)",
+                            f.name
+                        ));
+                    }
+                    let mut cats = std::collections::HashSet::new();
+                    if let Some(dup) = f.categories.iter().find(|c| !cats.insert(c.as_str())) {
+                        return Err(format!("feature {:?} lists category {dup:?} twice", f.name));
+                    }
+                }
+                _ if !f.categories.is_empty() => {
+                    return Err(format!(
+                        "feature {:?} has `categories` but its type is not \"category\"",
+                        f.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let width = self.feature_width();
+        if width != self.input.shape[1] {
+            return Err(format!(
+                "the features fill {width} input columns (a category one per value) but input.shape says {}",
+                self.input.shape[1]
+            ));
+        }
+        Ok(())
+    }
+
+    /// Input columns the `[[features]]` fill (tabular).
+    pub fn feature_width(&self) -> usize {
+        self.features.iter().map(Feature::width).sum()
+    }
+
     /// Input height and width in pixels.
     pub fn image_size(&self) -> (usize, usize) {
-        match self.input.layout {
+        match self.layout() {
             Layout::Nchw => (self.input.shape[2], self.input.shape[3]),
             Layout::Nhwc => (self.input.shape[1], self.input.shape[2]),
         }
@@ -197,9 +358,19 @@ impl Manifest {
 
     /// Input channels.
     pub fn channels(&self) -> usize {
-        match self.input.layout {
+        match self.layout() {
             Layout::Nchw => self.input.shape[1],
             Layout::Nhwc => self.input.shape[3],
         }
+    }
+
+    /// Image layout (`nchw` if not given; validation requires it for images).
+    pub fn layout(&self) -> Layout {
+        self.input.layout.unwrap_or(Layout::Nchw)
+    }
+
+    /// Channel order (`rgb` if not given; validation requires it for images).
+    pub fn color(&self) -> Color {
+        self.input.color.unwrap_or(Color::Rgb)
     }
 }

@@ -123,16 +123,19 @@ pub fn resize(img: &RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {
 /// Resizes and normalises one image into `out`, which holds exactly one batch item
 /// (`channels * height * width` floats) in the manifest's layout.
 pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
+    let Some(p) = &manifest.preprocess else {
+        // Only image bundles (validated to have [preprocess]) reach here.
+        return;
+    };
     let (h, w) = manifest.image_size();
     let resized;
     let img = if img.width() as usize == w && img.height() as usize == h {
         img
     } else {
-        resized = resize(img, w as u32, h as u32, manifest.preprocess.filter);
+        resized = resize(img, w as u32, h as u32, p.filter);
         &resized
     };
-    let p = &manifest.preprocess;
-    let order: [usize; 3] = match manifest.input.color {
+    let order: [usize; 3] = match manifest.color() {
         Color::Rgb => [0, 1, 2],
         Color::Bgr => [2, 1, 0],
     };
@@ -140,10 +143,11 @@ pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
     let a: [f32; 3] = std::array::from_fn(|c| p.scale / p.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -p.mean[c] / p.std[c]);
     let plane = h * w;
+    let layout = manifest.layout();
     for (i, px) in img.pixels().enumerate() {
         for (c, &src) in order.iter().enumerate() {
             let v = f32::from(px.0[src]) * a[c] + b[c];
-            match manifest.input.layout {
+            match layout {
                 Layout::Nchw => out[c * plane + i] = v,
                 Layout::Nhwc => out[i * 3 + c] = v,
             }

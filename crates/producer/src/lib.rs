@@ -3,10 +3,14 @@
 //! Layout:
 //! - [`scene`]: deterministic synthetic camera scenes with ground truth.
 //! - [`source`]: where frames come from (`synthetic`, `dir`) as an iterator of envelopes.
+//! - [`records`]: CSV / JSON-lines rows as `Record` envelopes (type inference, bad rows
+//!   with line numbers).
 //! - [`produce`]: the paced, size-checked produce loop with progress and a summary.
 pub mod produce;
+pub mod records;
 pub mod scene;
 pub mod source;
 
-pub use produce::{run, ProduceConfig, ProduceError, ProduceSummary};
+pub use produce::{run, BadRows, ProduceConfig, ProduceError, ProduceSummary};
+pub use records::{ColumnType, RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

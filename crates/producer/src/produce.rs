@@ -1,5 +1,6 @@
 //! The produce loop: paces frames to a rate, refuses frames over the message size limit,
 //! sends with key = camera id and the envelope headers, logs progress and returns a summary.
+use crate::records::RecordReader;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -29,6 +30,17 @@ pub struct ProduceConfig {
     pub max_outstanding: usize,
     /// How often to log a progress line.
     pub progress_every: Duration,
+    /// Records: what a bad row (line reported either way) does to the run.
+    pub bad_rows: BadRows,
+}
+
+/// What a bad input row does: skipped (reported, counted) or the end of the run (reported,
+/// an error after the rows before it were delivered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadRows {
+    #[default]
+    Skip,
+    Fail,
 }
 
 impl ProduceConfig {
@@ -42,6 +54,7 @@ impl ProduceConfig {
             max_message_bytes: 1_000_000,
             max_outstanding: 1000,
             progress_every: Duration::from_secs(5),
+            bad_rows: BadRows::Skip,
         }
     }
 }
@@ -55,6 +68,10 @@ pub struct ProduceSummary {
     pub failed: u64,
     /// Frames refused before sending (over the size limit, unreadable file).
     pub refused: u64,
+    /// Input rows that could not be read as records (records source), each reported.
+    pub bad_rows: u64,
+    /// The first few bad rows' line numbers.
+    pub bad_lines: Vec<u64>,
     /// Value bytes acknowledged.
     pub bytes: u64,
     /// Frames known to show a person (synthetic source).
@@ -73,14 +90,29 @@ impl std::fmt::Display for ProduceSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent {} frames ({:.1} MB) in {:.1}s = {:.1} frames/s; failed {}, refused {}",
+            "sent {} inputs ({:.1} MB) in {:.1}s = {:.1}/s; failed {}, refused {}",
             self.sent,
             self.bytes as f64 / 1e6,
             self.elapsed.as_secs_f64(),
             self.rate(),
             self.failed,
             self.refused
-        )
+        )?;
+        if self.bad_rows > 0 {
+            let lines: Vec<String> = self.bad_lines.iter().map(u64::to_string).collect();
+            write!(
+                f,
+                "; {} bad rows skipped (lines {}{})",
+                self.bad_rows,
+                lines.join(", "),
+                if self.bad_rows > self.bad_lines.len() as u64 {
+                    ", …"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -95,6 +127,8 @@ pub enum ProduceError {
         bytes: usize,
         limit: usize,
     },
+    #[error("{0} (the run stops at a bad row with --on-bad-row fail; rows before it were sent)")]
+    BadRow(crate::records::BadRow),
 }
 
 /// Produces frames from `source` until it ends, `count`/`duration` is reached, or
@@ -108,6 +142,7 @@ pub async fn run(
     let source_fps = match &source {
         Source::Synthetic(s) => s.total_fps(),
         Source::Dir(d) => d.fps,
+        Source::Records(_) => f64::INFINITY,
     };
     let rate = match config.rate_limit {
         Some(r) if r > 0.0 => source_fps.min(r),
@@ -116,8 +151,20 @@ pub async fn run(
     let interval = (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
     let dir_files = match &source {
         Source::Dir(d) => d.files().map_err(ProduceError::Source)?,
-        Source::Synthetic(_) => Vec::new(),
+        Source::Synthetic(_) | Source::Records(_) => Vec::new(),
     };
+    let mut rows = match &source {
+        Source::Records(r) => Some(RecordReader::open(r).map_err(ProduceError::Source)?),
+        _ => None,
+    };
+    if let Some(r) = &rows {
+        let columns: Vec<String> = r
+            .column_types()
+            .iter()
+            .map(|(c, t)| format!("{c}:{}", t.as_str()))
+            .collect();
+        tracing::info!(columns = %columns.join(","), "reading records");
+    }
     let start = Instant::now();
     let tstart = tokio::time::Instant::now();
     let mut summary = ProduceSummary::default();
@@ -138,7 +185,34 @@ pub async fn run(
                 _ = shutdown.cancelled() => break,
             }
         }
-        let frame = match next_frame(&source, &dir_files, i).await {
+        let next = match rows.as_mut() {
+            Some(reader) => match reader.next_row() {
+                None => Ok(None),
+                Some(Ok(row)) => Ok(Some(Frame {
+                    key: row.key.clone(),
+                    envelope: row.envelope(i, now_us()),
+                    has_person: None,
+                })),
+                Some(Err(bad)) => {
+                    tracing::error!(line = bad.line, error = %bad, "bad row");
+                    metrics::counter!("argus_producer_bad_rows_total").increment(1);
+                    summary.bad_rows += 1;
+                    if summary.bad_lines.len() < 20 {
+                        summary.bad_lines.push(bad.line);
+                    }
+                    if config.bad_rows == BadRows::Fail {
+                        while let Some(r) = outstanding.next().await {
+                            account(&mut summary, r);
+                        }
+                        let _ = producer.flush(Duration::from_secs(10));
+                        return Err(ProduceError::BadRow(bad));
+                    }
+                    continue;
+                }
+            },
+            None => next_frame(&source, &dir_files, i).await,
+        };
+        let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -224,6 +298,7 @@ async fn next_frame(
     match source {
         Source::Synthetic(s) => synthetic_frame(s.clone(), i).await.map(Some),
         Source::Dir(d) => dir_frame(d, dir_files, i),
+        Source::Records(_) => Ok(None),
     }
 }
 

@@ -57,11 +57,13 @@ pub struct DirSource {
     pub looped: bool,
 }
 
-/// Where frames come from.
+/// Where frames (or records) come from.
 #[derive(Debug, Clone)]
 pub enum Source {
     Synthetic(SyntheticSource),
     Dir(DirSource),
+    /// Rows of a CSV or JSON-lines file (or stdin) as `Record` envelopes.
+    Records(crate::records::RecordsSource),
 }
 
 /// Camera id of synthetic camera `c`.

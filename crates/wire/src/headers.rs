@@ -34,6 +34,8 @@ pub enum FailureKind {
     Oversize,
     /// Payload does not fit the model's input (wrong kind or dimensions).
     Shape,
+    /// A record lacks a feature the model needs or has it ill-typed; the detail names it.
+    Feature,
     /// The model failed on this input.
     Model,
     /// Processing did not finish in time.
@@ -42,11 +44,12 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// All kinds, for pre-registering metrics.
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Decode,
         FailureKind::Schema,
         FailureKind::Oversize,
         FailureKind::Shape,
+        FailureKind::Feature,
         FailureKind::Model,
         FailureKind::Timeout,
     ];
@@ -58,6 +61,7 @@ impl FailureKind {
             FailureKind::Schema => "schema",
             FailureKind::Oversize => "oversize",
             FailureKind::Shape => "shape",
+            FailureKind::Feature => "feature",
             FailureKind::Model => "model",
             FailureKind::Timeout => "timeout",
         }

@@ -7,8 +7,11 @@ pub const PREDICTION_SCHEMA: &str = "argus.prediction/v1";
 /// `schema` value of a [`Prediction`] that v1 cannot express (outcome `stale`). Workers
 /// write the oldest version that can express a record, so v1 readers keep working.
 pub const PREDICTION_SCHEMA_V2: &str = "argus.prediction/v2";
-/// `schema` value of an [`Alert`].
+/// `schema` value of an [`Alert`] without evidence (images).
 pub const ALERT_SCHEMA: &str = "argus.alert/v1";
+/// `schema` value of an [`Alert`] that carries the features the model used (records). v1
+/// cannot express them; alerts without features stay v1 so v1 readers keep working.
+pub const ALERT_SCHEMA_V2: &str = "argus.alert/v2";
 
 /// Where an output came from: the input message's coordinates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +146,10 @@ pub struct Alert {
     pub score: f32,
     pub worker: String,
     pub raised_at_us: i64,
+    /// (v2) The record's values of the features the model used, by feature name (records
+    /// only): the evidence a reader needs to act without fetching the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// JSON Schema of [`Prediction`] v1 (`schemas/prediction.schema.json`).
@@ -150,5 +157,7 @@ pub const PREDICTION_JSON_SCHEMA: &str = include_str!("../../../schemas/predicti
 /// JSON Schema of [`Prediction`] v2 (`schemas/prediction.v2.schema.json`).
 pub const PREDICTION_V2_JSON_SCHEMA: &str =
     include_str!("../../../schemas/prediction.v2.schema.json");
-/// JSON Schema of [`Alert`] (`schemas/alert.schema.json`).
+/// JSON Schema of [`Alert`] v1 (`schemas/alert.schema.json`).
 pub const ALERT_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.schema.json");
+/// JSON Schema of [`Alert`] v2 (`schemas/alert.v2.schema.json`).
+pub const ALERT_V2_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.v2.schema.json");

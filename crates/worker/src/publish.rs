@@ -18,9 +18,10 @@ use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
+use argus_model::Classifier;
 use argus_wire::{
-    headers as h, Alert, FailureKind, ModelRef, Prediction, PredictionOutcome, Score, Skipped,
-    Timings, ALERT_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+    headers as h, Alert, FailureKind, ModelRef, Payload, Prediction, PredictionOutcome, Score,
+    Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,13 +64,23 @@ pub struct Undelivered {
     pub source: KafkaError,
 }
 
+/// Builds the JSON outputs (prediction, alerts) of classified inputs: the workers and the
+/// batch scorer (`argus score`) write the same records.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    config: Arc<WorkerConfig>,
+    model: ModelRef,
+    labels: Arc<Vec<String>>,
+    /// Tabular bundles: the features alerts carry as evidence (empty for images).
+    features: Arc<Vec<argus_model::manifest::Feature>>,
+}
+
 /// Publishes outputs for finished jobs.
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
     config: Arc<WorkerConfig>,
-    model: ModelRef,
-    labels: Arc<Vec<String>>,
+    outputs: Outputs,
     shutdown: CancellationToken,
     tracker: Arc<Tracker>,
     txn: Option<Arc<Transactions>>,
@@ -78,7 +89,7 @@ pub struct Publisher {
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("model", &self.model)
+            .field("model", &self.outputs.model)
             .finish_non_exhaustive()
     }
 }
@@ -129,20 +140,30 @@ impl Publisher {
     pub fn new(
         producer: FutureProducer,
         config: Arc<WorkerConfig>,
-        model: ModelRef,
-        labels: Vec<String>,
+        model: &Classifier,
         shutdown: CancellationToken,
         tracker: Arc<Tracker>,
         txn: Option<Arc<Transactions>>,
     ) -> Self {
         Publisher {
             producer,
+            outputs: Outputs::new(config.clone(), model),
             config,
-            model,
-            labels: Arc::new(labels),
             shutdown,
             tracker,
             txn,
+        }
+    }
+}
+
+impl Outputs {
+    /// Outputs of `model` under `config`'s rules, top-k and worker id.
+    pub fn new(config: Arc<WorkerConfig>, model: &Classifier) -> Self {
+        Outputs {
+            config,
+            model: model.model_ref().clone(),
+            labels: Arc::new(model.labels().to_vec()),
+            features: Arc::new(model.manifest().features.clone()),
         }
     }
 
@@ -188,6 +209,15 @@ impl Publisher {
             produced_at_us: now,
             skipped: None,
         };
+        // Records: the features the model used, as evidence (built only if an alert fires).
+        let evidence = || match &c.envelope.payload {
+            Payload::Record(r) if !self.features.is_empty() => Some(
+                argus_model::tabular::evidence(&self.features, r)
+                    .into_iter()
+                    .collect::<serde_json::Map<_, _>>(),
+            ),
+            _ => None,
+        };
         let alerts = self
             .config
             .rules
@@ -195,8 +225,17 @@ impl Publisher {
             .filter_map(|rule| {
                 let i = self.labels.iter().position(|l| *l == rule.label)?;
                 let score = c.classification.probability(i);
-                (score >= rule.threshold).then(|| Alert {
-                    schema: ALERT_SCHEMA.into(),
+                if score < rule.threshold {
+                    return None;
+                }
+                let features = evidence();
+                Some(Alert {
+                    schema: if features.is_some() {
+                        ALERT_SCHEMA_V2
+                    } else {
+                        ALERT_SCHEMA
+                    }
+                    .into(),
                     id: format!("{id}/{}", rule.name),
                     prediction_id: id.clone(),
                     input: input.clone(),
@@ -210,6 +249,7 @@ impl Publisher {
                     score,
                     worker: self.config.worker_id.clone(),
                     raised_at_us: now,
+                    features,
                 })
             })
             .collect();
@@ -250,11 +290,13 @@ impl Publisher {
             }),
         }
     }
+}
 
+impl Publisher {
     fn json_outputs(&self, job: &Job, outcome: &Outcome) -> Option<JsonOutputs> {
         match outcome {
             Outcome::Classified(c) => {
-                let (prediction, alerts) = self.outputs(job, c);
+                let (prediction, alerts) = self.outputs.outputs(job, c);
                 Some(JsonOutputs {
                     prediction_schema: PREDICTION_SCHEMA,
                     prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
@@ -269,7 +311,7 @@ impl Publisher {
                 })
             }
             Outcome::Stale(stale) => {
-                let p = self.stale_prediction(job, stale);
+                let p = self.outputs.stale_prediction(job, stale);
                 Some(JsonOutputs {
                     prediction_schema: PREDICTION_SCHEMA_V2,
                     prediction: serde_json::to_vec(&p).unwrap_or_default(),

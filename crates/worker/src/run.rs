@@ -175,8 +175,7 @@ pub async fn run(
     let publisher = Publisher::new(
         producer.clone(),
         config.clone(),
-        model.model_ref().clone(),
-        model.labels().to_vec(),
+        &model,
         give_up.clone(),
         tracker.clone(),
         txn.clone(),

@@ -120,11 +120,17 @@ impl OrtEngine {
                 ),
             ));
         }
-        let output_name = first
-            .outputs()
-            .first()
-            .map(|o| o.name().to_owned())
-            .ok_or_else(|| ModelError::bundle(path, "model has no outputs"))?;
+        let outputs: Vec<String> = first.outputs().iter().map(|o| o.name().to_owned()).collect();
+        if !outputs.contains(&manifest.output.name) {
+            return Err(ModelError::bundle(
+                path,
+                format!(
+                    "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
+                    manifest.output.name
+                ),
+            ));
+        }
+        let output_name = manifest.output.name.clone();
         // A model exported with a fixed batch of 1 cannot take batches: run them one by one.
         let batch_dim = first.inputs()[0]
             .dtype()

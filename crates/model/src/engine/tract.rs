@@ -55,7 +55,7 @@ impl TractEngine {
             return Err(ModelError::bundle(
                 path,
                 format!(
-                    "model has {} inputs; an image classifier takes one",
+                    "model has {} inputs; Argus feeds one",
                     inputs.len()
                 ),
             ));
@@ -70,6 +70,31 @@ impl TractEngine {
                 ),
             ));
         }
+        // The output the manifest names (a classifier exported by skl2onnx has `label`
+        // first and the probabilities second).
+        let mut model = model;
+        let outputs: Vec<String> = model
+            .output_outlets()
+            .map_err(load_err("no outputs"))?
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map_or_else(|| model.node(o.node).name.clone(), str::to_string)
+            })
+            .collect();
+        if !outputs.contains(&manifest.output.name) {
+            return Err(ModelError::bundle(
+                path,
+                format!(
+                    "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
+                    manifest.output.name
+                ),
+            ));
+        }
+        model
+            .select_outputs_by_name([&manifest.output.name])
+            .map_err(load_err("cannot select the output"))?;
         let plan = build_plan(&model, manifest, path, 1)?;
         Ok(TractEngine {
             manifest: manifest.clone(),

@@ -1,0 +1,724 @@
+//! Records from CSV or JSON lines (a file or stdin) as `Record` envelopes, one per row,
+//! keyed by a column the user names (e.g. `customer_id`). Streaming: rows are read as they
+//! are sent, so a file of any size (or an endless pipe) works in bounded memory.
+//!
+//! Rules, in one place:
+//! - **CSV** needs a header row; column names are trimmed and must be unique. An empty field
+//!   is null. Each column has a type: declared (`--type col=int`), else inferred from the
+//!   first `infer_rows` rows: `bool` if every non-empty value is `true`/`false` (any case),
+//!   else `int` if every one is an `i64`, else `float` if every one is a finite number, else
+//!   — when at least 90 % of them are numbers — `int` or `float` anyway (the rest are bad
+//!   rows, so one typo cannot turn a numeric column into text), else `text`.
+//! - **JSON lines**: one object per line, blank lines skipped; values keep their JSON type
+//!   (integer literal → int, other numbers → float, string → text, boolean, null); a declared
+//!   type converts (a string `"12"` declared `int` becomes 12). Nested arrays or objects are
+//!   bad rows.
+//! - **Key**: the key column's value (as text) is the Kafka key and the envelope's source id;
+//!   it stays in the record too. A row without a key is a bad row.
+//! - **Bad rows** (wrong number of fields, a value that does not fit its column's type, bad
+//!   JSON, no key) are reported with their line number (the header is line 1); the produce
+//!   loop skips them or stops, as the user chose. Nothing is dropped silently.
+//! - The envelope's `sequence` is the row's index among the data rows (0-based), its capture
+//!   time the moment it was read.
+use argus_wire::{Envelope, Field, Payload, Record, Value, SCHEMA_VERSION};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+/// Share of sampled values that must be numbers for a column with a few non-numeric values
+/// to stay numeric (those values are bad rows).
+const NUMERIC_SHARE: f64 = 0.9;
+
+/// Input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    Csv,
+    Jsonl,
+}
+
+impl std::str::FromStr for RecordFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(RecordFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Ok(RecordFormat::Jsonl),
+            other => Err(format!("unknown format {other:?}; use csv or jsonl")),
+        }
+    }
+}
+
+/// A column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Bool,
+    Int,
+    Float,
+    Text,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Bool => "bool",
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Text => "text",
+        }
+    }
+}
+
+impl std::str::FromStr for ColumnType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "bool" | "boolean" => Ok(ColumnType::Bool),
+            "int" | "integer" => Ok(ColumnType::Int),
+            "float" | "number" | "double" => Ok(ColumnType::Float),
+            "text" | "string" | "category" => Ok(ColumnType::Text),
+            other => Err(format!(
+                "unknown column type {other:?}; use bool, int, float or text"
+            )),
+        }
+    }
+}
+
+/// Where records come from and how to read them.
+#[derive(Debug, Clone)]
+pub struct RecordsSource {
+    /// The file; `None` reads stdin.
+    pub path: Option<PathBuf>,
+    pub format: RecordFormat,
+    /// The key column.
+    pub key: String,
+    /// Declared column types (win over inference).
+    pub types: Vec<(String, ColumnType)>,
+    /// CSV rows read ahead to infer column types.
+    pub infer_rows: usize,
+}
+
+impl RecordsSource {
+    /// A source for `path` (`-` is stdin), format from `format` or the file's extension.
+    pub fn new(path: &str, format: Option<RecordFormat>, key: &str) -> Result<Self, String> {
+        let path = (path != "-").then(|| PathBuf::from(path));
+        let format = match (format, &path) {
+            (Some(f), _) => f,
+            (None, Some(p)) => match p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .as_deref()
+            {
+                Some("csv") => RecordFormat::Csv,
+                Some("jsonl" | "ndjson") => RecordFormat::Jsonl,
+                _ => {
+                    return Err(format!(
+                        "{}: cannot tell the format from the extension; name a .csv or .jsonl file or pass --format csv|jsonl",
+                        p.display()
+                    ))
+                }
+            },
+            (None, None) => return Err("reading stdin needs --format csv|jsonl".into()),
+        };
+        if key.trim().is_empty() {
+            return Err("--key must name the key column (e.g. --key customer_id)".into());
+        }
+        Ok(RecordsSource {
+            path,
+            format,
+            key: key.trim().to_string(),
+            types: Vec::new(),
+            infer_rows: 1000,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "stdin".into(), |p| p.display().to_string())
+    }
+}
+
+/// A row that cannot be sent, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: line {line}: {message}")]
+pub struct BadRow {
+    pub source_name: String,
+    /// 1-based; the CSV header is line 1.
+    pub line: u64,
+    pub message: String,
+}
+
+/// One row, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub line: u64,
+    pub key: String,
+    pub record: Record,
+}
+
+enum Inner {
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        /// Rows read ahead for type inference, not yet handed out.
+        ahead: std::collections::VecDeque<Result<csv::ByteRecord, BadRow>>,
+        types: Vec<ColumnType>,
+        key: usize,
+    },
+    Jsonl {
+        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+        line: u64,
+    },
+}
+
+/// Reads rows from a [`RecordsSource`].
+pub struct RecordReader {
+    source: RecordsSource,
+    name: String,
+    columns: Vec<String>,
+    declared: HashMap<String, ColumnType>,
+    inner: Inner,
+}
+
+impl std::fmt::Debug for RecordReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReader")
+            .field("source", &self.name)
+            .field("columns", &self.column_types())
+            .finish_non_exhaustive()
+    }
+}
+
+fn open(source: &RecordsSource) -> Result<Box<dyn Read + Send>, String> {
+    match &source.path {
+        None => Ok(Box::new(std::io::stdin())),
+        Some(p) => std::fs::File::open(p)
+            .map(|f| Box::new(f) as Box<dyn Read + Send>)
+            .map_err(|e| format!("{}: cannot open: {e}", p.display())),
+    }
+}
+
+fn is_bool(t: &str) -> bool {
+    t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false")
+}
+
+fn infer(values: &[&str]) -> ColumnType {
+    let n = values.len();
+    if n == 0 {
+        return ColumnType::Text;
+    }
+    let ints = values.iter().filter(|v| v.parse::<i64>().is_ok()).count();
+    let nums = values
+        .iter()
+        .filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
+        .count();
+    let share = |k: usize| k as f64 >= NUMERIC_SHARE * n as f64;
+    if values.iter().all(|v| is_bool(v)) {
+        ColumnType::Bool
+    } else if ints == n || (nums == ints && share(ints)) {
+        ColumnType::Int
+    } else if nums == n || share(nums) {
+        ColumnType::Float
+    } else {
+        ColumnType::Text
+    }
+}
+
+/// A CSV field (already trimmed, non-empty) as a value of type `t`.
+fn convert(text: &str, t: ColumnType) -> Result<Value, String> {
+    match t {
+        ColumnType::Text => Ok(Value::Text(text.to_string())),
+        ColumnType::Bool if text.eq_ignore_ascii_case("true") || text == "1" => {
+            Ok(Value::Bool(true))
+        }
+        ColumnType::Bool if text.eq_ignore_ascii_case("false") || text == "0" => {
+            Ok(Value::Bool(false))
+        }
+        ColumnType::Bool => Err(format!("{text:?} is not true or false")),
+        ColumnType::Int => text
+            .parse::<i64>()
+            .map(Value::Int)
+            .map_err(|_| format!("{text:?} is not a whole number")),
+        ColumnType::Float => match text.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+            _ => Err(format!("{text:?} is not a finite number")),
+        },
+    }
+}
+
+impl RecordReader {
+    /// Opens the source; for CSV reads the header and the rows that types are inferred
+    /// from. Errors (exit 64 material) say what to fix.
+    pub fn open(source: &RecordsSource) -> Result<RecordReader, String> {
+        let name = source.name();
+        let declared: HashMap<String, ColumnType> = source.types.iter().cloned().collect();
+        let input = open(source)?;
+        let (columns, inner) = match source.format {
+            RecordFormat::Csv => Self::open_csv(source, &name, &declared, input)?,
+            RecordFormat::Jsonl => (
+                Vec::new(),
+                Inner::Jsonl {
+                    lines: BufReader::new(input).lines(),
+                    line: 0,
+                },
+            ),
+        };
+        Ok(RecordReader {
+            source: source.clone(),
+            name,
+            columns,
+            declared,
+            inner,
+        })
+    }
+
+    fn open_csv(
+        source: &RecordsSource,
+        name: &str,
+        declared: &HashMap<String, ColumnType>,
+        input: Box<dyn Read + Send>,
+    ) -> Result<(Vec<String>, Inner), String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let header = reader
+            .headers()
+            .map_err(|e| format!("{name}: cannot read the header row: {e}"))?
+            .clone();
+        let columns: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+        if columns.is_empty() || columns.iter().all(String::is_empty) {
+            return Err(format!(
+                "{name}: no header row; the first line must name the columns"
+            ));
+        }
+        let mut seen = HashMap::new();
+        for (i, c) in columns.iter().enumerate() {
+            if c.is_empty() {
+                return Err(format!("{name}: header column {} has no name", i + 1));
+            }
+            if let Some(first) = seen.insert(c.as_str(), i + 1) {
+                return Err(format!(
+                    "{name}: column {c:?} appears twice in the header (columns {first} and {})",
+                    i + 1
+                ));
+            }
+        }
+        let key = columns
+            .iter()
+            .position(|c| *c == source.key)
+            .ok_or_else(|| {
+                format!(
+                    "{name}: the key column {:?} is not in the header; its columns are: {}",
+                    source.key,
+                    columns.join(", ")
+                )
+            })?;
+        if let Some(unknown) = declared.keys().find(|d| !columns.contains(d)) {
+            return Err(format!(
+                "{name}: --type names column {unknown:?}, which is not in the header; its columns are: {}",
+                columns.join(", ")
+            ));
+        }
+        // Read ahead for inference.
+        let mut ahead = std::collections::VecDeque::new();
+        let mut record = csv::ByteRecord::new();
+        while ahead.len() < source.infer_rows.max(1) {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => ahead.push_back(Ok(record.clone())),
+                Ok(false) => break,
+                Err(e) => ahead.push_back(Err(csv_bad_row(name, &e, 0))),
+            }
+        }
+        let types = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if let Some(t) = declared.get(c) {
+                    return *t;
+                }
+                if i == key {
+                    return ColumnType::Text;
+                }
+                let values: Vec<&str> = ahead
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .filter(|r| r.len() == columns.len())
+                    .filter_map(|r| r.get(i))
+                    .filter_map(|b| std::str::from_utf8(b).ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                infer(&values)
+            })
+            .collect();
+        Ok((
+            columns,
+            Inner::Csv {
+                reader,
+                ahead,
+                types,
+                key,
+            },
+        ))
+    }
+
+    /// Column names and types (CSV; JSON lines carry their own types).
+    pub fn column_types(&self) -> Vec<(String, ColumnType)> {
+        match &self.inner {
+            Inner::Csv { types, .. } => self.columns.iter().cloned().zip(types.clone()).collect(),
+            Inner::Jsonl { .. } => Vec::new(),
+        }
+    }
+
+    fn bad(&self, line: u64, message: impl Into<String>) -> BadRow {
+        BadRow {
+            source_name: self.name.clone(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// The next row, a bad row, or `None` at the end.
+    pub fn next_row(&mut self) -> Option<Result<Row, BadRow>> {
+        match &mut self.inner {
+            Inner::Csv { .. } => self.next_csv(),
+            Inner::Jsonl { .. } => self.next_jsonl(),
+        }
+    }
+
+    fn next_csv(&mut self) -> Option<Result<Row, BadRow>> {
+        let Inner::Csv {
+            reader,
+            ahead,
+            types,
+            key,
+        } = &mut self.inner
+        else {
+            return None;
+        };
+        let next = match ahead.pop_front() {
+            Some(r) => r,
+            None => {
+                let mut record = csv::ByteRecord::new();
+                match reader.read_byte_record(&mut record) {
+                    Ok(true) => Ok(record),
+                    Ok(false) => return None,
+                    Err(e) => Err(csv_bad_row(&self.name, &e, 0)),
+                }
+            }
+        };
+        let record = match next {
+            Ok(r) => r,
+            Err(bad) => return Some(Err(bad)),
+        };
+        let line = record.position().map_or(0, csv::Position::line);
+        let (types, key) = (types.clone(), *key);
+        Some(self.csv_row(&record, line, &types, key))
+    }
+
+    fn csv_row(
+        &self,
+        record: &csv::ByteRecord,
+        line: u64,
+        types: &[ColumnType],
+        key: usize,
+    ) -> Result<Row, BadRow> {
+        if record.len() != self.columns.len() {
+            return Err(self.bad(
+                line,
+                format!(
+                    "this row has {} fields but the header has {}; every row needs one field per column (quote fields that contain commas)",
+                    record.len(),
+                    self.columns.len()
+                ),
+            ));
+        }
+        let mut fields = Vec::with_capacity(record.len());
+        let mut key_value = None;
+        for (i, raw) in record.iter().enumerate() {
+            let column = &self.columns[i];
+            let text = std::str::from_utf8(raw).map_err(|_| {
+                self.bad(
+                    line,
+                    format!("column {column:?} is not valid UTF-8; save the file as UTF-8"),
+                )
+            })?;
+            let t = text.trim();
+            let value = if t.is_empty() {
+                Value::Null
+            } else {
+                convert(t, types[i]).map_err(|e| {
+                    self.bad(
+                        line,
+                        format!(
+                            "column {column:?} ({}): {e}; fix the value or declare the column's type with --type {column}=TYPE",
+                            types[i].as_str()
+                        ),
+                    )
+                })?
+            };
+            if i == key {
+                key_value = Some(t.to_string()).filter(|k| !k.is_empty());
+            }
+            fields.push(Field {
+                name: column.clone(),
+                value,
+            });
+        }
+        let key = key_value.ok_or_else(|| {
+            self.bad(
+                line,
+                format!("the key column {:?} is empty", self.source.key),
+            )
+        })?;
+        Ok(Row {
+            line,
+            key,
+            record: Record { fields },
+        })
+    }
+
+    fn next_jsonl(&mut self) -> Option<Result<Row, BadRow>> {
+        loop {
+            let Inner::Jsonl { lines, line } = &mut self.inner else {
+                return None;
+            };
+            let text = lines.next()?;
+            *line += 1;
+            let line = *line;
+            let text = match text {
+                Ok(t) => t,
+                Err(e) => return Some(Err(self.bad(line, format!("cannot read: {e}")))),
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(self.json_row(&text, line));
+        }
+    }
+
+    fn json_row(&self, text: &str, line: u64) -> Result<Row, BadRow> {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| {
+                self.bad(
+                    line,
+                    format!("not a JSON object: {e} (one object per line)"),
+                )
+            })?;
+        let mut fields = Vec::with_capacity(object.len());
+        let mut key = None;
+        for (name, v) in object {
+            let value = match v {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Bool(b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Int(i),
+                    None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                serde_json::Value::String(s) => Value::Text(s),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                    return Err(self.bad(
+                        line,
+                        format!("field {name:?} is nested; only numbers, strings, booleans and null are supported — flatten it"),
+                    ))
+                }
+            };
+            let value = match (self.declared.get(&name), value) {
+                (Some(t), Value::Text(s)) if *t != ColumnType::Text => {
+                    let s = s.trim();
+                    if s.is_empty() {
+                        Value::Null
+                    } else {
+                        convert(s, *t).map_err(|e| {
+                            self.bad(line, format!("field {name:?} ({}): {e}", t.as_str()))
+                        })?
+                    }
+                }
+                (Some(ColumnType::Float), Value::Int(i)) => Value::Float(i as f64),
+                (_, v) => v,
+            };
+            if name == self.source.key {
+                key = match &value {
+                    Value::Text(s) => Some(s.clone()),
+                    Value::Int(i) => Some(i.to_string()),
+                    _ => None,
+                }
+                .filter(|k| !k.is_empty());
+            }
+            fields.push(Field { name, value });
+        }
+        let key = key.ok_or_else(|| {
+            self.bad(
+                line,
+                format!(
+                    "the key field {:?} is missing, null or not a string or integer",
+                    self.source.key
+                ),
+            )
+        })?;
+        Ok(Row {
+            line,
+            key,
+            record: Record { fields },
+        })
+    }
+}
+
+fn csv_bad_row(name: &str, e: &csv::Error, fallback: u64) -> BadRow {
+    BadRow {
+        source_name: name.to_string(),
+        line: e.position().map_or(fallback, csv::Position::line),
+        message: e.to_string(),
+    }
+}
+
+impl Row {
+    /// The row as an envelope: source id = key, `sequence` = row index.
+    pub fn envelope(&self, index: u64, capture_time_us: i64) -> Envelope {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            source_id: self.key.clone(),
+            sequence: index,
+            capture_time_us,
+            payload: Payload::Record(self.record.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Write;
+
+    fn reader(
+        text: &str,
+        ext: &str,
+        types: &[(&str, ColumnType)],
+    ) -> (RecordReader, tempfile::NamedTempFile) {
+        let mut f = tempfile::Builder::new().suffix(ext).tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let mut src = RecordsSource::new(f.path().to_str().unwrap(), None, "id").unwrap();
+        src.types = types.iter().map(|(c, t)| ((*c).to_string(), *t)).collect();
+        (RecordReader::open(&src).unwrap(), f)
+    }
+
+    fn drain(r: &mut RecordReader) -> Vec<Result<Row, BadRow>> {
+        std::iter::from_fn(|| r.next_row()).collect()
+    }
+
+    fn value<'a>(row: &'a Row, name: &str) -> &'a Value {
+        &row.record
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .value
+    }
+
+    #[test]
+    fn csv_types_are_inferred_and_bad_rows_carry_their_line() {
+        let text = "id,n,x,flag,region\n\
+                    a,1,1.5,true,north\n\
+                    b,2,2,FALSE,south\n\
+                    c,ten,3.25,true,east\n\
+                    d,4,,false,west\n\
+                    e,5,1\n\
+                    f,6,7.5,true,north\n\
+                    g,7,8,false,north\n\
+                    h,8,9,true,north\n\
+                    i,9,1,true,north\n\
+                    j,10,1,true,north\n\
+                    k,11,1,true,north\n";
+        let (mut r, _f) = reader(text, ".csv", &[]);
+        let types: Vec<ColumnType> = r.column_types().into_iter().map(|(_, t)| t).collect();
+        use ColumnType::*;
+        assert_eq!(types, [Text, Int, Float, Bool, Text]);
+        let rows = drain(&mut r);
+        assert_eq!(rows.len(), 11);
+        let bad: Vec<(u64, String)> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|b| (b.line, b.message.clone()))
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 4);
+        assert!(
+            bad[0]
+                .1
+                .contains("column \"n\" (int): \"ten\" is not a whole number"),
+            "{}",
+            bad[0].1
+        );
+        assert_eq!(bad[1].0, 6);
+        assert!(
+            bad[1].1.contains("3 fields but the header has 5"),
+            "{}",
+            bad[1].1
+        );
+        let first = rows[0].as_ref().unwrap();
+        assert_eq!(first.key, "a");
+        assert_eq!(first.line, 2);
+        assert_eq!(value(first, "n"), &Value::Int(1));
+        assert_eq!(value(first, "x"), &Value::Float(1.5));
+        assert_eq!(value(first, "flag"), &Value::Bool(true));
+        assert_eq!(value(rows[3].as_ref().unwrap(), "x"), &Value::Null);
+    }
+
+    #[test]
+    fn declared_types_win_and_unknown_columns_are_refused() {
+        let (mut r, _f) = reader("id,zip\na,01234\n", ".csv", &[("zip", ColumnType::Text)]);
+        let row = r.next_row().unwrap().unwrap();
+        assert_eq!(value(&row, "zip"), &Value::Text("01234".into()));
+        let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        f.write_all(b"id,zip\na,1\n").unwrap();
+        let mut src = RecordsSource::new(f.path().to_str().unwrap(), None, "id").unwrap();
+        src.types = vec![("zipp".into(), ColumnType::Int)];
+        let e = RecordReader::open(&src).unwrap_err();
+        assert!(e.contains("\"zipp\"") && e.contains("id, zip"), "{e}");
+        src.types.clear();
+        src.key = "customer".into();
+        let e = RecordReader::open(&src).unwrap_err();
+        assert!(e.contains("key column \"customer\""), "{e}");
+    }
+
+    #[test]
+    fn jsonl_keeps_json_types_and_reports_bad_lines() {
+        let text = "{\"id\": \"a\", \"n\": 3, \"x\": 2.5, \"ok\": true, \"s\": \"12\"}\n\
+                    \n\
+                    {\"id\": \"b\", \"n\": [1]}\n\
+                    not json\n\
+                    {\"n\": 1}\n\
+                    {\"id\": 7, \"n\": \"ten\"}\n";
+        let (mut r, _f) = reader(text, ".jsonl", &[("s", ColumnType::Int)]);
+        let rows = drain(&mut r);
+        assert_eq!(rows.len(), 5);
+        let a = rows[0].as_ref().unwrap();
+        assert_eq!(value(a, "n"), &Value::Int(3));
+        assert_eq!(value(a, "x"), &Value::Float(2.5));
+        assert_eq!(value(a, "ok"), &Value::Bool(true));
+        assert_eq!(value(a, "s"), &Value::Int(12));
+        let lines: Vec<u64> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|b| b.line)
+            .collect();
+        assert_eq!(lines, [3, 4, 5]);
+        // A string where the model wants a number passes through: the worker names it.
+        let last = rows[4].as_ref().unwrap();
+        assert_eq!(last.key, "7");
+        assert_eq!(value(last, "n"), &Value::Text("ten".into()));
+    }
+
+    #[test]
+    fn inference_tolerates_a_few_typos_but_not_text_columns() {
+        let mut v = vec!["1"; 19];
+        v.push("ten");
+        assert_eq!(infer(&v), ColumnType::Int);
+        let mut v = vec!["1.5"; 18];
+        v.extend(["2", "x"]);
+        assert_eq!(infer(&v), ColumnType::Float);
+        assert_eq!(infer(&["1", "a", "b"]), ColumnType::Text);
+        assert_eq!(infer(&["1", "0"]), ColumnType::Int);
+        assert_eq!(infer(&[]), ColumnType::Text);
+    }
+}
