@@ -7,6 +7,7 @@ mod demo_drift;
 mod drift;
 mod drift_bench;
 mod produce;
+mod score;
 mod shutdown;
 mod telemetry;
 mod work;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
             cli::Command::Demo(args) => demo::run(args).await,
             cli::Command::Produce(args) => produce::run(args).await,
             cli::Command::Work(args) => work::run(args).await,
+            cli::Command::Score(args) => score::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Drift(cmd) => drift::run(cmd).await,
         }

@@ -512,7 +512,7 @@ impl Publisher {
                     &self.config.dlq_topic,
                     job.key.as_deref(),
                     &job.value,
-                    self.dlq_headers(job, &failure, false),
+                    dlq_headers(&self.config.worker_id, job, &failure, false),
                 );
                 if matches!(
                     r,
@@ -524,7 +524,7 @@ impl Publisher {
                         &self.config.dlq_topic,
                         job.key.as_deref(),
                         &[],
-                        self.dlq_headers(job, &failure, true),
+                        dlq_headers(&self.config.worker_id, job, &failure, true),
                     );
                 }
                 if let Err(e) = r {
@@ -572,7 +572,8 @@ impl Publisher {
         }
     }
 
-    fn json_headers(schema: &str, capture_us: i64) -> OwnedHeaders {
+    /// Headers of a JSON output: its schema, content type and the input's capture time.
+    pub fn json_headers(schema: &str, capture_us: i64) -> OwnedHeaders {
         let capture = capture_us.to_string();
         OwnedHeaders::new()
             .insert(Header {
@@ -653,65 +654,10 @@ impl Publisher {
         result
     }
 
-    /// DLQ headers: the original headers (minus any `argus-dlq-*`) plus ours.
-    fn dlq_headers(&self, job: &Job, failure: &Failure, value_dropped: bool) -> OwnedHeaders {
-        let mut hs = OwnedHeaders::new();
-        // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
-        for (k, v) in job
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.starts_with("argus-dlq-"))
-        {
-            hs = hs.insert(Header {
-                key: k.as_str(),
-                value: Some(v.as_slice()),
-            });
-        }
-        let partition = job.partition.to_string();
-        let offset = job.offset.to_string();
-        let time = now_us().to_string();
-        let len = job.value.len().to_string();
-        hs = hs
-            .insert(Header {
-                key: h::DLQ_REASON,
-                value: Some(failure.kind.as_str()),
-            })
-            .insert(Header {
-                key: h::DLQ_DETAIL,
-                value: Some(failure.detail.as_str()),
-            })
-            .insert(Header {
-                key: h::DLQ_SOURCE_TOPIC,
-                value: Some(job.topic.as_str()),
-            })
-            .insert(Header {
-                key: h::DLQ_SOURCE_PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: h::DLQ_SOURCE_OFFSET,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: h::DLQ_TIME_US,
-                value: Some(&time),
-            })
-            .insert(Header {
-                key: h::DLQ_WORKER,
-                value: Some(self.config.worker_id.as_str()),
-            });
-        if value_dropped {
-            hs = hs.insert(Header {
-                key: h::DLQ_VALUE_DROPPED,
-                value: Some(&len),
-            });
-        }
-        hs
-    }
-
     async fn dead_letter(&self, job: &Job, failure: &Failure) -> Result<(), KafkaError> {
         tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
-        let make_headers = |value_dropped: bool| self.dlq_headers(job, failure, value_dropped);
+        let make_headers =
+            |value_dropped: bool| dlq_headers(&self.config.worker_id, job, failure, value_dropped);
         let topic = &self.config.dlq_topic;
         let mut result = self
             .deliver(topic, job.key.as_deref(), &job.value, make_headers(false))
@@ -767,4 +713,65 @@ impl Publisher {
             }
         }
     }
+}
+
+/// DLQ headers: the original headers (minus any `argus-dlq-*`) plus ours.
+pub fn dlq_headers(
+    worker_id: &str,
+    job: &Job,
+    failure: &Failure,
+    value_dropped: bool,
+) -> OwnedHeaders {
+    let mut hs = OwnedHeaders::new();
+    // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
+    for (k, v) in job
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with("argus-dlq-"))
+    {
+        hs = hs.insert(Header {
+            key: k.as_str(),
+            value: Some(v.as_slice()),
+        });
+    }
+    let partition = job.partition.to_string();
+    let offset = job.offset.to_string();
+    let time = now_us().to_string();
+    let len = job.value.len().to_string();
+    hs = hs
+        .insert(Header {
+            key: h::DLQ_REASON,
+            value: Some(failure.kind.as_str()),
+        })
+        .insert(Header {
+            key: h::DLQ_DETAIL,
+            value: Some(failure.detail.as_str()),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_TOPIC,
+            value: Some(job.topic.as_str()),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: h::DLQ_TIME_US,
+            value: Some(&time),
+        })
+        .insert(Header {
+            key: h::DLQ_WORKER,
+            value: Some(worker_id),
+        });
+    if value_dropped {
+        hs = hs.insert(Header {
+            key: h::DLQ_VALUE_DROPPED,
+            value: Some(&len),
+        });
+    }
+    hs
 }

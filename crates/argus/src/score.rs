@@ -1,0 +1,633 @@
+//! `argus score`: the daily batch flow. Reads a bounded range of an input topic (from a
+//! timestamp, or the beginning, up to the end offsets seen at start), scores it with the
+//! workers' code (`job::prepare`, the bundle's batch inference, `publish::Outputs`),
+//! publishes the same predictions, alerts and dead letters a worker would, and writes the
+//! at-risk report: the records whose positive-label score reaches the decision threshold,
+//! best first, top N, with the features the model used as evidence columns.
+//!
+//! Deterministic: the range is fixed at start (end offsets), one row per key (its latest
+//! record in the range), ordered by score descending then key — so two runs over the same
+//! range write the same report byte for byte. No consumer-group offsets are committed.
+use crate::cli::{parse_duration, KafkaArgs, ModelArgs, TopicArgs};
+use crate::work::{alert_rules, load_model, worker_config};
+use crate::CliError;
+use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use argus_model::Classifier;
+use argus_wire::{ALERT_SCHEMA, ALERT_SCHEMA_V2};
+use argus_worker::job::{self, Classified, Job, Prepare, Ready};
+use argus_worker::publish::{dlq_headers, Outputs, Publisher};
+use clap::Args;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `argus score` flags.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Input topic to score.
+    #[arg(long = "input", env = "ARGUS_INPUT", default_value = "frames.default")]
+    pub input: String,
+    /// Start at records written at or after this time: RFC 3339 UTC
+    /// (2026-11-29T00:00:00Z) or milliseconds since the Unix epoch [default: the beginning].
+    #[arg(long, conflicts_with = "since")]
+    pub from: Option<String>,
+    /// Start at records written within this long before now (e.g. 24h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// The at-risk report (CSV).
+    #[arg(long, default_value = "at-risk.csv")]
+    pub report: PathBuf,
+    /// Rows in the report, at most, best first (0: every record at or above the threshold).
+    #[arg(long, default_value_t = 100)]
+    pub top: usize,
+    /// Only write the report: publish no predictions, alerts or dead letters.
+    #[arg(long)]
+    pub no_publish: bool,
+    /// Records per model call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// Parses `2026-11-29T06:00:00Z` (optionally with fractional seconds) or epoch milliseconds.
+pub fn parse_time_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let err = || {
+        format!("--from {s:?}: use RFC 3339 UTC like 2026-11-29T06:00:00Z, or epoch milliseconds")
+    };
+    let body = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix('z'))
+        .ok_or_else(err)?;
+    let (date, time) = body.split_once(['T', 't', ' ']).ok_or_else(err)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| err()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().map_err(|_| err()))
+        .collect::<Result<_, _>>()?;
+    if d.len() != 3
+        || t.len() != 3
+        || !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || t[0] > 23
+        || t[1] > 59
+        || t[2] > 60
+    {
+        return Err(err());
+    }
+    let ms_frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}")[..3].parse().map_err(|_| err())?
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms_frac)
+}
+
+/// One scored record in the report.
+#[derive(Debug, Clone)]
+struct Scored {
+    key: String,
+    score: f32,
+    evidence: Vec<(String, serde_json::Value)>,
+    partition: i32,
+    offset: i64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    scored: u64,
+    dlq: BTreeMap<&'static str, u64>,
+    alerts: u64,
+    delivery_failures: u64,
+}
+
+struct Publish {
+    producer: FutureProducer,
+    pending: Vec<DeliveryFuture>,
+}
+
+impl Publish {
+    fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: argus_kafka::rdkafka::message::OwnedHeaders,
+    ) -> Result<(), CliError> {
+        loop {
+            let mut record = FutureRecord::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match self.producer.send_result(record) {
+                Ok(f) => {
+                    self.pending.push(f);
+                    return Ok(());
+                }
+                Err((
+                    argus_kafka::rdkafka::error::KafkaError::MessageProduction(
+                        argus_kafka::rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(CliError::Runtime(anyhow::anyhow!(
+                        "cannot publish to {topic}: {e}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The label whose score the report ranks, and its threshold.
+fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliError> {
+    let rules = alert_rules(&args.model.alerts, model);
+    let rule = rules.first().ok_or_else(|| {
+        CliError::Usage(format!(
+            "the bundle {} has no [decision] and no --alert LABEL>=THRESHOLD was given; the report needs the label to rank and its threshold",
+            args.model.model.display()
+        ))
+    })?;
+    let index = model
+        .labels()
+        .iter()
+        .position(|l| *l == rule.label)
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "label {:?} is not one of the model's labels ({})",
+                rule.label,
+                model.labels().join(", ")
+            ))
+        })?;
+    Ok((index, rule.threshold))
+}
+
+pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
+    let started = Instant::now();
+    let model = load_model(&args.model.model, &args.model.engine.options(1))?;
+    let (positive, threshold) = decision(&args, &model)?;
+    let config = Arc::new(worker_config(
+        format!("argus-score-{}", crate::work::default_worker_id()),
+        vec![args.input.clone()],
+        &args.model,
+        &args.topics,
+        &model,
+    )?);
+    let outputs = Outputs::new(config.clone(), &model);
+    let settings = args.kafka.settings();
+    let mut cc = settings.consumer_config(
+        &format!("argus-score-{}", std::process::id()),
+        "argus-score",
+    );
+    cc.set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = cc.create().map_err(|e| {
+        CliError::Usage(format!(
+            "cannot create a consumer for {}: {e}",
+            args.kafka.brokers
+        ))
+    })?;
+    let start_ms = match (&args.from, args.since) {
+        (Some(f), _) => Some(parse_time_ms(f).map_err(CliError::Usage)?),
+        (None, Some(d)) => {
+            Some(argus_wire::now_us() / 1000 - i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }
+        (None, None) => None,
+    };
+    let (assignment, ends) = range(&consumer, &args.input, start_ms)?;
+    let total: i64 = ends.values().map(|(start, end)| end - start).sum();
+    tracing::info!(topic = %args.input, partitions = ends.len(), records = total, from_ms = ?start_ms, "scoring a bounded range");
+    let mut publish = (!args.no_publish)
+        .then(|| settings.producer("argus-score"))
+        .transpose()
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .map(|producer| Publish {
+            producer,
+            pending: Vec::new(),
+        });
+    let mut latest: HashMap<String, Scored> = HashMap::new();
+    let mut tally = Tally::default();
+    if total > 0 {
+        consumer
+            .assign(&assignment)
+            .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot assign {}: {e}", args.input)))?;
+        let mut open: HashMap<i32, i64> = ends
+            .iter()
+            .filter(|(_, (s, e))| s < e)
+            .map(|(p, (_, e))| (*p, *e))
+            .collect();
+        let mut batch: Vec<(Job, Ready)> = Vec::with_capacity(args.batch);
+        let mut last_progress = Instant::now();
+        let mut seen: i64 = 0;
+        while !open.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    let Some(&end) = open.get(&m.partition()) else {
+                        continue;
+                    };
+                    if m.offset() >= end {
+                        open.remove(&m.partition());
+                        continue;
+                    }
+                    seen += 1;
+                    let job = Job::from_message(&m);
+                    if m.offset() + 1 >= end {
+                        open.remove(&m.partition());
+                    }
+                    match job::prepare(&job, &model, config.max_input_bytes, None) {
+                        Prepare::Ready(r) => batch.push((job, r)),
+                        Prepare::Failed(f) => {
+                            *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
+                            tracing::warn!(partition = job.partition, offset = job.offset, reason = %f.kind, detail = %f.detail, "record sent to the dead-letter topic");
+                            if let Some(p) = publish.as_mut() {
+                                p.send(
+                                    &config.dlq_topic,
+                                    job.key.as_deref(),
+                                    &job.value,
+                                    dlq_headers(&config.worker_id, &job, &f, false),
+                                )?;
+                            }
+                        }
+                        Prepare::Stale(_) => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    return Err(CliError::Runtime(anyhow::anyhow!(
+                        "consuming {}: {e}",
+                        args.input
+                    )))
+                }
+                Err(_) => {}
+            }
+            // Transaction markers and compaction leave offsets no record has: the range of a
+            // partition is done once the consumer's position reaches its end.
+            if let Ok(positions) = consumer.position() {
+                for e in positions.elements() {
+                    if let (Offset::Offset(o), Some(end)) =
+                        (e.offset(), open.get(&e.partition()).copied())
+                    {
+                        if o >= end {
+                            open.remove(&e.partition());
+                        }
+                    }
+                }
+            }
+            if batch.len() >= args.batch.max(1) || (open.is_empty() && !batch.is_empty()) {
+                score_batch(
+                    &model,
+                    &outputs,
+                    std::mem::take(&mut batch),
+                    positive,
+                    publish.as_mut(),
+                    &config,
+                    &mut latest,
+                    &mut tally,
+                )?;
+            }
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                tracing::info!(
+                    read = seen,
+                    total,
+                    percent = format!("{:.1}", 100.0 * seen as f64 / total.max(1) as f64),
+                    scored = tally.scored,
+                    "scoring"
+                );
+            }
+        }
+        if !batch.is_empty() {
+            score_batch(
+                &model,
+                &outputs,
+                batch,
+                positive,
+                publish.as_mut(),
+                &config,
+                &mut latest,
+                &mut tally,
+            )?;
+        }
+    }
+    if let Some(p) = publish.take() {
+        for f in p.pending {
+            if !matches!(f.await, Ok(Ok(_))) {
+                tally.delivery_failures += 1;
+            }
+        }
+    }
+    let report = write_report(&args, &model, latest, positive, threshold)?;
+    let secs = started.elapsed().as_secs_f64();
+    let dlq: Vec<String> = tally.dlq.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "scored {} records of {} ({} partitions) in {:.1}s = {:.0} records/s; dead letters {} ({}); {} customers at or above {} = {:.2}: {} in the report {}; published {}",
+        tally.scored,
+        args.input,
+        ends.len(),
+        secs,
+        tally.scored as f64 / secs.max(1e-9),
+        tally.dlq.values().sum::<u64>(),
+        if dlq.is_empty() { "none".into() } else { dlq.join(", ") },
+        report.at_risk,
+        model.labels()[positive],
+        threshold,
+        report.written,
+        args.report.display(),
+        if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", tally.scored, tally.alerts) },
+    );
+    if tally.delivery_failures > 0 {
+        return Err(CliError::Runtime(anyhow::anyhow!("{} outputs were not acknowledged by the broker; the report is complete, the topics are not — run again", tally.delivery_failures)));
+    }
+    Ok(())
+}
+
+/// Partitions of `topic` with the offset to start from and the end (exclusive) seen now.
+fn range(
+    consumer: &StreamConsumer,
+    topic: &str,
+    start_ms: Option<i64>,
+) -> Result<(TopicPartitionList, BTreeMap<i32, (i64, i64)>), CliError> {
+    let timeout = Duration::from_secs(10);
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot read metadata of {topic}: {e}")))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(CliError::Usage(format!(
+            "topic {topic:?} does not exist (or has no partitions)"
+        )));
+    }
+    let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(|e| {
+            CliError::Runtime(anyhow::anyhow!(
+                "cannot read the offsets of {topic}/{p}: {e}"
+            ))
+        })?;
+        starts.insert(p, low);
+        ends.insert(p, high);
+    }
+    if let Some(ms) = start_ms {
+        let mut query = TopicPartitionList::new();
+        for &p in &partitions {
+            query
+                .add_partition_offset(topic, p, Offset::Offset(ms))
+                .map_err(|e| CliError::Runtime(e.into()))?;
+        }
+        let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
+            CliError::Runtime(anyhow::anyhow!(
+                "cannot look up offsets by time in {topic}: {e}"
+            ))
+        })?;
+        for e in found.elements() {
+            let end = ends.get(&e.partition()).copied().unwrap_or(0);
+            let start = match e.offset() {
+                Offset::Offset(o) => o.min(end),
+                // No record at or after the time.
+                _ => end,
+            };
+            starts.insert(e.partition(), start);
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut bounds = BTreeMap::new();
+    for &p in &partitions {
+        let (start, end) = (starts[&p], ends[&p]);
+        bounds.insert(p, (start.min(end), end));
+        if start < end {
+            tpl.add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(|e| CliError::Runtime(e.into()))?;
+        }
+    }
+    Ok((tpl, bounds))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score_batch(
+    model: &Classifier,
+    outputs: &Outputs,
+    batch: Vec<(Job, Ready)>,
+    positive: usize,
+    mut publish: Option<&mut Publish>,
+    config: &argus_worker::WorkerConfig,
+    latest: &mut HashMap<String, Scored>,
+    tally: &mut Tally,
+) -> Result<(), CliError> {
+    let prepared: Vec<_> = batch.iter().map(|(_, r)| r.prepared.clone()).collect();
+    let results = match model.classify_batch(&prepared) {
+        Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+        // As the workers do: a failed batch is retried input by input.
+        Err(_) => prepared
+            .iter()
+            .map(|p| {
+                model
+                    .classify_batch(std::slice::from_ref(p))
+                    .and_then(|mut v| {
+                        v.pop().ok_or_else(|| argus_model::ModelError::Inference {
+                            source: "no output".into(),
+                        })
+                    })
+            })
+            .collect(),
+    };
+    for ((job, ready), result) in batch.into_iter().zip(results) {
+        let classification = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let f = job::Failure {
+                    kind: e.failure_kind(),
+                    detail: e.to_string(),
+                };
+                *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
+                if let Some(p) = publish.as_deref_mut() {
+                    p.send(
+                        &config.dlq_topic,
+                        job.key.as_deref(),
+                        &job.value,
+                        dlq_headers(&config.worker_id, &job, &f, false),
+                    )?;
+                }
+                continue;
+            }
+        };
+        let classified = Classified {
+            envelope: ready.envelope,
+            classification,
+            queue_us: ready.queue_us,
+            envelope_us: ready.envelope_us,
+        };
+        tally.scored += 1;
+        let (prediction, alerts) = outputs.outputs(&job, &classified);
+        tally.alerts += alerts.len() as u64;
+        if let Some(p) = publish.as_deref_mut() {
+            let capture = classified.envelope.capture_time_us;
+            let json = serde_json::to_vec(&prediction).map_err(|e| CliError::Runtime(e.into()))?;
+            p.send(
+                &config.predictions_topic,
+                job.key.as_deref(),
+                &json,
+                Publisher::json_headers(&prediction.schema, capture),
+            )?;
+            for a in &alerts {
+                let json = serde_json::to_vec(a).map_err(|e| CliError::Runtime(e.into()))?;
+                let schema = if a.features.is_some() {
+                    ALERT_SCHEMA_V2
+                } else {
+                    ALERT_SCHEMA
+                };
+                p.send(
+                    &config.alerts_topic,
+                    job.key.as_deref(),
+                    &json,
+                    Publisher::json_headers(schema, capture),
+                )?;
+            }
+        }
+        let key = job
+            .key_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| classified.envelope.source_id.clone());
+        let scored = Scored {
+            key: key.clone(),
+            score: classified.classification.probability(positive),
+            evidence: model.evidence(&classified.envelope.payload),
+            partition: job.partition,
+            offset: job.offset,
+        };
+        // One row per key: its latest record in the range.
+        match latest.get(&key) {
+            Some(old) if (old.partition, old.offset) > (scored.partition, scored.offset) => {}
+            _ => {
+                latest.insert(key, scored);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct ReportSummary {
+    at_risk: usize,
+    written: usize,
+}
+
+fn csv_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn write_report(
+    args: &ScoreArgs,
+    model: &Classifier,
+    latest: HashMap<String, Scored>,
+    positive: usize,
+    threshold: f32,
+) -> Result<ReportSummary, CliError> {
+    let mut rows: Vec<Scored> = latest
+        .into_values()
+        .filter(|s| s.score >= threshold)
+        .collect();
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
+    let at_risk = rows.len();
+    if args.top > 0 {
+        rows.truncate(args.top);
+    }
+    let label = &model.labels()[positive];
+    let features: Vec<String> = model
+        .manifest()
+        .features
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let io = |e: std::io::Error| {
+        CliError::Usage(format!(
+            "cannot write the report {}: {e}",
+            args.report.display()
+        ))
+    };
+    let mut w = csv::Writer::from_path(&args.report).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot write the report {}: {e}",
+            args.report.display()
+        ))
+    })?;
+    let mut header = vec!["rank".to_string(), "key".into(), format!("p_{label}")];
+    header.extend(features.iter().cloned());
+    header.extend(["topic".into(), "partition".into(), "offset".into()]);
+    w.write_record(&header).map_err(|e| io(e.into()))?;
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = vec![(i + 1).to_string(), r.key.clone(), r.score.to_string()];
+        line.extend(r.evidence.iter().map(|(_, v)| csv_value(v)));
+        line.extend([
+            args.input.clone(),
+            r.partition.to_string(),
+            r.offset.to_string(),
+        ]);
+        w.write_record(&line).map_err(|e| io(e.into()))?;
+    }
+    w.flush().map_err(io)?;
+    Ok(ReportSummary {
+        at_risk,
+        written: rows.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn times_parse_as_utc_milliseconds() {
+        assert_eq!(parse_time_ms("0").unwrap(), 0);
+        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(
+            parse_time_ms("2000-03-01T00:00:00Z").unwrap(),
+            951_868_800_000
+        );
+        assert_eq!(
+            parse_time_ms("2026-11-29T06:30:15.25Z").unwrap(),
+            1_795_933_815_250
+        );
+        assert!(parse_time_ms("2026-13-01T00:00:00Z").is_err());
+        assert!(parse_time_ms("yesterday").is_err());
+        assert!(parse_time_ms("2026-11-29T06:30:15").is_err());
+    }
+}
