@@ -84,11 +84,9 @@ fn prediction_validates_and_round_trips() {
     assert_eq!(serde_json::from_value::<Prediction>(json).unwrap(), p);
 }
 
-#[test]
-fn alert_validates_and_round_trips() {
-    let v = validator(ALERT_JSON_SCHEMA);
+fn alert() -> Alert {
     let p = prediction();
-    let alert = Alert {
+    Alert {
         schema: ALERT_SCHEMA.into(),
         id: format!("{}/person", p.id),
         prediction_id: p.id.clone(),
@@ -103,7 +101,14 @@ fn alert_validates_and_round_trips() {
         score: 0.9,
         worker: "w-1".into(),
         raised_at_us: 1,
-    };
+        features: None,
+    }
+}
+
+#[test]
+fn alert_validates_and_round_trips() {
+    let v = validator(ALERT_JSON_SCHEMA);
+    let alert = alert();
     let json = serde_json::to_value(&alert).unwrap();
     assert!(
         v.is_valid(&json),
@@ -156,5 +161,45 @@ fn prediction_v2_stale_records_and_v1_compatibility() {
     assert!(!v2.is_valid(&bad));
     let mut bad = ok_as_v2;
     bad["skipped"] = json["skipped"].clone();
+    assert!(!v2.is_valid(&bad));
+}
+
+/// v2 alerts carry the features a tabular model used; image alerts stay v1 (no `features`
+/// key) and are valid under both schemas, so v1 readers keep working.
+#[test]
+fn alert_v2_carries_features_and_v1_alerts_stay_valid() {
+    let v1 = validator(ALERT_JSON_SCHEMA);
+    let v2 = validator(ALERT_V2_JSON_SCHEMA);
+    let image = serde_json::to_value(alert()).unwrap();
+    assert!(image.get("features").is_none());
+    assert!(v1.is_valid(&image) && v2.is_valid(&image));
+    let mut features = serde_json::Map::new();
+    features.insert("tenure_months".into(), serde_json::json!(3));
+    features.insert("monthly_charges".into(), serde_json::json!(85.38));
+    features.insert("region".into(), serde_json::json!("north"));
+    features.insert("autopay".into(), serde_json::json!(false));
+    features.insert("senior".into(), serde_json::Value::Null);
+    let record = Alert {
+        schema: ALERT_SCHEMA_V2.into(),
+        features: Some(features),
+        ..alert()
+    };
+    let json = serde_json::to_value(&record).unwrap();
+    let errors: Vec<String> = v2.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!v1.is_valid(&json), "v1 must not accept features");
+    assert_eq!(
+        serde_json::from_value::<Alert>(json.clone()).unwrap(),
+        record
+    );
+    // v2 without features, v1 with them, or a nested feature value: invalid.
+    let mut bad = json.clone();
+    bad.as_object_mut().unwrap().remove("features");
+    assert!(!v2.is_valid(&bad));
+    let mut bad = json.clone();
+    bad["schema"] = serde_json::json!(ALERT_SCHEMA);
+    assert!(!v2.is_valid(&bad));
+    let mut bad = json;
+    bad["features"]["region"] = serde_json::json!(["north"]);
     assert!(!v2.is_valid(&bad));
 }
