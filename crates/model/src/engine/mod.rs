@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 pub mod tract;
+pub mod trees;
 
 /// Which engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -28,6 +29,8 @@ pub enum EngineKind {
     /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
     #[serde(alias = "ort")]
     Onnxruntime,
+    /// Native evaluator for ONNX-ML tree ensembles (see [`trees`]).
+    Trees,
 }
 
 impl EngineKind {
@@ -35,6 +38,7 @@ impl EngineKind {
         match self {
             EngineKind::Tract => "tract",
             EngineKind::Onnxruntime => "onnxruntime",
+            EngineKind::Trees => "trees",
         }
     }
 }
@@ -51,8 +55,9 @@ impl std::str::FromStr for EngineKind {
         match s {
             "tract" => Ok(EngineKind::Tract),
             "onnxruntime" | "ort" => Ok(EngineKind::Onnxruntime),
+            "trees" => Ok(EngineKind::Trees),
             other => Err(format!(
-                "unknown engine {other:?}; use \"tract\" or \"onnxruntime\""
+                "unknown engine {other:?}; use \"tract\", \"onnxruntime\" or \"trees\""
             )),
         }
     }
@@ -100,6 +105,7 @@ pub fn build(
         .unwrap_or(EngineKind::Tract);
     match kind {
         EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(manifest, path)?)),
+        EngineKind::Trees => Ok(Box::new(trees::TreesEngine::load(manifest, path)?)),
         #[cfg(feature = "onnxruntime")]
         EngineKind::Onnxruntime => Ok(Box::new(onnxruntime::OrtEngine::load(
             manifest, path, options,

@@ -120,7 +120,11 @@ impl OrtEngine {
                 ),
             ));
         }
-        let outputs: Vec<String> = first.outputs().iter().map(|o| o.name().to_owned()).collect();
+        let outputs: Vec<String> = first
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect();
         if !outputs.contains(&manifest.output.name) {
             return Err(ModelError::bundle(
                 path,

@@ -54,10 +54,7 @@ impl TractEngine {
         if inputs.len() != 1 {
             return Err(ModelError::bundle(
                 path,
-                format!(
-                    "model has {} inputs; Argus feeds one",
-                    inputs.len()
-                ),
+                format!("model has {} inputs; Argus feeds one", inputs.len()),
             ));
         }
         let onnx_input = model.node(inputs[0].node).name.clone();

@@ -1,0 +1,155 @@
+//! µs per row of the native tree engine at batch 1 and 64, and of onnxruntime (built with
+//! `--features onnxruntime` and `ORT_DYLIB_PATH` set) on the same model and rows.
+//!
+//!     env -u RUST_BACKTRACE ORT_DYLIB_PATH=$(bash scripts/onnxruntime-lib) \
+//!         cargo bench -p argus-model --bench trees --features onnxruntime
+//!
+//! The model: `ARGUS_TREES_BENCH_MODEL` (a bundle directory or an .onnx file), else
+//! `models/churn` (100-tree random forest, 20 inputs). An .onnx file needs
+//! `ARGUS_TREES_BENCH_IO=input,output,n_features` (default `X,probabilities,19`, matching
+//! `make_fixtures.py --bench DIR`'s forest).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+use argus_model::engine::trees::TreesEngine;
+use argus_model::engine::Engine;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Deterministic rows around the usual feature scale (LCG, roughly N(0, 2)).
+fn rows(n: usize, width: usize) -> Vec<f32> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n * width)
+        .map(|_| {
+            let mut s = 0.0f32;
+            for _ in 0..4 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                s += (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            }
+            s * 3.5
+        })
+        .collect()
+}
+
+/// Median µs per row over repeated runs of `batch` rows for about `budget`.
+fn time(engine: &dyn Engine, x: &[f32], width: usize, batch: usize, budget: Duration) -> f64 {
+    let n_rows = x.len() / width;
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < budget || samples.len() < 20 {
+        let r = (i * batch) % (n_rows - batch + 1);
+        let chunk = &x[r * width..(r + batch) * width];
+        let t = Instant::now();
+        for _ in 0..8 {
+            black_box(engine.run(batch, black_box(chunk)).unwrap());
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / (8 * batch) as f64);
+        i += 1;
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        println!("note: RUST_BACKTRACE is set; unset it for timing");
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("ARGUS_TREES_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models/churn"));
+    let bundle = target.is_dir();
+    let (engine, file) = if bundle {
+        let manifest = argus_model::Manifest::load(&target).expect("bundle manifest");
+        let file = target.join(&manifest.model.file);
+        (TreesEngine::load(&manifest, &file).unwrap(), file)
+    } else {
+        let io = std::env::var("ARGUS_TREES_BENCH_IO").unwrap_or("X,probabilities,19".into());
+        let parts: Vec<&str> = io.split(',').collect();
+        let e =
+            TreesEngine::from_onnx(&target, parts[0], parts[1], parts[2].parse().unwrap()).unwrap();
+        (e, target.clone())
+    };
+    let width = engine.n_features();
+    println!(
+        "model {} ({} trees, {width} features, {} outputs)",
+        file.display(),
+        engine.n_trees(),
+        engine.n_outputs()
+    );
+    let x = rows(4096, width);
+    let budget = Duration::from_secs(2);
+    let mut trees = Vec::new();
+    for batch in [1, 64] {
+        let us = time(&engine, &x, width, batch, budget);
+        println!("trees        batch {batch:>2}: {us:8.3} µs/row");
+        trees.push(us);
+    }
+    ort(bundle, &target, &x, width, budget, &trees);
+}
+
+#[cfg(feature = "onnxruntime")]
+fn ort(
+    bundle: bool,
+    target: &std::path::Path,
+    x: &[f32],
+    width: usize,
+    budget: Duration,
+    trees: &[f64],
+) {
+    use argus_model::engine::onnxruntime::OrtEngine;
+    use argus_model::EngineOptions;
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        println!("onnxruntime: skipped (set ORT_DYLIB_PATH, e.g. $(bash scripts/onnxruntime-lib))");
+        return;
+    }
+    if !bundle {
+        println!("onnxruntime: needs a bundle directory (OrtEngine is built from a manifest); see benches/trees_ort.py");
+        return;
+    }
+    let manifest = argus_model::Manifest::load(target).unwrap();
+    let file = target.join(&manifest.model.file);
+    let options = EngineOptions {
+        concurrency: 1,
+        intra_threads: 1,
+        ..Default::default()
+    };
+    let ort = match OrtEngine::load(&manifest, &file, &options) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("onnxruntime: cannot load: {e}");
+            return;
+        }
+    };
+    // Same outputs first.
+    let a = ort.run(64, &x[..64 * width]).unwrap();
+    let (engine_out, _) = (
+        TreesEngine::load(&manifest, &file)
+            .unwrap()
+            .run(64, &x[..64 * width])
+            .unwrap(),
+        (),
+    );
+    let worst = a
+        .iter()
+        .zip(&engine_out)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    println!("onnxruntime vs trees on 64 rows: worst |Δ| {worst:.2e}");
+    for (batch, t) in [1, 64].into_iter().zip(trees) {
+        let us = time(&ort, x, width, batch, budget);
+        println!(
+            "onnxruntime  batch {batch:>2}: {us:8.3} µs/row  (trees is {:.1}× faster)",
+            us / t
+        );
+    }
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+fn ort(_: bool, _: &std::path::Path, _: &[f32], _: usize, _: Duration, _: &[f64]) {
+    println!(
+        "onnxruntime: not in this build (--features onnxruntime); or run benches/trees_ort.py"
+    );
+}
