@@ -370,12 +370,15 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Per partition: the offset to start from and the end (exclusive).
+type Bounds = BTreeMap<i32, (i64, i64)>;
+
 /// Partitions of `topic` with the offset to start from and the end (exclusive) seen now.
 fn range(
     consumer: &StreamConsumer,
     topic: &str,
     start_ms: Option<i64>,
-) -> Result<(TopicPartitionList, BTreeMap<i32, (i64, i64)>), CliError> {
+) -> Result<(TopicPartitionList, Bounds), CliError> {
     let timeout = Duration::from_secs(10);
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
