@@ -271,16 +271,28 @@ async fn bad_rows_and_bad_records_are_reported_and_dead_lettered() {
         ),
     )
     .unwrap();
-    let (ok, stdout, stderr) = argus(&[
-        "produce",
-        "--topic",
-        &topics.input,
-        "records",
-        jsonl.to_str().unwrap(),
-        "--key",
-        "customer_id",
-    ]);
-    assert!(ok && stdout.contains("sent 2 inputs"), "{stdout}\n{stderr}");
+    // From stdin, as a pipe from a database export would be.
+    let out = std::process::Command::new(argus_bin())
+        .args([
+            "produce",
+            "--topic",
+            &topics.input,
+            "records",
+            "-",
+            "--format",
+            "jsonl",
+        ])
+        .args(["--key", "customer_id"])
+        .env("ARGUS_BROKERS", brokers())
+        .stdin(std::fs::File::open(&jsonl).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("sent 2 inputs"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not an envelope at all.
     produce_raw(&topics.input, "garbage", b"\x07\x07not an envelope", &[]).await;
 
