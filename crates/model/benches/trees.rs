@@ -32,6 +32,25 @@ fn rows(n: usize, width: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Real encoded rows if the bundle has them (`fixtures/parity.csv`: `f0..f{width-1}`
+/// columns, e.g. the churn bundle's 176 test customers and 24 rows on split thresholds),
+/// repeated to `n` rows; random rows put one-hot columns off 0/1 and take other paths.
+fn real_rows(dir: &std::path::Path, n: usize, width: usize) -> Option<Vec<f32>> {
+    let text = std::fs::read_to_string(dir.join("fixtures/parity.csv")).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let cols: Vec<usize> = (0..width)
+        .map(|i| header.iter().position(|h| *h == format!("f{i}")))
+        .collect::<Option<_>>()?;
+    let table: Vec<Vec<f32>> = lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cols.iter().map(|&c| cells.get(c)?.parse().ok()).collect()
+        })
+        .collect::<Option<_>>()?;
+    (!table.is_empty()).then(|| table.iter().cycle().take(n).flatten().copied().collect())
+}
+
 /// Median µs per row over repeated runs of `batch` rows for about `budget`.
 fn time(engine: &dyn Engine, x: &[f32], width: usize, batch: usize, budget: Duration) -> f64 {
     let n_rows = x.len() / width;
@@ -79,7 +98,16 @@ fn main() {
         engine.n_trees(),
         engine.n_outputs()
     );
-    let x = rows(4096, width);
+    let x = match real_rows(&target, 4096, width).filter(|_| bundle) {
+        Some(x) => {
+            println!("rows: the bundle's fixtures/parity.csv (real encoded records), repeated");
+            x
+        }
+        None => {
+            println!("rows: synthetic (deterministic, roughly N(0, 2))");
+            rows(4096, width)
+        }
+    };
     let budget = Duration::from_secs(2);
     let mut trees = Vec::new();
     for batch in [1, 64] {
