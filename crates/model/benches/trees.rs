@@ -108,34 +108,66 @@ fn main() {
             rows(4096, width)
         }
     };
-    let budget = Duration::from_secs(2);
-    let mut trees = Vec::new();
-    for batch in [1, 64] {
-        let us = time(&engine, &x, width, batch, budget);
-        println!("trees        batch {batch:>2}: {us:8.3} µs/row");
-        trees.push(us);
+    // Rounds alternate the engines (and batch sizes), so machine drift on a shared VM
+    // falls on both alike; the median over rounds is reported.
+    let ort = ort_engine(bundle, &target);
+    if let Some(o) = &ort {
+        let a = o.run(64, &x[..64 * width]).unwrap();
+        let b = engine.run(64, &x[..64 * width]).unwrap();
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        println!("onnxruntime vs trees on 64 rows: worst |Δ| {worst:.2e}");
     }
-    ort(bundle, &target, &x, width, budget, &trees);
+    let mut engines: Vec<(&str, &dyn Engine)> = vec![("trees", &engine)];
+    if let Some(o) = &ort {
+        engines.push(("onnxruntime", o.as_ref()));
+    }
+    let rounds = 7;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); engines.len() * 2];
+    for round in 0..rounds {
+        for k in 0..engines.len() {
+            let e = (k + round) % engines.len();
+            for (j, batch) in [1usize, 64].into_iter().enumerate() {
+                let us = time(engines[e].1, &x, width, batch, Duration::from_millis(300));
+                samples[e * 2 + j].push(us);
+            }
+        }
+    }
+    let mut med = |i: usize| {
+        samples[i].sort_by(f64::total_cmp);
+        samples[i][samples[i].len() / 2]
+    };
+    let trees = [med(0), med(1)];
+    for (j, batch) in [1, 64].into_iter().enumerate() {
+        println!("trees        batch {batch:>2}: {:8.3} µs/row", trees[j]);
+    }
+    if engines.len() > 1 {
+        for (j, batch) in [1, 64].into_iter().enumerate() {
+            let us = med(2 + j);
+            println!(
+                "onnxruntime  batch {batch:>2}: {us:8.3} µs/row  (trees is {:.1}× faster)",
+                us / trees[j]
+            );
+        }
+    }
 }
 
+/// onnxruntime on the same bundle (1 session, 1 intra-op thread), if this build has it and
+/// `ORT_DYLIB_PATH` is set.
 #[cfg(feature = "onnxruntime")]
-fn ort(
-    bundle: bool,
-    target: &std::path::Path,
-    x: &[f32],
-    width: usize,
-    budget: Duration,
-    trees: &[f64],
-) {
+fn ort_engine(bundle: bool, target: &std::path::Path) -> Option<Box<dyn Engine>> {
     use argus_model::engine::onnxruntime::OrtEngine;
     use argus_model::EngineOptions;
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
         println!("onnxruntime: skipped (set ORT_DYLIB_PATH, e.g. $(bash scripts/onnxruntime-lib))");
-        return;
+        return None;
     }
     if !bundle {
         println!("onnxruntime: needs a bundle directory (OrtEngine is built from a manifest); see benches/trees_ort.py");
-        return;
+        return None;
     }
     let manifest = argus_model::Manifest::load(target).unwrap();
     let file = target.join(&manifest.model.file);
@@ -144,40 +176,19 @@ fn ort(
         intra_threads: 1,
         ..Default::default()
     };
-    let ort = match OrtEngine::load(&manifest, &file, &options) {
-        Ok(e) => e,
+    match OrtEngine::load(&manifest, &file, &options) {
+        Ok(e) => Some(Box::new(e)),
         Err(e) => {
             println!("onnxruntime: cannot load: {e}");
-            return;
+            None
         }
-    };
-    // Same outputs first.
-    let a = ort.run(64, &x[..64 * width]).unwrap();
-    let (engine_out, _) = (
-        TreesEngine::load(&manifest, &file)
-            .unwrap()
-            .run(64, &x[..64 * width])
-            .unwrap(),
-        (),
-    );
-    let worst = a
-        .iter()
-        .zip(&engine_out)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0f32, f32::max);
-    println!("onnxruntime vs trees on 64 rows: worst |Δ| {worst:.2e}");
-    for (batch, t) in [1, 64].into_iter().zip(trees) {
-        let us = time(&ort, x, width, batch, budget);
-        println!(
-            "onnxruntime  batch {batch:>2}: {us:8.3} µs/row  (trees is {:.1}× faster)",
-            us / t
-        );
     }
 }
 
 #[cfg(not(feature = "onnxruntime"))]
-fn ort(_: bool, _: &std::path::Path, _: &[f32], _: usize, _: Duration, _: &[f64]) {
+fn ort_engine(_: bool, _: &std::path::Path) -> Option<Box<dyn Engine>> {
     println!(
         "onnxruntime: not in this build (--features onnxruntime); or run benches/trees_ort.py"
     );
+    None
 }
