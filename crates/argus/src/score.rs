@@ -115,6 +115,8 @@ struct Scored {
     key: String,
     score: f32,
     evidence: Vec<(String, serde_json::Value)>,
+    /// Kafka timestamp (ms), then partition and offset: which record of a key is latest.
+    order: (i64, i32, i64),
     partition: i32,
     offset: i64,
 }
@@ -132,7 +134,22 @@ struct Publish {
     pending: Vec<DeliveryFuture>,
 }
 
+/// Acknowledgements awaited at once, at most: a range of millions of records must not hold
+/// a delivery future per output.
+const MAX_PENDING: usize = 20_000;
+
 impl Publish {
+    /// Waits for every queued output; returns how many the broker did not acknowledge.
+    async fn settle(&mut self) -> u64 {
+        let mut failed = 0;
+        for f in self.pending.drain(..) {
+            if !matches!(f.await, Ok(Ok(_))) {
+                failed += 1;
+            }
+        }
+        failed
+    }
+
     fn send(
         &mut self,
         topic: &str,
@@ -219,11 +236,15 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
     })?;
     let start_ms = match (&args.from, args.since) {
         (Some(f), _) => Some(parse_time_ms(f).map_err(CliError::Usage)?),
-        (None, Some(d)) => {
-            Some(argus_wire::now_us() / 1000 - i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        }
+        (None, Some(d)) => Some(
+            (argus_wire::now_us() / 1000)
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        ),
         (None, None) => None,
-    };
+    }
+    // Negative "times" are librdkafka's special offsets (-1 end, -2 beginning): a time
+    // before 1970 means "from the beginning".
+    .map(|ms| ms.max(0));
     let (assignment, ends) = range(&consumer, &args.input, start_ms)?;
     let total: i64 = ends.values().map(|(start, end)| end - start).sum();
     tracing::info!(topic = %args.input, partitions = ends.len(), records = total, from_ms = ?start_ms, "scoring a bounded range");
@@ -314,6 +335,9 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                     &mut tally,
                 )?;
             }
+            if let Some(p) = publish.as_mut().filter(|p| p.pending.len() >= MAX_PENDING) {
+                tally.delivery_failures += p.settle().await;
+            }
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 last_progress = Instant::now();
                 tracing::info!(
@@ -338,12 +362,8 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
             )?;
         }
     }
-    if let Some(p) = publish.take() {
-        for f in p.pending {
-            if !matches!(f.await, Ok(Ok(_))) {
-                tally.delivery_failures += 1;
-            }
-        }
+    if let Some(p) = publish.as_mut() {
+        tally.delivery_failures += p.settle().await;
     }
     let report = write_report(&args, &model, latest, positive, threshold)?;
     let secs = started.elapsed().as_secs_f64();
@@ -531,10 +551,12 @@ fn score_batch(
             evidence: model.evidence(&classified.envelope.payload),
             partition: job.partition,
             offset: job.offset,
+            order: (job.timestamp_ms.unwrap_or(0), job.partition, job.offset),
         };
-        // One row per key: its latest record in the range.
+        // One row per key: its latest record in the range (by Kafka timestamp, so also when
+        // a key's records sit in two partitions after the topic grew).
         match latest.get(&key) {
-            Some(old) if (old.partition, old.offset) > (scored.partition, scored.offset) => {}
+            Some(old) if old.order > scored.order => {}
             _ => {
                 latest.insert(key, scored);
             }
