@@ -156,6 +156,12 @@ async fn ten_thousand_customers_through_two_workers_match_scikit_learn() {
     eprintln!("worst |worker - scikit-learn| = {worst:e}");
 
     let alerts_msgs = read_until(&topics.alerts, Duration::from_secs(30), |_| false);
+    assert!(
+        alerts_msgs
+            .iter()
+            .all(|m| header(m, h::SCHEMA).as_deref() == Some("argus.alert/v2")),
+        "the schema header names the body's version"
+    );
     let alerts: Vec<Alert> = validate_all(&alerts_msgs, ALERT_V2_JSON_SCHEMA)
         .into_iter()
         .map(|v| serde_json::from_value(v).unwrap())
@@ -374,16 +380,19 @@ fn tempfile_dir() -> PathBuf {
 async fn producer_fails_on_the_first_bad_row_when_asked() {
     let topic = unique("records-fail");
     create_topics(&[(&topic, 1)]).await;
+    // CSV from stdin, as a pipe from a database export would be.
     let out = std::process::Command::new(argus_bin())
-        .args(["produce", "--topic", &topic, "records"])
-        .arg(fixture("bad-rows.csv"))
+        .args([
+            "produce", "--topic", &topic, "records", "-", "--format", "csv",
+        ])
         .args(["--key", "customer_id", "--on-bad-row", "fail"])
         .env("ARGUS_BROKERS", brokers())
+        .stdin(std::fs::File::open(fixture("bad-rows.csv")).unwrap())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(65), "{stderr}");
-    assert!(stderr.contains("bad-rows.csv: line 5:"), "{stderr}");
+    assert!(stderr.contains("stdin: line 5:"), "{stderr}");
     // The three rows before it were delivered.
     let sent = read_until(&topic, Duration::from_secs(20), |m| m.len() >= 3);
     assert_eq!(sent.len(), 3);

@@ -24,8 +24,11 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
                 .map_err(CliError::Usage)?;
             src.types = r.types.clone();
             src.infer_rows = r.infer_rows;
-            // Header, key column and declared types are checked before connecting.
-            argus_producer::RecordReader::open(&src).map_err(CliError::Usage)?;
+            // A file's header, key column and declared types are checked before connecting
+            // (stdin can be read only once: the produce loop checks it).
+            if src.path.is_some() {
+                argus_producer::RecordReader::open(&src).map_err(CliError::Usage)?;
+            }
             Source::Records(src)
         }
     };
@@ -50,6 +53,8 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
     let summary = match argus_producer::run(source, config, producer, shutdown).await {
         Ok(s) => s,
         // Bad input data: EX_DATAERR.
+        // The source cannot be read as given (stdin's header, a folder): configuration.
+        Err(argus_producer::ProduceError::Source(m)) => return Err(CliError::Usage(m)),
         Err(e @ argus_producer::ProduceError::BadRow(_)) => {
             return Err(CliError::Data(e.to_string()))
         }

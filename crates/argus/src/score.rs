@@ -15,9 +15,8 @@ use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use argus_model::Classifier;
-use argus_wire::{ALERT_SCHEMA, ALERT_SCHEMA_V2};
 use argus_worker::job::{self, Classified, Job, Prepare, Ready};
-use argus_worker::publish::{dlq_headers, Outputs, Publisher};
+use argus_worker::publish::{alert_schema, dlq_headers, Outputs, Publisher};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -71,39 +70,72 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
         .or_else(|| s.strip_suffix('z'))
         .ok_or_else(err)?;
     let (date, time) = body.split_once(['T', 't', ' ']).ok_or_else(err)?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, Some(frac)),
+        None => (time, None),
+    };
+    let number = |p: &str, max_len: usize| -> Result<i64, String> {
+        if p.is_empty() || p.len() > max_len || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        p.parse().map_err(|_| err())
+    };
     let d: Vec<i64> = date
         .split('-')
-        .map(|p| p.parse().map_err(|_| err()))
+        .map(|p| number(p, 4))
         .collect::<Result<_, _>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let t: Vec<i64> = hms
         .split(':')
-        .map(|p| p.parse().map_err(|_| err()))
+        .map(|p| number(p, 2))
         .collect::<Result<_, _>>()?;
-    if d.len() != 3
-        || t.len() != 3
-        || !(1..=12).contains(&d[1])
-        || !(1..=31).contains(&d[2])
+    if d.len() != 3 || t.len() != 3 {
+        return Err(err());
+    }
+    let (y, mo, day) = (d[0], d[1], d[2]);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || day < 1
+        || day > month_days[(mo - 1) as usize]
         || t[0] > 23
         || t[1] > 59
-        || t[2] > 60
+        || t[2] > 59
     {
         return Err(err());
     }
-    let ms_frac: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<3}")[..3].parse().map_err(|_| err())?
+    let ms_frac = match frac {
+        None => 0,
+        Some(frac) => {
+            number(frac, 9)?;
+            // The first three digits, padded: "5" is 500 ms.
+            frac.bytes()
+                .chain(std::iter::repeat(b'0'))
+                .take(3)
+                .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'))
+        }
     };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
+    // Days from civil (Howard Hinnant's algorithm); years 0..=9999 cannot overflow.
+    let (y, m) = if mo <= 2 {
+        (y - 1, mo + 9)
     } else {
-        (d[0], d[1] - 3)
+        (y, mo - 3)
     };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doy = (153 * m + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Ok(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms_frac)
@@ -150,13 +182,14 @@ impl Publish {
         failed
     }
 
-    fn send(
+    /// Queues one output (waiting while the producer's queue is full).
+    fn try_send(
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
         payload: &[u8],
         headers: argus_kafka::rdkafka::message::OwnedHeaders,
-    ) -> Result<(), CliError> {
+    ) -> Result<(), argus_kafka::rdkafka::error::KafkaError> {
         loop {
             let mut record = FutureRecord::to(topic)
                 .payload(payload)
@@ -174,16 +207,60 @@ impl Publish {
                         argus_kafka::rdkafka::types::RDKafkaErrorCode::QueueFull,
                     ),
                     _,
-                )) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    return Err(CliError::Runtime(anyhow::anyhow!(
-                        "cannot publish to {topic}: {e}"
-                    )))
-                }
+                )) => std::thread::sleep(Duration::from_millis(5)),
+                Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: argus_kafka::rdkafka::message::OwnedHeaders,
+    ) -> Result<(), CliError> {
+        self.try_send(topic, key, payload, headers)
+            .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot publish to {topic}: {e}")))
+    }
+}
+
+/// A partition's range is done: stop tracking and fetching it.
+fn close(consumer: &StreamConsumer, topic: &str, open: &mut HashMap<i32, i64>, partition: i32) {
+    open.remove(&partition);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if let Err(e) = consumer.pause(&tpl) {
+        tracing::debug!(partition, error = %e, "cannot pause a finished partition");
+    }
+}
+
+/// Sends an input that cannot be scored to the dead-letter topic with the reason, as the
+/// workers do; a value too large for the producer goes without its bytes (they stay in the
+/// input topic at the offset the headers name).
+fn dead_letter(
+    job: &Job,
+    failure: &job::Failure,
+    publish: Option<&mut Publish>,
+    config: &argus_worker::WorkerConfig,
+    tally: &mut Tally,
+) -> Result<(), CliError> {
+    *tally.dlq.entry(failure.kind.as_str()).or_default() += 1;
+    tracing::warn!(partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "record sent to the dead-letter topic");
+    let Some(p) = publish else {
+        return Ok(());
+    };
+    let key = job.key.as_deref();
+    let headers = |dropped| dlq_headers(&config.worker_id, job, failure, dropped);
+    match p.try_send(&config.dlq_topic, key, &job.value, headers(false)) {
+        Err(argus_kafka::rdkafka::error::KafkaError::MessageProduction(
+            argus_kafka::rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+        )) => p.send(&config.dlq_topic, key, &[], headers(true)),
+        Err(e) => Err(CliError::Runtime(anyhow::anyhow!(
+            "cannot publish to {}: {e}",
+            config.dlq_topic
+        ))),
+        Ok(()) => Ok(()),
     }
 }
 
@@ -273,33 +350,26 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
         while !open.is_empty() {
             match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    let Some(&end) = open.get(&m.partition()) else {
-                        continue;
-                    };
-                    if m.offset() >= end {
-                        open.remove(&m.partition());
-                        continue;
-                    }
-                    seen += 1;
-                    let job = Job::from_message(&m);
-                    if m.offset() + 1 >= end {
-                        open.remove(&m.partition());
-                    }
-                    match job::prepare(&job, &model, config.max_input_bytes, None) {
-                        Prepare::Ready(r) => batch.push((job, r)),
-                        Prepare::Failed(f) => {
-                            *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
-                            tracing::warn!(partition = job.partition, offset = job.offset, reason = %f.kind, detail = %f.detail, "record sent to the dead-letter topic");
-                            if let Some(p) = publish.as_mut() {
-                                p.send(
-                                    &config.dlq_topic,
-                                    job.key.as_deref(),
-                                    &job.value,
-                                    dlq_headers(&config.worker_id, &job, &f, false),
-                                )?;
-                            }
+                    let in_range = open
+                        .get(&m.partition())
+                        .copied()
+                        .filter(|end| m.offset() < *end);
+                    if let Some(end) = in_range {
+                        seen += 1;
+                        let job = Job::from_message(&m);
+                        if m.offset() + 1 >= end {
+                            close(&consumer, &args.input, &mut open, m.partition());
                         }
-                        Prepare::Stale(_) => {}
+                        match job::prepare(&job, &model, config.max_input_bytes, None) {
+                            Prepare::Ready(r) => batch.push((job, r)),
+                            Prepare::Failed(f) => {
+                                dead_letter(&job, &f, publish.as_mut(), &config, &mut tally)?
+                            }
+                            Prepare::Stale(_) => {}
+                        }
+                    } else if open.contains_key(&m.partition()) {
+                        // Past the end seen at start: new records are not in the range.
+                        close(&consumer, &args.input, &mut open, m.partition());
                     }
                 }
                 Ok(Err(e)) => {
@@ -318,7 +388,7 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                         (e.offset(), open.get(&e.partition()).copied())
                     {
                         if o >= end {
-                            open.remove(&e.partition());
+                            close(&consumer, &args.input, &mut open, e.partition());
                         }
                     }
                 }
@@ -438,11 +508,23 @@ fn range(
             ))
         })?;
         for e in found.elements() {
+            if let Err(err) = e.error() {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "cannot look up the offset of time {ms} in {topic}/{}: {err}",
+                    e.partition()
+                )));
+            }
             let end = ends.get(&e.partition()).copied().unwrap_or(0);
             let start = match e.offset() {
                 Offset::Offset(o) => o.min(end),
                 // No record at or after the time.
-                _ => end,
+                Offset::End => end,
+                other => {
+                    return Err(CliError::Runtime(anyhow::anyhow!(
+                        "unexpected answer {other:?} looking up time {ms} in {topic}/{}",
+                        e.partition()
+                    )))
+                }
             };
             starts.insert(e.partition(), start);
         }
@@ -496,15 +578,7 @@ fn score_batch(
                     kind: e.failure_kind(),
                     detail: e.to_string(),
                 };
-                *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
-                if let Some(p) = publish.as_deref_mut() {
-                    p.send(
-                        &config.dlq_topic,
-                        job.key.as_deref(),
-                        &job.value,
-                        dlq_headers(&config.worker_id, &job, &f, false),
-                    )?;
-                }
+                dead_letter(&job, &f, publish.as_deref_mut(), config, tally)?;
                 continue;
             }
         };
@@ -528,11 +602,7 @@ fn score_batch(
             )?;
             for a in &alerts {
                 let json = serde_json::to_vec(a).map_err(|e| CliError::Runtime(e.into()))?;
-                let schema = if a.features.is_some() {
-                    ALERT_SCHEMA_V2
-                } else {
-                    ALERT_SCHEMA
-                };
+                let schema = alert_schema(a);
                 p.send(
                     &config.alerts_topic,
                     job.key.as_deref(),
@@ -654,5 +724,19 @@ mod tests {
         assert!(parse_time_ms("2026-13-01T00:00:00Z").is_err());
         assert!(parse_time_ms("yesterday").is_err());
         assert!(parse_time_ms("2026-11-29T06:30:15").is_err());
+        assert_eq!(
+            parse_time_ms("2024-02-29T00:00:00.5Z").unwrap(),
+            1_709_164_800_500
+        );
+        for bad in [
+            "2026-01-01T00:00:00.abéZ",
+            "99999999999-01-01T00:00:00Z",
+            "2026-01-01T-1:00:00Z",
+            "2026-02-31T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-01-01T00:00:00.Z",
+        ] {
+            assert!(parse_time_ms(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -132,7 +132,7 @@ pub struct AlertRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
-    /// Always [`ALERT_SCHEMA`].
+    /// [`ALERT_SCHEMA`], or [`ALERT_SCHEMA_V2`] when `features` is present.
     pub schema: String,
     /// `<prediction id>/<rule name>`: unique per input and rule, so duplicates after a
     /// redelivery can be recognised.

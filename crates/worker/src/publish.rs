@@ -75,6 +75,15 @@ pub struct Outputs {
     features: Arc<Vec<argus_model::manifest::Feature>>,
 }
 
+/// The `argus-schema` header value of an alert: its body's version.
+pub fn alert_schema(alert: &Alert) -> &'static str {
+    if alert.schema == ALERT_SCHEMA_V2 {
+        ALERT_SCHEMA_V2
+    } else {
+        ALERT_SCHEMA
+    }
+}
+
 /// Publishes outputs for finished jobs.
 #[derive(Clone)]
 pub struct Publisher {
@@ -129,7 +138,8 @@ pub use argus_wire::now_us;
 struct JsonOutputs {
     prediction_schema: &'static str,
     prediction: Vec<u8>,
-    alerts: Vec<Vec<u8>>,
+    /// Each alert's schema (v1, or v2 with features) and JSON.
+    alerts: Vec<(&'static str, Vec<u8>)>,
     capture_us: i64,
     finished: Finished,
 }
@@ -302,7 +312,7 @@ impl Publisher {
                     prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
                     alerts: alerts
                         .iter()
-                        .map(|a| serde_json::to_vec(a).unwrap_or_default())
+                        .map(|a| (alert_schema(a), serde_json::to_vec(a).unwrap_or_default()))
                         .collect(),
                     capture_us: c.envelope.capture_time_us,
                     finished: Finished::Predicted {
@@ -397,9 +407,9 @@ impl Publisher {
             )
             .await;
         let mut alerts_queued = Vec::with_capacity(a_json.len());
-        for json in a_json {
+        for (schema, json) in a_json {
             alerts_queued.push(
-                self.enqueue_json(&self.config.alerts_topic, job, ALERT_SCHEMA, capture, json)
+                self.enqueue_json(&self.config.alerts_topic, job, schema, capture, json)
                     .await,
             );
         }
@@ -413,18 +423,19 @@ impl Publisher {
             p_json,
             "prediction",
         );
-        let alerts_f =
-            futures::future::join_all(a_json.iter().zip(alerts_queued).map(|(json, queued)| {
+        let alerts_f = futures::future::join_all(a_json.iter().zip(alerts_queued).map(
+            |((schema, json), queued)| {
                 self.confirm_json(
                     queued,
                     &self.config.alerts_topic,
                     job,
-                    ALERT_SCHEMA,
+                    schema,
                     capture,
                     json,
                     "alert",
                 )
-            }));
+            },
+        ));
         let (p, a) = tokio::join!(pred, alerts_f);
         match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
             Ok(_) => Ok(out.finished),
@@ -471,13 +482,13 @@ impl Publisher {
                 &out.prediction,
                 Self::json_headers(out.prediction_schema, out.capture_us),
             );
-            for json in &out.alerts {
+            for (schema, json) in &out.alerts {
                 if queued.is_ok() {
                     queued = self.queue_now(
                         &self.config.alerts_topic,
                         job.key.as_deref(),
                         json,
-                        Self::json_headers(ALERT_SCHEMA, out.capture_us),
+                        Self::json_headers(schema, out.capture_us),
                     );
                 }
             }
