@@ -24,7 +24,7 @@ pub fn alert_rules(
     if !flags.is_empty() {
         return flags.to_vec();
     }
-    bundle
+    let rules: Vec<argus_worker::AlertRule> = bundle
         .manifest()
         .decision
         .iter()
@@ -33,7 +33,14 @@ pub fn alert_rules(
             label: d.positive.clone(),
             threshold: d.threshold,
         })
-        .collect()
+        .collect();
+    if rules.is_empty() {
+        tracing::warn!(
+            model = %bundle.model_ref().name,
+            "no alert rules: the bundle has no [decision] and no --alert was given; predictions only (before bundle schema v2 the default was person>=0.5)"
+        );
+    }
+    rules
 }
 
 /// Worker configuration from flags, checked against the model's labels.

@@ -6,9 +6,12 @@
 //! - **CSV** needs a header row; column names are trimmed and must be unique. An empty field
 //!   is null. Each column has a type: declared (`--type col=int`), else inferred from the
 //!   first `infer_rows` rows: `bool` if every non-empty value is `true`/`false` (any case),
-//!   else `int` if every one is an `i64`, else `float` if every one is a finite number, else
-//!   — when at least 90 % of them are numbers — `int` or `float` anyway (the rest are bad
-//!   rows, so one typo cannot turn a numeric column into text), else `text`.
+//!   (0 / 1 mixed in are fine), else `int` if every one is an `i64`, else `float` if every
+//!   one is a finite number, else — when at least 90 % of them are numbers — `int` or
+//!   `float` anyway (the rest are bad rows, so one typo cannot turn a numeric column into
+//!   text), else `text`. A later decimal in an inferred `int` column is sent as a float.
+//!   The inference rows are read before the first row is sent: for a slow pipe, declare
+//!   the types or lower `infer_rows`.
 //! - **JSON lines**: one object per line, blank lines skipped; values keep their JSON type
 //!   (integer literal → int, other numbers → float, string → text, boolean, null); a declared
 //!   type converts (a string `"12"` declared `int` becomes 12). Nested arrays or objects are
@@ -18,8 +21,8 @@
 //! - **Bad rows** (wrong number of fields, a value that does not fit its column's type, bad
 //!   JSON, no key) are reported with their line number (the header is line 1); the produce
 //!   loop skips them or stops, as the user chose. Nothing is dropped silently.
-//! - The envelope's `sequence` is the row's index among the data rows (0-based), its capture
-//!   time the moment it was read.
+//! - The envelope's `sequence` counts the rows read without error (0-based; bad rows do not
+//!   count), its capture time is the moment the row was read.
 use argus_wire::{Envelope, Field, Payload, Record, Value, SCHEMA_VERSION};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -211,7 +214,10 @@ fn infer(values: &[&str]) -> ColumnType {
         .filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
         .count();
     let share = |k: usize| k as f64 >= NUMERIC_SHARE * n as f64;
-    if values.iter().all(|v| is_bool(v)) {
+    // true/false (with 0/1 mixed in) is a bool; 0/1 alone is an int.
+    if values.iter().all(|v| is_bool(v) || *v == "0" || *v == "1")
+        && values.iter().any(|v| is_bool(v))
+    {
         ColumnType::Bool
     } else if ints == n || (nums == ints && share(ints)) {
         ColumnType::Int
@@ -445,6 +451,19 @@ impl RecordReader {
             let t = text.trim();
             let value = if t.is_empty() {
                 Value::Null
+            } else if types[i] == ColumnType::Int && !self.declared.contains_key(column) {
+                // Inferred from the first rows only: a later decimal is a float, not an
+                // error (a model's float feature takes both).
+                convert(t, ColumnType::Int)
+                    .or_else(|e| convert(t, ColumnType::Float).map_err(|_| e))
+                    .map_err(|e| {
+                        self.bad(
+                            line,
+                            format!(
+                                "column {column:?} (int): {e}; fix the value or declare the column's type with --type {column}=TYPE"
+                            ),
+                        )
+                    })?
             } else {
                 convert(t, types[i]).map_err(|e| {
                     self.bad(
@@ -665,6 +684,22 @@ mod tests {
     }
 
     #[test]
+    fn a_later_decimal_in_an_inferred_int_column_is_a_float() {
+        let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        f.write_all(b"id,n\na,1\nb,2\nc,2.5\nd,x\n").unwrap();
+        let mut src = RecordsSource::new(f.path().to_str().unwrap(), None, "id").unwrap();
+        src.infer_rows = 2;
+        let mut r = RecordReader::open(&src).unwrap();
+        let rows = drain(&mut r);
+        assert_eq!(value(rows[2].as_ref().unwrap(), "n"), &Value::Float(2.5));
+        assert!(rows[3].as_ref().unwrap_err().message.contains("\"x\""));
+        // Declared int: a decimal is a bad row.
+        let (mut r, _f) = reader("id,n\na,1\nb,2.5\n", ".csv", &[("n", ColumnType::Int)]);
+        let rows = drain(&mut r);
+        assert!(rows[1].is_err());
+    }
+
+    #[test]
     fn declared_types_win_and_unknown_columns_are_refused() {
         let (mut r, _f) = reader("id,zip\na,01234\n", ".csv", &[("zip", ColumnType::Text)]);
         let row = r.next_row().unwrap().unwrap();
@@ -719,6 +754,7 @@ mod tests {
         assert_eq!(infer(&v), ColumnType::Float);
         assert_eq!(infer(&["1", "a", "b"]), ColumnType::Text);
         assert_eq!(infer(&["1", "0"]), ColumnType::Int);
+        assert_eq!(infer(&["true", "0", "FALSE", "1"]), ColumnType::Bool);
         assert_eq!(infer(&[]), ColumnType::Text);
     }
 }

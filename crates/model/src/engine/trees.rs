@@ -873,7 +873,7 @@ fn parse_ensemble(
             single_col.filter(|&c| every_leaf_one_weight && coverage[c] == Coverage::Always)
         }
     };
-    let track_has = match &finish {
+    let track_has: bool = match &finish {
         Finish::Single { .. } | Finish::Classes { .. } => false,
         Finish::Binary { .. } => coverage.contains(&Coverage::Sometimes),
         Finish::Targets { .. } => {
@@ -881,6 +881,9 @@ fn parse_ensemble(
                 || matches!(aggregate, Aggregate::Min | Aggregate::Max)
         }
     };
+    // The single-column fast path does not record which columns received a value, so it
+    // is only for finishes that do not need that (a multi-target MIN/MAX does).
+    let single_column = single_column.filter(|_| !track_has);
     tracing::debug!(path = %path.display(), trees = trees.len(), nodes = nodes.len(), "loaded tree ensemble");
     Ok(TreesEngine {
         nodes,
