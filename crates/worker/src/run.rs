@@ -781,7 +781,15 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
         // Records: a few µs of envelope decoding and feature assembly, less than handing
         // them to a blocking thread would cost (profile of a churn drain: thread hand-offs
         // were the largest cost per record).
-        prepare(&job, &model, config.max_input_bytes, config.max_age)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare(&job, &model, config.max_input_bytes, config.max_age)
+        }))
+        .unwrap_or_else(|_| {
+            Prepare::Failed(Failure {
+                kind: FailureKind::Model,
+                detail: "preparing the record panicked".into(),
+            })
+        })
     } else {
         let _permit = decode_permits.acquire_owned().await;
         let job = job.clone();
