@@ -430,12 +430,20 @@ pub async fn run(
     let _ = watermarks.await;
     metrics::gauge!(m::IN_FLIGHT).set(0.0);
     let result = if let Some(t) = &txn {
-        let r = match failure {
-            Some(reason) => {
+        let r = match failure.map_or_else(|| commit_txn(&consumer, &tracker, Some(t)), Err) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
                 t.abort();
-                Err(WorkerError::Transaction(reason))
+                if shutdown.is_cancelled() && group_moved_on(&reason) {
+                    // Stopping while other members come and go: the group took the
+                    // partitions before the last commit. Its outputs are aborted (never
+                    // visible) and the next owners redo those inputs: a clean stop.
+                    tracing::warn!(worker = %config.worker_id, error = %reason, "last transaction aborted: the group moved on while this worker was stopping; the next owners redo its inputs");
+                    Ok(())
+                } else {
+                    Err(WorkerError::Transaction(reason))
+                }
             }
-            None => commit_txn(&consumer, &tracker, Some(t)).map_err(WorkerError::Transaction),
         };
         if r.is_ok() {
             tracing::info!(worker = %config.worker_id, "final transaction committed");
@@ -464,6 +472,21 @@ pub async fn run(
     consumer.unsubscribe();
     tracing::info!(worker = %config.worker_id, consumed = stats.consumed.load(Ordering::Relaxed), "worker stopped");
     result
+}
+
+/// Whether a transaction failed because the consumer group had already moved on (a
+/// rebalance fenced this member's generation), rather than for a broker or data problem.
+fn group_moved_on(reason: &str) -> bool {
+    [
+        "generation id is not valid",
+        "IllegalGeneration",
+        "member id is not valid",
+        "UnknownMemberId",
+        "rebalance in progress",
+        "RebalanceInProgress",
+    ]
+    .iter()
+    .any(|s| reason.contains(s))
 }
 
 /// On revoke: stop new outputs for the revoked partitions, wait briefly for outputs already
