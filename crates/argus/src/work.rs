@@ -120,20 +120,25 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
             .consumer_options
             .insert("group.instance.id".into(), worker_id.clone());
     }
-    let (consumer, producer) = if args.exactly_once {
-        let txn_id = argus_worker::txn::transactional_id(&args.group, &worker_id);
-        (
-            settings.transactional_consumer(&args.group, &worker_id),
-            settings.transactional_producer(&worker_id, &txn_id),
-        )
-    } else {
-        (
-            settings.consumer(&args.group, &worker_id),
-            settings.producer(&worker_id),
-        )
+    let clients = || {
+        let (consumer, producer) = if args.exactly_once {
+            let txn_id = argus_worker::txn::transactional_id(&args.group, &worker_id);
+            (
+                settings.transactional_consumer(&args.group, &worker_id),
+                settings.transactional_producer(&worker_id, &txn_id),
+            )
+        } else {
+            (
+                settings.consumer(&args.group, &worker_id),
+                settings.producer(&worker_id),
+            )
+        };
+        Ok::<_, CliError>((
+            consumer.map_err(|e| CliError::Usage(e.to_string()))?,
+            producer.map_err(|e| CliError::Usage(e.to_string()))?,
+        ))
     };
-    let consumer = consumer.map_err(|e| CliError::Usage(e.to_string()))?;
-    let producer = producer.map_err(|e| CliError::Usage(e.to_string()))?;
+    let (consumer, producer) = clients()?;
     telemetry::metrics_handle();
     let shutdown = shutdown::on_signal();
     if args.create_topics > 0 {
@@ -160,15 +165,34 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
         vec![stats.clone()],
         server_stop.clone(),
     ));
-    let result = argus_worker::run(
-        config,
-        consumer,
-        producer,
-        model,
-        stats.clone(),
-        shutdown.clone(),
-    )
-    .await;
+    let mut clients_now = Some((consumer, producer));
+    let result = loop {
+        let (consumer, producer) = match clients_now.take() {
+            Some(c) => c,
+            None => clients()?,
+        };
+        let result = argus_worker::run(
+            config.clone(),
+            consumer,
+            producer,
+            model.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        )
+        .await;
+        match result {
+            // Exactly-once: a transaction whose offsets the group refused because it had
+            // moved on (a member joined or left while it was open) is aborted; new clients
+            // rejoin and redo its inputs from the committed offsets, as a restart would.
+            Err(argus_worker::WorkerError::Transaction(reason))
+                if !shutdown.is_cancelled() && argus_worker::group_moved_on(&reason) =>
+            {
+                tracing::warn!(worker = %worker_id, error = %reason, "transaction aborted by a rebalance; rejoining with new clients");
+                metrics::counter!("argus_worker_rejoins_total").increment(1);
+            }
+            other => break other,
+        }
+    };
     server_stop.cancel();
     match server.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics endpoint failed"),

@@ -30,4 +30,4 @@ pub mod tracker;
 pub mod txn;
 
 pub use config::{AlertRule, WorkerConfig};
-pub use run::{run, WorkerError, WorkerStats};
+pub use run::{group_moved_on, run, WorkerError, WorkerStats};

@@ -476,7 +476,7 @@ pub async fn run(
 
 /// Whether a transaction failed because the consumer group had already moved on (a
 /// rebalance fenced this member's generation), rather than for a broker or data problem.
-fn group_moved_on(reason: &str) -> bool {
+pub fn group_moved_on(reason: &str) -> bool {
     [
         "generation id is not valid",
         "IllegalGeneration",
