@@ -419,18 +419,8 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                 );
             }
         }
-        if !batch.is_empty() {
-            score_batch(
-                &model,
-                &outputs,
-                batch,
-                positive,
-                publish.as_mut(),
-                &config,
-                &mut latest,
-                &mut tally,
-            )?;
-        }
+        // The last partition's close scored the final batch inside the loop.
+        debug_assert!(batch.is_empty());
     }
     if let Some(p) = publish.as_mut() {
         tally.delivery_failures += p.settle().await;

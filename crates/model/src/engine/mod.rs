@@ -93,6 +93,25 @@ pub trait Engine: Send + Sync {
     fn release_above(&self, _batch: usize) {}
 }
 
+/// Checks that the model produces the output the manifest names (`outputs`: the model's
+/// output names), so an engine reads that one rather than the first.
+pub(crate) fn check_output(
+    manifest: &Manifest,
+    path: &Path,
+    outputs: &[String],
+) -> Result<(), ModelError> {
+    if outputs.contains(&manifest.output.name) {
+        return Ok(());
+    }
+    Err(ModelError::bundle(
+        path,
+        format!(
+            "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
+            manifest.output.name
+        ),
+    ))
+}
+
 /// Builds the engine `options` (or the manifest) asks for, for the bundle's model file.
 pub fn build(
     manifest: &Manifest,

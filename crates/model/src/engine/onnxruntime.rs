@@ -125,15 +125,7 @@ impl OrtEngine {
             .iter()
             .map(|o| o.name().to_owned())
             .collect();
-        if !outputs.contains(&manifest.output.name) {
-            return Err(ModelError::bundle(
-                path,
-                format!(
-                    "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
-                    manifest.output.name
-                ),
-            ));
-        }
+        super::check_output(manifest, path, &outputs)?;
         let output_name = manifest.output.name.clone();
         // A model exported with a fixed batch of 1 cannot take batches: run them one by one.
         let batch_dim = first.inputs()[0]

@@ -80,15 +80,7 @@ impl TractEngine {
                     .map_or_else(|| model.node(o.node).name.clone(), str::to_string)
             })
             .collect();
-        if !outputs.contains(&manifest.output.name) {
-            return Err(ModelError::bundle(
-                path,
-                format!(
-                    "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
-                    manifest.output.name
-                ),
-            ));
-        }
+        super::check_output(manifest, path, &outputs)?;
         model
             .select_outputs_by_name([&manifest.output.name])
             .map_err(load_err("cannot select the output"))?;
