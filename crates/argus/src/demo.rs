@@ -308,7 +308,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut drift_lines = Vec::new();
     if let Some(mut d) = drift.take() {
         // Wait (bounded) until the sidecar has caught up to the last complete window.
-        let until_us = argus_worker::publish::now_us()
+        let until_us = argus_wire::now_us()
             - 2 * i64::try_from(args.drift_pane.as_micros()).unwrap_or(0)
             - 1_000_000;
         let deadline =
@@ -361,7 +361,7 @@ fn observe(
     args: &DemoArgs,
 ) {
     let payload = m.payload().unwrap_or_default();
-    let now = argus_worker::publish::now_us();
+    let now = argus_wire::now_us();
     if m.topic() == topics.predictions {
         let Ok(p) = serde_json::from_slice::<Prediction>(payload) else {
             return;

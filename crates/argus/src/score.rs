@@ -1,7 +1,8 @@
 //! `argus score`: the daily batch flow. Reads a bounded range of an input topic (from a
 //! timestamp, or the beginning, up to the end offsets seen at start), scores it with the
-//! workers' code (`job::prepare`, the bundle's batch inference, `publish::Outputs`),
-//! publishes the same predictions, alerts and dead letters a worker would, and writes the
+//! workers' pipeline core (`argus_worker::pipeline`: prepare → batched inference with
+//! per-input retry → outputs → acknowledged publishing), so it publishes the same
+//! predictions, alerts and dead letters a worker would, and writes the
 //! at-risk report: the records whose positive-label score reaches the decision threshold,
 //! best first, top N, with the features the model used as evidence columns.
 //!
@@ -12,16 +13,18 @@ use crate::cli::{parse_duration, KafkaArgs, ModelArgs, TopicArgs};
 use crate::work::{alert_rules, load_model, worker_config};
 use crate::CliError;
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use argus_model::Classifier;
-use argus_worker::job::{self, Classified, Job, Prepare, Ready};
-use argus_worker::publish::{alert_schema, dlq_headers, Outputs, Publisher};
+use argus_worker::pipeline::{
+    Finished, Job, Outcome, Pipeline, Prepare, Publisher, Ready, Rendered, Undelivered,
+};
 use clap::Args;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// `argus score` flags.
 #[derive(Debug, Args)]
@@ -161,67 +164,61 @@ struct Tally {
     delivery_failures: u64,
 }
 
+/// Outputs being published: handed to the producer in input order, their
+/// acknowledgements awaited concurrently (retried once, then counted as failures).
 struct Publish {
-    producer: FutureProducer,
-    pending: Vec<DeliveryFuture>,
+    publisher: Publisher,
+    pending: FuturesUnordered<futures::future::BoxFuture<'static, Result<Finished, Undelivered>>>,
+    /// Payload bytes of the inputs whose outputs are pending (kept for the DLQ).
+    pending_bytes: usize,
 }
 
 /// Acknowledgements awaited at once, at most: a range of millions of records must not hold
-/// a delivery future per output.
+/// a delivery future (and its input) per output.
 const MAX_PENDING: usize = 20_000;
+/// Input bytes held for pending outputs, at most (frames are large).
+const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 impl Publish {
-    /// Waits for every queued output; returns how many the broker did not acknowledge.
-    async fn settle(&mut self) -> u64 {
+    /// Hands one input's outputs to the producer; collects the acknowledgements that have
+    /// already arrived. Returns how many inputs' outputs the broker did not acknowledge.
+    async fn send(&mut self, job: Job, rendered: Rendered) -> u64 {
+        let enqueued = self.publisher.enqueue(&job, rendered).await;
+        let publisher = self.publisher.clone();
+        self.pending_bytes += job.value.len();
+        self.pending
+            .push(async move { publisher.confirm(&job, enqueued).await }.boxed());
         let mut failed = 0;
-        for f in self.pending.drain(..) {
-            if !matches!(f.await, Ok(Ok(_))) {
-                failed += 1;
-            }
+        while let Some(Some(r)) = self.pending.next().now_or_never() {
+            failed += u64::from(!Self::confirmed(r));
+        }
+        if self.pending.len() >= MAX_PENDING || self.pending_bytes >= MAX_PENDING_BYTES {
+            failed += self.settle().await;
+        }
+        if self.pending.is_empty() {
+            self.pending_bytes = 0;
         }
         failed
     }
 
-    /// Queues one output (waiting while the producer's queue is full).
-    fn try_send(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: argus_kafka::rdkafka::message::OwnedHeaders,
-    ) -> Result<(), argus_kafka::rdkafka::error::KafkaError> {
-        loop {
-            let mut record = FutureRecord::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            match self.producer.send_result(record) {
-                Ok(f) => {
-                    self.pending.push(f);
-                    return Ok(());
-                }
-                Err((
-                    argus_kafka::rdkafka::error::KafkaError::MessageProduction(
-                        argus_kafka::rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => std::thread::sleep(Duration::from_millis(5)),
-                Err((e, _)) => return Err(e),
-            }
+    /// Waits for every pending output; returns how many inputs' outputs failed.
+    async fn settle(&mut self) -> u64 {
+        let mut failed = 0;
+        while let Some(r) = self.pending.next().await {
+            failed += u64::from(!Self::confirmed(r));
         }
+        self.pending_bytes = 0;
+        failed
     }
 
-    fn send(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: argus_kafka::rdkafka::message::OwnedHeaders,
-    ) -> Result<(), CliError> {
-        self.try_send(topic, key, payload, headers)
-            .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot publish to {topic}: {e}")))
+    fn confirmed(r: Result<Finished, Undelivered>) -> bool {
+        match r {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "outputs not acknowledged");
+                false
+            }
+        }
     }
 }
 
@@ -232,35 +229,6 @@ fn close(consumer: &StreamConsumer, topic: &str, open: &mut HashMap<i32, i64>, p
     tpl.add_partition(topic, partition);
     if let Err(e) = consumer.pause(&tpl) {
         tracing::debug!(partition, error = %e, "cannot pause a finished partition");
-    }
-}
-
-/// Sends an input that cannot be scored to the dead-letter topic with the reason, as the
-/// workers do; a value too large for the producer goes without its bytes (they stay in the
-/// input topic at the offset the headers name).
-fn dead_letter(
-    job: &Job,
-    failure: &job::Failure,
-    publish: Option<&mut Publish>,
-    config: &argus_worker::WorkerConfig,
-    tally: &mut Tally,
-) -> Result<(), CliError> {
-    *tally.dlq.entry(failure.kind.as_str()).or_default() += 1;
-    tracing::warn!(partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "record sent to the dead-letter topic");
-    let Some(p) = publish else {
-        return Ok(());
-    };
-    let key = job.key.as_deref();
-    let headers = |dropped| dlq_headers(&config.worker_id, job, failure, dropped);
-    match p.try_send(&config.dlq_topic, key, &job.value, headers(false)) {
-        Err(argus_kafka::rdkafka::error::KafkaError::MessageProduction(
-            argus_kafka::rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
-        )) => p.send(&config.dlq_topic, key, &[], headers(true)),
-        Err(e) => Err(CliError::Runtime(anyhow::anyhow!(
-            "cannot publish to {}: {e}",
-            config.dlq_topic
-        ))),
-        Ok(()) => Ok(()),
     }
 }
 
@@ -291,14 +259,16 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let model = load_model(&args.model.model, &args.model.engine.options(1))?;
     let (positive, threshold) = decision(&args, &model)?;
-    let config = Arc::new(worker_config(
+    let mut config = worker_config(
         format!("argus-score-{}", crate::work::default_worker_id()),
         vec![args.input.clone()],
         &args.model,
         &args.topics,
         &model,
-    )?);
-    let outputs = Outputs::new(config.clone(), &model);
+    )?;
+    // A batch scores what is in its range, however old.
+    config.max_age = None;
+    let pipeline = Pipeline::new(model.clone(), &config);
     let settings = args.kafka.settings();
     let mut cc = settings.consumer_config(
         &format!("argus-score-{}", std::process::id()),
@@ -330,8 +300,15 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
         .transpose()
         .map_err(|e| CliError::Usage(e.to_string()))?
         .map(|producer| Publish {
-            producer,
-            pending: Vec::new(),
+            // Each failed delivery is retried once, then counted: a batch does not wait
+            // out a broker outage, it reports it.
+            publisher: pipeline.publisher(producer, &config, {
+                let give_up = CancellationToken::new();
+                give_up.cancel();
+                give_up
+            }),
+            pending: FuturesUnordered::new(),
+            pending_bytes: 0,
         });
     let mut latest: HashMap<String, Scored> = HashMap::new();
     let mut tally = Tally::default();
@@ -360,10 +337,20 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                         if m.offset() + 1 >= end {
                             close(&consumer, &args.input, &mut open, m.partition());
                         }
-                        match job::prepare(&job, &model, config.max_input_bytes, None) {
+                        match pipeline.prepare(&job) {
                             Prepare::Ready(r) => batch.push((job, r)),
                             Prepare::Failed(f) => {
-                                dead_letter(&job, &f, publish.as_mut(), &config, &mut tally)?
+                                let outcome = Outcome::Failed(f);
+                                emit(
+                                    &pipeline,
+                                    job,
+                                    outcome,
+                                    positive,
+                                    publish.as_mut(),
+                                    &mut latest,
+                                    &mut tally,
+                                )
+                                .await;
                             }
                             Prepare::Stale(_) => {}
                         }
@@ -394,19 +381,18 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                 }
             }
             if batch.len() >= args.batch.max(1) || (open.is_empty() && !batch.is_empty()) {
-                score_batch(
-                    &model,
-                    &outputs,
-                    std::mem::take(&mut batch),
-                    positive,
-                    publish.as_mut(),
-                    &config,
-                    &mut latest,
-                    &mut tally,
-                )?;
-            }
-            if let Some(p) = publish.as_mut().filter(|p| p.pending.len() >= MAX_PENDING) {
-                tally.delivery_failures += p.settle().await;
+                for (job, outcome) in pipeline.infer(std::mem::take(&mut batch)) {
+                    emit(
+                        &pipeline,
+                        job,
+                        outcome,
+                        positive,
+                        publish.as_mut(),
+                        &mut latest,
+                        &mut tally,
+                    )
+                    .await;
+                }
             }
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 last_progress = Instant::now();
@@ -445,7 +431,7 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
         if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", tally.scored, tally.alerts) },
     );
     if tally.delivery_failures > 0 {
-        return Err(CliError::Runtime(anyhow::anyhow!("{} outputs were not acknowledged by the broker; the report is complete, the topics are not — run again", tally.delivery_failures)));
+        return Err(CliError::Runtime(anyhow::anyhow!("the outputs of {} records were not acknowledged by the broker; the report is complete, the topics are not — run again", tally.delivery_failures)));
     }
     Ok(())
 }
@@ -532,97 +518,54 @@ fn range(
     Ok((tpl, bounds))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn score_batch(
-    model: &Classifier,
-    outputs: &Outputs,
-    batch: Vec<(Job, Ready)>,
+/// One scored (or failed) input: counted, kept for the report if it is its key's latest,
+/// and published as a worker would (prediction and alerts, or its dead letter).
+async fn emit(
+    pipeline: &Pipeline,
+    job: Job,
+    outcome: Outcome,
     positive: usize,
-    mut publish: Option<&mut Publish>,
-    config: &argus_worker::WorkerConfig,
+    publish: Option<&mut Publish>,
     latest: &mut HashMap<String, Scored>,
     tally: &mut Tally,
-) -> Result<(), CliError> {
-    let prepared: Vec<_> = batch.iter().map(|(_, r)| r.prepared.clone()).collect();
-    let results = match model.classify_batch(&prepared) {
-        Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
-        // As the workers do: a failed batch is retried input by input.
-        Err(_) => prepared
-            .iter()
-            .map(|p| {
-                model
-                    .classify_batch(std::slice::from_ref(p))
-                    .and_then(|mut v| {
-                        v.pop().ok_or_else(|| argus_model::ModelError::Inference {
-                            source: "no output".into(),
-                        })
-                    })
-            })
-            .collect(),
-    };
-    for ((job, ready), result) in batch.into_iter().zip(results) {
-        let classification = match result {
-            Ok(c) => c,
-            Err(e) => {
-                let f = job::Failure {
-                    kind: e.failure_kind(),
-                    detail: e.to_string(),
-                };
-                dead_letter(&job, &f, publish.as_deref_mut(), config, tally)?;
-                continue;
-            }
-        };
-        let classified = Classified {
-            envelope: ready.envelope,
-            classification,
-            queue_us: ready.queue_us,
-            envelope_us: ready.envelope_us,
-        };
-        tally.scored += 1;
-        let (prediction, alerts) = outputs.outputs(&job, &classified);
-        tally.alerts += alerts.len() as u64;
-        if let Some(p) = publish.as_deref_mut() {
-            let capture = classified.envelope.capture_time_us;
-            let json = serde_json::to_vec(&prediction).map_err(|e| CliError::Runtime(e.into()))?;
-            p.send(
-                &config.predictions_topic,
-                job.key.as_deref(),
-                &json,
-                Publisher::json_headers(&prediction.schema, capture),
-            )?;
-            for a in &alerts {
-                let json = serde_json::to_vec(a).map_err(|e| CliError::Runtime(e.into()))?;
-                let schema = alert_schema(a);
-                p.send(
-                    &config.alerts_topic,
-                    job.key.as_deref(),
-                    &json,
-                    Publisher::json_headers(schema, capture),
-                )?;
+) {
+    match &outcome {
+        Outcome::Classified(c) => {
+            tally.scored += 1;
+            let key = job
+                .key_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| c.envelope.source_id.clone());
+            let scored = Scored {
+                key: key.clone(),
+                score: c.classification.probability(positive),
+                evidence: pipeline.model().evidence(&c.envelope.payload),
+                partition: job.partition,
+                offset: job.offset,
+                order: (job.timestamp_ms.unwrap_or(0), job.partition, job.offset),
+            };
+            // One row per key: its latest record in the range (by Kafka timestamp, so also
+            // when a key's records sit in two partitions after the topic grew).
+            match latest.get(&key) {
+                Some(old) if old.order > scored.order => {}
+                _ => {
+                    latest.insert(key, scored);
+                }
             }
         }
-        let key = job
-            .key_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| classified.envelope.source_id.clone());
-        let scored = Scored {
-            key: key.clone(),
-            score: classified.classification.probability(positive),
-            evidence: model.evidence(&classified.envelope.payload),
-            partition: job.partition,
-            offset: job.offset,
-            order: (job.timestamp_ms.unwrap_or(0), job.partition, job.offset),
-        };
-        // One row per key: its latest record in the range (by Kafka timestamp, so also when
-        // a key's records sit in two partitions after the topic grew).
-        match latest.get(&key) {
-            Some(old) if old.order > scored.order => {}
-            _ => {
-                latest.insert(key, scored);
+        Outcome::Failed(f) => {
+            *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
+            if publish.is_none() {
+                tracing::warn!(partition = job.partition, offset = job.offset, reason = %f.kind, detail = %f.detail, "record cannot be scored (not sent to the dead-letter topic: --no-publish)");
             }
         }
+        Outcome::Stale(_) => {}
     }
-    Ok(())
+    let rendered = pipeline.render(&job, &outcome);
+    tally.alerts += rendered.alerts() as u64;
+    if let Some(p) = publish {
+        tally.delivery_failures += p.send(job, rendered).await;
+    }
 }
 
 struct ReportSummary {

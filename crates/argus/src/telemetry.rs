@@ -81,7 +81,7 @@ pub async fn serve(
         .route(
             "/healthz",
             get(move || async move {
-                let now = argus_worker::publish::now_us().max(0) as u64;
+                let now = argus_wire::now_us().max(0) as u64;
                 let stale = workers.iter().any(|w| {
                     let last = w.last_poll_us.load(Ordering::Relaxed);
                     last != 0 && now.saturating_sub(last) > 60_000_000

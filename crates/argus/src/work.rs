@@ -122,7 +122,7 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
     }
     let clients = || {
         let (consumer, producer) = if args.exactly_once {
-            let txn_id = argus_worker::txn::transactional_id(&args.group, &worker_id);
+            let txn_id = argus_worker::transactional_id(&args.group, &worker_id);
             (
                 settings.transactional_consumer(&args.group, &worker_id),
                 settings.transactional_producer(&worker_id, &txn_id),
@@ -184,11 +184,9 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
             // Exactly-once: a transaction whose offsets the group refused because it had
             // moved on (a member joined or left while it was open) is aborted; new clients
             // rejoin and redo its inputs from the committed offsets, as a restart would.
-            Err(argus_worker::WorkerError::Transaction(reason))
-                if !shutdown.is_cancelled() && argus_worker::group_moved_on(&reason) =>
-            {
-                tracing::warn!(worker = %worker_id, error = %reason, "transaction aborted by a rebalance; rejoining with new clients");
-                metrics::counter!("argus_worker_rejoins_total").increment(1);
+            Err(e) if !shutdown.is_cancelled() && e.rejoin() => {
+                tracing::warn!(worker = %worker_id, error = %e, "transaction aborted by a rebalance; rejoining with new clients");
+                metrics::counter!(argus_worker::metrics::REJOINS).increment(1);
             }
             other => break other,
         }

@@ -4,8 +4,8 @@
 //! the plan for exactly that size. Replies go back per input, so callers never see batches.
 use crate::job::Failure;
 use crate::metrics as m;
+use crate::pipeline::infer_batch;
 use argus_model::{Classification, Classifier, Prepared};
-use argus_wire::FailureKind;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,49 +102,10 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
             std::thread::sleep(policy.inject_delay);
         }
         let t = Instant::now();
-        let result = run_guarded(model, &prepared);
+        let results = infer_batch(model, &prepared);
         metrics::histogram!(m::BATCH_SECONDS).record(t.elapsed().as_secs_f64());
-        match result {
-            Ok(outs) => {
-                for (reply, out) in replies.into_iter().zip(outs) {
-                    let _ = reply.send(Ok(out));
-                }
-            }
-            // A batch failed as a whole: run its inputs one by one so a failure stays with
-            // the input that caused it.
-            Err(_) if n > 1 => {
-                for (reply, p) in replies.into_iter().zip(prepared) {
-                    let one = run_guarded(model, std::slice::from_ref(&p))
-                        .and_then(|mut v| v.pop().ok_or_else(|| failure("no output".into())));
-                    let _ = reply.send(one);
-                }
-            }
-            Err(f) => {
-                for reply in replies {
-                    let _ = reply.send(Err(f.clone()));
-                }
-            }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
-    }
-}
-
-fn failure(detail: String) -> Failure {
-    Failure {
-        kind: FailureKind::Model,
-        detail,
-    }
-}
-
-/// Runs a batch; a panic inside the model becomes a per-input failure, not a dead thread.
-fn run_guarded(model: &Classifier, prepared: &[Prepared]) -> Result<Vec<Classification>, Failure> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        model.classify_batch(prepared)
-    })) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure {
-            kind: e.failure_kind(),
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(failure("inference panicked".into())),
     }
 }

@@ -1,5 +1,5 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
-use argus_model::{Classification, Classifier, ModelError, Prepared};
+use argus_model::{Classification, Classifier, Prepared};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
@@ -171,39 +171,6 @@ pub fn prepare(
         Err(e) => Prepare::Failed(Failure {
             kind: e.failure_kind(),
             detail: e.to_string(),
-        }),
-    }
-}
-
-/// Checks, decodes and classifies one input (batch 1, no age limit). Blocking.
-pub fn classify(
-    job: &Job,
-    model: &Classifier,
-    max_input_bytes: usize,
-) -> Result<Classified, Failure> {
-    match prepare(job, model, max_input_bytes, None) {
-        Prepare::Ready(r) => {
-            let mut out = model
-                .classify_batch(std::slice::from_ref(&r.prepared))
-                .map_err(|e: ModelError| Failure {
-                    kind: e.failure_kind(),
-                    detail: e.to_string(),
-                })?;
-            let classification = out.pop().ok_or_else(|| Failure {
-                kind: FailureKind::Model,
-                detail: "model produced no output".into(),
-            })?;
-            Ok(Classified {
-                envelope: r.envelope,
-                classification,
-                queue_us: r.queue_us,
-                envelope_us: r.envelope_us,
-            })
-        }
-        Prepare::Failed(f) => Err(f),
-        Prepare::Stale(_) => Err(Failure {
-            kind: FailureKind::Model,
-            detail: "stale without an age limit".into(),
         }),
     }
 }

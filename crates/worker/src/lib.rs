@@ -1,16 +1,21 @@
 //! The consume → infer → publish pipeline. Operator's view: `docs/workers.md`.
 //!
 //! Layout:
+//! - [`pipeline`]: the core shared with the batch scorer (`argus score`): prepare →
+//!   batched inference with per-input retry → outputs → publish.
 //! - [`config`]: what a worker needs to know (topics, rules, bounds, batching, modes).
-//! - [`job`]: one input message copied out of librdkafka; decode, age check, preprocess.
-//! - [`infer`]: inference threads that batch whatever is queued (plans per batch size).
-//! - [`publish`]: building `Prediction`/`Alert`/DLQ records; waiting for their acks, or
-//!   queueing them in the open transaction.
-//! - [`tracker`]: per-partition in-flight bookkeeping, contiguous commit points, ownership.
-//! - [`txn`]: exactly-once transactions.
-//! - [`drain`]: lag, rates, drain estimate and stuck flags.
-//! - [`run`](run()): the loop. It polls (also while paused), spawns a job per message,
-//!   commits, pauses and resumes for backpressure, and drains on shutdown.
+//! - `job`: one input message copied out of librdkafka; decode, age check, preprocess.
+//! - `outputs`: the JSON outputs of one input (prediction, alerts) or its dead letter.
+//! - `publish`: handing outputs to the producer and waiting for their acknowledgements.
+//!   (The types of these three that callers need are re-exported by [`pipeline`].)
+//! - `run`: the loop — a `Worker` state machine (start, on_message, on_report, on_tick,
+//!   backpressure, drain, finish) that [`run()`] drives with one `select!`.
+//! - `commit`: the commit strategy, at-least-once or exactly-once (`txn`), behind one
+//!   type; `backpressure`: when to pause and resume, pure.
+//! - `process`: one input's task (ordering, ownership, the transaction around publish).
+//! - `infer`: inference threads that batch whatever is queued (plans per batch size).
+//! - `tracker`: per-partition in-flight bookkeeping, contiguous commit points, ownership.
+//! - `drain`, `watermarks`: lag, rates, drain estimate and stuck flags.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 //!
 //! **Offset rule.** An input's offset is committed only after every output it caused
@@ -20,14 +25,22 @@
 //! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
-pub mod drain;
-pub mod infer;
-pub mod job;
 pub mod metrics;
-pub mod publish;
+pub mod pipeline;
+
+mod backpressure;
+mod commit;
+mod drain;
+mod infer;
+mod job;
+mod outputs;
+mod process;
+mod publish;
 mod run;
-pub mod tracker;
-pub mod txn;
+mod tracker;
+mod txn;
+mod watermarks;
 
 pub use config::{AlertRule, WorkerConfig};
-pub use run::{group_moved_on, run, WorkerError, WorkerStats};
+pub use run::{run, WorkerError, WorkerStats};
+pub use txn::{transactional_id, TxnError, TxnErrorKind};

@@ -32,6 +32,11 @@ pub const MAX_BATCH: &str = "argus_worker_max_batch";
 pub const BATCH_SIZE: &str = "argus_worker_batch_size";
 /// Histogram: time per model call (one batch), seconds.
 pub const BATCH_SECONDS: &str = "argus_worker_batch_seconds";
+/// Counter: offset commits (at-least-once) that failed; they are retried.
+pub const COMMIT_FAILURES: &str = "argus_kafka_commit_failures_total";
+/// Counter: times an exactly-once worker rejoined its group with new clients after a
+/// rebalance refused its open transaction.
+pub const REJOINS: &str = "argus_worker_rejoins_total";
 /// Histogram: offset commit time (at-least-once), seconds.
 pub const COMMIT_SECONDS: &str = "argus_worker_commit_seconds";
 /// Counter: times the worker paused its partitions because in-flight work was full.
@@ -69,6 +74,10 @@ pub const PARTITION_STUCK: &str = "argus_worker_partition_stuck";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
+    describe_counter!(
+        REJOINS,
+        "Exactly-once workers that rejoined their group with new clients after a rebalance refused their open transaction"
+    );
     describe_counter!(OUTPUTS, "Outputs published, by kind and outcome");
     describe_counter!(DLQ, "Inputs sent to the dead-letter topic, by reason");
     describe_histogram!(

@@ -103,6 +103,7 @@ impl Tracker {
     }
 
     /// Records a consumed input of `tp` (assigned in `generation`).
+    #[cfg(test)]
     pub fn start(&self, tp: &Tp, generation: u64, offset: i64) {
         self.start_at(tp, generation, offset, None)
     }

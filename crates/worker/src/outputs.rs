@@ -1,0 +1,263 @@
+//! The outputs of one input, as JSON: a `Prediction` plus an `Alert` per matching rule, a
+//! stale `Prediction` (v2), or the reason it goes to the dead-letter topic. Pure: no Kafka.
+//! The workers and the batch scorer (`argus score`) write the same records from here.
+use crate::config::{AlertRule, WorkerConfig};
+use crate::job::{Classified, Failure, Job, Stale};
+use argus_model::Classifier;
+use argus_wire::{
+    now_us, Alert, FailureKind, ModelRef, Payload, Prediction, PredictionOutcome, Score, Skipped,
+    Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+};
+use std::sync::Arc;
+
+/// What became of an input before publishing.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The model ran.
+    Classified(Classified),
+    /// Older than `max_age` when reached; the model did not run.
+    Stale(Stale),
+    /// Goes to the DLQ.
+    Failed(Failure),
+}
+
+/// What happened to an input whose outputs were all acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// A prediction (and this many alerts) were published.
+    Predicted {
+        /// Alerts published with the prediction.
+        alerts: usize,
+    },
+    /// A stale prediction was published; the model did not run.
+    Stale,
+    /// The input went to the DLQ.
+    DeadLettered(FailureKind),
+    /// The partition was revoked before the outputs were handed over; nothing was
+    /// published and the next owner redoes the input.
+    Abandoned,
+}
+
+/// Builds the JSON outputs (prediction, alerts) of classified inputs.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    worker_id: String,
+    rules: Arc<Vec<AlertRule>>,
+    top_k: usize,
+    model: ModelRef,
+    labels: Arc<Vec<String>>,
+    /// Tabular bundles: the features alerts carry as evidence (empty for images).
+    features: Arc<Vec<argus_model::manifest::Feature>>,
+}
+
+/// The `argus-schema` header value of an alert: its body's version.
+pub fn alert_schema(alert: &Alert) -> &'static str {
+    if alert.schema == ALERT_SCHEMA_V2 {
+        ALERT_SCHEMA_V2
+    } else {
+        ALERT_SCHEMA
+    }
+}
+
+/// The JSON outputs of one input, ready to send.
+#[derive(Debug, Clone)]
+pub struct JsonOutputs {
+    /// The prediction's schema (v1, or v2 for a stale prediction).
+    pub prediction_schema: &'static str,
+    /// The prediction, JSON.
+    pub prediction: Vec<u8>,
+    /// Each alert's schema (v1, or v2 with features) and JSON.
+    pub alerts: Vec<(&'static str, Vec<u8>)>,
+    /// The input's capture time (µs since the Unix epoch), sent as a header.
+    pub capture_us: i64,
+    /// What the input counts as once these are delivered.
+    pub finished: Finished,
+}
+
+/// Everything one input publishes.
+#[derive(Debug, Clone)]
+pub enum Rendered {
+    /// A prediction and its alerts.
+    Outputs(JsonOutputs),
+    /// The input goes to the dead-letter topic, for this reason.
+    DeadLetter(Failure),
+}
+
+impl Rendered {
+    /// Alerts among the outputs.
+    pub fn alerts(&self) -> usize {
+        match self {
+            Rendered::Outputs(o) => o.alerts.len(),
+            Rendered::DeadLetter(_) => 0,
+        }
+    }
+}
+
+impl Outputs {
+    /// Outputs of `model` under `config`'s rules, top-k and worker id.
+    pub fn new(config: &WorkerConfig, model: &Classifier) -> Self {
+        Outputs {
+            worker_id: config.worker_id.clone(),
+            rules: Arc::new(config.rules.clone()),
+            top_k: config.top_k,
+            model: model.model_ref().clone(),
+            labels: Arc::new(model.labels().to_vec()),
+            features: Arc::new(model.manifest().features.clone()),
+        }
+    }
+
+    /// Builds the prediction and alerts for a classified input.
+    pub fn outputs(&self, job: &Job, c: &Classified) -> (Prediction, Vec<Alert>) {
+        let input = job.input_ref(Some(&c.envelope));
+        let id = input.id();
+        let probs = &c.classification.probabilities;
+        let label_of = |i: usize| self.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let top: Vec<Score> = c
+            .classification
+            .ranking
+            .iter()
+            .take(self.top_k.max(1))
+            .map(|&i| Score {
+                label: label_of(i),
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                score: probs[i],
+            })
+            .collect();
+        let best = c.classification.ranking.first().copied().unwrap_or(0);
+        let now = now_us();
+        let t = c.classification.timings;
+        let prediction = Prediction {
+            schema: PREDICTION_SCHEMA.into(),
+            id: id.clone(),
+            input: input.clone(),
+            model: self.model.clone(),
+            outcome: PredictionOutcome::Ok,
+            label: Some(label_of(best)),
+            score: Some(c.classification.probability(best)),
+            top,
+            timings: Timings {
+                queue_us: c.queue_us,
+                decode_us: t.decode_us + c.envelope_us,
+                preprocess_us: t.preprocess_us,
+                inference_us: t.inference_us,
+                postprocess_us: t.postprocess_us,
+                capture_to_output_us: u64::try_from(now.saturating_sub(c.envelope.capture_time_us))
+                    .ok(),
+            },
+            worker: self.worker_id.clone(),
+            produced_at_us: now,
+            skipped: None,
+        };
+        // Records: the features the model used, as evidence (built only if an alert fires).
+        let evidence = || match &c.envelope.payload {
+            Payload::Record(r) if !self.features.is_empty() => Some(
+                argus_model::tabular::evidence(&self.features, r)
+                    .into_iter()
+                    .collect::<serde_json::Map<_, _>>(),
+            ),
+            _ => None,
+        };
+        let alerts = self
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                let i = self.labels.iter().position(|l| *l == rule.label)?;
+                let score = c.classification.probability(i);
+                if score < rule.threshold {
+                    return None;
+                }
+                let features = evidence();
+                Some(Alert {
+                    schema: if features.is_some() {
+                        ALERT_SCHEMA_V2
+                    } else {
+                        ALERT_SCHEMA
+                    }
+                    .into(),
+                    id: format!("{id}/{}", rule.name),
+                    prediction_id: id.clone(),
+                    input: input.clone(),
+                    model: self.model.clone(),
+                    rule: argus_wire::AlertRule {
+                        name: rule.name.clone(),
+                        label: rule.label.clone(),
+                        threshold: rule.threshold,
+                    },
+                    label: rule.label.clone(),
+                    score,
+                    worker: self.worker_id.clone(),
+                    raised_at_us: now,
+                    features,
+                })
+            })
+            .collect();
+        (prediction, alerts)
+    }
+
+    /// The (v2) prediction for an input that was too old to run.
+    pub fn stale_prediction(&self, job: &Job, stale: &Stale) -> Prediction {
+        let Stale {
+            envelope,
+            age_us,
+            max_age_us,
+            queue_us,
+        } = stale;
+        let input = job.input_ref(Some(envelope));
+        let now = now_us();
+        Prediction {
+            schema: PREDICTION_SCHEMA_V2.into(),
+            id: input.id(),
+            input,
+            model: self.model.clone(),
+            outcome: PredictionOutcome::Stale,
+            label: None,
+            score: None,
+            top: Vec::new(),
+            timings: Timings {
+                queue_us: *queue_us,
+                capture_to_output_us: u64::try_from(now.saturating_sub(envelope.capture_time_us))
+                    .ok(),
+                ..Timings::default()
+            },
+            worker: self.worker_id.clone(),
+            produced_at_us: now,
+            skipped: Some(Skipped {
+                reason: "stale".into(),
+                age_us: *age_us,
+                max_age_us: *max_age_us,
+            }),
+        }
+    }
+
+    /// Renders what one input publishes.
+    pub fn render(&self, job: &Job, outcome: &Outcome) -> Rendered {
+        match outcome {
+            Outcome::Classified(c) => {
+                let (prediction, alerts) = self.outputs(job, c);
+                Rendered::Outputs(JsonOutputs {
+                    prediction_schema: PREDICTION_SCHEMA,
+                    prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
+                    alerts: alerts
+                        .iter()
+                        .map(|a| (alert_schema(a), serde_json::to_vec(a).unwrap_or_default()))
+                        .collect(),
+                    capture_us: c.envelope.capture_time_us,
+                    finished: Finished::Predicted {
+                        alerts: alerts.len(),
+                    },
+                })
+            }
+            Outcome::Stale(stale) => {
+                let p = self.stale_prediction(job, stale);
+                Rendered::Outputs(JsonOutputs {
+                    prediction_schema: PREDICTION_SCHEMA_V2,
+                    prediction: serde_json::to_vec(&p).unwrap_or_default(),
+                    alerts: Vec::new(),
+                    capture_us: stale.envelope.capture_time_us,
+                    finished: Finished::Stale,
+                })
+            }
+            Outcome::Failed(f) => Rendered::DeadLetter(f.clone()),
+        }
+    }
+}

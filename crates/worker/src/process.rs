@@ -1,0 +1,208 @@
+//! One input's task in the streaming worker: the pipeline's stages (see [`crate::pipeline`])
+//! plus the worker's rules around them — bounded decode and read-ahead, per-partition output
+//! order, partition ownership (the tracker) and, in exactly-once mode, the transaction.
+//!
+//! Order: outputs are handed to the producer only after `after` fires (the previous input
+//! of the same partition has handed over its outputs), and `then` is released once this
+//! input's outputs are queued. With one idempotent producer this keeps the outputs of one
+//! key in input order even though inference runs concurrently. (A retried delivery can
+//! still overtake; that needs a broker outage to happen.)
+use crate::infer::InferenceStage;
+use crate::job::{Classified, Failure, Job, Prepare};
+use crate::metrics as m;
+use crate::outputs::{Finished, Outcome};
+use crate::pipeline::Pipeline;
+use crate::publish::{Publisher, Undelivered};
+use crate::tracker::Tracker;
+use crate::txn::{Transactions, TxnError};
+use argus_wire::FailureKind;
+use std::sync::Arc;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// What every input task of one worker shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) stage: Arc<InferenceStage>,
+    pub(crate) publisher: Publisher,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) txn: Option<Arc<Transactions>>,
+    /// Decode and preprocess run on the blocking pool, this many at once.
+    pub(crate) decode_permits: Arc<Semaphore>,
+    /// Inputs taken from the consumer and not yet through the model, at most.
+    pub(crate) ahead_permits: Arc<Semaphore>,
+}
+
+/// One input and its place in its partition's order.
+#[derive(Debug)]
+pub(crate) struct Input {
+    pub(crate) job: Job,
+    /// The generation its partition was assigned in.
+    pub(crate) generation: u64,
+    /// The slot the loop took this input with (none if it came while paused).
+    pub(crate) ahead: Option<OwnedSemaphorePermit>,
+    /// Fires when the previous input of the partition has handed over its outputs.
+    pub(crate) after: Option<oneshot::Receiver<()>>,
+    /// Released once this input's outputs are handed over.
+    pub(crate) then: oneshot::Sender<()>,
+}
+
+impl Shared {
+    /// One input: decode and preprocess on the bounded blocking pool, infer on the batching
+    /// stage, publish in partition order.
+    pub(crate) async fn process(&self, input: Input) -> Result<Finished, Undelivered> {
+        let Input {
+            job,
+            generation,
+            ahead,
+            after,
+            then,
+        } = input;
+        // Held from before decoding until the model has run.
+        let ahead = match ahead {
+            Some(p) => Ok(p),
+            None => self.ahead_permits.clone().acquire_owned().await,
+        };
+        let prepared = self.prepare(&job).await;
+        let outcome = match prepared {
+            Prepare::Ready(ready) => {
+                let (envelope, queue_us, envelope_us) =
+                    (ready.envelope, ready.queue_us, ready.envelope_us);
+                match self.stage.submit(ready.prepared).await {
+                    Ok(Ok(classification)) => {
+                        let t = classification.timings;
+                        metrics::histogram!(m::INFERENCE_SECONDS)
+                            .record(t.inference_us as f64 / 1e6);
+                        let total = t.decode_us
+                            + envelope_us
+                            + t.preprocess_us
+                            + t.inference_us
+                            + t.postprocess_us;
+                        metrics::histogram!(m::PROCESSING_SECONDS).record(total as f64 / 1e6);
+                        Outcome::Classified(Classified {
+                            envelope,
+                            classification,
+                            queue_us,
+                            envelope_us,
+                        })
+                    }
+                    Ok(Err(f)) => Outcome::Failed(f),
+                    Err(_) => Outcome::Failed(Failure {
+                        kind: FailureKind::Model,
+                        detail: "inference stage stopped".into(),
+                    }),
+                }
+            }
+            Prepare::Stale(stale) => Outcome::Stale(stale),
+            Prepare::Failed(f) => Outcome::Failed(f),
+        };
+        drop(ahead);
+        self.publish(&job, generation, outcome, after, then).await
+    }
+
+    /// Stage 1, panics caught: records on the reactor (a few µs of envelope decoding and
+    /// feature assembly, less than handing them to a blocking thread would cost — in a
+    /// profile of a churn drain thread hand-offs were the largest cost per record), images
+    /// on the bounded blocking pool.
+    async fn prepare(&self, job: &Job) -> Prepare {
+        if self.pipeline.model().cheap_to_prepare() {
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.pipeline.prepare(job)
+            }))
+            .unwrap_or_else(|_| {
+                Prepare::Failed(Failure {
+                    kind: FailureKind::Model,
+                    detail: "preparing the record panicked".into(),
+                })
+            });
+        }
+        let _permit = self.decode_permits.clone().acquire_owned().await;
+        let (job, pipeline) = (job.clone(), self.pipeline.clone());
+        tokio::task::spawn_blocking(move || pipeline.prepare(&job))
+            .await
+            .unwrap_or_else(|e| {
+                Prepare::Failed(Failure {
+                    kind: FailureKind::Model,
+                    detail: format!("decode task failed: {e}"),
+                })
+            })
+    }
+
+    /// Publishes the outputs of one input, waits for them to be acknowledged (or, in a
+    /// transaction, queued) and marks the input finished in the tracker. Outputs are
+    /// handed over only while the input's partition is still owned
+    /// ([`Tracker::begin_publish`]).
+    async fn publish(
+        &self,
+        job: &Job,
+        generation: u64,
+        outcome: Outcome,
+        after: Option<oneshot::Receiver<()>>,
+        then: oneshot::Sender<()>,
+    ) -> Result<Finished, Undelivered> {
+        if let Some(previous) = after {
+            // An error only means the previous job ended without publishing.
+            let _ = previous.await;
+        }
+        let tp = (job.topic.clone(), job.partition);
+        let rendered = self.pipeline.render(job, &outcome);
+        if let Some(txn) = &self.txn {
+            let r = self.publish_in_transaction(txn, job, generation, &rendered);
+            drop(then);
+            return r;
+        }
+        if !self.tracker.begin_publish(&tp, generation, job.offset) {
+            return Ok(Finished::Abandoned);
+        }
+        let enqueued = self.publisher.enqueue(job, rendered).await;
+        drop(then);
+        let r = self.publisher.confirm(job, enqueued).await;
+        match &r {
+            Ok(_) => {
+                self.tracker.finish(&tp, generation, job.offset);
+            }
+            // Left unfinished: no later offset of this partition is stored.
+            Err(_) => self.tracker.abandon(&tp, generation, job.offset),
+        }
+        r
+    }
+
+    /// Queues the input's outputs in the open transaction, atomically with marking the
+    /// input finished (the commit takes the gate exclusively).
+    fn publish_in_transaction(
+        &self,
+        txn: &Transactions,
+        job: &Job,
+        generation: u64,
+        rendered: &crate::outputs::Rendered,
+    ) -> Result<Finished, Undelivered> {
+        let tp = (job.topic.clone(), job.partition);
+        let _gate = txn.gate();
+        if !self.tracker.begin_publish(&tp, generation, job.offset) {
+            return Ok(Finished::Abandoned);
+        }
+        let finished = match self.publisher.queue_in_transaction(job, rendered) {
+            Ok(f) => f,
+            Err(e) => {
+                txn.fail(TxnError::outputs(format!("queueing outputs failed: {e}")));
+                self.tracker.abandon(&tp, generation, job.offset);
+                return Err(Undelivered {
+                    topic: job.topic.clone(),
+                    partition: job.partition,
+                    offset: job.offset,
+                    source: e,
+                });
+            }
+        };
+        txn.mark_dirty();
+        if !self.tracker.finish(&tp, generation, job.offset) {
+            // Cannot happen while revocation holds the gate; if it ever does, these outputs
+            // would commit without their offset: make the transaction fail instead.
+            txn.fail(TxnError::outputs(format!(
+                "outputs of {}/{}/{} queued after its partition was revoked",
+                job.topic, job.partition, job.offset
+            )));
+        }
+        Ok(finished)
+    }
+}
