@@ -1,30 +1,16 @@
-//! `argus score`: the daily batch flow. Reads a bounded range of an input topic (from a
-//! timestamp, or the beginning, up to the end offsets seen at start), scores it with the
-//! workers' pipeline core (`argus_worker::pipeline`: prepare → batched inference with
-//! per-input retry → outputs → acknowledged publishing), so it publishes the same
-//! predictions, alerts and dead letters a worker would, and writes the
-//! at-risk report: the records whose positive-label score reaches the decision threshold,
-//! best first, top N, with the features the model used as evidence columns.
-//!
-//! Deterministic: the range is fixed at start (end offsets), one row per key (its latest
-//! record in the range), ordered by score descending then key — so two runs over the same
-//! range write the same report byte for byte. No consumer-group offsets are committed.
+//! `argus score`: the daily batch flow — flags, wiring and the summary. The scoring itself
+//! (bounded range → the workers' pipeline core → outputs and the at-risk report) is
+//! `argus_worker::score`.
 use crate::cli::{parse_duration, KafkaArgs, ModelArgs, TopicArgs};
 use crate::work::{alert_rules, load_model, worker_config};
 use crate::CliError;
-use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use argus_kafka::rdkafka::consumer::StreamConsumer;
 use argus_model::Classifier;
-use argus_worker::pipeline::{
-    Finished, Job, Outcome, Pipeline, Prepare, Publisher, Ready, Rendered, Undelivered,
-};
+use argus_worker::score::{ScoreConfig, ScoreSummary};
+use argus_worker::WorkerError;
 use clap::Args;
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 /// `argus score` flags.
 #[derive(Debug, Args)]
@@ -144,94 +130,6 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     Ok(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms_frac)
 }
 
-/// One scored record in the report.
-#[derive(Debug, Clone)]
-struct Scored {
-    key: String,
-    score: f32,
-    evidence: Vec<(String, serde_json::Value)>,
-    /// Kafka timestamp (ms), then partition and offset: which record of a key is latest.
-    order: (i64, i32, i64),
-    partition: i32,
-    offset: i64,
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    scored: u64,
-    dlq: BTreeMap<&'static str, u64>,
-    alerts: u64,
-    delivery_failures: u64,
-}
-
-/// Outputs being published: handed to the producer in input order, their
-/// acknowledgements awaited concurrently (retried once, then counted as failures).
-struct Publish {
-    publisher: Publisher,
-    pending: FuturesUnordered<futures::future::BoxFuture<'static, Result<Finished, Undelivered>>>,
-    /// Payload bytes of the inputs whose outputs are pending (kept for the DLQ).
-    pending_bytes: usize,
-}
-
-/// Acknowledgements awaited at once, at most: a range of millions of records must not hold
-/// a delivery future (and its input) per output.
-const MAX_PENDING: usize = 20_000;
-/// Input bytes held for pending outputs, at most (frames are large).
-const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
-
-impl Publish {
-    /// Hands one input's outputs to the producer; collects the acknowledgements that have
-    /// already arrived. Returns how many inputs' outputs the broker did not acknowledge.
-    async fn send(&mut self, job: Job, rendered: Rendered) -> u64 {
-        let enqueued = self.publisher.enqueue(&job, rendered).await;
-        let publisher = self.publisher.clone();
-        self.pending_bytes += job.value.len();
-        self.pending
-            .push(async move { publisher.confirm(&job, enqueued).await }.boxed());
-        let mut failed = 0;
-        while let Some(Some(r)) = self.pending.next().now_or_never() {
-            failed += u64::from(!Self::confirmed(r));
-        }
-        if self.pending.len() >= MAX_PENDING || self.pending_bytes >= MAX_PENDING_BYTES {
-            failed += self.settle().await;
-        }
-        if self.pending.is_empty() {
-            self.pending_bytes = 0;
-        }
-        failed
-    }
-
-    /// Waits for every pending output; returns how many inputs' outputs failed.
-    async fn settle(&mut self) -> u64 {
-        let mut failed = 0;
-        while let Some(r) = self.pending.next().await {
-            failed += u64::from(!Self::confirmed(r));
-        }
-        self.pending_bytes = 0;
-        failed
-    }
-
-    fn confirmed(r: Result<Finished, Undelivered>) -> bool {
-        match r {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "outputs not acknowledged");
-                false
-            }
-        }
-    }
-}
-
-/// A partition's range is done: stop tracking and fetching it.
-fn close(consumer: &StreamConsumer, topic: &str, open: &mut HashMap<i32, i64>, partition: i32) {
-    open.remove(&partition);
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    if let Err(e) = consumer.pause(&tpl) {
-        tracing::debug!(partition, error = %e, "cannot pause a finished partition");
-    }
-}
-
 /// The label whose score the report ranks, and its threshold.
 fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliError> {
     let rules = alert_rules(&args.model.alerts, model);
@@ -256,19 +154,15 @@ fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliErr
 }
 
 pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
-    let started = Instant::now();
     let model = load_model(&args.model.model, &args.model.engine.options(1))?;
     let (positive, threshold) = decision(&args, &model)?;
-    let mut config = worker_config(
+    let worker = worker_config(
         format!("argus-score-{}", crate::work::default_worker_id()),
         vec![args.input.clone()],
         &args.model,
         &args.topics,
         &model,
     )?;
-    // A batch scores what is in its range, however old.
-    config.max_age = None;
-    let pipeline = Pipeline::new(model.clone(), &config);
     let settings = args.kafka.settings();
     let mut cc = settings.consumer_config(
         &format!("argus-score-{}", std::process::id()),
@@ -281,6 +175,8 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
             args.kafka.brokers
         ))
     })?;
+    // Negative "times" are librdkafka's special offsets (-1 end, -2 beginning): the scorer
+    // reads a time before 1970 as "from the beginning".
     let start_ms = match (&args.from, args.since) {
         (Some(f), _) => Some(parse_time_ms(f).map_err(CliError::Usage)?),
         (None, Some(d)) => Some(
@@ -288,353 +184,54 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
                 .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         ),
         (None, None) => None,
-    }
-    // Negative "times" are librdkafka's special offsets (-1 end, -2 beginning): a time
-    // before 1970 means "from the beginning".
-    .map(|ms| ms.max(0));
-    let (assignment, ends) = range(&consumer, &args.input, start_ms)?;
-    let total: i64 = ends.values().map(|(start, end)| end - start).sum();
-    tracing::info!(topic = %args.input, partitions = ends.len(), records = total, from_ms = ?start_ms, "scoring a bounded range");
-    let mut publish = (!args.no_publish)
+    };
+    let producer = (!args.no_publish)
         .then(|| settings.producer("argus-score"))
         .transpose()
-        .map_err(|e| CliError::Usage(e.to_string()))?
-        .map(|producer| Publish {
-            // Each failed delivery is retried once, then counted: a batch does not wait
-            // out a broker outage, it reports it.
-            publisher: pipeline.publisher(producer, &config, {
-                let give_up = CancellationToken::new();
-                give_up.cancel();
-                give_up
-            }),
-            pending: FuturesUnordered::new(),
-            pending_bytes: 0,
-        });
-    let mut latest: HashMap<String, Scored> = HashMap::new();
-    let mut tally = Tally::default();
-    if total > 0 {
-        consumer
-            .assign(&assignment)
-            .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot assign {}: {e}", args.input)))?;
-        let mut open: HashMap<i32, i64> = ends
-            .iter()
-            .filter(|(_, (s, e))| s < e)
-            .map(|(p, (_, e))| (*p, *e))
-            .collect();
-        let mut batch: Vec<(Job, Ready)> = Vec::with_capacity(args.batch);
-        let mut last_progress = Instant::now();
-        let mut seen: i64 = 0;
-        while !open.is_empty() {
-            match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
-                Ok(Ok(m)) => {
-                    let in_range = open
-                        .get(&m.partition())
-                        .copied()
-                        .filter(|end| m.offset() < *end);
-                    if let Some(end) = in_range {
-                        seen += 1;
-                        let job = Job::from_message(&m);
-                        if m.offset() + 1 >= end {
-                            close(&consumer, &args.input, &mut open, m.partition());
-                        }
-                        match pipeline.prepare(&job) {
-                            Prepare::Ready(r) => batch.push((job, r)),
-                            Prepare::Failed(f) => {
-                                let outcome = Outcome::Failed(f);
-                                emit(
-                                    &pipeline,
-                                    job,
-                                    outcome,
-                                    positive,
-                                    publish.as_mut(),
-                                    &mut latest,
-                                    &mut tally,
-                                )
-                                .await;
-                            }
-                            Prepare::Stale(_) => {}
-                        }
-                    } else if open.contains_key(&m.partition()) {
-                        // Past the end seen at start: new records are not in the range.
-                        close(&consumer, &args.input, &mut open, m.partition());
-                    }
-                }
-                Ok(Err(e)) => {
-                    return Err(CliError::Runtime(anyhow::anyhow!(
-                        "consuming {}: {e}",
-                        args.input
-                    )))
-                }
-                Err(_) => {}
-            }
-            // Transaction markers and compaction leave offsets no record has: the range of a
-            // partition is done once the consumer's position reaches its end.
-            if let Ok(positions) = consumer.position() {
-                for e in positions.elements() {
-                    if let (Offset::Offset(o), Some(end)) =
-                        (e.offset(), open.get(&e.partition()).copied())
-                    {
-                        if o >= end {
-                            close(&consumer, &args.input, &mut open, e.partition());
-                        }
-                    }
-                }
-            }
-            if batch.len() >= args.batch.max(1) || (open.is_empty() && !batch.is_empty()) {
-                for (job, outcome) in pipeline.infer(std::mem::take(&mut batch)) {
-                    emit(
-                        &pipeline,
-                        job,
-                        outcome,
-                        positive,
-                        publish.as_mut(),
-                        &mut latest,
-                        &mut tally,
-                    )
-                    .await;
-                }
-            }
-            if last_progress.elapsed() >= Duration::from_secs(2) {
-                last_progress = Instant::now();
-                tracing::info!(
-                    read = seen,
-                    total,
-                    percent = format!("{:.1}", 100.0 * seen as f64 / total.max(1) as f64),
-                    scored = tally.scored,
-                    "scoring"
-                );
-            }
-        }
-        // The last partition's close scored the final batch inside the loop.
-        debug_assert!(batch.is_empty());
-    }
-    if let Some(p) = publish.as_mut() {
-        tally.delivery_failures += p.settle().await;
-    }
-    let report = write_report(&args, &model, latest, positive, threshold)?;
-    let secs = started.elapsed().as_secs_f64();
-    let dlq: Vec<String> = tally.dlq.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
-        "scored {} records of {} ({} partitions) in {:.1}s = {:.0} records/s; dead letters {} ({}); {} customers at or above {} = {:.2}: {} in the report {}; published {}",
-        tally.scored,
-        args.input,
-        ends.len(),
-        secs,
-        tally.scored as f64 / secs.max(1e-9),
-        tally.dlq.values().sum::<u64>(),
-        if dlq.is_empty() { "none".into() } else { dlq.join(", ") },
-        report.at_risk,
-        model.labels()[positive],
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let config = ScoreConfig {
+        input: args.input.clone(),
+        start_ms,
+        batch: args.batch.max(1),
+        positive,
         threshold,
-        report.written,
-        args.report.display(),
-        if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", tally.scored, tally.alerts) },
-    );
-    if tally.delivery_failures > 0 {
-        return Err(CliError::Runtime(anyhow::anyhow!("the outputs of {} records were not acknowledged by the broker; the report is complete, the topics are not — run again", tally.delivery_failures)));
+        report: args.report.clone(),
+        top: args.top,
+    };
+    let summary = argus_worker::score::score(&config, &worker, model.clone(), consumer, producer)
+        .await
+        .map_err(|e| match e {
+            WorkerError::Config(_) | WorkerError::Input(_) | WorkerError::Report { .. } => {
+                CliError::Usage(e.to_string())
+            }
+            other => CliError::Runtime(other.into()),
+        })?;
+    print_summary(&args, &config, &model, &summary);
+    if summary.delivery_failures > 0 {
+        return Err(CliError::Runtime(anyhow::anyhow!("the outputs of {} records were not acknowledged by the broker; the report is complete, the topics are not — run again", summary.delivery_failures)));
     }
     Ok(())
 }
 
-/// Per partition: the offset to start from and the end (exclusive).
-type Bounds = BTreeMap<i32, (i64, i64)>;
-
-/// Partitions of `topic` with the offset to start from and the end (exclusive) seen now.
-fn range(
-    consumer: &StreamConsumer,
-    topic: &str,
-    start_ms: Option<i64>,
-) -> Result<(TopicPartitionList, Bounds), CliError> {
-    let timeout = Duration::from_secs(10);
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| CliError::Runtime(anyhow::anyhow!("cannot read metadata of {topic}: {e}")))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(CliError::Usage(format!(
-            "topic {topic:?} does not exist (or has no partitions)"
-        )));
-    }
-    let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut ends = BTreeMap::new();
-    for &p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(|e| {
-            CliError::Runtime(anyhow::anyhow!(
-                "cannot read the offsets of {topic}/{p}: {e}"
-            ))
-        })?;
-        starts.insert(p, low);
-        ends.insert(p, high);
-    }
-    if let Some(ms) = start_ms {
-        let mut query = TopicPartitionList::new();
-        for &p in &partitions {
-            query
-                .add_partition_offset(topic, p, Offset::Offset(ms))
-                .map_err(|e| CliError::Runtime(e.into()))?;
-        }
-        let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
-            CliError::Runtime(anyhow::anyhow!(
-                "cannot look up offsets by time in {topic}: {e}"
-            ))
-        })?;
-        for e in found.elements() {
-            if let Err(err) = e.error() {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "cannot look up the offset of time {ms} in {topic}/{}: {err}",
-                    e.partition()
-                )));
-            }
-            let end = ends.get(&e.partition()).copied().unwrap_or(0);
-            let start = match e.offset() {
-                Offset::Offset(o) => o.min(end),
-                // No record at or after the time.
-                Offset::End => end,
-                other => {
-                    return Err(CliError::Runtime(anyhow::anyhow!(
-                        "unexpected answer {other:?} looking up time {ms} in {topic}/{}",
-                        e.partition()
-                    )))
-                }
-            };
-            starts.insert(e.partition(), start);
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut bounds = BTreeMap::new();
-    for &p in &partitions {
-        let (start, end) = (starts[&p], ends[&p]);
-        bounds.insert(p, (start.min(end), end));
-        if start < end {
-            tpl.add_partition_offset(topic, p, Offset::Offset(start))
-                .map_err(|e| CliError::Runtime(e.into()))?;
-        }
-    }
-    Ok((tpl, bounds))
-}
-
-/// One scored (or failed) input: counted, kept for the report if it is its key's latest,
-/// and published as a worker would (prediction and alerts, or its dead letter).
-async fn emit(
-    pipeline: &Pipeline,
-    job: Job,
-    outcome: Outcome,
-    positive: usize,
-    publish: Option<&mut Publish>,
-    latest: &mut HashMap<String, Scored>,
-    tally: &mut Tally,
-) {
-    match &outcome {
-        Outcome::Classified(c) => {
-            tally.scored += 1;
-            let key = job
-                .key_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| c.envelope.source_id.clone());
-            let scored = Scored {
-                key: key.clone(),
-                score: c.classification.probability(positive),
-                evidence: pipeline.model().evidence(&c.envelope.payload),
-                partition: job.partition,
-                offset: job.offset,
-                order: (job.timestamp_ms.unwrap_or(0), job.partition, job.offset),
-            };
-            // One row per key: its latest record in the range (by Kafka timestamp, so also
-            // when a key's records sit in two partitions after the topic grew).
-            match latest.get(&key) {
-                Some(old) if old.order > scored.order => {}
-                _ => {
-                    latest.insert(key, scored);
-                }
-            }
-        }
-        Outcome::Failed(f) => {
-            *tally.dlq.entry(f.kind.as_str()).or_default() += 1;
-            if publish.is_none() {
-                tracing::warn!(partition = job.partition, offset = job.offset, reason = %f.kind, detail = %f.detail, "record cannot be scored (not sent to the dead-letter topic: --no-publish)");
-            }
-        }
-        Outcome::Stale(_) => {}
-    }
-    let rendered = pipeline.render(&job, &outcome);
-    tally.alerts += rendered.alerts() as u64;
-    if let Some(p) = publish {
-        tally.delivery_failures += p.send(job, rendered).await;
-    }
-}
-
-struct ReportSummary {
-    at_risk: usize,
-    written: usize,
-}
-
-fn csv_value(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn write_report(
-    args: &ScoreArgs,
-    model: &Classifier,
-    latest: HashMap<String, Scored>,
-    positive: usize,
-    threshold: f32,
-) -> Result<ReportSummary, CliError> {
-    let mut rows: Vec<Scored> = latest
-        .into_values()
-        .filter(|s| s.score >= threshold)
-        .collect();
-    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
-    let at_risk = rows.len();
-    if args.top > 0 {
-        rows.truncate(args.top);
-    }
-    let label = &model.labels()[positive];
-    let features: Vec<String> = model
-        .manifest()
-        .features
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    let io = |e: std::io::Error| {
-        CliError::Usage(format!(
-            "cannot write the report {}: {e}",
-            args.report.display()
-        ))
-    };
-    let mut w = csv::Writer::from_path(&args.report).map_err(|e| {
-        CliError::Usage(format!(
-            "cannot write the report {}: {e}",
-            args.report.display()
-        ))
-    })?;
-    let mut header = vec!["rank".to_string(), "key".into(), format!("p_{label}")];
-    header.extend(features.iter().cloned());
-    header.extend(["topic".into(), "partition".into(), "offset".into()]);
-    w.write_record(&header).map_err(|e| io(e.into()))?;
-    for (i, r) in rows.iter().enumerate() {
-        let mut line = vec![(i + 1).to_string(), r.key.clone(), r.score.to_string()];
-        line.extend(r.evidence.iter().map(|(_, v)| csv_value(v)));
-        line.extend([
-            args.input.clone(),
-            r.partition.to_string(),
-            r.offset.to_string(),
-        ]);
-        w.write_record(&line).map_err(|e| io(e.into()))?;
-    }
-    w.flush().map_err(io)?;
-    Ok(ReportSummary {
-        at_risk,
-        written: rows.len(),
-    })
+fn print_summary(args: &ScoreArgs, config: &ScoreConfig, model: &Classifier, s: &ScoreSummary) {
+    let secs = s.elapsed.as_secs_f64();
+    let dlq: Vec<String> = s.dlq.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "scored {} records of {} ({} partitions) in {:.1}s = {:.0} records/s; dead letters {} ({}); {} customers at or above {} = {:.2}: {} in the report {}; published {}",
+        s.scored,
+        config.input,
+        s.partitions,
+        secs,
+        s.scored as f64 / secs.max(1e-9),
+        s.dlq.values().sum::<u64>(),
+        if dlq.is_empty() { "none".into() } else { dlq.join(", ") },
+        s.at_risk,
+        model.labels()[config.positive],
+        config.threshold,
+        s.written,
+        config.report.display(),
+        if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", s.scored, s.alerts) },
+    );
 }
 
 #[cfg(test)]

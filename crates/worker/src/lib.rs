@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`pipeline`]: the core shared with the batch scorer (`argus score`): prepare →
 //!   batched inference with per-input retry → outputs → publish.
+//! - [`score`]: batch scoring of a bounded range (`argus score`) on the same core.
 //! - [`config`]: what a worker needs to know (topics, rules, bounds, batching, modes).
 //! - `job`: one input message copied out of librdkafka; decode, age check, preprocess.
 //! - `outputs`: the JSON outputs of one input (prediction, alerts) or its dead letter.
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod metrics;
 pub mod pipeline;
+pub mod score;
 
 mod backpressure;
 mod commit;

@@ -80,6 +80,28 @@ pub enum WorkerError {
     /// ([`WorkerError::rejoin`]).
     #[error("transaction failed, restart the worker: {0}")]
     Transaction(TxnError),
+    /// The input is not what the configuration says (e.g. the topic to score does not
+    /// exist).
+    #[error("{0}")]
+    Input(String),
+    /// A Kafka call failed (`what` says which).
+    #[error("{what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: KafkaError,
+    },
+    /// A report file cannot be written.
+    #[error("cannot write the report {}: {source}", path.display())]
+    Report {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// At-least-once: an input's outputs could not be delivered (e.g. the DLQ refuses
     /// them); its partition cannot commit past it. Restart the worker once the cause is
     /// fixed; the input is redone.

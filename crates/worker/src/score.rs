@@ -1,0 +1,480 @@
+//! Batch scoring (`argus score`): a bounded range of an input topic (from a time, or the
+//! beginning, up to the end offsets seen at start) through the pipeline core
+//! ([`crate::pipeline`]), publishing the same predictions, alerts and dead letters a worker
+//! would, and the at-risk report: the records whose positive-label score reaches the
+//! decision threshold, best first, top N, with the features the model used as evidence
+//! columns.
+//!
+//! Deterministic: the range is fixed at start (end offsets), one row per key (its latest
+//! record in the range), ordered by score descending then key — so two runs over the same
+//! range write the same report byte for byte. No consumer-group offsets are committed.
+use crate::config::WorkerConfig;
+use crate::job::{Job, Prepare, Ready};
+use crate::outputs::{Finished, Outcome, Rendered};
+use crate::pipeline::Pipeline;
+use crate::publish::{Publisher, Undelivered};
+use crate::WorkerError;
+use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::producer::FutureProducer;
+use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use argus_model::Classifier;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What to score and where the report goes.
+#[derive(Debug, Clone)]
+pub struct ScoreConfig {
+    /// The input topic.
+    pub input: String,
+    /// Start at records written at or after this time (ms since the Unix epoch; negative
+    /// means the beginning) [default: the beginning].
+    pub start_ms: Option<i64>,
+    /// Records per model call.
+    pub batch: usize,
+    /// The label index the report ranks by, and its threshold.
+    pub positive: usize,
+    /// Records below this score are not in the report.
+    pub threshold: f32,
+    /// The at-risk report (CSV).
+    pub report: PathBuf,
+    /// Rows in the report, at most (0: all at or above the threshold).
+    pub top: usize,
+}
+
+/// What a scoring run did.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreSummary {
+    /// Records scored (the model ran).
+    pub scored: u64,
+    /// Partitions of the input topic.
+    pub partitions: usize,
+    /// Dead letters by reason.
+    pub dlq: BTreeMap<&'static str, u64>,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Inputs whose outputs the broker did not acknowledge.
+    pub delivery_failures: u64,
+    /// Keys at or above the threshold.
+    pub at_risk: usize,
+    /// Rows written to the report.
+    pub written: usize,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// One scored record in the report.
+#[derive(Debug, Clone)]
+struct Scored {
+    key: String,
+    score: f32,
+    evidence: Vec<(String, serde_json::Value)>,
+    /// Kafka timestamp (ms), then partition and offset: which record of a key is latest.
+    order: (i64, i32, i64),
+    partition: i32,
+    offset: i64,
+}
+
+/// Scores `config`'s range with `model` under the worker's rules (`worker`: output topics,
+/// alert rules, top-k, input limits), publishing with `producer` if given, and writes the
+/// report. `consumer` must not auto-commit.
+pub async fn score(
+    config: &ScoreConfig,
+    worker: &WorkerConfig,
+    model: Arc<Classifier>,
+    consumer: StreamConsumer,
+    producer: Option<FutureProducer>,
+) -> Result<ScoreSummary, WorkerError> {
+    let started = Instant::now();
+    let mut worker = worker.clone();
+    // A batch scores what is in its range, however old.
+    worker.max_age = None;
+    let pipeline = Pipeline::new(model, &worker);
+    let (assignment, ends) = range(
+        &consumer,
+        &config.input,
+        config.start_ms.map(|ms| ms.max(0)),
+    )?;
+    let total: i64 = ends.values().map(|(start, end)| end - start).sum();
+    tracing::info!(topic = %config.input, partitions = ends.len(), records = total, from_ms = ?config.start_ms, "scoring a bounded range");
+    let publish = producer.map(|producer| Publish {
+        // Each failed delivery is retried once, then counted: a batch does not wait out
+        // a broker outage, it reports it.
+        publisher: pipeline.publisher(producer, &worker, {
+            let give_up = CancellationToken::new();
+            give_up.cancel();
+            give_up
+        }),
+        pending: FuturesUnordered::new(),
+        pending_bytes: 0,
+    });
+    let mut run = Run {
+        config,
+        pipeline: &pipeline,
+        publish,
+        latest: HashMap::new(),
+        summary: ScoreSummary {
+            partitions: ends.len(),
+            ..ScoreSummary::default()
+        },
+    };
+    if total > 0 {
+        consumer
+            .assign(&assignment)
+            .map_err(|e| kafka(&format!("cannot assign {}", config.input), e))?;
+        run.read(&consumer, &ends, total).await?;
+    }
+    if let Some(p) = run.publish.as_mut() {
+        run.summary.delivery_failures += p.settle().await;
+    }
+    let mut summary = run.summary;
+    let (at_risk, written) = write_report(config, &pipeline, run.latest)?;
+    summary.at_risk = at_risk;
+    summary.written = written;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn kafka(what: &str, source: KafkaError) -> WorkerError {
+    WorkerError::Kafka {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// One scoring run's state.
+struct Run<'a> {
+    config: &'a ScoreConfig,
+    pipeline: &'a Pipeline,
+    publish: Option<Publish>,
+    latest: HashMap<String, Scored>,
+    summary: ScoreSummary,
+}
+
+impl Run<'_> {
+    /// Reads the range to its end, scoring in batches.
+    async fn read(
+        &mut self,
+        consumer: &StreamConsumer,
+        ends: &Bounds,
+        total: i64,
+    ) -> Result<(), WorkerError> {
+        let topic = &self.config.input;
+        let mut open: HashMap<i32, i64> = ends
+            .iter()
+            .filter(|(_, (s, e))| s < e)
+            .map(|(p, (_, e))| (*p, *e))
+            .collect();
+        let mut batch: Vec<(Job, Ready)> = Vec::with_capacity(self.config.batch);
+        let mut last_progress = Instant::now();
+        let mut seen: i64 = 0;
+        while !open.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    let in_range = open
+                        .get(&m.partition())
+                        .copied()
+                        .filter(|end| m.offset() < *end);
+                    if let Some(end) = in_range {
+                        seen += 1;
+                        let job = Job::from_message(&m);
+                        if m.offset() + 1 >= end {
+                            close(consumer, topic, &mut open, m.partition());
+                        }
+                        match self.pipeline.prepare(&job) {
+                            Prepare::Ready(r) => batch.push((job, r)),
+                            Prepare::Failed(f) => self.emit(job, Outcome::Failed(f)).await,
+                            Prepare::Stale(_) => {}
+                        }
+                    } else if open.contains_key(&m.partition()) {
+                        // Past the end seen at start: new records are not in the range.
+                        close(consumer, topic, &mut open, m.partition());
+                    }
+                }
+                Ok(Err(e)) => return Err(kafka(&format!("consuming {topic}"), e)),
+                Err(_) => {}
+            }
+            // Transaction markers and compaction leave offsets no record has: the range of
+            // a partition is done once the consumer's position reaches its end.
+            if let Ok(positions) = consumer.position() {
+                for e in positions.elements() {
+                    if let (Offset::Offset(o), Some(end)) =
+                        (e.offset(), open.get(&e.partition()).copied())
+                    {
+                        if o >= end {
+                            close(consumer, topic, &mut open, e.partition());
+                        }
+                    }
+                }
+            }
+            if batch.len() >= self.config.batch.max(1) || (open.is_empty() && !batch.is_empty()) {
+                for (job, outcome) in self.pipeline.infer(std::mem::take(&mut batch)) {
+                    self.emit(job, outcome).await;
+                }
+            }
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                tracing::info!(
+                    read = seen,
+                    total,
+                    percent = format!("{:.1}", 100.0 * seen as f64 / total.max(1) as f64),
+                    scored = self.summary.scored,
+                    "scoring"
+                );
+            }
+        }
+        // The last partition's close scored the final batch inside the loop.
+        debug_assert!(batch.is_empty());
+        Ok(())
+    }
+
+    /// One scored (or failed) input: counted, kept for the report if it is its key's latest,
+    /// and published as a worker would (prediction and alerts, or its dead letter).
+    async fn emit(&mut self, job: Job, outcome: Outcome) {
+        match &outcome {
+            Outcome::Classified(c) => {
+                self.summary.scored += 1;
+                let key = job
+                    .key_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| c.envelope.source_id.clone());
+                let scored = Scored {
+                    key: key.clone(),
+                    score: c.classification.probability(self.config.positive),
+                    evidence: self.pipeline.model().evidence(&c.envelope.payload),
+                    partition: job.partition,
+                    offset: job.offset,
+                    order: (job.timestamp_ms.unwrap_or(0), job.partition, job.offset),
+                };
+                // One row per key: its latest record in the range (by Kafka timestamp, so also
+                // when a key's records sit in two partitions after the topic grew).
+                match self.latest.get(&key) {
+                    Some(old) if old.order > scored.order => {}
+                    _ => {
+                        self.latest.insert(key, scored);
+                    }
+                }
+            }
+            Outcome::Failed(f) => {
+                *self.summary.dlq.entry(f.kind.as_str()).or_default() += 1;
+                if self.publish.is_none() {
+                    tracing::warn!(partition = job.partition, offset = job.offset, reason = %f.kind, detail = %f.detail, "record cannot be scored (not sent to the dead-letter topic: --no-publish)");
+                }
+            }
+            Outcome::Stale(_) => {}
+        }
+        let rendered = self.pipeline.render(&job, &outcome);
+        self.summary.alerts += rendered.alerts() as u64;
+        if let Some(p) = self.publish.as_mut() {
+            self.summary.delivery_failures += p.send(job, rendered).await;
+        }
+    }
+}
+
+/// Outputs being published: handed to the producer in input order, their
+/// acknowledgements awaited concurrently (retried once, then counted as failures).
+struct Publish {
+    publisher: Publisher,
+    pending: FuturesUnordered<futures::future::BoxFuture<'static, Result<Finished, Undelivered>>>,
+    /// Payload bytes of the inputs whose outputs are pending (kept for the DLQ).
+    pending_bytes: usize,
+}
+
+/// Acknowledgements awaited at once, at most: a range of millions of records must not hold
+/// a delivery future (and its input) per output.
+const MAX_PENDING: usize = 20_000;
+/// Input bytes held for pending outputs, at most (frames are large).
+const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+impl Publish {
+    /// Hands one input's outputs to the producer; collects the acknowledgements that have
+    /// already arrived. Returns how many inputs' outputs the broker did not acknowledge.
+    async fn send(&mut self, job: Job, rendered: Rendered) -> u64 {
+        let enqueued = self.publisher.enqueue(&job, rendered).await;
+        let publisher = self.publisher.clone();
+        self.pending_bytes += job.value.len();
+        self.pending
+            .push(async move { publisher.confirm(&job, enqueued).await }.boxed());
+        let mut failed = 0;
+        while let Some(Some(r)) = self.pending.next().now_or_never() {
+            failed += u64::from(!Self::confirmed(r));
+        }
+        if self.pending.len() >= MAX_PENDING || self.pending_bytes >= MAX_PENDING_BYTES {
+            failed += self.settle().await;
+        }
+        if self.pending.is_empty() {
+            self.pending_bytes = 0;
+        }
+        failed
+    }
+
+    /// Waits for every pending output; returns how many inputs' outputs failed.
+    async fn settle(&mut self) -> u64 {
+        let mut failed = 0;
+        while let Some(r) = self.pending.next().await {
+            failed += u64::from(!Self::confirmed(r));
+        }
+        self.pending_bytes = 0;
+        failed
+    }
+
+    fn confirmed(r: Result<Finished, Undelivered>) -> bool {
+        match r {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "outputs not acknowledged");
+                false
+            }
+        }
+    }
+}
+
+/// A partition's range is done: stop tracking and fetching it.
+fn close(consumer: &StreamConsumer, topic: &str, open: &mut HashMap<i32, i64>, partition: i32) {
+    open.remove(&partition);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if let Err(e) = consumer.pause(&tpl) {
+        tracing::debug!(partition, error = %e, "cannot pause a finished partition");
+    }
+}
+
+/// Per partition: the offset to start from and the end (exclusive).
+type Bounds = BTreeMap<i32, (i64, i64)>;
+
+/// Partitions of `topic` with the offset to start from and the end (exclusive) seen now.
+fn range(
+    consumer: &StreamConsumer,
+    topic: &str,
+    start_ms: Option<i64>,
+) -> Result<(TopicPartitionList, Bounds), WorkerError> {
+    let timeout = Duration::from_secs(10);
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| kafka(&format!("cannot read metadata of {topic}"), e))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(WorkerError::Input(format!(
+            "topic {topic:?} does not exist (or has no partitions)"
+        )));
+    }
+    let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| kafka(&format!("cannot read the offsets of {topic}/{p}"), e))?;
+        starts.insert(p, low);
+        ends.insert(p, high);
+    }
+    if let Some(ms) = start_ms {
+        let mut query = TopicPartitionList::new();
+        for &p in &partitions {
+            query
+                .add_partition_offset(topic, p, Offset::Offset(ms))
+                .map_err(|e| kafka("bad offset query", e))?;
+        }
+        let found = consumer
+            .offsets_for_times(query, timeout)
+            .map_err(|e| kafka(&format!("cannot look up offsets by time in {topic}"), e))?;
+        for e in found.elements() {
+            if let Err(err) = e.error() {
+                return Err(kafka(
+                    &format!(
+                        "cannot look up the offset of time {ms} in {topic}/{}",
+                        e.partition()
+                    ),
+                    err,
+                ));
+            }
+            let end = ends.get(&e.partition()).copied().unwrap_or(0);
+            let start = match e.offset() {
+                Offset::Offset(o) => o.min(end),
+                // No record at or after the time.
+                Offset::End => end,
+                other => {
+                    return Err(WorkerError::Input(format!(
+                        "unexpected answer {other:?} looking up time {ms} in {topic}/{}",
+                        e.partition()
+                    )))
+                }
+            };
+            starts.insert(e.partition(), start);
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut bounds = BTreeMap::new();
+    for &p in &partitions {
+        let (start, end) = (starts[&p], ends[&p]);
+        bounds.insert(p, (start.min(end), end));
+        if start < end {
+            tpl.add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(|e| kafka("bad offset", e))?;
+        }
+    }
+    Ok((tpl, bounds))
+}
+
+fn csv_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Writes the at-risk report; returns (keys at or above the threshold, rows written).
+fn write_report(
+    config: &ScoreConfig,
+    pipeline: &Pipeline,
+    latest: HashMap<String, Scored>,
+) -> Result<(usize, usize), WorkerError> {
+    let (model, positive, threshold) = (pipeline.model(), config.positive, config.threshold);
+    let mut rows: Vec<Scored> = latest
+        .into_values()
+        .filter(|s| s.score >= threshold)
+        .collect();
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
+    let at_risk = rows.len();
+    if config.top > 0 {
+        rows.truncate(config.top);
+    }
+    let label = &model.labels()[positive];
+    let features: Vec<String> = model
+        .manifest()
+        .features
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let io = |e: std::io::Error| WorkerError::Report {
+        path: config.report.clone(),
+        source: e,
+    };
+    let mut w = csv::Writer::from_path(&config.report).map_err(|e| io(e.into()))?;
+    let mut header = vec!["rank".to_string(), "key".into(), format!("p_{label}")];
+    header.extend(features.iter().cloned());
+    header.extend(["topic".into(), "partition".into(), "offset".into()]);
+    w.write_record(&header).map_err(|e| io(e.into()))?;
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = vec![(i + 1).to_string(), r.key.clone(), r.score.to_string()];
+        line.extend(r.evidence.iter().map(|(_, v)| csv_value(v)));
+        line.extend([
+            config.input.clone(),
+            r.partition.to_string(),
+            r.offset.to_string(),
+        ]);
+        w.write_record(&line).map_err(|e| io(e.into()))?;
+    }
+    w.flush().map_err(io)?;
+    Ok((at_risk, rows.len()))
+}
