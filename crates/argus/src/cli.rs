@@ -30,9 +30,6 @@ pub enum Command {
     /// Daily batch: score a bounded range of a topic, publish the results, write the
     /// at-risk report (CSV) and exit with a summary.
     Score(crate::score::ScoreArgs),
-    /// Benchmark on a real broker: tract alone, the offline pipeline, one worker draining a
-    /// topic, and end-to-end latency at 50% and 80% of its capacity.
-    Bench(crate::bench::BenchArgs),
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),

@@ -22,9 +22,6 @@ pub enum DriftCommand {
     Watch(WatchArgs),
     /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
     Compare(CompareArgs),
-    /// Benchmark the drift side: summary ingest rate, window evaluation time, and worker
-    /// throughput with and without a sidecar on a real broker.
-    Bench(crate::drift_bench::DriftBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -190,7 +187,6 @@ pub async fn run(cmd: DriftCommand) -> Result<(), CliError> {
             .map_err(|e| CliError::Runtime(e.into()))?,
         DriftCommand::Compare(a) => compare(a),
         DriftCommand::Watch(a) => watch(a).await,
-        DriftCommand::Bench(a) => crate::drift_bench::run(a).await,
     }
 }
 

@@ -1,11 +1,9 @@
 //! `argus`: the one binary. Subcommands live in their own modules; this file parses the
 //! command line, sets up tracing, and maps errors to exit codes (64 = usage/config).
-mod bench;
 mod cli;
 mod demo;
 mod demo_drift;
 mod drift;
-mod drift_bench;
 mod produce;
 mod score;
 mod shutdown;
@@ -62,7 +60,6 @@ fn main() -> ExitCode {
             cli::Command::Produce(args) => produce::run(args).await,
             cli::Command::Work(args) => work::run(args).await,
             cli::Command::Score(args) => score::run(args).await,
-            cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Drift(cmd) => drift::run(cmd).await,
         }
     });

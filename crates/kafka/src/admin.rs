@@ -1,4 +1,4 @@
-//! Topic creation.
+//! Topic admin: creation (idempotent) and deletion.
 use crate::{KafkaSettings, KafkaSetupError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -38,17 +38,7 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[TopicSpec],
 ) -> Result<(), KafkaSetupError> {
-    let mut config = rdkafka::config::ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
-    for (k, v) in &settings.options {
-        config.set(k, v);
-    }
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| KafkaSetupError::Client {
-            role: "admin client",
-            brokers: settings.brokers.clone(),
-            source,
-        })?;
+    let admin = admin_client(settings)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -90,4 +80,51 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Deletes `topics` (all of them, or an error naming the first that could not be deleted).
+/// A topic that does not exist is an error too: callers delete what they created.
+pub async fn delete_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+) -> Result<(), KafkaSetupError> {
+    let admin = admin_client(settings)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        admin
+            .delete_topics(&names, &opts)
+            .await
+            .map_err(|e| KafkaSetupError::DeleteTopic {
+                topic: names.join(","),
+                reason: e.to_string(),
+            })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::debug!(topic = %topic, "topic deleted"),
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::DeleteTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An admin client with the settings' brokers and librdkafka properties.
+fn admin_client(
+    settings: &KafkaSettings,
+) -> Result<AdminClient<DefaultClientContext>, KafkaSetupError> {
+    let mut config = rdkafka::config::ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (k, v) in &settings.options {
+        config.set(k, v);
+    }
+    config.create().map_err(|source| KafkaSetupError::Client {
+        role: "admin client",
+        brokers: settings.brokers.clone(),
+        source,
+    })
 }

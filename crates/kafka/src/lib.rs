@@ -14,7 +14,7 @@ pub mod context;
 pub mod embedded;
 pub mod settings;
 
-pub use admin::{ensure_topics, TopicSpec};
+pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
 pub use rdkafka;
@@ -34,6 +34,9 @@ pub enum KafkaSetupError {
     /// A topic could not be created.
     #[error("cannot create topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
+    /// A topic could not be deleted.
+    #[error("cannot delete topic {topic}: {reason}")]
+    DeleteTopic { topic: String, reason: String },
     /// The embedded broker could not start.
     #[error("cannot start the embedded broker: {source}")]
     Embedded {

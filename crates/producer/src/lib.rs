@@ -11,6 +11,6 @@ pub mod records;
 pub mod scene;
 pub mod source;
 
-pub use produce::{run, BadRows, ProduceConfig, ProduceError, ProduceSummary};
+pub use produce::{envelope_headers, run, BadRows, ProduceConfig, ProduceError, ProduceSummary};
 pub use records::{ColumnType, RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

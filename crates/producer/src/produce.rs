@@ -326,26 +326,32 @@ fn dir_frame(
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-async fn send(
-    producer: FutureProducer,
-    topic: String,
-    frame: Frame,
-    value: Vec<u8>,
-) -> Result<usize, String> {
-    let capture = frame.envelope.capture_time_us.to_string();
-    let headers = OwnedHeaders::new()
+/// The headers every envelope travels with (schema, content type, capture time), so tools
+/// that cannot read bincode can still route and measure.
+pub fn envelope_headers(payload: &argus_wire::Payload, capture_time_us: i64) -> OwnedHeaders {
+    let capture = capture_time_us.to_string();
+    OwnedHeaders::new()
         .insert(Header {
             key: h::SCHEMA,
             value: Some(ENVELOPE_SCHEMA),
         })
         .insert(Header {
             key: h::CONTENT_TYPE,
-            value: Some(frame.envelope.payload.content_type()),
+            value: Some(payload.content_type()),
         })
         .insert(Header {
             key: h::CAPTURE_TIME_US,
             value: Some(&capture),
-        });
+        })
+}
+
+async fn send(
+    producer: FutureProducer,
+    topic: String,
+    frame: Frame,
+    value: Vec<u8>,
+) -> Result<usize, String> {
+    let headers = envelope_headers(&frame.envelope.payload, frame.envelope.capture_time_us);
     let record = FutureRecord::to(&topic)
         .key(&frame.key)
         .payload(&value)

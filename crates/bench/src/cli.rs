@@ -1,0 +1,449 @@
+//! The `argus-bench` command line: the flags `argus bench` and `argus drift bench` took,
+//! mapped onto the library's typed options.
+use argus_bench::{DriftBenchOptions, FrameSpec, WorkerBenchOptions};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "argus-bench",
+    version,
+    about = "Benchmarks of Argus on a real broker: the worker, and the drift side"
+)]
+pub struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmark on a real broker: the engine alone, the offline pipeline, one worker
+    /// draining a topic, and end-to-end latency at 50% and 80% of its capacity.
+    Worker(WorkerArgs),
+    /// Benchmark the drift side: summary ingest rate, window evaluation time, and worker
+    /// throughput with and without a sidecar on a real broker.
+    Drift(DriftArgs),
+}
+
+/// Kafka connection flags (as `argus`'s).
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "ARGUS_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub kafka_option: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    fn settings(&self) -> argus_kafka::KafkaSettings {
+        let mut s = argus_kafka::KafkaSettings::new(&self.brokers);
+        for (k, v) in &self.kafka_option {
+            s.options.insert(k.clone(), v.clone());
+        }
+        s
+    }
+}
+
+/// Which inference engine runs the model (as `argus`'s).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
+    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
+    #[arg(long, env = "ARGUS_ENGINE")]
+    pub engine: Option<argus_model::EngineKind>,
+    /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
+    /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
+    /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
+    #[arg(long, env = "ARGUS_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
+    #[arg(long, env = "ARGUS_ONNXRUNTIME_THREADS", default_value_t = 0)]
+    pub onnxruntime_threads: usize,
+}
+
+impl EngineArgs {
+    fn options(&self) -> argus_model::EngineOptions {
+        argus_model::EngineOptions {
+            kind: self.engine,
+            concurrency: 1,
+            intra_threads: self.onnxruntime_threads,
+            onnxruntime_lib: self.onnxruntime_lib.clone(),
+        }
+    }
+}
+
+/// `argus-bench worker` flags (what `argus bench` took).
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Model bundle directory (manifest.toml + model.onnx).
+    #[arg(long, default_value = "models/camera-person")]
+    pub model: PathBuf,
+    /// Frames run through the offline pipeline and pre-filled into the worker's topic.
+    #[arg(long, default_value_t = 5000)]
+    pub frames: u64,
+    /// How long the fixed-rate producer runs at each load level.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub latency_duration: Duration,
+    /// Load levels for the latency stage, as fractions of the measured worker capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
+    pub loads: Vec<f64>,
+    /// Batch sizes for the tract-alone stage (1 is always measured).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub batch_sizes: Vec<usize>,
+    /// Time spent per batch size in the tract-alone stage.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub tract_duration: Duration,
+    /// The worker's model threads [default: the worker's default].
+    #[arg(long)]
+    pub inference_threads: Option<usize>,
+    /// The worker's decode/preprocess threads [default: the worker's default].
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// The worker's largest batch per model call [default: the worker's default].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// The worker's bound on inputs in flight [default: the worker's default].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Threads of the offline pipeline, each decoding and inferring whole inputs [default:
+    /// the worker's decode or inference threads, whichever is more].
+    #[arg(long)]
+    pub offline_threads: Option<usize>,
+    /// Distinct synthetic frames rendered up front and cycled through.
+    #[arg(long, default_value_t = 128)]
+    pub distinct_frames: usize,
+    /// Synthetic cameras (Kafka keys).
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Scenes are deterministic from this seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// JPEG quality of the frames.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Partitions of the benchmark's input topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Leave the benchmark's topics on the broker (they are deleted by default).
+    #[arg(long)]
+    pub keep_topics: bool,
+    /// librdkafka property for the worker's consumer and producer only (after `-X`), e.g.
+    /// `--worker-option linger.ms=0` (repeatable). `-X` applies to every client of the run:
+    /// the worker's, the load generator and the predictions subscriber.
+    #[arg(long = "worker-option", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub worker_options: Vec<(String, String)>,
+    /// Pid of the Kafka broker whose CPU time is reported [default: every local process
+    /// with `kafka.Kafka` on its command line].
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Run only the stages without Kafka (engine alone, offline pipeline); with `--json`,
+    /// write those (`bench/run` uses this for "the engine's own speed").
+    #[arg(long)]
+    pub offline_only: bool,
+}
+
+/// `argus-bench drift` flags (what `argus drift bench` took).
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Stages to run: 1 ingest, 2 window evaluation, 3 worker with/without the sidecar.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub stages: Vec<u8>,
+
+    /// Stage 1: rows fed into the summary per profile (values = rows × features).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Stage 1: numeric features of the profiles fed.
+    #[arg(long, value_delimiter = ',', default_value = "20,100")]
+    pub ingest_features: Vec<usize>,
+    /// Stage 1: timed passes per loop (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub ingest_passes: usize,
+
+    /// Stage 2: numeric features of the evaluated windows.
+    #[arg(long, default_value_t = 100)]
+    pub eval_features: usize,
+    /// Rows of the synthetic reference (stages 1 and 2; its samples keep up to 100k rows).
+    #[arg(long, default_value_t = 100_000)]
+    pub reference_rows: usize,
+    /// Stage 2: rows per evaluated window (and per partial summary).
+    #[arg(long, default_value_t = 5000)]
+    pub window_rows: u64,
+    /// Stage 2: windows evaluated (alternately null and shifted).
+    #[arg(long, default_value_t = 60)]
+    pub windows: usize,
+    /// Stage 2: times each window is evaluated (more samples for p99).
+    #[arg(long, default_value_t = 2)]
+    pub eval_passes: usize,
+    /// Stage 2: shift of every feature in the shifted windows, in reference standard deviations.
+    #[arg(long, default_value_t = 0.3)]
+    pub shift: f64,
+    /// Stage 2: partial summaries merged into one window.
+    #[arg(long, default_value_t = 8)]
+    pub partials: usize,
+    /// Stage 2: timed repetitions of the merge.
+    #[arg(long, default_value_t = 50)]
+    pub merge_reps: usize,
+
+    /// Stage 3: model bundle directory of the worker.
+    #[arg(long, default_value = "models/camera-person")]
+    pub model: PathBuf,
+    /// Stage 3: frames pre-filled and drained per run.
+    #[arg(long, default_value_t = 5000)]
+    pub frames: u64,
+    /// Stage 3: rounds; each runs the worker alone and once per --sidecar-max-fps (order
+    /// reversed every other round).
+    #[arg(long, default_value_t = 4)]
+    pub rounds: usize,
+    /// Stage 3: the sidecar's --max-fps in the runs with a sidecar (1 is its default; 0 =
+    /// analyse every frame).
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    pub sidecar_max_fps: Vec<f64>,
+    /// Stage 3: frames per second per camera in the capture times of the pre-filled frames.
+    #[arg(long, default_value_t = 5.0)]
+    pub fps: f64,
+    /// Stage 3: a profile for the sidecar (default: made with `argus drift profile
+    /// --synthetic` from the stream's seed and frame size).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Stage 3: synthetic frames of the profile made when --profile is not given.
+    #[arg(long, default_value_t = 400)]
+    pub profile_frames: u64,
+    /// Stage 3: skip the untimed warm-up drain before the first round.
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Stage 3: before each drain, wait up to this long for the machine to be ≥ 85% idle for
+    /// 2 s (other sessions' builds skew a drain); 0 = do not wait.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub quiet_wait: Duration,
+    /// Stage 3: distinct synthetic frames rendered up front and cycled through.
+    #[arg(long, default_value_t = 128)]
+    pub distinct_frames: usize,
+    /// Stage 3: synthetic cameras.
+    #[arg(long, default_value_t = 4)]
+    pub cameras: u32,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Stage 3: scene seed of the stream (and of the profile made for it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Stage 3: partitions of the input topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Pid of the Kafka broker whose CPU time is reported [default: every local process with
+    /// `kafka.Kafka` on its command line].
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Stage 3: the `argus` binary that runs the sidecar (`argus drift watch`) and makes the
+    /// profile (`argus drift profile`) [default: `argus` next to this executable].
+    #[arg(long, env = "ARGUS_BIN")]
+    pub argus_bin: Option<PathBuf>,
+    /// Leave the benchmark's topics on the broker.
+    #[arg(long)]
+    pub keep_topics: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl WorkerArgs {
+    /// The library's options.
+    pub fn options(&self) -> WorkerBenchOptions {
+        WorkerBenchOptions {
+            kafka: self.kafka.settings(),
+            worker_options: self.worker_options.clone(),
+            engine: self.engine.options(),
+            model: self.model.clone(),
+            frames: self.frames,
+            latency_duration: self.latency_duration,
+            loads: self.loads.clone(),
+            batch_sizes: self.batch_sizes.clone(),
+            tract_duration: self.tract_duration,
+            inference_threads: self.inference_threads,
+            decode_threads: self.decode_threads,
+            max_batch: self.max_batch,
+            max_in_flight: self.max_in_flight,
+            offline_threads: self.offline_threads,
+            frames_spec: FrameSpec {
+                cameras: self.cameras,
+                width: self.width,
+                height: self.height,
+                seed: self.seed,
+                jpeg_quality: self.jpeg_quality,
+                distinct_frames: self.distinct_frames,
+            },
+            partitions: self.partitions,
+            json: self.json.clone(),
+            keep_topics: self.keep_topics,
+            broker_pid: self.broker_pid,
+            offline_only: self.offline_only,
+        }
+    }
+}
+
+impl DriftArgs {
+    /// The library's options; `argus` defaults to the binary next to this one.
+    pub fn options(&self) -> DriftBenchOptions {
+        let argus = self.argus_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.join("argus")))
+                .unwrap_or_else(|| PathBuf::from("argus"))
+        });
+        DriftBenchOptions {
+            kafka: self.kafka.settings(),
+            stages: self.stages.clone(),
+            rows: self.rows,
+            ingest_features: self.ingest_features.clone(),
+            ingest_passes: self.ingest_passes,
+            eval_features: self.eval_features,
+            reference_rows: self.reference_rows,
+            window_rows: self.window_rows,
+            windows: self.windows,
+            eval_passes: self.eval_passes,
+            shift: self.shift,
+            partials: self.partials,
+            merge_reps: self.merge_reps,
+            model: self.model.clone(),
+            frames: self.frames,
+            rounds: self.rounds,
+            sidecar_max_fps: self.sidecar_max_fps.clone(),
+            fps: self.fps,
+            profile: self.profile.clone(),
+            profile_frames: self.profile_frames,
+            no_warmup: self.no_warmup,
+            quiet_wait: self.quiet_wait,
+            frames_spec: FrameSpec {
+                cameras: self.cameras,
+                width: self.width,
+                height: self.height,
+                seed: self.seed,
+                jpeg_quality: self.jpeg_quality,
+                distinct_frames: self.distinct_frames,
+            },
+            partitions: self.partitions,
+            argus,
+            broker_pid: self.broker_pid,
+            keep_topics: self.keep_topics,
+            json: self.json.clone(),
+        }
+    }
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Parses durations such as `500ms`, `20s`, `5m`, `1h` (as `argus` does).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 20s, 5m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_run_flags_parse() {
+        // The flags bench/run passes.
+        let cli = Cli::try_parse_from([
+            "argus-bench",
+            "worker",
+            "--offline-only",
+            "--model",
+            "m",
+            "--engine",
+            "tract",
+            "--frames",
+            "300",
+            "--batch-sizes",
+            "1",
+            "--inference-threads",
+            "2",
+            "--json",
+            "/tmp/x.json",
+            "--tract-duration",
+            "2s",
+            "-X",
+            "linger.ms=1",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Worker(w) = cli.command else {
+            panic!("not worker")
+        };
+        let o = w.options();
+        assert!(o.offline_only);
+        assert_eq!(o.frames, 300);
+        assert_eq!(o.inference_threads, Some(2));
+        assert_eq!(o.tract_duration, Duration::from_secs(2));
+        assert_eq!(
+            o.kafka.options.get("linger.ms").map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn drift_defaults_match_the_docs() {
+        let cli = Cli::try_parse_from(["argus-bench", "drift", "--stages", "1,2"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Drift(d) = cli.command else {
+            panic!("not drift")
+        };
+        let o = d.options();
+        assert_eq!(o.stages, vec![1, 2]);
+        assert_eq!(o.quiet_wait, Duration::from_secs(15));
+        assert_eq!(o.sidecar_max_fps, vec![1.0, 0.0]);
+        assert!(o.argus.ends_with("argus"));
+    }
+}

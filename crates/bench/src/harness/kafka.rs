@@ -1,0 +1,187 @@
+//! Kafka for the harnesses: sending pool frames as `argus produce` sends them (envelope
+//! headers from `argus_producer`), awaiting their acknowledgements, and one in-process
+//! worker (`argus_worker::run`) with the polling wait both harnesses time it with.
+use crate::error::{runtime, usage, BenchError};
+use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::types::RDKafkaErrorCode;
+use argus_kafka::KafkaSettings;
+use argus_model::Classifier;
+use argus_producer::{envelope_headers, Frame};
+use argus_worker::{WorkerConfig, WorkerError, WorkerStats};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Enqueues one frame as `produce` sends it (key = camera, envelope headers); waits while
+/// the producer's queue is full.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    frame: &Frame,
+    value: &[u8],
+    capture_us: i64,
+) -> Result<DeliveryFuture, BenchError> {
+    loop {
+        let record = FutureRecord::to(topic)
+            .key(&frame.key)
+            .payload(value)
+            .headers(envelope_headers(&frame.envelope.payload, capture_us));
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(runtime(format!("cannot produce to {topic}: {e}"))),
+        }
+    }
+}
+
+/// (acknowledged, failed).
+pub async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err((e, _))) => {
+                if failed == 0 {
+                    tracing::warn!(error = %e, "frame not delivered");
+                }
+                failed += 1;
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+/// Inputs the worker finished without a prediction or a DLQ record.
+pub fn others(s: &WorkerStats) -> u64 {
+    s.stale.load(Ordering::Relaxed)
+        + s.abandoned.load(Ordering::Relaxed)
+        + s.undelivered.load(Ordering::Relaxed)
+}
+
+/// Inputs the worker finished: predicted, dead-lettered or otherwise.
+pub fn finished(s: &WorkerStats) -> u64 {
+    s.predicted.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed) + others(s)
+}
+
+/// The bundle's `[decision]` rules (what `argus work` alerts on without `--alert`).
+pub fn bundle_rules(bundle: &Classifier) -> Vec<argus_worker::AlertRule> {
+    bundle
+        .manifest()
+        .decision
+        .iter()
+        .map(|d| argus_worker::AlertRule {
+            name: d.positive.clone(),
+            label: d.positive.clone(),
+            threshold: d.threshold,
+        })
+        .collect()
+}
+
+/// One `argus_worker::run` on a task of this process.
+#[derive(Debug)]
+pub struct BenchWorker {
+    task: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    stop: CancellationToken,
+}
+
+impl BenchWorker {
+    /// Starts a worker in `group` with `config` (validated against the model's labels;
+    /// the drain timeout is 10 s) on clients made from `settings`.
+    pub fn start(
+        mut config: WorkerConfig,
+        settings: &KafkaSettings,
+        group: &str,
+        model: Arc<Classifier>,
+        stats: Arc<WorkerStats>,
+    ) -> Result<Self, BenchError> {
+        config.drain_timeout = Duration::from_secs(10);
+        config.validate(model.labels()).map_err(usage)?;
+        let consumer = settings
+            .consumer(group, &config.worker_id)
+            .map_err(|e| usage(e.to_string()))?;
+        let producer = settings
+            .producer(&config.worker_id)
+            .map_err(|e| usage(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(argus_worker::run(
+            config,
+            consumer,
+            producer,
+            model,
+            stats,
+            stop.clone(),
+        ));
+        Ok(BenchWorker { task, stop })
+    }
+
+    /// Whether the worker's task has ended (it should not before [`BenchWorker::stop`]).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Cancels the worker and waits up to 30 s for it; failures are logged.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "bench worker failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "bench worker task failed"),
+            Err(_) => tracing::warn!("bench worker did not stop within 30 s"),
+        }
+    }
+
+    /// Why a worker that ended early ended (a configuration error is an options error).
+    async fn failure(self) -> BenchError {
+        match self.task.await {
+            Ok(Err(WorkerError::Config(m))) => usage(m),
+            Ok(Err(e)) => runtime(e),
+            Err(e) => runtime(e),
+            Ok(Ok(())) => runtime("the worker stopped early"),
+        }
+    }
+}
+
+/// Polls `done` every millisecond and returns the instant it first held; fails on timeout,
+/// on `interrupted`, if the worker ended (it is taken out of `worker`), or when `check`
+/// (called every 100 polls) fails.
+pub async fn wait_until(
+    worker: &mut Option<BenchWorker>,
+    interrupted: &CancellationToken,
+    limit: Duration,
+    what: &str,
+    done: impl Fn() -> bool,
+    mut check: impl FnMut() -> Result<(), BenchError>,
+) -> Result<Instant, BenchError> {
+    let start = Instant::now();
+    let mut n = 0u64;
+    loop {
+        if done() {
+            return Ok(Instant::now());
+        }
+        if interrupted.is_cancelled() {
+            return Err(runtime("interrupted"));
+        }
+        if start.elapsed() > limit {
+            return Err(runtime(format!(
+                "gave up waiting for {what} after {:.0} s",
+                limit.as_secs_f64()
+            )));
+        }
+        if worker.as_ref().is_some_and(BenchWorker::is_finished) {
+            return Err(match worker.take() {
+                Some(w) => w.failure().await,
+                None => runtime("the worker stopped early"),
+            });
+        }
+        n += 1;
+        if n % 100 == 0 {
+            check()?;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,316 @@
+//! What the worker harness reports: one struct per stage (serialised into the `--json`
+//! file as they are), the latency breakdown of a set of predictions, and the worker's own
+//! histograms read back from the process's Prometheus recorder.
+use crate::harness::cpu::{CpuUse, ThreadGroup};
+use crate::harness::percentile;
+use serde::Serialize;
+
+/// One batch size of the tract-alone stage.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BatchResult {
+    pub batch: usize,
+    pub calls: usize,
+    pub inputs_per_s: f64,
+    pub p50_call_us: f64,
+    pub p50_per_input_us: f64,
+    /// p50 per input relative to batch 1.
+    pub relative_to_batch_1: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OfflineResult {
+    pub threads: usize,
+    pub inputs: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub inputs_per_s: f64,
+    /// Decode + preprocess + infer + postprocess of one input, one thread's view.
+    pub p50_per_input_us: f64,
+    /// Whole machine (all processes, the broker too), from /proc/stat.
+    pub machine_cpu_busy: Option<f64>,
+    /// CPU time by process over the timed part.
+    pub cpu: CpuUse,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerResult {
+    pub frames: u64,
+    pub partitions: i32,
+    pub prefill_seconds: f64,
+    pub group_join_seconds: f64,
+    pub seconds: f64,
+    pub predicted: u64,
+    pub dead_lettered: u64,
+    /// Stale, abandoned (partition revoked) or undelivered: none is expected.
+    pub other: u64,
+    pub inputs_per_s: f64,
+    /// Times the worker paused its partitions (backpressure).
+    pub pauses: u64,
+    pub machine_cpu_busy: Option<f64>,
+    /// CPU time by process over the drain; the bench process is the worker (the bench
+    /// itself only polls a counter every millisecond meanwhile).
+    pub cpu: CpuUse,
+    /// CPU time of the bench process's threads over the drain, grouped by thread name.
+    pub threads: Vec<ThreadGroup>,
+    pub internals: WorkerInternals,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LatencyResult {
+    pub load: f64,
+    pub rate_per_s: f64,
+    pub sent: u64,
+    pub received: u64,
+    /// Largest delay of a send behind its schedule (already counted in the latencies).
+    pub producer_max_behind_ms: f64,
+    /// Medians of the worker's own timings in the received predictions.
+    pub worker_p50: WorkerTimings,
+    /// Where the latency goes: medians over all predictions, and over the slowest 1%.
+    pub breakdown_p50: Breakdown,
+    pub breakdown_slowest: Breakdown,
+    /// Times the worker paused its partitions while this level was sent.
+    pub pauses: u64,
+    /// While this level was sent; the load generator and subscriber run on the same machine.
+    pub machine_cpu_busy: Option<f64>,
+    /// While this level was sent; the bench process is the worker plus the load generator
+    /// and the subscriber.
+    pub cpu: CpuUse,
+    /// From the start of sending to the last of this level's predictions received.
+    pub internals: WorkerInternals,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Medians of a prediction's `timings`, ms.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerTimings {
+    /// Consumed → decoding started.
+    pub queue_ms: f64,
+    pub decode_preprocess_ms: f64,
+    /// The batch's model call divided by the batch size.
+    pub inference_ms: f64,
+    /// Capture → prediction built (before it is produced and acknowledged).
+    pub capture_to_output_ms: f64,
+}
+
+/// One prediction's latency split by its `timings` and the broker's append time (medians of
+/// each part over a set of predictions, so the parts need not add up exactly).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Breakdown {
+    pub records: usize,
+    pub latency_ms: f64,
+    /// capture → prediction built, minus queue, decode, preprocess, inference and
+    /// postprocess: the input's way into the worker (load generator's linger, broker,
+    /// fetch) plus waits for the inference thread and for partition order.
+    pub before_ms: f64,
+    /// Consumed → decoding started (includes waiting for a decode thread).
+    pub queue_ms: f64,
+    pub decode_preprocess_ms: f64,
+    /// Prediction built → received by the subscriber.
+    pub after_ms: f64,
+    /// Prediction built → appended by the broker (the worker's producer: linger, request,
+    /// broker queueing); ms resolution.
+    pub built_to_appended_ms: f64,
+    /// Appended → received by the subscriber (its fetch, read_committed).
+    pub appended_to_received_ms: f64,
+}
+
+/// Medians over the records at or above the `from` quantile of latency.
+pub(crate) fn breakdown(records: &[Record], from: f64) -> Breakdown {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    let skip = ((sorted.len() as f64) * from).floor() as usize;
+    let set = &sorted[skip.min(sorted.len())..];
+    let median = |f: &dyn Fn(&Record) -> Option<f64>| {
+        let mut v: Vec<f64> = set.iter().filter_map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    let ms = |us: i64| us as f64 / 1e3;
+    let built = |r: &Record| {
+        r.capture_us
+            + i64::try_from(r.timings.capture_to_output_us.unwrap_or(0)).unwrap_or(i64::MAX / 2)
+    };
+    Breakdown {
+        records: set.len(),
+        latency_ms: median(&|r| Some(r.latency_ms)),
+        before_ms: median(&|r| {
+            let t = &r.timings;
+            let inside =
+                t.queue_us + t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us;
+            Some(ms(
+                i64::try_from(t.capture_to_output_us?).ok()? - i64::try_from(inside).ok()?
+            ))
+        }),
+        queue_ms: median(&|r| Some(r.timings.queue_us as f64 / 1e3)),
+        decode_preprocess_ms: median(&|r| {
+            Some((r.timings.decode_us + r.timings.preprocess_us) as f64 / 1e3)
+        }),
+        after_ms: median(&|r| Some(ms(r.received_us - built(r)))),
+        built_to_appended_ms: median(&|r| Some(ms(r.appended_us? - built(r)))),
+        appended_to_received_ms: median(&|r| Some(ms(r.received_us - r.appended_us?))),
+    }
+}
+
+/// What the predictions subscriber saw of one record.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub received_us: i64,
+    pub capture_us: Option<i64>,
+    pub timings: Option<argus_wire::Timings>,
+    /// The broker's append time (the predictions topic has `LogAppendTime`), µs.
+    pub appended_us: Option<i64>,
+}
+
+/// One received prediction of a latency level.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    pub latency_ms: f64,
+    pub capture_us: i64,
+    pub received_us: i64,
+    pub appended_us: Option<i64>,
+    pub timings: argus_wire::Timings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Ratios {
+    pub worker_over_offline: f64,
+    /// Offline CPU-ms per input ÷ the worker process's CPU-ms per input during the drain:
+    /// 1.0 means the worker spends no CPU per input beyond the offline pipeline's.
+    pub cpu_efficiency_offline_over_worker: Option<f64>,
+    pub offline_over_tract_batch_1: f64,
+    /// e2e p99 at the first load level minus the model's p50 inference (batch 1), ms.
+    pub e2e_p99_minus_model_p50_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub time_us: i64,
+    pub model: String,
+    pub model_version: String,
+    pub frame: String,
+    pub distinct_frames: usize,
+    pub mean_frame_bytes: f64,
+    pub worker_decode_threads: usize,
+    pub worker_inference_threads: usize,
+    pub worker_max_batch: usize,
+    pub worker_max_in_flight: usize,
+    pub offline_threads: usize,
+    pub brokers: String,
+    /// `-X` (every client) and `--worker-option` (worker only) librdkafka properties.
+    pub kafka_options: Vec<(String, String)>,
+    pub worker_kafka_options: Vec<(String, String)>,
+    pub cores: usize,
+    /// /proc/loadavg when the run started and when it ended.
+    pub loadavg_start: Option<String>,
+    pub loadavg_end: Option<String>,
+    pub tract: Vec<BatchResult>,
+    pub offline: OfflineResult,
+    pub worker: WorkerResult,
+    pub latency: Vec<LatencyResult>,
+    pub ratios: Ratios,
+}
+
+/// Sums, counts and buckets of the worker's histograms, from the process's Prometheus
+/// recorder (they accumulate over the run; stages use differences).
+pub(crate) fn histogram_totals() -> std::collections::HashMap<String, f64> {
+    crate::harness::metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("argus_worker_commit_seconds") || l.starts_with("argus_worker_batch_size")
+        })
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the worker's own metrics say about a stage.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerInternals {
+    /// Offset commits (at-least-once: synchronous, explicit).
+    pub commits: u64,
+    pub commit_mean_ms: f64,
+    /// Commits that took more than 50 ms.
+    pub commits_over_50ms: u64,
+    pub model_calls: u64,
+    pub mean_batch: f64,
+}
+
+pub(crate) fn internals(
+    a: &std::collections::HashMap<String, f64>,
+    b: &std::collections::HashMap<String, f64>,
+) -> WorkerInternals {
+    let d = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
+    let commits = d("argus_worker_commit_seconds_count");
+    let calls = d("argus_worker_batch_size_count");
+    WorkerInternals {
+        commits: commits.max(0.0) as u64,
+        commit_mean_ms: d("argus_worker_commit_seconds_sum") * 1e3 / commits.max(1.0),
+        commits_over_50ms: (commits - d("argus_worker_commit_seconds_bucket{le=\"0.05\"}")).max(0.0)
+            as u64,
+        model_calls: calls.max(0.0) as u64,
+        mean_batch: d("argus_worker_batch_size_sum") / calls.max(1.0),
+    }
+}
+
+impl WorkerInternals {
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "worker metrics: {} model calls (mean batch {:.2}), {} offset commits (mean {:.1} ms, {} over 50 ms)",
+            self.model_calls, self.mean_batch, self.commits, self.commit_mean_ms, self.commits_over_50ms
+        )
+    }
+}
+
+pub(crate) fn worker_timings(seen: &[argus_wire::Timings]) -> WorkerTimings {
+    let p50 = |f: &dyn Fn(&argus_wire::Timings) -> Option<u64>| {
+        let mut v: Vec<f64> = seen
+            .iter()
+            .filter_map(f)
+            .map(|us| us as f64 / 1e3)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    WorkerTimings {
+        queue_ms: p50(&|t| Some(t.queue_us)),
+        decode_preprocess_ms: p50(&|t| Some(t.decode_us + t.preprocess_us)),
+        inference_ms: p50(&|t| Some(t.inference_us)),
+        capture_to_output_ms: p50(&|t| t.capture_to_output_us),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breakdown_of_the_slowest_records() {
+        let records: Vec<Record> = (1..=100)
+            .map(|i| Record {
+                latency_ms: f64::from(i),
+                capture_us: 0,
+                received_us: i64::from(i) * 1000,
+                appended_us: Some(i64::from(i) * 1000 - 500),
+                timings: argus_wire::Timings {
+                    queue_us: 100,
+                    decode_us: 200,
+                    capture_to_output_us: Some(u64::from(i as u32) * 500),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let all = breakdown(&records, 0.0);
+        assert_eq!(all.records, 100);
+        let slow = breakdown(&records, 0.99);
+        assert_eq!(slow.records, 1);
+        assert_eq!(slow.latency_ms, 100.0);
+        assert_eq!(slow.after_ms, 50.0);
+        assert_eq!(slow.before_ms, 49.7);
+        assert_eq!(slow.appended_to_received_ms, 0.5);
+    }
+}

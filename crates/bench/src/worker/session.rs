@@ -1,0 +1,282 @@
+//! Stage 3 on the broker: pre-fill a fresh topic, then one in-process worker drains it,
+//! timed from its first consumed input (group join excluded). Stage 4 ([`super::latency`])
+//! reuses the same worker and producer.
+use super::report::{histogram_totals, internals, LatencyResult, WorkerResult};
+use super::{WorkerBenchOptions, WorkerShape};
+use crate::error::{runtime, usage, BenchError};
+use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark};
+use crate::harness::envelope_bytes;
+use crate::harness::kafka::{
+    await_deliveries, bundle_rules, enqueue, finished, others, wait_until, BenchWorker,
+};
+use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
+use argus_kafka::{KafkaSettings, TopicSpec};
+use argus_model::Classifier;
+use argus_producer::Frame;
+use argus_wire::now_us;
+use argus_worker::{WorkerConfig, WorkerStats};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The run's topics, named after the run id.
+#[derive(Debug)]
+pub(crate) struct BenchTopics {
+    pub input: String,
+    pub predictions: String,
+    pub alerts: String,
+    pub dlq: String,
+}
+
+impl BenchTopics {
+    pub(crate) fn new(run_id: &str) -> Self {
+        BenchTopics {
+            input: format!("argus-bench-{run_id}.frames"),
+            predictions: format!("argus-bench-{run_id}.predictions"),
+            alerts: format!("argus-bench-{run_id}.alerts"),
+            dlq: format!("argus-bench-{run_id}.dlq"),
+        }
+    }
+
+    /// Creates them. The predictions topic stamps records with the broker's append time,
+    /// which splits "prediction built → received" into the worker's producer and the
+    /// subscriber's side.
+    pub(crate) async fn create(
+        &self,
+        settings: &KafkaSettings,
+        partitions: i32,
+    ) -> Result<(), BenchError> {
+        argus_kafka::ensure_topics(
+            settings,
+            &[
+                TopicSpec::new(&self.predictions, 4)
+                    .with_config("message.timestamp.type", "LogAppendTime"),
+                TopicSpec::new(&self.input, partitions),
+                TopicSpec::new(&self.alerts, 4),
+                TopicSpec::new(&self.dlq, 1),
+            ],
+        )
+        .await
+        .map_err(runtime)
+    }
+
+    pub(crate) fn all(&self) -> Vec<String> {
+        vec![
+            self.input.clone(),
+            self.predictions.clone(),
+            self.alerts.clone(),
+            self.dlq.clone(),
+        ]
+    }
+}
+
+/// The broker stages (3 and 4), which share one worker and one producer.
+#[derive(Debug)]
+pub(crate) struct KafkaSession<'a> {
+    pub options: &'a WorkerBenchOptions,
+    pub topics: &'a BenchTopics,
+    pub model: Arc<Classifier>,
+    pub pool: Arc<Vec<Frame>>,
+    pub shape: WorkerShape,
+    pub run_id: String,
+    pub interrupted: CancellationToken,
+    pub worker: Option<BenchWorker>,
+}
+
+impl KafkaSession<'_> {
+    /// Stage 3, then stage 4 at fractions of the capacity stage 3 measured.
+    pub(crate) async fn run(
+        &mut self,
+        offline_rate: f64,
+    ) -> Result<(WorkerResult, Vec<LatencyResult>), BenchError> {
+        let producer = self
+            .options
+            .kafka
+            .producer(&format!("argus-bench-producer-{}", self.run_id))
+            .map_err(|e| usage(e.to_string()))?;
+        let prefill_seconds = self.prefill(&producer).await?;
+        let stats = Arc::new(WorkerStats::default());
+        let worker = self.drain(&stats, prefill_seconds, offline_rate).await?;
+        print_drain(&worker);
+        // 4. Latency at fractions of that capacity, same worker (its group is joined).
+        let latency = self
+            .latency(&producer, &stats, worker.inputs_per_s, worker.predicted)
+            .await?;
+        Ok((worker, latency))
+    }
+
+    /// Sends `--frames` pool frames (capture time = now) and waits for their
+    /// acknowledgements; returns the seconds it took.
+    async fn prefill(&self, producer: &FutureProducer) -> Result<f64, BenchError> {
+        let frames = self.options.frames;
+        println!();
+        println!(
+            "stage 3  worker draining a pre-filled topic: {frames} frames in {} ({} partitions), one in-process worker, fresh group",
+            self.topics.input, self.options.partitions
+        );
+        let t = Instant::now();
+        let mut deliveries = Vec::with_capacity(usize::try_from(frames).unwrap_or(0));
+        for i in 0..frames {
+            let frame = &self.pool[(i % self.pool.len() as u64) as usize];
+            let capture = now_us();
+            let value = envelope_bytes(frame, i, capture)?;
+            deliveries.push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
+        }
+        let (ok, failed) = await_deliveries(deliveries).await;
+        producer.flush(Duration::from_secs(30)).map_err(runtime)?;
+        if failed > 0 {
+            return Err(runtime(format!(
+                "{failed} of {frames} frames were not acknowledged by the broker"
+            )));
+        }
+        let prefill_seconds = t.elapsed().as_secs_f64();
+        println!(
+            "  pre-filled {ok} frames in {prefill_seconds:.2} s ({:.0} frames/s)",
+            ok as f64 / prefill_seconds
+        );
+        Ok(prefill_seconds)
+    }
+
+    /// Starts the worker and times its drain of the pre-filled topic.
+    async fn drain(
+        &mut self,
+        stats: &Arc<WorkerStats>,
+        prefill_seconds: f64,
+        offline_rate: f64,
+    ) -> Result<WorkerResult, BenchError> {
+        let frames = self.options.frames;
+        self.start_worker(stats.clone())?;
+        let t = Instant::now();
+        let first = self
+            .wait_for(
+                Duration::from_secs(60),
+                "the worker to join the group",
+                || stats.consumed.load(Ordering::Relaxed) >= 1,
+            )
+            .await?;
+        let mark = CpuMark::now(self.options.broker_pid);
+        let threads_before = thread_ticks();
+        let hist = histogram_totals();
+        // Generous: a quarter of the offline speed, plus a minute.
+        let limit = Duration::from_secs_f64(60.0 + 4.0 * frames as f64 / offline_rate.max(1.0));
+        let last = self
+            .wait_for(limit, "the worker to finish the pre-filled frames", || {
+                finished(stats) >= frames
+            })
+            .await?;
+        let end = CpuMark::now(self.options.broker_pid);
+        let threads = thread_groups(&threads_before, &thread_ticks(), frames);
+        let seconds = (last - first).as_secs_f64();
+        Ok(WorkerResult {
+            frames,
+            partitions: self.options.partitions,
+            prefill_seconds,
+            group_join_seconds: (first - t).as_secs_f64(),
+            seconds,
+            predicted: stats.predicted.load(Ordering::Relaxed),
+            dead_lettered: stats.dead_lettered.load(Ordering::Relaxed),
+            other: others(stats),
+            inputs_per_s: frames as f64 / seconds,
+            pauses: stats.pauses.load(Ordering::Relaxed),
+            machine_cpu_busy: cpu_busy(mark.machine, end.machine),
+            cpu: mark.until(&end, frames),
+            threads,
+            internals: internals(&hist, &histogram_totals()),
+        })
+    }
+
+    fn start_worker(&mut self, stats: Arc<WorkerStats>) -> Result<(), BenchError> {
+        let worker_id = format!("argus-bench-worker-{}", self.run_id);
+        let mut config = WorkerConfig::new(worker_id, vec![self.topics.input.clone()]);
+        config.predictions_topic = self.topics.predictions.clone();
+        config.alerts_topic = self.topics.alerts.clone();
+        config.dlq_topic = self.topics.dlq.clone();
+        config.inference_threads = self.shape.inference_threads;
+        config.decode_threads = self.shape.decode_threads;
+        config.max_batch = self.shape.max_batch;
+        config.max_in_flight = self.shape.max_in_flight;
+        // As `argus work` runs by default, so alerts are published too.
+        config.rules = bundle_rules(&self.model);
+        let group = format!("argus-bench-{}", self.run_id);
+        let mut settings = self.options.kafka.clone();
+        for (k, v) in &self.options.worker_options {
+            settings.options.insert(k.clone(), v.clone());
+        }
+        let worker = BenchWorker::start(config, &settings, &group, self.model.clone(), stats)?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    pub(crate) async fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.stop().await;
+        }
+    }
+
+    /// Polls `done` every millisecond; returns the instant it first held. Fails on timeout,
+    /// Ctrl-C, or if the worker stopped.
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) -> Result<Instant, BenchError> {
+        wait_until(
+            &mut self.worker,
+            &self.interrupted,
+            limit,
+            what,
+            done,
+            || Ok(()),
+        )
+        .await
+    }
+}
+
+fn print_drain(worker: &WorkerResult) {
+    println!(
+        "  group join {:.2} s (excluded); {} inputs in {:.2} s = {:.1} inputs/s; predicted {}, dead-lettered {}, stale/abandoned/undelivered {}; pauses {}; machine CPU busy {}",
+        worker.group_join_seconds,
+        worker.frames,
+        worker.seconds,
+        worker.inputs_per_s,
+        worker.predicted,
+        worker.dead_lettered,
+        worker.other,
+        worker.pauses,
+        percent(worker.machine_cpu_busy)
+    );
+    println!("  {}", worker.cpu.line());
+    println!("  {}", worker.internals.line());
+    if let Some(w) = worker.cpu.contention() {
+        println!("  {w}");
+    }
+    let groups: Vec<String> = worker
+        .threads
+        .iter()
+        .filter(|g| g.share >= 0.005)
+        .map(|g| {
+            let busiest: Vec<String> = g
+                .busiest
+                .iter()
+                .map(|s| format!("{:.0}%", 100.0 * s / worker.seconds.max(1e-9)))
+                .collect();
+            format!(
+                "{} ×{} {:.2} ms ({:.0}%; busiest {})",
+                g.name,
+                g.threads,
+                g.cpu_ms_per_input,
+                g.share * 100.0,
+                busiest.join(" ")
+            )
+        })
+        .collect();
+    println!(
+        "  bench-process threads, CPU-ms per input (share; busiest threads' % of one core): {}",
+        groups.join(", ")
+    );
+    if worker.dead_lettered + worker.other > 0 {
+        println!("  WARNING: some frames were not predicted; the rate above includes them");
+    }
+}
