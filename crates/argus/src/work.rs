@@ -188,7 +188,7 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
                 if !shutdown.is_cancelled() && argus_worker::group_moved_on(&reason) =>
             {
                 tracing::warn!(worker = %worker_id, error = %reason, "transaction aborted by a rebalance; rejoining with new clients");
-                metrics::counter!("argus_worker_rejoins_total").increment(1);
+                metrics::counter!(argus_worker::metrics::REJOINS).increment(1);
             }
             other => break other,
         }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod context;
 pub mod embedded;
+pub mod metrics;
 pub mod settings;
 
 pub use admin::{ensure_topics, TopicSpec};
@@ -26,17 +27,26 @@ pub enum KafkaSetupError {
     /// A client could not be created from the configuration.
     #[error("cannot create Kafka {role} for {brokers}: {source}")]
     Client {
+        /// `consumer`, `producer` or `admin client`.
         role: &'static str,
+        /// The bootstrap servers it was configured with.
         brokers: String,
+        /// librdkafka's error.
         #[source]
         source: rdkafka::error::KafkaError,
     },
     /// A topic could not be created.
     #[error("cannot create topic {topic}: {reason}")]
-    Topic { topic: String, reason: String },
+    Topic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
     /// The embedded broker could not start.
     #[error("cannot start the embedded broker: {source}")]
     Embedded {
+        /// librdkafka's error.
         #[source]
         source: rdkafka::error::KafkaError,
     },

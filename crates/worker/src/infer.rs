@@ -2,6 +2,11 @@
 //! A thread takes the first waiting input, adds whatever else is queued (and, if `max_wait`
 //! is non-zero, what arrives within it) up to `max_batch`, and runs them as one batch on
 //! the plan for exactly that size. Replies go back per input, so callers never see batches.
+//!
+//! Metrics recorded here: per input, the wait from [`InferenceStage::submit`] until its batch
+//! starts ([`m::INFERENCE_QUEUE_SECONDS`]); per model call, the batch size
+//! ([`m::BATCH_SIZE`]), the engine time ([`m::INFERENCE_SECONDS`]) and the whole call
+//! ([`m::BATCH_SECONDS`]).
 use crate::job::Failure;
 use crate::metrics as m;
 use argus_model::{Classification, Classifier, Prepared};
@@ -17,6 +22,8 @@ pub type Reply = Result<Classification, Failure>;
 struct Request {
     prepared: Prepared,
     reply: oneshot::Sender<Reply>,
+    /// When the input was queued, for the queue-wait histogram.
+    queued: Instant,
 }
 
 /// Batching policy.
@@ -63,7 +70,11 @@ impl InferenceStage {
     pub fn submit(&self, prepared: Prepared) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
         // If the threads are gone the reply sender is dropped and the caller sees it.
-        let _ = self.tx.send(Request { prepared, reply });
+        let _ = self.tx.send(Request {
+            prepared,
+            reply,
+            queued: Instant::now(),
+        });
         rx
     }
 }
@@ -95,6 +106,11 @@ fn next_batch(rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) -> Option<Vec<
 fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) {
     while let Some(batch) = next_batch(rx, policy) {
         let n = batch.len();
+        let started = Instant::now();
+        for r in &batch {
+            metrics::histogram!(m::INFERENCE_QUEUE_SECONDS)
+                .record(started.saturating_duration_since(r.queued).as_secs_f64());
+        }
         metrics::histogram!(m::BATCH_SIZE).record(n as f64);
         let (prepared, replies): (Vec<Prepared>, Vec<_>) =
             batch.into_iter().map(|r| (r.prepared, r.reply)).unzip();
@@ -106,6 +122,7 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
         metrics::histogram!(m::BATCH_SECONDS).record(t.elapsed().as_secs_f64());
         match result {
             Ok(outs) => {
+                record_inference(&outs);
                 for (reply, out) in replies.into_iter().zip(outs) {
                     let _ = reply.send(Ok(out));
                 }
@@ -115,6 +132,7 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
             Err(_) if n > 1 => {
                 for (reply, p) in replies.into_iter().zip(prepared) {
                     let one = run_guarded(model, std::slice::from_ref(&p))
+                        .inspect(|v| record_inference(v))
                         .and_then(|mut v| v.pop().ok_or_else(|| failure("no output".into())));
                     let _ = reply.send(one);
                 }
@@ -125,6 +143,13 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
                 }
             }
         }
+    }
+}
+
+/// Records one successful model call's engine time (every output of a call carries it).
+fn record_inference(outs: &[Classification]) {
+    if let Some(c) = outs.first() {
+        metrics::histogram!(m::INFERENCE_SECONDS).record(c.timings.batch_inference_us as f64 / 1e6);
     }
 }
 

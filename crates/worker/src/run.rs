@@ -627,7 +627,7 @@ fn maybe_commit(
                 }
             }
             Err(e) => {
-                metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                metrics::counter!(argus_kafka::metrics::COMMIT_FAILURES).increment(1);
                 tracing::warn!(error = %e, "offset commit failed; retrying");
             }
         }
@@ -830,7 +830,6 @@ async fn process(a: ProcessArgs) -> Result<Finished, Undelivered> {
         Prepare::Ready(ready) => match stage.submit(ready.prepared).await {
             Ok(Ok(classification)) => {
                 let t = classification.timings;
-                metrics::histogram!(m::INFERENCE_SECONDS).record(t.inference_us as f64 / 1e6);
                 let total = t.decode_us
                     + ready.envelope_us
                     + t.preprocess_us
