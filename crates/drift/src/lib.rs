@@ -11,6 +11,7 @@
 //! - [`aggregate`]: partials → windows → reports (identical for any number of sidecars).
 //! - [`sidecar`]: `argus drift watch`, the loop.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
+#![warn(missing_docs)]
 pub mod aggregate;
 pub mod compare;
 pub mod features;

@@ -9,6 +9,7 @@
 //! it caused is acknowledged, stored offsets are *committed* in the background
 //! (`enable.auto.commit`), synchronously on partition revoke ([`GroupContext`]) and on
 //! shutdown.
+#![warn(missing_docs)]
 pub mod admin;
 pub mod context;
 pub mod embedded;

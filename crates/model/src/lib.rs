@@ -14,6 +14,7 @@
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
 //! threads, never from the async reactor.
+#![warn(missing_docs)]
 pub mod classifier;
 pub mod engine;
 pub mod error;

@@ -7,6 +7,7 @@
 //!   with line numbers).
 //! - [`metrics`]: the metric names it emits, described.
 //! - [`produce`]: the paced, size-checked produce loop with progress and a summary.
+#![warn(missing_docs)]
 pub mod metrics;
 pub mod produce;
 pub mod records;

@@ -10,6 +10,7 @@
 //!   equals the summary of the union of the records exactly;
 //! - reference profiles (`profile`, with each feature's `reference` and its `null` tables), window evaluation into a report (`evaluate`, `report`),
 //!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`).
+#![warn(missing_docs)]
 
 // Statistical tests (pinned to scipy).
 pub mod chi2;
