@@ -5,8 +5,8 @@
 //!
 //! Metrics recorded here: per input, the wait from [`InferenceStage::submit`] until its batch
 //! starts ([`m::INFERENCE_QUEUE_SECONDS`]); per model call, the batch size
-//! ([`m::BATCH_SIZE`]), the engine time ([`m::INFERENCE_SECONDS`]) and the whole call
-//! ([`m::BATCH_SECONDS`]).
+//! ([`m::BATCH_SIZE`]) and the whole call ([`m::BATCH_SECONDS`]); per input answered, the
+//! engine time of the call it ran in ([`m::INFERENCE_SECONDS`]).
 use crate::job::Failure;
 use crate::metrics as m;
 use argus_model::{Classification, Classifier, Prepared};
@@ -146,9 +146,11 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
     }
 }
 
-/// Records one successful model call's engine time (every output of a call carries it).
+/// Records a successful model call's engine time once per input it answered: each input
+/// waited for the whole call, so that is its inference latency (not the call's time divided
+/// by the batch size).
 fn record_inference(outs: &[Classification]) {
-    if let Some(c) = outs.first() {
+    for c in outs {
         metrics::histogram!(m::INFERENCE_SECONDS).record(c.timings.batch_inference_us as f64 / 1e6);
     }
 }
@@ -171,5 +173,80 @@ fn run_guarded(model: &Classifier, prepared: &[Prepared]) -> Result<Vec<Classifi
             detail: e.to_string(),
         }),
         Err(_) => Err(failure("inference panicked".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::path::PathBuf;
+
+    /// Samples of a histogram in a snapshot.
+    fn samples(snapshot: &[(metrics_util::CompositeKey, DebugValue)], name: &str) -> Vec<f64> {
+        snapshot
+            .iter()
+            .filter(|(k, _)| k.key().name() == name)
+            .flat_map(|(_, v)| match v {
+                DebugValue::Histogram(h) => h.iter().map(|x| x.into_inner()).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queue_wait_is_per_input_and_inference_time_is_the_whole_batch() {
+        // The only test of this binary that installs a global recorder (the inference
+        // threads record, so a thread-local one would not see them).
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        let model = Arc::new(
+            Classifier::load(
+                &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
+            )
+            .unwrap(),
+        );
+        let policy = BatchPolicy {
+            max_batch: 4,
+            // Long enough for all four inputs to join the first batch.
+            max_wait: Duration::from_secs(2),
+            inject_delay: Duration::ZERO,
+        };
+        let stage = InferenceStage::start(model.clone(), 1, policy).unwrap();
+        let input = || Prepared {
+            data: vec![0.0; model.input_len()],
+            decode_us: 0,
+            preprocess_us: 0,
+        };
+        let replies: Vec<_> = (0..4).map(|_| stage.submit(input())).collect();
+        let outs: Vec<Classification> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
+        drop(stage);
+        let snapshot: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(k, _, _, v)| (k, v))
+            .collect();
+
+        assert_eq!(
+            samples(&snapshot, m::BATCH_SIZE),
+            [4.0],
+            "one batch of four"
+        );
+        assert_eq!(samples(&snapshot, m::BATCH_SECONDS).len(), 1);
+        assert_eq!(samples(&snapshot, m::INFERENCE_QUEUE_SECONDS).len(), 4);
+        // Every input saw the whole call's engine time, not a quarter of it.
+        let batch = outs[0].timings.batch_inference_us;
+        assert!(outs.iter().all(|c| c.timings.batch_inference_us == batch));
+        assert!(outs.iter().all(|c| c.timings.inference_us == batch / 4));
+        assert_eq!(
+            samples(&snapshot, m::INFERENCE_SECONDS),
+            [batch as f64 / 1e6; 4]
+        );
     }
 }

@@ -6,8 +6,9 @@ pub const INPUTS: &str = "argus_worker_inputs_total";
 pub const OUTPUTS: &str = "argus_worker_outputs_total";
 /// Counter: inputs sent to the DLQ. Labels: `reason`.
 pub const DLQ: &str = "argus_worker_dlq_total";
-/// Histogram: model inference time per model call (one batch; its size is [`BATCH_SIZE`]),
-/// seconds. Engine time only; [`BATCH_SECONDS`] adds tensor assembly and postprocessing.
+/// Histogram: per input, the engine time of the model call (the whole batch) it ran in,
+/// seconds: the inference latency the input saw. One sample per input; per call, see
+/// [`BATCH_SECONDS`] (which adds tensor assembly and postprocessing) and [`BATCH_SIZE`].
 pub const INFERENCE_SECONDS: &str = "argus_worker_inference_seconds";
 /// Histogram: time an input waits in the inference queue, from being queued until its batch
 /// starts (includes `max_wait` batching), seconds.
@@ -82,7 +83,7 @@ pub fn describe() {
     describe_histogram!(
         INFERENCE_SECONDS,
         Unit::Seconds,
-        "Model inference time per model call (one batch)"
+        "Per input, the engine time of the model call (whole batch) it ran in"
     );
     describe_histogram!(
         INFERENCE_QUEUE_SECONDS,
