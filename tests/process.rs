@@ -117,11 +117,13 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
     assert!(status.contains("200"), "{status}");
     let (status, metrics) = http_get(19181, "/metrics");
     assert!(status.contains("200"), "{status}");
-    for name in [
-        "argus_worker_inputs_total",
-        "argus_worker_outputs_total",
-        "argus_worker_inference_seconds_bucket",
-        "argus_worker_end_to_end_seconds_bucket",
+    // The names are pinned in tests/metric_names.rs.
+    use argus_worker::metrics as m;
+    for name in &[
+        m::INPUTS.to_owned(),
+        m::OUTPUTS.to_owned(),
+        format!("{}_bucket", m::INFERENCE_SECONDS),
+        format!("{}_bucket", m::END_TO_END_SECONDS),
     ] {
         assert!(
             metrics.contains(name),

@@ -23,26 +23,61 @@ pub fn init_tracing(format: &str) {
     };
 }
 
+/// Explicit histogram buckets, most specific first (a full-name match wins over the
+/// `_seconds` suffix). Every histogram the crates emit is covered, so none is rendered as a
+/// summary.
+fn histogram_buckets() -> [(Matcher, &'static [f64]); 3] {
+    [
+        (
+            Matcher::Full(argus_worker::metrics::BATCH_SIZE.into()),
+            argus_worker::metrics::BATCH_SIZE_BUCKETS,
+        ),
+        (
+            Matcher::Full(argus_drift::metrics::EVAL_SECONDS.into()),
+            argus_drift::metrics::EVAL_BUCKETS,
+        ),
+        (
+            Matcher::Suffix("_seconds".into()),
+            argus_worker::metrics::LATENCY_BUCKETS,
+        ),
+    ]
+}
+
+/// Registers every crate's metric descriptions with the installed recorder.
+fn describe_all() {
+    argus_kafka::metrics::describe();
+    argus_model::metrics::describe();
+    argus_producer::metrics::describe();
+    argus_worker::metrics::describe();
+    argus_drift::metrics::describe();
+}
+
+/// The exporter with [`histogram_buckets`] set.
+fn prometheus_builder() -> PrometheusBuilder {
+    let mut builder = PrometheusBuilder::new();
+    for (matcher, buckets) in histogram_buckets() {
+        builder = match builder.set_buckets_for_metric(matcher, buckets) {
+            Ok(b) => b,
+            // Only empty bucket lists are refused; ours are non-empty constants (tested).
+            Err(e) => unreachable!("histogram buckets refused: {e}"),
+        };
+    }
+    builder
+}
+
 /// Installs the global Prometheus recorder once and returns its handle.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".into()),
-                    argus_worker::metrics::LATENCY_BUCKETS,
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let handle = match builder.install_recorder() {
+            let handle = match prometheus_builder().install_recorder() {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     PrometheusBuilder::new().build_recorder().handle()
                 }
             };
-            argus_worker::metrics::describe();
-            argus_drift::metrics::describe();
+            describe_all();
             handle
         })
         .clone()
@@ -100,4 +135,39 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every histogram renders with the buckets chosen for it, not as a summary.
+    #[test]
+    fn histograms_render_with_explicit_buckets() {
+        let recorder = prometheus_builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            metrics::histogram!(argus_worker::metrics::BATCH_SIZE).record(3.0);
+            metrics::histogram!(argus_worker::metrics::INFERENCE_SECONDS).record(0.004);
+            metrics::histogram!(argus_worker::metrics::INFERENCE_QUEUE_SECONDS).record(0.001);
+            metrics::histogram!(argus_drift::metrics::EVAL_SECONDS).record(0.002);
+        });
+        let text = handle.render();
+        for (name, le) in [
+            (argus_worker::metrics::BATCH_SIZE, "4"),
+            (argus_worker::metrics::INFERENCE_SECONDS, "0.005"),
+            (argus_worker::metrics::INFERENCE_QUEUE_SECONDS, "0.001"),
+            (argus_drift::metrics::EVAL_SECONDS, "0.0025"),
+        ] {
+            let line = format!("{name}_bucket{{le=\"{le}\"}} 1");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(
+            !text.contains("quantile="),
+            "a histogram without buckets:\n{text}"
+        );
+        let help = format!("# HELP {} ", argus_worker::metrics::INFERENCE_QUEUE_SECONDS);
+        assert!(text.contains(&help), "described:\n{text}");
+    }
 }

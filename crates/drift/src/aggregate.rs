@@ -17,13 +17,20 @@ use argus_stats::summary::SegmentSummary;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// What the aggregator needs: window, alarm and evaluation settings.
 #[derive(Debug, Clone)]
 pub struct AggregateConfig {
+    /// Pane length, µs.
     pub pane_us: i64,
+    /// Panes per window.
     pub window_panes: u32,
+    /// Consecutive drifting windows that fire the alarm.
     pub alarm_k: u32,
+    /// Evaluation thresholds.
     pub eval: EvalConfig,
+    /// The model, named in reports.
     pub model: ModelInfo,
+    /// The sidecars' sample rate, reported in windows.
     pub sample_rate: f64,
     /// The input topic: window record counts are its records (predictions are not counted).
     pub input_topic: String,
@@ -31,6 +38,7 @@ pub struct AggregateConfig {
 
 type PartitionKey = (String, i32);
 
+/// Merges partial pane summaries from every partition into windows and evaluates them into reports.
 #[derive(Debug)]
 pub struct Aggregator {
     cfg: AggregateConfig,
@@ -43,13 +51,16 @@ pub struct Aggregator {
     evaluated_through: Option<i64>,
     /// Drift decision per (segment, pane) for the alarm rule.
     decisions: BTreeMap<(String, i64), Option<bool>>,
+    /// Partials rejected as duplicates (replays, overlapping offsets).
     pub duplicates: u64,
+    /// Messages made for another reference (or pane length), ignored.
     pub foreign: u64,
     /// Partials rejected as malformed (wrong shapes, unaligned panes, inconsistent counters).
     pub malformed: u64,
 }
 
 impl Aggregator {
+    /// An aggregator for `profile`.
     pub fn new(cfg: AggregateConfig, profile: Arc<Profile>) -> Self {
         Self {
             cfg,

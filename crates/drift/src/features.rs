@@ -19,6 +19,7 @@ pub fn image_feature_names() -> Vec<String> {
 }
 /// Output features of a classification model.
 pub const SCORE: &str = "score";
+/// Output feature: the model's predicted class.
 pub const PREDICTED_CLASS: &str = "predicted_class";
 
 /// Why a frame yielded no features (the `reason` label of `drift_records_invalid_total`).
@@ -100,6 +101,7 @@ pub fn downscale(img: RgbImage) -> RgbImage {
 pub struct Outputs {
     /// P(positive label), when the prediction carries it (or it follows from a binary top).
     pub score: Option<f64>,
+    /// The predicted class (the best label).
     pub predicted_class: Option<String>,
 }
 

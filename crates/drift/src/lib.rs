@@ -12,6 +12,7 @@
 //! - [`sidecar`]: `argus drift watch` — its decisions as a state machine, tested without a
 //!   broker, and the loop that drives it.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
+#![warn(missing_docs)]
 pub mod aggregate;
 pub mod compare;
 pub mod features;

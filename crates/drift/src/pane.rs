@@ -16,19 +16,27 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+/// `schema` value of every [`PaneRecord`] this build writes.
 pub const PANE_SCHEMA: &str = "argus.drift-pane/v1";
 
 /// One partition's summary of one pane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Partial {
+    /// Id of the sidecar that summarised it.
     pub sidecar: String,
+    /// `sha256` of the profile it was summarised against; others ignore it.
     pub reference_sha256: String,
+    /// Input topic.
     pub topic: String,
+    /// Input partition.
     pub partition: i32,
+    /// Pane start (event time), µs since the Unix epoch.
     pub pane_start_us: i64,
+    /// Pane length, µs.
     pub pane_us: i64,
     /// First and last offset of the records in this pane (inclusive).
     pub from_offset: i64,
+    /// Last offset (inclusive).
     pub to_offset: i64,
     /// Records of the pane (before sampling).
     pub n_records: u64,
@@ -43,29 +51,40 @@ pub struct Partial {
 /// "Every pane of this partition ending at or before `watermark_us` is final."
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// Id of the sidecar that owns the partition.
     pub sidecar: String,
+    /// `sha256` of the profile it summarises against.
     pub reference_sha256: String,
+    /// Input topic.
     pub topic: String,
+    /// Input partition.
     pub partition: i32,
+    /// Panes ending at or before this (event time, µs since the Unix epoch) are final.
     pub watermark_us: i64,
 }
 
+/// A message on the panes topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaneMessage {
+    /// A pane summary of one partition.
     Partial(Box<Partial>),
+    /// A partition's watermark.
     Progress(Progress),
 }
 
 /// The JSON envelope on the panes topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaneRecord {
+    /// [`PANE_SCHEMA`].
     pub schema: String,
+    /// The message (its `kind` field says which).
     #[serde(flatten)]
     pub message: PaneMessage,
 }
 
 impl PaneRecord {
+    /// Wraps a message with the current schema.
     pub fn new(message: PaneMessage) -> Self {
         Self {
             schema: PANE_SCHEMA.to_owned(),
@@ -90,7 +109,9 @@ impl PaneRecord {
 /// Window and sampling settings shared by all sidecars of a group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaneConfig {
+    /// Pane length, µs.
     pub pane_us: i64,
+    /// How far (event time, µs) a record may lag the newest before its pane is final.
     pub lateness_us: i64,
     /// Keep a frame iff `xxh3(seed ‖ camera ‖ capture time) < rate · 2⁶⁴`.
     pub sampler: Sampler,
@@ -151,9 +172,12 @@ pub struct EndProbe {
     pub last_probe: Option<Instant>,
 }
 
+/// One partition's open panes and its watermark, as its owning sidecar keeps them.
 #[derive(Debug)]
 pub struct PartitionPanes {
+    /// Input topic.
     pub topic: String,
+    /// Input partition.
     pub partition: i32,
     /// Max event time seen minus lateness; panes ending at or before it are final.
     watermark_us: Option<i64>,
@@ -189,6 +213,7 @@ impl PartitionPanes {
         }
     }
 
+    /// Panes ending at or before this (µs) are final; `None` before the first record.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark_us
     }

@@ -35,6 +35,7 @@ pub struct ImageProfileBuilder<'m> {
     segments: BTreeMap<String, Columns>,
     truth: Vec<(f64, bool)>,
     n: i64,
+    /// Reference frames that did not decode (skipped).
     pub decode_errors: u64,
 }
 

@@ -47,8 +47,11 @@ pub const DEFAULT_THRESHOLD: f64 = 0.5;
 /// One cell of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellValue {
+    /// An empty field, JSON `null`, or a missing JSON key.
     Null,
+    /// A number (NaN and ±inf included).
     Num(f64),
+    /// Anything else, verbatim.
     Text(String),
 }
 
@@ -80,7 +83,9 @@ impl CellValue {
 pub struct Table {
     /// The file it was read from (as given), used in messages and record hashes.
     pub source: String,
+    /// Column names, in file order.
     pub columns: Vec<String>,
+    /// One row per record, each as long as `columns`.
     pub rows: Vec<Vec<CellValue>>,
 }
 
@@ -131,82 +136,156 @@ pub struct ColumnSpec {
 /// where in it (line, row or column), and what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
+    /// The file cannot be opened or read.
     #[error("{path}: cannot read the file: {source}")]
     Io {
+        /// The file, as given.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The extension names no supported format.
     #[error("{path}: unknown file type {extension:?}; use a .csv file (with a header row) or JSON lines (.jsonl or .ndjson)")]
-    Extension { path: String, extension: String },
+    Extension {
+        /// The file, as given.
+        path: String,
+        /// Its extension.
+        extension: String,
+    },
+    /// The CSV does not parse.
     #[error("{path}: line {line}: {message}")]
     Csv {
+        /// The file, as given.
         path: String,
+        /// Line number (1-based, the header is line 1).
         line: u64,
+        /// What the parser says.
         message: String,
     },
+    /// The CSV file has no header row.
     #[error("{path}: the CSV file is empty; it needs a header row naming the columns")]
-    NoHeader { path: String },
+    NoHeader {
+        /// The file, as given.
+        path: String,
+    },
+    /// A header column has no name.
     #[error("{path}: header column {position} has an empty name; name it (or, for a pandas index, write the file with index=False)")]
-    EmptyColumnName { path: String, position: usize },
+    EmptyColumnName {
+        /// The file, as given.
+        path: String,
+        /// 1-based header position.
+        position: usize,
+    },
+    /// Two header columns have the same name.
     #[error("{path}: column {column:?} appears twice in the header (columns {first} and {second}); column names must be unique")]
     DuplicateColumn {
+        /// The file, as given.
         path: String,
+        /// The name.
         column: String,
+        /// 1-based position of the first.
         first: usize,
+        /// 1-based position of the second.
         second: usize,
     },
+    /// A line is not valid JSON.
     #[error("{path}: line {line}, column {column}: {message}")]
     Json {
+        /// The file, as given.
         path: String,
+        /// Line number (1-based).
         line: usize,
+        /// Column within the line (1-based).
         column: usize,
+        /// What the parser says.
         message: String,
     },
+    /// A JSON field holds an array or object.
     #[error("{path}: line {line}: field {field:?} is a nested {what}; only scalar values (number, string, boolean, null) are supported — flatten it into separate fields")]
     Nested {
+        /// The file, as given.
         path: String,
+        /// Line number (1-based).
         line: usize,
+        /// The field.
         field: String,
+        /// `array` or `object`.
         what: &'static str,
     },
+    /// A JSON object has a field twice.
     #[error("{path}: line {line}: field {field:?} appears twice in the same object")]
     DuplicateField {
+        /// The file, as given.
         path: String,
+        /// Line number (1-based).
         line: usize,
+        /// The field.
         field: String,
     },
+    /// A column named by a flag is not in the file.
     #[error("{path}: column {column:?} (declared {role}) is not in the file; its columns are: {available}")]
     MissingColumn {
+        /// The file, as given.
         path: String,
+        /// The column.
         column: String,
+        /// The role it was declared for.
         role: &'static str,
+        /// The file's columns.
         available: String,
     },
+    /// A column is given two incompatible roles.
     #[error("{path}: column {column:?} is declared both {first} and {second}; declare it once")]
     Conflict {
+        /// The file, as given.
         path: String,
+        /// The column.
         column: String,
+        /// The first role.
         first: &'static str,
+        /// The second role.
         second: &'static str,
     },
+    /// A column that must be numeric holds text.
     #[error("{path}: column {column:?} must be numeric ({role}) but row {row} (1-based, header not counted) has the text value {value:?}; fix or blank that value, or declare the column categorical")]
     NotNumeric {
+        /// The file, as given.
         path: String,
+        /// The column.
         column: String,
+        /// Why it must be numeric.
         role: &'static str,
+        /// The first row with text (1-based, header not counted).
         row: usize,
+        /// That text.
         value: String,
     },
+    /// The label column cannot serve CBPE.
     #[error("{path}: label column {column:?} {problem}; CBPE needs a binary label (two distinct values, the second in sorted order is positive) — fix the labels or drop the label column")]
     Label {
+        /// The file, as given.
         path: String,
+        /// The label column.
         column: String,
+        /// What is wrong with its values.
         problem: String,
     },
+    /// The profile is not a records profile.
     #[error("{path}: the profile is a {found:?} profile; tables can only be compared with a records profile")]
-    WrongStream { path: String, found: StreamKind },
+    WrongStream {
+        /// The file, as given.
+        path: String,
+        /// The profile's stream kind.
+        found: StreamKind,
+    },
+    /// The profile cannot be built or read.
     #[error("{path}: {source}")]
-    Profile { path: String, source: ProfileError },
+    Profile {
+        /// The file, as given.
+        path: String,
+        /// The profile error.
+        source: ProfileError,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,20 +41,35 @@ pub const PANE_MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// sampling settings (and the profile); the sidecar id is theirs alone.
 #[derive(Debug, Clone)]
 pub struct DriftConfig {
+    /// The stream to watch (frames or records).
     pub input_topic: String,
+    /// The predictions topic, when model outputs (score, predicted class) are watched too.
     pub predictions_topic: Option<String>,
+    /// Where sidecars exchange pane summaries and progress.
     pub panes_topic: String,
+    /// Where drift reports go.
     pub reports_topic: String,
+    /// Consumer group of the sidecars.
     pub group: String,
+    /// This sidecar's id, unique in the group.
     pub sidecar_id: String,
+    /// Pane length (event time).
     pub pane: Duration,
+    /// Panes per window.
     pub window_panes: u32,
+    /// How far a record may lag the newest one (event time) before its pane is final.
     pub lateness: Duration,
+    /// Share of records summarised, (0, 1], by record hash.
     pub sample_rate: f64,
+    /// Frames per camera per second of event time at most (0 = no cap).
     pub max_fps: f64,
+    /// Cameras beyond this many get no segment of their own (fleet `*` only).
     pub max_segments: usize,
+    /// Consecutive drifting windows that fire the alarm.
     pub alarm_k: u32,
+    /// Evaluation thresholds.
     pub eval: EvalConfig,
+    /// The model, named in reports.
     pub model: ModelInfo,
     /// How often panes are closed, progress published and reports evaluated.
     pub tick: Duration,
@@ -70,6 +85,7 @@ pub struct DriftConfig {
 }
 
 impl DriftConfig {
+    /// Defaults for everything but the input topic, the sidecar id and the model.
     pub fn new(input_topic: &str, sidecar_id: &str, model: ModelInfo) -> Self {
         Self {
             input_topic: input_topic.to_owned(),
@@ -115,14 +131,19 @@ impl DriftConfig {
     }
 }
 
+/// Why the sidecar stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
+    /// Clients or topics could not be set up.
     #[error(transparent)]
     Setup(#[from] KafkaSetupError),
+    /// Kafka failed while running.
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The stream does not fit the profile (its schema hash or features).
     #[error("the stream does not match the profile: {0}")]
     SchemaMismatch(String),
+    /// The configuration is inconsistent.
     #[error("invalid sidecar configuration: {0}")]
     Config(String),
 }
@@ -130,11 +151,17 @@ pub enum DriftError {
 /// Counters a caller (the demo, tests) can read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DriftStats {
+    /// Records read.
     pub records: u64,
+    /// Records summarised.
     pub sampled: u64,
+    /// Records whose pane was already final.
     pub late: u64,
+    /// Records that yielded no features.
     pub invalid: u64,
+    /// Partial pane summaries published.
     pub partials: u64,
+    /// Drift reports published.
     pub reports: u64,
 }
 

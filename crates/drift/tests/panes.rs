@@ -4,6 +4,7 @@
 //! added; messages match `schemas/drift-pane.v1.schema.json`; reports become gauges.
 #![allow(clippy::unwrap_used)]
 use argus_drift::aggregate::{AggregateConfig, Aggregator};
+use argus_drift::metrics as m;
 use argus_drift::pane::{Admit, PaneConfig, PaneMessage, PaneRecord, PartitionPanes, Progress};
 use argus_stats::evaluate::EvalConfig;
 use argus_stats::hash::{record_hash, Sampler};
@@ -292,27 +293,18 @@ fn reports_become_gauges() {
                 _ => f64::NAN,
             })
     };
+    assert_eq!(gauge(m::DATASET_DRIFT, &[("segment", "*")]), Some(1.0));
     assert_eq!(
-        gauge("argus_drift_dataset_drift", &[("segment", "*")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        gauge(
-            "argus_drift_feature_status",
-            &[("segment", "*"), ("feature", "x")]
-        ),
+        gauge(m::STATUS, &[("segment", "*"), ("feature", "x")]),
         Some(2.0)
     );
     assert!(gauge(
-        "argus_drift_feature_p_value",
+        m::P_VALUE,
         &[("segment", "*"), ("feature", "x"), ("method", "ks")]
     )
     .is_some());
     // One drifting non-overlapping window so far (the one before it was not shifted): pending.
-    assert_eq!(
-        gauge("argus_drift_alarm_state", &[("segment", "*")]),
-        Some(1.0)
-    );
+    assert_eq!(gauge(m::ALARM, &[("segment", "*")]), Some(1.0));
 }
 
 trait ForTest {

@@ -8,8 +8,11 @@ use std::time::Duration;
 /// A topic to create if missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
+    /// Topic name.
     pub name: String,
+    /// Partitions when created (an existing topic keeps its own).
     pub partitions: i32,
+    /// Replication factor when created.
     pub replication: i32,
     /// Topic configuration (e.g. `max.message.bytes`), applied at creation only.
     pub configs: Vec<(String, String)>,

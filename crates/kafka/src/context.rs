@@ -138,7 +138,7 @@ impl GroupContext {
                 // The new owner reports this partition's lag now; a stale value here
                 // would be counted twice when lag is summed across the fleet.
                 metrics::gauge!(
-                    "argus_kafka_consumer_lag_records",
+                    crate::metrics::CONSUMER_LAG,
                     "topic" => tp.0.clone(),
                     "partition" => tp.1.to_string()
                 )
@@ -161,7 +161,7 @@ impl ClientContext for GroupContext {
                     continue;
                 }
                 metrics::gauge!(
-                    "argus_kafka_consumer_lag_records",
+                    crate::metrics::CONSUMER_LAG,
                     "topic" => topic.clone(),
                     "partition" => partition.to_string()
                 )
@@ -186,7 +186,7 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                metrics::counter!("argus_kafka_rebalances_total", "kind" => "revoke").increment(1);
+                metrics::counter!(crate::metrics::REBALANCES, "kind" => "revoke").increment(1);
                 tracing::info!(member = %self.member, partitions = tpl.count(), "partitions revoked");
                 // From here on, work of these partitions neither publishes nor stores.
                 self.update_owned(tpl, false);
@@ -209,7 +209,7 @@ impl ConsumerContext for GroupContext {
                         Err(e) => {
                             self.commit_failures
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                            metrics::counter!(crate::metrics::COMMIT_FAILURES).increment(1);
                             tracing::warn!(member = %self.member, error = %e, "commit on revoke failed; inputs since the last commit will be redelivered");
                         }
                     }
@@ -218,7 +218,7 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
-                metrics::counter!("argus_kafka_rebalances_total", "kind" => "error").increment(1);
+                metrics::counter!(crate::metrics::REBALANCES, "kind" => "error").increment(1);
                 tracing::warn!(member = %self.member, error = %e, "rebalance error");
             }
         }
@@ -226,7 +226,7 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            metrics::counter!("argus_kafka_rebalances_total", "kind" => "assign").increment(1);
+            metrics::counter!(crate::metrics::REBALANCES, "kind" => "assign").increment(1);
             tracing::info!(member = %self.member, partitions = tpl.count(), "partitions assigned");
             self.update_owned(tpl, true);
             self.update(tpl, true);
@@ -257,7 +257,7 @@ impl ConsumerContext for GroupContext {
                     rdkafka::types::RDKafkaErrorCode::NoOffset
                 )
             ) {
-                metrics::counter!("argus_kafka_commit_failures_total").increment(1);
+                metrics::counter!(crate::metrics::COMMIT_FAILURES).increment(1);
                 tracing::warn!(member = %self.member, error = %e, "offset commit failed");
             }
         }

@@ -9,9 +9,11 @@
 //! it caused is acknowledged, stored offsets are *committed* in the background
 //! (`enable.auto.commit`), synchronously on partition revoke ([`GroupContext`]) and on
 //! shutdown.
+#![warn(missing_docs)]
 pub mod admin;
 pub mod context;
 pub mod embedded;
+pub mod metrics;
 pub mod settings;
 
 pub use admin::{delete_topics, ensure_topics, TopicSpec};
@@ -26,20 +28,34 @@ pub enum KafkaSetupError {
     /// A client could not be created from the configuration.
     #[error("cannot create Kafka {role} for {brokers}: {source}")]
     Client {
+        /// `consumer`, `producer` or `admin client`.
         role: &'static str,
+        /// The bootstrap servers it was configured with.
         brokers: String,
+        /// librdkafka's error.
         #[source]
         source: rdkafka::error::KafkaError,
     },
     /// A topic could not be created.
     #[error("cannot create topic {topic}: {reason}")]
-    Topic { topic: String, reason: String },
+    Topic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
     /// A topic could not be deleted.
     #[error("cannot delete topic {topic}: {reason}")]
-    DeleteTopic { topic: String, reason: String },
+    DeleteTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
     /// The embedded broker could not start.
     #[error("cannot start the embedded broker: {source}")]
     Embedded {
+        /// librdkafka's error.
         #[source]
         source: rdkafka::error::KafkaError,
     },

@@ -22,7 +22,9 @@ pub struct Classifier {
 pub struct Prepared {
     /// The input tensor for batch 1, in the manifest's layout.
     pub data: Vec<f32>,
+    /// Decoding time, µs (0 for raw pixels and records).
     pub decode_us: u64,
+    /// Preprocessing time, µs.
     pub preprocess_us: u64,
 }
 
@@ -39,9 +41,16 @@ impl std::fmt::Debug for Classifier {
 /// Time per stage of one classification, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageTimings {
+    /// Payload → image (0 for raw tensors and records).
     pub decode_us: u64,
+    /// Image or record → model input tensor.
     pub preprocess_us: u64,
+    /// This input's share of its batch's model time: [`StageTimings::batch_inference_us`]
+    /// divided by the batch size.
     pub inference_us: u64,
+    /// The model call of the whole batch this input ran in (engine time only).
+    pub batch_inference_us: u64,
+    /// Softmax and ranking.
     pub postprocess_us: u64,
 }
 
@@ -52,6 +61,7 @@ pub struct Classification {
     pub probabilities: Vec<f32>,
     /// Label indices, best first (all labels).
     pub ranking: Vec<usize>,
+    /// Time per stage.
     pub timings: StageTimings,
 }
 
@@ -367,6 +377,7 @@ impl Classifier {
                         decode_us: p.decode_us,
                         preprocess_us: p.preprocess_us,
                         inference_us: share,
+                        batch_inference_us: inference_us,
                         postprocess_us: micros(t),
                     },
                 })

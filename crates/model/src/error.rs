@@ -10,37 +10,53 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum ModelError {
     /// The manifest is missing, unreadable or invalid; `reason` says what to fix.
     #[error("model bundle {path}: {reason}")]
-    Bundle { path: PathBuf, reason: String },
+    Bundle {
+        /// The bundle directory or file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// The ONNX file's hash differs from the manifest's.
     #[error("model file {path}: sha256 is {actual} but the manifest says {expected}; re-run the bundle script or fix model.sha256")]
     HashMismatch {
+        /// The model file.
         path: PathBuf,
+        /// sha256 the manifest declares.
         expected: String,
+        /// sha256 of the file as read.
         actual: String,
     },
     /// tract could not load or plan the model.
     #[error("model file {path}: {reason}: {source}")]
     Load {
+        /// The model file.
         path: PathBuf,
+        /// What was being done.
         reason: String,
+        /// The engine's error.
         #[source]
         source: BoxError,
     },
     /// The input bytes do not decode as an image.
     #[error("image does not decode: {source}")]
     Decode {
+        /// The decoder's error.
         #[source]
         source: BoxError,
     },
     /// The payload is of the wrong kind or dimensions for this model.
     #[error("input does not fit the model: {reason}")]
-    Shape { reason: String },
+    Shape {
+        /// What the model expects and what it got.
+        reason: String,
+    },
     /// A record lacks a feature the model needs, or has it with the wrong type or value.
     #[error("{0}")]
     Feature(#[from] crate::tabular::FeatureError),
     /// Inference failed.
     #[error("inference failed: {source}")]
     Inference {
+        /// The engine's error.
         #[source]
         source: BoxError,
     },

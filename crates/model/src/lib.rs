@@ -10,13 +10,16 @@
 //! - [`tabular`]: records → model input for tabular bundles (`[[features]]`), and the
 //!   evidence alerts carry.
 //! - [`postprocess`]: softmax and top-k.
+//! - [`metrics`]: the metric names the crate emits, described.
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
 //! threads, never from the async reactor.
+#![warn(missing_docs)]
 pub mod classifier;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
 pub mod tabular;

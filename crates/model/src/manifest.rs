@@ -14,13 +14,20 @@ pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// [`BUNDLE_SCHEMA`] or [`BUNDLE_SCHEMA_V1`].
     pub schema: String,
+    /// Model name, reported in every prediction.
     pub name: String,
+    /// Model version, reported in every prediction.
     pub version: String,
+    /// What the model does.
     pub task: Task,
+    /// One line for people browsing bundles; informational.
     #[serde(default)]
     pub description: String,
+    /// The ONNX file, its hash and engine.
     pub model: ModelFile,
+    /// The model's input tensor.
     pub input: Input,
     /// Image preprocessing (task `classify` only).
     #[serde(default)]
@@ -28,6 +35,7 @@ pub struct Manifest {
     /// (v2) The record's features in model input order (task `tabular` only).
     #[serde(default)]
     pub features: Vec<Feature>,
+    /// The model's output and its labels.
     pub output: Output,
     /// (v2) The decision the model's score supports: the default alert rule.
     #[serde(default)]
@@ -54,6 +62,7 @@ pub enum Task {
 pub struct Feature {
     /// The record field it is read from.
     pub name: String,
+    /// How the value becomes model input (`type` in the file).
     #[serde(rename = "type")]
     pub kind: FeatureKind,
     /// `category` only: the values, in one-hot column order.
@@ -105,7 +114,52 @@ pub struct ModelFile {
     pub sha256: String,
     /// The engine to run it on (default tract); the worker's `--engine` overrides it.
     #[serde(default)]
-    pub engine: Option<crate::engine::EngineKind>,
+    pub engine: Option<EngineKind>,
+}
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// tract (pure Rust).
+    #[default]
+    Tract,
+    /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
+    #[serde(alias = "ort")]
+    Onnxruntime,
+    /// Native evaluator for ONNX-ML tree ensembles (see [`crate::engine::trees`]).
+    Trees,
+}
+
+impl EngineKind {
+    /// The name used in flags and manifests (`tract`, `onnxruntime`, `trees`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Tract => "tract",
+            EngineKind::Onnxruntime => "onnxruntime",
+            EngineKind::Trees => "trees",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tract" => Ok(EngineKind::Tract),
+            "onnxruntime" | "ort" => Ok(EngineKind::Onnxruntime),
+            "trees" => Ok(EngineKind::Trees),
+            other => Err(format!(
+                "unknown engine {other:?}; use \"tract\", \"onnxruntime\" or \"trees\""
+            )),
+        }
+    }
 }
 
 /// The model's input.
@@ -128,7 +182,9 @@ pub struct Input {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
+    /// Batch, channels, height, width.
     Nchw,
+    /// Batch, height, width, channels.
     Nhwc,
 }
 
@@ -136,7 +192,9 @@ pub enum Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Color {
+    /// Red, green, blue.
     Rgb,
+    /// Blue, green, red (OpenCV's order).
     Bgr,
 }
 
@@ -144,10 +202,15 @@ pub enum Color {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocess {
+    /// How the frame is fitted to the input size.
     pub resize: Resize,
+    /// Resampling filter of the resize.
     pub filter: Filter,
+    /// Multiplier applied to each 8-bit value first (e.g. `1/255`).
     pub scale: f32,
+    /// Per-channel mean, subtracted after scaling.
     pub mean: [f32; 3],
+    /// Per-channel standard deviation, divided by last.
     pub std: [f32; 3],
 }
 
@@ -163,8 +226,11 @@ pub enum Resize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
+    /// Nearest neighbour.
     Nearest,
+    /// Bilinear (triangle) filter.
     Triangle,
+    /// Bicubic Catmull-Rom filter.
     CatmullRom,
 }
 
@@ -174,6 +240,7 @@ pub enum Filter {
 pub struct Output {
     /// ONNX output name.
     pub name: String,
+    /// How the output values become probabilities.
     pub kind: OutputKind,
     /// One label per output element, in order.
     pub labels: Vec<String>,

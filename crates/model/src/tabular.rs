@@ -12,7 +12,9 @@ use argus_wire::{Record, Value};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("feature {feature:?} {reason}")]
 pub struct FeatureError {
+    /// The feature's name.
     pub feature: String,
+    /// What is wrong with its value ("is missing", "is not a number", …).
     pub reason: String,
 }
 

@@ -5,7 +5,10 @@
 //! - [`source`]: where frames come from (`synthetic`, `dir`) as an iterator of envelopes.
 //! - [`records`]: CSV / JSON-lines rows as `Record` envelopes (type inference, bad rows
 //!   with line numbers).
+//! - [`metrics`]: the metric names it emits, described.
 //! - [`produce`]: the paced, size-checked produce loop with progress and a summary.
+#![warn(missing_docs)]
+pub mod metrics;
 pub mod produce;
 pub mod records;
 pub mod scene;

@@ -17,6 +17,7 @@ const RECORD_OVERHEAD: usize = 512;
 /// Produce loop settings.
 #[derive(Debug, Clone)]
 pub struct ProduceConfig {
+    /// Topic to produce to.
     pub topic: String,
     /// Overall messages per second at most (on top of the source's own fps).
     pub rate_limit: Option<f64>,
@@ -38,8 +39,10 @@ pub struct ProduceConfig {
 /// an error after the rows before it were delivered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BadRows {
+    /// Report it and go on with the next row (the default).
     #[default]
     Skip,
+    /// Report it and end the run with an error.
     Fail,
 }
 
@@ -76,6 +79,7 @@ pub struct ProduceSummary {
     pub bytes: u64,
     /// Frames known to show a person (synthetic source).
     pub with_person: u64,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
 
@@ -119,14 +123,20 @@ impl std::fmt::Display for ProduceSummary {
 /// Errors that stop the produce loop.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
+    /// The source could not be opened or read.
     #[error("{0}")]
     Source(String),
+    /// A frame is larger than the message size limit.
     #[error("frame of {bytes} bytes from {key} exceeds the message size limit of {limit} bytes (message.max.bytes); lower the resolution or JPEG quality, or raise message.max.bytes on the broker, topic and producer")]
     Oversize {
+        /// The frame's key (camera or entity id).
         key: String,
+        /// Its encoded size.
         bytes: usize,
+        /// The limit, `max_message_bytes`.
         limit: usize,
     },
+    /// A bad row, with `--on-bad-row fail`.
     #[error("{0} (the run stops at a bad row with --on-bad-row fail; rows before it were sent)")]
     BadRow(crate::records::BadRow),
 }
@@ -195,7 +205,7 @@ pub async fn run(
                 })),
                 Some(Err(bad)) => {
                     tracing::error!(line = bad.line, error = %bad, "bad row");
-                    metrics::counter!("argus_producer_bad_rows_total").increment(1);
+                    metrics::counter!(crate::metrics::BAD_ROWS).increment(1);
                     summary.bad_rows += 1;
                     if summary.bad_lines.len() < 20 {
                         summary.bad_lines.push(bad.line);
@@ -280,11 +290,11 @@ fn account(summary: &mut ProduceSummary, r: Result<usize, String>) {
         Ok(bytes) => {
             summary.sent += 1;
             summary.bytes += bytes as u64;
-            metrics::counter!("argus_producer_frames_total", "outcome" => "ok").increment(1);
+            metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
         }
         Err(e) => {
             summary.failed += 1;
-            metrics::counter!("argus_producer_frames_total", "outcome" => "error").increment(1);
+            metrics::counter!(crate::metrics::FRAMES, "outcome" => "error").increment(1);
             tracing::warn!(error = %e, "frame not delivered");
         }
     }

@@ -35,7 +35,9 @@ const NUMERIC_SHARE: f64 = 0.9;
 /// Input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordFormat {
+    /// Comma-separated values with a header row.
     Csv,
+    /// One JSON object per line.
     Jsonl,
 }
 
@@ -53,13 +55,18 @@ impl std::str::FromStr for RecordFormat {
 /// A column's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
+    /// `true` / `false` (0 / 1 too).
     Bool,
+    /// A whole number (`i64`).
     Int,
+    /// A finite number (`f64`).
     Float,
+    /// Anything else, verbatim.
     Text,
 }
 
 impl ColumnType {
+    /// The name used in `--type col=TYPE`.
     pub fn as_str(self) -> &'static str {
         match self {
             ColumnType::Bool => "bool",
@@ -90,6 +97,7 @@ impl std::str::FromStr for ColumnType {
 pub struct RecordsSource {
     /// The file; `None` reads stdin.
     pub path: Option<PathBuf>,
+    /// CSV or JSON lines.
     pub format: RecordFormat,
     /// The key column.
     pub key: String,
@@ -144,17 +152,22 @@ impl RecordsSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}: line {line}: {message}")]
 pub struct BadRow {
+    /// The file name, or `stdin`.
     pub source_name: String,
     /// 1-based; the CSV header is line 1.
     pub line: u64,
+    /// What is wrong with the row.
     pub message: String,
 }
 
 /// One row, ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// Line number (1-based; the CSV header is line 1).
     pub line: u64,
+    /// The key column's value: the Kafka key and the envelope's source id.
     pub key: String,
+    /// All the row's values, the key column included.
     pub record: Record,
 }
 

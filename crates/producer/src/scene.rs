@@ -28,16 +28,22 @@ use rand::{Rng, SeedableRng};
 /// Axis-aligned box in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoundingBox {
+    /// Left edge.
     pub x: u32,
+    /// Top edge.
     pub y: u32,
+    /// Width.
     pub width: u32,
+    /// Height.
     pub height: u32,
 }
 
 /// One rendered frame and its ground truth.
 #[derive(Debug, Clone)]
 pub struct Scene {
+    /// The rendered frame.
     pub image: RgbImage,
+    /// Where the person is, if the scene has one.
     pub person: Option<BoundingBox>,
 }
 

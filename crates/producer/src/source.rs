@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 pub struct Frame {
     /// Kafka key: the camera id.
     pub key: String,
+    /// The frame (or record) to send.
     pub envelope: Envelope,
     /// Ground truth when the source knows it (synthetic scenes).
     pub has_person: Option<bool>,
@@ -18,11 +19,17 @@ pub struct Frame {
 /// JPEG frames, deterministic from `seed`.
 #[derive(Debug, Clone)]
 pub struct SyntheticSource {
+    /// Seed of the scenes: the same seed gives the same frames.
     pub seed: u64,
+    /// Number of cameras (keys `cam-0`, `cam-1`, …).
     pub cameras: u32,
+    /// Frames per second per camera.
     pub fps: f64,
+    /// Frame width in pixels.
     pub width: u32,
+    /// Frame height in pixels.
     pub height: u32,
+    /// JPEG quality, 1–100.
     pub jpeg_quality: u8,
     /// Brighten one camera from some frame on (to demonstrate and test drift detection).
     pub brighten: Option<Brighten>,
@@ -32,8 +39,11 @@ pub struct SyntheticSource {
 /// (rounded, clamped to 0–255): an exposure change the drift sidecar should flag.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Brighten {
+    /// Camera index.
     pub camera: u32,
+    /// Multiplier of every channel.
     pub gain: f32,
+    /// First sequence number brightened.
     pub from_sequence: u64,
 }
 
@@ -51,16 +61,22 @@ impl Brighten {
 /// Every JPEG/PNG in a folder, in name order, once or looped, as one camera.
 #[derive(Debug, Clone)]
 pub struct DirSource {
+    /// The folder.
     pub path: PathBuf,
+    /// Camera id: the Kafka key of every frame.
     pub camera: String,
+    /// Frames per second.
     pub fps: f64,
+    /// Start again from the first file after the last.
     pub looped: bool,
 }
 
 /// Where frames (or records) come from.
 #[derive(Debug, Clone)]
 pub enum Source {
+    /// Synthetic scenes ([`SyntheticSource`]).
     Synthetic(SyntheticSource),
+    /// Image files of a folder ([`DirSource`]).
     Dir(DirSource),
     /// Rows of a CSV or JSON-lines file (or stdin) as `Record` envelopes.
     Records(crate::records::RecordsSource),

@@ -4,6 +4,7 @@
 //! windows its ERT is (1 − p₀ᵏ) / ((1 − p₀)·p₀ᵏ) windows (≈ 8 420 for p₀ = 0.05, k = 3).
 use crate::report::Alarm;
 
+/// The k-consecutive alarm rule: firing after `k` drifting windows in a row, pending before.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsecutiveRule {
     k: u32,
@@ -44,6 +45,7 @@ impl ConsecutiveRule {
         self.state()
     }
 
+    /// The rule's state as a report's [`Alarm`].
     pub fn state(&self) -> Alarm {
         let state = if self.consecutive >= self.k {
             "firing"

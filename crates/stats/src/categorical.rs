@@ -40,19 +40,23 @@ impl Vocabulary {
     }
 }
 
+/// One categorical feature's summary in one pane (or merged window).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoricalSummary {
     /// Rows seen, including nulls.
     pub n: u64,
+    /// Null values.
     pub n_null: u64,
     /// One counter per reference category, then `__other_ref__`.
     pub counts: Vec<u64>,
+    /// Values the reference never saw (all of them, not only those tracked in `new_values`).
     pub n_new_total: u64,
     /// Up to `NEW_K` new values with the smallest hashes: value → (hash, exact count).
     pub new_values: BTreeMap<String, (u64, u64)>,
 }
 
 impl CategoricalSummary {
+    /// An empty summary with one counter per category of `vocab`.
     pub fn new(vocab: &Vocabulary) -> Self {
         Self {
             n: 0,
@@ -68,6 +72,7 @@ impl CategoricalSummary {
         self.n.saturating_sub(self.n_null)
     }
 
+    /// Adds one value (`None`: null).
     pub fn add(&mut self, vocab: &Vocabulary, value: Option<&str>) {
         self.n += 1;
         let Some(v) = value else {
@@ -112,6 +117,7 @@ impl CategoricalSummary {
         }
     }
 
+    /// Adds another summary of the same feature (associative and commutative).
     pub fn merge(&mut self, other: &CategoricalSummary) {
         self.n += other.n;
         self.n_null += other.n_null;

@@ -13,6 +13,7 @@ use crate::profile::{
     Calibration, CategoricalReference, FeatureKind, FeatureProfile, NumericReference,
     SegmentProfile,
 };
+pub use crate::report::Evaluation;
 use crate::report::{
     DatasetReport, Effects, FeatureReport, HistogramDistance, HistogramReport, NewValues,
     PerformanceEstimate, ShareRule, Status, TestReport,
@@ -61,23 +62,6 @@ impl Default for EvalConfig {
             chi2_min_expected: 5.0,
             psi_min_per_bin: 10.0,
         }
-    }
-}
-
-/// The statistical part of a report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    pub features: Vec<FeatureReport>,
-    pub dataset: DatasetReport,
-    pub performance_estimate: Option<PerformanceEstimate>,
-    pub histograms: Option<HistogramReport>,
-}
-
-impl Evaluation {
-    /// The window's decision for the alarm rule: `None` when nothing could be tested
-    /// (insufficient data neither extends nor breaks a run of drifting windows).
-    pub fn decision(&self) -> Option<bool> {
-        (self.dataset.n_tested > 0).then_some(self.dataset.drift)
     }
 }
 

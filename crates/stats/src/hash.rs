@@ -52,10 +52,12 @@ impl Sampler {
         Self { threshold, rate }
     }
 
+    /// The share of records kept, 0..=1.
     pub fn rate(&self) -> f64 {
         self.rate
     }
 
+    /// Whether a record with this hash is kept.
     pub fn keep(&self, hash: u64) -> bool {
         self.threshold.is_none_or(|t| hash < t)
     }

@@ -82,23 +82,40 @@ const CHANNEL_SUMS: usize = 766;
 pub enum ImageError {
     /// Width or height is zero.
     #[error("image has a zero dimension ({width}x{height})")]
-    ZeroSize { width: u32, height: u32 },
+    ZeroSize {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
     /// The buffer is not exactly `width·height·3` bytes.
     #[error("packed RGB8 buffer for {width}x{height} must be {expected} bytes, got {actual}")]
     BufferLength {
+        /// Width in pixels.
         width: u32,
+        /// Height in pixels.
         height: u32,
+        /// Bytes expected.
         expected: u64,
+        /// Bytes given.
         actual: usize,
     },
     /// `width·height·3` does not fit in 64 bits.
     #[error("image dimensions {width}x{height} overflow")]
-    TooLarge { width: u32, height: u32 },
+    TooLarge {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
     /// A (deserialised) histogram has the wrong number of bins.
     #[error("histogram `{field}` must have {expected} bins, got {actual}")]
     HistogramShape {
+        /// The histogram's name.
         field: &'static str,
+        /// Bins expected.
         expected: usize,
+        /// Bins found.
         actual: usize,
     },
 }

@@ -8,8 +8,9 @@
 //! - mergeable window summaries (`hash`, `numeric`, `categorical`, `summary`): merge is
 //!   associative and commutative, the empty summary is its identity, and a merged summary
 //!   equals the summary of the union of the records exactly;
-//! - reference profiles (`profile`), window evaluation into a report (`evaluate`, `report`),
+//! - reference profiles (`profile`, with each feature's `reference` and its `null` tables), window evaluation into a report (`evaluate`, `report`),
 //!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`).
+#![warn(missing_docs)]
 
 // Statistical tests (pinned to scipy).
 pub mod chi2;
@@ -29,5 +30,6 @@ pub mod hash;
 pub mod null;
 pub mod numeric;
 pub mod profile;
+pub mod reference;
 pub mod report;
 pub mod summary;

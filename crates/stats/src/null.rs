@@ -6,7 +6,7 @@
 //! each effect size is stored; evaluation then requires an effect to reach
 //! `max(fixed threshold, q95_null(M))`, interpolated in log M (clamped at the grid's ends).
 use crate::distance;
-use crate::profile::{CategoricalReference, NumericReference};
+use crate::reference::{CategoricalReference, NumericReference};
 use serde::{Deserialize, Serialize};
 
 /// Window sizes of the tables.
@@ -20,6 +20,7 @@ const W1_REFERENCE_MAX: usize = 10_000;
 /// 95th percentiles of the effect sizes under H0, per window size in [`NULL_GRID`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NullTable {
+    /// Window sizes, [`NULL_GRID`].
     pub m: Vec<u64>,
     /// Normalised Wasserstein-1 (numeric only; empty for categorical).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -14,12 +14,16 @@ pub const DEFAULT_SAMPLE_K: usize = 1024;
 /// Streaming mean and variance (Welford), merged with Chan et al.'s formula.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Welford {
+    /// Values added.
     pub count: u64,
+    /// Their mean.
     pub mean: f64,
+    /// Sum of squared deviations from the mean.
     pub m2: f64,
 }
 
 impl Welford {
+    /// Adds one value.
     pub fn add(&mut self, x: f64) {
         self.count += 1;
         let d = x - self.mean;
@@ -27,6 +31,7 @@ impl Welford {
         self.m2 += d * (x - self.mean);
     }
 
+    /// Adds another accumulator's values (Chan et al.).
     pub fn merge(&mut self, other: &Welford) {
         if other.count == 0 {
             return;
@@ -103,6 +108,7 @@ impl BottomK {
         v
     }
 
+    /// An empty sample keeping at most `k` values (at least 1).
     pub fn new(k: usize) -> Self {
         Self {
             k: k.max(1),
@@ -111,14 +117,17 @@ impl BottomK {
         }
     }
 
+    /// The most values kept.
     pub fn k(&self) -> usize {
         self.k
     }
 
+    /// Values kept now.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// Whether no value is kept.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -177,17 +186,22 @@ impl BottomK {
 /// Bin `i` is `[edges[i-1], edges[i])`, with open outer bins, so there are `edges.len() + 1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Binning {
+    /// Fine bin edges, increasing (reference quantiles).
     pub edges: Vec<f64>,
+    /// Smallest reference value.
     pub ref_min: f64,
+    /// Largest reference value.
     pub ref_max: f64,
 }
 
 impl Binning {
+    /// The bin of `x`.
     #[inline]
     pub fn bin(&self, x: f64) -> usize {
         self.edges.partition_point(|e| *e <= x)
     }
 
+    /// Number of bins: `edges.len() + 1`.
     pub fn n_bins(&self) -> usize {
         self.edges.len() + 1
     }
@@ -198,18 +212,28 @@ impl Binning {
 pub struct NumericSummary {
     /// Rows seen, including null and non-finite values.
     pub n: u64,
+    /// Null values.
     pub n_null: u64,
+    /// Non-finite numbers (NaN, ±inf); not binned or sampled.
     pub n_nonfinite: u64,
+    /// Smallest finite value, if any.
     pub min: Option<f64>,
+    /// Largest finite value, if any.
     pub max: Option<f64>,
+    /// Mean and variance of the finite values.
     pub moments: Welford,
+    /// Counts per bin of the reference's [`Binning`].
     pub bins: Vec<u64>,
+    /// Finite values below the reference's minimum.
     pub n_below_ref_min: u64,
+    /// Finite values above the reference's maximum.
     pub n_above_ref_max: u64,
+    /// Bottom-k sample of the finite values by record hash.
     pub sample: BottomK,
 }
 
 impl NumericSummary {
+    /// An empty summary binned like `binning`, sampling up to `k` values.
     pub fn new(binning: &Binning, k: usize) -> Self {
         Self {
             n: 0,
@@ -259,6 +283,7 @@ impl NumericSummary {
         self.sample.add(hash, x);
     }
 
+    /// Adds another summary of the same feature (associative and commutative).
     pub fn merge(&mut self, other: &NumericSummary) {
         self.n += other.n;
         self.n_null += other.n_null;

@@ -8,24 +8,31 @@
 use crate::categorical::Vocabulary;
 use crate::hash::value_hash;
 use crate::numeric::{Binning, BottomK};
+pub use crate::reference::{CategoricalReference, NumericReference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+/// `schema` value of every [`Profile`] this build writes.
 pub const PROFILE_SCHEMA: &str = "argus.drift-profile/v1";
 /// The fleet segment, used for every camera without a reference of its own.
 pub const FLEET: &str = "*";
 
+/// How a feature is summarised and tested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
+    /// Continuous numbers: binned on reference quantiles, sampled, KS/CvM/W1/PSI.
     Numeric,
     /// Numeric with ≤ 20 distinct reference values: tested as categorical.
     NumericDiscrete,
+    /// Categories: counted, χ², JS, PSI and the new-category alarm.
     Categorical,
+    /// Numeric with at most two distinct reference values: tested as categorical.
     Binary,
     /// Model score (probability).
     Score,
+    /// The model's predicted class: tested as categorical.
     PredictedClass,
     /// Numeric feature computed by the sidecar from an image.
     ImageDerived,
@@ -36,6 +43,7 @@ impl FeatureKind {
     pub fn is_numeric(self) -> bool {
         matches!(self, Self::Numeric | Self::Score | Self::ImageDerived)
     }
+    /// The name in profiles and reports (`numeric`, `numeric_discrete`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Numeric => "numeric",
@@ -49,6 +57,7 @@ impl FeatureKind {
     }
 }
 
+/// What a stream carries, and so where features come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
@@ -82,61 +91,23 @@ impl Default for ProfileSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NumericReference {
-    pub binning: Binning,
-    /// Reference deciles (percentiles 10..90, numpy 'linear', duplicates removed); each is also
-    /// a fine edge, so decile counts are sums of fine bins.
-    pub decile_edges: Vec<f64>,
-    /// Fine-bin counts of the whole reference.
-    pub bin_counts: Vec<u64>,
-    pub mean: f64,
-    /// Population standard deviation (ddof = 0).
-    pub std: f64,
-    /// Bottom-k (by record hash) sample of the reference, sorted ascending.
-    pub sample: Vec<f64>,
-}
-
-impl NumericReference {
-    /// Decile bin of each fine bin.
-    pub fn decile_of_bins(&self) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.binning.n_bins());
-        out.push(0);
-        for e in &self.binning.edges {
-            out.push(self.decile_edges.partition_point(|d| *d <= *e));
-        }
-        out
-    }
-
-    /// Sum fine-bin counts into decile counts.
-    pub fn to_deciles(&self, fine: &[u64]) -> Vec<f64> {
-        let map = self.decile_of_bins();
-        let mut out = vec![0.0; self.decile_edges.len() + 1];
-        for (i, c) in fine.iter().enumerate() {
-            if let Some(d) = map.get(i).and_then(|d| out.get_mut(*d)) {
-                *d += *c as f64;
-            }
-        }
-        out
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CategoricalReference {
-    pub vocab: Vocabulary,
-    /// Counts per vocabulary value, then `__other_ref__`.
-    pub counts: Vec<u64>,
-}
-
+/// One feature's reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureProfile {
+    /// Feature name (a record field, or an image feature).
     pub name: String,
+    /// How it is summarised and tested.
     pub kind: FeatureKind,
+    /// Reference values (finite numbers, or present categories).
     pub n: u64,
+    /// Null (missing) reference values.
     pub n_null: u64,
+    /// Non-finite reference numbers.
     pub n_nonfinite: u64,
+    /// The reference distribution (numeric kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numeric: Option<NumericReference>,
+    /// The reference distribution (categorical kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categorical: Option<CategoricalReference>,
     /// Effect sizes' 95th percentiles under H0 per window size (made by [`Profile::seal`]).
@@ -299,10 +270,12 @@ impl FeatureProfile {
     }
 }
 
+/// The reference of one segment (a camera, or `*` for the fleet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentProfile {
     /// Reference records in this segment.
     pub n: u64,
+    /// Per feature, in the stream's feature order.
     pub features: Vec<FeatureProfile>,
     /// Pixel histograms (image streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +283,7 @@ pub struct SegmentProfile {
 }
 
 impl SegmentProfile {
+    /// Index of the feature named `name`.
     pub fn feature_index(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| f.name == name)
     }
@@ -323,7 +297,9 @@ pub struct Calibration {
     pub positive_label: String,
     /// Decision threshold: predicted positive iff score ≥ threshold.
     pub threshold: f64,
+    /// Upper score bound of each level, increasing.
     pub upper: Vec<f64>,
+    /// Calibrated probability of the positive label per level.
     pub levels: Vec<f64>,
     /// Reference accuracy measured with labels, for comparison.
     pub reference_accuracy: f64,
@@ -333,17 +309,24 @@ pub struct Calibration {
     pub reference_estimated_accuracy: f64,
 }
 
+/// A reference profile: what the training data looked like, per segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
+    /// [`PROFILE_SCHEMA`].
     pub schema: String,
+    /// Profile id (given at `argus drift profile`), reported in every drift report.
     pub id: String,
+    /// Records or images.
     pub stream: StreamKind,
     /// Where the reference came from (file names, record counts).
     pub source: String,
+    /// The settings it was built with (bins, samples, seed).
     pub settings: ProfileSettings,
+    /// Hash of the feature names and kinds: the sidecar refuses a stream whose schema differs.
     pub schema_sha256: String,
     /// `*` (fleet) and one per camera/segment that had its own reference data.
     pub segments: BTreeMap<String, SegmentProfile>,
+    /// CBPE calibration, when the reference had labels and scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
     /// The label whose probability the `score` feature is (model-output profiles).
@@ -351,19 +334,34 @@ pub struct Profile {
     pub score_label: Option<String>,
     /// `argus <version>` that wrote it.
     pub created_by: String,
+    /// SHA-256 of the profile serialised with this field empty: detects any edit.
     pub sha256: String,
 }
 
+/// Why a profile cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
+    /// The file is not valid profile JSON.
     #[error("not a drift profile: {0}")]
     Parse(#[from] serde_json::Error),
+    /// A schema version this build does not read.
     #[error("profile schema is {found:?}; this argus reads {PROFILE_SCHEMA:?}")]
-    Version { found: String },
+    Version {
+        /// The file's `schema`.
+        found: String,
+    },
+    /// The content hash does not match the content.
     #[error("profile content hash mismatch: file says {stated}, content is {actual} (edited or truncated?)")]
-    Hash { stated: String, actual: String },
+    Hash {
+        /// The hash the file states.
+        stated: String,
+        /// The hash of its content.
+        actual: String,
+    },
+    /// The fleet segment `*` is missing.
     #[error("profile has no fleet segment \"*\"")]
     NoFleet,
+    /// The content contradicts itself.
     #[error("profile is inconsistent: {0}")]
     Invalid(String),
 }
@@ -446,6 +444,7 @@ impl Profile {
         Ok(hex::encode(Sha256::digest(&bytes)))
     }
 
+    /// The profile as compact JSON.
     pub fn to_json(&self) -> Result<String, ProfileError> {
         Ok(serde_json::to_string(self)?)
     }
@@ -550,6 +549,7 @@ impl Profile {
         }
     }
 
+    /// The fleet segment `*` (every profile has one).
     pub fn fleet(&self) -> &SegmentProfile {
         self.segment(FLEET)
     }

@@ -9,28 +9,37 @@ use serde::{Deserialize, Serialize};
 /// One value of one feature in one record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell<'a> {
+    /// Missing (empty field, JSON `null`).
     Null,
+    /// A number (possibly non-finite).
     Num(f64),
+    /// Text.
     Text(&'a str),
 }
 
+/// One feature's summary in one pane (or merged window), by the feature's kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureSummary {
+    /// Bins, moments and a sample.
     Numeric(NumericSummary),
+    /// Category counts and new values.
     Categorical(CategoricalSummary),
 }
 
+/// One segment's summary in one pane (or merged window): every feature, in profile order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentSummary {
     /// Records offered (inputs and predictions).
     pub n_records: u64,
     /// Values that did not fit their feature's type (text in a numeric column, ...).
     pub n_invalid: u64,
+    /// Per feature, in the profile's feature order.
     pub features: Vec<FeatureSummary>,
     /// CBPE counters: for each calibration level, [predicted negative, predicted positive].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cbpe: Option<Vec<[u64; 2]>>,
+    /// Pixel histograms (image streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histograms: Option<crate::image::ImageHistograms>,
 }
@@ -118,6 +127,7 @@ impl SegmentSummary {
         }
     }
 
+    /// Adds another summary of the same segment and schema (associative and commutative).
     pub fn merge(&mut self, other: &SegmentSummary) {
         self.n_records += other.n_records;
         self.n_invalid += other.n_invalid;

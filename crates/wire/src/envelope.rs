@@ -49,7 +49,12 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Payload {
     /// Variant 0: an encoded image, bytes passed through untouched.
-    Encoded { format: ImageFormat, bytes: Vec<u8> },
+    Encoded {
+        /// JPEG or PNG.
+        format: ImageFormat,
+        /// The encoded file's bytes.
+        bytes: Vec<u8>,
+    },
     /// Variant 1: raw interleaved pixels.
     Raw(RawImage),
     /// Variant 2: a record of named features.
@@ -68,8 +73,11 @@ pub enum ImageFormat {
 /// Raw pixels, row-major, channels interleaved (HWC), 8 bits per channel.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct RawImage {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Channel order.
     pub layout: PixelLayout,
     /// `width * height * layout.channels()` bytes.
     pub data: Vec<u8>,
@@ -99,13 +107,16 @@ impl PixelLayout {
 /// A record of named features, in the order the source gave them.
 #[derive(Debug, Clone, PartialEq, Default, Encode, Decode)]
 pub struct Record {
+    /// The fields, in source order (names unique within a record).
     pub fields: Vec<Field>,
 }
 
 /// One named value.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Field {
+    /// Feature name (a CSV column or JSON key).
     pub name: String,
+    /// Its value.
     pub value: Value,
 }
 
@@ -147,25 +158,41 @@ impl Payload {
 pub enum WireError {
     /// Fewer than two bytes: not even a version.
     #[error("message of {len} bytes is too short to hold an envelope")]
-    TooShort { len: usize },
+    TooShort {
+        /// Bytes received.
+        len: usize,
+    },
     /// A version this build cannot read.
     #[error("envelope schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
-    UnsupportedVersion { found: u16 },
+    UnsupportedVersion {
+        /// The version in the first two bytes.
+        found: u16,
+    },
     /// The first two bytes are no plausible version: not an envelope at all.
     #[error("not an Argus envelope: first two bytes {found:#06x} are not a schema version")]
-    NotAnEnvelope { found: u16 },
+    NotAnEnvelope {
+        /// The first two bytes, little-endian.
+        found: u16,
+    },
     /// The bytes do not follow the layout.
     #[error("envelope does not decode: {source}")]
     Decode {
+        /// bincode's error.
         #[source]
         source: bincode::error::DecodeError,
     },
     /// Valid envelope followed by garbage.
     #[error("envelope has {extra} trailing bytes after {used} decoded bytes")]
-    TrailingBytes { used: usize, extra: usize },
+    TrailingBytes {
+        /// Bytes decoded as the envelope.
+        used: usize,
+        /// Bytes left over after it.
+        extra: usize,
+    },
     /// Encoding failed (only for envelopes larger than the limit).
     #[error("envelope does not encode: {source}")]
     Encode {
+        /// bincode's error.
         #[source]
         source: bincode::error::EncodeError,
     },

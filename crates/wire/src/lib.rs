@@ -7,6 +7,7 @@
 //!
 //! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
 //! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
+#![warn(missing_docs)]
 pub mod envelope;
 pub mod headers;
 pub mod output;

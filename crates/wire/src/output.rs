@@ -17,8 +17,11 @@ pub const ALERT_SCHEMA_V2: &str = "argus.alert/v2";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputRef {
+    /// Input topic.
     pub topic: String,
+    /// Input partition.
     pub partition: i32,
+    /// Input offset.
     pub offset: i64,
     /// Kafka key (camera or entity id), if the message had a UTF-8 key.
     pub key: Option<String>,
@@ -41,7 +44,9 @@ impl InputRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelRef {
+    /// Model name, from the bundle manifest.
     pub name: String,
+    /// Model version, from the bundle manifest.
     pub version: String,
     /// sha256 of the ONNX file, lowercase hex.
     pub sha256: String,
@@ -51,8 +56,11 @@ pub struct ModelRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Score {
+    /// Class label, from the manifest's label list.
     pub label: String,
+    /// Index of the label in the model's output.
     pub index: u32,
+    /// Probability, 0..=1.
     pub score: f32,
 }
 
@@ -62,9 +70,13 @@ pub struct Score {
 pub struct Timings {
     /// Waiting between consume and the start of decoding.
     pub queue_us: u64,
+    /// Decoding the image payload (0 for raw pixels and records).
     pub decode_us: u64,
+    /// Image or record to the model's input tensor.
     pub preprocess_us: u64,
+    /// This input's share of its batch's model call (the call's time ÷ the batch size).
     pub inference_us: u64,
+    /// Softmax and ranking.
     pub postprocess_us: u64,
     /// Capture time to the moment the output was built; `null` if capture time is unknown.
     pub capture_to_output_us: Option<u64>,
@@ -100,8 +112,11 @@ pub struct Prediction {
     pub schema: String,
     /// `topic/partition/offset` of the input.
     pub id: String,
+    /// The input this prediction is for.
     pub input: InputRef,
+    /// The model that made it.
     pub model: ModelRef,
+    /// Whether the model ran (`ok`) or the input was skipped (`stale`, v2).
     pub outcome: PredictionOutcome,
     /// Best class (`None` only when the model did not run, v2).
     pub label: Option<String>,
@@ -109,6 +124,7 @@ pub struct Prediction {
     pub score: Option<f32>,
     /// The k best classes, best first (empty only when the model did not run, v2).
     pub top: Vec<Score>,
+    /// Time per stage for this input.
     pub timings: Timings,
     /// Worker instance that produced it.
     pub worker: String,
@@ -123,8 +139,11 @@ pub struct Prediction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
+    /// Rule name, unique per worker.
     pub name: String,
+    /// The label the rule watches.
     pub label: String,
+    /// Minimum probability of `label` that raises an alert.
     pub threshold: f32,
 }
 
@@ -137,14 +156,21 @@ pub struct Alert {
     /// `<prediction id>/<rule name>`: unique per input and rule, so duplicates after a
     /// redelivery can be recognised.
     pub id: String,
+    /// Id of the prediction that matched.
     pub prediction_id: String,
+    /// The input of that prediction.
     pub input: InputRef,
+    /// The model that made it.
     pub model: ModelRef,
+    /// The rule it matched.
     pub rule: AlertRule,
     /// The watched label and its probability.
     pub label: String,
+    /// Probability of `label`.
     pub score: f32,
+    /// Worker instance that raised it.
     pub worker: String,
+    /// Wall-clock time the alert was built, µs since the Unix epoch.
     pub raised_at_us: i64,
     /// (v2) The record's values of the features the model used, by feature name (records
     /// only): the evidence a reader needs to act without fetching the input.

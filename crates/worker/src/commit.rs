@@ -247,7 +247,7 @@ impl AckCommits {
                     }
                 }
                 Err(e) => {
-                    metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                    metrics::counter!(argus_kafka::metrics::COMMIT_FAILURES).increment(1);
                     tracing::warn!(error = %e, "offset commit failed; retrying");
                 }
             }

@@ -2,6 +2,11 @@
 //! A thread takes the first waiting input, adds whatever else is queued (and, if `max_wait`
 //! is non-zero, what arrives within it) up to `max_batch`, and runs them as one batch on
 //! the plan for exactly that size. Replies go back per input, so callers never see batches.
+//!
+//! Metrics recorded here: per input, the wait from [`InferenceStage::submit`] until its batch
+//! starts ([`m::INFERENCE_QUEUE_SECONDS`]); per model call, the batch size
+//! ([`m::BATCH_SIZE`]) and the whole call ([`m::BATCH_SECONDS`]); per input answered, the
+//! engine time of the call it ran in ([`m::INFERENCE_SECONDS`]).
 use crate::job::Failure;
 use crate::metrics as m;
 use crate::pipeline::infer_batch;
@@ -17,6 +22,8 @@ pub type Reply = Result<Classification, Failure>;
 struct Request {
     prepared: Prepared,
     reply: oneshot::Sender<Reply>,
+    /// When the input was queued, for the queue-wait histogram.
+    queued: Instant,
 }
 
 /// Batching policy.
@@ -63,7 +70,11 @@ impl InferenceStage {
     pub fn submit(&self, prepared: Prepared) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
         // If the threads are gone the reply sender is dropped and the caller sees it.
-        let _ = self.tx.send(Request { prepared, reply });
+        let _ = self.tx.send(Request {
+            prepared,
+            reply,
+            queued: Instant::now(),
+        });
         rx
     }
 }
@@ -95,6 +106,11 @@ fn next_batch(rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) -> Option<Vec<
 fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) {
     while let Some(batch) = next_batch(rx, policy) {
         let n = batch.len();
+        let started = Instant::now();
+        for r in &batch {
+            metrics::histogram!(m::INFERENCE_QUEUE_SECONDS)
+                .record(started.saturating_duration_since(r.queued).as_secs_f64());
+        }
         metrics::histogram!(m::BATCH_SIZE).record(n as f64);
         let (prepared, replies): (Vec<Prepared>, Vec<_>) =
             batch.into_iter().map(|r| (r.prepared, r.reply)).unzip();
@@ -105,7 +121,89 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
         let results = infer_batch(model, &prepared);
         metrics::histogram!(m::BATCH_SECONDS).record(t.elapsed().as_secs_f64());
         for (reply, result) in replies.into_iter().zip(results) {
+            if let Ok(c) = &result {
+                // Each input waited for the whole call it ran in (its batch, or alone after
+                // the batch failed): that is its inference latency, not the call's time
+                // divided by the batch size.
+                metrics::histogram!(m::INFERENCE_SECONDS)
+                    .record(c.timings.batch_inference_us as f64 / 1e6);
+            }
             let _ = reply.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::path::PathBuf;
+
+    /// Samples of a histogram in a snapshot.
+    fn samples(snapshot: &[(metrics_util::CompositeKey, DebugValue)], name: &str) -> Vec<f64> {
+        snapshot
+            .iter()
+            .filter(|(k, _)| k.key().name() == name)
+            .flat_map(|(_, v)| match v {
+                DebugValue::Histogram(h) => h.iter().map(|x| x.into_inner()).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queue_wait_is_per_input_and_inference_time_is_the_whole_batch() {
+        // The only test of this binary that installs a global recorder (the inference
+        // threads record, so a thread-local one would not see them).
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        let model = Arc::new(
+            Classifier::load(
+                &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/camera-person"),
+            )
+            .unwrap(),
+        );
+        let policy = BatchPolicy {
+            max_batch: 4,
+            // Long enough for all four inputs to join the first batch.
+            max_wait: Duration::from_secs(2),
+            inject_delay: Duration::ZERO,
+        };
+        let stage = InferenceStage::start(model.clone(), 1, policy).unwrap();
+        let input = || Prepared {
+            data: vec![0.0; model.input_len()],
+            decode_us: 0,
+            preprocess_us: 0,
+        };
+        let replies: Vec<_> = (0..4).map(|_| stage.submit(input())).collect();
+        let outs: Vec<Classification> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
+        drop(stage);
+        let snapshot: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(k, _, _, v)| (k, v))
+            .collect();
+
+        assert_eq!(
+            samples(&snapshot, m::BATCH_SIZE),
+            [4.0],
+            "one batch of four"
+        );
+        assert_eq!(samples(&snapshot, m::BATCH_SECONDS).len(), 1);
+        assert_eq!(samples(&snapshot, m::INFERENCE_QUEUE_SECONDS).len(), 4);
+        // Every input saw the whole call's engine time, not a quarter of it.
+        let batch = outs[0].timings.batch_inference_us;
+        assert!(outs.iter().all(|c| c.timings.batch_inference_us == batch));
+        assert!(outs.iter().all(|c| c.timings.inference_us == batch / 4));
+        assert_eq!(
+            samples(&snapshot, m::INFERENCE_SECONDS),
+            [batch as f64 / 1e6; 4]
+        );
     }
 }

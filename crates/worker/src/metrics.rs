@@ -6,8 +6,13 @@ pub const INPUTS: &str = "argus_worker_inputs_total";
 pub const OUTPUTS: &str = "argus_worker_outputs_total";
 /// Counter: inputs sent to the DLQ. Labels: `reason`.
 pub const DLQ: &str = "argus_worker_dlq_total";
-/// Histogram: model inference time per input, seconds.
+/// Histogram: per input, the engine time of the model call (the whole batch) it ran in,
+/// seconds: the inference latency the input saw. One sample per input; per call, see
+/// [`BATCH_SECONDS`] (which adds tensor assembly and postprocessing) and [`BATCH_SIZE`].
 pub const INFERENCE_SECONDS: &str = "argus_worker_inference_seconds";
+/// Histogram: time an input waits in the inference queue, from being queued until its batch
+/// starts (includes `max_wait` batching), seconds.
+pub const INFERENCE_QUEUE_SECONDS: &str = "argus_worker_inference_queue_seconds";
 /// Histogram: decode + preprocess + inference + postprocess per input, seconds.
 pub const PROCESSING_SECONDS: &str = "argus_worker_processing_seconds";
 /// Histogram: capture time → output acknowledged by the broker, seconds. Labels: `kind`
@@ -30,19 +35,18 @@ pub const ABANDONED: &str = "argus_worker_abandoned_total";
 pub const MAX_BATCH: &str = "argus_worker_max_batch";
 /// Histogram: inputs per model call.
 pub const BATCH_SIZE: &str = "argus_worker_batch_size";
-/// Histogram: time per model call (one batch), seconds.
+/// Histogram: time per model call (one batch), seconds: [`INFERENCE_SECONDS`] plus tensor
+/// assembly and postprocessing.
 pub const BATCH_SECONDS: &str = "argus_worker_batch_seconds";
-/// Counter: offset commits (at-least-once) that failed; they are retried.
-pub const COMMIT_FAILURES: &str = "argus_kafka_commit_failures_total";
-/// Counter: times an exactly-once worker rejoined its group with new clients after a
-/// rebalance refused its open transaction.
-pub const REJOINS: &str = "argus_worker_rejoins_total";
 /// Histogram: offset commit time (at-least-once), seconds.
 pub const COMMIT_SECONDS: &str = "argus_worker_commit_seconds";
 /// Counter: times the worker paused its partitions because in-flight work was full.
 pub const PAUSES: &str = "argus_worker_pauses_total";
 /// Gauge: 1 while the worker's partitions are paused for backpressure.
 pub const PAUSED: &str = "argus_worker_paused";
+/// Counter: exactly-once rejoins: a transaction the group refused because it moved on was
+/// aborted and the worker rejoined with new clients.
+pub const REJOINS: &str = "argus_worker_rejoins_total";
 /// Counter: transaction commits (exactly-once). Labels: `outcome`.
 pub const TXN_COMMITS: &str = "argus_worker_transactions_total";
 /// Histogram: transaction commit time, seconds.
@@ -74,16 +78,17 @@ pub const PARTITION_STUCK: &str = "argus_worker_partition_stuck";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
-    describe_counter!(
-        REJOINS,
-        "Exactly-once workers that rejoined their group with new clients after a rebalance refused their open transaction"
-    );
     describe_counter!(OUTPUTS, "Outputs published, by kind and outcome");
     describe_counter!(DLQ, "Inputs sent to the dead-letter topic, by reason");
     describe_histogram!(
         INFERENCE_SECONDS,
         Unit::Seconds,
-        "Model inference time per input"
+        "Per input, the engine time of the model call (whole batch) it ran in"
+    );
+    describe_histogram!(
+        INFERENCE_QUEUE_SECONDS,
+        Unit::Seconds,
+        "Time an input waits from being queued for inference until its batch starts"
     );
     describe_histogram!(
         PROCESSING_SECONDS,
@@ -112,11 +117,19 @@ pub fn describe() {
         MAX_BATCH,
         "Largest batch per model call, calibrated at start-up on this engine and machine"
     );
-    describe_histogram!(BATCH_SECONDS, Unit::Seconds, "Time per model call");
+    describe_histogram!(
+        BATCH_SECONDS,
+        Unit::Seconds,
+        "Time per model call, with tensor assembly and postprocessing"
+    );
     describe_counter!(PAUSES, "Partition pauses for backpressure");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Offset commit time");
     describe_gauge!(PAUSED, "1 while partitions are paused for backpressure");
     describe_counter!(TXN_COMMITS, "Transaction commits, by outcome");
+    describe_counter!(
+        REJOINS,
+        "Rejoins after a transaction the group refused because it moved on"
+    );
     describe_histogram!(TXN_COMMIT_SECONDS, Unit::Seconds, "Transaction commit time");
     describe_gauge!(LAG_RECORDS, "Records not yet finished, per partition");
     describe_gauge!(
@@ -150,6 +163,9 @@ pub fn describe() {
         "Offsets not stored (partition revoked, or outputs undeliverable)"
     );
 }
+
+/// Histogram buckets (inputs) for [`BATCH_SIZE`].
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Histogram buckets (seconds) for the latency histograms above.
 pub const LATENCY_BUCKETS: &[f64] = &[

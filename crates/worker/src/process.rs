@@ -71,8 +71,6 @@ impl Shared {
                 match self.stage.submit(ready.prepared).await {
                     Ok(Ok(classification)) => {
                         let t = classification.timings;
-                        metrics::histogram!(m::INFERENCE_SECONDS)
-                            .record(t.inference_us as f64 / 1e6);
                         let total = t.decode_us
                             + envelope_us
                             + t.preprocess_us

@@ -10,58 +10,14 @@
 //!
 //! The manifest's `model.engine` picks one; the worker's `--engine` flag overrides it.
 use crate::error::ModelError;
+pub use crate::manifest::EngineKind;
 use crate::manifest::Manifest;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 pub mod tract;
 pub mod trees;
-
-/// Which engine runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    /// tract (pure Rust).
-    #[default]
-    Tract,
-    /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
-    #[serde(alias = "ort")]
-    Onnxruntime,
-    /// Native evaluator for ONNX-ML tree ensembles (see [`trees`]).
-    Trees,
-}
-
-impl EngineKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineKind::Tract => "tract",
-            EngineKind::Onnxruntime => "onnxruntime",
-            EngineKind::Trees => "trees",
-        }
-    }
-}
-
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tract" => Ok(EngineKind::Tract),
-            "onnxruntime" | "ort" => Ok(EngineKind::Onnxruntime),
-            "trees" => Ok(EngineKind::Trees),
-            other => Err(format!(
-                "unknown engine {other:?}; use \"tract\", \"onnxruntime\" or \"trees\""
-            )),
-        }
-    }
-}
 
 /// How to build the engine; [`Default`] takes the manifest's choice (tract if none).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,6 +35,7 @@ pub struct EngineOptions {
 
 /// Runs a model on batches of input tensors. `Send + Sync`: called from several threads.
 pub trait Engine: Send + Sync {
+    /// Which engine this is.
     fn kind(&self) -> EngineKind;
     /// Runs `batch` inputs laid out one after the other in `input` (each the manifest's
     /// input shape with batch 1) and returns the first output's values for all of them.

@@ -57,6 +57,7 @@ fn environment(options: &EngineOptions) -> Result<ort::environment::Environment,
     Ok(built)
 }
 
+/// The onnxruntime engine: a pool of sessions on the dynamically loaded library.
 pub struct OrtEngine {
     /// The model declares a fixed batch size (1): batches run input by input.
     fixed_batch: bool,
@@ -77,6 +78,8 @@ impl std::fmt::Debug for OrtEngine {
 }
 
 impl OrtEngine {
+    /// Opens one session per call slot (`options.concurrency`) on the model file `path`,
+    /// with the library and intra-op threads `options` name.
     pub fn load(
         manifest: &Manifest,
         path: &Path,

@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 /// `into_runnable()` already returns the plan in an `Arc`.
 type Plan = TypedRunnableModel;
 
+/// The tract engine: the loaded graph and one optimised plan per batch size, built on first use and cached.
 pub struct TractEngine {
     manifest: Manifest,
     /// The loaded graph (input name checked), from which plans of other batch sizes are
@@ -111,7 +112,7 @@ impl TractEngine {
         })?;
         let plan = build_plan(source, &self.manifest, &self.path, batch)?;
         tracing::info!(model = %self.manifest.name, batch, ms = t.elapsed().as_millis() as u64, "built plan for a new batch size");
-        metrics::counter!("argus_model_plans_built_total").increment(1);
+        metrics::counter!(crate::metrics::PLANS_BUILT).increment(1);
         plans.insert(batch, plan.clone());
         Ok(plan)
     }

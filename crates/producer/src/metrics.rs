@@ -1,0 +1,14 @@
+//! Metric names emitted by the produce loop. The binary installs the exporter and calls
+//! [`describe`].
+
+/// Counter: envelopes handed to the broker. Labels: `outcome` (ok, error).
+pub const FRAMES: &str = "argus_producer_frames_total";
+/// Counter: CSV / JSON-lines rows that could not be read as records and were skipped.
+pub const BAD_ROWS: &str = "argus_producer_bad_rows_total";
+
+/// Registers descriptions with the installed recorder.
+pub fn describe() {
+    use metrics::describe_counter;
+    describe_counter!(FRAMES, "Envelopes produced, by outcome");
+    describe_counter!(BAD_ROWS, "Input rows skipped as unreadable");
+}
