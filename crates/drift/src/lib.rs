@@ -9,7 +9,8 @@
 //! - [`profile`]: reference profiles from image folders and synthetic frames.
 //! - [`pane`]: event-time panes per partition; the messages on the panes topic.
 //! - [`aggregate`]: partials → windows → reports (identical for any number of sidecars).
-//! - [`sidecar`]: `argus drift watch`, the loop.
+//! - [`sidecar`]: `argus drift watch` — its decisions as a state machine, tested without a
+//!   broker, and the loop that drives it.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 pub mod aggregate;
 pub mod compare;
