@@ -99,56 +99,9 @@ pub(super) fn stage2(
         args.shift,
         args.eval_passes
     );
-    let t = Instant::now();
-    let windows: Vec<(bool, SegmentSummary)> = (0..args.windows)
-        .map(|w| {
-            let shifted = w % 2 == 1;
-            let s = window_summary(
-                seg,
-                settings,
-                args.window_rows,
-                10_000 + w as u64,
-                shifted.then_some(shift.as_slice()),
-                i32::try_from(w).unwrap_or(i32::MAX),
-            );
-            (shifted, s)
-        })
-        .collect();
-    println!(
-        "  {} window summaries built in {:.2} s",
-        windows.len(),
-        t.elapsed().as_secs_f64()
-    );
-    let mut rule = ConsecutiveRule::new(3, cfg.alpha);
-    // Warm-up (allocator, caches), not timed.
-    if let Some((_, s)) = windows.first() {
-        eval_window(&profile, &cfg, s, 0, &mut rule)?;
-    }
-    let (mut ev_ms, mut js_ms, mut tot, mut bytes) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut null_tot, mut shifted_tot) = (Vec::new(), Vec::new());
-    let (mut null_drifted, mut shifted_drifted) = (Vec::new(), Vec::new());
-    for pass in 0..args.eval_passes {
-        for (w, (shifted, s)) in windows.iter().enumerate() {
-            let (e, j, n, drifted) = eval_window(&profile, &cfg, s, w, &mut rule)?;
-            ev_ms.push(e);
-            js_ms.push(j);
-            tot.push(e + j);
-            bytes.push(n as f64);
-            if *shifted {
-                shifted_tot.push(e + j);
-            } else {
-                null_tot.push(e + j);
-            }
-            if pass == 0 {
-                if *shifted {
-                    shifted_drifted.push(drifted);
-                } else {
-                    null_drifted.push(drifted);
-                }
-            }
-        }
-    }
+    let windows = build_windows(args, seg, settings, &shift);
+    let t = time_windows(args, &profile, &cfg, &windows)?;
+    let (null_drifted, shifted_drifted) = (&t.null_drifted, &t.shifted_drifted);
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     let merge = merge_bench(args, &profile, settings, &cfg)?;
     let r = EvalResult {
@@ -170,20 +123,100 @@ pub(super) fn stage2(
         windows: windows.len(),
         passes: args.eval_passes,
         shift_sd: args.shift,
-        evaluate_ms: quantiles(&ev_ms),
-        report_json_ms: quantiles(&js_ms),
-        total_ms: quantiles(&tot),
-        null_total_p50_ms: median(&null_tot),
-        shifted_total_p50_ms: median(&shifted_tot),
-        report_bytes_p50: median(&bytes),
-        null_mean_drifted: mean(&null_drifted),
-        shifted_mean_drifted: mean(&shifted_drifted),
+        evaluate_ms: quantiles(&t.ev_ms),
+        report_json_ms: quantiles(&t.js_ms),
+        total_ms: quantiles(&t.tot),
+        null_total_p50_ms: median(&t.null_tot),
+        shifted_total_p50_ms: median(&t.shifted_tot),
+        report_bytes_p50: median(&t.bytes),
+        null_mean_drifted: mean(null_drifted),
+        shifted_mean_drifted: mean(shifted_drifted),
         null_windows_with_drift: null_drifted.iter().filter(|d| **d > 0).count(),
         shifted_windows_with_drift: shifted_drifted.iter().filter(|d| **d > 0).count(),
         merge,
     };
     print_eval(&r, f, null_drifted.len(), shifted_drifted.len());
     Ok(r)
+}
+
+/// The windows of stage 2, alternately null and shifted by `shift`.
+fn build_windows(
+    args: &DriftBenchOptions,
+    seg: &SegmentProfile,
+    settings: &ProfileSettings,
+    shift: &[f64],
+) -> Vec<(bool, SegmentSummary)> {
+    let t = Instant::now();
+    let windows: Vec<(bool, SegmentSummary)> = (0..args.windows)
+        .map(|w| {
+            let shifted = w % 2 == 1;
+            let s = window_summary(
+                seg,
+                settings,
+                args.window_rows,
+                10_000 + w as u64,
+                shifted.then_some(shift),
+                i32::try_from(w).unwrap_or(i32::MAX),
+            );
+            (shifted, s)
+        })
+        .collect();
+    println!(
+        "  {} window summaries built in {:.2} s",
+        windows.len(),
+        t.elapsed().as_secs_f64()
+    );
+    windows
+}
+
+/// Per-window timings over all passes (drift counts from the first pass).
+#[derive(Debug, Default)]
+struct WindowTimings {
+    ev_ms: Vec<f64>,
+    js_ms: Vec<f64>,
+    tot: Vec<f64>,
+    bytes: Vec<f64>,
+    null_tot: Vec<f64>,
+    shifted_tot: Vec<f64>,
+    null_drifted: Vec<usize>,
+    shifted_drifted: Vec<usize>,
+}
+
+/// Evaluates every window `--eval-passes` times, after one untimed warm-up.
+fn time_windows(
+    args: &DriftBenchOptions,
+    profile: &Profile,
+    cfg: &EvalConfig,
+    windows: &[(bool, SegmentSummary)],
+) -> Result<WindowTimings, BenchError> {
+    let mut rule = ConsecutiveRule::new(3, cfg.alpha);
+    // Warm-up (allocator, caches), not timed.
+    if let Some((_, s)) = windows.first() {
+        eval_window(profile, cfg, s, 0, &mut rule)?;
+    }
+    let mut t = WindowTimings::default();
+    for pass in 0..args.eval_passes {
+        for (w, (shifted, s)) in windows.iter().enumerate() {
+            let (e, j, n, drifted) = eval_window(profile, cfg, s, w, &mut rule)?;
+            t.ev_ms.push(e);
+            t.js_ms.push(j);
+            t.tot.push(e + j);
+            t.bytes.push(n as f64);
+            if *shifted {
+                t.shifted_tot.push(e + j);
+            } else {
+                t.null_tot.push(e + j);
+            }
+            if pass == 0 {
+                if *shifted {
+                    t.shifted_drifted.push(drifted);
+                } else {
+                    t.null_drifted.push(drifted);
+                }
+            }
+        }
+    }
+    Ok(t)
 }
 
 /// One timed window: `evaluate`, then the report assembled and serialised. Returns
@@ -311,8 +344,30 @@ pub(super) fn merge_bench(
             )
         })
         .collect();
+    let merge_ms = time_merge(&partials, args.merge_reps);
+    let merges = args.partials.saturating_sub(1).max(1);
+    let pane = 1_800_000_000_000_000 / PANE_US * PANE_US;
+    let messages = pane_messages(profile, &partials, pane);
+    let reps = args.merge_reps.min(20);
+    let (bytes, ser, parse) = time_partial_json(&messages, reps)?;
+    let agg_ms = time_aggregator(profile, cfg, messages, pane, reps)?;
+    Ok(MergeResult {
+        partials: args.partials,
+        rows_per_partial: args.window_rows,
+        reps: args.merge_reps,
+        merge_us_per_feature_merge: merge_ms.p50 * 1e3 / (f * merges) as f64,
+        merge_ms,
+        aggregator_reports_for_ms: quantiles(&agg_ms),
+        partial_json_bytes: bytes,
+        partial_parse_ms: quantiles(&parse),
+        partial_serialise_ms: quantiles(&ser),
+    })
+}
+
+/// Clone the first partial, merge the others in, `reps` times (ms).
+fn time_merge(partials: &[SegmentSummary], reps: usize) -> Quantiles {
     let mut times = Vec::new();
-    for _ in 0..args.merge_reps {
+    for _ in 0..reps {
         let t = Instant::now();
         let mut it = partials.iter();
         let mut merged = it.next().cloned();
@@ -324,11 +379,12 @@ pub(super) fn merge_bench(
         times.push(t.elapsed().as_secs_f64() * 1e3);
         black_box(&merged);
     }
-    let merge_ms = quantiles(&times);
-    let merges = args.partials.saturating_sub(1).max(1);
-    let pane_us = PANE_US;
-    let pane = 1_800_000_000_000_000 / pane_us * pane_us;
-    let messages: Vec<PaneMessage> = partials
+    quantiles(&times)
+}
+
+/// The partials as the sidecars put them on the panes topic (one per partition).
+fn pane_messages(profile: &Profile, partials: &[SegmentSummary], pane: i64) -> Vec<PaneMessage> {
+    partials
         .iter()
         .enumerate()
         .map(|(p, s)| {
@@ -338,7 +394,7 @@ pub(super) fn merge_bench(
                 topic: BENCH_TOPIC.into(),
                 partition: i32::try_from(p).unwrap_or(0),
                 pane_start_us: pane,
-                pane_us,
+                pane_us: PANE_US,
                 from_offset: 0,
                 to_offset: i64::try_from(s.n_records).unwrap_or(1) - 1,
                 n_records: s.n_records,
@@ -347,7 +403,14 @@ pub(super) fn merge_bench(
                 segments: BTreeMap::from([(FLEET.to_owned(), s.clone())]),
             }))
         })
-        .collect();
+        .collect()
+}
+
+/// The first partial as JSON: (bytes, serialise ms, parse ms) over `reps` round trips.
+fn time_partial_json(
+    messages: &[PaneMessage],
+    reps: usize,
+) -> Result<(usize, Vec<f64>, Vec<f64>), BenchError> {
     let record = messages
         .first()
         .cloned()
@@ -356,7 +419,7 @@ pub(super) fn merge_bench(
     let mut ser = Vec::new();
     let mut parse = Vec::new();
     let mut bytes = 0;
-    for _ in 0..args.merge_reps.min(20) {
+    for _ in 0..reps {
         let t = Instant::now();
         let json = serde_json::to_vec(&record).map_err(runtime)?;
         ser.push(t.elapsed().as_secs_f64() * 1e3);
@@ -366,9 +429,20 @@ pub(super) fn merge_bench(
         parse.push(t.elapsed().as_secs_f64() * 1e3);
         black_box(&back);
     }
+    Ok((bytes, ser, parse))
+}
+
+/// `Aggregator::reports_for` on the ingested partials, `reps` times (ms).
+fn time_aggregator(
+    profile: &Profile,
+    cfg: &EvalConfig,
+    messages: Vec<PaneMessage>,
+    pane: i64,
+    reps: usize,
+) -> Result<Vec<f64>, BenchError> {
     let mut agg = Aggregator::new(
         AggregateConfig {
-            pane_us,
+            pane_us: PANE_US,
             window_panes: 1,
             alarm_k: 3,
             eval: cfg.clone(),
@@ -385,7 +459,7 @@ pub(super) fn merge_bench(
         agg.ingest(m);
     }
     let mut agg_ms = Vec::new();
-    for _ in 0..args.merge_reps.min(20) {
+    for _ in 0..reps {
         let t = Instant::now();
         let r = agg.reports_for(pane);
         agg_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -394,15 +468,5 @@ pub(super) fn merge_bench(
         }
         black_box(&r);
     }
-    Ok(MergeResult {
-        partials: args.partials,
-        rows_per_partial: args.window_rows,
-        reps: args.merge_reps,
-        merge_us_per_feature_merge: merge_ms.p50 * 1e3 / (f * merges) as f64,
-        merge_ms,
-        aggregator_reports_for_ms: quantiles(&agg_ms),
-        partial_json_bytes: bytes,
-        partial_parse_ms: quantiles(&parse),
-        partial_serialise_ms: quantiles(&ser),
-    })
+    Ok(agg_ms)
 }

@@ -142,6 +142,11 @@ pub(super) fn print_stage3(
             verdict(d >= 0.97)
         );
     }
+    print_sidecar_notes(runs, args);
+}
+
+/// What the sidecars analysed and evaluated, and their log warnings.
+fn print_sidecar_notes(runs: &[DrainRun], args: &DriftBenchOptions) {
     let analysed: Vec<String> = runs
         .iter()
         .filter(|r| r.max_fps.is_some())
