@@ -9,17 +9,6 @@ use std::path::{Path, PathBuf};
 /// Files allowed to write metric names besides the `metrics.rs` modules, with the reason.
 const ALLOWED: &[(&str, &str)] = &[
     ("tests/metric_names.rs", "this test: the pinned names below"),
-    // The bench harnesses parse the text a worker process serves on /metrics (names with
-    // `_bucket`/`_sum`/`_count` suffixes and labels). They are moving to `crates/bench`
-    // (issue 12, item 1), which builds these strings from the constants.
-    (
-        "crates/argus/src/bench.rs",
-        "parses scraped /metrics text; moving to crates/bench",
-    ),
-    (
-        "crates/argus/src/drift_bench.rs",
-        "parses scraped /metrics text; moving to crates/bench",
-    ),
 ];
 
 /// Every exported metric name. Renaming one is a breaking change for dashboards and alerts:

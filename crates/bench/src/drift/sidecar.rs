@@ -1,5 +1,6 @@
 //! The `argus drift watch` child process of stage 3: start/stop, its /metrics scraped over
 //! plain HTTP, and CPU counters that include it.
+use argus_drift::metrics as dm;
 use crate::error::{runtime, BenchError};
 use crate::harness::cpu::{cpu_snapshot, stat_ticks, TICKS_PER_S};
 use std::io::{Read, Write};
@@ -112,7 +113,7 @@ pub(super) fn parse_metrics(text: &str, input: &str, predictions: &str) -> Sidec
         let Ok(v) = value.trim().parse::<f64>() else {
             continue;
         };
-        if key.starts_with("argus_drift_records_total{") {
+        if key.strip_prefix(dm::RECORDS).is_some_and(|l| l.starts_with('{')) {
             let n = v as u64;
             if key.contains(&format!("topic=\"{input}\"")) {
                 m.input_read += n;
@@ -122,9 +123,9 @@ pub(super) fn parse_metrics(text: &str, input: &str, predictions: &str) -> Sidec
             } else if key.contains(&format!("topic=\"{predictions}\"")) {
                 m.predictions_read += n;
             }
-        } else if key == "argus_drift_window_eval_seconds_count" {
+        } else if key.strip_prefix(dm::EVAL_SECONDS) == Some("_count") {
             m.eval_count = v as u64;
-        } else if key == "argus_drift_window_eval_seconds_sum" {
+        } else if key.strip_prefix(dm::EVAL_SECONDS) == Some("_sum") {
             m.eval_sum_seconds = v;
         }
     }
@@ -152,12 +153,15 @@ mod tests {
 
     #[test]
     fn metrics_text_parses() {
-        let text = "argus_drift_records_total{topic=\"in\",outcome=\"sampled\"} 12\n\
-                    argus_drift_records_total{topic=\"in\",outcome=\"skipped\"} 30\n\
-                    argus_drift_records_total{topic=\"pred\",outcome=\"sampled\"} 7\n\
-                    argus_drift_window_eval_seconds_sum 0.5\n\
-                    argus_drift_window_eval_seconds_count 4\n";
-        let m = parse_metrics(text, "in", "pred");
+        let (r, e) = (dm::RECORDS, dm::EVAL_SECONDS);
+        let text = format!(
+            "{r}{{topic=\"in\",outcome=\"sampled\"}} 12\n\
+             {r}{{topic=\"in\",outcome=\"skipped\"}} 30\n\
+             {r}{{topic=\"pred\",outcome=\"sampled\"}} 7\n\
+             {e}_sum 0.5\n\
+             {e}_count 4\n"
+        );
+        let m = parse_metrics(&text, "in", "pred");
         assert_eq!(m.input_read, 42);
         assert_eq!(m.input_sampled, 12);
         assert_eq!(m.predictions_read, 7);

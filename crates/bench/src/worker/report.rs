@@ -1,6 +1,7 @@
 //! What the worker harness reports: one struct per stage (serialised into the `--json`
 //! file as they are), the latency breakdown of a set of predictions, and the worker's own
 //! histograms read back from the process's Prometheus recorder.
+use argus_worker::metrics as wm;
 use crate::harness::cpu::{CpuUse, ThreadGroup};
 use crate::harness::percentile;
 use serde::Serialize;
@@ -218,9 +219,7 @@ pub(crate) fn histogram_totals() -> std::collections::HashMap<String, f64> {
     crate::harness::metrics_handle()
         .render()
         .lines()
-        .filter(|l| {
-            l.starts_with("argus_worker_commit_seconds") || l.starts_with("argus_worker_batch_size")
-        })
+        .filter(|l| l.starts_with(wm::COMMIT_SECONDS) || l.starts_with(wm::BATCH_SIZE))
         .filter_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
             Some((k.to_string(), v.parse().ok()?))
@@ -244,16 +243,20 @@ pub(crate) fn internals(
     a: &std::collections::HashMap<String, f64>,
     b: &std::collections::HashMap<String, f64>,
 ) -> WorkerInternals {
-    let d = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
-    let commits = d("argus_worker_commit_seconds_count");
-    let calls = d("argus_worker_batch_size_count");
+    // Prometheus series of a histogram: NAME_count, NAME_sum, NAME_bucket{le="…"}.
+    let d = |name: &str, suffix: &str| {
+        let k = format!("{name}{suffix}");
+        b.get(&k).copied().unwrap_or(0.0) - a.get(&k).copied().unwrap_or(0.0)
+    };
+    let commits = d(wm::COMMIT_SECONDS, "_count");
+    let calls = d(wm::BATCH_SIZE, "_count");
     WorkerInternals {
         commits: commits.max(0.0) as u64,
-        commit_mean_ms: d("argus_worker_commit_seconds_sum") * 1e3 / commits.max(1.0),
-        commits_over_50ms: (commits - d("argus_worker_commit_seconds_bucket{le=\"0.05\"}")).max(0.0)
+        commit_mean_ms: d(wm::COMMIT_SECONDS, "_sum") * 1e3 / commits.max(1.0),
+        commits_over_50ms: (commits - d(wm::COMMIT_SECONDS, "_bucket{le=\"0.05\"}")).max(0.0)
             as u64,
         model_calls: calls.max(0.0) as u64,
-        mean_batch: d("argus_worker_batch_size_sum") / calls.max(1.0),
+        mean_batch: d(wm::BATCH_SIZE, "_sum") / calls.max(1.0),
     }
 }
 
