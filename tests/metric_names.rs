@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Files allowed to write metric names besides the `metrics.rs` modules, with the reason.
-const ALLOWED: &[(&str, &str)] = &[
-    ("tests/metric_names.rs", "this test: the pinned names below"),
-];
+const ALLOWED: &[(&str, &str)] = &[("tests/metric_names.rs", "this test: the pinned names below")];
 
 /// Every exported metric name. Renaming one is a breaking change for dashboards and alerts:
 /// record it in `CHANGELOG.md` and `docs/workers.md`, then update this list.

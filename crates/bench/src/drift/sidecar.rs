@@ -1,8 +1,8 @@
 //! The `argus drift watch` child process of stage 3: start/stop, its /metrics scraped over
 //! plain HTTP, and CPU counters that include it.
-use argus_drift::metrics as dm;
 use crate::error::{runtime, BenchError};
 use crate::harness::cpu::{cpu_snapshot, stat_ticks, TICKS_PER_S};
+use argus_drift::metrics as dm;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -113,7 +113,10 @@ pub(super) fn parse_metrics(text: &str, input: &str, predictions: &str) -> Sidec
         let Ok(v) = value.trim().parse::<f64>() else {
             continue;
         };
-        if key.strip_prefix(dm::RECORDS).is_some_and(|l| l.starts_with('{')) {
+        if key
+            .strip_prefix(dm::RECORDS)
+            .is_some_and(|l| l.starts_with('{'))
+        {
             let n = v as u64;
             if key.contains(&format!("topic=\"{input}\"")) {
                 m.input_read += n;

@@ -1,9 +1,9 @@
 //! What the worker harness reports: one struct per stage (serialised into the `--json`
 //! file as they are), the latency breakdown of a set of predictions, and the worker's own
 //! histograms read back from the process's Prometheus recorder.
-use argus_worker::metrics as wm;
 use crate::harness::cpu::{CpuUse, ThreadGroup};
 use crate::harness::percentile;
+use argus_worker::metrics as wm;
 use serde::Serialize;
 
 /// One batch size of the tract-alone stage.
