@@ -1,16 +1,16 @@
 //! The drift harness (`argus-bench drift`, formerly `argus drift bench`): one run that
 //! measures the drift side (see `docs/drift-bench.md`).
 //!
-//! 1. **Ingest** ([`ingest`]): numeric values into a `SegmentSummary` the way the sidecar
+//! 1. **Ingest** (`ingest`): numeric values into a `SegmentSummary` the way the sidecar
 //!    adds them, against a plain loop summing the same values; per-value breakdown; the
 //!    sidecar's own pane path and a records stream's decode and field mapping.
-//! 2. **Window evaluation** ([`eval`]): `evaluate` (tests, BH) plus assembling and
+//! 2. **Window evaluation** (`eval`): `evaluate` (tests, BH) plus assembling and
 //!    serialising the `DriftReport`, for windows of 100 numeric features against a 100k-row
 //!    reference, half of them null and half shifted; merging partial summaries and their
 //!    size on the panes topic.
-//! 3. **Worker with and without the sidecar** ([`throughput`], [`drain`]) on a real broker:
+//! 3. **Worker with and without the sidecar** (`throughput`, `drain`) on a real broker:
 //!    one in-process worker (the path `argus-bench worker` uses) drains a pre-filled topic
-//!    alone, or while an `argus drift watch` child process ([`sidecar`]) reads the same
+//!    alone, or while an `argus drift watch` child process (`sidecar`) reads the same
 //!    topic and the predictions; alternated over rounds.
 //!
 //! Nothing here passes or fails on absolute time: rates are reported with a baseline measured

@@ -10,7 +10,7 @@
 //! 3. **worker**: one in-process `argus_worker::run` draining a pre-filled, freshly created
 //!    topic; timed from the first consumed input to the last finished one (group join
 //!    excluded).
-//! 4. **end-to-end latency** at fractions of the capacity measured in 3 ([`latency`]).
+//! 4. **end-to-end latency** at fractions of the capacity measured in 3 (`latency`).
 //!
 //! Synthetic frames are rendered and JPEG-encoded once (a pool of distinct frames) and
 //! cycled, so rendering does not compete with the measured work.
