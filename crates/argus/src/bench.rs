@@ -1123,9 +1123,9 @@ impl KafkaSession<'_> {
     fn start_worker(&mut self, stats: Arc<WorkerStats>) -> Result<(), CliError> {
         let worker_id = format!("argus-bench-worker-{}", self.run_id);
         let mut config = WorkerConfig::new(worker_id.clone(), vec![self.topics.input.clone()]);
-        config.predictions_topic = self.topics.predictions.clone();
-        config.alerts_topic = self.topics.alerts.clone();
-        config.dlq_topic = self.topics.dlq.clone();
+        config.topics.predictions = self.topics.predictions.clone();
+        config.topics.alerts = self.topics.alerts.clone();
+        config.topics.dlq = self.topics.dlq.clone();
         config.inference_threads = self.shape.inference_threads;
         config.decode_threads = self.shape.decode_threads;
         config.max_batch = self.shape.max_batch;

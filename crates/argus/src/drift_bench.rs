@@ -1378,9 +1378,9 @@ impl Stage3<'_> {
         // As `argus bench` stage 3 starts it: `argus work`'s defaults, one alert rule.
         let worker_id = format!("argus-drift-bench-worker-{tag}");
         let mut config = WorkerConfig::new(worker_id.clone(), vec![self.input.clone()]);
-        config.predictions_topic = topics.predictions.clone();
-        config.alerts_topic = topics.alerts.clone();
-        config.dlq_topic = topics.dlq.clone();
+        config.topics.predictions = topics.predictions.clone();
+        config.topics.alerts = topics.alerts.clone();
+        config.topics.dlq = topics.dlq.clone();
         config.drain_timeout = Duration::from_secs(10);
         if self.model.labels().iter().any(|l| l == "person") {
             config.rules = vec![AlertRule {

@@ -29,5 +29,5 @@ mod run;
 pub mod tracker;
 pub mod txn;
 
-pub use config::{AlertRule, WorkerConfig};
+pub use config::{AlertRule, OutputTopics, WorkerConfig, WorkerSettings};
 pub use run::{group_moved_on, run, WorkerError, WorkerStats};

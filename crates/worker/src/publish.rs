@@ -399,7 +399,7 @@ impl Publisher {
         let a_json = &out.alerts;
         let pred_queued = self
             .enqueue_json(
-                &self.config.predictions_topic,
+                &self.config.topics.predictions,
                 job,
                 out.prediction_schema,
                 capture,
@@ -409,14 +409,14 @@ impl Publisher {
         let mut alerts_queued = Vec::with_capacity(a_json.len());
         for (schema, json) in a_json {
             alerts_queued.push(
-                self.enqueue_json(&self.config.alerts_topic, job, schema, capture, json)
+                self.enqueue_json(&self.config.topics.alerts, job, schema, capture, json)
                     .await,
             );
         }
         drop(then);
         let pred = self.confirm_json(
             pred_queued,
-            &self.config.predictions_topic,
+            &self.config.topics.predictions,
             job,
             out.prediction_schema,
             capture,
@@ -427,7 +427,7 @@ impl Publisher {
             |((schema, json), queued)| {
                 self.confirm_json(
                     queued,
-                    &self.config.alerts_topic,
+                    &self.config.topics.alerts,
                     job,
                     schema,
                     capture,
@@ -477,7 +477,7 @@ impl Publisher {
         let mut finished = None;
         if let Some(out) = self.json_outputs(job, outcome) {
             let mut queued = self.queue_now(
-                &self.config.predictions_topic,
+                &self.config.topics.predictions,
                 job.key.as_deref(),
                 &out.prediction,
                 Self::json_headers(out.prediction_schema, out.capture_us),
@@ -485,7 +485,7 @@ impl Publisher {
             for (schema, json) in &out.alerts {
                 if queued.is_ok() {
                     queued = self.queue_now(
-                        &self.config.alerts_topic,
+                        &self.config.topics.alerts,
                         job.key.as_deref(),
                         json,
                         Self::json_headers(schema, out.capture_us),
@@ -520,7 +520,7 @@ impl Publisher {
                     },
                 };
                 let mut r = self.queue_now(
-                    &self.config.dlq_topic,
+                    &self.config.topics.dlq,
                     job.key.as_deref(),
                     &job.value,
                     dlq_headers(&self.config.worker_id, job, &failure, false),
@@ -532,7 +532,7 @@ impl Publisher {
                     ))
                 ) {
                     r = self.queue_now(
-                        &self.config.dlq_topic,
+                        &self.config.topics.dlq,
                         job.key.as_deref(),
                         &[],
                         dlq_headers(&self.config.worker_id, job, &failure, true),
@@ -669,7 +669,7 @@ impl Publisher {
         tracing::warn!(topic = %job.topic, partition = job.partition, offset = job.offset, reason = %failure.kind, detail = %failure.detail, "input sent to the dead-letter topic");
         let make_headers =
             |value_dropped: bool| dlq_headers(&self.config.worker_id, job, failure, value_dropped);
-        let topic = &self.config.dlq_topic;
+        let topic = &self.config.topics.dlq;
         let mut result = self
             .deliver(topic, job.key.as_deref(), &job.value, make_headers(false))
             .await;
