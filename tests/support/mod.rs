@@ -84,9 +84,9 @@ impl Topics {
     /// Worker configuration for these topics, alerting on person ≥ 0.5.
     pub fn worker_config(&self, id: &str) -> WorkerConfig {
         let mut c = WorkerConfig::new(id, vec![self.input.clone()]);
-        c.predictions_topic = self.predictions.clone();
-        c.alerts_topic = self.alerts.clone();
-        c.dlq_topic = self.dlq.clone();
+        c.topics.predictions = self.predictions.clone();
+        c.topics.alerts = self.alerts.clone();
+        c.topics.dlq = self.dlq.clone();
         c.rules = vec![argus_worker::AlertRule {
             name: "person".into(),
             label: "person".into(),

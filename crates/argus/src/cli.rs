@@ -1,5 +1,8 @@
-//! Command-line interface. Every flag can also come from an `ARGUS_*` environment variable;
-//! `-X key=value` passes librdkafka properties through, applied last.
+//! Command-line interface. The flags of `work`, `produce`, `score`, `drift watch` and
+//! `demo` are the top layer of the configuration ([`crate::config`]): they have no defaults
+//! here and override the file and the environment only when given. `-X key=value` passes
+//! librdkafka properties through, applied last.
+use crate::config::Flags;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +18,10 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo]);
+    /// see argus.example.toml. The environment (ARGUS_<TABLE>__<KEY>) and flags override it.
+    #[arg(long, global = true, env = "ARGUS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -22,63 +29,76 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Zero-setup demo: embedded broker, synthetic cameras, workers, alerts, summary.
-    Demo(DemoArgs),
+    Demo(DemoFlags),
     /// Produce frames to a topic.
     Produce(ProduceArgs),
     /// Run a worker: consume frames, run the model, publish predictions and alerts.
     Work(WorkArgs),
     /// Daily batch: score a bounded range of a topic, publish the results, write the
     /// at-risk report (CSV) and exit with a summary.
-    Score(crate::score::ScoreArgs),
+    Score(crate::score::ScoreFlags),
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),
+    /// Print the effective configuration of a role (TOML), each value with where it came
+    /// from (default, file, env, flag); secrets redacted.
+    Config(ConfigArgs),
 }
 
-/// Kafka connection flags shared by subcommands.
+/// `argus config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// kafka, worker, producer, drift, score or demo [default: all].
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::config::ROLES))]
+    pub role: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+}
+
+/// Kafka connection flags of the configured commands (`[kafka]`).
 #[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
-    /// Bootstrap servers, host:port[,host:port].
-    #[arg(long, env = "ARGUS_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+pub struct KafkaFlags {
+    /// Bootstrap servers, host:port[,host:port] [default: 127.0.0.1:9092].
+    #[arg(long)]
+    pub brokers: Option<String>,
     /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
     pub kafka_option: Vec<(String, String)>,
 }
 
-impl SyntheticArgs {
-    /// The producer's source, or a usage error.
-    pub fn source(&self) -> Result<argus_producer::SyntheticSource, String> {
-        if self.cameras == 0
-            || self.width < 32
-            || self.height < 32
-            || !self.fps.is_finite()
-            || self.fps <= 0.0
-        {
-            return Err(
-                "synthetic cameras need --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
-                    .into(),
-            );
+impl KafkaFlags {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set("kafka.brokers", "--brokers", self.brokers.as_ref());
+        for (k, v) in &self.kafka_option {
+            f.kafka_option(k, v);
         }
-        Ok(argus_producer::SyntheticSource {
-            seed: self.seed,
-            cameras: self.cameras,
-            fps: self.fps,
-            width: self.width,
-            height: self.height,
-            jpeg_quality: self.jpeg_quality,
-            brighten: self.brighten,
-        })
     }
 }
 
-impl KafkaArgs {
-    pub fn settings(&self) -> argus_kafka::KafkaSettings {
-        let mut s = argus_kafka::KafkaSettings::new(&self.brokers);
-        for (k, v) in &self.kafka_option {
-            s.options.insert(k.clone(), v.clone());
+impl SyntheticArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        let k = "producer.synthetic";
+        f.set(&format!("{k}.cameras"), "--cameras", self.cameras.as_ref());
+        f.set(&format!("{k}.fps"), "--fps", self.fps.as_ref());
+        f.set(&format!("{k}.width"), "--width", self.width.as_ref());
+        f.set(&format!("{k}.height"), "--height", self.height.as_ref());
+        f.set(&format!("{k}.seed"), "--seed", self.seed.as_ref());
+        f.set(
+            &format!("{k}.jpeg_quality"),
+            "--jpeg-quality",
+            self.jpeg_quality.as_ref(),
+        );
+    }
+
+    /// The producer's source: the configured cameras plus `--brighten`.
+    pub fn source(
+        &self,
+        configured: &argus_producer::SyntheticSource,
+    ) -> argus_producer::SyntheticSource {
+        argus_producer::SyntheticSource {
+            brighten: self.brighten,
+            ..configured.clone()
         }
-        s
     }
 }
 
@@ -89,197 +109,250 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses durations such as `500ms`, `20s`, `5m`, `1h`.
+/// Parses durations such as `500ms`, `20s`, `5m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 20s, 5m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    argus_worker::config::serde_helpers::parse_duration(s)
 }
 
 /// An alert rule `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD`.
 pub fn parse_rule(s: &str) -> Result<argus_worker::AlertRule, String> {
-    let (name, rest) = match s.split_once(':') {
-        Some((n, r)) => (Some(n.trim()), r),
-        None => (None, s),
-    };
-    let (label, threshold) = rest.split_once(">=").ok_or_else(|| {
-        format!("alert rule {s:?} must look like LABEL>=THRESHOLD, e.g. person>=0.5")
-    })?;
-    let threshold: f32 = threshold
-        .trim()
-        .parse()
-        .map_err(|_| format!("alert rule {s:?}: threshold must be a number in 0..=1"))?;
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(format!("alert rule {s:?}: threshold must be within 0..=1"));
-    }
-    let label = label.trim().to_string();
-    Ok(argus_worker::AlertRule {
-        name: name.map(str::to_string).unwrap_or_else(|| label.clone()),
-        label,
-        threshold,
-    })
+    s.parse()
 }
 
-/// Model and rule flags shared by `work` and `demo`.
+/// Model, rule and pipeline flags shared by `work`, `score` and `demo` (`[worker]`; the
+/// defaults are in [`argus_worker::WorkerSettings`], `argus config worker` shows them).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Model bundle directory (manifest.toml + model.onnx).
-    #[arg(long, env = "ARGUS_MODEL", default_value = "models/camera-person")]
-    pub model: PathBuf,
+    /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable) [default: the
     /// bundle's [decision], e.g. person>=0.5 for camera-person, churn>=0.3 for churn].
-    #[arg(long = "alert", env = "ARGUS_ALERTS", value_delimiter = ',', value_parser = parse_rule)]
+    #[arg(long = "alert", value_delimiter = ',', value_parser = parse_rule)]
     pub alerts: Vec<argus_worker::AlertRule>,
-    /// Classes listed in each prediction's `top`.
-    #[arg(long, env = "ARGUS_TOP_K", default_value_t = 5)]
-    pub top_k: usize,
-    /// Threads running the model per worker (each runs one batch at a time).
-    #[arg(long, env = "ARGUS_INFERENCE_THREADS", default_value_t = 1)]
-    pub inference_threads: usize,
-    /// Threads decoding and preprocessing inputs per worker.
-    #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 2)]
-    pub decode_threads: usize,
-    /// Inputs per model call, at most.
-    #[arg(long, env = "ARGUS_MAX_BATCH", default_value_t = 8)]
-    pub max_batch: usize,
+    /// Classes listed in each prediction's `top` [default: 5].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Threads running the model per worker (each runs one batch at a time) [default: 1].
+    #[arg(long)]
+    pub inference_threads: Option<usize>,
+    /// Threads decoding and preprocessing inputs per worker [default: 2].
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// Inputs per model call, at most [default: 8].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
     /// How long a batch may wait to fill after its first input (0: batch only what is
-    /// already queued, never wait).
-    #[arg(long, env = "ARGUS_MAX_WAIT", value_parser = parse_duration, default_value = "0ms")]
-    pub max_wait: Duration,
+    /// already queued, never wait) [default: 0ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub max_wait: Option<Duration>,
     /// Skip inputs captured longer ago than this (their prediction says `stale`).
-    #[arg(long, env = "ARGUS_MAX_AGE", value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     pub max_age: Option<Duration>,
     /// Inputs in flight per worker (consumed, outputs not yet acknowledged); when reached
     /// the worker takes no more (and pauses its partitions if that lasts) until half have
-    /// finished. A crash redoes at most this many.
-    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT", default_value_t = 1024)]
-    pub max_in_flight: usize,
+    /// finished. A crash redoes at most this many [default: 1024].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
     /// Payload bytes of the inputs in flight per worker, at most (same rule as
-    /// --max-in-flight).
-    #[arg(long, env = "ARGUS_MAX_IN_FLIGHT_BYTES", default_value_t = 32 * 1024 * 1024)]
-    pub max_in_flight_bytes: usize,
+    /// --max-in-flight) [default: 32 MiB].
+    #[arg(long)]
+    pub max_in_flight_bytes: Option<usize>,
     /// Testing aid: sleep this long before every model call (simulates a slow model).
-    #[arg(long, env = "ARGUS_INJECT_DELAY", value_parser = parse_duration, default_value = "0ms", hide = true)]
-    pub inject_delay: Duration,
-    /// Inputs larger than this go to the DLQ as `oversize`.
-    #[arg(long, env = "ARGUS_MAX_INPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub max_input_bytes: usize,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-}
-
-/// Which inference engine runs the model.
-#[derive(Debug, Clone, Default, Args)]
-pub struct EngineArgs {
+    #[arg(long, value_parser = parse_duration, hide = true)]
+    pub inject_delay: Option<Duration>,
+    /// Inputs larger than this go to the DLQ as `oversize` [default: 8 MiB].
+    #[arg(long)]
+    pub max_input_bytes: Option<usize>,
     /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
     /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
-    #[arg(long, env = "ARGUS_ENGINE")]
+    #[arg(long)]
     pub engine: Option<argus_model::EngineKind>,
     /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
     /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
     /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
-    #[arg(long, env = "ARGUS_ONNXRUNTIME_LIB")]
+    #[arg(long)]
     pub onnxruntime_lib: Option<PathBuf>,
     /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
-    #[arg(long, env = "ARGUS_ONNXRUNTIME_THREADS", default_value_t = 0)]
-    pub onnxruntime_threads: usize,
+    #[arg(long)]
+    pub onnxruntime_threads: Option<usize>,
 }
 
-impl EngineArgs {
-    /// Engine options for `concurrency` simultaneous model calls.
-    pub fn options(&self, concurrency: usize) -> argus_model::EngineOptions {
-        argus_model::EngineOptions {
-            kind: self.engine,
-            concurrency,
-            intra_threads: self.onnxruntime_threads,
-            onnxruntime_lib: self.onnxruntime_lib.clone(),
-        }
+impl ModelArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set("worker.model", "--model", self.model.as_ref());
+        f.list("worker.alerts", "--alert", &self.alerts);
+        f.set("worker.top_k", "--top-k", self.top_k.as_ref());
+        f.set(
+            "worker.inference_threads",
+            "--inference-threads",
+            self.inference_threads.as_ref(),
+        );
+        f.set(
+            "worker.decode_threads",
+            "--decode-threads",
+            self.decode_threads.as_ref(),
+        );
+        f.set("worker.max_batch", "--max-batch", self.max_batch.as_ref());
+        f.duration("worker.max_wait", "--max-wait", self.max_wait);
+        f.duration("worker.max_age", "--max-age", self.max_age);
+        f.set(
+            "worker.max_in_flight",
+            "--max-in-flight",
+            self.max_in_flight.as_ref(),
+        );
+        f.set(
+            "worker.max_in_flight_bytes",
+            "--max-in-flight-bytes",
+            self.max_in_flight_bytes.as_ref(),
+        );
+        f.duration("worker.inject_delay", "--inject-delay", self.inject_delay);
+        f.set(
+            "worker.max_input_bytes",
+            "--max-input-bytes",
+            self.max_input_bytes.as_ref(),
+        );
+        let engine = self.engine.map(|e| e.as_str());
+        f.set("worker.engine", "--engine", engine.as_ref());
+        f.set(
+            "worker.onnxruntime_lib",
+            "--onnxruntime-lib",
+            self.onnxruntime_lib.as_ref(),
+        );
+        f.set(
+            "worker.onnxruntime_threads",
+            "--onnxruntime-threads",
+            self.onnxruntime_threads.as_ref(),
+        );
     }
 }
 
-/// Output topic flags.
+/// Output topic flags (`[worker.topics]`).
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
-    #[arg(long, env = "ARGUS_PREDICTIONS_TOPIC", default_value = "predictions")]
-    pub predictions: String,
-    #[arg(long, env = "ARGUS_ALERTS_TOPIC", default_value = "alerts")]
-    pub alerts_topic: String,
-    #[arg(long, env = "ARGUS_DLQ_TOPIC", default_value = "dlq")]
-    pub dlq: String,
+    /// [default: predictions]
+    #[arg(long)]
+    pub predictions: Option<String>,
+    /// [default: alerts]
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
+    /// [default: dlq]
+    #[arg(long)]
+    pub dlq: Option<String>,
 }
 
+impl TopicArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set(
+            "worker.topics.predictions",
+            "--predictions",
+            self.predictions.as_ref(),
+        );
+        f.set(
+            "worker.topics.alerts",
+            "--alerts-topic",
+            self.alerts_topic.as_ref(),
+        );
+        f.set("worker.topics.dlq", "--dlq", self.dlq.as_ref());
+    }
+}
+
+/// `argus work` flags (`[worker]`).
 #[derive(Debug, Args)]
 pub struct WorkArgs {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub kafka: KafkaFlags,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Input topic (repeatable or comma-separated).
-    #[arg(
-        long = "input",
-        env = "ARGUS_INPUT",
-        value_delimiter = ',',
-        default_value = "frames.default"
-    )]
+    /// Input topic (repeatable or comma-separated) [default: frames.default].
+    #[arg(long = "input", value_delimiter = ',')]
     pub inputs: Vec<String>,
-    /// Consumer group.
-    #[arg(long, env = "ARGUS_GROUP", default_value = "argus-workers")]
-    pub group: String,
+    /// Consumer group [default: argus-workers].
+    #[arg(long)]
+    pub group: Option<String>,
     /// Worker id in outputs and logs (default: hostname-pid).
-    #[arg(long, env = "ARGUS_WORKER_ID")]
+    #[arg(long)]
     pub worker_id: Option<String>,
-    /// Address for /metrics and /healthz.
-    #[arg(long, env = "ARGUS_METRICS_ADDR", default_value = "127.0.0.1:9100")]
-    pub metrics_addr: SocketAddr,
-    /// Create missing output topics with this many partitions (0 = don't create).
-    #[arg(long, env = "ARGUS_CREATE_TOPICS", default_value_t = 6)]
-    pub create_topics: i32,
-    /// How long shutdown waits for in-flight work.
-    #[arg(long, env = "ARGUS_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "20s")]
-    pub drain_timeout: Duration,
+    /// Address for /metrics and /healthz [default: 127.0.0.1:9100].
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Create missing output topics with this many partitions (0 = don't create)
+    /// [default: 6].
+    #[arg(long)]
+    pub create_topics: Option<i32>,
+    /// How long shutdown waits for in-flight work [default: 20s].
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
     /// Exactly-once: outputs and input offsets are committed in Kafka transactions
     /// (transactional id `argus-<group>-<worker id>`: give every worker a distinct, stable
     /// --worker-id; a restarted worker then fences its predecessor).
-    #[arg(long, env = "ARGUS_EXACTLY_ONCE")]
+    #[arg(long)]
     pub exactly_once: bool,
-    /// Exactly-once: how often the open transaction is committed.
-    #[arg(long, env = "ARGUS_TRANSACTION_INTERVAL", value_parser = parse_duration, default_value = "100ms")]
-    pub transaction_interval: Duration,
+    /// Exactly-once: how often the open transaction is committed [default: 100ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub transaction_interval: Option<Duration>,
     /// Static membership: `group.instance.id` = the worker id, so a restart within
     /// `session.timeout.ms` gets its partitions back without a rebalance.
-    #[arg(long, env = "ARGUS_STATIC_MEMBERSHIP")]
+    #[arg(long)]
     pub static_membership: bool,
     /// Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848,
-    /// brokers ≥ 4.0).
-    #[arg(long, env = "ARGUS_GROUP_PROTOCOL", default_value = "classic", value_parser = ["classic", "consumer"])]
-    pub group_protocol: String,
+    /// brokers ≥ 4.0) [default: classic].
+    #[arg(long, value_parser = ["classic", "consumer"])]
+    pub group_protocol: Option<String>,
 }
 
+impl WorkArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        self.model.flags(f);
+        self.topics.flags(f);
+        f.list("worker.inputs", "--input", &self.inputs);
+        f.set("worker.group", "--group", self.group.as_ref());
+        f.set("worker.worker_id", "--worker-id", self.worker_id.as_ref());
+        f.set(
+            "worker.metrics_addr",
+            "--metrics-addr",
+            self.metrics_addr.as_ref(),
+        );
+        f.set(
+            "worker.create_topics",
+            "--create-topics",
+            self.create_topics.as_ref(),
+        );
+        f.duration(
+            "worker.drain_timeout",
+            "--drain-timeout",
+            self.drain_timeout,
+        );
+        f.switch("worker.exactly_once", "--exactly-once", self.exactly_once);
+        f.duration(
+            "worker.transaction_interval",
+            "--transaction-interval",
+            self.transaction_interval,
+        );
+        f.switch(
+            "worker.static_membership",
+            "--static-membership",
+            self.static_membership,
+        );
+        f.set(
+            "worker.group_protocol",
+            "--group-protocol",
+            self.group_protocol.as_ref(),
+        );
+    }
+}
+
+/// `argus produce` flags (`[producer]`).
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Topic to produce to.
-    #[arg(long, env = "ARGUS_TOPIC", default_value = "frames.default")]
-    pub topic: String,
+    pub kafka: KafkaFlags,
+    /// Topic to produce to [default: frames.default].
+    #[arg(long)]
+    pub topic: Option<String>,
     /// Stop after this many frames.
     #[arg(long)]
     pub count: Option<u64>,
@@ -289,11 +362,33 @@ pub struct ProduceArgs {
     /// Overall frames per second at most.
     #[arg(long)]
     pub rate_limit: Option<f64>,
-    /// Message size limit (must match the broker's message.max.bytes).
-    #[arg(long, env = "ARGUS_MAX_MESSAGE_BYTES", default_value_t = 1_000_000)]
-    pub max_message_bytes: usize,
+    /// Message size limit (must match the broker's message.max.bytes) [default: 1000000].
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
     #[command(subcommand)]
     pub source: SourceArgs,
+}
+
+impl ProduceArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("producer.topic", "--topic", self.topic.as_ref());
+        f.set("producer.count", "--count", self.count.as_ref());
+        f.duration("producer.duration", "--duration", self.duration);
+        f.set(
+            "producer.rate_limit",
+            "--rate-limit",
+            self.rate_limit.as_ref(),
+        );
+        f.set(
+            "producer.max_message_bytes",
+            "--max-message-bytes",
+            self.max_message_bytes.as_ref(),
+        );
+        if let SourceArgs::Synthetic(s) = &self.source {
+            s.flags(f);
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,23 +430,28 @@ fn parse_column_type(s: &str) -> Result<(String, argus_producer::ColumnType), St
     Ok((c.trim().to_string(), t.trim().parse()?))
 }
 
+/// The synthetic cameras' flags (`[producer.synthetic]`; defaults in
+/// [`argus_producer::SyntheticSource`]).
 #[derive(Debug, Clone, Args)]
 pub struct SyntheticArgs {
-    /// Number of cameras.
-    #[arg(long, default_value_t = 4)]
-    pub cameras: u32,
-    /// Frames per second per camera.
-    #[arg(long, default_value_t = 5.0)]
-    pub fps: f64,
-    #[arg(long, default_value_t = 640)]
-    pub width: u32,
-    #[arg(long, default_value_t = 480)]
-    pub height: u32,
-    /// Scenes are deterministic from this seed.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub jpeg_quality: u8,
+    /// Number of cameras [default: 4].
+    #[arg(long)]
+    pub cameras: Option<u32>,
+    /// Frames per second per camera [default: 5].
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// [default: 640]
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// [default: 480]
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Scenes are deterministic from this seed [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// [default: 85]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: Option<u8>,
     /// Brighten one camera from a frame on, CAMERA=GAIN@SEQUENCE (e.g. 2=1.4@50), to see the
     /// drift sidecar react.
     #[arg(long, value_parser = parse_brighten)]
@@ -393,37 +493,64 @@ pub struct DirArgs {
     pub looped: bool,
 }
 
+/// `argus demo` flags (`[demo]`; model and pipeline in `[worker]`, cameras in
+/// `[producer.synthetic]`).
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub struct DemoFlags {
     /// Run against a real cluster instead of the embedded broker.
-    #[arg(long, env = "ARGUS_BROKERS")]
+    #[arg(long)]
     pub brokers: Option<String>,
-    /// How long to run (then drain and print the summary); Ctrl-C stops earlier.
-    #[arg(long, value_parser = parse_duration, default_value = "20s")]
-    pub duration: Duration,
+    /// How long to run (then drain and print the summary); Ctrl-C stops earlier
+    /// [default: 20s].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// The synthetic cameras.
     #[command(flatten)]
     pub cameras: SyntheticArgs,
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
+    /// [default: 2]
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Serve /metrics and /healthz here while the demo runs.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
-    /// Print at most this many alerts (the summary counts all).
-    #[arg(long, default_value_t = 40)]
-    pub max_printed_alerts: u64,
+    /// Print at most this many alerts (the summary counts all) [default: 40].
+    #[arg(long)]
+    pub max_printed_alerts: Option<u64>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Run without the drift sidecar.
     #[arg(long)]
     pub no_drift: bool,
-    /// Event-time pane of the demo's drift sidecar (windows are 3 panes).
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
-    pub drift_pane: Duration,
+    /// Event-time pane of the demo's drift sidecar (windows are 3 panes) [default: 2s].
+    #[arg(long, value_parser = parse_duration)]
+    pub drift_pane: Option<Duration>,
     /// Do not brighten a camera halfway through (by default camera 2 gets 40 % brighter
     /// after half the duration, so the sidecar has something to find; --brighten overrides).
     #[arg(long)]
     pub no_shift: bool,
+}
+
+impl DemoFlags {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set("demo.brokers", "--brokers", self.brokers.as_ref());
+        f.duration("demo.duration", "--duration", self.duration);
+        self.cameras.flags(f);
+        f.set("demo.workers", "--workers", self.workers.as_ref());
+        f.set(
+            "demo.metrics_addr",
+            "--metrics-addr",
+            self.metrics_addr.as_ref(),
+        );
+        f.set(
+            "demo.max_printed_alerts",
+            "--max-printed-alerts",
+            self.max_printed_alerts.as_ref(),
+        );
+        self.model.flags(f);
+        f.switch("demo.no_drift", "--no-drift", self.no_drift);
+        f.duration("demo.drift_pane", "--drift-pane", self.drift_pane);
+        f.switch("demo.no_shift", "--no-shift", self.no_shift);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! (librdkafka's mock cluster): a synthetic producer with N cameras, M workers in one
 //! group, a subscriber printing alerts, and a closing summary checked against the scenes'
 //! ground truth.
-use crate::cli::{DemoArgs, TopicArgs};
+use crate::config::ArgusConfig;
 use crate::work::{load_model, worker_config};
 use crate::{shutdown, telemetry, CliError};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -10,7 +10,7 @@ use argus_kafka::rdkafka::Message;
 use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
 use argus_producer::{ProduceConfig, Source};
 use argus_wire::{Alert, Prediction};
-use argus_worker::WorkerStats;
+use argus_worker::{OutputTopics, WorkerSettings, WorkerStats};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,8 +76,45 @@ fn camera_index(source_id: Option<&str>) -> Option<u32> {
     source_id?.strip_prefix("cam-")?.parse().ok()
 }
 
+/// What `argus demo` runs with: `[demo]`, the pipeline of `[worker]`, the cameras of
+/// `[producer.synthetic]` and `--brighten`.
+#[derive(Debug)]
+pub struct DemoArgs {
+    pub brokers: Option<String>,
+    pub duration: Duration,
+    pub cameras: argus_producer::SyntheticSource,
+    pub workers: usize,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub max_printed_alerts: u64,
+    pub model: WorkerSettings,
+    pub no_drift: bool,
+    pub drift_pane: Duration,
+    pub no_shift: bool,
+}
+
+impl DemoArgs {
+    pub fn new(config: ArgusConfig, brighten: Option<argus_producer::Brighten>) -> Self {
+        let d = config.demo;
+        DemoArgs {
+            brokers: d.brokers,
+            duration: d.duration,
+            cameras: argus_producer::SyntheticSource {
+                brighten,
+                ..config.producer.synthetic
+            },
+            workers: d.workers,
+            metrics_addr: d.metrics_addr,
+            max_printed_alerts: d.max_printed_alerts,
+            model: config.worker,
+            no_drift: d.no_drift,
+            drift_pane: d.drift_pane,
+            no_shift: d.no_shift,
+        }
+    }
+}
+
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
-    let mut source = args.cameras.source().map_err(CliError::Usage)?;
+    let mut source = args.cameras.clone();
     if source.brighten.is_none() && !args.no_shift && !args.no_drift {
         // Halfway through, camera 2 gets 40 % brighter: something for the sidecar to find.
         let frames_per_camera = (source.fps * args.duration.as_secs_f64()) as u64;
@@ -92,7 +129,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let model = load_model(
         &resolve_model(&args.model.model),
-        &args.model.engine.options(args.model.inference_threads),
+        &args.model.engine_options(args.model.inference_threads),
     )?;
     let run_id = format!("{:x}", std::process::id());
     let (_embedded, mut settings, input) = match &args.brokers {
@@ -107,17 +144,19 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             format!("frames.demo-{run_id}"),
         ),
     };
-    let topics = TopicArgs {
+    let topics = OutputTopics {
         predictions: format!("predictions.demo-{run_id}"),
-        alerts_topic: format!("alerts.demo-{run_id}"),
+        alerts: format!("alerts.demo-{run_id}"),
         dlq: format!("dlq.demo-{run_id}"),
     };
-    let mut specs = vec![
-        TopicSpec::new(&input, 8),
-        TopicSpec::new(&topics.predictions, 4),
-        TopicSpec::new(&topics.alerts_topic, 4),
-        TopicSpec::new(&topics.dlq, 1),
-    ];
+    let mut specs = vec![TopicSpec::new(&input, 8)];
+    // predictions and alerts get 4 partitions, the DLQ 1.
+    specs.extend(
+        topics
+            .iter()
+            .zip([4, 4, 1])
+            .map(|(t, partitions)| TopicSpec::new(t, partitions)),
+    );
     specs.extend(crate::demo_drift::topics(&run_id).map(|t| TopicSpec::new(t, 1)));
     match &_embedded {
         Some(b) => {
@@ -157,7 +196,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .set("statistics.interval.ms", "0")
         .create()
         .map_err(|e| CliError::Runtime(e.into()))?;
-    tap.subscribe(&[&topics.predictions, &topics.alerts_topic, &topics.dlq])
+    tap.subscribe(&[&topics.predictions, &topics.alerts, &topics.dlq])
         .map_err(|e| CliError::Runtime(e.into()))?;
 
     // Drift sidecar, with a reference profile from other frames of the same cameras. The
@@ -197,13 +236,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut assignments = Vec::new();
     for w in 0..args.workers {
         let id = format!("demo-worker-{w}");
-        let mut config = worker_config(
-            id.clone(),
-            vec![input.clone()],
-            &args.model,
-            &topics,
-            &model,
-        )?;
+        let pipeline = WorkerSettings {
+            inputs: vec![input.clone()],
+            topics: topics.clone(),
+            ..args.model.clone()
+        };
+        let mut config = worker_config(id.clone(), &pipeline, &model)?;
         config.drain_timeout = Duration::from_secs(10);
         let consumer = settings
             .consumer(&group, &id)
@@ -356,7 +394,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 
 fn observe(
     m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>,
-    topics: &TopicArgs,
+    topics: &OutputTopics,
     tally: &mut Tally,
     args: &DemoArgs,
 ) {
@@ -376,7 +414,7 @@ fn observe(
             let truth = argus_producer::scene::has_person(args.cameras.seed, cam, seq);
             tally.truth.insert(p.id.clone(), truth);
         }
-    } else if m.topic() == topics.alerts_topic {
+    } else if m.topic() == topics.alerts {
         let Ok(a) = serde_json::from_slice::<Alert>(payload) else {
             return;
         };

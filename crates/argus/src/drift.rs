@@ -1,5 +1,6 @@
 //! `argus drift`: reference profiles, the sidecar, and offline comparison.
-use crate::cli::{parse_duration, KafkaArgs};
+use crate::cli::{parse_duration, KafkaFlags};
+use crate::config::{ArgusConfig, Flags, KafkaConfig};
 use crate::{shutdown, telemetry, CliError};
 use argus_drift::profile::ImageProfileBuilder;
 use argus_drift::records::{self, ColumnSpec};
@@ -19,7 +20,7 @@ pub enum DriftCommand {
     /// scenes), with the same code the sidecar summarises windows with.
     Profile(ProfileArgs),
     /// Run the drift sidecar on a live stream.
-    Watch(WatchArgs),
+    Watch(WatchFlags),
     /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
     Compare(CompareArgs),
 }
@@ -100,60 +101,172 @@ pub struct ProfileArgs {
     pub out: PathBuf,
 }
 
+/// `argus drift watch` flags (`[drift]`).
 #[derive(Debug, Args)]
-pub struct WatchArgs {
+pub struct WatchFlags {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Reference profile (from `argus drift profile`).
-    #[arg(long, env = "ARGUS_DRIFT_PROFILE")]
-    pub profile: PathBuf,
-    /// Input topic to watch.
-    #[arg(long, env = "ARGUS_INPUT", default_value = "frames.default")]
-    pub input: String,
-    /// Predictions topic to watch too ("" = none).
-    #[arg(long, env = "ARGUS_PREDICTIONS_TOPIC", default_value = "predictions")]
-    pub predictions: String,
-    /// Topic the reports go to.
-    #[arg(long, env = "ARGUS_DRIFT_TOPIC", default_value = "drift")]
-    pub reports_topic: String,
-    /// Topic sidecars exchange pane summaries on.
-    #[arg(long, env = "ARGUS_DRIFT_PANES_TOPIC", default_value = "drift.panes")]
-    pub panes_topic: String,
-    /// Consumer group of the sidecars (all sidecars of one group merge into one report).
-    #[arg(long, env = "ARGUS_DRIFT_GROUP", default_value = "argus-drift")]
-    pub group: String,
+    pub kafka: KafkaFlags,
+    /// Reference profile (from `argus drift profile`); required here or as drift.profile.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Input topic to watch [default: frames.default].
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Predictions topic to watch too ("" = none) [default: predictions].
+    #[arg(long)]
+    pub predictions: Option<String>,
+    /// Topic the reports go to [default: drift].
+    #[arg(long)]
+    pub reports_topic: Option<String>,
+    /// Topic sidecars exchange pane summaries on [default: drift.panes].
+    #[arg(long)]
+    pub panes_topic: Option<String>,
+    /// Consumer group of the sidecars (all sidecars of one group merge into one report)
+    /// [default: argus-drift].
+    #[arg(long)]
+    pub group: Option<String>,
     /// Sidecar id (default: hostname-pid).
-    #[arg(long, env = "ARGUS_DRIFT_ID")]
+    #[arg(long)]
     pub sidecar_id: Option<String>,
-    /// Event-time pane length.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
-    pub pane: Duration,
-    /// Panes per evaluation window (the window slides by one pane).
-    #[arg(long, default_value_t = 5)]
-    pub window_panes: u32,
-    /// How late (event time) a record may arrive and still count.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub lateness: Duration,
-    /// Share of frames sampled (deterministic by camera and capture time).
-    #[arg(long, default_value_t = 1.0)]
-    pub sample_rate: f64,
-    /// Frames per second per camera at most (0 = no cap).
-    #[arg(long, default_value_t = 1.0)]
-    pub max_fps: f64,
-    /// Consecutive drifting windows before the alarm fires.
-    #[arg(long, default_value_t = 3)]
-    pub alarm_windows: u32,
-    /// Per-feature significance level before FDR control.
-    #[arg(long, default_value_t = 0.05)]
-    pub alpha: f64,
+    /// Event-time pane length [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub pane: Option<Duration>,
+    /// Panes per evaluation window (the window slides by one pane) [default: 5].
+    #[arg(long)]
+    pub window_panes: Option<u32>,
+    /// How late (event time) a record may arrive and still count [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub lateness: Option<Duration>,
+    /// Share of frames sampled (deterministic by camera and capture time) [default: 1].
+    #[arg(long)]
+    pub sample_rate: Option<f64>,
+    /// Frames per second per camera at most (0 = no cap) [default: 1].
+    #[arg(long)]
+    pub max_fps: Option<f64>,
+    /// Consecutive drifting windows before the alarm fires [default: 3].
+    #[arg(long)]
+    pub alarm_windows: Option<u32>,
+    /// Per-feature significance level before FDR control [default: 0.05].
+    #[arg(long)]
+    pub alpha: Option<f64>,
     /// Model id and version in reports (default: the profile id, "-").
     #[arg(long)]
     pub model_id: Option<String>,
-    #[arg(long, default_value = "-")]
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Address for /metrics and /healthz [default: 127.0.0.1:9101].
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl WatchFlags {
+    pub fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set("drift.profile", "--profile", self.profile.as_ref());
+        f.set("drift.input", "--input", self.input.as_ref());
+        f.set(
+            "drift.predictions",
+            "--predictions",
+            self.predictions.as_ref(),
+        );
+        f.set(
+            "drift.reports_topic",
+            "--reports-topic",
+            self.reports_topic.as_ref(),
+        );
+        f.set(
+            "drift.panes_topic",
+            "--panes-topic",
+            self.panes_topic.as_ref(),
+        );
+        f.set("drift.group", "--group", self.group.as_ref());
+        f.set("drift.sidecar_id", "--sidecar-id", self.sidecar_id.as_ref());
+        f.duration("drift.pane", "--pane", self.pane);
+        f.set(
+            "drift.window_panes",
+            "--window-panes",
+            self.window_panes.as_ref(),
+        );
+        f.duration("drift.lateness", "--lateness", self.lateness);
+        f.set(
+            "drift.sample_rate",
+            "--sample-rate",
+            self.sample_rate.as_ref(),
+        );
+        f.set("drift.max_fps", "--max-fps", self.max_fps.as_ref());
+        f.set(
+            "drift.alarm_windows",
+            "--alarm-windows",
+            self.alarm_windows.as_ref(),
+        );
+        f.set("drift.alpha", "--alpha", self.alpha.as_ref());
+        f.set("drift.model_id", "--model-id", self.model_id.as_ref());
+        f.set(
+            "drift.model_version",
+            "--model-version",
+            self.model_version.as_ref(),
+        );
+        f.set(
+            "drift.metrics_addr",
+            "--metrics-addr",
+            self.metrics_addr.as_ref(),
+        );
+    }
+}
+
+/// What the sidecar runs with: `[kafka]` and `[drift]`.
+#[derive(Debug)]
+pub struct WatchArgs {
+    pub kafka: KafkaConfig,
+    pub profile: PathBuf,
+    pub input: String,
+    pub predictions: String,
+    pub reports_topic: String,
+    pub panes_topic: String,
+    pub group: String,
+    pub sidecar_id: Option<String>,
+    pub pane: Duration,
+    pub window_panes: u32,
+    pub lateness: Duration,
+    pub sample_rate: f64,
+    pub max_fps: f64,
+    pub alarm_windows: u32,
+    pub alpha: f64,
+    pub model_id: Option<String>,
     pub model_version: String,
-    /// Address for /metrics and /healthz.
-    #[arg(long, env = "ARGUS_METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
+}
+
+impl WatchArgs {
+    pub fn new(config: ArgusConfig) -> Result<Self, CliError> {
+        let d = config.drift;
+        let profile = d.profile.ok_or_else(|| {
+            CliError::Usage(
+                "no reference profile: give --profile FILE (or drift.profile, ARGUS_DRIFT_PROFILE)"
+                    .into(),
+            )
+        })?;
+        Ok(WatchArgs {
+            kafka: config.kafka,
+            profile,
+            input: d.input,
+            predictions: d.predictions,
+            reports_topic: d.reports_topic,
+            panes_topic: d.panes_topic,
+            group: d.group,
+            sidecar_id: d.sidecar_id,
+            pane: d.pane,
+            window_panes: d.window_panes,
+            lateness: d.lateness,
+            sample_rate: d.sample_rate,
+            max_fps: d.max_fps,
+            alarm_windows: d.alarm_windows,
+            alpha: d.alpha,
+            model_id: d.model_id,
+            model_version: d.model_version,
+            metrics_addr: d.metrics_addr,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -180,13 +293,17 @@ pub struct CompareArgs {
     pub fail_on_drift: bool,
 }
 
-pub async fn run(cmd: DriftCommand) -> Result<(), CliError> {
+/// Runs `cmd`; `config` layers the configuration under the sidecar's flags (`watch` only).
+pub async fn run(
+    cmd: DriftCommand,
+    config: impl FnOnce(&WatchFlags) -> Result<ArgusConfig, CliError>,
+) -> Result<(), CliError> {
     match cmd {
         DriftCommand::Profile(a) => tokio::task::spawn_blocking(move || profile(a))
             .await
             .map_err(|e| CliError::Runtime(e.into()))?,
         DriftCommand::Compare(a) => compare(a),
-        DriftCommand::Watch(a) => watch(a).await,
+        DriftCommand::Watch(f) => watch(WatchArgs::new(config(&f)?)?).await,
     }
 }
 

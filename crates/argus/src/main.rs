@@ -1,6 +1,7 @@
 //! `argus`: the one binary. Subcommands live in their own modules; this file parses the
 //! command line, sets up tracing, and maps errors to exit codes (64 = usage/config).
 mod cli;
+mod config;
 mod demo;
 mod demo_drift;
 mod drift;
@@ -33,6 +34,27 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+/// The configuration: defaults, `--config` file, `ARGUS_*` environment, the command's flags.
+fn load_layers(
+    file: Option<std::path::PathBuf>,
+    flags: &dyn Fn(&mut config::Flags),
+) -> Result<config::Loaded, CliError> {
+    let mut sources = config::Sources {
+        file,
+        env: std::env::vars().collect(),
+        ..Default::default()
+    };
+    flags(&mut sources.flags);
+    config::load(sources).map_err(CliError::Usage)
+}
+
+fn load_config(
+    file: Option<std::path::PathBuf>,
+    flags: &dyn Fn(&mut config::Flags),
+) -> Result<config::ArgusConfig, CliError> {
+    load_layers(file, flags).map(|l| l.config)
+}
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -54,13 +76,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let file = cli.config.clone();
+    let load = move |flags: &dyn Fn(&mut config::Flags)| load_config(file, flags);
     let result = runtime.block_on(async move {
         match cli.command {
-            cli::Command::Demo(args) => demo::run(args).await,
-            cli::Command::Produce(args) => produce::run(args).await,
-            cli::Command::Work(args) => work::run(args).await,
-            cli::Command::Score(args) => score::run(args).await,
-            cli::Command::Drift(cmd) => drift::run(cmd).await,
+            cli::Command::Demo(args) => {
+                let c = load(&|f| args.flags(f))?;
+                demo::run(demo::DemoArgs::new(c, args.cameras.brighten)).await
+            }
+            cli::Command::Produce(args) => {
+                let c = load(&|f| args.flags(f))?;
+                produce::run(args, c).await
+            }
+            cli::Command::Work(args) => work::run(load(&|f| args.flags(f))?).await,
+            cli::Command::Score(args) => {
+                score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
+            }
+            cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
+            cli::Command::Config(args) => {
+                let loaded = load_layers(cli.config.clone(), &|f| args.kafka.flags(f))?;
+                let text = loaded
+                    .render(args.role.as_deref())
+                    .map_err(CliError::Usage)?;
+                print!("{text}");
+                Ok(())
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -1,11 +1,15 @@
 //! `argus produce`: sources to a topic.
 use crate::cli::{ProduceArgs, SourceArgs};
+use crate::config::ArgusConfig;
 use crate::{shutdown, CliError};
 use argus_producer::{DirSource, ProduceConfig, Source};
 
-pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
+/// `args` for the source; everything else from `config` (`[kafka]`, `[producer]`), which
+/// the flags of `args` are already merged into.
+pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError> {
+    let p = &config.producer;
     let source = match &args.source {
-        SourceArgs::Synthetic(s) => Source::Synthetic(s.source().map_err(CliError::Usage)?),
+        SourceArgs::Synthetic(s) => Source::Synthetic(s.source(&p.synthetic)),
         SourceArgs::Dir(d) => {
             let src = DirSource {
                 path: d.path.clone(),
@@ -32,25 +36,25 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
             Source::Records(src)
         }
     };
-    let mut config = ProduceConfig::new(&args.topic);
-    config.count = args.count;
-    config.duration = args.duration;
-    config.rate_limit = args.rate_limit;
-    config.max_message_bytes = args.max_message_bytes;
+    let mut produce = ProduceConfig::new(&p.topic);
+    produce.count = p.count;
+    produce.duration = p.duration;
+    produce.rate_limit = p.rate_limit;
+    produce.max_message_bytes = p.max_message_bytes;
     if let SourceArgs::Records(r) = &args.source {
         if r.on_bad_row == "fail" {
-            config.bad_rows = argus_producer::BadRows::Fail;
+            produce.bad_rows = argus_producer::BadRows::Fail;
         }
     }
-    let settings = args
+    let settings = config
         .kafka
         .settings()
-        .with("message.max.bytes", args.max_message_bytes.to_string());
+        .with("message.max.bytes", p.max_message_bytes.to_string());
     let producer = settings
         .producer("argus-producer")
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let shutdown = shutdown::on_signal();
-    let summary = match argus_producer::run(source, config, producer, shutdown).await {
+    let summary = match argus_producer::run(source, produce, producer, shutdown).await {
         Ok(s) => s,
         // Bad input data: EX_DATAERR.
         // The source cannot be read as given (stdin's header, a folder): configuration.

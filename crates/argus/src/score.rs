@@ -1,7 +1,8 @@
 //! `argus score`: the daily batch flow — flags, wiring and the summary. The scoring itself
 //! (bounded range → the workers' pipeline core → outputs and the at-risk report) is
 //! `argus_worker::score`.
-use crate::cli::{parse_duration, KafkaArgs, ModelArgs, TopicArgs};
+use crate::cli::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
+use crate::config::{ArgusConfig, Flags, KafkaConfig};
 use crate::work::{alert_rules, load_model, worker_config};
 use crate::CliError;
 use argus_kafka::rdkafka::consumer::StreamConsumer;
@@ -12,18 +13,18 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `argus score` flags.
+/// `argus score` flags (`[score]`; the model and pipeline settings are `[worker]`'s).
 #[derive(Debug, Args)]
-pub struct ScoreArgs {
+pub struct ScoreFlags {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub kafka: KafkaFlags,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Input topic to score.
-    #[arg(long = "input", env = "ARGUS_INPUT", default_value = "frames.default")]
-    pub input: String,
+    /// Input topic to score [default: frames.default].
+    #[arg(long = "input")]
+    pub input: Option<String>,
     /// Start at records written at or after this time: RFC 3339 UTC
     /// (2026-11-29T00:00:00Z) or milliseconds since the Unix epoch [default: the beginning].
     #[arg(long, conflicts_with = "since")]
@@ -31,18 +32,74 @@ pub struct ScoreArgs {
     /// Start at records written within this long before now (e.g. 24h).
     #[arg(long, value_parser = parse_duration)]
     pub since: Option<Duration>,
-    /// The at-risk report (CSV).
-    #[arg(long, default_value = "at-risk.csv")]
-    pub report: PathBuf,
-    /// Rows in the report, at most, best first (0: every record at or above the threshold).
-    #[arg(long, default_value_t = 100)]
-    pub top: usize,
+    /// The at-risk report (CSV) [default: at-risk.csv].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Rows in the report, at most, best first (0: every record at or above the threshold)
+    /// [default: 100].
+    #[arg(long)]
+    pub top: Option<usize>,
     /// Only write the report: publish no predictions, alerts or dead letters.
     #[arg(long)]
     pub no_publish: bool,
-    /// Records per model call.
-    #[arg(long, default_value_t = 64)]
+    /// Records per model call [default: 64].
+    #[arg(long)]
+    pub batch: Option<usize>,
+}
+
+impl ScoreFlags {
+    pub fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        self.model.flags(f);
+        self.topics.flags(f);
+        f.set("score.input", "--input", self.input.as_ref());
+        f.set("score.from", "--from", self.from.as_ref());
+        f.duration("score.since", "--since", self.since);
+        f.set("score.report", "--report", self.report.as_ref());
+        f.set("score.top", "--top", self.top.as_ref());
+        f.switch("score.no_publish", "--no-publish", self.no_publish);
+        f.set("score.batch", "--batch", self.batch.as_ref());
+    }
+}
+
+/// What `argus score` runs with: the configuration's `[kafka]`, `[worker]` (reading
+/// `input`) and `[score]`.
+#[derive(Debug)]
+pub struct ScoreArgs {
+    pub kafka: KafkaConfig,
+    pub model: argus_worker::WorkerSettings,
+    pub input: String,
+    pub from: Option<String>,
+    pub since: Option<Duration>,
+    pub report: PathBuf,
+    pub top: usize,
+    pub no_publish: bool,
     pub batch: usize,
+}
+
+impl ScoreArgs {
+    pub fn new(config: ArgusConfig) -> Result<Self, CliError> {
+        let s = config.score;
+        if s.from.is_some() && s.since.is_some() {
+            return Err(CliError::Usage(
+                "score.from and score.since cannot both be set: pick one".into(),
+            ));
+        }
+        Ok(ScoreArgs {
+            kafka: config.kafka,
+            model: argus_worker::WorkerSettings {
+                inputs: vec![s.input.clone()],
+                ..config.worker
+            },
+            input: s.input,
+            from: s.from,
+            since: s.since,
+            report: s.report,
+            top: s.top,
+            no_publish: s.no_publish,
+            batch: s.batch,
+        })
+    }
 }
 
 /// Parses `2026-11-29T06:00:00Z` (optionally with fractional seconds) or epoch milliseconds.
@@ -154,13 +211,11 @@ fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliErr
 }
 
 pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
-    let model = load_model(&args.model.model, &args.model.engine.options(1))?;
+    let model = load_model(&args.model.model, &args.model.engine_options(1))?;
     let (positive, threshold) = decision(&args, &model)?;
     let worker = worker_config(
         format!("argus-score-{}", crate::work::default_worker_id()),
-        vec![args.input.clone()],
         &args.model,
-        &args.topics,
         &model,
     )?;
     let settings = args.kafka.settings();

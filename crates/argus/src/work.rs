@@ -1,9 +1,9 @@
 //! `argus work`: one worker process.
-use crate::cli::{ModelArgs, TopicArgs, WorkArgs};
+use crate::config::ArgusConfig;
 use crate::{shutdown, telemetry, CliError};
 use argus_kafka::TopicSpec;
 use argus_model::{Classifier, EngineOptions};
-use argus_worker::{WorkerConfig, WorkerStats};
+use argus_worker::{WorkerConfig, WorkerSettings, WorkerStats};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,31 +43,15 @@ pub fn alert_rules(
     rules
 }
 
-/// Worker configuration from flags, checked against the model's labels.
+/// The run loop's configuration from the `[worker]` settings, checked (once) against the
+/// model's labels.
 pub fn worker_config(
     worker_id: String,
-    inputs: Vec<String>,
-    model: &ModelArgs,
-    topics: &TopicArgs,
+    settings: &WorkerSettings,
     bundle: &Classifier,
 ) -> Result<WorkerConfig, CliError> {
-    let labels = bundle.labels();
-    let mut c = WorkerConfig::new(worker_id, inputs);
-    c.predictions_topic = topics.predictions.clone();
-    c.alerts_topic = topics.alerts_topic.clone();
-    c.dlq_topic = topics.dlq.clone();
-    c.rules = alert_rules(&model.alerts, bundle);
-    c.top_k = model.top_k;
-    c.inference_threads = model.inference_threads;
-    c.decode_threads = model.decode_threads;
-    c.max_batch = model.max_batch;
-    c.max_wait = model.max_wait;
-    c.max_age = model.max_age;
-    c.inject_delay = model.inject_delay;
-    c.max_in_flight = model.max_in_flight;
-    c.max_in_flight_bytes = model.max_in_flight_bytes;
-    c.max_input_bytes = model.max_input_bytes;
-    c.validate(labels).map_err(CliError::Usage)?;
+    let c = settings.config(worker_id, alert_rules(&settings.alerts, bundle));
+    c.validate(bundle.labels()).map_err(CliError::Usage)?;
     Ok(c)
 }
 
@@ -84,52 +68,41 @@ pub fn default_worker_id() -> String {
     format!("{}-{}", hostname(), std::process::id())
 }
 
-pub async fn run(args: WorkArgs) -> Result<(), CliError> {
-    let model = load_model(
-        &args.model.model,
-        &args.model.engine.options(args.model.inference_threads),
-    )?;
+pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
+    let w = &config.worker;
+    let model = load_model(&w.model, &w.engine_options(w.inference_threads))?;
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
-    let worker_id = args.worker_id.clone().unwrap_or_else(|| {
-        if args.exactly_once || args.static_membership {
+    let worker_id = w.worker_id.clone().unwrap_or_else(|| {
+        if w.exactly_once || w.static_membership {
             hostname()
         } else {
             default_worker_id()
         }
     });
-    let mut config = worker_config(
-        worker_id.clone(),
-        args.inputs.clone(),
-        &args.model,
-        &args.topics,
-        &model,
-    )?;
-    config.drain_timeout = args.drain_timeout;
-    config.exactly_once = args.exactly_once;
-    config.transaction_interval = args.transaction_interval;
-    config.validate(model.labels()).map_err(CliError::Usage)?;
-    let mut settings = args.kafka.settings();
-    if args.group_protocol != "classic" {
+    let group = w.group.clone();
+    let run_config = worker_config(worker_id.clone(), w, &model)?;
+    let mut settings = config.kafka.settings();
+    if w.group_protocol != "classic" {
         settings
             .consumer_options
-            .insert("group.protocol".into(), args.group_protocol.clone());
+            .insert("group.protocol".into(), w.group_protocol.clone());
     }
-    if args.static_membership {
+    if w.static_membership {
         settings
             .consumer_options
             .insert("group.instance.id".into(), worker_id.clone());
     }
     let clients = || {
-        let (consumer, producer) = if args.exactly_once {
-            let txn_id = argus_worker::transactional_id(&args.group, &worker_id);
+        let (consumer, producer) = if w.exactly_once {
+            let txn_id = argus_worker::transactional_id(&group, &worker_id);
             (
-                settings.transactional_consumer(&args.group, &worker_id),
+                settings.transactional_consumer(&group, &worker_id),
                 settings.transactional_producer(&worker_id, &txn_id),
             )
         } else {
             (
-                settings.consumer(&args.group, &worker_id),
+                settings.consumer(&group, &worker_id),
                 settings.producer(&worker_id),
             )
         };
@@ -141,20 +114,17 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
     let (consumer, producer) = clients()?;
     telemetry::metrics_handle();
     let shutdown = shutdown::on_signal();
-    if args.create_topics > 0 {
-        let specs: Vec<TopicSpec> = [
-            &config.predictions_topic,
-            &config.alerts_topic,
-            &config.dlq_topic,
-        ]
-        .into_iter()
-        .map(|t| TopicSpec::new(t.clone(), args.create_topics))
-        .collect();
+    if w.create_topics > 0 {
+        let specs: Vec<TopicSpec> = w
+            .topics
+            .iter()
+            .map(|t| TopicSpec::new(t, w.create_topics))
+            .collect();
         argus_kafka::ensure_topics(&settings, &specs)
             .await
             .map_err(|e| CliError::Runtime(e.into()))?;
     }
-    let listener = telemetry::bind(args.metrics_addr)
+    let listener = telemetry::bind(w.metrics_addr)
         .await
         .map_err(CliError::Usage)?;
     let stats = Arc::new(WorkerStats::default());
@@ -172,7 +142,7 @@ pub async fn run(args: WorkArgs) -> Result<(), CliError> {
             None => clients()?,
         };
         let result = argus_worker::run(
-            config.clone(),
+            run_config.clone(),
             consumer,
             producer,
             model.clone(),

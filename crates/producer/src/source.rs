@@ -16,8 +16,10 @@ pub struct Frame {
 }
 
 /// Synthetic cameras: `cameras` cameras at `fps` frames per second each, `width`×`height`
-/// JPEG frames, deterministic from `seed`.
-#[derive(Debug, Clone)]
+/// JPEG frames, deterministic from `seed`. Also the `[producer.synthetic]` table of the
+/// configuration: its defaults are defined here only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyntheticSource {
     /// Seed of the scenes: the same seed gives the same frames.
     pub seed: u64,
@@ -31,8 +33,48 @@ pub struct SyntheticSource {
     pub height: u32,
     /// JPEG quality, 1–100.
     pub jpeg_quality: u8,
-    /// Brighten one camera from some frame on (to demonstrate and test drift detection).
+    /// Brighten one camera from some frame on (to demonstrate and test drift detection);
+    /// a per-run flag (`--brighten`), not a setting.
+    #[serde(skip)]
     pub brighten: Option<Brighten>,
+}
+
+impl Default for SyntheticSource {
+    fn default() -> Self {
+        SyntheticSource {
+            seed: 1,
+            cameras: 4,
+            fps: 5.0,
+            width: 640,
+            height: 480,
+            jpeg_quality: 85,
+            brighten: None,
+        }
+    }
+}
+
+impl SyntheticSource {
+    /// Cross-field checks; the message says what to fix.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cameras == 0
+            || self.width < 32
+            || self.height < 32
+            || !self.fps.is_finite()
+            || self.fps <= 0.0
+        {
+            return Err(
+                "synthetic cameras need --cameras ≥ 1, --fps > 0 and frames of at least 32x32"
+                    .into(),
+            );
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return Err(format!(
+                "synthetic jpeg_quality {} must be within 1..=100",
+                self.jpeg_quality
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Multiply every channel of `camera`'s frames from sequence `from_sequence` on by `gain`

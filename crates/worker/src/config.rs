@@ -1,12 +1,391 @@
-//! Worker configuration.
+//! Worker configuration: [`WorkerSettings`] is the `[worker]` table of the configuration
+//! (serde, every default defined once in its `Default`), [`WorkerConfig`] what the run loop
+//! needs, built from it with the resolved worker id and alert rules.
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// An alert rule: alert when `label`'s probability is at least `threshold`.
+/// An alert rule: alert when `label`'s probability is at least `threshold`. Written
+/// `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD` (flags, files, environment).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
     pub name: String,
     pub label: String,
     pub threshold: f32,
+}
+
+impl std::str::FromStr for AlertRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, rest) = match s.split_once(':') {
+            Some((n, r)) => (Some(n.trim()), r),
+            None => (None, s),
+        };
+        let (label, threshold) = rest.split_once(">=").ok_or_else(|| {
+            format!("alert rule {s:?} must look like LABEL>=THRESHOLD, e.g. person>=0.5")
+        })?;
+        let threshold: f32 = threshold
+            .trim()
+            .parse()
+            .map_err(|_| format!("alert rule {s:?}: threshold must be a number in 0..=1"))?;
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(format!("alert rule {s:?}: threshold must be within 0..=1"));
+        }
+        let label = label.trim().to_string();
+        Ok(AlertRule {
+            name: name.map(str::to_string).unwrap_or_else(|| label.clone()),
+            label,
+            threshold,
+        })
+    }
+}
+
+impl std::fmt::Display for AlertRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name != self.label {
+            write!(f, "{}:", self.name)?;
+        }
+        write!(f, "{}>={}", self.label, self.threshold)
+    }
+}
+
+impl Serialize for AlertRule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertRule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde helpers shared by every role's settings.
+pub mod serde_helpers {
+    use super::*;
+
+    /// Parses a duration: humantime units (`500ms`, `20s`, `5m`, `1h 30m`, `2d`) or a bare
+    /// number of seconds (`3`, `0.5`). Months and years are refused (their length is not
+    /// fixed; in a timeout they are a typo).
+    pub fn parse_duration(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        if let Ok(secs) = s.parse::<f64>() {
+            return Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 20s, 5m"));
+        }
+        let calendar = s
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .any(|u| matches!(u, "y" | "year" | "years" | "M" | "month" | "months"));
+        if calendar {
+            return Err(format!(
+                "invalid duration unit in {s:?}; use ms, s, m, h or d"
+            ));
+        }
+        humantime::parse_duration(s)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 20s, 5m"))
+    }
+
+    /// A duration as humantime writes it (`20s`, `100ms`, `1m 30s`).
+    pub fn format_duration(d: Duration) -> String {
+        humantime::format_duration(d).to_string()
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum DurationRepr {
+        Text(String),
+        Secs(f64),
+    }
+
+    fn from_repr<E: serde::de::Error>(r: DurationRepr) -> Result<Duration, E> {
+        match r {
+            DurationRepr::Text(s) => parse_duration(&s).map_err(E::custom),
+            DurationRepr::Secs(n) => Duration::try_from_secs_f64(n)
+                .map_err(|_| E::custom(format!("invalid duration {n}"))),
+        }
+    }
+
+    /// `#[serde(with = "duration")]`: humantime text, or a number of seconds.
+    pub mod duration {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&format_duration(*d))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            from_repr(DurationRepr::deserialize(d)?)
+        }
+    }
+
+    /// `#[serde(with = "opt_duration")]`: like [`duration`], absent = `None`.
+    pub mod opt_duration {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&format_duration(*d)),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Option::<DurationRepr>::deserialize(d)?
+                .map(from_repr)
+                .transpose()
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListRepr<T> {
+        List(Vec<T>),
+        Text(String),
+    }
+
+    /// A list written as a list, or as one comma-separated string (environment variables).
+    pub fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match ListRepr::<T>::deserialize(d)? {
+            ListRepr::List(v) => Ok(v),
+            ListRepr::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().map_err(serde::de::Error::custom))
+                .collect(),
+        }
+    }
+
+    /// An engine name (`tract`, `onnxruntime`, `trees`), absent = the manifest's.
+    pub mod engine {
+        use super::*;
+        use argus_model::EngineKind;
+        pub fn serialize<S: Serializer>(e: &Option<EngineKind>, s: S) -> Result<S::Ok, S::Error> {
+            match e {
+                Some(e) => s.serialize_some(e.as_str()),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<EngineKind>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+use serde_helpers::{duration, opt_duration};
+
+/// The three output topics of the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputTopics {
+    /// Every inference's prediction (JSON).
+    pub predictions: String,
+    /// Alert-rule matches (JSON).
+    pub alerts: String,
+    /// Inputs that could not be scored: original bytes plus failure headers.
+    pub dlq: String,
+}
+
+impl Default for OutputTopics {
+    fn default() -> Self {
+        OutputTopics {
+            predictions: "predictions".into(),
+            alerts: "alerts".into(),
+            dlq: "dlq".into(),
+        }
+    }
+}
+
+impl OutputTopics {
+    /// predictions, alerts, dlq — e.g. to create them.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        [
+            self.predictions.as_str(),
+            self.alerts.as_str(),
+            self.dlq.as_str(),
+        ]
+        .into_iter()
+    }
+}
+
+/// The `[worker]` table: everything `argus work` (and the pipeline `argus score` and
+/// `argus demo` share) can be configured with. Defaults are defined here only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Model bundle directory (manifest.toml + model.onnx).
+    pub model: PathBuf,
+    /// Inference engine: tract, onnxruntime or trees [default: the manifest's, else tract].
+    #[serde(
+        with = "serde_helpers::engine",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub engine: Option<argus_model::EngineKind>,
+    /// libonnxruntime for the onnxruntime engine [default: ORT_DYLIB_PATH, else the loader's
+    /// search path].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime intra-op threads per session (0: onnxruntime's default).
+    pub onnxruntime_threads: usize,
+    /// Alert rules `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD` [empty: the bundle's
+    /// `[decision]`].
+    #[serde(deserialize_with = "serde_helpers::list")]
+    pub alerts: Vec<AlertRule>,
+    /// Topics to consume.
+    #[serde(deserialize_with = "serde_helpers::list")]
+    pub inputs: Vec<String>,
+    /// Where the outputs go.
+    pub topics: OutputTopics,
+    /// Consumer group.
+    pub group: String,
+    /// Worker id in outputs and logs [default: hostname-pid; the hostname with
+    /// exactly_once or static_membership].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// Address for /metrics and /healthz.
+    pub metrics_addr: SocketAddr,
+    /// Create missing output topics with this many partitions (0 = don't create).
+    pub create_topics: i32,
+    /// Classes listed in each prediction's `top`.
+    pub top_k: usize,
+    /// Threads running the model; each runs one batch at a time.
+    pub inference_threads: usize,
+    /// Threads decoding and preprocessing inputs (the blocking pool, bounded).
+    pub decode_threads: usize,
+    /// Inputs per model call, at most.
+    pub max_batch: usize,
+    /// How long a batch may wait to fill after its first input (0: never wait).
+    #[serde(with = "duration")]
+    pub max_wait: Duration,
+    /// Skip inputs captured longer ago than this (their prediction says `stale`).
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+    /// Inputs in flight (consumed, outputs not yet acknowledged), at most. Inputs wait for
+    /// their outputs' acknowledgements while in flight: with the broker's ack time (tens of
+    /// ms under load) 64 capped a fast model's drain at ~530 inputs/s; the byte bound keeps
+    /// memory in check.
+    pub max_in_flight: usize,
+    /// Payload bytes of the inputs in flight, at most.
+    pub max_in_flight_bytes: usize,
+    /// Full in-flight work for longer than this pauses the partitions (polling goes on).
+    #[serde(with = "duration")]
+    pub pause_after: Duration,
+    /// An input unfinished for this long marks its partition as stuck (gauge).
+    #[serde(with = "duration")]
+    pub stuck_after: Duration,
+    /// Inputs larger than this go to the DLQ as `oversize`.
+    pub max_input_bytes: usize,
+    /// Testing aid: sleep this long before every model call.
+    #[serde(with = "duration")]
+    pub inject_delay: Duration,
+    /// How long shutdown waits for in-flight work.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+    /// Exactly-once: outputs and input offsets are committed in Kafka transactions.
+    pub exactly_once: bool,
+    /// Exactly-once: how often the open transaction is committed.
+    #[serde(with = "duration")]
+    pub transaction_interval: Duration,
+    /// Static membership: `group.instance.id` = the worker id.
+    pub static_membership: bool,
+    /// Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848).
+    pub group_protocol: String,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            model: PathBuf::from("models/camera-person"),
+            engine: None,
+            onnxruntime_lib: None,
+            onnxruntime_threads: 0,
+            alerts: Vec::new(),
+            inputs: vec!["frames.default".into()],
+            topics: OutputTopics::default(),
+            group: "argus-workers".into(),
+            worker_id: None,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            create_topics: 6,
+            top_k: 5,
+            inference_threads: 1,
+            decode_threads: 2,
+            max_batch: 8,
+            max_wait: Duration::ZERO,
+            max_age: None,
+            max_in_flight: 1024,
+            max_in_flight_bytes: 32 * 1024 * 1024,
+            pause_after: Duration::from_secs(1),
+            stuck_after: Duration::from_secs(30),
+            max_input_bytes: 8 * 1024 * 1024,
+            inject_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(20),
+            exactly_once: false,
+            transaction_interval: Duration::from_millis(100),
+            static_membership: false,
+            group_protocol: "classic".into(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Field checks that need no model (the model's labels are checked by
+    /// [`WorkerConfig::validate`]).
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.group_protocol.as_str(), "classic" | "consumer") {
+            return Err(format!(
+                "worker.group_protocol {:?}: use \"classic\" or \"consumer\"",
+                self.group_protocol
+            ));
+        }
+        if self.create_topics < 0 {
+            return Err("worker.create_topics must be 0 (don't create) or more".into());
+        }
+        Ok(())
+    }
+
+    /// The run loop's configuration, for `worker_id` with `rules`.
+    pub fn config(&self, worker_id: impl Into<String>, rules: Vec<AlertRule>) -> WorkerConfig {
+        WorkerConfig {
+            worker_id: worker_id.into(),
+            input_topics: self.inputs.clone(),
+            topics: self.topics.clone(),
+            rules,
+            max_in_flight: self.max_in_flight,
+            max_in_flight_bytes: self.max_in_flight_bytes,
+            pause_after: self.pause_after,
+            inference_threads: self.inference_threads,
+            decode_threads: self.decode_threads,
+            max_batch: self.max_batch,
+            max_wait: self.max_wait,
+            max_age: self.max_age,
+            stuck_after: self.stuck_after,
+            exactly_once: self.exactly_once,
+            transaction_interval: self.transaction_interval,
+            inject_delay: self.inject_delay,
+            max_input_bytes: self.max_input_bytes,
+            top_k: self.top_k,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+
+    /// Engine options for `concurrency` simultaneous model calls.
+    pub fn engine_options(&self, concurrency: usize) -> argus_model::EngineOptions {
+        argus_model::EngineOptions {
+            kind: self.engine,
+            concurrency,
+            intra_threads: self.onnxruntime_threads,
+            onnxruntime_lib: self.onnxruntime_lib.clone(),
+        }
+    }
 }
 
 /// Everything the run loop needs besides its I/O.
@@ -16,9 +395,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Topics to consume.
     pub input_topics: Vec<String>,
-    pub predictions_topic: String,
-    pub alerts_topic: String,
-    pub dlq_topic: String,
+    /// Where predictions, alerts and dead letters go.
+    pub topics: OutputTopics,
     pub rules: Vec<AlertRule>,
     /// Inputs consumed but not yet finished (outputs acknowledged), at most. When reached,
     /// the worker pauses its partitions (and keeps polling, so it stays in the group) until
@@ -60,34 +438,13 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults for everything but the topics.
+    /// Defaults ([`WorkerSettings::default`]) for everything but the topics.
     pub fn new(worker_id: impl Into<String>, input_topics: Vec<String>) -> Self {
-        WorkerConfig {
-            worker_id: worker_id.into(),
-            input_topics,
-            predictions_topic: "predictions".into(),
-            alerts_topic: "alerts".into(),
-            dlq_topic: "dlq".into(),
-            rules: Vec::new(),
-            // Inputs wait for their outputs' acknowledgements while in flight: with the
-            // broker's ack time (tens of ms under load) 64 capped a fast model's drain at
-            // ~530 inputs/s; the byte bound keeps memory in check.
-            max_in_flight: 1024,
-            max_in_flight_bytes: 32 * 1024 * 1024,
-            pause_after: Duration::from_secs(1),
-            inference_threads: 1,
-            decode_threads: 2,
-            max_batch: 8,
-            max_wait: Duration::ZERO,
-            max_age: None,
-            stuck_after: Duration::from_secs(30),
-            exactly_once: false,
-            transaction_interval: Duration::from_millis(100),
-            inject_delay: Duration::ZERO,
-            max_input_bytes: 8 * 1024 * 1024,
-            top_k: 5,
-            drain_timeout: Duration::from_secs(20),
+        WorkerSettings {
+            inputs: input_topics,
+            ..WorkerSettings::default()
         }
+        .config(worker_id, Vec::new())
     }
 
     /// Cross-field checks; the message says what to fix.

@@ -43,6 +43,6 @@ mod tracker;
 mod txn;
 mod watermarks;
 
-pub use config::{AlertRule, WorkerConfig};
+pub use config::{AlertRule, OutputTopics, WorkerConfig, WorkerSettings};
 pub use run::{run, WorkerError, WorkerStats};
 pub use txn::{transactional_id, TxnError, TxnErrorKind};

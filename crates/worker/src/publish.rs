@@ -115,9 +115,9 @@ impl Publisher {
         Publisher {
             producer,
             worker_id: config.worker_id.as_str().into(),
-            predictions: config.predictions_topic.as_str().into(),
-            alerts: config.alerts_topic.as_str().into(),
-            dlq: config.dlq_topic.as_str().into(),
+            predictions: config.topics.predictions.as_str().into(),
+            alerts: config.topics.alerts.as_str().into(),
+            dlq: config.topics.dlq.as_str().into(),
             give_up,
         }
     }

@@ -23,9 +23,11 @@ impl Stage3<'_> {
         // As `argus-bench worker` stage 3 starts it: `argus work`'s defaults, one alert rule.
         let worker_id = format!("argus-drift-bench-worker-{tag}");
         let mut config = WorkerConfig::new(worker_id, vec![self.input.clone()]);
-        config.predictions_topic = topics.predictions.clone();
-        config.alerts_topic = topics.alerts.clone();
-        config.dlq_topic = topics.dlq.clone();
+        config.topics = argus_worker::OutputTopics {
+            predictions: topics.predictions.clone(),
+            alerts: topics.alerts.clone(),
+            dlq: topics.dlq.clone(),
+        };
         if self.model.labels().iter().any(|l| l == "person") {
             config.rules = vec![AlertRule {
                 name: "person".into(),

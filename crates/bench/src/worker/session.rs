@@ -189,9 +189,11 @@ impl KafkaSession<'_> {
     fn start_worker(&mut self, stats: Arc<WorkerStats>) -> Result<(), BenchError> {
         let worker_id = format!("argus-bench-worker-{}", self.run_id);
         let mut config = WorkerConfig::new(worker_id, vec![self.topics.input.clone()]);
-        config.predictions_topic = self.topics.predictions.clone();
-        config.alerts_topic = self.topics.alerts.clone();
-        config.dlq_topic = self.topics.dlq.clone();
+        config.topics = argus_worker::OutputTopics {
+            predictions: self.topics.predictions.clone(),
+            alerts: self.topics.alerts.clone(),
+            dlq: self.topics.dlq.clone(),
+        };
         config.inference_threads = self.shape.inference_threads;
         config.decode_threads = self.shape.decode_threads;
         config.max_batch = self.shape.max_batch;

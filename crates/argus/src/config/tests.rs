@@ -1,0 +1,206 @@
+//! The layers are fed from values passed in: no test touches the process environment.
+use super::*;
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    f
+}
+
+fn load_ok(sources: Sources) -> Loaded {
+    load(sources).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn defaults_alone() {
+    let l = load_ok(Sources::default());
+    assert_eq!(l.config, ArgusConfig::default());
+    assert_eq!(l.config.worker.max_batch, 8);
+    assert_eq!(
+        l.config.worker.topics.iter().collect::<Vec<_>>(),
+        ["predictions", "alerts", "dlq"]
+    );
+}
+
+#[test]
+fn precedence_default_file_env_flag() {
+    let f = file(
+        "[worker]\nmax_batch = 4\ntop_k = 3\ngroup = \"g-file\"\ndrain_timeout = \"5s\"\n\
+         [kafka]\nbrokers = \"file:9092\"\n",
+    );
+    let mut flags = Flags::default();
+    flags.set("worker.max_batch", "--max-batch", Some(&16usize));
+    flags.kafka_option("acks", "all");
+    let l = load_ok(Sources {
+        file: Some(f.path().to_path_buf()),
+        env: env(&[
+            ("ARGUS_WORKER__MAX_BATCH", "12"),
+            ("ARGUS_WORKER__TOP_K", "7"),
+            ("ARGUS_BROKERS", "env:9092"),
+            ("ARGUS_KAFKA__OPTIONS__ACKS", "1"),
+            ("PATH", "/bin"),
+        ]),
+        flags,
+    });
+    let w = &l.config.worker;
+    assert_eq!(w.max_batch, 16, "flag beats env");
+    assert_eq!(w.top_k, 7, "env beats file");
+    assert_eq!(w.group, "g-file", "file beats default");
+    assert_eq!(w.drain_timeout, Duration::from_secs(5));
+    assert_eq!(w.decode_threads, 2, "default");
+    assert_eq!(l.config.kafka.brokers, "env:9092");
+    assert_eq!(l.config.demo.brokers.as_deref(), Some("env:9092"));
+    assert_eq!(l.config.kafka.options["acks"], "all", "-X applied last");
+    assert_eq!(l.source(&["worker", "max_batch"]), "flag --max-batch");
+    assert_eq!(l.source(&["worker", "top_k"]), "env ARGUS_WORKER__TOP_K");
+    assert!(l.source(&["worker", "group"]).starts_with("file "));
+    assert_eq!(l.source(&["worker", "decode_threads"]), "default");
+}
+
+#[test]
+fn structured_env_beats_legacy_names_and_lists_split() {
+    let l = load_ok(Sources {
+        env: env(&[
+            ("ARGUS_MAX_BATCH", "2"),
+            ("ARGUS_WORKER__MAX_BATCH", "3"),
+            ("ARGUS_INPUT", "a, b"),
+            ("ARGUS_ALERTS", "person>=0.7,intruder:person>=0.9"),
+            ("ARGUS_DRAIN_TIMEOUT", "3"),
+            ("ARGUS_EXACTLY_ONCE", "true"),
+            ("ARGUS_KAFKA__OPTIONS__SASL_MECHANISM", "PLAIN"),
+        ]),
+        ..Default::default()
+    });
+    let w = &l.config.worker;
+    assert_eq!(w.max_batch, 3);
+    assert_eq!(w.inputs, ["a", "b"]);
+    assert_eq!(l.config.score.input, "a, b");
+    assert_eq!(w.alerts.len(), 2);
+    assert_eq!(w.alerts[1].name, "intruder");
+    assert_eq!(w.drain_timeout, Duration::from_secs(3), "bare seconds");
+    assert!(w.exactly_once);
+    assert_eq!(l.config.kafka.options["sasl.mechanism"], "PLAIN");
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let f = file("[worker]\nmax_bach = 4\n");
+    let e = load(Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(e.contains("max_bach"), "{e}");
+    let e = load(Sources {
+        env: env(&[("ARGUS_WORKR__MAX_BATCH", "4")]),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.contains("workr") && e.contains("ARGUS_WORKR__MAX_BATCH"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let f = file("[worker]\ndrain_timeout = \"20 parsecs\"\n");
+    let e = load(Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.contains("drain_timeout") && e.contains("20 parsecs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cross_field_checks_at_load() {
+    let e = load(Sources {
+        env: env(&[("ARGUS_PRODUCER__SYNTHETIC__CAMERAS", "0")]),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(e.contains("--cameras"), "{e}");
+}
+
+#[test]
+fn render_shows_sources_and_redacts_secrets() {
+    let mut flags = Flags::default();
+    flags.kafka_option("sasl.password", "hunter2");
+    flags.kafka_option("sasl.username", "alice");
+    flags.set("worker.max_batch", "--max-batch", Some(&4usize));
+    let l = load_ok(Sources {
+        env: env(&[("ARGUS_KAFKA__OPTIONS__SSL_KEY_PASSWORD", "s3cret")]),
+        flags,
+        ..Default::default()
+    });
+    let text = l.render(None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"sasl.password\" = \"<redacted>\"  # flag -X"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"sasl.username\" = \"alice\"  # flag -X"),
+        "{text}"
+    );
+    assert!(text.contains("max_batch = 4  # flag --max-batch"), "{text}");
+    assert!(text.contains("decode_threads = 2  # default"), "{text}");
+    assert!(text.contains("[worker.topics]"), "{text}");
+    // The printed configuration loads back to the same values (secrets aside).
+    let worker = l.render(Some("worker")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!worker.contains("[kafka]"));
+    let back = file(&worker);
+    let again = load_ok(Sources {
+        file: Some(back.path().to_path_buf()),
+        ..Default::default()
+    });
+    assert_eq!(again.config.worker, l.config.worker);
+}
+
+#[test]
+fn example_file_loads_and_shows_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../argus.example.toml");
+    let l = load_ok(Sources {
+        file: Some(path.clone()),
+        ..Default::default()
+    });
+    // Every value the example sets is the default, so the example is the defaults.
+    assert_eq!(l.config, ArgusConfig::default(), "{}", path.display());
+    // And it sets every key (optional ones commented out): each default key appears.
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let doc = toml::Value::try_from(ArgusConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    for role in ROLES {
+        let Some(toml::Value::Table(t)) = doc.get(*role) else {
+            continue;
+        };
+        for key in t.keys() {
+            assert!(
+                text.contains(&format!("\n{key} =")) || text.contains(&format!("[{role}.{key}]")),
+                "argus.example.toml lacks {role}.{key}"
+            );
+        }
+    }
+}
