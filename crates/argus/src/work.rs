@@ -24,16 +24,7 @@ pub fn alert_rules(
     if !flags.is_empty() {
         return flags.to_vec();
     }
-    let rules: Vec<argus_worker::AlertRule> = bundle
-        .manifest()
-        .decision
-        .iter()
-        .map(|d| argus_worker::AlertRule {
-            name: d.positive.clone(),
-            label: d.positive.clone(),
-            threshold: d.threshold,
-        })
-        .collect();
+    let rules = argus_worker::AlertRule::from_bundle(bundle);
     if rules.is_empty() {
         tracing::warn!(
             model = %bundle.model_ref().name,

@@ -10,9 +10,29 @@ use std::time::Duration;
 /// `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD` (flags, files, environment).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
+    /// The rule's name (in alerts and their ids).
     pub name: String,
+    /// The label it watches.
     pub label: String,
+    /// Alert at this probability or more.
     pub threshold: f32,
+}
+
+impl AlertRule {
+    /// The bundle's `[decision]` rules (e.g. churn ≥ 0.3): what a worker alerts on when no
+    /// rule is configured.
+    pub fn from_bundle(bundle: &argus_model::Classifier) -> Vec<AlertRule> {
+        bundle
+            .manifest()
+            .decision
+            .iter()
+            .map(|d| AlertRule {
+                name: d.positive.clone(),
+                label: d.positive.clone(),
+                threshold: d.threshold,
+            })
+            .collect()
+    }
 }
 
 impl std::str::FromStr for AlertRule {

@@ -68,20 +68,6 @@ pub fn finished(s: &WorkerStats) -> u64 {
     s.predicted.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed) + others(s)
 }
 
-/// The bundle's `[decision]` rules (what `argus work` alerts on without `--alert`).
-pub fn bundle_rules(bundle: &Classifier) -> Vec<argus_worker::AlertRule> {
-    bundle
-        .manifest()
-        .decision
-        .iter()
-        .map(|d| argus_worker::AlertRule {
-            name: d.positive.clone(),
-            label: d.positive.clone(),
-            threshold: d.threshold,
-        })
-        .collect()
-}
-
 /// One `argus_worker::run` on a task of this process.
 #[derive(Debug)]
 pub struct BenchWorker {

@@ -6,9 +6,7 @@ use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark};
 use crate::harness::envelope_bytes;
-use crate::harness::kafka::{
-    await_deliveries, bundle_rules, enqueue, finished, others, wait_until, BenchWorker,
-};
+use crate::harness::kafka::{await_deliveries, enqueue, finished, others, wait_until, BenchWorker};
 use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
 use argus_kafka::{KafkaSettings, TopicSpec};
 use argus_model::Classifier;
@@ -199,7 +197,7 @@ impl KafkaSession<'_> {
         config.max_batch = self.shape.max_batch;
         config.max_in_flight = self.shape.max_in_flight;
         // As `argus work` runs by default, so alerts are published too.
-        config.rules = bundle_rules(&self.model);
+        config.rules = argus_worker::AlertRule::from_bundle(&self.model);
         let group = format!("argus-bench-{}", self.run_id);
         let mut settings = self.options.kafka.clone();
         for (k, v) in &self.options.worker_options {
