@@ -144,18 +144,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             format!("frames.demo-{run_id}"),
         ),
     };
-    let topics = OutputTopics {
-        predictions: format!("predictions.demo-{run_id}"),
-        alerts: format!("alerts.demo-{run_id}"),
-        dlq: format!("dlq.demo-{run_id}"),
-    };
+    let topics = OutputTopics::default().renamed(|t| format!("{t}.demo-{run_id}"));
     let mut specs = vec![TopicSpec::new(&input, 8)];
-    // predictions and alerts get 4 partitions, the DLQ 1.
+    // The DLQ gets 1 partition, every other output 4.
     specs.extend(
         topics
             .iter()
-            .zip([4, 4, 1])
-            .map(|(t, partitions)| TopicSpec::new(t, partitions)),
+            .map(|t| TopicSpec::new(t, if t == topics.dlq { 1 } else { 4 })),
     );
     specs.extend(crate::demo_drift::topics(&run_id).map(|t| TopicSpec::new(t, 1)));
     match &_embedded {

@@ -226,6 +226,15 @@ impl Default for OutputTopics {
 }
 
 impl OutputTopics {
+    /// The same topics, each renamed by `rename` (e.g. per-run names in the demo).
+    pub fn renamed(&self, rename: impl Fn(&str) -> String) -> OutputTopics {
+        OutputTopics {
+            predictions: rename(&self.predictions),
+            alerts: rename(&self.alerts),
+            dlq: rename(&self.dlq),
+        }
+    }
+
     /// predictions, alerts, dlq — e.g. to create them.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         [
