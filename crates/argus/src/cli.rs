@@ -3,6 +3,7 @@
 //! here and override the file and the environment only when given. `-X key=value` passes
 //! librdkafka properties through, applied last.
 use crate::config::Flags;
+use crate::flags::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,26 +56,6 @@ pub struct ConfigArgs {
     pub kafka: KafkaFlags,
 }
 
-/// Kafka connection flags of the configured commands (`[kafka]`).
-#[derive(Debug, Clone, Args)]
-pub struct KafkaFlags {
-    /// Bootstrap servers, host:port[,host:port] [default: 127.0.0.1:9092].
-    #[arg(long)]
-    pub brokers: Option<String>,
-    /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
-    pub kafka_option: Vec<(String, String)>,
-}
-
-impl KafkaFlags {
-    pub fn flags(&self, f: &mut Flags) {
-        f.set("kafka.brokers", "--brokers", self.brokers.as_ref());
-        for (k, v) in &self.kafka_option {
-            f.kafka_option(k, v);
-        }
-    }
-}
-
 impl SyntheticArgs {
     pub fn flags(&self, f: &mut Flags) {
         let k = "producer.synthetic";
@@ -99,161 +80,6 @@ impl SyntheticArgs {
             brighten: self.brighten,
             ..configured.clone()
         }
-    }
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
-}
-
-/// Parses durations such as `500ms`, `20s`, `5m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    argus_worker::config::serde_helpers::parse_duration(s)
-}
-
-/// An alert rule `LABEL>=THRESHOLD` or `NAME:LABEL>=THRESHOLD`.
-pub fn parse_rule(s: &str) -> Result<argus_worker::AlertRule, String> {
-    s.parse()
-}
-
-/// Model, rule and pipeline flags shared by `work`, `score` and `demo` (`[worker]`; the
-/// defaults are in [`argus_worker::WorkerSettings`], `argus config worker` shows them).
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable) [default: the
-    /// bundle's [decision], e.g. person>=0.5 for camera-person, churn>=0.3 for churn].
-    #[arg(long = "alert", value_delimiter = ',', value_parser = parse_rule)]
-    pub alerts: Vec<argus_worker::AlertRule>,
-    /// Classes listed in each prediction's `top` [default: 5].
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Threads running the model per worker (each runs one batch at a time) [default: 1].
-    #[arg(long)]
-    pub inference_threads: Option<usize>,
-    /// Threads decoding and preprocessing inputs per worker [default: 2].
-    #[arg(long)]
-    pub decode_threads: Option<usize>,
-    /// Inputs per model call, at most [default: 8].
-    #[arg(long)]
-    pub max_batch: Option<usize>,
-    /// How long a batch may wait to fill after its first input (0: batch only what is
-    /// already queued, never wait) [default: 0ms].
-    #[arg(long, value_parser = parse_duration)]
-    pub max_wait: Option<Duration>,
-    /// Skip inputs captured longer ago than this (their prediction says `stale`).
-    #[arg(long, value_parser = parse_duration)]
-    pub max_age: Option<Duration>,
-    /// Inputs in flight per worker (consumed, outputs not yet acknowledged); when reached
-    /// the worker takes no more (and pauses its partitions if that lasts) until half have
-    /// finished. A crash redoes at most this many [default: 1024].
-    #[arg(long)]
-    pub max_in_flight: Option<usize>,
-    /// Payload bytes of the inputs in flight per worker, at most (same rule as
-    /// --max-in-flight) [default: 32 MiB].
-    #[arg(long)]
-    pub max_in_flight_bytes: Option<usize>,
-    /// Testing aid: sleep this long before every model call (simulates a slow model).
-    #[arg(long, value_parser = parse_duration, hide = true)]
-    pub inject_delay: Option<Duration>,
-    /// Inputs larger than this go to the DLQ as `oversize` [default: 8 MiB].
-    #[arg(long)]
-    pub max_input_bytes: Option<usize>,
-    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
-    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
-    #[arg(long)]
-    pub engine: Option<argus_model::EngineKind>,
-    /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
-    /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
-    /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
-    #[arg(long)]
-    pub onnxruntime_lib: Option<PathBuf>,
-    /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
-    #[arg(long)]
-    pub onnxruntime_threads: Option<usize>,
-}
-
-impl ModelArgs {
-    pub fn flags(&self, f: &mut Flags) {
-        f.set("worker.model", "--model", self.model.as_ref());
-        f.list("worker.alerts", "--alert", &self.alerts);
-        f.set("worker.top_k", "--top-k", self.top_k.as_ref());
-        f.set(
-            "worker.inference_threads",
-            "--inference-threads",
-            self.inference_threads.as_ref(),
-        );
-        f.set(
-            "worker.decode_threads",
-            "--decode-threads",
-            self.decode_threads.as_ref(),
-        );
-        f.set("worker.max_batch", "--max-batch", self.max_batch.as_ref());
-        f.duration("worker.max_wait", "--max-wait", self.max_wait);
-        f.duration("worker.max_age", "--max-age", self.max_age);
-        f.set(
-            "worker.max_in_flight",
-            "--max-in-flight",
-            self.max_in_flight.as_ref(),
-        );
-        f.set(
-            "worker.max_in_flight_bytes",
-            "--max-in-flight-bytes",
-            self.max_in_flight_bytes.as_ref(),
-        );
-        f.duration("worker.inject_delay", "--inject-delay", self.inject_delay);
-        f.set(
-            "worker.max_input_bytes",
-            "--max-input-bytes",
-            self.max_input_bytes.as_ref(),
-        );
-        let engine = self.engine.map(|e| e.as_str());
-        f.set("worker.engine", "--engine", engine.as_ref());
-        f.set(
-            "worker.onnxruntime_lib",
-            "--onnxruntime-lib",
-            self.onnxruntime_lib.as_ref(),
-        );
-        f.set(
-            "worker.onnxruntime_threads",
-            "--onnxruntime-threads",
-            self.onnxruntime_threads.as_ref(),
-        );
-    }
-}
-
-/// Output topic flags (`[worker.topics]`).
-#[derive(Debug, Clone, Args)]
-pub struct TopicArgs {
-    /// [default: predictions]
-    #[arg(long)]
-    pub predictions: Option<String>,
-    /// [default: alerts]
-    #[arg(long)]
-    pub alerts_topic: Option<String>,
-    /// [default: dlq]
-    #[arg(long)]
-    pub dlq: Option<String>,
-}
-
-impl TopicArgs {
-    pub fn flags(&self, f: &mut Flags) {
-        f.set(
-            "worker.topics.predictions",
-            "--predictions",
-            self.predictions.as_ref(),
-        );
-        f.set(
-            "worker.topics.alerts",
-            "--alerts-topic",
-            self.alerts_topic.as_ref(),
-        );
-        f.set("worker.topics.dlq", "--dlq", self.dlq.as_ref());
     }
 }
 
@@ -556,6 +382,7 @@ impl DemoFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::parse_rule;
 
     #[test]
     fn durations_parse() {

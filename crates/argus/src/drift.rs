@@ -1,6 +1,6 @@
 //! `argus drift`: reference profiles, the sidecar, and offline comparison.
-use crate::cli::{parse_duration, KafkaFlags};
 use crate::config::{ArgusConfig, Flags, KafkaConfig};
+use crate::flags::{parse_duration, KafkaFlags};
 use crate::{shutdown, telemetry, CliError};
 use argus_drift::profile::ImageProfileBuilder;
 use argus_drift::records::{self, ColumnSpec};

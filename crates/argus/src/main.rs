@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod demo_drift;
 mod drift;
+mod flags;
 mod produce;
 mod score;
 mod shutdown;

@@ -1,8 +1,8 @@
 //! `argus score`: the daily batch flow — flags, wiring and the summary. The scoring itself
 //! (bounded range → the workers' pipeline core → outputs and the at-risk report) is
 //! `argus_worker::score`.
-use crate::cli::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
 use crate::config::{ArgusConfig, Flags, KafkaConfig};
+use crate::flags::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
 use crate::work::{alert_rules, load_model, worker_config};
 use crate::CliError;
 use argus_kafka::rdkafka::consumer::StreamConsumer;
