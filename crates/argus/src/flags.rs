@@ -13,7 +13,7 @@ pub struct KafkaFlags {
     #[arg(long)]
     pub brokers: Option<String>,
     /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = argus_kafka::parse_property)]
     pub kafka_option: Vec<(String, String)>,
 }
 
@@ -23,13 +23,6 @@ impl KafkaFlags {
         for (k, v) in &self.kafka_option {
             f.kafka_option(k, v);
         }
-    }
-}
-
-pub(crate) fn parse_kv(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
 }
 

@@ -36,7 +36,7 @@ pub struct KafkaArgs {
     #[arg(long, env = "ARGUS_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = argus_kafka::parse_property)]
     pub kafka_option: Vec<(String, String)>,
 }
 
@@ -147,7 +147,7 @@ pub struct WorkerArgs {
     /// librdkafka property for the worker's consumer and producer only (after `-X`), e.g.
     /// `--worker-option linger.ms=0` (repeatable). `-X` applies to every client of the run:
     /// the worker's, the load generator and the predictions subscriber.
-    #[arg(long = "worker-option", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    #[arg(long = "worker-option", value_name = "KEY=VALUE", value_parser = argus_kafka::parse_property)]
     pub worker_options: Vec<(String, String)>,
     /// Pid of the Kafka broker whose CPU time is reported [default: every local process
     /// with `kafka.Kafka` on its command line].
@@ -351,13 +351,6 @@ impl DriftArgs {
             keep_topics: self.keep_topics,
             json: self.json.clone(),
         }
-    }
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
 }
 

@@ -20,7 +20,7 @@ pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
 pub use rdkafka;
-pub use settings::KafkaSettings;
+pub use settings::{parse_property, KafkaSettings};
 
 /// Errors from Kafka set-up.
 #[derive(Debug, thiserror::Error)]

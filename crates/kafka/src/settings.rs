@@ -18,6 +18,15 @@ pub struct KafkaSettings {
     pub consumer_options: BTreeMap<String, String>,
 }
 
+/// Parses a librdkafka property written `KEY=VALUE` (the `-X` flag of `argus` and
+/// `argus-bench`); the message says what was expected.
+pub fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
 impl KafkaSettings {
     /// Settings for `brokers` with no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {

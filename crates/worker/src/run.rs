@@ -143,48 +143,39 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // Every log line of the worker (the commit strategy's and the revoke hook's too) names it.
     let span = tracing::info_span!("worker", id = %config.worker_id);
-    drive(config, consumer, producer, model, stats, shutdown)
-        .instrument(span)
-        .await
-}
-
-/// [`run`]'s loop: only dispatches events to the [`Worker`].
-async fn drive(
-    config: WorkerConfig,
-    consumer: StreamConsumer<GroupContext>,
-    producer: FutureProducer,
-    model: Arc<Classifier>,
-    stats: Arc<WorkerStats>,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
-    let mut w = Worker::start(config, consumer, producer, model, stats).await?;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let consumer = w.consumer.clone();
-    let ahead_permits = w.shared.ahead_permits.clone();
-    let committed = w.committed.clone();
-    loop {
-        let flow = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => ControlFlow::Break(()),
-            Some(report) = w.reports.recv() => w.on_report(report),
-            _ = committed.notified() => w.on_committed(),
-            _ = tick.tick() => w.on_tick(),
-            permit = ahead_permits.clone().acquire_owned(), if w.slot.is_none() => {
-                w.slot = permit.ok();
-                ControlFlow::Continue(())
+    // The loop only dispatches events to the [`Worker`].
+    async move {
+        let mut w = Worker::start(config, consumer, producer, model, stats).await?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let consumer = w.consumer.clone();
+        let ahead_permits = w.shared.ahead_permits.clone();
+        let committed = w.committed.clone();
+        loop {
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => ControlFlow::Break(()),
+                Some(report) = w.reports.recv() => w.on_report(report),
+                _ = committed.notified() => w.on_committed(),
+                _ = tick.tick() => w.on_tick(),
+                permit = ahead_permits.clone().acquire_owned(), if w.slot.is_none() => {
+                    w.slot = permit.ok();
+                    ControlFlow::Continue(())
+                }
+                // Polled whenever there is room, and always while paused: polling keeps the
+                // member in the group (max.poll.interval.ms) and serves rebalances.
+                msg = consumer.recv(), if w.wants_message() => w.on_message(msg),
+            };
+            if flow.is_break() {
+                break;
             }
-            // Polled whenever there is room, and always while paused: polling keeps the
-            // member in the group (max.poll.interval.ms) and serves rebalances.
-            msg = consumer.recv(), if w.wants_message() => w.on_message(msg),
-        };
-        if flow.is_break() {
-            break;
+            w.backpressure();
         }
-        w.backpressure();
+        w.drain().await;
+        w.finish(shutdown.is_cancelled())
     }
-    w.drain().await;
-    w.finish(shutdown.is_cancelled())
+    .instrument(span)
+    .await
 }
 
 /// One worker's state between events.
