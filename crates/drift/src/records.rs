@@ -10,8 +10,10 @@
 //!   field that parses as `f64` (after trimming, so `NaN` and `inf` count as numbers and are
 //!   reported as non-finite) is [`CellValue::Num`], any other field is [`CellValue::Text`]
 //!   (verbatim); JSON numbers are `Num`, strings `Text`, booleans `Text("true"/"false")`.
-//! - **Types:** declared types win. An undeclared column is numeric if every non-null value is a
-//!   number, else categorical. [`FeatureProfile::numeric`] then turns a numeric column with
+//! - **Types:** declared types win. An undeclared column's type follows the rule the record
+//!   producer uses too ([`argus_wire::columns`]): an `int` or `float` column (at least 90 % of
+//!   its non-null values numbers) is numeric — its few text values count as missing, with a
+//!   warning naming the column and the first such row — anything else is categorical. [`FeatureProfile::numeric`] then turns a numeric column with
 //!   ≤ 20 distinct values into `numeric_discrete` (2 values: `binary`). Numbers in a
 //!   categorical column are labelled like the sidecar labels them ([`discrete_label`]: `1.0`
 //!   and `1` are the same category, `01234` becomes `1234`).
@@ -32,6 +34,7 @@ use argus_stats::profile::{
     ProfileSettings, SegmentProfile, StreamKind, FLEET,
 };
 use argus_stats::summary::{Cell, SegmentSummary};
+use argus_wire::ColumnTally;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
@@ -577,6 +580,33 @@ fn require_numeric(table: &Table, col: usize, role: &'static str) -> Result<(), 
     }
 }
 
+/// Whether an undeclared column is numeric by the shared inference rule; a numeric column's
+/// text values (missing from its profile) are logged.
+fn inferred_numeric(table: &Table, col: usize) -> bool {
+    let mut tally = ColumnTally::default();
+    for row in &table.rows {
+        match row.get(col) {
+            Some(CellValue::Num(x)) => tally.add_number(*x),
+            Some(CellValue::Text(t)) => tally.add_text(t.trim()),
+            Some(CellValue::Null) | None => {}
+        }
+    }
+    let numeric = tally.column_type().is_numeric();
+    if numeric {
+        if let Some((row, value)) = first_text(table, col) {
+            tracing::warn!(
+                file = %table.source,
+                column = %table.columns[col],
+                text_values = tally.non_numeric(),
+                first_row = row + 1,
+                first_value = value,
+                "a numeric column holds a few text values; profiled as missing values"
+            );
+        }
+    }
+    numeric
+}
+
 fn plan(table: &Table, spec: &ColumnSpec) -> Result<Plan, RecordsError> {
     let mut decls: Vec<(&str, &'static str)> = Vec::new();
     decls.extend(spec.numeric.iter().map(|c| (c.as_str(), "numeric")));
@@ -618,7 +648,7 @@ fn plan(table: &Table, spec: &ColumnSpec) -> Result<Plan, RecordsError> {
         } else if spec.numeric.contains(name) {
             require_numeric(table, i, "declared numeric")?;
             Role::Numeric(FeatureKind::Numeric)
-        } else if spec.categorical.contains(name) || first_text(table, i).is_some() {
+        } else if spec.categorical.contains(name) || !inferred_numeric(table, i) {
             Role::Categorical
         } else {
             Role::Numeric(FeatureKind::Numeric)
@@ -653,7 +683,7 @@ fn numbers(table: &Table, col: usize, rows: &[usize]) -> Vec<Option<f64>> {
     rows.iter()
         .map(|r| match table.cell(*r, col) {
             CellValue::Num(x) => Some(*x),
-            // Text was rejected by `plan` for numeric columns.
+            // Text in a numeric column: rejected by `plan` if declared, else a missing value.
             CellValue::Null | CellValue::Text(_) => None,
         })
         .collect()

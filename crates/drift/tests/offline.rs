@@ -531,8 +531,18 @@ fn declared_numeric_column_with_text_names_the_row() {
     d.rows[36][1] = V::S("n/a".to_owned());
     let path = write_csv(&dir.join("reference.csv"), &d);
     let table = read(&path);
-    // Undeclared, the column is inferred categorical...
+    // Undeclared, one typo in 50 values keeps the column numeric (the rule the record producer
+    // uses too), the typo a missing value...
     let p = profile_table(&table, &spec(), &ProfileSettings::default(), "r", "t").unwrap();
+    assert_eq!(p.fleet().features[0].kind, FeatureKind::Numeric);
+    assert_eq!(p.fleet().features[0].n_null, 1);
+    // ...while a column that is mostly text is categorical...
+    let mut texty = generate(1, 50, Gen::default());
+    for row in texty.rows.iter_mut().take(10) {
+        row[1] = V::S("n/a".to_owned());
+    }
+    let texty = read(&write_csv(&dir.join("texty.csv"), &texty));
+    let p = profile_table(&texty, &spec(), &ProfileSettings::default(), "r", "t").unwrap();
     assert_eq!(p.fleet().features[0].kind, FeatureKind::Categorical);
     // ...declared numeric, it is an error naming the file, column, row and value.
     let spec = ColumnSpec {

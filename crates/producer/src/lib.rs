@@ -14,6 +14,7 @@ pub mod records;
 pub mod scene;
 pub mod source;
 
+pub use argus_wire::ColumnType;
 pub use produce::{envelope_headers, run, BadRows, ProduceConfig, ProduceError, ProduceSummary};
-pub use records::{ColumnType, RecordFormat, RecordReader, RecordsSource};
+pub use records::{RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

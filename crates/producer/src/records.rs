@@ -5,11 +5,10 @@
 //! Rules, in one place:
 //! - **CSV** needs a header row; column names are trimmed and must be unique. An empty field
 //!   is null. Each column has a type: declared (`--type col=int`), else inferred from the
-//!   first `infer_rows` rows: `bool` if every non-empty value is `true`/`false` (any case),
-//!   (0 / 1 mixed in are fine), else `int` if every one is an `i64`, else `float` if every
-//!   one is a finite number, else — when at least 90 % of them are numbers — `int` or
-//!   `float` anyway (the rest are bad rows, so one typo cannot turn a numeric column into
-//!   text), else `text`. A later decimal in an inferred `int` column is sent as a float.
+//!   first `infer_rows` rows by the rule of [`argus_wire::columns`] (shared with the drift
+//!   profiler): `bool`, `int`, `float` (a column at least 90 % numbers stays numeric, its
+//!   other values are bad rows, so one typo cannot turn it into text) or `text`. A later
+//!   decimal in an inferred `int` column is sent as a float.
 //!   The inference rows are read before the first row is sent: for a slow pipe, declare
 //!   the types or lower `infer_rows`.
 //! - **JSON lines**: one object per line, blank lines skipped; values keep their JSON type
@@ -23,14 +22,12 @@
 //!   loop skips them or stops, as the user chose. Nothing is dropped silently.
 //! - The envelope's `sequence` counts the rows read without error (0-based; bad rows do not
 //!   count), its capture time is the moment the row was read.
-use argus_wire::{Envelope, Field, Payload, Record, Value, SCHEMA_VERSION};
+use argus_wire::{
+    infer_column_type, ColumnType, Envelope, Field, Payload, Record, Value, SCHEMA_VERSION,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-
-/// Share of sampled values that must be numbers for a column with a few non-numeric values
-/// to stay numeric (those values are bad rows).
-const NUMERIC_SHARE: f64 = 0.9;
 
 /// Input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,46 +45,6 @@ impl std::str::FromStr for RecordFormat {
             "csv" => Ok(RecordFormat::Csv),
             "jsonl" | "ndjson" | "json" => Ok(RecordFormat::Jsonl),
             other => Err(format!("unknown format {other:?}; use csv or jsonl")),
-        }
-    }
-}
-
-/// A column's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    /// `true` / `false` (0 / 1 too).
-    Bool,
-    /// A whole number (`i64`).
-    Int,
-    /// A finite number (`f64`).
-    Float,
-    /// Anything else, verbatim.
-    Text,
-}
-
-impl ColumnType {
-    /// The name used in `--type col=TYPE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColumnType::Bool => "bool",
-            ColumnType::Int => "int",
-            ColumnType::Float => "float",
-            ColumnType::Text => "text",
-        }
-    }
-}
-
-impl std::str::FromStr for ColumnType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "bool" | "boolean" => Ok(ColumnType::Bool),
-            "int" | "integer" => Ok(ColumnType::Int),
-            "float" | "number" | "double" => Ok(ColumnType::Float),
-            "text" | "string" | "category" => Ok(ColumnType::Text),
-            other => Err(format!(
-                "unknown column type {other:?}; use bool, int, float or text"
-            )),
         }
     }
 }
@@ -209,35 +166,6 @@ fn open(source: &RecordsSource) -> Result<Box<dyn Read + Send>, String> {
         Some(p) => std::fs::File::open(p)
             .map(|f| Box::new(f) as Box<dyn Read + Send>)
             .map_err(|e| format!("{}: cannot open: {e}", p.display())),
-    }
-}
-
-fn is_bool(t: &str) -> bool {
-    t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false")
-}
-
-fn infer(values: &[&str]) -> ColumnType {
-    let n = values.len();
-    if n == 0 {
-        return ColumnType::Text;
-    }
-    let ints = values.iter().filter(|v| v.parse::<i64>().is_ok()).count();
-    let nums = values
-        .iter()
-        .filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
-        .count();
-    let share = |k: usize| k as f64 >= NUMERIC_SHARE * n as f64;
-    // true/false (with 0/1 mixed in) is a bool; 0/1 alone is an int.
-    if values.iter().all(|v| is_bool(v) || *v == "0" || *v == "1")
-        && values.iter().any(|v| is_bool(v))
-    {
-        ColumnType::Bool
-    } else if ints == n || (nums == ints && share(ints)) {
-        ColumnType::Int
-    } else if nums == n || share(nums) {
-        ColumnType::Float
-    } else {
-        ColumnType::Text
     }
 }
 
@@ -366,7 +294,7 @@ impl RecordReader {
                     .map(str::trim)
                     .filter(|v| !v.is_empty())
                     .collect();
-                infer(&values)
+                infer_column_type(&values)
             })
             .collect();
         Ok((
@@ -755,19 +683,5 @@ mod tests {
         let last = rows[4].as_ref().unwrap();
         assert_eq!(last.key, "7");
         assert_eq!(value(last, "n"), &Value::Text("ten".into()));
-    }
-
-    #[test]
-    fn inference_tolerates_a_few_typos_but_not_text_columns() {
-        let mut v = vec!["1"; 19];
-        v.push("ten");
-        assert_eq!(infer(&v), ColumnType::Int);
-        let mut v = vec!["1.5"; 18];
-        v.extend(["2", "x"]);
-        assert_eq!(infer(&v), ColumnType::Float);
-        assert_eq!(infer(&["1", "a", "b"]), ColumnType::Text);
-        assert_eq!(infer(&["1", "0"]), ColumnType::Int);
-        assert_eq!(infer(&["true", "0", "FALSE", "1"]), ColumnType::Bool);
-        assert_eq!(infer(&[]), ColumnType::Text);
     }
 }

@@ -4,14 +4,17 @@
 //! - [`envelope`]: the input `Envelope` (bincode, fixed-width little-endian) and its codec.
 //! - [`output`]: `Prediction` and `Alert`, the JSON messages on the result topics.
 //! - [`headers`]: Kafka header names and the DLQ failure kinds.
+//! - [`columns`]: the one rule that infers a table column's type (producer and drift profiler).
 //!
 //! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
 //! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
 #![warn(missing_docs)]
+pub mod columns;
 pub mod envelope;
 pub mod headers;
 pub mod output;
 
+pub use columns::{infer_column_type, ColumnTally, ColumnType};
 pub use envelope::{
     decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,
     RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
