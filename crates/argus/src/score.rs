@@ -102,7 +102,9 @@ impl ScoreArgs {
     }
 }
 
-/// Parses `2026-11-29T06:00:00Z` (optionally with fractional seconds) or epoch milliseconds.
+/// Parses `2026-11-29T06:00:00Z` (optionally with fractional seconds; a space for the `T`)
+/// or epoch milliseconds. The calendar is humantime's; a time without its `Z` is refused
+/// rather than guessed to be UTC.
 pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<i64>() {
@@ -111,80 +113,17 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     let err = || {
         format!("--from {s:?}: use RFC 3339 UTC like 2026-11-29T06:00:00Z, or epoch milliseconds")
     };
-    let body = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix('z'))
-        .ok_or_else(err)?;
-    let (date, time) = body.split_once(['T', 't', ' ']).ok_or_else(err)?;
-    let (hms, frac) = match time.split_once('.') {
-        Some((hms, frac)) => (hms, Some(frac)),
-        None => (time, None),
-    };
-    let number = |p: &str, max_len: usize| -> Result<i64, String> {
-        if p.is_empty() || p.len() > max_len || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-        p.parse().map_err(|_| err())
-    };
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| number(p, 4))
-        .collect::<Result<_, _>>()?;
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|p| number(p, 2))
-        .collect::<Result<_, _>>()?;
-    if d.len() != 3 || t.len() != 3 {
+    let body = s.strip_suffix(['Z', 'z']).ok_or_else(err)?;
+    // humantime takes a bare "." for no fraction; RFC 3339 wants digits after it.
+    if body.ends_with('.') {
         return Err(err());
     }
-    let (y, mo, day) = (d[0], d[1], d[2]);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo)
-        || day < 1
-        || day > month_days[(mo - 1) as usize]
-        || t[0] > 23
-        || t[1] > 59
-        || t[2] > 59
-    {
-        return Err(err());
-    }
-    let ms_frac = match frac {
-        None => 0,
-        Some(frac) => {
-            number(frac, 9)?;
-            // The first three digits, padded: "5" is 500 ms.
-            frac.bytes()
-                .chain(std::iter::repeat(b'0'))
-                .take(3)
-                .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'))
-        }
+    let t = humantime::parse_rfc3339_weak(body).map_err(|_| err())?;
+    let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).map_err(|_| err())?,
+        Err(before) => -i64::try_from(before.duration().as_millis()).map_err(|_| err())?,
     };
-    // Days from civil (Howard Hinnant's algorithm); years 0..=9999 cannot overflow.
-    let (y, m) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms_frac)
+    Ok(ms)
 }
 
 /// The label whose score the report ranks, and its threshold.
