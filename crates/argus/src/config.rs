@@ -14,13 +14,14 @@
 //! Unknown keys are refused (naming the key and where it came from), the whole document is
 //! checked once at start-up, and a bad configuration exits 64. [`Loaded::render`] prints the
 //! effective configuration with the source of every value (`argus config`).
+pub use argus_drift::settings::DriftSettings;
+pub use argus_kafka::serde_helpers::{duration, opt_duration};
+pub use argus_kafka::KafkaConfig;
 use argus_producer::SyntheticSource;
-use argus_worker::config::serde_helpers::{duration, opt_duration};
 use argus_worker::WorkerSettings;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,33 +36,6 @@ pub struct ArgusConfig {
     pub drift: DriftSettings,
     pub score: ScoreSettings,
     pub demo: DemoSettings,
-}
-
-/// `[kafka]`: the cluster every role talks to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, host:port[,host:port].
-    pub brokers: String,
-    /// librdkafka properties for every client (SASL, TLS, ...), applied after Argus's own.
-    pub options: BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            brokers: "127.0.0.1:9092".into(),
-            options: BTreeMap::new(),
-        }
-    }
-}
-
-impl KafkaConfig {
-    pub fn settings(&self) -> argus_kafka::KafkaSettings {
-        let mut s = argus_kafka::KafkaSettings::new(&self.brokers);
-        s.options.extend(self.options.clone());
-        s
-    }
 }
 
 /// `[producer]`: `argus produce`. Source-specific inputs (a folder, a records file) stay
@@ -94,74 +68,6 @@ impl Default for ProducerSettings {
             duration: None,
             rate_limit: None,
             synthetic: SyntheticSource::default(),
-        }
-    }
-}
-
-/// `[drift]`: the drift sidecar (`argus drift watch`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DriftSettings {
-    /// Reference profile (from `argus drift profile`); required to watch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<PathBuf>,
-    /// Input topic to watch.
-    pub input: String,
-    /// Predictions topic to watch too ("" = none).
-    pub predictions: String,
-    /// Topic the reports go to.
-    pub reports_topic: String,
-    /// Topic sidecars exchange pane summaries on.
-    pub panes_topic: String,
-    /// Consumer group of the sidecars.
-    pub group: String,
-    /// Sidecar id [default: hostname-pid].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sidecar_id: Option<String>,
-    /// Event-time pane length.
-    #[serde(with = "duration")]
-    pub pane: Duration,
-    /// Panes per evaluation window.
-    pub window_panes: u32,
-    /// How late (event time) a record may arrive and still count.
-    #[serde(with = "duration")]
-    pub lateness: Duration,
-    /// Share of frames sampled.
-    pub sample_rate: f64,
-    /// Frames per second per camera at most (0 = no cap).
-    pub max_fps: f64,
-    /// Consecutive drifting windows before the alarm fires.
-    pub alarm_windows: u32,
-    /// Per-feature significance level before FDR control.
-    pub alpha: f64,
-    /// Model id in reports [default: the profile id].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_id: Option<String>,
-    pub model_version: String,
-    /// Address for /metrics and /healthz.
-    pub metrics_addr: SocketAddr,
-}
-
-impl Default for DriftSettings {
-    fn default() -> Self {
-        DriftSettings {
-            profile: None,
-            input: "frames.default".into(),
-            predictions: "predictions".into(),
-            reports_topic: "drift".into(),
-            panes_topic: "drift.panes".into(),
-            group: "argus-drift".into(),
-            sidecar_id: None,
-            pane: Duration::from_secs(60),
-            window_panes: 5,
-            lateness: Duration::from_secs(30),
-            sample_rate: 1.0,
-            max_fps: 1.0,
-            alarm_windows: 3,
-            alpha: 0.05,
-            model_id: None,
-            model_version: "-".into(),
-            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9101)),
         }
     }
 }

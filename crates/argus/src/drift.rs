@@ -1,13 +1,12 @@
 //! `argus drift`: reference profiles, the sidecar, and offline comparison.
-use crate::config::{ArgusConfig, Flags, KafkaConfig};
+use crate::config::{ArgusConfig, Flags};
 use crate::flags::{parse_duration, KafkaFlags};
 use crate::{shutdown, telemetry, CliError};
 use argus_drift::profile::ImageProfileBuilder;
 use argus_drift::records::{self, ColumnSpec};
-use argus_drift::sidecar::{DriftConfig, DriftError};
-use argus_stats::evaluate::EvalConfig;
+use argus_drift::settings::eval_config;
+use argus_drift::sidecar::DriftError;
 use argus_stats::profile::{Profile, ProfileSettings};
-use argus_stats::report::ModelInfo;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -214,61 +213,6 @@ impl WatchFlags {
     }
 }
 
-/// What the sidecar runs with: `[kafka]` and `[drift]`.
-#[derive(Debug)]
-pub struct WatchArgs {
-    pub kafka: KafkaConfig,
-    pub profile: PathBuf,
-    pub input: String,
-    pub predictions: String,
-    pub reports_topic: String,
-    pub panes_topic: String,
-    pub group: String,
-    pub sidecar_id: Option<String>,
-    pub pane: Duration,
-    pub window_panes: u32,
-    pub lateness: Duration,
-    pub sample_rate: f64,
-    pub max_fps: f64,
-    pub alarm_windows: u32,
-    pub alpha: f64,
-    pub model_id: Option<String>,
-    pub model_version: String,
-    pub metrics_addr: SocketAddr,
-}
-
-impl WatchArgs {
-    pub fn new(config: ArgusConfig) -> Result<Self, CliError> {
-        let d = config.drift;
-        let profile = d.profile.ok_or_else(|| {
-            CliError::Usage(
-                "no reference profile: give --profile FILE (or drift.profile, ARGUS_DRIFT_PROFILE)"
-                    .into(),
-            )
-        })?;
-        Ok(WatchArgs {
-            kafka: config.kafka,
-            profile,
-            input: d.input,
-            predictions: d.predictions,
-            reports_topic: d.reports_topic,
-            panes_topic: d.panes_topic,
-            group: d.group,
-            sidecar_id: d.sidecar_id,
-            pane: d.pane,
-            window_panes: d.window_panes,
-            lateness: d.lateness,
-            sample_rate: d.sample_rate,
-            max_fps: d.max_fps,
-            alarm_windows: d.alarm_windows,
-            alpha: d.alpha,
-            model_id: d.model_id,
-            model_version: d.model_version,
-            metrics_addr: d.metrics_addr,
-        })
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Reference data (CSV or JSON lines).
@@ -303,7 +247,7 @@ pub async fn run(
             .await
             .map_err(|e| CliError::Runtime(e.into()))?,
         DriftCommand::Compare(a) => compare(a),
-        DriftCommand::Watch(f) => watch(WatchArgs::new(config(&f)?)?).await,
+        DriftCommand::Watch(f) => watch(config(&f)?).await,
     }
 }
 
@@ -468,18 +412,8 @@ fn add_folder(b: &mut ImageProfileBuilder<'_>, dir: &Path, segment: &str) -> Res
     Ok(n)
 }
 
-fn eval_config(alpha: f64) -> Result<EvalConfig, CliError> {
-    if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(CliError::Usage("--alpha must be in (0, 1)".into()));
-    }
-    Ok(EvalConfig {
-        alpha,
-        ..EvalConfig::default()
-    })
-}
-
 fn compare(a: CompareArgs) -> Result<(), CliError> {
-    let cfg = eval_config(a.alpha)?;
+    let cfg = eval_config(a.alpha).map_err(CliError::Usage)?;
     let current = records::read_table(&a.current).map_err(|e| CliError::Usage(e.to_string()))?;
     let reports = if let Some(p) = &a.profile {
         let profile = load_profile(p)?;
@@ -515,48 +449,28 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The sidecar configuration from flags.
-pub fn watch_config(a: &WatchArgs, profile: &Profile) -> Result<DriftConfig, CliError> {
-    let id = a
-        .sidecar_id
-        .clone()
-        .unwrap_or_else(crate::work::default_worker_id);
-    let mut c = DriftConfig::new(
-        &a.input,
-        &id,
-        ModelInfo {
-            id: a.model_id.clone().unwrap_or_else(|| profile.id.clone()),
-            version: a.model_version.clone(),
-        },
-    );
-    c.predictions_topic = (!a.predictions.is_empty()).then(|| a.predictions.clone());
-    c.reports_topic = a.reports_topic.clone();
-    c.panes_topic = a.panes_topic.clone();
-    c.group = a.group.clone();
-    c.pane = a.pane;
-    c.window_panes = a.window_panes;
-    c.lateness = a.lateness;
-    c.sample_rate = a.sample_rate;
-    c.max_fps = a.max_fps;
-    c.alarm_k = a.alarm_windows;
-    c.eval = eval_config(a.alpha)?;
-    c.validate().map_err(CliError::Usage)?;
-    Ok(c)
-}
-
-async fn watch(a: WatchArgs) -> Result<(), CliError> {
-    let profile = Arc::new(load_profile(&a.profile)?);
-    let config = watch_config(&a, &profile)?;
-    let settings = a.kafka.settings();
+async fn watch(config: ArgusConfig) -> Result<(), CliError> {
+    let d = config.drift;
+    let path = d.profile.as_ref().ok_or_else(|| {
+        CliError::Usage(
+            "no reference profile: give --profile FILE (or drift.profile, ARGUS_DRIFT_PROFILE)"
+                .into(),
+        )
+    })?;
+    let profile = Arc::new(load_profile(path)?);
+    let sidecar = d
+        .sidecar_config(crate::work::default_worker_id, &profile.id)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let settings = config.kafka.settings();
     telemetry::metrics_handle();
-    let listener = telemetry::bind(a.metrics_addr)
+    let listener = telemetry::bind(d.metrics_addr)
         .await
         .map_err(CliError::Usage)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(telemetry::serve(listener, Vec::new(), stop.clone()));
     let shutdown = shutdown::on_signal();
-    tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %config.input_topic, "drift sidecar starting");
-    let result = argus_drift::sidecar::run(config, settings, profile, None, shutdown).await;
+    tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %sidecar.input_topic, "drift sidecar starting");
+    let result = argus_drift::sidecar::run(sidecar, settings, profile, None, shutdown).await;
     stop.cancel();
     let _ = server.await;
     match result {

@@ -9,6 +9,7 @@
 //! - [`profile`]: reference profiles from image folders and synthetic frames.
 //! - [`pane`]: event-time panes per partition; the messages on the panes topic.
 //! - [`aggregate`]: partials → windows → reports (identical for any number of sidecars).
+//! - [`settings`]: `[drift]` of the configuration (defaults defined once) → the sidecar's config.
 //! - [`sidecar`]: `argus drift watch` — its decisions as a state machine, tested without a
 //!   broker, and the loop that drives it.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
@@ -20,4 +21,5 @@ pub mod metrics;
 pub mod pane;
 pub mod profile;
 pub mod records;
+pub mod settings;
 pub mod sidecar;

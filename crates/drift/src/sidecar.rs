@@ -85,29 +85,33 @@ pub struct DriftConfig {
 }
 
 impl DriftConfig {
-    /// Defaults for everything but the input topic, the sidecar id and the model.
+    /// Defaults for everything but the input topic, the sidecar id and the model: those
+    /// of [`DriftSettings`](crate::settings::DriftSettings) and the sidecar's own.
     pub fn new(input_topic: &str, sidecar_id: &str, model: ModelInfo) -> Self {
-        Self {
+        let d = crate::settings::DriftSettings::default();
+        let mut c = Self {
             input_topic: input_topic.to_owned(),
             predictions_topic: None,
-            panes_topic: "drift.panes".to_owned(),
-            reports_topic: "drift".to_owned(),
-            group: "argus-drift".to_owned(),
+            panes_topic: d.panes_topic.clone(),
+            reports_topic: d.reports_topic.clone(),
+            group: d.group.clone(),
             sidecar_id: sidecar_id.to_owned(),
-            pane: Duration::from_secs(60),
-            window_panes: 5,
-            lateness: Duration::from_secs(30),
-            sample_rate: 1.0,
-            max_fps: 1.0,
+            pane: Duration::ZERO,
+            window_panes: 0,
+            lateness: Duration::ZERO,
+            sample_rate: 0.0,
+            max_fps: 0.0,
             max_segments: 200,
-            alarm_k: 3,
+            alarm_k: 0,
             eval: EvalConfig::default(),
             model,
             tick: Duration::from_millis(250),
             create_topics: true,
             idle_timeout: None,
             max_future: Duration::from_secs(3600),
-        }
+        };
+        d.windows(&mut c);
+        c
     }
 
     /// Cross-field checks; the message says what to fix.

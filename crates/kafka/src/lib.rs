@@ -14,12 +14,14 @@ pub mod admin;
 pub mod context;
 pub mod embedded;
 pub mod metrics;
+pub mod serde_helpers;
 pub mod settings;
 
 pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
 pub use rdkafka;
+pub use serde_helpers::KafkaConfig;
 pub use settings::{parse_property, KafkaSettings};
 
 /// Errors from Kafka set-up.

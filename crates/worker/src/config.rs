@@ -84,102 +84,13 @@ impl<'de> Deserialize<'de> for AlertRule {
     }
 }
 
-/// Serde helpers shared by every role's settings.
+/// Serde helpers shared by every role's settings: the common ones live in
+/// [`argus_kafka::serde_helpers`] (every role depends on that crate), the engine name here.
 pub mod serde_helpers {
     use super::*;
-
-    /// Parses a duration: humantime units (`500ms`, `20s`, `5m`, `1h 30m`, `2d`) or a bare
-    /// number of seconds (`3`, `0.5`). Months and years are refused (their length is not
-    /// fixed; in a timeout they are a typo).
-    pub fn parse_duration(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        if let Ok(secs) = s.parse::<f64>() {
-            return Duration::try_from_secs_f64(secs)
-                .map_err(|_| format!("invalid duration {s:?}; use e.g. 500ms, 20s, 5m"));
-        }
-        let calendar = s
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .any(|u| matches!(u, "y" | "year" | "years" | "M" | "month" | "months"));
-        if calendar {
-            return Err(format!(
-                "invalid duration unit in {s:?}; use ms, s, m, h or d"
-            ));
-        }
-        humantime::parse_duration(s)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 500ms, 20s, 5m"))
-    }
-
-    /// A duration as humantime writes it (`20s`, `100ms`, `1m 30s`).
-    pub fn format_duration(d: Duration) -> String {
-        humantime::format_duration(d).to_string()
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum DurationRepr {
-        Text(String),
-        Secs(f64),
-    }
-
-    fn from_repr<E: serde::de::Error>(r: DurationRepr) -> Result<Duration, E> {
-        match r {
-            DurationRepr::Text(s) => parse_duration(&s).map_err(E::custom),
-            DurationRepr::Secs(n) => Duration::try_from_secs_f64(n)
-                .map_err(|_| E::custom(format!("invalid duration {n}"))),
-        }
-    }
-
-    /// `#[serde(with = "duration")]`: humantime text, or a number of seconds.
-    pub mod duration {
-        use super::*;
-        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(&format_duration(*d))
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-            from_repr(DurationRepr::deserialize(d)?)
-        }
-    }
-
-    /// `#[serde(with = "opt_duration")]`: like [`duration`], absent = `None`.
-    pub mod opt_duration {
-        use super::*;
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_some(&format_duration(*d)),
-                None => s.serialize_none(),
-            }
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            Option::<DurationRepr>::deserialize(d)?
-                .map(from_repr)
-                .transpose()
-        }
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListRepr<T> {
-        List(Vec<T>),
-        Text(String),
-    }
-
-    /// A list written as a list, or as one comma-separated string (environment variables).
-    pub fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de> + std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match ListRepr::<T>::deserialize(d)? {
-            ListRepr::List(v) => Ok(v),
-            ListRepr::Text(s) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| p.parse().map_err(serde::de::Error::custom))
-                .collect(),
-        }
-    }
+    pub use argus_kafka::serde_helpers::{
+        duration, format_duration, list, opt_duration, parse_duration,
+    };
 
     /// An engine name (`tract`, `onnxruntime`, `trees`), absent = the manifest's.
     pub mod engine {

@@ -1,0 +1,210 @@
+//! [`DriftSettings`]: the `[drift]` table of the configuration (`argus drift watch`), every
+//! default defined once here; [`DriftSettings::sidecar_config`] turns it into the
+//! [`DriftConfig`] the sidecar runs with, checked once.
+use crate::sidecar::{DriftConfig, DriftError};
+use argus_kafka::serde_helpers::duration;
+use argus_stats::evaluate::EvalConfig;
+use argus_stats::report::ModelInfo;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[drift]`: the drift sidecar (`argus drift watch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftSettings {
+    /// Reference profile (from `argus drift profile`); required to watch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PathBuf>,
+    /// Input topic to watch.
+    pub input: String,
+    /// Predictions topic to watch too ("" = none).
+    pub predictions: String,
+    /// Topic the reports go to.
+    pub reports_topic: String,
+    /// Topic sidecars exchange pane summaries on.
+    pub panes_topic: String,
+    /// Consumer group of the sidecars.
+    pub group: String,
+    /// Sidecar id [default: hostname-pid].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar_id: Option<String>,
+    /// Event-time pane length.
+    #[serde(with = "duration")]
+    pub pane: Duration,
+    /// Panes per evaluation window.
+    pub window_panes: u32,
+    /// How late (event time) a record may arrive and still count.
+    #[serde(with = "duration")]
+    pub lateness: Duration,
+    /// Share of frames sampled.
+    pub sample_rate: f64,
+    /// Frames per second per camera at most (0 = no cap).
+    pub max_fps: f64,
+    /// Consecutive drifting windows before the alarm fires.
+    pub alarm_windows: u32,
+    /// Per-feature significance level before FDR control.
+    pub alpha: f64,
+    /// Model id in reports [default: the profile id].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// Model version in reports.
+    pub model_version: String,
+    /// Address for /metrics and /healthz.
+    pub metrics_addr: SocketAddr,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        DriftSettings {
+            profile: None,
+            input: "frames.default".into(),
+            predictions: "predictions".into(),
+            reports_topic: "drift".into(),
+            panes_topic: "drift.panes".into(),
+            group: "argus-drift".into(),
+            sidecar_id: None,
+            pane: Duration::from_secs(60),
+            window_panes: 5,
+            lateness: Duration::from_secs(30),
+            sample_rate: 1.0,
+            max_fps: 1.0,
+            alarm_windows: 3,
+            alpha: 0.05,
+            model_id: None,
+            model_version: "-".into(),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9101)),
+        }
+    }
+}
+
+impl DriftSettings {
+    /// The sidecar's configuration: `sidecar_id` when none is set, the model named by
+    /// `profile_id` when no model id is set. Checked here, once (a mistake is
+    /// [`DriftError::Config`], saying what to fix).
+    pub fn sidecar_config(
+        &self,
+        default_sidecar_id: impl FnOnce() -> String,
+        profile_id: &str,
+    ) -> Result<DriftConfig, DriftError> {
+        let id = self.sidecar_id.clone().unwrap_or_else(default_sidecar_id);
+        let model = ModelInfo {
+            id: self
+                .model_id
+                .clone()
+                .unwrap_or_else(|| profile_id.to_owned()),
+            version: self.model_version.clone(),
+        };
+        let mut c = DriftConfig::new(&self.input, &id, model);
+        c.predictions_topic = (!self.predictions.is_empty()).then(|| self.predictions.clone());
+        c.reports_topic.clone_from(&self.reports_topic);
+        c.panes_topic.clone_from(&self.panes_topic);
+        c.group.clone_from(&self.group);
+        self.windows(&mut c);
+        c.eval = eval_config(self.alpha).map_err(DriftError::Config)?;
+        c.validate().map_err(DriftError::Config)?;
+        Ok(c)
+    }
+
+    /// The window and sampling settings onto `c` (the rest of [`DriftConfig`] is the
+    /// sidecar's own).
+    pub(crate) fn windows(&self, c: &mut DriftConfig) {
+        c.pane = self.pane;
+        c.window_panes = self.window_panes;
+        c.lateness = self.lateness;
+        c.sample_rate = self.sample_rate;
+        c.max_fps = self.max_fps;
+        c.alarm_k = self.alarm_windows;
+    }
+}
+
+/// Evaluation thresholds at significance level `alpha`, which must be in (0, 1).
+pub fn eval_config(alpha: f64) -> Result<EvalConfig, String> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err("--alpha must be in (0, 1)".into());
+    }
+    Ok(EvalConfig {
+        alpha,
+        ..EvalConfig::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_sidecar_config_takes_its_defaults_from_the_settings() {
+        let s = DriftSettings::default();
+        let c = s.sidecar_config(|| "host-1".into(), "camera-v1").unwrap();
+        assert_eq!(c.sidecar_id, "host-1");
+        assert_eq!(c.model.id, "camera-v1");
+        assert_eq!(c.predictions_topic.as_deref(), Some("predictions"));
+        assert_eq!((c.pane, c.window_panes, c.alarm_k), (s.pane, 5, 3));
+        let none = DriftSettings {
+            predictions: String::new(),
+            ..s.clone()
+        };
+        let c = none.sidecar_config(|| "x".into(), "p").unwrap();
+        assert_eq!(c.predictions_topic, None);
+        let tuned = DriftSettings {
+            pane: Duration::from_secs(5),
+            window_panes: 3,
+            lateness: Duration::from_secs(2),
+            sample_rate: 0.5,
+            max_fps: 0.0,
+            alarm_windows: 1,
+            alpha: 0.01,
+            sidecar_id: Some("side-2".into()),
+            model_id: Some("m".into()),
+            ..s
+        };
+        let c = tuned.sidecar_config(|| "unused".into(), "p").unwrap();
+        assert_eq!(
+            (c.pane, c.window_panes, c.lateness),
+            (Duration::from_secs(5), 3, Duration::from_secs(2))
+        );
+        assert_eq!(
+            (c.sample_rate, c.max_fps, c.alarm_k, c.eval.alpha),
+            (0.5, 0.0, 1, 0.01)
+        );
+        assert_eq!(
+            (c.sidecar_id.as_str(), c.model.id.as_str()),
+            ("side-2", "m")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_config_errors_naming_the_setting() {
+        for (s, what) in [
+            (
+                DriftSettings {
+                    alpha: 1.5,
+                    ..DriftSettings::default()
+                },
+                "--alpha",
+            ),
+            (
+                DriftSettings {
+                    sample_rate: 0.0,
+                    ..DriftSettings::default()
+                },
+                "--sample-rate",
+            ),
+            (
+                DriftSettings {
+                    predictions: "frames.default".into(),
+                    ..DriftSettings::default()
+                },
+                "--predictions-topic",
+            ),
+        ] {
+            match s.sidecar_config(|| "x".into(), "p") {
+                Err(DriftError::Config(m)) => assert!(m.contains(what), "{m}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+}
