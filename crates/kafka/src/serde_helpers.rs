@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Bootstrap servers, host:port[,host:port].
+    /// Bootstrap servers, `host:port[,host:port]`.
     pub brokers: String,
     /// librdkafka properties for every client (SASL, TLS, ...), applied after Argus's own.
     pub options: BTreeMap<String, String>,
