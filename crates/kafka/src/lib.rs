@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod context;
 pub mod embedded;
+pub mod headers;
 pub mod metrics;
 pub mod serde_helpers;
 pub mod settings;
@@ -20,6 +21,7 @@ pub mod settings;
 pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
+pub use headers::{raw_headers, RawHeader};
 pub use rdkafka;
 pub use serde_helpers::KafkaConfig;
 pub use settings::{parse_property, KafkaSettings};

@@ -22,6 +22,9 @@ pub const DLQ_SOURCE_OFFSET: &str = "argus-dlq-offset";
 pub const DLQ_TIME_US: &str = "argus-dlq-time-us";
 /// DLQ: the worker that gave up on it.
 pub const DLQ_WORKER: &str = "argus-dlq-worker";
+/// DLQ: prefix of an original header whose name is not UTF-8 (the client can only write
+/// UTF-8 names): `argus-dlq-raw-header-<the name's bytes in lowercase hex>`, value as it was.
+pub const DLQ_RAW_HEADER_PREFIX: &str = "argus-dlq-raw-header-";
 
 /// Why an input went to the dead-letter topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,11 +1,12 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
+use argus_kafka::RawHeader;
 use argus_model::{Classification, Classifier, Prepared};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
 
 mod rdkafka_types {
-    pub use argus_kafka::rdkafka::message::{BorrowedMessage, Headers, Message};
+    pub use argus_kafka::rdkafka::message::{BorrowedMessage, Message};
 }
 
 /// An input message, owned.
@@ -17,8 +18,8 @@ pub struct Job {
     pub key: Option<Vec<u8>>,
     /// The payload, shared (the decode task and the publisher read the same bytes).
     pub value: std::sync::Arc<[u8]>,
-    /// Original headers, kept for the DLQ.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Original headers as bytes, kept for the DLQ.
+    pub headers: Vec<RawHeader>,
     /// Kafka timestamp, ms since the Unix epoch.
     pub timestamp_ms: Option<i64>,
     pub received: Instant,
@@ -27,14 +28,8 @@ pub struct Job {
 impl Job {
     /// Copies a consumed message.
     pub fn from_message(m: &BorrowedMessage<'_>) -> Job {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Not rdkafka's `headers()`: it panics on a header name that is not UTF-8.
+        let headers = argus_kafka::raw_headers(m);
         Job {
             topic: m.topic().to_string(),
             partition: m.partition(),
@@ -45,6 +40,22 @@ impl Job {
             timestamp_ms: m.timestamp().to_millis(),
             received: Instant::now(),
         }
+    }
+
+    /// Why the headers make this record unreadable: a header name that is not UTF-8 (Kafka
+    /// allows any bytes; Argus's clients, and most others, do not).
+    pub fn header_problem(&self) -> Option<String> {
+        let (i, h) = self
+            .headers
+            .iter()
+            .enumerate()
+            .find(|(_, h)| h.name_str().is_none())?;
+        Some(format!(
+            "header {} of {}: name is not UTF-8: {}",
+            i + 1,
+            self.headers.len(),
+            h.name_escaped()
+        ))
     }
 
     /// The key as text, if it is UTF-8.
@@ -125,6 +136,12 @@ pub fn prepare(
     max_age: Option<std::time::Duration>,
 ) -> Prepare {
     let queue_us = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if let Some(detail) = job.header_problem() {
+        return Prepare::Failed(Failure {
+            kind: FailureKind::Decode,
+            detail,
+        });
+    }
     if job.value.len() > max_input_bytes {
         return Prepare::Failed(Failure {
             kind: FailureKind::Oversize,

@@ -441,7 +441,12 @@ pub fn json_headers(schema: &str, capture_us: i64) -> OwnedHeaders {
         })
 }
 
-/// DLQ headers: the original headers (minus any `argus-dlq-*`) plus ours.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// DLQ headers: the original headers (minus any `argus-dlq-*`; a name that is not UTF-8 as
+/// `argus-dlq-raw-header-<hex>`) plus ours.
 pub fn dlq_headers(
     worker_id: &str,
     job: &Job,
@@ -449,15 +454,29 @@ pub fn dlq_headers(
     value_dropped: bool,
 ) -> OwnedHeaders {
     let mut hs = OwnedHeaders::new();
-    // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
-    for (k, v) in job
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.starts_with("argus-dlq-"))
-    {
+    let mut raw_names = Vec::new();
+    for header in &job.headers {
+        match header.name_str() {
+            // Incoming `argus-dlq-*` headers are dropped so none can pass for ours.
+            Some(name) if name.starts_with("argus-dlq-") => {}
+            Some(name) => {
+                hs = hs.insert(Header {
+                    key: name,
+                    value: header.value.as_deref(),
+                });
+            }
+            // The client writes only UTF-8 names: such a header is kept under
+            // `argus-dlq-raw-header-<hex of its name>`, its value as it was.
+            None => raw_names.push((
+                format!("{}{}", h::DLQ_RAW_HEADER_PREFIX, hex(&header.name)),
+                header,
+            )),
+        }
+    }
+    for (name, header) in &raw_names {
         hs = hs.insert(Header {
-            key: k.as_str(),
-            value: Some(v.as_slice()),
+            key: name.as_str(),
+            value: header.value.as_deref(),
         });
     }
     let partition = job.partition.to_string();
