@@ -16,7 +16,7 @@
 //! effective configuration with the source of every value (`argus config`).
 pub use argus_drift::settings::DriftSettings;
 pub use argus_kafka::serde_helpers::{duration, opt_duration};
-pub use argus_kafka::KafkaConfig;
+pub use argus_kafka::{is_secret, KafkaConfig};
 use argus_producer::SyntheticSource;
 use argus_worker::WorkerSettings;
 use figment::value::{Dict, Map, Value};
@@ -381,21 +381,6 @@ fn file_layer(path: &Path) -> Result<Layer, String> {
         name: format!("file {}", path.display()),
         data,
     })
-}
-
-/// librdkafka properties whose values `argus config` does not print.
-pub fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "sasl.oauthbearer.config",
-        "ssl.key",
-        "ssl_key",
-        "token",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
 }
 
 /// The tables `argus config` prints.

@@ -462,6 +462,7 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
         .sidecar_config(crate::work::default_worker_id, &profile.id)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let settings = config.kafka.settings();
+    crate::work::preflight(&settings).await?;
     telemetry::metrics_handle();
     let listener = telemetry::bind(d.metrics_addr)
         .await

@@ -50,6 +50,7 @@ pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError>
         .kafka
         .settings()
         .with("message.max.bytes", p.max_message_bytes.to_string());
+    crate::work::preflight(&settings).await?;
     let producer = settings
         .producer("argus-producer")
         .map_err(|e| CliError::Usage(e.to_string()))?;

@@ -158,6 +158,7 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
         &model,
     )?;
     let settings = args.kafka.settings();
+    crate::work::preflight(&settings).await?;
     let mut cc = settings.consumer_config(
         &format!("argus-score-{}", std::process::id()),
         "argus-score",

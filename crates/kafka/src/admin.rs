@@ -125,9 +125,9 @@ fn admin_client(
     for (k, v) in &settings.options {
         config.set(k, v);
     }
-    config.create().map_err(|source| KafkaSetupError::Client {
+    config.create().map_err(|error| KafkaSetupError::Client {
         role: "admin client",
         brokers: settings.brokers.clone(),
-        source,
+        error,
     })
 }

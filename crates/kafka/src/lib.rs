@@ -15,6 +15,7 @@ pub mod context;
 pub mod embedded;
 pub mod headers;
 pub mod metrics;
+pub mod preflight;
 pub mod serde_helpers;
 pub mod settings;
 
@@ -22,23 +23,85 @@ pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
 pub use headers::{raw_headers, RawHeader};
+pub use preflight::{check_cluster, ClusterProblem};
 pub use rdkafka;
 pub use serde_helpers::KafkaConfig;
-pub use settings::{parse_property, KafkaSettings};
+pub use settings::{is_secret, parse_property, KafkaSettings};
+
+/// librdkafka's error without the value of a refused property (`sasl.pasword=hunter2` must
+/// not print `hunter2`).
+fn redacted(error: &rdkafka::error::KafkaError) -> String {
+    match error {
+        rdkafka::error::KafkaError::ClientConfig(_, desc, key, value) => {
+            let desc = if is_secret(key) && !value.is_empty() {
+                desc.replace(value.as_str(), "<redacted>")
+            } else {
+                desc.clone()
+            };
+            format!("bad property {key:?}: {}", desc.trim_end_matches('.'))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+
+    #[test]
+    fn a_refused_property_is_named_but_its_value_is_not_printed() {
+        let e = KafkaSetupError::Client {
+            role: "consumer",
+            brokers: "b:9092".into(),
+            error: KafkaError::ClientConfig(
+                RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+                "No such configuration property: \"sasl.pasword\"".into(),
+                "sasl.pasword".into(),
+                "hunter2".into(),
+            ),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("sasl.pasword") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let e = KafkaSetupError::Client {
+            role: "consumer",
+            brokers: "b:9092".into(),
+            error: KafkaError::ClientConfig(
+                RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                "Invalid value \"hunter2\" for configuration property \"ssl.key.password\"".into(),
+                "ssl.key.password".into(),
+                "hunter2".into(),
+            ),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("ssl.key.password") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(!parse_property("sasl.password:hunter2")
+            .unwrap_err()
+            .contains("hunter2"));
+    }
+}
 
 /// Errors from Kafka set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
-    /// A client could not be created from the configuration.
-    #[error("cannot create Kafka {role} for {brokers}: {source}")]
+    /// A client could not be created from the configuration. The message names a bad
+    /// property but never its value (it may be a password).
+    #[error("cannot create Kafka {role} for {brokers}: {}", redacted(error))]
     Client {
         /// `consumer`, `producer` or `admin client`.
         role: &'static str,
         /// The bootstrap servers it was configured with.
         brokers: String,
-        /// librdkafka's error.
-        #[source]
-        source: rdkafka::error::KafkaError,
+        /// librdkafka's error (not a `source`: its text repeats a bad property's value).
+        error: rdkafka::error::KafkaError,
     },
     /// A topic could not be created.
     #[error("cannot create topic {topic}: {reason}")]

@@ -23,8 +23,29 @@ pub struct KafkaSettings {
 pub fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+        // Not echoed: a mistyped `-X sasl.password:secret` would print the secret.
+        _ => Err(format!(
+            "expected KEY=VALUE, got {} characters without '='",
+            s.chars().count()
+        )),
     }
+}
+
+/// Whether a librdkafka property holds a secret (passwords, keys, tokens): its value is
+/// never printed (`argus config`, error messages).
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "sasl.oauthbearer.config",
+        "ssl.key",
+        "ssl_key",
+        "token",
+        "jaas",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 impl KafkaSettings {
@@ -47,6 +68,14 @@ impl KafkaSettings {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id);
+        c
+    }
+
+    /// A plain client configuration (no group, no producer settings) with the overrides:
+    /// for metadata requests such as [`crate::preflight`].
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.base(client_id);
+        self.apply_overrides(&mut c);
         c
     }
 
@@ -159,10 +188,10 @@ impl KafkaSettings {
     ) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
         self.consumer_config(group, client_id)
             .create_with_context(GroupContext::new(client_id))
-            .map_err(|source| KafkaSetupError::Client {
+            .map_err(|error| KafkaSetupError::Client {
                 role: "consumer",
                 brokers: self.brokers.clone(),
-                source,
+                error,
             })
     }
 
@@ -177,10 +206,10 @@ impl KafkaSettings {
         context.set_commit_on_revoke(false);
         self.transactional_consumer_config(group, client_id)
             .create_with_context(context)
-            .map_err(|source| KafkaSetupError::Client {
+            .map_err(|error| KafkaSetupError::Client {
                 role: "consumer",
                 brokers: self.brokers.clone(),
-                source,
+                error,
             })
     }
 
@@ -192,10 +221,10 @@ impl KafkaSettings {
     ) -> Result<FutureProducer, KafkaSetupError> {
         self.transactional_producer_config(client_id, transactional_id)
             .create()
-            .map_err(|source| KafkaSetupError::Client {
+            .map_err(|error| KafkaSetupError::Client {
                 role: "transactional producer",
                 brokers: self.brokers.clone(),
-                source,
+                error,
             })
     }
 
@@ -203,10 +232,10 @@ impl KafkaSettings {
     pub fn producer(&self, client_id: &str) -> Result<FutureProducer, KafkaSetupError> {
         self.producer_config(client_id)
             .create()
-            .map_err(|source| KafkaSetupError::Client {
+            .map_err(|error| KafkaSetupError::Client {
                 role: "producer",
                 brokers: self.brokers.clone(),
-                source,
+                error,
             })
     }
 }

@@ -46,10 +46,10 @@ pub async fn run(
     let cc = settings.consumer_config(&config.group, &config.sidecar_id);
     let consumer: StreamConsumer<GroupContext> = cc
         .create_with_context(GroupContext::new(&config.sidecar_id))
-        .map_err(|source| KafkaSetupError::Client {
+        .map_err(|error| KafkaSetupError::Client {
             role: "drift consumer",
             brokers: settings.brokers.clone(),
-            source,
+            error,
         })?;
     let mut topics = vec![config.input_topic.as_str()];
     if let Some(p) = &config.predictions_topic {
@@ -64,10 +64,10 @@ pub async fn run(
         .producer_config(&config.sidecar_id)
         .set("message.max.bytes", PANE_MESSAGE_MAX_BYTES.to_string())
         .create()
-        .map_err(|source| KafkaSetupError::Client {
+        .map_err(|error| KafkaSetupError::Client {
             role: "drift producer",
             brokers: settings.brokers.clone(),
-            source,
+            error,
         })?;
     let mut tick = tokio::time::interval(config.tick);
     let ends = Ends(&consumer);
@@ -171,10 +171,10 @@ fn panes_reader(
     );
     pc.set("enable.auto.commit", "false")
         .set("statistics.interval.ms", "0");
-    Ok(pc.create().map_err(|source| KafkaSetupError::Client {
+    Ok(pc.create().map_err(|error| KafkaSetupError::Client {
         role: "panes reader",
         brokers: settings.brokers.clone(),
-        source,
+        error,
     })?)
 }
 
