@@ -15,11 +15,27 @@ pub struct KafkaFlags {
     /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = argus_kafka::parse_property)]
     pub kafka_option: Vec<(String, String)>,
+    /// Replication factor of topics Argus creates (-1 = the broker's default) [default: -1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub replication_factor: Option<i32>,
+    /// Where a new consumer group starts: earliest or latest [default: earliest].
+    #[arg(long)]
+    pub offset_reset: Option<argus_kafka::OffsetReset>,
 }
 
 impl KafkaFlags {
     pub fn flags(&self, f: &mut Flags) {
         f.set("kafka.brokers", "--brokers", self.brokers.as_ref());
+        f.set(
+            "kafka.replication_factor",
+            "--replication-factor",
+            self.replication_factor.as_ref(),
+        );
+        f.set(
+            "kafka.offset_reset",
+            "--offset-reset",
+            self.offset_reset.as_ref(),
+        );
         for (k, v) in &self.kafka_option {
             f.kafka_option(k, v);
         }

@@ -12,19 +12,20 @@ pub struct TopicSpec {
     pub name: String,
     /// Partitions when created (an existing topic keeps its own).
     pub partitions: i32,
-    /// Replication factor when created.
+    /// Replication factor when created; -1 = the broker's `default.replication.factor`
+    /// (KIP-464, brokers ≥ 2.4). [`KafkaSettings::replication_factor`] overrides it.
     pub replication: i32,
     /// Topic configuration (e.g. `max.message.bytes`), applied at creation only.
     pub configs: Vec<(String, String)>,
 }
 
 impl TopicSpec {
-    /// `name` with `partitions` partitions, replication factor 1.
+    /// `name` with `partitions` partitions and the broker's default replication factor.
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
         TopicSpec {
             name: name.into(),
             partitions,
-            replication: 1,
+            replication: -1,
             configs: Vec::new(),
         }
     }
@@ -49,7 +50,7 @@ pub async fn ensure_topics(
                 NewTopic::new(
                     &t.name,
                     t.partitions,
-                    TopicReplication::Fixed(t.replication),
+                    TopicReplication::Fixed(settings.replication_factor.unwrap_or(t.replication)),
                 ),
                 |n, (k, v)| n.set(k, v),
             )

@@ -26,7 +26,7 @@ pub use headers::{raw_headers, RawHeader};
 pub use preflight::{check_cluster, ClusterProblem};
 pub use rdkafka;
 pub use serde_helpers::KafkaConfig;
-pub use settings::{is_secret, parse_property, KafkaSettings};
+pub use settings::{is_secret, parse_property, KafkaSettings, OffsetReset};
 
 /// librdkafka's error without the value of a refused property (`sasl.pasword=hunter2` must
 /// not print `hunter2`).

@@ -11,6 +11,12 @@ use std::time::Duration;
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
     pub brokers: String,
+    /// Replication factor of the topics Argus creates; -1 = the broker's
+    /// `default.replication.factor`.
+    pub replication_factor: i32,
+    /// Where a new consumer group starts: `earliest` (nothing on the topic is skipped) or
+    /// `latest`.
+    pub offset_reset: crate::settings::OffsetReset,
     /// librdkafka properties for every client (SASL, TLS, ...), applied after Argus's own.
     pub options: BTreeMap<String, String>,
 }
@@ -19,6 +25,8 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
+            replication_factor: -1,
+            offset_reset: crate::settings::OffsetReset::Earliest,
             options: BTreeMap::new(),
         }
     }
@@ -29,6 +37,8 @@ impl KafkaConfig {
     pub fn settings(&self) -> crate::KafkaSettings {
         let mut s = crate::KafkaSettings::new(&self.brokers);
         s.options.extend(self.options.clone());
+        s.replication_factor = (self.replication_factor != -1).then_some(self.replication_factor);
+        s.offset_reset = self.offset_reset;
         s
     }
 }

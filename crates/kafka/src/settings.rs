@@ -16,6 +16,43 @@ pub struct KafkaSettings {
     pub options: BTreeMap<String, String>,
     /// Extra librdkafka properties for consumers only (e.g. `fetch.wait.max.ms`).
     pub consumer_options: BTreeMap<String, String>,
+    /// Replication factor of the topics Argus creates (`None`: the broker's default).
+    pub replication_factor: Option<i32>,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    pub offset_reset: OffsetReset,
+}
+
+/// Where a consumer group with no committed offset for a partition starts reading
+/// (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The oldest record still on the topic: nothing already there is skipped (default).
+    #[default]
+    Earliest,
+    /// Only records produced after the group first joined.
+    Latest,
+}
+
+impl OffsetReset {
+    /// librdkafka's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+impl std::str::FromStr for OffsetReset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            other => Err(format!("offset reset {other:?}: use earliest or latest")),
+        }
+    }
 }
 
 /// Parses a librdkafka property written `KEY=VALUE` (the `-X` flag of `argus` and
@@ -55,6 +92,8 @@ impl KafkaSettings {
             brokers: brokers.into(),
             options: BTreeMap::new(),
             consumer_options: BTreeMap::new(),
+            replication_factor: None,
+            offset_reset: OffsetReset::default(),
         }
     }
 
@@ -95,7 +134,7 @@ impl KafkaSettings {
     }
 
     /// Consumer configuration for a member of `group`: manual offset store, background
-    /// commit of stored offsets, cooperative-sticky assignment, earliest reset.
+    /// commit of stored offsets, cooperative-sticky assignment, `offset_reset` (earliest unless set).
     ///
     /// With `group.protocol=consumer` (KIP-848, brokers ≥ 4.0) the assignment is computed
     /// by the broker and librdkafka refuses the classic-only properties
@@ -107,7 +146,7 @@ impl KafkaSettings {
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            .set("auto.offset.reset", self.offset_reset.as_str())
             .set("enable.partition.eof", "false")
             // Prefetch at most 16 MB (librdkafka's default is 64 MB): a worker takes inputs
             // only as fast as its model runs, so 16 MB is still seconds of camera frames,
