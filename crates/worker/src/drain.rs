@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 /// Weight of the newest sample in the rate averages (updated about once a second).
 const ALPHA: f64 = 0.3;
 
+/// The drain gauges are capped here (one day) so they stay finite: an autoscaler reading
+/// +Inf as "no value" (KEDA's Prometheus scaler does, `ignoreNullValues`) would scale in
+/// exactly when it should scale out. [`m::FALLING_BEHIND`] says when the cap stands for
+/// "never".
+pub const DRAIN_CAP_SECONDS: f64 = 86_400.0;
+
+/// A partition with records to read, nothing in flight and not paused whose position has
+/// not moved for this long is stalled: the consumer is not returning its records (a batch
+/// it cannot decompress or parse, say). Healthy partitions fetch within milliseconds.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy)]
 struct Rates {
     generation: u64,
@@ -21,6 +32,9 @@ struct Rates {
     finished_total: u64,
     arrival: f64,
     processing: f64,
+    /// The consumer's position at the last update, and since when it has been there.
+    position: Option<i64>,
+    position_since: Instant,
 }
 
 /// The signal for one partition.
@@ -34,8 +48,21 @@ pub struct PartitionSignal {
     /// `f64::INFINITY` when not catching up.
     pub drain_seconds: f64,
     pub oldest_in_flight: Option<Duration>,
+    /// The lowest unfinished input has been in flight longer than `stuck_after`.
     pub stuck: bool,
+    /// Records wait but the consumer's position has not moved for [`STALL_AFTER`] with
+    /// nothing in flight and the partition not paused.
+    pub stalled: bool,
+    /// The consumer's position (next offset to read), if known.
+    pub position: Option<i64>,
     pub in_flight: usize,
+}
+
+impl PartitionSignal {
+    /// Stuck on an input or stalled: the partition makes no progress.
+    pub fn blocked(&self) -> bool {
+        self.stuck || self.stalled
+    }
 }
 
 /// Estimated seconds to clear `lag` records: 0 when everything outstanding is already in
@@ -57,6 +84,9 @@ pub fn drain_seconds(lag: i64, in_flight: usize, processing: f64, arrival: f64) 
 pub struct DrainSignal {
     rates: HashMap<Tp, Rates>,
     published: HashSet<Tp>,
+    /// Partitions reported blocked, so each is logged once when it blocks and once when
+    /// it moves again.
+    blocked: HashSet<Tp>,
     stuck_after: Duration,
 }
 
@@ -70,6 +100,8 @@ pub struct PartitionInputs {
     /// Where consumption starts when nothing has been consumed yet: the committed offset,
     /// else the low watermark.
     pub start: Option<i64>,
+    /// Paused for backpressure (its position is expected not to move).
+    pub paused: bool,
 }
 
 impl DrainSignal {
@@ -77,6 +109,7 @@ impl DrainSignal {
         DrainSignal {
             rates: HashMap::new(),
             published: HashSet::new(),
+            blocked: HashSet::new(),
             stuck_after,
         }
     }
@@ -120,6 +153,8 @@ impl DrainSignal {
                 finished_total,
                 arrival: 0.0,
                 processing: 0.0,
+                position: inputs.position,
+                position_since: now,
             };
             let r = self.rates.entry(tp.clone()).or_insert(fresh);
             if r.generation != generation {
@@ -152,6 +187,13 @@ impl DrainSignal {
                 .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
             };
             let stuck = oldest.is_some_and(|(_, age)| age >= self.stuck_after);
+            if r.position != inputs.position || inputs.paused || in_flight > 0 {
+                r.position = inputs.position;
+                r.position_since = now;
+            }
+            let stalled = lag > 0
+                && inputs.position.is_some()
+                && now.saturating_duration_since(r.position_since) >= STALL_AFTER;
             out.insert(
                 tp.clone(),
                 PartitionSignal {
@@ -162,6 +204,8 @@ impl DrainSignal {
                     drain_seconds: drain_seconds(lag, in_flight, r.processing, r.arrival),
                     oldest_in_flight: oldest.map(|(_, age)| age),
                     stuck,
+                    stalled,
+                    position: inputs.position,
                     in_flight,
                 },
             );
@@ -169,8 +213,41 @@ impl DrainSignal {
         out
     }
 
+    /// Logs each partition once when it becomes blocked (with its offset and the likely
+    /// cause) and once when it moves again. Returns how many are blocked.
+    pub fn log_blocked(&mut self, worker: &str, signals: &HashMap<Tp, PartitionSignal>) -> usize {
+        let now_blocked: HashSet<Tp> = signals
+            .iter()
+            .filter(|(_, s)| s.blocked())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in now_blocked.difference(&self.blocked) {
+            let s = &signals[tp];
+            if s.stuck {
+                tracing::error!(
+                    worker, topic = %tp.0, partition = tp.1,
+                    oldest_in_flight_s = s.oldest_in_flight.map_or(0.0, |d| d.as_secs_f64()),
+                    "partition stuck: its lowest unfinished input has not finished"
+                );
+            } else {
+                tracing::error!(
+                    worker, topic = %tp.0, partition = tp.1, offset = s.position,
+                    lag_records = s.lag_records,
+                    "partition stalled: records wait at this offset but the consumer returns none (see the consumer errors logged: a batch it cannot decompress or parse?)"
+                );
+            }
+        }
+        for tp in self.blocked.difference(&now_blocked) {
+            if signals.contains_key(tp) {
+                tracing::info!(worker, topic = %tp.0, partition = tp.1, "partition moving again");
+            }
+        }
+        self.blocked = now_blocked;
+        self.blocked.len()
+    }
+
     /// Sets the gauges; partitions no longer assigned are reset to 0 (their new owner
-    /// reports them). Returns the worker's drain estimate.
+    /// reports them). Returns the worker's drain estimate (uncapped).
     pub fn publish(&mut self, signals: &HashMap<Tp, PartitionSignal>) -> f64 {
         for tp in self.published.iter() {
             if !signals.contains_key(tp) {
@@ -199,7 +276,8 @@ impl DrainSignal {
             arrival += s.arrival_rate;
         }
         let total = drain_seconds(lag, in_flight, processing, arrival);
-        metrics::gauge!(m::DRAIN_SECONDS).set(total);
+        metrics::gauge!(m::DRAIN_SECONDS).set(total.min(DRAIN_CAP_SECONDS));
+        metrics::gauge!(m::FALLING_BEHIND).set(if total.is_infinite() { 1.0 } else { 0.0 });
         for (tp, s) in signals {
             let labels = [("topic", tp.0.clone()), ("partition", tp.1.to_string())];
             metrics::gauge!(m::LAG_RECORDS, &labels).set(s.lag_records as f64);
@@ -208,10 +286,11 @@ impl DrainSignal {
             }
             metrics::gauge!(m::ARRIVAL_RATE, &labels).set(s.arrival_rate);
             metrics::gauge!(m::PROCESSING_RATE, &labels).set(s.processing_rate);
-            metrics::gauge!(m::PARTITION_DRAIN_SECONDS, &labels).set(s.drain_seconds);
+            metrics::gauge!(m::PARTITION_DRAIN_SECONDS, &labels)
+                .set(s.drain_seconds.min(DRAIN_CAP_SECONDS));
             metrics::gauge!(m::OLDEST_IN_FLIGHT_SECONDS, &labels)
                 .set(s.oldest_in_flight.map_or(0.0, |d| d.as_secs_f64()));
-            metrics::gauge!(m::PARTITION_STUCK, &labels).set(if s.stuck { 1.0 } else { 0.0 });
+            metrics::gauge!(m::PARTITION_STUCK, &labels).set(if s.blocked() { 1.0 } else { 0.0 });
         }
         total
     }
@@ -258,6 +337,7 @@ mod tests {
                     position: Some(pos),
                     high: Some((high, at)),
                     start: None,
+                    paused: false,
                 },
             )])
         };
@@ -295,6 +375,7 @@ mod tests {
             position: None,
             high: Some((500, now)),
             start: Some(120),
+            paused: false,
         };
         let out = d.update(now, 0, &HashMap::from([(tp(), inputs)]), &HashMap::new());
         assert_eq!(out[&tp()].lag_records, 380);
@@ -303,8 +384,92 @@ mod tests {
             position: None,
             high: Some((500, now)),
             start: None,
+            paused: false,
         };
         let out = d.update(now, 0, &HashMap::from([(tp(), unknown)]), &HashMap::new());
         assert!(out.is_empty());
+    }
+
+    /// A partition whose position does not move while records wait is stalled after
+    /// `STALL_AFTER` — unless it is paused or has inputs in flight — and logged once.
+    #[test]
+    fn a_partition_whose_records_never_come_is_stalled_within_seconds() {
+        let mut d = DrainSignal::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let at = |pos: i64, paused: bool| {
+            HashMap::from([(
+                tp(),
+                PartitionInputs {
+                    position: Some(pos),
+                    high: Some((100, t0)),
+                    start: None,
+                    paused,
+                },
+            )])
+        };
+        let idle = HashMap::from([(tp(), snap(0, None, None))]);
+        let busy = HashMap::from([(tp(), snap(0, Some((40, Duration::from_secs(1))), None))]);
+        let step = |d: &mut DrainSignal,
+                    secs: u64,
+                    pos: i64,
+                    paused: bool,
+                    snap: &HashMap<Tp, PartSnapshot>| {
+            d.update(t0 + Duration::from_secs(secs), 0, &at(pos, paused), snap)[&tp()]
+        };
+        assert!(!step(&mut d, 0, 40, false, &idle).stalled);
+        assert!(!step(&mut d, 4, 40, false, &idle).stalled);
+        let s = step(&mut d, 6, 40, false, &idle);
+        assert!(s.stalled && s.blocked() && !s.stuck);
+        assert_eq!(d.log_blocked("w", &HashMap::from([(tp(), s)])), 1);
+        // Moving again clears it.
+        let s = step(&mut d, 7, 41, false, &idle);
+        assert!(!s.stalled);
+        assert_eq!(d.log_blocked("w", &HashMap::from([(tp(), s)])), 0);
+        // Paused (backpressure) or with an input in flight, a still position is expected.
+        assert!(!step(&mut d, 20, 41, true, &idle).stalled);
+        assert!(!step(&mut d, 40, 41, false, &busy).stalled);
+        // Caught up (no lag): nothing to stall on.
+        let mut caught_up = at(100, false);
+        caught_up.get_mut(&tp()).unwrap().position = Some(100);
+        let out = d.update(t0 + Duration::from_secs(60), 0, &caught_up, &idle);
+        assert!(!out[&tp()].stalled);
+    }
+
+    #[test]
+    fn the_drain_gauge_stays_finite_and_falling_behind_says_so() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut d = DrainSignal::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let signal = PartitionSignal {
+            lag_records: 1000,
+            lag_seconds: None,
+            arrival_rate: 50.0,
+            processing_rate: 40.0,
+            drain_seconds: f64::INFINITY,
+            oldest_in_flight: None,
+            stuck: false,
+            stalled: false,
+            position: Some(1),
+            in_flight: 0,
+        };
+        let _ = t0;
+        let total =
+            metrics::with_local_recorder(&recorder, || d.publish(&HashMap::from([(tp(), signal)])));
+        assert_eq!(total, f64::INFINITY);
+        let gauges: HashMap<String, f64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().labels().count() == 0)
+            .filter_map(|(k, _, _, v)| match v {
+                metrics_util::debugging::DebugValue::Gauge(g) => {
+                    Some((k.key().name().to_owned(), g.into_inner()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gauges[m::DRAIN_SECONDS], DRAIN_CAP_SECONDS);
+        assert_eq!(gauges[m::FALLING_BEHIND], 1.0);
     }
 }

@@ -61,17 +61,22 @@ pub const LAG_SECONDS: &str = "argus_worker_lag_seconds";
 pub const ARRIVAL_RATE: &str = "argus_worker_arrival_records_per_second";
 /// Gauge: records finished per second. Labels: `topic`, `partition`.
 pub const PROCESSING_RATE: &str = "argus_worker_processing_records_per_second";
-/// Gauge: estimated seconds to catch up on one partition; +Inf when not catching up.
-/// Labels: `topic`, `partition`.
+/// Gauge: estimated seconds to catch up on one partition, capped at one day (the cap when
+/// not catching up). Labels: `topic`, `partition`.
 pub const PARTITION_DRAIN_SECONDS: &str = "argus_worker_partition_drain_seconds";
 /// Gauge: estimated seconds for this worker to catch up on all its partitions (lag ÷
-/// (processing − arrival)); 0 when caught up, +Inf when falling behind. For autoscalers.
+/// (processing − arrival)); 0 when caught up, capped at one day ([`FALLING_BEHIND`] = 1
+/// when not catching up at all). Finite, so autoscalers act on it. For autoscalers.
 pub const DRAIN_SECONDS: &str = "argus_drain_seconds";
+/// Gauge: 1 while this worker has records to catch up on and they arrive at least as fast
+/// as it finishes them (the drain estimate is then the cap).
+pub const FALLING_BEHIND: &str = "argus_falling_behind";
 /// Gauge: seconds the lowest unfinished input of a partition has been in flight.
 /// Labels: `topic`, `partition`.
 pub const OLDEST_IN_FLIGHT_SECONDS: &str = "argus_worker_oldest_in_flight_seconds";
-/// Gauge: 1 when a partition's lowest unfinished input has been in flight longer than
-/// `stuck_after`. Labels: `topic`, `partition`.
+/// Gauge: 1 when a partition makes no progress: its lowest unfinished input has been in
+/// flight longer than `stuck_after`, or records wait but the consumer returns none for 5 s
+/// (a batch it cannot decompress or parse). Labels: `topic`, `partition`.
 pub const PARTITION_STUCK: &str = "argus_worker_partition_stuck";
 
 /// Registers descriptions and units with the installed recorder.
@@ -150,14 +155,21 @@ pub fn describe() {
     describe_gauge!(
         DRAIN_SECONDS,
         Unit::Seconds,
-        "Estimated time for this worker to catch up (+Inf: falling behind)"
+        "Estimated time for this worker to catch up, capped at one day"
+    );
+    describe_gauge!(
+        FALLING_BEHIND,
+        "1 while records arrive at least as fast as this worker finishes them"
     );
     describe_gauge!(
         OLDEST_IN_FLIGHT_SECONDS,
         Unit::Seconds,
         "Time the lowest unfinished input of a partition has been in flight"
     );
-    describe_gauge!(PARTITION_STUCK, "1 when a partition is stuck on one input");
+    describe_gauge!(
+        PARTITION_STUCK,
+        "1 when a partition makes no progress (stuck on an input, or the consumer returns none of its records)"
+    );
     describe_counter!(
         OFFSET_STORE_FAILURES,
         "Offsets not stored (partition revoked, or outputs undeliverable)"

@@ -55,6 +55,9 @@ pub struct WorkerStats {
     pub pauses: AtomicU64,
     /// Microseconds since the Unix epoch of the last poll; for health checks.
     pub last_poll_us: AtomicU64,
+    /// Partitions making no progress (stuck or stalled) at the last drain update; for
+    /// readiness.
+    pub blocked_partitions: AtomicU64,
 }
 
 /// Errors that stop a worker.
@@ -445,12 +448,17 @@ impl Worker {
         }
         if self.last_drain.elapsed() >= Duration::from_secs(1) {
             self.last_drain = Instant::now();
-            update_drain(
+            let blocked = update_drain(
                 &self.consumer,
                 &self.shared.tracker,
                 &self.highs,
                 &mut self.drain,
+                self.pressure.paused(),
+                &self.config.worker_id,
             );
+            self.stats
+                .blocked_partitions
+                .store(blocked as u64, Ordering::Relaxed);
         }
         ControlFlow::Continue(())
     }

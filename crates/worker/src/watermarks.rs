@@ -13,15 +13,18 @@ use tokio_util::sync::CancellationToken;
 /// The latest watermarks per assigned partition.
 pub(crate) type Highs = Arc<Mutex<HashMap<Tp, Watermarks>>>;
 
-/// Recomputes and publishes the drain signal from positions, watermarks and the tracker.
+/// Recomputes and publishes the drain signal from positions, watermarks and the tracker;
+/// returns how many partitions are blocked (stuck or stalled).
 pub(crate) fn update_drain(
     consumer: &StreamConsumer<GroupContext>,
     tracker: &Tracker,
     highs: &Mutex<HashMap<Tp, Watermarks>>,
     drain: &mut DrainSignal,
-) {
+    paused: bool,
+    worker: &str,
+) -> usize {
     let Ok(positions) = consumer.position() else {
-        return;
+        return 0;
     };
     let highs = highs.lock().map(|h| h.clone()).unwrap_or_default();
     let assigned: HashMap<Tp, PartitionInputs> = positions
@@ -38,6 +41,7 @@ pub(crate) fn update_drain(
                 position,
                 high: w.map(|w| (w.high, w.at)),
                 start: w.and_then(|w| w.committed.or(Some(w.low))),
+                paused,
             };
             (tp, inputs)
         })
@@ -49,6 +53,7 @@ pub(crate) fn update_drain(
         &tracker.snapshot(),
     );
     drain.publish(&signals);
+    drain.log_blocked(worker, &signals)
 }
 
 /// What the broker said about one partition.
