@@ -33,6 +33,7 @@ const NAMES: &[&str] = &[
     "argus_drift_reports_total",
     "argus_drift_watermark_unix_seconds",
     "argus_drift_window_eval_seconds",
+    "argus_falling_behind",
     "argus_kafka_commit_failures_total",
     "argus_kafka_consumer_lag_records",
     "argus_kafka_rebalances_total",

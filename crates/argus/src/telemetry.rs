@@ -91,9 +91,14 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     })
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`. `/healthz` is 200 while
-/// every worker has polled Kafka within the last 60 s (or has not started polling yet), 503
-/// otherwise.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+///
+/// - `/healthz` (liveness) is 200 while every worker has polled Kafka within the last 60 s
+///   (or has not started polling yet), 503 otherwise: restart me.
+/// - `/readyz` (readiness) is 200 once every worker has its model loaded and is polling
+///   (it serves only after the model loaded), and no partition of theirs is blocked
+///   (`argus_worker_partition_stuck`: stuck longer than `--stuck-after`, or stalled); 503
+///   otherwise, with the reason.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     workers: Vec<Arc<WorkerStats>>,
@@ -111,8 +116,13 @@ pub async fn serve(
             }
         }
     });
+    let ready_workers = workers.clone();
     let app = axum::Router::new()
         .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/readyz",
+            get(move || async move { readiness(&ready_workers, argus_wire::now_us()) }),
+        )
         .route(
             "/healthz",
             get(move || async move {
@@ -129,12 +139,40 @@ pub async fn serve(
             }),
         );
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving /metrics and /healthz");
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// The `/readyz` answer for `workers` at `now_us`.
+fn readiness(workers: &[Arc<WorkerStats>], now_us: i64) -> (StatusCode, String) {
+    let now = now_us.max(0) as u64;
+    for (i, w) in workers.iter().enumerate() {
+        let last = w.last_poll_us.load(Ordering::Relaxed);
+        if last == 0 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("worker {i} not polling yet\n"),
+            );
+        }
+        if now.saturating_sub(last) > 60_000_000 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("worker {i} not polling\n"),
+            );
+        }
+        let blocked = w.blocked_partitions.load(Ordering::Relaxed);
+        if blocked > 0 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("worker {i}: {blocked} partition(s) making no progress (see argus_worker_partition_stuck)\n"),
+            );
+        }
+    }
+    (StatusCode::OK, "ready\n".to_owned())
 }
 
 #[cfg(test)]
@@ -169,5 +207,24 @@ mod tests {
         );
         let help = format!("# HELP {} ", argus_worker::metrics::INFERENCE_QUEUE_SECONDS);
         assert!(text.contains(&help), "described:\n{text}");
+    }
+
+    #[test]
+    fn ready_once_polling_and_not_while_a_partition_is_blocked() {
+        let w = Arc::new(WorkerStats::default());
+        let now = 1_000_000_000_i64;
+        let workers = vec![w.clone()];
+        assert_eq!(readiness(&workers, now).0, StatusCode::SERVICE_UNAVAILABLE);
+        w.last_poll_us.store(now as u64 - 1_000, Ordering::Relaxed);
+        assert_eq!(readiness(&workers, now).0, StatusCode::OK);
+        w.blocked_partitions.store(1, Ordering::Relaxed);
+        let (code, body) = readiness(&workers, now);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("no progress"), "{body}");
+        w.blocked_partitions.store(0, Ordering::Relaxed);
+        assert_eq!(
+            readiness(&workers, now + 61_000_000).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

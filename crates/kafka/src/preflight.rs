@@ -124,6 +124,8 @@ pub fn check_cluster(settings: &KafkaSettings, within: Duration) -> Result<(), C
     let start = Instant::now();
     loop {
         let answer = consumer.fetch_metadata(None, Duration::from_millis(500));
+        // Error events reach `Recorder::error` only when the client's queue is served.
+        let _ = consumer.poll(Duration::ZERO);
         let seen = consumer
             .context()
             .errors
