@@ -467,21 +467,7 @@ impl RecordReader {
         let mut fields = Vec::with_capacity(object.len());
         let mut key = None;
         for (name, v) in object {
-            let value = match v {
-                serde_json::Value::Null => Value::Null,
-                serde_json::Value::Bool(b) => Value::Bool(b),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Value::Int(i),
-                    None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                serde_json::Value::String(s) => Value::Text(s),
-                serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-                    return Err(self.bad(
-                        line,
-                        format!("field {name:?} is nested; only numbers, strings, booleans and null are supported — flatten it"),
-                    ))
-                }
-            };
+            let value = argus_wire::bare::json_value(&name, v).map_err(|e| self.bad(line, e))?;
             let value = match (self.declared.get(&name), value) {
                 (Some(t), Value::Text(s)) if *t != ColumnType::Text => {
                     let s = s.trim();

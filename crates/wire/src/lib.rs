@@ -4,16 +4,19 @@
 //! - [`envelope`]: the input `Envelope` (bincode, fixed-width little-endian) and its codec.
 //! - [`output`]: `Prediction` and `Alert`, the JSON messages on the result topics.
 //! - [`headers`]: Kafka header names and the DLQ failure kinds.
+//! - [`bare`]: inputs without the envelope (a JPEG/PNG or JSON value, `content-type` header).
 //! - [`columns`]: the one rule that infers a table column's type (producer and drift profiler).
 //!
 //! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
 //! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
 #![warn(missing_docs)]
+pub mod bare;
 pub mod columns;
 pub mod envelope;
 pub mod headers;
 pub mod output;
 
+pub use bare::{bare_envelope, bare_kind, BareKind, BareOrigin};
 pub use columns::{infer_column_type, ColumnTally, ColumnType};
 pub use envelope::{
     decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,

@@ -1,6 +1,7 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
 use argus_kafka::RawHeader;
 use argus_model::{Classification, Classifier, Prepared};
+use argus_wire::headers::{CAPTURE_TIME_US, CONTENT_TYPE};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
@@ -56,6 +57,31 @@ impl Job {
             self.headers.len(),
             h.name_escaped()
         ))
+    }
+
+    /// The value read bare ([`argus_wire::bare`]): `None` when it is read as an envelope.
+    pub fn bare(&self) -> Option<Result<Envelope, String>> {
+        let content_type = self
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(CONTENT_TYPE.as_bytes()))
+            .and_then(|h| h.value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let kind = argus_wire::bare_kind(&self.value, content_type)?;
+        let capture_time_us = self
+            .headers
+            .iter()
+            .find(|h| h.name == CAPTURE_TIME_US.as_bytes())
+            .and_then(|h| h.value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+            .or_else(|| self.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
+            .unwrap_or_else(argus_wire::now_us);
+        let origin = argus_wire::BareOrigin {
+            source_id: self.key_str().unwrap_or_default().to_owned(),
+            sequence: u64::try_from(self.offset).unwrap_or(0),
+            capture_time_us,
+        };
+        Some(argus_wire::bare_envelope(kind, &self.value, origin))
     }
 
     /// The key as text, if it is UTF-8.
@@ -153,7 +179,17 @@ pub fn prepare(
         });
     }
     let t = Instant::now();
-    let envelope = match decode_envelope(&job.value) {
+    let envelope = match job.bare() {
+        Some(Ok(e)) => Ok(e),
+        Some(Err(detail)) => {
+            return Prepare::Failed(Failure {
+                kind: FailureKind::Decode,
+                detail,
+            })
+        }
+        None => decode_envelope(&job.value),
+    };
+    let envelope = match envelope {
         Ok(e) => e,
         Err(e) => {
             return Prepare::Failed(Failure {
