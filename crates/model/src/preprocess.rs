@@ -14,8 +14,14 @@ use std::io::Cursor;
 
 /// Largest frame side the decoder accepts; bigger claims are refused before allocating.
 pub const MAX_DIMENSION: u32 = 8192;
+/// Most pixels one encoded frame may decode to (16 MP: 4096×4096, above 4K UHD's 8.3 MP),
+/// checked from the file's header before any pixel is decoded. With `decode_threads`
+/// decodes at a time, decoded frames hold at most `decode_threads` × 16 MP × 7 bytes (the
+/// decoder's buffer and the RGB copy): 235 MB at the default 2 threads. A fuzz run with
+/// 8192×8192 PNGs (within the side limit) had raised a worker's RSS to 705 MB.
+pub const MAX_DECODED_PIXELS: u64 = 4096 * 4096;
 /// Largest allocation one decode may make.
-pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+pub const MAX_DECODE_BYTES: u64 = MAX_DECODED_PIXELS * 4 + 16 * 1024 * 1024;
 
 /// Decodes a payload into an RGB image. Errors are `Decode` (bad bytes) or `Shape` (a
 /// payload kind or size this model cannot take).
@@ -29,17 +35,39 @@ pub fn decode(payload: &Payload) -> Result<RgbImage, ModelError> {
     }
 }
 
-fn decode_encoded(format: ImageFormat, bytes: &[u8]) -> Result<RgbImage, ModelError> {
+fn reader_for(format: ImageFormat, bytes: &[u8]) -> ImageReader<Cursor<&[u8]>> {
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(match format {
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
         ImageFormat::Png => image::ImageFormat::Png,
     });
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DIMENSION);
-    limits.max_image_height = Some(MAX_DIMENSION);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
+    reader
+}
+
+fn decode_encoded(format: ImageFormat, bytes: &[u8]) -> Result<RgbImage, ModelError> {
+    let mut reader = reader_for(format, bytes);
+    let limits = || {
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_DIMENSION);
+        limits.max_image_height = Some(MAX_DIMENSION);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        limits
+    };
+    // The header first: a frame declaring too many pixels is refused before decoding.
+    let mut header = reader_for(format, bytes);
+    header.limits(limits());
+    let (w, h) = header.into_dimensions().map_err(|e| ModelError::Decode {
+        source: Box::new(e),
+    })?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_DECODED_PIXELS {
+        return Err(ModelError::Shape {
+            reason: format!(
+                "image is {w}x{h} = {pixels} pixels; at most {MAX_DECODED_PIXELS} are decoded"
+            ),
+        });
+    }
+    reader.limits(limits());
     let img = reader.decode().map_err(|e| ModelError::Decode {
         source: Box::new(e),
     })?;
@@ -159,6 +187,69 @@ pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A PNG that declares `w`×`h` RGB pixels but carries only a tiny (wrong) data chunk:
+    /// an image bomb as far as the header goes.
+    fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in bytes {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 == 1 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn frames_declaring_too_many_pixels_are_refused_before_decoding() {
+        // Within the side limit, above the pixel budget: a shape error naming the size.
+        let bomb = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: png_declaring(8000, 8000),
+        };
+        match decode(&bomb) {
+            Err(ModelError::Shape { reason }) => assert!(reason.contains("8000x8000"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // 100k × 100k: refused by the side limit, before any allocation.
+        let huge = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: png_declaring(100_000, 100_000),
+        };
+        assert!(matches!(decode(&huge), Err(ModelError::Decode { .. })));
+        // Within both limits the header passes and the (broken) data is a decode error.
+        let small = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: png_declaring(64, 64),
+        };
+        assert!(matches!(decode(&small), Err(ModelError::Decode { .. })));
+    }
 
     fn manifest(layout: &str, color: &str, shape: &str) -> Manifest {
         let text = format!(
