@@ -318,3 +318,53 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
     assert!(err.contains("tenure"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `argus demo` (embedded broker) shows the fleet sharing the work: every worker consumes
+/// frames, and every frame is predicted.
+#[test]
+fn the_demo_spreads_cameras_over_the_workers() {
+    let out = Command::new(argus_bin())
+        .args(["demo", "--duration", "5s", "--no-drift", "--workers", "2"])
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("ARGUS_BROKERS")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("frames consumed per worker:"))
+        .unwrap_or_else(|| panic!("no per-worker line:\n{stdout}"));
+    let counts: Vec<u64> = line
+        .split(", ")
+        .map(|w| w.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 2, "{line}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "a worker consumed nothing: {line}"
+    );
+    let summary = stdout.lines().find(|l| l.starts_with("summary:")).unwrap();
+    let field = |name: &str| -> u64 {
+        summary
+            .split(" | ")
+            .find_map(|p| p.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {summary}"))
+    };
+    assert_eq!(
+        field("predictions"),
+        field("summary: frames"),
+        "every frame predicted: {summary}"
+    );
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        field("predictions"),
+        "{summary}"
+    );
+}

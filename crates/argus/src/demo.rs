@@ -145,7 +145,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         ),
     };
     let topics = OutputTopics::default().renamed(|t| format!("{t}.demo-{run_id}"));
-    let mut specs = vec![TopicSpec::new(&input, 8)];
+    // One partition per camera (at least one per worker), camera i on partition i: every
+    // worker gets cameras whatever the assignor (by key hash the four default cameras all
+    // landed on one worker's partitions).
+    let input_partitions =
+        i32::try_from(source.cameras.max(args.workers as u32).max(1)).unwrap_or(i32::MAX);
+    let mut specs = vec![TopicSpec::new(&input, input_partitions)];
     // The DLQ gets 1 partition, every other output 4.
     specs.extend(
         topics
@@ -272,7 +277,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     while settle.elapsed() < Duration::from_secs(20) && !stop.is_cancelled() {
         let owned: Vec<usize> = assignments.iter().map(|a| a.borrow().len()).collect();
         let everyone = owned.iter().all(|&n| n > 0) || args.workers > 8;
-        if owned.iter().sum::<usize>() == 8 && everyone {
+        if owned.iter().sum::<usize>() == input_partitions as usize && everyone {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -282,6 +287,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut pconfig = ProduceConfig::new(&input);
     pconfig.duration = Some(args.duration);
     pconfig.progress_every = Duration::from_secs(3600);
+    pconfig.spread_cameras = Some(input_partitions);
     let producer = settings
         .producer("argus-demo-producer")
         .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -381,6 +387,17 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         precision,
         recall,
     );
+    let per_worker: Vec<String> = all_stats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "demo-worker-{i} {}",
+                s.consumed.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        })
+        .collect();
+    println!("frames consumed per worker: {}", per_worker.join(", "));
     for l in drift_lines {
         println!("{l}");
     }

@@ -182,6 +182,10 @@ impl KafkaSettings {
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
+            // Keys go to the partition the Java client would choose (murmur2), so a
+            // gateway written in Java and `argus produce` put one camera on one partition.
+            // librdkafka's own default (CRC32) would split them.
+            .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         self.apply_overrides(&mut c);
         c

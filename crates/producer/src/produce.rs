@@ -33,6 +33,11 @@ pub struct ProduceConfig {
     pub progress_every: Duration,
     /// Records: what a bad row (line reported either way) does to the run.
     pub bad_rows: BadRows,
+    /// Synthetic cameras spread over this many partitions (camera `i` → partition
+    /// `i mod n`) instead of by key hash: with a handful of cameras the hash can put all
+    /// of them on one worker's partitions (the demo's four did). A camera still has one
+    /// partition, so its frames stay in order.
+    pub spread_cameras: Option<i32>,
 }
 
 /// What a bad input row does: skipped (reported, counted) or the end of the run (reported,
@@ -58,8 +63,16 @@ impl ProduceConfig {
             max_outstanding: 1000,
             progress_every: Duration::from_secs(5),
             bad_rows: BadRows::Skip,
+            spread_cameras: None,
         }
     }
+}
+
+/// The partition `spread` puts a frame keyed `cam-<i>` on, if any.
+fn spread_partition(key: &str, spread: Option<i32>) -> Option<i32> {
+    let n = spread.filter(|n| *n > 0)?;
+    let camera: i64 = key.strip_prefix("cam-")?.parse().ok()?;
+    i32::try_from(camera.rem_euclid(i64::from(n))).ok()
 }
 
 /// What a run did.
@@ -259,7 +272,14 @@ pub async fn run(
                 account(&mut summary, r);
             }
         }
-        outstanding.push(send(producer.clone(), config.topic.clone(), frame, value));
+        let partition = spread_partition(&frame.key, config.spread_cameras);
+        outstanding.push(send(
+            producer.clone(),
+            config.topic.clone(),
+            frame,
+            value,
+            partition,
+        ));
         while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
             account(&mut summary, r);
         }
@@ -360,15 +380,37 @@ async fn send(
     topic: String,
     frame: Frame,
     value: Vec<u8>,
+    partition: Option<i32>,
 ) -> Result<usize, String> {
     let headers = envelope_headers(&frame.envelope.payload, frame.envelope.capture_time_us);
-    let record = FutureRecord::to(&topic)
+    let mut record = FutureRecord::to(&topic)
         .key(&frame.key)
         .payload(&value)
         .headers(headers);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     producer
         .send(record, Timeout::After(Duration::from_secs(30)))
         .await
         .map(|_| value.len())
         .map_err(|(e, _)| format!("{topic}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_puts_camera_i_on_partition_i_mod_n() {
+        let on = |key: &str| spread_partition(key, Some(8));
+        assert_eq!(
+            ["cam-0", "cam-1", "cam-2", "cam-3", "cam-9"].map(on),
+            [Some(0), Some(1), Some(2), Some(3), Some(1)]
+        );
+        // Other keys, or no spread: the key hash decides.
+        assert_eq!(on("door"), None);
+        assert_eq!(spread_partition("cam-1", None), None);
+        assert_eq!(spread_partition("cam-1", Some(0)), None);
+    }
 }
