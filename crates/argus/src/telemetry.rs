@@ -126,11 +126,8 @@ pub async fn serve(
         .route(
             "/healthz",
             get(move || async move {
-                let now = argus_wire::now_us().max(0) as u64;
-                let stale = workers.iter().any(|w| {
-                    let last = w.last_poll_us.load(Ordering::Relaxed);
-                    last != 0 && now.saturating_sub(last) > 60_000_000
-                });
+                let now = argus_wire::now_us();
+                let stale = workers.iter().any(|w| !w.live(now));
                 if stale {
                     (StatusCode::SERVICE_UNAVAILABLE, "worker not polling\n")
                 } else {
@@ -149,26 +146,11 @@ pub async fn serve(
 
 /// The `/readyz` answer for `workers` at `now_us`.
 fn readiness(workers: &[Arc<WorkerStats>], now_us: i64) -> (StatusCode, String) {
-    let now = now_us.max(0) as u64;
     for (i, w) in workers.iter().enumerate() {
-        let last = w.last_poll_us.load(Ordering::Relaxed);
-        if last == 0 {
+        if let Err(why) = w.readiness(now_us) {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("worker {i} not polling yet\n"),
-            );
-        }
-        if now.saturating_sub(last) > 60_000_000 {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("worker {i} not polling\n"),
-            );
-        }
-        let blocked = w.blocked_partitions.load(Ordering::Relaxed);
-        if blocked > 0 {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("worker {i}: {blocked} partition(s) making no progress (see argus_worker_partition_stuck)\n"),
+                format!("worker {i}: {why}\n"),
             );
         }
     }

@@ -59,26 +59,12 @@ pub fn default_worker_id() -> String {
     format!("{}-{}", hostname(), std::process::id())
 }
 
-/// How long start-up waits for the cluster to answer before going on without it.
-const PREFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Checks that the cluster accepts these settings: wrong credentials or TLS stop start-up
-/// (exit 64, naming the cause); a cluster that does not answer yet is logged, and the
-/// clients keep trying.
+/// The cluster accepts these settings: wrong credentials or TLS are a configuration error
+/// (exit 64); a cluster that does not answer yet is only logged.
 pub async fn preflight(settings: &argus_kafka::KafkaSettings) -> Result<(), CliError> {
-    let s = settings.clone();
-    let checked =
-        tokio::task::spawn_blocking(move || argus_kafka::check_cluster(&s, PREFLIGHT_WAIT))
-            .await
-            .map_err(|e| CliError::Runtime(e.into()))?;
-    match checked {
-        Ok(()) => Ok(()),
-        Err(p) if p.fatal() => Err(CliError::Usage(p.to_string())),
-        Err(p) => {
-            tracing::warn!(problem = %p, "Kafka does not answer yet; the clients keep trying");
-            Ok(())
-        }
-    }
+    argus_kafka::startup_check(settings)
+        .await
+        .map_err(|p| CliError::Usage(p.to_string()))
 }
 
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {

@@ -23,7 +23,7 @@ pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
 pub use embedded::EmbeddedBroker;
 pub use headers::{raw_headers, RawHeader};
-pub use preflight::{check_cluster, ClusterProblem};
+pub use preflight::{check_cluster, startup_check, ClusterProblem};
 pub use rdkafka;
 pub use serde_helpers::KafkaConfig;
 pub use settings::{is_secret, parse_property, KafkaSettings, OffsetReset};

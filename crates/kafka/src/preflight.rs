@@ -109,6 +109,33 @@ impl ClientContext for Recorder {
 
 impl ConsumerContext for Recorder {}
 
+/// How long [`startup_check`] waits for the cluster before going on without it.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// The start-up check every role runs: `Err` (stop, exit 64) only for a problem no retry
+/// fixes; a cluster that does not answer within [`STARTUP_WAIT`] is logged and the caller
+/// goes on (its clients keep trying).
+pub async fn startup_check(settings: &KafkaSettings) -> Result<(), ClusterProblem> {
+    let s = settings.clone();
+    let checked = tokio::task::spawn_blocking(move || check_cluster(&s, STARTUP_WAIT))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ClusterProblem::Unreachable {
+                brokers: settings.brokers.clone(),
+                within: Duration::ZERO,
+                reason: format!("the check did not finish: {e}"),
+            })
+        });
+    match checked {
+        Err(p) if p.fatal() => Err(p),
+        Err(p) => {
+            tracing::warn!(problem = %p, "Kafka does not answer yet; the clients keep trying");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Asks the cluster for metadata with `settings` until it answers (`Ok`), an error no retry
 /// fixes is seen, or `within` passes. Blocking: call it from a blocking thread.
 pub fn check_cluster(settings: &KafkaSettings, within: Duration) -> Result<(), ClusterProblem> {

@@ -60,6 +60,36 @@ pub struct WorkerStats {
     pub blocked_partitions: AtomicU64,
 }
 
+/// A worker that has not polled Kafka for this long is not alive (`/healthz`).
+pub const POLL_STALE_AFTER: Duration = Duration::from_secs(60);
+
+impl WorkerStats {
+    /// Liveness: polled Kafka within [`POLL_STALE_AFTER`] of `now_us`, or not started
+    /// polling yet (loading a model may take a while).
+    pub fn live(&self, now_us: i64) -> bool {
+        let last = self.last_poll_us.load(Ordering::Relaxed);
+        last == 0
+            || (now_us.max(0) as u64).saturating_sub(last) <= POLL_STALE_AFTER.as_micros() as u64
+    }
+
+    /// Readiness: polling (so the model is loaded), and no partition blocked (stuck longer
+    /// than `stuck_after`, or stalled). `Err` says why not.
+    pub fn readiness(&self, now_us: i64) -> Result<(), String> {
+        if self.last_poll_us.load(Ordering::Relaxed) == 0 {
+            return Err("not polling yet".into());
+        }
+        if !self.live(now_us) {
+            return Err("not polling".into());
+        }
+        match self.blocked_partitions.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(format!(
+                "{n} partition(s) making no progress (see argus_worker_partition_stuck)"
+            )),
+        }
+    }
+}
+
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
