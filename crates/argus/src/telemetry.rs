@@ -4,7 +4,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -160,6 +159,7 @@ fn readiness(workers: &[Arc<WorkerStats>], now_us: i64) -> (StatusCode, String) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     /// Every histogram renders with the buckets chosen for it, not as a summary.
     #[test]
