@@ -64,7 +64,7 @@ pub struct WorkerStats {
 pub const POLL_STALE_AFTER: Duration = Duration::from_secs(60);
 
 impl WorkerStats {
-    /// Liveness: polled Kafka within [`POLL_STALE_AFTER`] of `now_us`, or not started
+    /// Liveness: polled Kafka within 60 s (`POLL_STALE_AFTER`) of `now_us`, or not started
     /// polling yet (loading a model may take a while).
     pub fn live(&self, now_us: i64) -> bool {
         let last = self.last_poll_us.load(Ordering::Relaxed);
