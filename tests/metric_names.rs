@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &str)] = &[("tests/metric_names.rs", "this test: the pin
 /// Every exported metric name. Renaming one is a breaking change for dashboards and alerts:
 /// record it in `CHANGELOG.md` and `docs/workers.md`, then update this list.
 const NAMES: &[&str] = &[
+    "argus_build_info",
     "argus_drain_seconds",
     "argus_drift_alarm_state",
     "argus_drift_cbpe_estimated_metric",
@@ -37,6 +38,7 @@ const NAMES: &[&str] = &[
     "argus_kafka_commit_failures_total",
     "argus_kafka_consumer_lag_records",
     "argus_kafka_rebalances_total",
+    "argus_model_info",
     "argus_model_plans_built_total",
     "argus_producer_bad_rows_total",
     "argus_producer_frames_total",

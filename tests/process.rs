@@ -117,6 +117,37 @@ async fn sigterm_mid_stream_then_restart_loses_nothing() {
     assert!(status.contains("200"), "{status}");
     let (status, metrics) = http_get(19181, "/metrics");
     assert!(status.contains("200"), "{status}");
+    // Ready: polling, no partition blocked.
+    let (status, body) = http_get(19181, "/readyz");
+    assert!(status.contains("200"), "{status} {body}");
+    // What is running, and the process itself.
+    for name in [
+        format!("{}{{", argus_model::metrics::MODEL_INFO),
+        "sha256=\"".to_owned(),
+        "process_resident_memory_bytes".to_owned(),
+        "process_cpu_seconds_total".to_owned(),
+        // argus_build_info (declared in the binary's metrics.rs).
+        "_build_info{version=".to_owned(),
+    ] {
+        assert!(
+            metrics.contains(&name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    // Every family is described (what promtool check metrics asks first).
+    let helped: BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next())
+        .collect();
+    let undescribed: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|name| !helped.contains(name))
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "families without HELP: {undescribed:?}"
+    );
     // The names are pinned in tests/metric_names.rs.
     use argus_worker::metrics as m;
     for name in &[

@@ -6,6 +6,7 @@ mod demo;
 mod demo_drift;
 mod drift;
 mod flags;
+mod metrics;
 mod produce;
 mod score;
 mod shutdown;

@@ -12,8 +12,11 @@ use tokio_util::sync::CancellationToken;
 pub fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not for log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -44,11 +47,19 @@ fn histogram_buckets() -> [(Matcher, &'static [f64]); 3] {
 
 /// Registers every crate's metric descriptions with the installed recorder.
 fn describe_all() {
+    crate::metrics::describe();
+    process_collector().describe();
     argus_kafka::metrics::describe();
     argus_model::metrics::describe();
     argus_producer::metrics::describe();
     argus_worker::metrics::describe();
     argus_drift::metrics::describe();
+}
+
+/// The `process_*` collector (CPU, memory, file descriptors, threads), read per scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
 /// The exporter with [`histogram_buckets`] set.
@@ -117,7 +128,13 @@ pub async fn serve(
     });
     let ready_workers = workers.clone();
     let app = axum::Router::new()
-        .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                process_collector().collect();
+                handle.render()
+            }),
+        )
         .route(
             "/readyz",
             get(move || async move { readiness(&ready_workers, argus_wire::now_us()) }),

@@ -255,6 +255,7 @@ impl Worker {
         config
             .validate(model.labels())
             .map_err(WorkerError::Config)?;
+        argus_model::metrics::record_model_info(&model);
         let config = Arc::new(config);
         let tracker = Arc::new(Tracker::new());
         let txn = if config.exactly_once {
