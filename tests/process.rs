@@ -18,14 +18,7 @@ fn spawn_worker(topics: &Topics, group: &str, id: &str, port: u16) -> Child {
             "--input",
             &topics.input,
         ])
-        .args([
-            "--predictions",
-            &topics.predictions,
-            "--alerts-topic",
-            &topics.alerts,
-            "--dlq",
-            &topics.dlq,
-        ])
+        .args(topics.output_flags())
         .args([
             "--worker-id",
             id,

@@ -415,17 +415,12 @@ async fn batch_report_equals_offline_scoring_and_is_repeatable() {
             &topics.input,
             "--model",
             "models/churn",
-            "--predictions",
-            &topics.predictions,
-            "--alerts-topic",
-            &topics.alerts,
-            "--dlq",
-            &topics.dlq,
             "--top",
             "500",
             "--report",
             path.to_str().unwrap(),
         ];
+        args.extend_from_slice(&topics.output_flags());
         args.extend_from_slice(extra);
         let out = std::process::Command::new(argus_bin())
             .current_dir(repo_root())

@@ -52,32 +52,27 @@ fn produce_args(topic: &str, count: u32, extra: &[String]) -> Vec<String> {
 
 fn work_args(topics: &Topics, group: &str) -> Vec<String> {
     let model = repo_root().join("models/camera-person");
-    [
-        "work",
-        "--group",
-        group,
-        "--input",
-        &topics.input,
-        "--predictions",
-        &topics.predictions,
-        "--alerts-topic",
-        &topics.alerts,
-        "--dlq",
-        &topics.dlq,
-        "--worker-id",
-        "w-secure",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--create-topics",
-        "0",
-        "--model",
-        model.to_str().unwrap(),
-        "--inference-threads",
-        "1",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+    let mut args: Vec<String> = ["work", "--group", group, "--input", &topics.input]
+        .iter()
+        .chain(topics.output_flags().iter())
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(
+        [
+            "--worker-id",
+            "w-secure",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--create-topics",
+            "0",
+            "--model",
+            model.to_str().unwrap(),
+            "--inference-threads",
+            "1",
+        ]
+        .map(str::to_owned),
+    );
+    args
 }
 
 fn show(out: &Output) -> String {

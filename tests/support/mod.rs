@@ -81,6 +81,19 @@ impl Topics {
         t
     }
 
+    /// The `argus` flags naming the output topics: `--predictions … --alerts-topic …
+    /// --dlq …`.
+    pub fn output_flags(&self) -> [&str; 6] {
+        [
+            "--predictions",
+            &self.predictions,
+            "--alerts-topic",
+            &self.alerts,
+            "--dlq",
+            &self.dlq,
+        ]
+    }
+
     /// Worker configuration for these topics, alerting on person ≥ 0.5.
     pub fn worker_config(&self, id: &str) -> WorkerConfig {
         let mut c = WorkerConfig::new(id, vec![self.input.clone()]);
@@ -306,13 +319,8 @@ impl WorkerProcess {
         let log = std::fs::File::create(logs.join(format!("{}-{id}.log", unique("w")))).unwrap();
         let child = std::process::Command::new(argus_bin())
             .args(["work", "--brokers", &brokers(), "--group", group])
-            .args([
-                "--input",
-                &topics.input,
-                "--predictions",
-                &topics.predictions,
-            ])
-            .args(["--alerts-topic", &topics.alerts, "--dlq", &topics.dlq])
+            .args(["--input", &topics.input])
+            .args(topics.output_flags())
             .args(["--worker-id", id, "--metrics-addr", "127.0.0.1:0"])
             .args(["--create-topics", "0", "--drain-timeout", "10s"])
             .args([
