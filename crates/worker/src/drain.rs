@@ -191,7 +191,9 @@ impl DrainSignal {
                 r.position = inputs.position;
                 r.position_since = now;
             }
-            let stalled = lag > 0
+            // More than one record: the last offset of a transactionally written partition
+            // is a commit marker the consumer never returns, a lag of 1 that never drains.
+            let stalled = lag > 1
                 && inputs.position.is_some()
                 && now.saturating_duration_since(r.position_since) >= STALL_AFTER;
             out.insert(
@@ -432,6 +434,12 @@ mod tests {
         let mut caught_up = at(100, false);
         caught_up.get_mut(&tp()).unwrap().position = Some(100);
         let out = d.update(t0 + Duration::from_secs(60), 0, &caught_up, &idle);
+        assert!(!out[&tp()].stalled);
+        // One record left that never comes (a transaction's commit marker): not stalled.
+        let mut marker = at(99, false);
+        marker.get_mut(&tp()).unwrap().position = Some(99);
+        d.update(t0 + Duration::from_secs(61), 0, &marker, &idle);
+        let out = d.update(t0 + Duration::from_secs(80), 0, &marker, &idle);
         assert!(!out[&tp()].stalled);
     }
 
