@@ -106,9 +106,9 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 /// - `/healthz` (liveness) is 200 while every worker has polled Kafka within the last 60 s
 ///   (or has not started polling yet), 503 otherwise: restart me.
 /// - `/readyz` (readiness) is 200 once every worker has its model loaded and is polling
-///   (it serves only after the model loaded), and no partition of theirs is blocked
-///   (`argus_worker_partition_stuck`: stuck longer than `--stuck-after`, or stalled); 503
-///   otherwise, with the reason.
+///   (it serves only after the model loaded), and no partition of theirs has been stalled
+///   (records wait that the consumer does not return) for `--stuck-after`; 503 otherwise,
+///   with the reason.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     workers: Vec<Arc<WorkerStats>>,
@@ -216,11 +216,11 @@ mod tests {
         assert_eq!(readiness(&workers, now).0, StatusCode::SERVICE_UNAVAILABLE);
         w.last_poll_us.store(now as u64 - 1_000, Ordering::Relaxed);
         assert_eq!(readiness(&workers, now).0, StatusCode::OK);
-        w.blocked_partitions.store(1, Ordering::Relaxed);
+        w.stalled_partitions.store(1, Ordering::Relaxed);
         let (code, body) = readiness(&workers, now);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body.contains("no progress"), "{body}");
-        w.blocked_partitions.store(0, Ordering::Relaxed);
+        assert!(body.contains("does not return"), "{body}");
+        w.stalled_partitions.store(0, Ordering::Relaxed);
         assert_eq!(
             readiness(&workers, now + 61_000_000).0,
             StatusCode::SERVICE_UNAVAILABLE

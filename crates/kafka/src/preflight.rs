@@ -40,6 +40,10 @@ pub enum ClusterProblem {
         /// librdkafka's reason.
         reason: String,
     },
+    /// The client configuration itself is refused (a property librdkafka does not know, or
+    /// a value it rejects); the message names the property, never its value.
+    #[error("{0}")]
+    Config(String),
     /// No broker answered a metadata request in time.
     #[error("no answer from Kafka at {brokers} within {within:?}: {reason}")]
     Unreachable {
@@ -143,10 +147,15 @@ pub fn check_cluster(settings: &KafkaSettings, within: Duration) -> Result<(), C
     let consumer: BaseConsumer<Recorder> = settings
         .client_config("argus-preflight")
         .create_with_context(Recorder::default())
-        .map_err(|e| ClusterProblem::Unreachable {
-            brokers: brokers.clone(),
-            within: Duration::ZERO,
-            reason: e.to_string(),
+        .map_err(|error| {
+            ClusterProblem::Config(
+                crate::KafkaSetupError::Client {
+                    role: "client",
+                    brokers: brokers.clone(),
+                    error,
+                }
+                .to_string(),
+            )
         })?;
     let start = Instant::now();
     loop {
@@ -159,12 +168,16 @@ pub fn check_cluster(settings: &KafkaSettings, within: Duration) -> Result<(), C
             .lock()
             .map(|e| e.clone())
             .unwrap_or_default();
-        if let Some(problem) = classify(&brokers, &seen) {
-            return Err(problem);
-        }
-        let last = match answer {
-            Ok(_) => return Ok(()),
-            Err(e) => seen
+        let problem = classify(&brokers, &seen);
+        let last = match (answer, problem) {
+            // A broker answered: one refusing us (say, mid certificate rotation) is logged.
+            (Ok(_), Some(p)) => {
+                tracing::warn!(problem = %p, "one broker refused the client; others answered");
+                return Ok(());
+            }
+            (Ok(_), None) => return Ok(()),
+            (Err(_), Some(p)) => return Err(p),
+            (Err(e), None) => seen
                 .last()
                 .map_or_else(|| e.to_string(), |(_, r)| r.clone()),
         };

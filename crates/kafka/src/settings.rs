@@ -85,6 +85,12 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
+/// The partitioner of every Argus producer: keys go to the partition the Java client would
+/// choose (murmur2), so a gateway written in Java and `argus produce` put one camera on one
+/// partition, and at-least-once and exactly-once workers agree. librdkafka's own default
+/// (CRC32) differs.
+const JAVA_PARTITIONER: &str = "murmur2_random";
+
 impl KafkaSettings {
     /// Settings for `brokers` with no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -182,10 +188,7 @@ impl KafkaSettings {
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
-            // Keys go to the partition the Java client would choose (murmur2), so a
-            // gateway written in Java and `argus produce` put one camera on one partition.
-            // librdkafka's own default (CRC32) would split them.
-            .set("partitioner", "murmur2_random")
+            .set("partitioner", JAVA_PARTITIONER)
             .set("message.timeout.ms", "30000");
         self.apply_overrides(&mut c);
         c
@@ -216,6 +219,7 @@ impl KafkaSettings {
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
+            .set("partitioner", JAVA_PARTITIONER)
             .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", "10000")
             .set("message.timeout.ms", "10000");

@@ -16,12 +16,13 @@ use std::io::Cursor;
 pub const MAX_DIMENSION: u32 = 8192;
 /// Most pixels one encoded frame may decode to (16 MP: 4096×4096, above 4K UHD's 8.3 MP),
 /// checked from the file's header before any pixel is decoded. With `decode_threads`
-/// decodes at a time, decoded frames hold at most `decode_threads` × 16 MP × 7 bytes (the
-/// decoder's buffer and the RGB copy): 235 MB at the default 2 threads. A fuzz run with
+/// decodes at a time, decoded frames hold at most `decode_threads` × 16 MP × 11 bytes (the
+/// decoder's buffer, up to 8 bytes a pixel, and the RGB copy): 370 MB at the default 2
+/// threads, 235 MB for 8-bit images. A fuzz run with
 /// 8192×8192 PNGs (within the side limit) had raised a worker's RSS to 705 MB.
 pub const MAX_DECODED_PIXELS: u64 = 4096 * 4096;
-/// Largest allocation one decode may make.
-pub const MAX_DECODE_BYTES: u64 = MAX_DECODED_PIXELS * 4 + 16 * 1024 * 1024;
+/// Largest allocation one decode may make: 16 MP at 8 bytes a pixel (16-bit RGBA PNGs).
+pub const MAX_DECODE_BYTES: u64 = MAX_DECODED_PIXELS * 8 + 16 * 1024 * 1024;
 
 /// Decodes a payload into an RGB image. Errors are `Decode` (bad bytes) or `Shape` (a
 /// payload kind or size this model cannot take).

@@ -2,14 +2,17 @@
 //! (`content-type: image/jpeg` / `image/png`) or one JSON object (`application/json`),
 //! written by kcat, Kafka Connect or a camera gateway that knows nothing of Argus.
 //!
-//! The rule, in one place: a value whose first two bytes are the envelope's schema version
-//! (`01 00`) is an envelope, whatever its headers say (Argus's producer sets `content-type`
+//! The rule, in one place: a value with an `argus-schema` header, or whose first two bytes
+//! are a plausible envelope schema version (`01 00` … `ff 00`), is an envelope, whatever its
+//! other headers say (Argus's producer sets `content-type`
 //! on envelopes too); any other value with one of those content types is bare, and gets an
 //! envelope here: the source id is the record key (UTF-8; empty without one), the sequence
 //! its offset, the capture time the `argus-capture-us` header (µs) if present, else the
 //! Kafka timestamp. Without such a content type a value is read as an envelope (and, not
 //! being one, fails as `decode`).
-use crate::envelope::{Envelope, Field, ImageFormat, Payload, Record, Value, SCHEMA_VERSION};
+use crate::envelope::{
+    Envelope, Field, ImageFormat, Payload, Record, Value, MAX_PLAUSIBLE_VERSION, SCHEMA_VERSION,
+};
 
 /// What a bare value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +42,15 @@ impl BareKind {
     }
 }
 
-/// Whether `value` is read bare: it has a bare content type and does not start with the
-/// envelope's version.
+/// Whether `value` is read bare: it has a bare content type and does not start with a
+/// plausible envelope version (`01 00` … `ff 00`, so an envelope of a newer version is
+/// still refused as `schema`, not decoded as an image). Callers also treat any value with
+/// an `argus-schema` header as an envelope.
 pub fn bare_kind(value: &[u8], content_type: Option<&str>) -> Option<BareKind> {
-    if value.starts_with(&SCHEMA_VERSION.to_le_bytes()) {
-        return None;
+    if let [lo, 0, ..] = value {
+        if (1..=MAX_PLAUSIBLE_VERSION).contains(&u16::from(*lo)) {
+            return None;
+        }
     }
     content_type.and_then(BareKind::from_content_type)
 }
@@ -135,8 +142,9 @@ mod tests {
             bare_kind(b"{\"a\":1}", Some("Application/JSON; charset=utf-8")),
             Some(BareKind::JsonRecord)
         );
-        // An envelope stays an envelope though its header says image/jpeg.
+        // An envelope stays an envelope though its header says image/jpeg, a newer one too.
         assert_eq!(bare_kind(&[1, 0, 9, 9], Some("image/jpeg")), None);
+        assert_eq!(bare_kind(&[2, 0, 9, 9], Some("image/jpeg")), None);
         // No or another content type: read as an envelope.
         assert_eq!(bare_kind(&jpeg, None), None);
         assert_eq!(bare_kind(&jpeg, Some("application/octet-stream")), None);

@@ -51,8 +51,10 @@ pub struct PartitionSignal {
     /// The lowest unfinished input has been in flight longer than `stuck_after`.
     pub stuck: bool,
     /// Records wait but the consumer's position has not moved for [`STALL_AFTER`] with
-    /// nothing in flight and the partition not paused.
+    /// nothing in flight while the worker was ready to read.
     pub stalled: bool,
+    /// How long the position has stood still so (zero when not stalled).
+    pub stalled_for: Duration,
     /// The consumer's position (next offset to read), if known.
     pub position: Option<i64>,
     pub in_flight: usize,
@@ -100,7 +102,8 @@ pub struct PartitionInputs {
     /// Where consumption starts when nothing has been consumed yet: the committed offset,
     /// else the low watermark.
     pub start: Option<i64>,
-    /// Paused for backpressure (its position is expected not to move).
+    /// The worker is not reading (paused for backpressure, or busy with what it has read):
+    /// positions are expected not to move.
     pub paused: bool,
 }
 
@@ -193,9 +196,8 @@ impl DrainSignal {
             }
             // More than one record: the last offset of a transactionally written partition
             // is a commit marker the consumer never returns, a lag of 1 that never drains.
-            let stalled = lag > 1
-                && inputs.position.is_some()
-                && now.saturating_duration_since(r.position_since) >= STALL_AFTER;
+            let still = now.saturating_duration_since(r.position_since);
+            let stalled = lag > 1 && inputs.position.is_some() && still >= STALL_AFTER;
             out.insert(
                 tp.clone(),
                 PartitionSignal {
@@ -207,12 +209,22 @@ impl DrainSignal {
                     oldest_in_flight: oldest.map(|(_, age)| age),
                     stuck,
                     stalled,
+                    stalled_for: if stalled { still } else { Duration::ZERO },
                     position: inputs.position,
                     in_flight,
                 },
             );
         }
         out
+    }
+
+    /// Partitions stalled for `stuck_after` or longer: what readiness fails on. (An input
+    /// in flight that long is overload, not unreadiness: it shows in the gauge only.)
+    pub fn unready(&self, signals: &HashMap<Tp, PartitionSignal>) -> usize {
+        signals
+            .values()
+            .filter(|s| s.stalled && s.stalled_for >= self.stuck_after)
+            .count()
     }
 
     /// Logs each partition once when it becomes blocked (with its offset and the likely
@@ -458,6 +470,7 @@ mod tests {
             oldest_in_flight: None,
             stuck: false,
             stalled: false,
+            stalled_for: Duration::ZERO,
             position: Some(1),
             in_flight: 0,
         };

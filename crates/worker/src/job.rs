@@ -1,7 +1,7 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
 use argus_kafka::RawHeader;
 use argus_model::{Classification, Classifier, Prepared};
-use argus_wire::headers::{CAPTURE_TIME_US, CONTENT_TYPE};
+use argus_wire::headers::{CAPTURE_TIME_US, CONTENT_TYPE, SCHEMA};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
@@ -67,6 +67,10 @@ impl Job {
             .find(|h| h.name.eq_ignore_ascii_case(CONTENT_TYPE.as_bytes()))
             .and_then(|h| h.value.as_deref())
             .and_then(|v| std::str::from_utf8(v).ok());
+        // Any `argus-schema` header: an envelope (or a mistake reported as one).
+        if self.headers.iter().any(|h| h.name == SCHEMA.as_bytes()) {
+            return None;
+        }
         let kind = argus_wire::bare_kind(&self.value, content_type)?;
         let capture_time_us = self
             .headers

@@ -55,9 +55,9 @@ pub struct WorkerStats {
     pub pauses: AtomicU64,
     /// Microseconds since the Unix epoch of the last poll; for health checks.
     pub last_poll_us: AtomicU64,
-    /// Partitions making no progress (stuck or stalled) at the last drain update; for
-    /// readiness.
-    pub blocked_partitions: AtomicU64,
+    /// Partitions stalled (records wait, none returned) for `stuck_after` or longer at the
+    /// last drain update; for readiness.
+    pub stalled_partitions: AtomicU64,
 }
 
 /// A worker that has not polled Kafka for this long is not alive (`/healthz`).
@@ -72,8 +72,9 @@ impl WorkerStats {
             || (now_us.max(0) as u64).saturating_sub(last) <= POLL_STALE_AFTER.as_micros() as u64
     }
 
-    /// Readiness: polling (so the model is loaded), and no partition blocked (stuck longer
-    /// than `stuck_after`, or stalled). `Err` says why not.
+    /// Readiness: polling (so the model is loaded), and no partition stalled for
+    /// `stuck_after` (records wait that the consumer does not return: a batch it cannot
+    /// decompress or parse). Slow inputs do not make a worker unready. `Err` says why not.
     pub fn readiness(&self, now_us: i64) -> Result<(), String> {
         if self.last_poll_us.load(Ordering::Relaxed) == 0 {
             return Err("not polling yet".into());
@@ -81,10 +82,10 @@ impl WorkerStats {
         if !self.live(now_us) {
             return Err("not polling".into());
         }
-        match self.blocked_partitions.load(Ordering::Relaxed) {
+        match self.stalled_partitions.load(Ordering::Relaxed) {
             0 => Ok(()),
             n => Err(format!(
-                "{n} partition(s) making no progress (see argus_worker_partition_stuck)"
+                "{n} partition(s) whose records the consumer does not return (see argus_worker_partition_stuck)"
             )),
         }
     }
@@ -479,17 +480,20 @@ impl Worker {
         }
         if self.last_drain.elapsed() >= Duration::from_secs(1) {
             self.last_drain = Instant::now();
-            let blocked = update_drain(
+            // Positions move only while the worker reads: paused, or busy with what it has
+            // read (no read-ahead slot), a still position says nothing.
+            let reading = !self.pressure.paused() && self.pressure.taking() && self.slot.is_some();
+            let stalled = update_drain(
                 &self.consumer,
                 &self.shared.tracker,
                 &self.highs,
                 &mut self.drain,
-                self.pressure.paused(),
+                !reading,
                 &self.config.worker_id,
             );
             self.stats
-                .blocked_partitions
-                .store(blocked as u64, Ordering::Relaxed);
+                .stalled_partitions
+                .store(stalled as u64, Ordering::Relaxed);
         }
         ControlFlow::Continue(())
     }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) type Highs = Arc<Mutex<HashMap<Tp, Watermarks>>>;
 
 /// Recomputes and publishes the drain signal from positions, watermarks and the tracker;
-/// returns how many partitions are blocked (stuck or stalled).
+/// returns how many partitions have been stalled for `stuck_after` (readiness).
 pub(crate) fn update_drain(
     consumer: &StreamConsumer<GroupContext>,
     tracker: &Tracker,
@@ -53,7 +53,8 @@ pub(crate) fn update_drain(
         &tracker.snapshot(),
     );
     drain.publish(&signals);
-    drain.log_blocked(worker, &signals)
+    drain.log_blocked(worker, &signals);
+    drain.unready(&signals)
 }
 
 /// What the broker said about one partition.
