@@ -164,11 +164,16 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
         "argus-score",
     );
     cc.set("enable.auto.commit", "false");
-    let consumer: StreamConsumer = cc.create().map_err(|e| {
-        CliError::Usage(format!(
-            "cannot create a consumer for {}: {e}",
-            args.kafka.brokers
-        ))
+    // Through KafkaSetupError: it names a refused property without its value.
+    let consumer: StreamConsumer = cc.create().map_err(|error| {
+        CliError::Usage(
+            argus_kafka::KafkaSetupError::Client {
+                role: "consumer",
+                brokers: args.kafka.brokers.clone(),
+                error,
+            }
+            .to_string(),
+        )
     })?;
     // Negative "times" are librdkafka's special offsets (-1 end, -2 beginning): the scorer
     // reads a time before 1970 as "from the beginning".
