@@ -174,36 +174,25 @@ impl RecordReader {
         if !count(stats, rec.topic, admit) {
             return Ok(outcome(admit, pane));
         }
-        match (profile.stream, &env.payload) {
+        let (values, hist) = match (profile.stream, &env.payload) {
             (StreamKind::Images, payload) => {
                 let mut hist = ImageHistograms::default();
                 let values = self.image_values(payload, &mut hist, stats);
-                state.add(
-                    profile,
-                    &self.pane_cfg,
-                    pane,
-                    rec.offset,
-                    segment,
-                    &values,
-                    None,
-                    Some(&hist),
-                );
+                (values, Some(hist))
             }
-            (StreamKind::Records, argus_wire::Payload::Record(r)) => {
-                let values = self.record_values(r);
-                state.add(
-                    profile,
-                    &self.pane_cfg,
-                    pane,
-                    rec.offset,
-                    segment,
-                    &values,
-                    None,
-                    None,
-                );
-            }
+            (StreamKind::Records, argus_wire::Payload::Record(r)) => (self.record_values(r), None),
             (StreamKind::Records, _) => return Ok(Outcome::Invalid("not_a_record")),
-        }
+        };
+        state.add(
+            profile,
+            &self.pane_cfg,
+            pane,
+            rec.offset,
+            segment,
+            &values,
+            None,
+            hist.as_ref(),
+        );
         Ok(Outcome::Sampled(pane))
     }
 
