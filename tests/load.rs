@@ -20,7 +20,14 @@ async fn kill9_mid_stream(exactly_once: bool) {
     let topics = Topics::create(12).await;
     let group = unique("load");
     let mif = MAX_IN_FLIGHT.to_string();
-    let mut extra = vec!["--max-in-flight", mif.as_str()];
+    // A killed worker's partitions wait out its session: 10 s here (fast crash failover)
+    // rather than the 45 s default, which keeps this test short.
+    let mut extra = vec![
+        "--max-in-flight",
+        mif.as_str(),
+        "-X",
+        "session.timeout.ms=10000",
+    ];
     if exactly_once {
         extra.push("--exactly-once");
     }
@@ -183,6 +190,11 @@ async fn scale_out_and_in(membership: Membership) -> Pauses {
             settings
                 .consumer_options
                 .insert("group.instance.id".into(), id.into());
+            // The measurement below waits 12 s for the leave: the 10 s session Argus used
+            // before the 45 s default.
+            settings
+                .consumer_options
+                .insert("session.timeout.ms".into(), "10000".into());
         }
         RunningWorker::start_with(c, &group, model.clone(), &settings)
     };

@@ -17,8 +17,23 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A broker address set by a test binary that runs its own broker (see [`use_brokers`]).
+static BROKERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every helper of this test binary use `address` instead of `ARGUS_TEST_BROKERS`
+/// (a binary whose test stops and starts a broker of its own); set once, before any helper
+/// runs.
+pub fn use_brokers(address: &str) {
+    BROKERS
+        .set(address.to_string())
+        .expect("use_brokers is called once, before any helper");
+}
+
 /// Broker address for tests.
 pub fn brokers() -> String {
+    if let Some(b) = BROKERS.get() {
+        return b.clone();
+    }
     std::env::var("ARGUS_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
