@@ -92,10 +92,11 @@ pub fn is_secret(key: &str) -> bool {
 const JAVA_PARTITIONER: &str = "murmur2_random";
 
 /// The longest wait between reconnect attempts to a broker. librdkafka's default (10 s,
-/// with -25 %..+50 % jitter, growing from 100 ms while the broker stays away) left some
-/// clients of a fleet idle for up to 15 s after a broker came back while others resumed
-/// within a second — measured in `tests/broker_restart.rs`. One second bounds that gap
-/// at the cost of one connection attempt per second per broker during an outage.
+/// with -25 %..+50 % jitter, reached after a few seconds of failed attempts) can leave a
+/// client idle for up to 15 s after its broker is back, a different time for each client
+/// of a fleet. One second bounds that, at the cost of one connection attempt per second per
+/// broker during an outage. (In `tests/broker_restart.rs` the larger delay was the session
+/// timeout, [`SESSION_TIMEOUT_MS`]; this cap was not measured on its own.)
 const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
 /// Classic-protocol consumer session timeout: Kafka's own default since 3.0 (KIP-735).
