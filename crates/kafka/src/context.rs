@@ -48,6 +48,9 @@ pub struct GroupContext {
     tx: watch::Sender<Assignment>,
     rx: watch::Receiver<Assignment>,
     commit_failures: Arc<std::sync::atomic::AtomicU64>,
+    /// Client errors repeat on every poll while a broker is away: logged once per cause
+    /// and window.
+    errors: crate::throttle::LogThrottle,
 }
 
 impl std::fmt::Debug for GroupContext {
@@ -73,6 +76,7 @@ impl GroupContext {
             tx,
             rx,
             commit_failures: Arc::default(),
+            errors: crate::throttle::LogThrottle::default(),
         }
     }
 
@@ -178,7 +182,16 @@ impl ClientContext for GroupContext {
             tracing::trace!(member = %self.member, reason, "end of partition");
             return;
         }
-        tracing::error!(member = %self.member, error = %error, reason, "librdkafka error");
+        if let Some(suppressed) = self.errors.admit_error(&error) {
+            tracing::error!(
+                member = %self.member,
+                error = %error,
+                reason,
+                suppressed,
+                "librdkafka error (repeats of this cause are logged at most every {} s, with the number suppressed)",
+                crate::throttle::LOG_WINDOW.as_secs()
+            );
+        }
     }
 }
 

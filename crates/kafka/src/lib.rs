@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod preflight;
 pub mod serde_helpers;
 pub mod settings;
+pub mod throttle;
 
 pub use admin::{delete_topics, ensure_topics, TopicSpec};
 pub use context::{Assignment, GroupContext};
@@ -27,6 +28,7 @@ pub use preflight::{check_cluster, startup_check, ClusterProblem};
 pub use rdkafka;
 pub use serde_helpers::KafkaConfig;
 pub use settings::{is_secret, parse_property, KafkaSettings, OffsetReset};
+pub use throttle::LogThrottle;
 
 /// librdkafka's error without the value of a refused property (`sasl.pasword=hunter2` must
 /// not print `hunter2`).

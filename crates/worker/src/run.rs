@@ -241,6 +241,9 @@ struct Worker {
     drain: DrainSignal,
     last_drain: Instant,
     failure: Option<Stop>,
+    /// Consumer errors repeat on every poll while a broker is away: logged once per cause
+    /// and window, counted every time.
+    consumer_errors: argus_kafka::LogThrottle,
 }
 
 impl Worker {
@@ -366,6 +369,7 @@ impl Worker {
             watermarks_stop,
             last_drain: Instant::now(),
             failure: None,
+            consumer_errors: argus_kafka::LogThrottle::default(),
         })
     }
 
@@ -389,7 +393,9 @@ impl Worker {
             Ok(msg) => msg,
             Err(e) => {
                 metrics::counter!(m::CONSUMER_ERRORS).increment(1);
-                tracing::warn!(worker = %self.config.worker_id, error = %e, "consumer error");
+                if let Some(suppressed) = self.consumer_errors.admit_error(&e) {
+                    tracing::warn!(worker = %self.config.worker_id, error = %e, suppressed, "consumer error");
+                }
                 return ControlFlow::Continue(());
             }
         };
