@@ -355,6 +355,11 @@ impl WorkerProcess {
         }
     }
 
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// kill -9.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
@@ -448,4 +453,60 @@ pub fn counts(ids: &[(i32, i64)]) -> std::collections::BTreeMap<(i32, i64), usiz
         *c.entry(*id).or_insert(0) += 1;
     }
     c
+}
+
+/// A Kafka broker of a test binary's own (`scripts/kafka` on other ports and another state
+/// dir), for tests that stop it or need another broker configuration; stopped when
+/// dropped. Call [`use_brokers`] with [`OwnBroker::address`] to point the helpers at it.
+#[derive(Debug)]
+pub struct OwnBroker {
+    dir: PathBuf,
+    ports: [(&'static str, u16); 4],
+    extra_config: String,
+}
+
+impl OwnBroker {
+    /// Starts a broker listening on `base`..`base + 3` (PLAINTEXT, controller, SASL_SSL,
+    /// mTLS) with these extra `server.properties` lines, on fresh data.
+    pub fn start(base: u16, extra_config: &str) -> OwnBroker {
+        let b = OwnBroker {
+            dir: argus_bin().parent().unwrap().join(format!("kafka-{base}")),
+            ports: [
+                ("KAFKA_PORT", base),
+                ("KAFKA_CONTROLLER_PORT", base + 1),
+                ("KAFKA_SASL_SSL_PORT", base + 2),
+                ("KAFKA_MTLS_PORT", base + 3),
+            ],
+            extra_config: extra_config.to_string(),
+        };
+        b.kafka(&["stop"]); // a broker left over by an interrupted run
+        b.kafka(&["start"]);
+        b
+    }
+
+    /// Its PLAINTEXT address.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports[0].1)
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(repo_root().join("scripts/kafka"));
+        c.args(args)
+            .envs(self.ports.iter().map(|(k, v)| (*k, v.to_string())))
+            .env("ARGUS_KAFKA_DIR", &self.dir)
+            .env("KAFKA_EXTRA_CONFIG", &self.extra_config);
+        c
+    }
+
+    /// Runs `scripts/kafka <args>` for this broker, asserting success.
+    pub fn kafka(&self, args: &[&str]) {
+        let status = self.command(args).status().expect("scripts/kafka runs");
+        assert!(status.success(), "scripts/kafka {args:?} failed");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.command(&["stop"]).status();
+    }
 }
