@@ -29,6 +29,19 @@ use tokio_util::sync::CancellationToken;
 /// How long the broker stays down.
 const OUTAGE: Duration = Duration::from_secs(6);
 
+/// Four small synthetic cameras.
+fn small_cameras(seed: u64) -> SyntheticSource {
+    SyntheticSource {
+        seed,
+        cameras: 4,
+        fps: 1e6,
+        width: 96,
+        height: 64,
+        jpeg_quality: 80,
+        brighten: None,
+    }
+}
+
 /// The high watermark of every partition of `topic`.
 fn high_watermarks(topic: &str) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = settings()
@@ -73,18 +86,29 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
         let mut config = ProduceConfig::new(&topics.input);
         config.spread_cameras = Some(4);
         config.rate_limit = Some(40.0);
-        let source = SyntheticSource {
-            seed: 13,
-            cameras: 4,
-            fps: 1e6,
-            width: 96,
-            height: 64,
-            jpeg_quality: 80,
-            brighten: None,
-        };
         let producer = settings().producer("restart-producer").unwrap();
         tokio::spawn(argus_producer::run(
-            Source::Synthetic(source),
+            Source::Synthetic(small_cameras(13)),
+            config,
+            producer,
+            stop_producing.clone(),
+        ))
+    };
+    // A second camera feed whose frames may wait only 3 s for the broker, with room for
+    // 10 in flight and ~8 kB waiting: the outage policy drops its oldest frames.
+    let outage_topic = unique("outage");
+    create_topics(&[(&outage_topic, 1)]).await;
+    let outage_task = {
+        let mut config = ProduceConfig::new(&outage_topic);
+        config.rate_limit = Some(20.0);
+        config.max_outstanding = 10;
+        config.backlog_bytes = 8_000;
+        let producer = settings()
+            .with("message.timeout.ms", "3000")
+            .producer("outage-producer")
+            .unwrap();
+        tokio::spawn(argus_producer::run(
+            Source::Synthetic(small_cameras(14)),
             config,
             producer,
             stop_producing.clone(),
@@ -100,6 +124,7 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
     .unwrap();
     assert!(before.len() >= 120, "workers predicted before the restart");
 
+    let outage_before: i64 = high_watermarks(&outage_topic).values().sum();
     let t_down = Instant::now();
     broker.kafka(&["stop"]);
     tokio::time::sleep(OUTAGE).await;
@@ -112,12 +137,33 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
 
     // The stream goes on for a while after the restart, then stops.
     tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        !outage_task.is_finished(),
+        "the producer dropping frames keeps running"
+    );
     stop_producing.cancel();
     let summary = producer_task.await.unwrap().unwrap();
     eprintln!("producer: {summary}");
     assert_eq!(
-        summary.failed, 0,
-        "the producer rode out the outage: {summary}"
+        (summary.failed, summary.dropped),
+        (0, 0),
+        "the producer rode out an outage shorter than message.timeout.ms: {summary}"
+    );
+    let dropping = outage_task.await.unwrap().unwrap();
+    let outage_after: i64 = high_watermarks(&outage_topic).values().sum();
+    eprintln!(
+        "FAULT producer facing the outage with a 3 s timeout and an 8 kB backlog: {dropping}; \
+         {} frames written after the broker was back",
+        outage_after - outage_before
+    );
+    assert!(
+        dropping.dropped > 0,
+        "the oldest frames were dropped: {dropping}"
+    );
+    assert_eq!(dropping.failed, 0, "drops are not failures: {dropping}");
+    assert!(
+        outage_after - outage_before > 100,
+        "it delivered again after the outage: {dropping}"
     );
 
     // Every input now in the input topic is predicted.

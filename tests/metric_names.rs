@@ -41,6 +41,7 @@ const NAMES: &[&str] = &[
     "argus_model_info",
     "argus_model_plans_built_total",
     "argus_producer_bad_rows_total",
+    "argus_producer_dropped_total",
     "argus_producer_frames_total",
     "argus_worker_abandoned_total",
     "argus_worker_arrival_records_per_second",

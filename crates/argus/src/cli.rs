@@ -191,6 +191,11 @@ pub struct ProduceArgs {
     /// Message size limit (must match the broker's message.max.bytes) [default: 1000000].
     #[arg(long)]
     pub max_message_bytes: Option<usize>,
+    /// Frames waiting while the broker is away, at most this many bytes; a live source
+    /// (synthetic, folder) drops the oldest beyond it and goes on, a records file waits
+    /// [default: 67108864 = 64 MiB].
+    #[arg(long)]
+    pub backlog_bytes: Option<usize>,
     #[command(subcommand)]
     pub source: SourceArgs,
 }
@@ -210,6 +215,11 @@ impl ProduceArgs {
             "producer.max_message_bytes",
             "--max-message-bytes",
             self.max_message_bytes.as_ref(),
+        );
+        f.set(
+            "producer.backlog_bytes",
+            "--backlog-bytes",
+            self.backlog_bytes.as_ref(),
         );
         if let SourceArgs::Synthetic(s) = &self.source {
             s.flags(f);

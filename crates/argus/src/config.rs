@@ -47,6 +47,9 @@ pub struct ProducerSettings {
     pub topic: String,
     /// Message size limit (must match the broker's message.max.bytes).
     pub max_message_bytes: usize,
+    /// Frames waiting for the broker (an outage), at most this many bytes; a live source
+    /// drops the oldest beyond it, counted (`argus_producer_dropped_total`).
+    pub backlog_bytes: usize,
     /// Stop after this many frames [default: no limit].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -64,6 +67,7 @@ impl Default for ProducerSettings {
         ProducerSettings {
             topic: "frames.default".into(),
             max_message_bytes: 1_000_000,
+            backlog_bytes: argus_producer::DEFAULT_BACKLOG_BYTES,
             count: None,
             duration: None,
             rate_limit: None,

@@ -6,7 +6,8 @@
 //! - [`records`]: CSV / JSON-lines rows as `Record` envelopes (type inference, bad rows
 //!   with line numbers).
 //! - [`metrics`]: the metric names it emits, described.
-//! - [`produce`]: the paced, size-checked produce loop with progress and a summary.
+//! - [`produce`]: the paced, size-checked produce loop with progress, a summary and the
+//!   outage policy (a bounded backlog that drops the oldest frames of a live source).
 #![warn(missing_docs)]
 pub mod metrics;
 pub mod produce;
@@ -15,6 +16,9 @@ pub mod scene;
 pub mod source;
 
 pub use argus_wire::ColumnType;
-pub use produce::{envelope_headers, run, BadRows, ProduceConfig, ProduceError, ProduceSummary};
+pub use produce::{
+    envelope_headers, run, Backlog, BadRows, ProduceConfig, ProduceError, ProduceSummary,
+    DEFAULT_BACKLOG_BYTES,
+};
 pub use records::{RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

@@ -1,18 +1,35 @@
 //! The produce loop: paces frames to a rate, refuses frames over the message size limit,
 //! sends with key = camera id and the envelope headers, logs progress and returns a summary.
+//!
+//! Outage policy (a broker away, a slow cluster): a live source (paced: synthetic cameras,
+//! a folder at `--fps`) never stops to wait. At most `max_outstanding` frames are in the
+//! producer at once; the frames behind them wait in a [`Backlog`] of at most
+//! `backlog_bytes`, and when it is full the *oldest* waiting frame is dropped (counted,
+//! `reason="backlog_full"`) — for a camera the newest frames matter. A frame the producer
+//! could not deliver within `message.timeout.ms` is dropped too (`reason="expired"`). The run
+//! goes on and delivers what it holds once the broker is back. An unpaced source (a records
+//! file, stdin) loses nothing: it waits for room instead. Errors a retry cannot fix
+//! (authorization, a record too large for the topic) are failures, not drops.
 use crate::records::RecordReader;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
+use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
 use argus_wire::{encode_envelope, headers as h, now_us, ENVELOPE_SCHEMA};
 use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes a record needs beyond key and value (record header, envelope headers); kept
 /// conservative so a frame we accept is never refused by the broker.
 const RECORD_OVERHEAD: usize = 512;
+
+/// Default [`ProduceConfig::backlog_bytes`]: 64 MiB, about a minute of four 640×480
+/// cameras at 10 frames/s.
+pub const DEFAULT_BACKLOG_BYTES: usize = 64 << 20;
 
 /// Produce loop settings.
 #[derive(Debug, Clone)]
@@ -27,8 +44,11 @@ pub struct ProduceConfig {
     pub duration: Option<Duration>,
     /// The broker's/producer's `message.max.bytes`; larger frames are refused.
     pub max_message_bytes: usize,
-    /// Deliveries awaited at once.
+    /// Frames handed to the producer and not yet acknowledged, at most.
     pub max_outstanding: usize,
+    /// Encoded frames waiting behind those (a broker outage), at most this many bytes; the
+    /// oldest are dropped beyond it (live sources only: see the module doc).
+    pub backlog_bytes: usize,
     /// How often to log a progress line.
     pub progress_every: Duration,
     /// Records: what a bad row (line reported either way) does to the run.
@@ -61,6 +81,7 @@ impl ProduceConfig {
             duration: None,
             max_message_bytes: 1_000_000,
             max_outstanding: 1000,
+            backlog_bytes: DEFAULT_BACKLOG_BYTES,
             progress_every: Duration::from_secs(5),
             bad_rows: BadRows::Skip,
             spread_cameras: None,
@@ -80,8 +101,11 @@ fn spread_partition(key: &str, spread: Option<i32>) -> Option<i32> {
 pub struct ProduceSummary {
     /// Frames acknowledged by the broker.
     pub sent: u64,
-    /// Frames the broker did not acknowledge.
+    /// Frames the broker refused with an error a retry cannot fix.
     pub failed: u64,
+    /// Frames dropped by the outage policy: the oldest waiting when the backlog was full,
+    /// or not delivered within `message.timeout.ms`.
+    pub dropped: u64,
     /// Frames refused before sending (over the size limit, unreadable file).
     pub refused: u64,
     /// Input rows that could not be read as records (records source), each reported.
@@ -115,6 +139,13 @@ impl std::fmt::Display for ProduceSummary {
             self.failed,
             self.refused
         )?;
+        if self.dropped > 0 {
+            write!(
+                f,
+                "; {} dropped by the outage policy (backlog full or not delivered in time)",
+                self.dropped
+            )?;
+        }
         if self.bad_rows > 0 {
             let lines: Vec<String> = self.bad_lines.iter().map(u64::to_string).collect();
             write!(
@@ -155,7 +186,8 @@ pub enum ProduceError {
 }
 
 /// Produces frames from `source` until it ends, `count`/`duration` is reached, or
-/// `shutdown`; waits for every outstanding delivery before returning.
+/// `shutdown`; then hands every waiting frame to the producer and waits for their
+/// deliveries (at most `message.timeout.ms`) before returning.
 pub async fn run(
     source: Source,
     config: ProduceConfig,
@@ -190,8 +222,7 @@ pub async fn run(
     }
     let start = Instant::now();
     let tstart = tokio::time::Instant::now();
-    let mut summary = ProduceSummary::default();
-    let mut outstanding = FuturesUnordered::new();
+    let mut sender = Sender::new(producer, &config, interval.is_some());
     let mut last_progress = Instant::now();
     let mut i: u64 = 0;
     loop {
@@ -203,9 +234,8 @@ pub async fn run(
         }
         if let Some(iv) = interval {
             let due = tstart + iv.mul_f64(i as f64);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = shutdown.cancelled() => break,
+            if !sender.serve_until(due, &shutdown).await {
+                break;
             }
         }
         let next = match rows.as_mut() {
@@ -219,15 +249,12 @@ pub async fn run(
                 Some(Err(bad)) => {
                     tracing::error!(line = bad.line, error = %bad, "bad row");
                     metrics::counter!(crate::metrics::BAD_ROWS).increment(1);
-                    summary.bad_rows += 1;
-                    if summary.bad_lines.len() < 20 {
-                        summary.bad_lines.push(bad.line);
+                    sender.summary.bad_rows += 1;
+                    if sender.summary.bad_lines.len() < 20 {
+                        sender.summary.bad_lines.push(bad.line);
                     }
                     if config.bad_rows == BadRows::Fail {
-                        while let Some(r) = outstanding.next().await {
-                            account(&mut summary, r);
-                        }
-                        let _ = producer.flush(Duration::from_secs(10));
+                        sender.finish().await;
                         return Err(ProduceError::BadRow(bad));
                     }
                     continue;
@@ -240,7 +267,7 @@ pub async fn run(
             Ok(None) => break,
             Err(e) => {
                 tracing::error!(error = %e, "frame skipped");
-                summary.refused += 1;
+                sender.summary.refused += 1;
                 i += 1;
                 continue;
             }
@@ -250,7 +277,7 @@ pub async fn run(
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(key = %frame.key, error = %e, "frame refused");
-                summary.refused += 1;
+                sender.summary.refused += 1;
                 continue;
             }
         };
@@ -261,61 +288,254 @@ pub async fn run(
                 limit: config.max_message_bytes,
             };
             tracing::error!(error = %e, "frame refused");
-            summary.refused += 1;
+            sender.summary.refused += 1;
             continue;
         }
         if frame.has_person == Some(true) {
-            summary.with_person += 1;
-        }
-        while outstanding.len() >= config.max_outstanding {
-            if let Some(r) = outstanding.next().await {
-                account(&mut summary, r);
-            }
+            sender.summary.with_person += 1;
         }
         let partition = spread_partition(&frame.key, config.spread_cameras);
-        outstanding.push(send(
-            producer.clone(),
-            config.topic.clone(),
-            frame,
-            value,
-            partition,
-        ));
-        while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
-            account(&mut summary, r);
-        }
+        sender.offer(Ready::new(frame, value, partition)).await;
         if last_progress.elapsed() >= config.progress_every {
             last_progress = Instant::now();
-            tracing::info!(
-                sent = summary.sent,
-                failed = summary.failed,
-                refused = summary.refused,
-                mb = summary.bytes as f64 / 1e6,
-                rate = format!("{:.1}", summary.sent as f64 / start.elapsed().as_secs_f64()),
-                "producing"
-            );
+            sender.log_progress(start.elapsed());
         }
     }
-    while let Some(r) = outstanding.next().await {
-        account(&mut summary, r);
-    }
-    if let Err(e) = producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(error = %e, "producer flush failed");
-    }
+    let mut summary = sender.finish().await;
     summary.elapsed = start.elapsed();
     Ok(summary)
 }
 
-fn account(summary: &mut ProduceSummary, r: Result<usize, String>) {
-    match r {
-        Ok(bytes) => {
-            summary.sent += 1;
-            summary.bytes += bytes as u64;
-            metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
+/// An encoded frame ready to send: the envelope's payload now lives only in `value`.
+#[derive(Debug)]
+pub struct Ready {
+    key: String,
+    value: Vec<u8>,
+    content_type: &'static str,
+    capture_time_us: i64,
+    partition: Option<i32>,
+}
+
+impl Ready {
+    fn new(frame: Frame, value: Vec<u8>, partition: Option<i32>) -> Ready {
+        Ready {
+            content_type: frame.envelope.payload.content_type(),
+            capture_time_us: frame.envelope.capture_time_us,
+            key: frame.key,
+            value,
+            partition,
         }
-        Err(e) => {
-            summary.failed += 1;
-            metrics::counter!(crate::metrics::FRAMES, "outcome" => "error").increment(1);
-            tracing::warn!(error = %e, "frame not delivered");
+    }
+}
+
+/// Frames waiting for room in the producer, oldest first, at most `max_bytes` of values
+/// (always room for one frame, however large).
+#[derive(Debug, Default)]
+pub struct Backlog {
+    frames: VecDeque<Ready>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Backlog {
+    /// An empty backlog holding at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Backlog {
+        Backlog {
+            max_bytes,
+            ..Backlog::default()
+        }
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether no frame waits.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Whether `bytes` more fit without dropping anything.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.frames.is_empty() || self.bytes + bytes <= self.max_bytes
+    }
+
+    /// Appends `frame`, dropping the oldest frames until it fits; returns how many were
+    /// dropped.
+    pub fn push(&mut self, frame: Ready) -> u64 {
+        let mut dropped = 0;
+        while !self.has_room(frame.value.len()) {
+            if let Some(old) = self.frames.pop_front() {
+                self.bytes -= old.value.len();
+                dropped += 1;
+            }
+        }
+        self.bytes += frame.value.len();
+        self.frames.push_back(frame);
+        dropped
+    }
+
+    /// Takes the oldest waiting frame.
+    pub fn pop(&mut self) -> Option<Ready> {
+        let f = self.frames.pop_front()?;
+        self.bytes -= f.value.len();
+        Some(f)
+    }
+}
+
+/// A delivery's outcome: the value's size, or the error.
+type Delivery = Result<usize, KafkaError>;
+
+/// The frames of a run between the source and the broker: at most `max_outstanding` in
+/// the producer, the rest in the [`Backlog`] (see the module doc for the policy).
+struct Sender {
+    producer: FutureProducer,
+    topic: String,
+    max_outstanding: usize,
+    /// Live source: drop the oldest waiting frames rather than wait for room.
+    live: bool,
+    backlog: Backlog,
+    outstanding: FuturesUnordered<futures::future::BoxFuture<'static, Delivery>>,
+    summary: ProduceSummary,
+}
+
+impl Sender {
+    fn new(producer: FutureProducer, config: &ProduceConfig, live: bool) -> Sender {
+        Sender {
+            producer,
+            topic: config.topic.clone(),
+            max_outstanding: config.max_outstanding.max(1),
+            live,
+            backlog: Backlog::new(config.backlog_bytes),
+            outstanding: FuturesUnordered::new(),
+            summary: ProduceSummary::default(),
+        }
+    }
+
+    /// Takes a frame: into the producer if there is room, else into the backlog — a live
+    /// source drops the oldest waiting frames to make room, any other waits for deliveries.
+    async fn offer(&mut self, frame: Ready) {
+        if !self.live {
+            while !self.backlog.has_room(frame.value.len()) {
+                self.settle_one().await;
+            }
+        }
+        let dropped = self.backlog.push(frame);
+        if dropped > 0 {
+            self.dropped(dropped, "backlog_full");
+        }
+        self.pump();
+        self.settle_ready();
+    }
+
+    /// Moves waiting frames into the producer while fewer than `max_outstanding` are in it.
+    fn pump(&mut self) {
+        while self.outstanding.len() < self.max_outstanding {
+            let Some(frame) = self.backlog.pop() else {
+                break;
+            };
+            self.outstanding.push(Box::pin(send(
+                self.producer.clone(),
+                self.topic.clone(),
+                frame,
+            )));
+        }
+    }
+
+    /// Accounts the deliveries that have completed, without waiting, and refills.
+    fn settle_ready(&mut self) {
+        while let Some(Some(r)) = futures::FutureExt::now_or_never(self.outstanding.next()) {
+            self.account(r);
+        }
+        self.pump();
+    }
+
+    /// Waits for one delivery (if any is outstanding) and refills.
+    async fn settle_one(&mut self) {
+        if let Some(r) = self.outstanding.next().await {
+            self.account(r);
+        }
+        self.pump();
+    }
+
+    /// Serves deliveries until `due`; false if `shutdown` came first.
+    async fn serve_until(
+        &mut self,
+        due: tokio::time::Instant,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => return true,
+                _ = shutdown.cancelled() => return false,
+                Some(r) = self.outstanding.next(), if !self.outstanding.is_empty() => {
+                    self.account(r);
+                    self.pump();
+                }
+            }
+        }
+    }
+
+    /// Hands every waiting frame to the producer and waits for all deliveries: bounded by
+    /// `message.timeout.ms`, after which librdkafka reports the rest as expired.
+    async fn finish(mut self) -> ProduceSummary {
+        self.max_outstanding = usize::MAX;
+        self.pump();
+        while let Some(r) = self.outstanding.next().await {
+            self.account(r);
+        }
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "producer flush failed");
+        }
+        self.summary
+    }
+
+    fn log_progress(&self, elapsed: Duration) {
+        let s = &self.summary;
+        tracing::info!(
+            sent = s.sent,
+            failed = s.failed,
+            dropped = s.dropped,
+            waiting = self.backlog.len(),
+            refused = s.refused,
+            mb = s.bytes as f64 / 1e6,
+            rate = format!("{:.1}", s.sent as f64 / elapsed.as_secs_f64()),
+            "producing"
+        );
+    }
+
+    fn dropped(&mut self, n: u64, reason: &'static str) {
+        let first = self.summary.dropped == 0;
+        self.summary.dropped += n;
+        metrics::counter!(crate::metrics::DROPPED, "reason" => reason).increment(n);
+        if first {
+            tracing::warn!(
+                reason,
+                waiting = self.backlog.len(),
+                in_producer = self.outstanding.len(),
+                "dropping frames: the broker is not taking them (outage policy: the oldest \
+                 waiting frames go; counted in argus_producer_dropped_total, progress lines \
+                 say how many)"
+            );
+        }
+    }
+
+    fn account(&mut self, r: Delivery) {
+        match r {
+            Ok(bytes) => {
+                self.summary.sent += 1;
+                self.summary.bytes += bytes as u64;
+                metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
+            }
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)) => {
+                self.dropped(1, "expired");
+            }
+            Err(e) => {
+                self.summary.failed += 1;
+                metrics::counter!(crate::metrics::FRAMES, "outcome" => "error").increment(1);
+                tracing::warn!(topic = %self.topic, error = %e, "frame not delivered");
+            }
         }
     }
 }
@@ -359,6 +579,10 @@ fn dir_frame(
 /// The headers every envelope travels with (schema, content type, capture time), so tools
 /// that cannot read bincode can still route and measure.
 pub fn envelope_headers(payload: &argus_wire::Payload, capture_time_us: i64) -> OwnedHeaders {
+    envelope_headers_for(payload.content_type(), capture_time_us)
+}
+
+fn envelope_headers_for(content_type: &str, capture_time_us: i64) -> OwnedHeaders {
     let capture = capture_time_us.to_string();
     OwnedHeaders::new()
         .insert(Header {
@@ -367,7 +591,7 @@ pub fn envelope_headers(payload: &argus_wire::Payload, capture_time_us: i64) -> 
         })
         .insert(Header {
             key: h::CONTENT_TYPE,
-            value: Some(payload.content_type()),
+            value: Some(content_type),
         })
         .insert(Header {
             key: h::CAPTURE_TIME_US,
@@ -375,31 +599,66 @@ pub fn envelope_headers(payload: &argus_wire::Payload, capture_time_us: i64) -> 
         })
 }
 
-async fn send(
-    producer: FutureProducer,
-    topic: String,
-    frame: Frame,
-    value: Vec<u8>,
-    partition: Option<i32>,
-) -> Result<usize, String> {
-    let headers = envelope_headers(&frame.envelope.payload, frame.envelope.capture_time_us);
+async fn send(producer: FutureProducer, topic: String, frame: Ready) -> Delivery {
+    let headers = envelope_headers_for(frame.content_type, frame.capture_time_us);
     let mut record = FutureRecord::to(&topic)
         .key(&frame.key)
-        .payload(&value)
+        .payload(&frame.value)
         .headers(headers);
-    if let Some(p) = partition {
+    if let Some(p) = frame.partition {
         record = record.partition(p);
     }
+    // Waiting for queue room is bounded by the in-flight limit, not by this timeout.
     producer
         .send(record, Timeout::After(Duration::from_secs(30)))
         .await
-        .map(|_| value.len())
-        .map_err(|(e, _)| format!("{topic}: {e}"))
+        .map(|_| frame.value.len())
+        .map_err(|(e, _)| e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(i: u8, bytes: usize) -> Ready {
+        Ready {
+            key: format!("cam-{i}"),
+            value: vec![i; bytes],
+            content_type: "image/jpeg",
+            capture_time_us: i64::from(i),
+            partition: None,
+        }
+    }
+
+    #[test]
+    fn a_full_backlog_drops_its_oldest_frames() {
+        let mut b = Backlog::new(300);
+        for i in 0..3 {
+            assert_eq!(b.push(frame(i, 100)), 0);
+        }
+        // Full: the fourth frame pushes out the first, a 250-byte one the next three.
+        assert_eq!(b.push(frame(3, 100)), 1);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.push(frame(4, 250)), 3);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.pop().map(|f| f.key), Some("cam-4".into()));
+        assert!(b.is_empty());
+        // Oldest first, and the byte count follows pops.
+        b.push(frame(5, 100));
+        b.push(frame(6, 100));
+        assert_eq!(b.pop().map(|f| f.key), Some("cam-5".into()));
+        assert!(b.has_room(200));
+        assert!(!b.has_room(201));
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_backlog_still_waits_alone() {
+        let mut b = Backlog::new(10);
+        assert!(b.has_room(1000), "an empty backlog takes any frame");
+        assert_eq!(b.push(frame(0, 1000)), 0);
+        assert_eq!(b.push(frame(1, 5)), 1, "the next frame replaces it");
+        assert_eq!(b.len(), 1);
+    }
 
     #[test]
     fn spread_puts_camera_i_on_partition_i_mod_n() {
