@@ -16,7 +16,12 @@ use std::time::Duration;
 #[command(
     name = "argus",
     version,
-    about = "Kafka consumers that run ONNX models on live streams"
+    about = "Kafka consumers that run ONNX models on live streams",
+    after_help = "Every flag can be set from the environment: settings as ARGUS_<TABLE>__<KEY> \
+                  (e.g. ARGUS_WORKER__MAX_BATCH), librdkafka properties as \
+                  ARGUS_KAFKA__OPTIONS__<NAME>; `argus config env` lists every flag's variable. \
+                  Exit codes: 0 done, 1 failed, 3 drift found (drift compare --fail-on-drift), \
+                  64 bad usage or configuration, 65 bad input data."
 )]
 pub struct Cli {
     /// Log format: text or json.

@@ -247,8 +247,8 @@ pub struct CompareArgs {
     /// Pretty-print the JSON.
     #[arg(long, env = "ARGUS_DRIFT_COMPARE_PRETTY", value_parser = BoolishValueParser::new())]
     pub pretty: bool,
-    /// Exit 3 (EXIT_DRIFT) when some segment drifted, so a pipeline tells "drift found"
-    /// from "compare failed" (1, or 64 for bad input or usage).
+    /// Exit with code 3 when some segment drifted, so a pipeline tells "drift found" from
+    /// "compare failed" (1; 64 for bad usage or an unreadable file).
     #[arg(long, env = "ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT", value_parser = BoolishValueParser::new())]
     pub fail_on_drift: bool,
 }

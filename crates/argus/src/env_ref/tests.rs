@@ -60,7 +60,7 @@ fn configuration_keys_exist_and_their_names_read_back() {
         let name = config::env_name(key);
         assert_eq!(
             config::env_keys(&name).unwrap_or_else(|e| panic!("{e}")),
-            [key.clone()],
+            std::slice::from_ref(key),
             "{name}"
         );
     }
