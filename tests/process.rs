@@ -236,8 +236,55 @@ fn bad_config_exits_64_with_a_clear_message() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A secret in the environment reaches the configuration (the form to use instead of `-X`
+/// on a command line) and `argus config` never prints it; `ARGUS_METRICS_ADDR` is the
+/// worker's only, so a sidecar sharing the pod's environment keeps its own address.
+#[test]
+fn argus_config_takes_secrets_from_the_environment_and_redacts_them() {
+    let out = Command::new(argus_bin())
+        .args(["config"])
+        .env("ARGUS_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2-env")
+        .env("ARGUS_KAFKA__OPTIONS__SASL_USERNAME", "alice")
+        .env("ARGUS_METRICS_ADDR", "0.0.0.0:9200")
+        .env_remove("ARGUS_DRIFT__METRICS_ADDR")
+        .env_remove("ARGUS_WORKER__METRICS_ADDR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("hunter2-env"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "\"sasl.password\" = \"<redacted>\"  # env ARGUS_KAFKA__OPTIONS__SASL_PASSWORD"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"sasl.username\" = \"alice\""), "{stdout}");
+    assert!(
+        stdout.contains("metrics_addr = \"0.0.0.0:9200\"  # env ARGUS_METRICS_ADDR"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("metrics_addr = \"127.0.0.1:9101\"  # default"),
+        "{stdout}"
+    );
+    // The environment reference is the checked-in one.
+    let out = Command::new(argus_bin())
+        .args(["config", "env"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let docs = std::fs::read_to_string(repo_root().join("docs/environment.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), docs);
+}
+
 /// `argus drift`: profile and compare from files; a damaged or wrong profile exits 64 with
-/// a message; `--fail-on-drift` exits 1 only when something drifted.
+/// a message; `--fail-on-drift` exits 3 (not 1, a failure, nor 64, bad usage) only when
+/// something drifted, and its variable `ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT` does the same.
 #[test]
 fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
     let dir = std::env::temp_dir().join(unique("drift-cli"));
@@ -256,14 +303,20 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
     let same = write("same.csv", 0.0);
     let shifted = write("shifted.csv", 20.0);
     let profile = dir.join("p.json");
-    let run = |args: &[&str]| {
-        let out = Command::new(argus_bin()).args(args).output().unwrap();
+    let run_env = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(argus_bin())
+            .args(args)
+            .env_remove("ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let run = |args: &[&str]| run_env(args, &[]);
     let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
     let (code, _, err) = run(&[
         "drift",
@@ -286,7 +339,7 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
     assert_eq!(code, Some(0), "{err}");
     let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(report["dataset"]["drift"], false, "{report}");
-    let (code, out, _) = run(&[
+    let (code, out, err) = run(&[
         "drift",
         "compare",
         "--reference",
@@ -295,7 +348,44 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
         &p(&shifted),
         "--fail-on-drift",
     ]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3), "drift found is exit 3: {err}");
+    assert!(err.contains("drift detected in 1 of 1 segment"), "{err}");
+    // The switch from the environment: on, and off even though there is drift.
+    let compare_shifted = [
+        "drift",
+        "compare",
+        "--reference",
+        &p(&reference),
+        "--current",
+        &p(&shifted),
+    ];
+    let (code, _, err) = run_env(
+        &compare_shifted,
+        &[("ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT", "true")],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = run_env(
+        &compare_shifted,
+        &[("ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT", "false")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&compare_shifted);
+    assert_eq!(
+        code,
+        Some(0),
+        "without --fail-on-drift drift is no error: {err}"
+    );
+    // A comparison that cannot run is not "drift found".
+    let (code, _, err) = run(&[
+        "drift",
+        "compare",
+        "--reference",
+        &p(&reference),
+        "--current",
+        &p(&dir.join("missing.csv")),
+        "--fail-on-drift",
+    ]);
+    assert_eq!(code, Some(64), "{err}");
     let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     let tenure = report["features"]
         .as_array()

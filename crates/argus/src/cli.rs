@@ -1,9 +1,12 @@
 //! Command-line interface. The flags of `work`, `produce`, `score`, `drift watch` and
 //! `demo` are the top layer of the configuration ([`crate::config`]): they have no defaults
 //! here and override the file and the environment only when given. `-X key=value` passes
-//! librdkafka properties through, applied last.
+//! librdkafka properties through, applied last. Every other flag (per-run inputs: a folder,
+//! a records file, the drift tools' columns) has a clap `env = "ARGUS_..."`; the audit in
+//! [`crate::env_ref`] checks that no flag lacks both.
 use crate::config::Flags;
 use crate::flags::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +16,12 @@ use std::time::Duration;
 #[command(
     name = "argus",
     version,
-    about = "Kafka consumers that run ONNX models on live streams"
+    about = "Kafka consumers that run ONNX models on live streams",
+    after_help = "Every flag can be set from the environment: settings as ARGUS_<TABLE>__<KEY> \
+                  (e.g. ARGUS_WORKER__MAX_BATCH), librdkafka properties as \
+                  ARGUS_KAFKA__OPTIONS__<NAME>; `argus config env` lists every flag's variable. \
+                  Exit codes: 0 done, 1 failed, 3 drift found (drift compare --fail-on-drift), \
+                  64 bad usage or configuration, 65 bad input data."
 )]
 pub struct Cli {
     /// Log format: text or json.
@@ -46,11 +54,33 @@ pub enum Command {
     Config(ConfigArgs),
 }
 
+impl Command {
+    /// The configuration flags of this command (`drift profile` and `drift compare` read no
+    /// configuration: their flags are their own, each with a clap `env`).
+    pub fn flags(&self, f: &mut Flags) {
+        match self {
+            Command::Demo(a) => a.flags(f),
+            Command::Produce(a) => a.flags(f),
+            Command::Work(a) => a.flags(f),
+            Command::Score(a) => a.flags(f),
+            Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
+            Command::Drift(_) => {}
+            Command::Config(a) => a.kafka.flags(f),
+        }
+    }
+}
+
+/// `argus config ROLE` with this prints the environment reference instead of a role.
+pub const ENV_REFERENCE: &str = "env";
+
 /// `argus config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// kafka, worker, producer, drift, score or demo [default: all].
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::config::ROLES))]
+    /// kafka, worker, producer, drift, score or demo [default: all]; or `env`: every flag
+    /// of every command with its environment variable (Markdown).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        crate::config::ROLES.iter().chain(&[ENV_REFERENCE])
+    ))]
     pub role: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaFlags,
@@ -243,19 +273,19 @@ pub struct RecordsArgs {
     /// The file (.csv with a header row, or .jsonl); `-` reads stdin (with --format).
     pub path: String,
     /// The key column (Kafka key and source id), e.g. customer_id.
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_KEY")]
     pub key: String,
     /// csv or jsonl [default: from the file's extension].
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_FORMAT")]
     pub format: Option<argus_producer::RecordFormat>,
     /// Declare a column's type, COLUMN=bool|int|float|text (repeatable; wins over inference).
-    #[arg(long = "type", value_name = "COLUMN=TYPE", value_parser = parse_column_type, value_delimiter = ',')]
+    #[arg(long = "type", env = "ARGUS_PRODUCE_RECORDS_TYPE", value_name = "COLUMN=TYPE", value_parser = parse_column_type, value_delimiter = ',')]
     pub types: Vec<(String, argus_producer::ColumnType)>,
     /// CSV rows read ahead to infer the column types.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_INFER_ROWS", default_value_t = 1000)]
     pub infer_rows: usize,
     /// A bad row (reported with its line number either way): skip it, or stop the run.
-    #[arg(long, default_value = "skip", value_parser = ["skip", "fail"])]
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_ON_BAD_ROW", default_value = "skip", value_parser = ["skip", "fail"])]
     pub on_bad_row: String,
 }
 
@@ -289,8 +319,8 @@ pub struct SyntheticArgs {
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: Option<u8>,
     /// Brighten one camera from a frame on, CAMERA=GAIN@SEQUENCE (e.g. 2=1.4@50), to see the
-    /// drift sidecar react.
-    #[arg(long, value_parser = parse_brighten)]
+    /// drift sidecar react. A per-run input, not a setting (`produce synthetic` and `demo`).
+    #[arg(long, env = "ARGUS_SYNTHETIC_BRIGHTEN", value_parser = parse_brighten)]
     pub brighten: Option<argus_producer::Brighten>,
 }
 
@@ -319,13 +349,13 @@ pub struct DirArgs {
     /// Folder of .jpg/.jpeg/.png files.
     pub path: PathBuf,
     /// Camera id (the Kafka key).
-    #[arg(long, default_value = "cam-dir")]
+    #[arg(long, env = "ARGUS_PRODUCE_DIR_CAMERA", default_value = "cam-dir")]
     pub camera: String,
     /// Frames per second.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, env = "ARGUS_PRODUCE_DIR_FPS", default_value_t = 5.0)]
     pub fps: f64,
     /// Start again from the first file after the last.
-    #[arg(long = "loop")]
+    #[arg(long = "loop", env = "ARGUS_PRODUCE_DIR_LOOP", value_parser = BoolishValueParser::new())]
     pub looped: bool,
 }
 

@@ -5,9 +5,10 @@
 //!    `[producer]`, `[drift]`, `[score]`, `[demo]`;
 //! 3. `ARGUS_*` environment variables: `ARGUS_<TABLE>__<KEY>` (`__` between levels, e.g.
 //!    `ARGUS_WORKER__MAX_BATCH=16`, `ARGUS_WORKER__TOPICS__DLQ=dead`); under
-//!    `ARGUS_KAFKA__OPTIONS__` a `_` is a `.` (`ARGUS_KAFKA__OPTIONS__SASL_MECHANISM` sets
-//!    `sasl.mechanism`). The older single names (`ARGUS_BROKERS`, `ARGUS_MODEL`, ...) keep
-//!    working: [`LEGACY_ENV`];
+//!    `ARGUS_KAFKA__OPTIONS__` a `_` is a `.` and a `__` is a `_` ([`option_name`]:
+//!    `ARGUS_KAFKA__OPTIONS__SASL_PASSWORD` sets `sasl.password`,
+//!    `ARGUS_KAFKA__OPTIONS__LOG__LEVEL` sets `log_level`). The older single names
+//!    (`ARGUS_BROKERS`, `ARGUS_MODEL`, ...) keep working: [`LEGACY_ENV`];
 //! 4. command-line flags, only those given;
 //! 5. `-X key=value` librdkafka properties.
 //!
@@ -186,10 +187,10 @@ pub const LEGACY_ENV: &[(&str, &[&str])] = &[
     ),
     ("ARGUS_GROUP", &["worker.group"]),
     ("ARGUS_WORKER_ID", &["worker.worker_id"]),
-    (
-        "ARGUS_METRICS_ADDR",
-        &["worker.metrics_addr", "drift.metrics_addr"],
-    ),
+    // The worker's only: `argus work` and `argus drift watch` often share a pod (and its
+    // environment), where one address for both would make the second fail to bind. The
+    // sidecar's is `ARGUS_DRIFT__METRICS_ADDR`.
+    ("ARGUS_METRICS_ADDR", &["worker.metrics_addr"]),
     ("ARGUS_CREATE_TOPICS", &["worker.create_topics"]),
     ("ARGUS_DRAIN_TIMEOUT", &["worker.drain_timeout"]),
     ("ARGUS_EXACTLY_ONCE", &["worker.exactly_once"]),
@@ -207,6 +208,25 @@ pub const LEGACY_ENV: &[(&str, &[&str])] = &[
     ("ARGUS_DRIFT_GROUP", &["drift.group"]),
     ("ARGUS_DRIFT_ID", &["drift.sidecar_id"]),
 ];
+
+/// Older names that once set a key they no longer set, with the name that does: (older
+/// name, key, its own name). `ARGUS_METRICS_ADDR` set the sidecar's address too, so a
+/// worker and a sidecar sharing a pod's environment tried to bind one port.
+pub const NARROWED_ENV: &[(&str, &str, &str)] = &[(
+    "ARGUS_METRICS_ADDR",
+    "drift.metrics_addr",
+    "ARGUS_DRIFT__METRICS_ADDR",
+)];
+
+/// The older names in `env` that no longer set `key` (a role warns that it ignored them),
+/// each with the name that does.
+pub fn narrowed_env(env: &[(String, String)], key: &str) -> Vec<(&'static str, &'static str)> {
+    NARROWED_ENV
+        .iter()
+        .filter(|(old, k, _)| *k == key && env.iter().any(|(n, _)| n == old))
+        .map(|(old, _, new)| (*old, *new))
+        .collect()
+}
 
 /// One layer's values with the name `argus config` shows as their source.
 #[derive(Debug, Clone)]
@@ -240,16 +260,21 @@ fn nest(path: &[&str], value: Value) -> Dict {
     d
 }
 
+/// The dotted key of the librdkafka map as [`Flags::keys`] names it (`-X`).
+pub const KAFKA_OPTIONS_KEY: &str = "kafka.options.*";
+
 /// The flags a command was given, as the top layer (before `-X`).
 #[derive(Debug, Default)]
 pub struct Flags {
     layers: Vec<Layer>,
-    kafka_options: Vec<Layer>,
+    option_layers: Vec<Layer>,
+    keys: Vec<(String, String)>,
 }
 
 impl Flags {
     /// `key` (dotted) = `value` when the flag `flag` was given.
     pub fn set<T: Serialize>(&mut self, key: &str, flag: &str, value: Option<&T>) {
+        self.keys.push((flag.to_string(), key.to_string()));
         if let Some(v) = value {
             match Value::serialize(v) {
                 Ok(v) => self.layers.push(Layer {
@@ -277,9 +302,25 @@ impl Flags {
         self.set(key, flag, (!values.is_empty()).then_some(&values));
     }
 
+    /// The `-X key=value` flags `flag`: librdkafka properties, applied after every other
+    /// layer.
+    pub fn kafka_options(&mut self, flag: &str, values: &[(String, String)]) {
+        self.keys
+            .push((flag.to_string(), KAFKA_OPTIONS_KEY.to_string()));
+        for (k, v) in values {
+            self.kafka_option(k, v);
+        }
+    }
+
+    /// Every flag this command maps to a configuration key, given or not, as (flag, dotted
+    /// key): the pairing `argus config env` prints and the environment audit checks.
+    pub fn keys(&self) -> &[(String, String)] {
+        &self.keys
+    }
+
     /// `-X key=value`: applied after every other layer.
     pub fn kafka_option(&mut self, key: &str, value: &str) {
-        self.kafka_options.push(Layer {
+        self.option_layers.push(Layer {
             name: "flag -X".into(),
             data: nest(&["kafka", "options", key], Value::from(value.to_string())),
         });
@@ -304,6 +345,37 @@ pub struct Loaded {
     layers: Vec<Layer>,
 }
 
+/// The keys (as path segments) the `ARGUS_*` variable `name` sets: an older single name's
+/// ([`LEGACY_ENV`]), or the one `ARGUS_<TABLE>__<KEY>` spells; none for other names.
+fn env_paths(name: &str) -> Result<Vec<Vec<String>>, String> {
+    if let Some((_, keys)) = LEGACY_ENV.iter().find(|(n, _)| *n == name) {
+        return Ok(keys
+            .iter()
+            .map(|k| k.split('.').map(str::to_string).collect())
+            .collect());
+    }
+    let Some(rest) = name.strip_prefix("ARGUS_").filter(|r| r.contains("__")) else {
+        return Ok(Vec::new());
+    };
+    let lower = rest.to_ascii_lowercase();
+    let mut path: Vec<String> = lower.split("__").map(str::to_string).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(format!("environment variable {name}: empty key segment"));
+    }
+    if path.len() > 2 && path[0] == "kafka" && path[1] == "options" {
+        let key = option_name(&path[2..]);
+        path.truncate(2);
+        path.push(key);
+    }
+    Ok(vec![path])
+}
+
+/// The dotted keys the variable `name` sets (the audit's check of [`env_name`]).
+#[cfg(test)]
+pub fn env_keys(name: &str) -> Result<Vec<String>, String> {
+    Ok(env_paths(name)?.iter().map(|p| p.join(".")).collect())
+}
+
 fn env_layers(env: &[(String, String)]) -> Result<Vec<Layer>, String> {
     let mut env: Vec<&(String, String)> = env
         .iter()
@@ -313,34 +385,81 @@ fn env_layers(env: &[(String, String)]) -> Result<Vec<Layer>, String> {
     let mut legacy = Vec::new();
     let mut structured = Vec::new();
     for (name, value) in env {
-        let v = || Value::from(value.clone());
-        if let Some((_, keys)) = LEGACY_ENV.iter().find(|(n, _)| n == name) {
-            for key in *keys {
-                legacy.push(Layer {
-                    name: format!("env {name}"),
-                    data: nest(&key.split('.').collect::<Vec<_>>(), v()),
-                });
-            }
-        } else if let Some(rest) = name.strip_prefix("ARGUS_").filter(|r| r.contains("__")) {
-            let lower = rest.to_ascii_lowercase();
-            let mut path: Vec<String> = lower.split("__").map(str::to_string).collect();
-            if path.iter().any(String::is_empty) {
-                return Err(format!("environment variable {name}: empty key segment"));
-            }
-            if path.len() > 2 && path[0] == "kafka" && path[1] == "options" {
-                let key = path[2..].join("_").replace('_', ".");
-                path.truncate(2);
-                path.push(key);
-            }
+        let layers = if LEGACY_ENV.iter().any(|(n, _)| n == name) {
+            &mut legacy
+        } else {
+            &mut structured
+        };
+        for path in env_paths(name)? {
             let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-            structured.push(Layer {
+            layers.push(Layer {
                 name: format!("env {name}"),
-                data: nest(&segs, v()),
+                data: nest(&segs, Value::from(value.clone())),
             });
         }
     }
     legacy.extend(structured);
     Ok(legacy)
+}
+
+/// The librdkafka property named by the (lowercased) segments after
+/// `ARGUS_KAFKA__OPTIONS__`, split on `__`: a `_` is a `.` and a `__` (between segments)
+/// is a `_`. `SASL_PASSWORD` → `sasl.password`; `LOG__LEVEL` → `log_level`.
+pub fn option_name(segments: &[String]) -> String {
+    segments
+        .iter()
+        .map(|s| s.replace('_', "."))
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// The environment name of the librdkafka property `property`, the inverse of
+/// [`option_name`]: `sasl.password` → `ARGUS_KAFKA__OPTIONS__SASL_PASSWORD`.
+#[cfg(test)]
+pub fn option_env_name(property: &str) -> String {
+    format!(
+        "ARGUS_KAFKA__OPTIONS__{}",
+        property
+            .replace('_', "__")
+            .replace('.', "_")
+            .to_ascii_uppercase()
+    )
+}
+
+/// The `ARGUS_<TABLE>__<KEY>` name of a dotted configuration key
+/// (`worker.topics.dlq` → `ARGUS_WORKER__TOPICS__DLQ`; [`KAFKA_OPTIONS_KEY`] →
+/// `ARGUS_KAFKA__OPTIONS__<PROPERTY>`).
+pub fn env_name(key: &str) -> String {
+    if key == KAFKA_OPTIONS_KEY {
+        return "ARGUS_KAFKA__OPTIONS__<PROPERTY>".into();
+    }
+    format!("ARGUS_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The older single names ([`LEGACY_ENV`]) that also set `key`.
+pub fn legacy_names(key: &str) -> Vec<&'static str> {
+    LEGACY_ENV
+        .iter()
+        .filter(|(_, keys)| keys.contains(&key))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Whether `key` (dotted) is a setting of [`ArgusConfig`]: serde refuses no part of it as
+/// an unknown field. The probe's value is a placeholder, so a type mismatch still means the
+/// key exists.
+#[cfg(test)]
+pub fn is_config_key(key: &str) -> bool {
+    let probe = Layer {
+        name: "probe".into(),
+        data: nest(&key.split('.').collect::<Vec<_>>(), Value::from("?")),
+    };
+    match Figment::new().merge(probe).extract_lossy::<ArgusConfig>() {
+        Ok(_) => true,
+        Err(e) => !e
+            .into_iter()
+            .any(|e| matches!(e.kind, figment::error::Kind::UnknownField(..))),
+    }
 }
 
 /// Reads, layers, checks and types the configuration. The message of an error says what
@@ -359,7 +478,7 @@ pub fn load(sources: Sources) -> Result<Loaded, String> {
     }
     layers.extend(env_layers(&sources.env)?);
     layers.extend(sources.flags.layers);
-    layers.extend(sources.flags.kafka_options);
+    layers.extend(sources.flags.option_layers);
     let figment = layers
         .iter()
         .fold(Figment::new(), |f, l| f.merge(l.clone()));

@@ -7,6 +7,7 @@ use argus_drift::records::{self, ColumnSpec};
 use argus_drift::settings::eval_config;
 use argus_drift::sidecar::DriftError;
 use argus_stats::profile::{Profile, ProfileSettings};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,22 +28,22 @@ pub enum DriftCommand {
 #[derive(Debug, Clone, Args)]
 pub struct ColumnArgs {
     /// Columns that are numeric (inferred otherwise).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_NUMERIC", value_delimiter = ',')]
     pub numeric: Vec<String>,
     /// Columns that are categorical even if they hold numbers.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_CATEGORICAL", value_delimiter = ',')]
     pub categorical: Vec<String>,
     /// Columns that are not features (ids, timestamps).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_IGNORE", value_delimiter = ',')]
     pub ignore: Vec<String>,
     /// Column that names the segment (e.g. camera or region): one report per value.
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_SEGMENT")]
     pub segment_column: Option<String>,
     /// Ground-truth label column; with --score-column fits the CBPE calibration.
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_LABEL")]
     pub label_column: Option<String>,
     /// Model score column (probability of the positive label).
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_COLUMNS_SCORE")]
     pub score_column: Option<String>,
 }
 
@@ -63,40 +64,46 @@ impl ColumnArgs {
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
     /// Records: a CSV or JSON-lines file.
-    #[arg(long, conflicts_with_all = ["images", "synthetic"])]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_RECORDS", conflicts_with_all = ["images", "synthetic"])]
     pub records: Option<PathBuf>,
     /// Images: a folder of JPEG/PNG; frames in sub-folders belong to the camera named by the
     /// sub-folder.
-    #[arg(long, conflicts_with = "synthetic")]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_IMAGES", conflicts_with = "synthetic")]
     pub images: Option<PathBuf>,
     /// Synthetic camera scenes: this many frames (ground truth known: fits CBPE calibration).
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_SYNTHETIC")]
     pub synthetic: Option<u64>,
     /// Synthetic cameras (frames are spread round-robin).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_CAMERAS", default_value_t = 4)]
     pub cameras: u32,
     /// Synthetic scene seed: the live stream's (`argus produce synthetic --seed`), so the
     /// cameras look the same; reference frames come from far into each camera's sequence
     /// (from frame 100 000), away from the live ones.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_SEED", default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value_t = 640)]
+    /// Synthetic frame width.
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_WIDTH", default_value_t = 640)]
     pub width: u32,
-    #[arg(long, default_value_t = 480)]
+    /// Synthetic frame height.
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_HEIGHT", default_value_t = 480)]
     pub height: u32,
     /// Model bundle whose outputs (score, predicted class) to profile too (images only).
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_MODEL")]
     pub model: Option<PathBuf>,
     /// The label whose probability is the `score` feature.
-    #[arg(long, default_value = "person")]
+    #[arg(
+        long,
+        env = "ARGUS_DRIFT_PROFILE_POSITIVE_LABEL",
+        default_value = "person"
+    )]
     pub positive_label: String,
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Profile id (default: the file or folder name).
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_PROFILE_ID")]
     pub id: Option<String>,
     /// Where to write the profile (JSON).
-    #[arg(long, short)]
+    #[arg(long, short, env = "ARGUS_DRIFT_PROFILE_OUT")]
     pub out: PathBuf,
 }
 
@@ -216,24 +223,33 @@ impl WatchFlags {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Reference data (CSV or JSON lines).
-    #[arg(long, required_unless_present = "profile")]
+    #[arg(
+        long,
+        env = "ARGUS_DRIFT_COMPARE_REFERENCE",
+        required_unless_present = "profile"
+    )]
     pub reference: Option<PathBuf>,
     /// A saved profile instead of --reference.
-    #[arg(long, conflicts_with = "reference")]
+    #[arg(
+        long,
+        env = "ARGUS_DRIFT_COMPARE_PROFILE",
+        conflicts_with = "reference"
+    )]
     pub profile: Option<PathBuf>,
     /// Current data (CSV or JSON lines).
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_COMPARE_CURRENT")]
     pub current: PathBuf,
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Per-feature significance level before FDR control.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, env = "ARGUS_DRIFT_COMPARE_ALPHA", default_value_t = 0.05)]
     pub alpha: f64,
     /// Pretty-print the JSON.
-    #[arg(long)]
+    #[arg(long, env = "ARGUS_DRIFT_COMPARE_PRETTY", value_parser = BoolishValueParser::new())]
     pub pretty: bool,
-    /// Exit 1 when some segment drifted (for pipelines).
-    #[arg(long)]
+    /// Exit with code 3 when some segment drifted, so a pipeline tells "drift found" from
+    /// "compare failed" (1; 64 for bad usage or an unreadable file).
+    #[arg(long, env = "ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT", value_parser = BoolishValueParser::new())]
     pub fail_on_drift: bool,
 }
 
@@ -433,9 +449,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         argus_drift::compare::compare(&reference, &current, &a.columns.spec(), &cfg, 3)
     }
     .map_err(|e| CliError::Usage(e.to_string()))?;
-    let mut drift = false;
     for r in &reports {
-        drift |= r.dataset.drift;
         let line = if a.pretty {
             serde_json::to_string_pretty(r)
         } else {
@@ -443,8 +457,12 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         };
         println!("{}", line.map_err(|e| CliError::Runtime(e.into()))?);
     }
-    if drift && a.fail_on_drift {
-        return Err(CliError::Runtime(anyhow::anyhow!("drift detected")));
+    let drifted = reports.iter().filter(|r| r.dataset.drift).count();
+    if drifted > 0 && a.fail_on_drift {
+        return Err(CliError::Drift(format!(
+            "drift detected in {drifted} of {} segment(s)",
+            reports.len()
+        )));
     }
     Ok(())
 }
@@ -461,6 +479,12 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
     let sidecar = d
         .sidecar_config(crate::work::default_worker_id, &profile.id)
         .map_err(|e| CliError::Usage(e.to_string()))?;
+    if d.metrics_addr == argus_drift::settings::DriftSettings::default().metrics_addr {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        for (old, new) in crate::config::narrowed_env(&env, "drift.metrics_addr") {
+            tracing::warn!(addr = %d.metrics_addr, "{old} is argus work's only now; the sidecar's address is {new} (or --metrics-addr)");
+        }
+    }
     let settings = config.kafka.settings();
     crate::work::preflight(&settings).await?;
     telemetry::metrics_handle();

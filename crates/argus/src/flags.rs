@@ -13,6 +13,10 @@ pub struct KafkaFlags {
     #[arg(long)]
     pub brokers: Option<String>,
     /// librdkafka property passed through verbatim, e.g. -X security.protocol=ssl (repeatable).
+    /// Every property also has an environment form, ARGUS_KAFKA__OPTIONS__<NAME> (a `_` in
+    /// NAME is a `.`, a `__` is a `_`: ARGUS_KAFKA__OPTIONS__SASL_PASSWORD sets
+    /// sasl.password), and [kafka.options] in the --config file. Put secrets (passwords,
+    /// keys, tokens) there, not on the command line, where `ps` and shell history show them.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = argus_kafka::parse_property)]
     pub kafka_option: Vec<(String, String)>,
     /// Replication factor of topics Argus creates (-1 = the broker's default) [default: -1].
@@ -36,9 +40,7 @@ impl KafkaFlags {
             "--offset-reset",
             self.offset_reset.as_ref(),
         );
-        for (k, v) in &self.kafka_option {
-            f.kafka_option(k, v);
-        }
+        f.kafka_options("-X", &self.kafka_option);
     }
 }
 

@@ -1,10 +1,12 @@
 //! `argus`: the one binary. Subcommands live in their own modules; this file parses the
-//! command line, sets up tracing, and maps errors to exit codes (64 = usage/config).
+//! command line, sets up tracing, and maps errors to exit codes: 1 a failure, 3 drift found
+//! (`drift compare --fail-on-drift`), 64 usage or configuration, 65 bad input data.
 mod cli;
 mod config;
 mod demo;
 mod demo_drift;
 mod drift;
+mod env_ref;
 mod flags;
 mod metrics;
 mod produce;
@@ -20,6 +22,9 @@ use std::process::ExitCode;
 pub const EXIT_USAGE: u8 = 64;
 /// Exit code for bad input data, e.g. a bad row with `--on-bad-row fail` (EX_DATAERR).
 pub const EXIT_DATA: u8 = 65;
+/// Exit code of `argus drift compare --fail-on-drift` when some segment drifted: the
+/// comparison ran and found drift, which is neither a failure (1) nor bad usage (64).
+pub const EXIT_DRIFT: u8 = 3;
 
 /// An error that says whether it is the user's configuration (exit 64) or a runtime failure.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub enum CliError {
     Usage(String),
     /// The input data is bad (exit 65).
     Data(String),
+    /// The comparison ran and found drift, with `--fail-on-drift` (exit 3).
+    Drift(String),
     Runtime(anyhow::Error),
 }
 
@@ -95,6 +102,10 @@ fn main() -> ExitCode {
                 score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
             }
             cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
+            cli::Command::Config(args) if args.role.as_deref() == Some(cli::ENV_REFERENCE) => {
+                print!("{}", env_ref::markdown());
+                Ok(())
+            }
             cli::Command::Config(args) => {
                 let loaded = load_layers(cli.config.clone(), &|f| args.kafka.flags(f))?;
                 let text = loaded
@@ -115,6 +126,10 @@ fn main() -> ExitCode {
         Err(CliError::Data(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(EXIT_DATA)
+        }
+        Err(CliError::Drift(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(EXIT_DRIFT)
         }
         Err(CliError::Runtime(e)) => {
             eprintln!("error: {e:#}");

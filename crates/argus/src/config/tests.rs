@@ -204,3 +204,125 @@ fn example_file_loads_and_shows_the_defaults() {
         }
     }
 }
+
+#[test]
+fn the_sasl_password_from_the_environment_reaches_librdkafka_and_is_redacted() {
+    let l = load_ok(Sources {
+        env: env(&[
+            ("ARGUS_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2"),
+            ("ARGUS_KAFKA__OPTIONS__SASL_USERNAME", "alice"),
+            ("ARGUS_KAFKA__OPTIONS__SECURITY_PROTOCOL", "sasl_ssl"),
+        ]),
+        ..Default::default()
+    });
+    let options = &l.config.kafka.options;
+    assert_eq!(options["sasl.password"], "hunter2");
+    assert_eq!(options["security.protocol"], "sasl_ssl");
+    // The clients are built from these settings: the property is passed through.
+    let settings = l.config.kafka.settings();
+    assert_eq!(
+        settings.options.get("sasl.password").map(String::as_str),
+        Some("hunter2")
+    );
+    let text = l.render(Some("kafka")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains(
+            "\"sasl.password\" = \"<redacted>\"  # env ARGUS_KAFKA__OPTIONS__SASL_PASSWORD"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\"sasl.username\" = \"alice\""), "{text}");
+}
+
+#[test]
+fn a_double_underscore_in_an_option_name_is_an_underscore() {
+    let seg = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(option_name(&seg(&["sasl_password"])), "sasl.password");
+    assert_eq!(option_name(&seg(&["log", "level"])), "log_level");
+    assert_eq!(
+        option_name(&seg(&["ssl.certificate.verify", "cb"])),
+        "ssl.certificate.verify_cb"
+    );
+    for p in [
+        "sasl.password",
+        "log_level",
+        "enabled_events",
+        "ssl.ca.location",
+    ] {
+        let name = option_env_name(p);
+        assert_eq!(
+            env_keys(&name).unwrap_or_else(|e| panic!("{e}")),
+            [format!("kafka.options.{p}")],
+            "{name}"
+        );
+    }
+    let l = load_ok(Sources {
+        env: env(&[("ARGUS_KAFKA__OPTIONS__LOG__LEVEL", "7")]),
+        ..Default::default()
+    });
+    assert_eq!(l.config.kafka.options["log_level"], "7");
+}
+
+#[test]
+fn the_shared_metrics_name_sets_the_worker_only() {
+    let l = load_ok(Sources {
+        env: env(&[("ARGUS_METRICS_ADDR", "0.0.0.0:9200")]),
+        ..Default::default()
+    });
+    assert_eq!(l.config.worker.metrics_addr.port(), 9200);
+    assert_eq!(
+        l.config.drift.metrics_addr,
+        DriftSettings::default().metrics_addr,
+        "the sidecar in the same pod keeps its own address"
+    );
+    let l = load_ok(Sources {
+        env: env(&[
+            ("ARGUS_METRICS_ADDR", "0.0.0.0:9200"),
+            ("ARGUS_DRIFT__METRICS_ADDR", "0.0.0.0:9201"),
+        ]),
+        ..Default::default()
+    });
+    assert_eq!(l.config.worker.metrics_addr.port(), 9200);
+    assert_eq!(l.config.drift.metrics_addr.port(), 9201);
+}
+
+#[test]
+fn switches_in_the_environment_take_false() {
+    for (word, on) in [
+        ("false", false),
+        ("off", false),
+        ("0", false),
+        ("yes", true),
+    ] {
+        let l = load_ok(Sources {
+            env: env(&[
+                ("ARGUS_WORKER__EXACTLY_ONCE", word),
+                ("ARGUS_SCORE__NO_PUBLISH", word),
+            ]),
+            ..Default::default()
+        });
+        assert_eq!(l.config.worker.exactly_once, on, "{word}");
+        assert_eq!(l.config.score.no_publish, on, "{word}");
+    }
+}
+
+#[test]
+fn a_narrowed_name_is_reported_to_the_role_it_no_longer_sets() {
+    let e = env(&[("ARGUS_METRICS_ADDR", "0.0.0.0:9200")]);
+    assert_eq!(
+        narrowed_env(&e, "drift.metrics_addr"),
+        [("ARGUS_METRICS_ADDR", "ARGUS_DRIFT__METRICS_ADDR")]
+    );
+    assert!(narrowed_env(&e, "worker.metrics_addr").is_empty());
+    assert!(narrowed_env(&env(&[("PATH", "/bin")]), "drift.metrics_addr").is_empty());
+    // Every narrowed name is still an older name, for another key.
+    for (old, key, new) in NARROWED_ENV {
+        assert!(!legacy_names(key).contains(old), "{old} still sets {key}");
+        assert!(LEGACY_ENV.iter().any(|(n, _)| n == old), "{old}");
+        assert_eq!(
+            env_keys(new).unwrap_or_else(|e| panic!("{e}")),
+            [key.to_string()]
+        );
+    }
+}
