@@ -246,8 +246,11 @@ fn rss_mb(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-/// Inputs with an outcome so far: predictions and DLQ records, by (partition, offset).
-fn outcomes(topics: &Topics) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), String>) {
+/// An input, by (partition, offset).
+type InputId = (i32, i64);
+
+/// Inputs with an outcome so far: predictions per input, and DLQ reasons.
+fn outcomes(topics: &Topics) -> (BTreeMap<InputId, usize>, BTreeMap<InputId, String>) {
     let preds = read_until(&topics.predictions, Duration::from_secs(3), |_| false);
     let mut p = BTreeMap::new();
     for m in &preds {
@@ -307,7 +310,7 @@ async fn ten_thousand_hostile_inputs_with_valid_frames() {
     );
 
     // The stream, in two halves: memory is sampled after each.
-    let mut sent: BTreeMap<(i32, i64), (&'static str, Expect)> = BTreeMap::new();
+    let mut sent: BTreeMap<InputId, (&'static str, Expect)> = BTreeMap::new();
     let mut rss = Vec::new();
     let per_half = HOSTILE / 2;
     for half in 0..2 {
