@@ -26,7 +26,7 @@ pub use embedded::EmbeddedBroker;
 pub use headers::{raw_headers, RawHeader};
 pub use preflight::{check_cluster, startup_check, ClusterProblem};
 pub use rdkafka;
-pub use serde_helpers::KafkaConfig;
+pub use serde_helpers::{KafkaConfig, ReplicationFactor};
 pub use settings::{is_secret, parse_property, KafkaSettings, OffsetReset};
 pub use throttle::LogThrottle;
 

@@ -13,7 +13,7 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Replication factor of the topics Argus creates; -1 = the broker's
     /// `default.replication.factor`.
-    pub replication_factor: i32,
+    pub replication_factor: ReplicationFactor,
     /// Where a new consumer group starts: `earliest` (nothing on the topic is skipped) or
     /// `latest`.
     pub offset_reset: crate::settings::OffsetReset,
@@ -25,7 +25,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
-            replication_factor: -1,
+            replication_factor: ReplicationFactor::BROKER_DEFAULT,
             offset_reset: crate::settings::OffsetReset::Earliest,
             options: BTreeMap::new(),
         }
@@ -37,9 +37,46 @@ impl KafkaConfig {
     pub fn settings(&self) -> crate::KafkaSettings {
         let mut s = crate::KafkaSettings::new(&self.brokers);
         s.options.extend(self.options.clone());
-        s.replication_factor = (self.replication_factor != -1).then_some(self.replication_factor);
+        s.replication_factor = self.replication_factor.fixed();
         s.offset_reset = self.offset_reset;
         s
+    }
+}
+
+/// Replication factor of the topics Argus creates: -1 (the broker's
+/// `default.replication.factor`, KIP-464) or 1 to 32,767 (Kafka's is a 16-bit number). Any
+/// other value is refused when the configuration is read, naming the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i32", into = "i32")]
+pub struct ReplicationFactor(i32);
+
+impl ReplicationFactor {
+    /// -1: the broker decides.
+    pub const BROKER_DEFAULT: ReplicationFactor = ReplicationFactor(-1);
+
+    /// The factor to ask for, `None` for the broker's default.
+    pub fn fixed(self) -> Option<i32> {
+        (self.0 != -1).then_some(self.0)
+    }
+}
+
+impl TryFrom<i32> for ReplicationFactor {
+    type Error = String;
+
+    fn try_from(n: i32) -> Result<Self, Self::Error> {
+        if n == -1 || (1..=i32::from(i16::MAX)).contains(&n) {
+            Ok(ReplicationFactor(n))
+        } else {
+            Err(format!(
+                "replication factor {n} is invalid: use -1 (the broker's default.replication.factor) or 1 to 32767"
+            ))
+        }
+    }
+}
+
+impl From<ReplicationFactor> for i32 {
+    fn from(r: ReplicationFactor) -> i32 {
+        r.0
     }
 }
 
@@ -138,5 +175,24 @@ where
             .filter(|p| !p.is_empty())
             .map(|p| p.parse().map_err(serde::de::Error::custom))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn replication_factor_is_minus_one_or_a_positive_16_bit_number() {
+        for ok in [-1, 1, 3, 32767] {
+            assert_eq!(i32::from(ReplicationFactor::try_from(ok).unwrap()), ok);
+        }
+        for bad in [0, -2, 32768, i32::MIN] {
+            let e = ReplicationFactor::try_from(bad).unwrap_err();
+            assert!(e.contains(&bad.to_string()) && e.contains("-1"), "{e}");
+        }
+        assert_eq!(ReplicationFactor::BROKER_DEFAULT.fixed(), None);
+        assert_eq!(ReplicationFactor::try_from(3).unwrap().fixed(), Some(3));
     }
 }

@@ -132,6 +132,27 @@ fn bad_duration_is_named() {
 }
 
 #[test]
+fn a_replication_factor_of_zero_is_refused_by_name() {
+    let e = load(Sources {
+        env: env(&[("ARGUS_KAFKA__REPLICATION_FACTOR", "0")]),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.contains("replication_factor") && e.contains("replication factor 0 is invalid"),
+        "{e}"
+    );
+    let f = file("[kafka]\nreplication_factor = 3\n");
+    let c = load(Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.config.kafka.settings().replication_factor, Some(3));
+}
+
+#[test]
 fn cross_field_checks_at_load() {
     let e = load(Sources {
         env: env(&[("ARGUS_PRODUCER__SYNTHETIC__CAMERAS", "0")]),
