@@ -1,7 +1,6 @@
 //! Envelope codec: round trips, golden vectors, hostile input.
 #![allow(clippy::unwrap_used)]
 use argus_wire::*;
-use proptest::prelude::*;
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
@@ -161,74 +160,4 @@ fn hostile_inputs_are_errors_not_panics() {
         decode_envelope(&bad_variant),
         Err(WireError::Decode { .. })
     ));
-}
-
-fn value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::Int),
-        any::<f64>()
-            .prop_filter("NaN != NaN", |f| !f.is_nan())
-            .prop_map(Value::Float),
-        ".{0,12}".prop_map(Value::Text),
-    ]
-}
-
-fn payload() -> impl Strategy<Value = Payload> {
-    prop_oneof![
-        (
-            any::<bool>(),
-            proptest::collection::vec(any::<u8>(), 0..256)
-        )
-            .prop_map(|(png, bytes)| {
-                Payload::Encoded {
-                    format: if png {
-                        ImageFormat::Png
-                    } else {
-                        ImageFormat::Jpeg
-                    },
-                    bytes,
-                }
-            }),
-        (1u32..8, 1u32..8, 0usize..3).prop_flat_map(|(w, h, l)| {
-            let layout = [PixelLayout::Rgb8, PixelLayout::Bgr8, PixelLayout::Gray8][l];
-            proptest::collection::vec(any::<u8>(), (w * h) as usize * layout.channels()).prop_map(
-                move |data| {
-                    Payload::Raw(RawImage {
-                        width: w,
-                        height: h,
-                        layout,
-                        data,
-                    })
-                },
-            )
-        }),
-        proptest::collection::vec(("[a-z_]{1,10}", value()), 0..8).prop_map(|fields| {
-            Payload::Record(Record {
-                fields: fields
-                    .into_iter()
-                    .map(|(name, value)| Field { name, value })
-                    .collect(),
-            })
-        }),
-    ]
-}
-
-proptest! {
-    #[test]
-    fn round_trip(source_id in ".{0,40}", sequence in any::<u64>(), t in any::<i64>(), payload in payload()) {
-        let envelope = Envelope { schema_version: SCHEMA_VERSION, source_id, sequence, capture_time_us: t, payload };
-        let bytes = encode_envelope(&envelope).unwrap();
-        prop_assert_eq!(&bytes[..2], &SCHEMA_VERSION.to_le_bytes()[..]);
-        prop_assert_eq!(decode_envelope(&bytes).unwrap(), envelope);
-    }
-
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_envelope(&bytes);
-        let mut v1 = bytes.clone();
-        if v1.len() >= 2 { v1[0] = 1; v1[1] = 0; }
-        let _ = decode_envelope(&v1);
-    }
 }
