@@ -97,18 +97,130 @@ fn golden_vectors_match_both_ways() {
     }
 }
 
-/// `schemas/make_envelope.py` writes an envelope from the layout description alone; the
-/// bytes it wrote are checked in, and must decode to what the script says it wrote.
+/// `clients/python/argus_envelope.py` (standard library only) writes every payload type
+/// from the layout description alone. Run with python3: it writes each type with the
+/// current time, and reproduces `golden/python-jpeg.hex` with a fixed one.
 #[test]
-fn envelope_written_from_the_layout_doc_decodes() {
-    let text = std::fs::read_to_string(golden_dir().join("python-jpeg.hex")).unwrap();
-    let bytes = hex::decode(text.trim()).unwrap();
-    let envelope = decode_envelope(&bytes).unwrap();
-    assert_eq!(envelope.source_id, "cam-python");
-    assert_eq!(envelope.sequence, 3);
-    assert_eq!(envelope.capture_time_us, 1_700_000_000_000_000);
+fn python_client_writes_every_payload_type() {
+    let module = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients/python");
+    let script = r#"
+import sys, json
+sys.path.insert(0, sys.argv[1])
+import argus_envelope as ae
+values = {
+    "jpeg": ae.jpeg_envelope("cam-j", 1, b"\xff\xd8\xff\xd9"),
+    "png": ae.png_envelope("cam-p", 2, b"\x89PNG\r\n\x1a\n"),
+    "raw": ae.raw_envelope("cam-r", 3, 2, 1, ae.BGR8, bytes([1, 2, 3, 4, 5, 6])),
+    "gray": ae.raw_envelope("cam-g", 4, 1, 2, ae.GRAY8, b"\x07\x08"),
+    "record": ae.record_envelope("C-0001", 5, {"tenure": 12, "charges": 70.5,
+        "plan": "fibre \u00e9", "senior": True, "region": None, "debt": -3}),
+    "golden": ae.jpeg_envelope("cam-python", 3, b"not really a jpeg", 1_700_000_000_000_000),
+}
+out = {k: {"value": v.hex(), "headers": {n: h.decode() for n, h in ae.headers(v)}}
+       for k, v in values.items()}
+print(json.dumps({"now_us": ae.now_us(), "values": out}))
+"#;
+    let before = now_us();
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&module)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let after = now_us();
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!((before..=after).contains(&out["now_us"].as_i64().unwrap()));
+    let decoded = |name: &str| {
+        let v = &out["values"][name];
+        let e = decode_envelope(&hex::decode(v["value"].as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(e.schema_version, SCHEMA_VERSION);
+        // Capture time: now, as the script ran (the golden one excepted).
+        if name != "golden" {
+            assert!(
+                (before..=after).contains(&e.capture_time_us),
+                "{name}: capture time {} not within {before}..={after}",
+                e.capture_time_us
+            );
+        }
+        let h = &v["headers"];
+        assert_eq!(h["argus-schema"], ENVELOPE_SCHEMA);
+        assert_eq!(h["content-type"], e.payload.content_type(), "{name}");
+        assert_eq!(h["argus-capture-us"], e.capture_time_us.to_string());
+        e
+    };
+    let e = decoded("jpeg");
+    assert_eq!((e.source_id.as_str(), e.sequence), ("cam-j", 1));
     assert_eq!(
-        envelope.payload,
+        e.payload,
+        Payload::Encoded {
+            format: ImageFormat::Jpeg,
+            bytes: vec![0xFF, 0xD8, 0xFF, 0xD9]
+        }
+    );
+    let e = decoded("png");
+    assert_eq!((e.source_id.as_str(), e.sequence), ("cam-p", 2));
+    assert_eq!(
+        e.payload,
+        Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: b"\x89PNG\r\n\x1a\n".to_vec()
+        }
+    );
+    let e = decoded("raw");
+    assert_eq!((e.source_id.as_str(), e.sequence), ("cam-r", 3));
+    assert_eq!(
+        e.payload,
+        Payload::Raw(RawImage {
+            width: 2,
+            height: 1,
+            layout: PixelLayout::Bgr8,
+            data: vec![1, 2, 3, 4, 5, 6]
+        })
+    );
+    let e = decoded("gray");
+    assert_eq!(
+        e.payload,
+        Payload::Raw(RawImage {
+            width: 1,
+            height: 2,
+            layout: PixelLayout::Gray8,
+            data: vec![7, 8]
+        })
+    );
+    let e = decoded("record");
+    assert_eq!((e.source_id.as_str(), e.sequence), ("C-0001", 5));
+    let field = |name: &str, value: Value| Field {
+        name: name.into(),
+        value,
+    };
+    assert_eq!(
+        e.payload,
+        Payload::Record(Record {
+            fields: vec![
+                field("tenure", Value::Int(12)),
+                field("charges", Value::Float(70.5)),
+                field("plan", Value::Text("fibre é".into())),
+                field("senior", Value::Bool(true)),
+                field("region", Value::Null),
+                field("debt", Value::Int(-3)),
+            ]
+        })
+    );
+    // The checked-in bytes the module reproduces exactly.
+    let golden = std::fs::read_to_string(golden_dir().join("python-jpeg.hex")).unwrap();
+    assert_eq!(out["values"]["golden"]["value"], golden.trim());
+    let e = decoded("golden");
+    assert_eq!(
+        (e.source_id.as_str(), e.sequence, e.capture_time_us),
+        ("cam-python", 3, 1_700_000_000_000_000)
+    );
+    assert_eq!(
+        e.payload,
         Payload::Encoded {
             format: ImageFormat::Jpeg,
             bytes: b"not really a jpeg".to_vec()
