@@ -117,7 +117,7 @@ impl Classifier {
             ));
         }
         let engine = engine::build(&manifest, &path, options)?;
-        let len: usize = manifest.input.shape.iter().product();
+        let len = manifest.input_values();
         let out = engine.run(1, &vec![0.0; len]).map_err(|e| {
             ModelError::bundle(
                 &path,
@@ -249,7 +249,7 @@ impl Classifier {
 
     /// Values in one input tensor (batch 1).
     pub fn input_len(&self) -> usize {
-        self.manifest.input.shape.iter().product()
+        self.manifest.input_values()
     }
 
     /// Prepares the engine for batches of `batch` inputs now (tract builds that plan), so

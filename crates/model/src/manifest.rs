@@ -9,6 +9,10 @@ use std::path::Path;
 pub const BUNDLE_SCHEMA: &str = "argus.bundle/v2";
 /// The first schema: image classifiers only. Still read.
 pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
+/// Most values one input tensor may hold (`input.shape`'s product; 1 GiB of f32): far
+/// above any image model (a 4096×4096 RGB input is 50 M) or tabular one, and a bound on
+/// the blank input loading runs the model on.
+pub const MAX_INPUT_VALUES: usize = 1 << 28;
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -262,11 +266,17 @@ impl Manifest {
         let path = dir.join("manifest.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ModelError::bundle(&path, format!("cannot read manifest: {e}")))?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| ModelError::bundle(&path, format!("invalid manifest: {e}")))?;
+        Manifest::parse(&text, &path)
+    }
+
+    /// Parses and validates manifest text; `path` names the file in errors
+    /// ([`ModelError::Bundle`]).
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ModelError> {
+        let manifest: Manifest = toml::from_str(text)
+            .map_err(|e| ModelError::bundle(path, format!("invalid manifest: {e}")))?;
         manifest
             .validate()
-            .map_err(|reason| ModelError::bundle(&path, reason))?;
+            .map_err(|reason| ModelError::bundle(path, reason))?;
         Ok(manifest)
     }
 
@@ -289,6 +299,22 @@ impl Manifest {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return Err("model.sha256 must be 64 lowercase hex digits".into());
+        }
+        // Checked first: the classifier multiplies the shape out (found by
+        // fuzz_manifest_mutated_real: an overflow panic, or a huge allocation).
+        match self
+            .input
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+        {
+            Some(n) if n <= MAX_INPUT_VALUES => {}
+            _ => {
+                return Err(format!(
+                    "input.shape {:?} holds more than {MAX_INPUT_VALUES} values",
+                    self.input.shape
+                ))
+            }
         }
         if self.output.labels.len() < 2 {
             return Err("output.labels must name at least two classes".into());
@@ -410,6 +436,11 @@ impl Manifest {
         Ok(())
     }
 
+    /// Values in one input tensor: the product of `input.shape`.
+    pub fn input_values(&self) -> usize {
+        self.input.shape.iter().product()
+    }
+
     /// Input columns the `[[features]]` fill (tabular).
     pub fn feature_width(&self) -> usize {
         self.features.iter().map(Feature::width).sum()
@@ -439,5 +470,274 @@ impl Manifest {
     /// Channel order (`rgb` if not given; validation requires it for images).
     pub fn color(&self) -> Color {
         self.input.color.unwrap_or(Color::Rgb)
+    }
+}
+
+/// Bounded fuzzing of the manifest parser (proptest, fixed seed; `PROPTEST_CASES` /
+/// `PROPTEST_RNG_SEED` run a longer campaign, see docs/testing.md): TOML-ish text built
+/// from the manifest's own keys and values, and the real manifests under `models/`
+/// mutated line by line. Never a panic; every error is a [`ModelError::Bundle`] naming the
+/// file; a manifest that passes has the invariants the loader and classifier rely on.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+    use proptest::test_runner::RngSeed;
+
+    fn fuzz_config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            rng_seed: RngSeed::Fixed(0x0A26_0005),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    const REAL: [&str; 2] = [
+        include_str!("../../../models/camera-person/manifest.toml"),
+        include_str!("../../../models/churn/manifest.toml"),
+    ];
+
+    /// Parses `text`; on success checks what code after the parser relies on (and calls
+    /// the accessors it calls), on failure that the error is typed and names the file.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        let path = Path::new("bundle/manifest.toml");
+        match Manifest::parse(text, path) {
+            Ok(m) => {
+                prop_assert!(m.schema == BUNDLE_SCHEMA || m.schema == BUNDLE_SCHEMA_V1);
+                prop_assert!(m.output.labels.len() >= 2);
+                prop_assert_eq!(m.model.sha256.len(), 64);
+                prop_assert!(m.input_values() >= 1);
+                match m.task {
+                    Task::Classify => {
+                        prop_assert_eq!(m.input.shape.len(), 4);
+                        let (h, w) = m.image_size();
+                        prop_assert!(h >= 1 && w >= 1 && m.channels() == 3);
+                        let p = m.preprocess.as_ref().unwrap();
+                        prop_assert!(p.scale > 0.0 && p.std.iter().all(|s| *s > 0.0));
+                    }
+                    Task::Tabular => {
+                        prop_assert_eq!(m.feature_width(), m.input.shape[1]);
+                    }
+                }
+                if let Some(d) = &m.decision {
+                    prop_assert!(m.output.labels.contains(&d.positive));
+                }
+            }
+            Err(ModelError::Bundle { path: p, reason }) => {
+                prop_assert_eq!(p, path);
+                prop_assert!(!reason.is_empty());
+            }
+            Err(other) => return Err(TestCaseError::fail(format!("{other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Values a manifest line may take: the right kinds, the wrong kinds, extremes.
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            select(vec![
+                "\"argus.bundle/v2\"",
+                "\"argus.bundle/v1\"",
+                "\"classify\"",
+                "\"tabular\"",
+                "\"nchw\"",
+                "\"nhwc\"",
+                "\"rgb\"",
+                "\"bgr\"",
+                "\"stretch\"",
+                "\"triangle\"",
+                "\"logits\"",
+                "\"probabilities\"",
+                "\"tract\"",
+                "\"trees\"",
+                "\"ort\"",
+                "\"int\"",
+                "\"float\"",
+                "\"bool\"",
+                "\"category\"",
+                "\"\"",
+                "true",
+                "nan",
+                "inf",
+                "-0.0",
+                "1e400",
+                "18446744073709551615",
+                "9223372036854775807",
+                "[]",
+                "[1, 3, 32, 32]",
+                "[1, 20]",
+                "[0, 3, 1, 1]",
+                "[\"a\", \"a\"]",
+                "[\"a\", \"b\"]",
+                "[0.5, 0.5, 0.5]",
+                "[1, 2]",
+                "{ a = 1 }",
+            ])
+            .prop_map(str::to_owned),
+            "\"[0-9a-f]{64}\"",
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f32>().prop_map(|x| format!("{x:?}")),
+            proptest::collection::vec(
+                prop_oneof![Just(0u64), Just(1), Just(3), Just(1 << 32), any::<u64>()],
+                0..6
+            )
+            .prop_map(|v| format!("{v:?}")),
+            "[ -~]{0,12}",
+            // Image shapes with extreme sides.
+            (
+                select(vec![0u64, 1, 32, 1 << 16, 1 << 32, i64::MAX as u64]),
+                select(vec![0u64, 1, 32, 1 << 16, 1 << 32, i64::MAX as u64]),
+            )
+                .prop_map(|(h, w)| format!("[1, 3, {h}, {w}]")),
+        ]
+    }
+
+    fn toml_line() -> impl Strategy<Value = String> {
+        let key = select(vec![
+            "schema",
+            "name",
+            "version",
+            "task",
+            "description",
+            "file",
+            "sha256",
+            "engine",
+            "shape",
+            "layout",
+            "color",
+            "resize",
+            "filter",
+            "scale",
+            "mean",
+            "std",
+            "kind",
+            "labels",
+            "type",
+            "categories",
+            "positive",
+            "threshold",
+            "script",
+            "unknown",
+        ]);
+        let table = select(vec![
+            "[model]",
+            "[input]",
+            "[preprocess]",
+            "[output]",
+            "[decision]",
+            "[training]",
+            "[[features]]",
+            "[input.extra]",
+            "[[output]]",
+        ]);
+        prop_oneof![
+            4 => (key, toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => table.prop_map(str::to_owned),
+            1 => "[ -~]{0,16}",
+        ]
+    }
+
+    /// One change to a real manifest, line by line.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Delete(Index),
+        Duplicate(Index),
+        Replace(Index, String),
+        Insert(Index, String),
+        /// The line's value (after `=`) replaced.
+        Value(Index, String),
+        Truncate(Index),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            1 => any::<Index>().prop_map(Edit::Delete),
+            1 => any::<Index>().prop_map(Edit::Duplicate),
+            1 => (any::<Index>(), toml_line()).prop_map(|(i, l)| Edit::Replace(i, l)),
+            1 => (any::<Index>(), toml_line()).prop_map(|(i, l)| Edit::Insert(i, l)),
+            3 => (any::<Index>(), toml_value()).prop_map(|(i, v)| Edit::Value(i, v)),
+            1 => any::<Index>().prop_map(Edit::Truncate),
+        ]
+    }
+
+    fn apply(text: &str, edits: &[Edit]) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        for e in edits {
+            let n = lines.len();
+            match e {
+                Edit::Delete(i) if n > 0 => {
+                    lines.remove(i.index(n));
+                }
+                Edit::Duplicate(i) if n > 0 => {
+                    let l = lines[i.index(n)].clone();
+                    lines.insert(i.index(n), l);
+                }
+                Edit::Replace(i, l) if n > 0 => lines[i.index(n)] = l.clone(),
+                Edit::Insert(i, l) => lines.insert(i.index(n + 1), l.clone()),
+                Edit::Value(i, v) if n > 0 => {
+                    let line = &mut lines[i.index(n)];
+                    if let Some(eq) = line.find('=') {
+                        line.truncate(eq + 1);
+                        line.push(' ');
+                        line.push_str(v);
+                    }
+                }
+                Edit::Truncate(i) if n > 0 => {
+                    let line = &mut lines[i.index(n)];
+                    let cut = i.index(line.len() + 1);
+                    if line.is_char_boundary(cut) {
+                        line.truncate(cut);
+                    }
+                }
+                _ => {}
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// Regression (fuzz_manifest_mutated_real): a shape whose product overflows passed
+    /// validation, then panicked (debug) or wrapped (release) where the classifier sizes
+    /// its input.
+    #[test]
+    fn fuzz_manifest_regression_shape_product_overflow() {
+        for shape in ["[1, 3, 4294967296, 4294967296]", "[1, 3, 65536, 65536]"] {
+            let text = REAL[0].replace("[1, 3, 32, 32]", shape);
+            match Manifest::parse(&text, Path::new("m.toml")) {
+                Err(ModelError::Bundle { reason, .. }) => {
+                    assert!(reason.contains("holds more than"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_manifest_real_manifests_parse() {
+        for text in REAL {
+            let m = Manifest::parse(text, Path::new("manifest.toml")).unwrap();
+            assert!(m.input_values() >= 1);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config(2000))]
+
+        /// Text assembled from manifest keys, tables and values (and junk).
+        #[test]
+        fn fuzz_manifest_arbitrary_text(lines in proptest::collection::vec(toml_line(), 0..40)) {
+            check(&lines.join("\n"))?;
+        }
+
+        /// The real manifests with a few lines deleted, duplicated, replaced or changed.
+        #[test]
+        fn fuzz_manifest_mutated_real(
+            which in 0..REAL.len(),
+            edits in proptest::collection::vec(edit(), 1..5),
+        ) {
+            check(&apply(REAL[which], &edits))?;
+        }
     }
 }

@@ -192,6 +192,11 @@ mod tests {
     /// A PNG that declares `w`×`h` RGB pixels but carries only a tiny (wrong) data chunk:
     /// an image bomb as far as the header goes.
     fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+        png_with_header(w, h, 8, 2)
+    }
+
+    /// As [`png_declaring`], with any bit depth and colour type in the header.
+    pub(super) fn png_with_header(w: u32, h: u32, depth: u8, colour: u8) -> Vec<u8> {
         fn crc32(bytes: &[u8]) -> u32 {
             let mut c = 0xFFFF_FFFFu32;
             for &b in bytes {
@@ -216,7 +221,7 @@ mod tests {
         let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
         let mut ihdr = w.to_be_bytes().to_vec();
         ihdr.extend_from_slice(&h.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        ihdr.extend_from_slice(&[depth, colour, 0, 0, 0]);
         chunk(&mut out, b"IHDR", &ihdr);
         chunk(
             &mut out,
@@ -333,5 +338,191 @@ labels = ["a", "b"]
         to_tensor(&m, &big, &mut out);
         assert!(out[..16].iter().all(|v| (v - 1.0).abs() < 1e-5));
         assert!(out[32..].iter().all(|v| (v + 0.0).abs() < 1e-5));
+    }
+}
+
+/// Bounded fuzzing of image decoding (proptest, fixed seed; `PROPTEST_CASES` /
+/// `PROPTEST_RNG_SEED` run a longer campaign, see docs/testing.md): PNG and JPEG headers
+/// declaring any size (up to 100k×100k and beyond), and small real images with mutated
+/// bytes. Never a panic; errors are `Decode` or `Shape`; a frame over the limits is refused
+/// from its header, before anything the size of its pixels is allocated.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::tests::png_with_header;
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+    use proptest::test_runner::RngSeed;
+
+    fn fuzz_config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            rng_seed: RngSeed::Fixed(0x0A26_0005),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A JPEG's start: SOI, a baseline SOF0 header declaring `w`×`h` with `components`
+    /// channels, then EOI (no tables, no scan).
+    fn jpeg_with_header(w: u16, h: u16, components: u8) -> Vec<u8> {
+        let mut out = vec![0xFF, 0xD8, 0xFF, 0xC0];
+        let len = 8 + 3 * u16::from(components);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.push(8);
+        out.extend_from_slice(&h.to_be_bytes());
+        out.extend_from_slice(&w.to_be_bytes());
+        out.push(components);
+        for c in 0..components {
+            out.extend_from_slice(&[c + 1, 0x11, 0]);
+        }
+        out.extend_from_slice(&[0xFF, 0xD9]);
+        out
+    }
+
+    /// Decodes with the allocation held at most, checking the error is typed.
+    fn decode_checked(payload: &Payload) -> Result<(Option<RgbImage>, u64), TestCaseError> {
+        let mut result = None;
+        let info = allocation_counter::measure(|| result = Some(decode(payload)));
+        match result.unwrap() {
+            Ok(img) => Ok((Some(img), info.bytes_max)),
+            Err(ModelError::Decode { .. } | ModelError::Shape { .. }) => Ok((None, info.bytes_max)),
+            Err(other) => Err(TestCaseError::fail(format!("{other:?}"))),
+        }
+    }
+
+    fn side() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            1u32..64,
+            select(vec![
+                0,
+                4096,
+                4097,
+                8192,
+                8193,
+                65_535,
+                100_000,
+                u32::MAX >> 1,
+                u32::MAX
+            ]),
+            any::<u32>(),
+        ]
+    }
+
+    fn small_image() -> impl Strategy<Value = (ImageFormat, Vec<u8>)> {
+        (1u32..24, 1u32..24, any::<bool>(), any::<u8>()).prop_map(|(w, h, png, seed)| {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([seed ^ x as u8, (y as u8).wrapping_mul(7), seed])
+            });
+            let (format, f) = if png {
+                (ImageFormat::Png, image::ImageFormat::Png)
+            } else {
+                (ImageFormat::Jpeg, image::ImageFormat::Jpeg)
+            };
+            let mut bytes = Cursor::new(Vec::new());
+            img.write_to(&mut bytes, f).unwrap();
+            (format, bytes.into_inner())
+        })
+    }
+
+    /// Bytes held at once while refusing a header: the reader's buffers, never pixels.
+    const REFUSAL_BYTES: u64 = 1 << 20;
+
+    proptest! {
+        #![proptest_config(fuzz_config(2000))]
+
+        /// PNG headers of any size, bit depth and colour type (valid or not).
+        #[test]
+        fn fuzz_image_png_header(
+            w in side(),
+            h in side(),
+            depth in select(vec![1u8, 2, 4, 8, 16, 0, 3, 255]),
+            colour in select(vec![0u8, 2, 3, 4, 6, 1, 7]),
+        ) {
+            let bytes = png_with_header(w, h, depth, colour);
+            let (img, held) = decode_checked(&Payload::Encoded { format: ImageFormat::Png, bytes })?;
+            let pixels = u64::from(w) * u64::from(h);
+            if w > MAX_DIMENSION || h > MAX_DIMENSION || pixels > MAX_DECODED_PIXELS {
+                prop_assert!(img.is_none());
+                prop_assert!(held <= REFUSAL_BYTES, "refusing {w}x{h} held {held} bytes");
+            }
+        }
+
+        /// JPEG frame headers of any size and channel count.
+        #[test]
+        fn fuzz_image_jpeg_header(w in any::<u16>(), h in any::<u16>(), components in 0u8..5) {
+            let bytes = jpeg_with_header(w, h, components);
+            let (img, held) = decode_checked(&Payload::Encoded { format: ImageFormat::Jpeg, bytes })?;
+            prop_assert!(img.is_none(), "a JPEG without a scan decoded");
+            let pixels = u64::from(w) * u64::from(h);
+            if u32::from(w) > MAX_DIMENSION || u32::from(h) > MAX_DIMENSION || pixels > MAX_DECODED_PIXELS {
+                prop_assert!(held <= REFUSAL_BYTES, "refusing {w}x{h} held {held} bytes");
+            }
+        }
+
+        /// Small real PNGs and JPEGs with a few bytes changed, cut or overwritten by a
+        /// header field.
+        #[test]
+        fn fuzz_image_mutated_files(
+            (format, good) in small_image(),
+            edits in proptest::collection::vec((any::<Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let (img, _) = decode_checked(&Payload::Encoded { format, bytes: good.clone() })?;
+            prop_assert!(img.is_some(), "an encoded image did not decode");
+            let mut bytes = good;
+            for (i, b, how) in edits {
+                let len = bytes.len();
+                match how {
+                    0 => bytes[i.index(len)] = b,
+                    1 => bytes.truncate(i.index(len + 1)),
+                    _ if len >= 4 => {
+                        let at = i.index(len - 3);
+                        bytes[at..at + 4].copy_from_slice(&u32::from(b).rotate_right(8).to_be_bytes());
+                    }
+                    _ => {}
+                }
+                if bytes.is_empty() { break; }
+            }
+            if let (Some(img), _) = decode_checked(&Payload::Encoded { format, bytes })? {
+                prop_assert!(u64::from(img.width()) * u64::from(img.height()) <= MAX_DECODED_PIXELS);
+            }
+        }
+
+        /// Raw payloads of any declared size and data length.
+        #[test]
+        fn fuzz_image_raw_declared_sizes(
+            w in side(),
+            h in side(),
+            layout in select(vec![PixelLayout::Rgb8, PixelLayout::Bgr8, PixelLayout::Gray8]),
+            extra in -2i64..3,
+        ) {
+            let fits = (1..=64).contains(&w) && (1..=64).contains(&h);
+            let len = if fits {
+                usize::try_from((i64::from(w * h) * layout.channels() as i64 + extra).max(0)).unwrap()
+            } else {
+                usize::try_from(extra.max(0)).unwrap()
+            };
+            let raw = RawImage { width: w, height: h, layout, data: vec![9; len] };
+            let (img, _) = decode_checked(&Payload::Raw(raw))?;
+            prop_assert_eq!(img.is_some(), fits && extra == 0);
+        }
+    }
+
+    /// The brief's case: a tiny PNG declaring 100k×100k pixels is refused from its header,
+    /// holding no more than the reader's buffers.
+    #[test]
+    fn fuzz_image_regression_100k_square_png_is_refused_before_allocation() {
+        let payload = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: png_with_header(100_000, 100_000, 16, 6),
+        };
+        let mut result = None;
+        let info = allocation_counter::measure(|| result = Some(decode(&payload)));
+        assert!(
+            matches!(result, Some(Err(ModelError::Decode { .. }))),
+            "{result:?}"
+        );
+        assert!(info.bytes_max <= REFUSAL_BYTES, "{info:?}");
     }
 }

@@ -11,7 +11,8 @@
 //! Kafka timestamp. Without such a content type a value is read as an envelope (and, not
 //! being one, fails as `decode`).
 use crate::envelope::{
-    Envelope, Field, ImageFormat, Payload, Record, Value, MAX_PLAUSIBLE_VERSION, SCHEMA_VERSION,
+    Envelope, Field, ImageFormat, Payload, Record, Value, WireError, MAX_PLAUSIBLE_VERSION,
+    SCHEMA_VERSION,
 };
 
 /// What a bare value is.
@@ -66,8 +67,13 @@ pub struct BareOrigin {
     pub capture_time_us: i64,
 }
 
-/// The envelope of a bare value. Errors name what is wrong with a JSON value.
-pub fn bare_envelope(kind: BareKind, value: &[u8], origin: BareOrigin) -> Result<Envelope, String> {
+/// The envelope of a bare value. Errors ([`WireError::NotAJsonObject`],
+/// [`WireError::NestedField`]) say what is wrong with a JSON value.
+pub fn bare_envelope(
+    kind: BareKind,
+    value: &[u8],
+    origin: BareOrigin,
+) -> Result<Envelope, WireError> {
     let payload = match kind {
         BareKind::Image(format) => Payload::Encoded {
             format,
@@ -87,21 +93,21 @@ pub fn bare_envelope(kind: BareKind, value: &[u8], origin: BareOrigin) -> Result
 /// One JSON object as a record, its fields in key order (features are found by name):
 /// numbers (integer literals as ints), strings, booleans and
 /// null; nested arrays and objects are refused, naming the field.
-pub fn json_record(value: &[u8]) -> Result<Record, String> {
+pub fn json_record(value: &[u8]) -> Result<Record, WireError> {
     let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(value).map_err(|e| format!("value is not a JSON object: {e}"))?;
+        serde_json::from_slice(value).map_err(|source| WireError::NotAJsonObject { source })?;
     let fields = object
         .into_iter()
         .map(|(name, v)| {
             let value = json_value(&name, v)?;
             Ok(Field { name, value })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, WireError>>()?;
     Ok(Record { fields })
 }
 
-/// A JSON value as a record value; `name` is the field, for the message.
-pub fn json_value(name: &str, v: serde_json::Value) -> Result<Value, String> {
+/// A JSON value as a record value; `name` is the field, for the error.
+pub fn json_value(name: &str, v: serde_json::Value) -> Result<Value, WireError> {
     Ok(match v {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),
@@ -111,9 +117,9 @@ pub fn json_value(name: &str, v: serde_json::Value) -> Result<Value, String> {
         },
         serde_json::Value::String(s) => Value::Text(s),
         serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-            return Err(format!(
-                "field {name:?} is nested; only numbers, strings, booleans and null are supported — flatten it"
-            ))
+            return Err(WireError::NestedField {
+                name: name.to_owned(),
+            })
         }
     })
 }
@@ -181,8 +187,12 @@ mod tests {
             ]
         );
         let err = bare_envelope(BareKind::JsonRecord, br#"{"tags": ["a"]}"#, origin()).unwrap_err();
-        assert!(err.contains("\"tags\"") && err.contains("nested"), "{err}");
+        assert!(
+            matches!(&err, WireError::NestedField { name } if name == "tags"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"tags\" is nested"), "{err}");
         let err = bare_envelope(BareKind::JsonRecord, b"[1, 2]", origin()).unwrap_err();
-        assert!(err.contains("not a JSON object"), "{err}");
+        assert!(matches!(err, WireError::NotAJsonObject { .. }), "{err}");
     }
 }

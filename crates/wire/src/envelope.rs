@@ -5,7 +5,16 @@
 //! the bytes, an enum is a `u32` variant index then its fields, `Option` is a `u8` tag.
 //! The full byte layout is in `schemas/envelope.md`, with golden vectors beside it, so any
 //! language can write a valid frame. The first two bytes are always the schema version.
-use bincode::{Decode, Encode};
+//!
+//! Encoding is derived; decoding is written out below (same layout) so that no length
+//! prefix allocates more than the message holds: bincode's own `Vec<u8>`/`String` decoders
+//! allocate the declared length (up to the 64 MiB limit) before reading it, so a 20-byte
+//! message claiming a 60 MiB string cost a 60 MiB zeroed allocation (found by
+//! `tests/fuzz.rs`). Here byte strings are borrowed from the input first (an error when the
+//! input is shorter than declared) and copied, and lists grow as their items decode.
+use bincode::de::{BorrowDecode, BorrowDecoder, Decode};
+use bincode::error::{AllowedEnumVariants, DecodeError};
+use bincode::Encode;
 
 /// Version of the envelope layout written by this build (first two bytes, `u16` LE).
 pub const SCHEMA_VERSION: u16 = 1;
@@ -31,7 +40,7 @@ fn config() -> Config {
 }
 
 /// One input: a frame from a camera or a record from any source.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub struct Envelope {
     /// Layout version; [`SCHEMA_VERSION`] when written by this build.
     pub schema_version: u16,
@@ -46,7 +55,7 @@ pub struct Envelope {
 }
 
 /// The content of an envelope.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Payload {
     /// Variant 0: an encoded image, bytes passed through untouched.
     Encoded {
@@ -62,7 +71,7 @@ pub enum Payload {
 }
 
 /// Encoded image formats (`u32` variant index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, bincode::Decode)]
 pub enum ImageFormat {
     /// 0
     Jpeg,
@@ -71,7 +80,7 @@ pub enum ImageFormat {
 }
 
 /// Raw pixels, row-major, channels interleaved (HWC), 8 bits per channel.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct RawImage {
     /// Width in pixels.
     pub width: u32,
@@ -84,7 +93,7 @@ pub struct RawImage {
 }
 
 /// Channel order of a [`RawImage`] (`u32` variant index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, bincode::Decode)]
 pub enum PixelLayout {
     /// 0: R, G, B.
     Rgb8,
@@ -105,14 +114,14 @@ impl PixelLayout {
 }
 
 /// A record of named features, in the order the source gave them.
-#[derive(Debug, Clone, PartialEq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Default, Encode)]
 pub struct Record {
     /// The fields, in source order (names unique within a record).
     pub fields: Vec<Field>,
 }
 
 /// One named value.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub struct Field {
     /// Feature name (a CSV column or JSON key).
     pub name: String,
@@ -121,7 +130,7 @@ pub struct Field {
 }
 
 /// A feature value (`u32` variant index).
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Value {
     /// 0
     Null,
@@ -149,6 +158,100 @@ impl Payload {
             } => "image/png",
             Payload::Raw(_) => "application/x-argus-raw-image",
             Payload::Record(_) => "application/x-argus-record",
+        }
+    }
+}
+
+// Decoding by hand (see the module doc): the layout of `schemas/envelope.md`, field by field
+// in the order the derived `Encode` writes them. Struct expressions evaluate their fields in
+// the order written, which is the wire order.
+
+/// A byte string (`u64` length, then the bytes), borrowed from the input and then copied:
+/// a length beyond what the input holds is `UnexpectedEnd`, never an allocation.
+fn bytes<'de, D: BorrowDecoder<'de>>(d: &mut D) -> Result<Vec<u8>, DecodeError> {
+    <&[u8] as BorrowDecode<'de, D::Context>>::borrow_decode(d).map(<[u8]>::to_vec)
+}
+
+/// A UTF-8 string, as [`bytes`].
+fn text<'de, D: BorrowDecoder<'de>>(d: &mut D) -> Result<String, DecodeError> {
+    <&str as BorrowDecode<'de, D::Context>>::borrow_decode(d).map(str::to_owned)
+}
+
+/// A list (`u64` count, then the items). Nothing is reserved from the count: the vector
+/// grows as items decode, so a count beyond the input fails at the first missing item.
+fn list<'de, D: BorrowDecoder<'de>, T>(
+    d: &mut D,
+    mut item: impl FnMut(&mut D) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let count = u64::decode(d)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        out.push(item(d)?);
+    }
+    Ok(out)
+}
+
+fn unexpected_variant<T>(found: u32, allowed: &'static AllowedEnumVariants) -> DecodeError {
+    DecodeError::UnexpectedVariant {
+        type_name: std::any::type_name::<T>(),
+        allowed,
+        found,
+    }
+}
+
+impl<'de, C> BorrowDecode<'de, C> for Envelope {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(Envelope {
+            schema_version: u16::decode(d)?,
+            source_id: text(d)?,
+            sequence: u64::decode(d)?,
+            capture_time_us: i64::decode(d)?,
+            payload: Payload::borrow_decode(d)?,
+        })
+    }
+}
+
+impl<'de, C> BorrowDecode<'de, C> for Payload {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        match u32::decode(d)? {
+            0 => Ok(Payload::Encoded {
+                format: ImageFormat::decode(d)?,
+                bytes: bytes(d)?,
+            }),
+            1 => Ok(Payload::Raw(RawImage {
+                width: u32::decode(d)?,
+                height: u32::decode(d)?,
+                layout: PixelLayout::decode(d)?,
+                data: bytes(d)?,
+            })),
+            2 => Ok(Payload::Record(Record {
+                fields: list(d, |d| {
+                    Ok(Field {
+                        name: text(d)?,
+                        value: Value::borrow_decode(d)?,
+                    })
+                })?,
+            })),
+            found => Err(unexpected_variant::<Payload>(
+                found,
+                &AllowedEnumVariants::Range { min: 0, max: 2 },
+            )),
+        }
+    }
+}
+
+impl<'de, C> BorrowDecode<'de, C> for Value {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        match u32::decode(d)? {
+            0 => Ok(Value::Null),
+            1 => Ok(Value::Bool(bool::decode(d)?)),
+            2 => Ok(Value::Int(i64::decode(d)?)),
+            3 => Ok(Value::Float(f64::decode(d)?)),
+            4 => Ok(Value::Text(text(d)?)),
+            found => Err(unexpected_variant::<Value>(
+                found,
+                &AllowedEnumVariants::Range { min: 0, max: 4 },
+            )),
         }
     }
 }
@@ -189,6 +292,19 @@ pub enum WireError {
         /// Bytes left over after it.
         extra: usize,
     },
+    /// A headers-mode `application/json` value ([`crate::bare`]) is not one JSON object.
+    #[error("value is not a JSON object: {source}")]
+    NotAJsonObject {
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field of a headers-mode JSON value ([`crate::bare`]) is an array or an object.
+    #[error("field {name:?} is nested; only numbers, strings, booleans and null are supported — flatten it")]
+    NestedField {
+        /// The field's name.
+        name: String,
+    },
     /// Encoding failed (only for envelopes larger than the limit).
     #[error("envelope does not encode: {source}")]
     Encode {
@@ -227,7 +343,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
             WireError::NotAnEnvelope { found: version }
         });
     }
-    let (envelope, used): (Envelope, usize) = bincode::decode_from_slice(bytes, config())
+    let (envelope, used): (Envelope, usize) = bincode::borrow_decode_from_slice(bytes, config())
         .map_err(|source| WireError::Decode { source })?;
     if used != bytes.len() {
         return Err(WireError::TrailingBytes {

@@ -60,7 +60,7 @@ impl Job {
     }
 
     /// The value read bare ([`argus_wire::bare`]): `None` when it is read as an envelope.
-    pub fn bare(&self) -> Option<Result<Envelope, String>> {
+    pub fn bare(&self) -> Option<Result<Envelope, WireError>> {
         let content_type = self
             .headers
             .iter()
@@ -183,14 +183,9 @@ pub fn prepare(
         });
     }
     let t = Instant::now();
+    // A bare value's errors (not a JSON object, a nested field) are `decode` failures too.
     let envelope = match job.bare() {
-        Some(Ok(e)) => Ok(e),
-        Some(Err(detail)) => {
-            return Prepare::Failed(Failure {
-                kind: FailureKind::Decode,
-                detail,
-            })
-        }
+        Some(bare) => bare,
         None => decode_envelope(&job.value),
     };
     let envelope = match envelope {
