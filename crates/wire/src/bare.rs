@@ -67,6 +67,54 @@ pub struct BareOrigin {
     pub capture_time_us: i64,
 }
 
+/// What a Kafka record carries besides its value, as far as reading it bare goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BareRecord<'a> {
+    /// The record key.
+    pub key: Option<&'a [u8]>,
+    /// Its offset.
+    pub offset: i64,
+    /// Its Kafka timestamp, ms.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The whole rule (see the module doc) for one Kafka record, shared by every reader of
+/// inputs (the worker, the drift sidecar): `None` when the value is read as an envelope,
+/// else the envelope of the bare value. `headers` are (name, value) byte pairs, in order.
+pub fn read_bare<'a>(
+    value: &[u8],
+    headers: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+    record: BareRecord<'_>,
+) -> Option<Result<Envelope, WireError>> {
+    use crate::headers::{CAPTURE_TIME_US, CONTENT_TYPE, SCHEMA};
+    let header = |name: &str| {
+        headers
+            .clone()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    // Any `argus-schema` header: an envelope (or a mistake reported as one).
+    if header(SCHEMA).is_some() {
+        return None;
+    }
+    let text = |name: &str| header(name).and_then(|(_, v)| std::str::from_utf8(v?).ok());
+    let kind = bare_kind(value, text(CONTENT_TYPE))?;
+    let capture_time_us = text(CAPTURE_TIME_US)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or_else(|| record.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
+        .unwrap_or_else(crate::now_us);
+    let origin = BareOrigin {
+        source_id: record
+            .key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or_default()
+            .to_owned(),
+        sequence: u64::try_from(record.offset).unwrap_or(0),
+        capture_time_us,
+    };
+    Some(bare_envelope(kind, value, origin))
+}
+
 /// The envelope of a bare value. Errors ([`WireError::NotAJsonObject`],
 /// [`WireError::NestedField`]) say what is wrong with a JSON value.
 pub fn bare_envelope(

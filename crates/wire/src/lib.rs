@@ -16,7 +16,7 @@ pub mod envelope;
 pub mod headers;
 pub mod output;
 
-pub use bare::{bare_envelope, bare_kind, BareKind, BareOrigin};
+pub use bare::{bare_envelope, bare_kind, read_bare, BareKind, BareOrigin, BareRecord};
 pub use columns::{infer_column_type, ColumnTally, ColumnType};
 pub use envelope::{
     decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,

@@ -1,7 +1,6 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
 use argus_kafka::RawHeader;
 use argus_model::{Classification, Classifier, Prepared};
-use argus_wire::headers::{CAPTURE_TIME_US, CONTENT_TYPE, SCHEMA};
 use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
@@ -61,31 +60,17 @@ impl Job {
 
     /// The value read bare ([`argus_wire::bare`]): `None` when it is read as an envelope.
     pub fn bare(&self) -> Option<Result<Envelope, WireError>> {
-        let content_type = self
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(CONTENT_TYPE.as_bytes()))
-            .and_then(|h| h.value.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok());
-        // Any `argus-schema` header: an envelope (or a mistake reported as one).
-        if self.headers.iter().any(|h| h.name == SCHEMA.as_bytes()) {
-            return None;
-        }
-        let kind = argus_wire::bare_kind(&self.value, content_type)?;
-        let capture_time_us = self
-            .headers
-            .iter()
-            .find(|h| h.name == CAPTURE_TIME_US.as_bytes())
-            .and_then(|h| h.value.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
-            .or_else(|| self.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
-            .unwrap_or_else(argus_wire::now_us);
-        let origin = argus_wire::BareOrigin {
-            source_id: self.key_str().unwrap_or_default().to_owned(),
-            sequence: u64::try_from(self.offset).unwrap_or(0),
-            capture_time_us,
-        };
-        Some(argus_wire::bare_envelope(kind, &self.value, origin))
+        argus_wire::read_bare(
+            &self.value,
+            self.headers
+                .iter()
+                .map(|h| (h.name.as_slice(), h.value.as_deref())),
+            argus_wire::BareRecord {
+                key: self.key.as_deref(),
+                offset: self.offset,
+                timestamp_ms: self.timestamp_ms,
+            },
+        )
     }
 
     /// The key as text, if it is UTF-8.

@@ -76,11 +76,16 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             msg = consumer.recv() => match msg {
                 Ok(msg) => {
+                    // Header bytes are input: read without rdkafka's UTF-8 assumption.
+                    let headers = argus_kafka::raw_headers(&msg);
                     let rec = Incoming {
                         topic: msg.topic(),
                         partition: msg.partition(),
                         offset: msg.offset(),
                         payload: msg.payload().unwrap_or_default(),
+                        key: msg.key(),
+                        headers: &headers,
+                        timestamp_ms: msg.timestamp().to_millis(),
                     };
                     let generation = consumer.context().generation(rec.topic, rec.partition);
                     sidecar.on_record(&rec, generation, argus_wire::now_us())?;

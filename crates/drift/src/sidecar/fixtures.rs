@@ -103,6 +103,9 @@ pub fn incoming<'a>(partition: i32, offset: i64, payload: &'a [u8]) -> Incoming<
         partition,
         offset,
         payload,
+        key: None,
+        headers: &[],
+        timestamp_ms: None,
     }
 }
 

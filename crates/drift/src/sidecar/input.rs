@@ -19,6 +19,28 @@ pub(crate) struct Incoming<'a> {
     pub partition: i32,
     pub offset: i64,
     pub payload: &'a [u8],
+    /// Key, headers and timestamp: an input value may be bare ([`argus_wire::read_bare`]).
+    pub key: Option<&'a [u8]>,
+    pub headers: &'a [argus_kafka::RawHeader],
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Incoming<'_> {
+    /// The input's envelope: read bare (headers mode) or decoded, as the worker does.
+    fn envelope(&self) -> Result<argus_wire::Envelope, argus_wire::WireError> {
+        argus_wire::read_bare(
+            self.payload,
+            self.headers
+                .iter()
+                .map(|h| (h.name.as_slice(), h.value.as_deref())),
+            argus_wire::BareRecord {
+                key: self.key,
+                offset: self.offset,
+                timestamp_ms: self.timestamp_ms,
+            },
+        )
+        .unwrap_or_else(|| argus_wire::decode_envelope(self.payload))
+    }
 }
 
 /// What became of one record.
@@ -139,7 +161,7 @@ impl RecordReader {
         Ok(outcome)
     }
 
-    /// An envelope of the input topic: a frame or a record.
+    /// An input: an envelope, or a bare value (headers mode), of a frame or a record.
     fn read_input(
         &mut self,
         state: &mut PartitionPanes,
@@ -147,7 +169,7 @@ impl RecordReader {
         now_us: i64,
         stats: &mut DriftStats,
     ) -> Result<Outcome, DriftError> {
-        let env = match argus_wire::decode_envelope(rec.payload) {
+        let env = match rec.envelope() {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!(topic = rec.topic, error = %e, "envelope does not decode");
@@ -477,6 +499,9 @@ mod tests {
                 partition: 0,
                 offset: 0,
                 payload: b"{not json",
+                key: None,
+                headers: &[],
+                timestamp_ms: None,
             };
             out.push(r.read(&mut state, &pred, NOW_US, &mut stats).expect("read"));
             out
@@ -519,6 +544,46 @@ mod tests {
         .into();
         assert_eq!(by_reason, expected);
         assert_eq!(invalid_outcomes, 4);
+    }
+
+    #[test]
+    fn bare_json_inputs_are_read_like_envelopes() {
+        // Headers mode (a gateway writing JSON records): the sidecar reads what the worker
+        // reads — content-type application/json, key = source, capture time from the header.
+        let mut r = reader();
+        let mut state = PartitionPanes::new(IN, 0, None);
+        let mut stats = DriftStats::default();
+        let capture = NOW_US.to_string();
+        let headers = [
+            argus_kafka::RawHeader {
+                name: b"content-type".to_vec(),
+                value: Some(b"application/json".to_vec()),
+            },
+            argus_kafka::RawHeader {
+                name: argus_wire::headers::CAPTURE_TIME_US.as_bytes().to_vec(),
+                value: Some(capture.into_bytes()),
+            },
+        ];
+        let bare = Incoming {
+            key: Some(b"a"),
+            headers: &headers,
+            ..incoming(0, 0, br#"{"x": 0.5}"#)
+        };
+        let t0 = NOW_US.div_euclid(PANE) * PANE;
+        assert_eq!(
+            r.read(&mut state, &bare, NOW_US, &mut stats).expect("read"),
+            Outcome::Sampled(t0)
+        );
+        // The same value without its content type is no envelope.
+        let unmarked = Incoming {
+            key: Some(b"a"),
+            ..incoming(0, 1, br#"{"x": 0.5}"#)
+        };
+        assert_eq!(
+            r.read(&mut state, &unmarked, NOW_US, &mut stats)
+                .expect("read"),
+            Outcome::Invalid("envelope")
+        );
     }
 
     #[test]
