@@ -42,37 +42,6 @@ fn scrape(port: u16, within: Duration) -> String {
     }
 }
 
-/// Pipes `text` through `promtool check metrics`: exit 0 and no lint problem, or the test
-/// fails with promtool's words.
-fn promtool_check(what: &str, text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool not runnable ({e}): install it (scripts/test installs Debian's prometheus package)")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics on the {what} scrape: {}\n{said}\n--- scrape:\n{text}",
-        out.status
-    );
-}
-
 /// The value of the sample `series` (name and labels exactly as rendered).
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
