@@ -32,6 +32,7 @@ const NAMES: &[&str] = &[
     "argus_drift_records_total",
     "argus_drift_reference_info",
     "argus_drift_reports_total",
+    "argus_drift_segments_unexported_total",
     "argus_drift_watermark_unix_seconds",
     "argus_drift_window_eval_seconds",
     "argus_falling_behind",

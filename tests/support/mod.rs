@@ -510,3 +510,38 @@ impl Drop for OwnBroker {
         let _ = self.command(&["stop"]).status();
     }
 }
+
+/// Pipes a `/metrics` scrape through `promtool check metrics` (HELP on every family,
+/// naming and type lint): exit 0 and no problem reported, or the test fails with
+/// promtool's words. promtool must be on PATH (scripts/test installs Debian's `prometheus`
+/// package when it is missing); without it the test fails rather than skips.
+pub fn promtool_check(what: &str, text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool not runnable ({e}): install it (scripts/test installs Debian's prometheus package)")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on the {what} scrape: {}\n{said}\n--- scrape:\n{text}",
+        out.status
+    );
+}

@@ -172,6 +172,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Runtime(e.into()))?,
     }
     telemetry::metrics_handle();
+    // The demo runs every role: its producer, workers and drift sidecar.
+    argus_producer::metrics::register_defaults();
+    argus_kafka::metrics::register_defaults();
+    argus_model::metrics::register_defaults();
+    argus_worker::metrics::register_defaults(std::slice::from_ref(&input));
+    if !args.no_drift {
+        argus_drift::metrics::register_defaults(&[input.as_str(), topics.predictions.as_str()]);
+    }
     let stop = shutdown::on_signal();
     println!(
         "argus demo: {} cameras at {} fps ({}x{}), {} workers, model {} v{}, broker {}",

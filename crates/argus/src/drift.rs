@@ -152,6 +152,10 @@ pub struct WatchFlags {
     /// Consecutive drifting windows before the alarm fires [default: 3].
     #[arg(long)]
     pub alarm_windows: Option<u32>,
+    /// Segments (cameras) exported as per-segment metrics at most, besides the fleet `*`;
+    /// later ones are still analysed and reported [default: 50].
+    #[arg(long)]
+    pub max_metric_segments: Option<usize>,
     /// Per-feature significance level before FDR control [default: 0.05].
     #[arg(long)]
     pub alpha: Option<f64>,
@@ -204,6 +208,11 @@ impl WatchFlags {
             "drift.alarm_windows",
             "--alarm-windows",
             self.alarm_windows.as_ref(),
+        );
+        f.set(
+            "drift.max_metric_segments",
+            "--max-metric-segments",
+            self.max_metric_segments.as_ref(),
         );
         f.set("drift.alpha", "--alpha", self.alpha.as_ref());
         f.set("drift.model_id", "--model-id", self.model_id.as_ref());
@@ -488,6 +497,10 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
     let settings = config.kafka.settings();
     crate::work::preflight(&settings).await?;
     telemetry::metrics_handle();
+    argus_kafka::metrics::register_defaults();
+    let mut watched = vec![sidecar.input_topic.as_str()];
+    watched.extend(sidecar.predictions_topic.as_deref());
+    argus_drift::metrics::register_defaults(&watched);
     let listener = telemetry::bind(d.metrics_addr)
         .await
         .map_err(CliError::Usage)?;

@@ -1,8 +1,20 @@
 //! Tracing set-up, the Prometheus recorder, and the `/metrics` + `/healthz` endpoint.
+//!
+//! Two Prometheus recorders share `/metrics`: per-partition gauges (each crate's
+//! `PARTITION_GAUGES`) go to one that drops a series once it has not been updated for
+//! [`PARTITION_SERIES_IDLE`] — their owners refresh them every second or every librdkafka
+//! statistics interval while the partition is assigned and set them to 0 once on revoke,
+//! so a moved partition reads 0 at once (fleet-wide sums stay right) and is gone from
+//! `/metrics` soon after. Everything else goes to one that never drops a series (build
+//! and model info, counters).
 use argus_worker::WorkerStats;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use metrics_util::MetricKindMask;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -75,18 +87,111 @@ fn prometheus_builder() -> PrometheusBuilder {
     builder
 }
 
-/// Installs the global Prometheus recorder once and returns its handle.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// A per-partition gauge not updated for this long is dropped from `/metrics`: three
+/// librdkafka statistics intervals (5 s, the slowest of the updates; the worker's own
+/// gauges are refreshed every second).
+pub const PARTITION_SERIES_IDLE: Duration = Duration::from_secs(15);
+
+/// Whether `name` is a per-partition gauge (see the module doc).
+fn is_partition_gauge(name: &str) -> bool {
+    argus_worker::metrics::PARTITION_GAUGES
+        .iter()
+        .chain(argus_kafka::metrics::PARTITION_GAUGES)
+        .chain(argus_drift::metrics::PARTITION_GAUGES)
+        .any(|n| *n == name)
+}
+
+/// The recorder installed: per-partition gauges to `partitions`, the rest to `main`.
+struct SplitRecorder {
+    main: PrometheusRecorder,
+    partitions: PrometheusRecorder,
+}
+
+impl SplitRecorder {
+    fn pick(&self, name: &str) -> &PrometheusRecorder {
+        if is_partition_gauge(name) {
+            &self.partitions
+        } else {
+            &self.main
+        }
+    }
+}
+
+impl Recorder for SplitRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pick(key.as_str())
+            .describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pick(key.as_str())
+            .describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pick(key.as_str())
+            .describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.pick(key.name()).register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.pick(key.name()).register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.pick(key.name()).register_histogram(key, metadata)
+    }
+}
+
+/// Renders both recorders of [`SplitRecorder`] as one exposition.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    main: PrometheusHandle,
+    partitions: PrometheusHandle,
+}
+
+impl MetricsHandle {
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut text = self.main.render();
+        text.push_str(&self.partitions.render());
+        text
+    }
+
+    /// Drains histograms and drops idle per-partition series (also done by `render`).
+    pub fn run_upkeep(&self) {
+        self.main.run_upkeep();
+        self.partitions.run_upkeep();
+    }
+}
+
+/// The recorder and its handle; per-partition gauges idle for `idle` are dropped.
+fn split_recorder(idle: Duration) -> (SplitRecorder, MetricsHandle) {
+    let recorder = SplitRecorder {
+        main: prometheus_builder().build_recorder(),
+        partitions: PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::GAUGE, Some(idle))
+            .build_recorder(),
+    };
+    let handle = MetricsHandle {
+        main: recorder.main.handle(),
+        partitions: recorder.partitions.handle(),
+    };
+    (recorder, handle)
+}
+
+/// Installs the global recorder once and returns its handle.
+pub fn metrics_handle() -> MetricsHandle {
+    static HANDLE: OnceLock<MetricsHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = match prometheus_builder().install_recorder() {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics recorder not installed");
-                    PrometheusBuilder::new().build_recorder().handle()
-                }
-            };
+            let (recorder, handle) = split_recorder(PARTITION_SERIES_IDLE);
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+            }
             describe_all();
             handle
         })
@@ -206,6 +311,102 @@ mod tests {
         );
         let help = format!("# HELP {} ", argus_worker::metrics::INFERENCE_QUEUE_SECONDS);
         assert!(text.contains(&help), "described:\n{text}");
+    }
+
+    /// A partition whose gauges stop being updated (revoked: set to 0 once) leaves
+    /// `/metrics`; an owned one, refreshed, stays; other gauges never leave.
+    #[test]
+    fn idle_partition_series_are_dropped_and_other_series_kept() {
+        use argus_worker::metrics::{LAG_RECORDS, PARTITION_STUCK};
+        let idle = Duration::from_millis(200);
+        let (recorder, handle) = split_recorder(idle);
+        let set = |partition: &str, v: f64| {
+            metrics::with_local_recorder(&recorder, || {
+                let labels = [
+                    ("topic", "in".to_owned()),
+                    ("partition", partition.to_owned()),
+                ];
+                metrics::gauge!(LAG_RECORDS, &labels).set(v);
+                metrics::gauge!(PARTITION_STUCK, &labels).set(0.0);
+            });
+        };
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            crate::metrics::describe();
+            metrics::gauge!(argus_worker::metrics::MAX_BATCH).set(8.0);
+            metrics::counter!(argus_worker::metrics::INPUTS).increment(1);
+        });
+        set("0", 5.0);
+        set("1", 0.0);
+        let lag = |p: &str, v: &str| format!("{LAG_RECORDS}{{topic=\"in\",partition=\"{p}\"}} {v}");
+        let text = handle.render();
+        assert!(
+            text.contains(&lag("0", "5")) && text.contains(&lag("1", "0")),
+            "{text}"
+        );
+        // Partition 0 is refreshed past the timeout; partition 1 is not.
+        let until = std::time::Instant::now() + 2 * idle;
+        while std::time::Instant::now() < until {
+            set("0", 4.0);
+            handle.render();
+            std::thread::sleep(idle / 10);
+        }
+        let text = handle.render();
+        assert!(text.contains(&lag("0", "4")), "{text}");
+        assert!(!text.contains("partition=\"1\""), "{text}");
+        assert!(
+            text.contains(&format!("{} 8", argus_worker::metrics::MAX_BATCH)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1", argus_worker::metrics::INPUTS)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("# HELP {LAG_RECORDS} ")), "{text}");
+        // No partition refreshed: no sample of the family is left.
+        std::thread::sleep(2 * idle);
+        let text = handle.render();
+        assert!(!text.contains(&format!("{LAG_RECORDS}{{")), "{text}");
+    }
+
+    #[test]
+    fn every_partition_gauge_is_a_declared_gauge_family() {
+        for name in argus_worker::metrics::PARTITION_GAUGES
+            .iter()
+            .chain(argus_kafka::metrics::PARTITION_GAUGES)
+            .chain(argus_drift::metrics::PARTITION_GAUGES)
+        {
+            assert!(is_partition_gauge(name));
+        }
+        assert!(!is_partition_gauge(argus_worker::metrics::DRAIN_SECONDS));
+        assert!(!is_partition_gauge(argus_model::metrics::MODEL_INFO));
+    }
+
+    /// The counters an operator alerts on render at 0 before anything happened.
+    #[test]
+    fn known_counters_render_at_zero_before_any_input() {
+        let (recorder, handle) = split_recorder(PARTITION_SERIES_IDLE);
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            argus_kafka::metrics::register_defaults();
+            argus_model::metrics::register_defaults();
+            argus_producer::metrics::register_defaults();
+            argus_worker::metrics::register_defaults(&["frames".to_owned()]);
+            argus_drift::metrics::register_defaults(&["frames"]);
+        });
+        let text = handle.render();
+        for line in [
+            format!("{}{{reason=\"decode\"}} 0", argus_worker::metrics::DLQ),
+            format!("{}{{kind=\"revoke\"}} 0", argus_kafka::metrics::REBALANCES),
+            format!("{} 0", argus_kafka::metrics::COMMIT_FAILURES),
+            format!("{} 0", argus_worker::metrics::CONSUMER_ERRORS),
+            format!("{} 0", argus_model::metrics::PLANS_BUILT),
+            format!("{}{{outcome=\"error\"}} 0", argus_producer::metrics::FRAMES),
+            format!("{}{{status=\"drift\"}} 0", argus_drift::metrics::REPORTS),
+            format!("{} 0", argus_drift::metrics::SEGMENTS_UNEXPORTED),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 
     #[test]

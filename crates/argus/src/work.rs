@@ -113,6 +113,9 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     };
     let (consumer, producer) = clients()?;
     telemetry::metrics_handle();
+    argus_kafka::metrics::register_defaults();
+    argus_model::metrics::register_defaults();
+    argus_worker::metrics::register_defaults(&run_config.input_topics);
     let shutdown = shutdown::on_signal();
     if w.create_topics > 0 {
         let specs: Vec<TopicSpec> = w

@@ -1,6 +1,8 @@
 //! Metric names emitted by the drift sidecar (`argus_drift_*`; the spec's `drift_*` names
-//! with the project prefix). Label sets are bounded: `segment` is a camera only for the
-//! first `max_segments` cameras, `feature` and `method` come from the profile.
+//! with the project prefix). Label sets are bounded: `segment` is `*` (the fleet) or one of
+//! the first `max_metric_segments` segments whose report this sidecar evaluated (see
+//! [`SegmentCap`]); `feature` and `method` come from the profile.
+use std::collections::BTreeSet;
 
 /// Counter: records read. Labels: `topic`, `outcome` (sampled, skipped, late, invalid).
 pub const RECORDS: &str = "argus_drift_records_total";
@@ -43,6 +45,31 @@ pub const REFERENCE_INFO: &str = "argus_drift_reference_info";
 pub const WATERMARK_SECONDS: &str = "argus_drift_watermark_unix_seconds";
 /// Gauge: end of the last reported window (Unix seconds). Labels: `segment`.
 pub const LAST_WINDOW_END: &str = "argus_drift_last_window_end_unix_seconds";
+/// Counter: segments beyond `max_metric_segments`, each counted once when its first report
+/// was evaluated: still analysed and published on the reports topic, but not exported as
+/// per-segment series.
+pub const SEGMENTS_UNEXPORTED: &str = "argus_drift_segments_unexported_total";
+
+/// Per-partition gauges: exported only while the partition is owned (the binary drops
+/// series not updated for a while; see `argus::telemetry`).
+pub const PARTITION_GAUGES: &[&str] = &[WATERMARK_SECONDS];
+
+/// Every `reason` label of [`INVALID`] (pre-registered at 0 by [`register_defaults`]).
+pub const INVALID_REASONS: &[&str] = &[
+    "envelope",
+    "event_time",
+    "not_a_record",
+    "prediction_json",
+    "no_capture_time",
+    "decode",
+    "pane_message",
+];
+
+/// Every `outcome` label of [`RECORDS`].
+pub const RECORD_OUTCOMES: &[&str] = &["sampled", "skipped", "late", "invalid"];
+
+/// Every `status` label of [`REPORTS`].
+pub const REPORT_STATUSES: &[&str] = &["ok", "warn", "drift", "insufficient_data"];
 
 /// Buckets for the evaluation histogram (seconds).
 pub const EVAL_BUCKETS: &[f64] = &[
@@ -85,6 +112,86 @@ pub fn describe() {
         LAST_WINDOW_END,
         "End of the last evaluated window (Unix seconds)"
     );
+    describe_counter!(
+        SEGMENTS_UNEXPORTED,
+        "Segments beyond max_metric_segments: analysed and reported, not exported per segment"
+    );
+}
+
+/// Registers the counters an operator alerts on at 0 for their known labels, so
+/// `rate(x[5m])` has a series from the first scrape: `topics` are the watched topics.
+pub fn register_defaults(topics: &[&str]) {
+    use metrics::counter;
+    for topic in topics {
+        for outcome in RECORD_OUTCOMES {
+            counter!(RECORDS, "topic" => topic.to_string(), "outcome" => *outcome).absolute(0);
+        }
+        counter!(LATE, "topic" => topic.to_string()).absolute(0);
+    }
+    for reason in INVALID_REASONS {
+        counter!(INVALID, "reason" => *reason).absolute(0);
+    }
+    for status in REPORT_STATUSES {
+        counter!(REPORTS, "status" => *status).absolute(0);
+    }
+    for name in [PARTIALS, PARTIALS_FAILED, DUPLICATES, SEGMENTS_UNEXPORTED] {
+        counter!(name).absolute(0);
+    }
+}
+
+/// Which segments get per-segment series: the fleet (`*`) always, then the first `max`
+/// segments to report, for the life of the process (a segment never flaps in and out).
+/// Segments beyond are still evaluated and published on the reports topic; each is counted
+/// once in [`SEGMENTS_UNEXPORTED`].
+#[derive(Debug, Clone)]
+pub struct SegmentCap {
+    max: usize,
+    exported: BTreeSet<String>,
+    refused: BTreeSet<String>,
+}
+
+impl SegmentCap {
+    /// At most `max` segments besides `*`.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            exported: BTreeSet::new(),
+            refused: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `segment` gets series; counts a segment refused for the first time.
+    pub fn admit(&mut self, segment: &str) -> bool {
+        if segment == argus_stats::profile::FLEET || self.exported.contains(segment) {
+            return true;
+        }
+        if self.exported.len() < self.max {
+            self.exported.insert(segment.to_owned());
+            return true;
+        }
+        if self.refused.insert(segment.to_owned()) {
+            metrics::counter!(SEGMENTS_UNEXPORTED).increment(1);
+        }
+        false
+    }
+}
+
+/// Exports `r` as gauges when `cap` admits its segment (the report counter always counts).
+pub fn record_capped(cap: &mut SegmentCap, r: &argus_stats::report::DriftReport) {
+    if cap.admit(&r.segment) {
+        record_report(r);
+    } else {
+        metrics::counter!(REPORTS, "status" => status_label(r.dataset.status)).increment(1);
+    }
+}
+
+fn status_label(s: argus_stats::report::Status) -> &'static str {
+    match s {
+        argus_stats::report::Status::Ok => "ok",
+        argus_stats::report::Status::Warn => "warn",
+        argus_stats::report::Status::Drift => "drift",
+        argus_stats::report::Status::InsufficientData => "insufficient_data",
+    }
 }
 
 /// Export one report as gauges.
@@ -134,11 +241,76 @@ pub fn record_report(r: &argus_stats::report::DriftReport) {
             gauge!(CBPE, &[("segment", seg.clone()), ("metric", m.to_owned())]).set(v);
         }
     }
-    let status = match r.dataset.status {
-        argus_stats::report::Status::Ok => "ok",
-        argus_stats::report::Status::Warn => "warn",
-        argus_stats::report::Status::Drift => "drift",
-        argus_stats::report::Status::InsufficientData => "insufficient_data",
-    };
-    counter!(REPORTS, "status" => status).increment(1);
+    counter!(REPORTS, "status" => status_label(r.dataset.status)).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn counter_value(snapshotter: &metrics_util::debugging::Snapshotter, name: &str) -> u64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(k, _, _, v)| match v {
+                DebugValue::Counter(n) if k.key().name() == name => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_fleet_and_the_first_segments_are_exported_the_rest_counted_once() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let admitted = metrics::with_local_recorder(&recorder, || {
+            let mut cap = SegmentCap::new(2);
+            [
+                "cam-a", "*", "cam-b", "cam-c", "cam-a", "cam-d", "cam-c", "*", "cam-b",
+            ]
+            .map(|s| cap.admit(s))
+        });
+        assert_eq!(
+            admitted,
+            [true, true, true, false, true, false, false, true, true]
+        );
+        assert_eq!(counter_value(&snapshotter, SEGMENTS_UNEXPORTED), 2);
+    }
+
+    #[test]
+    fn a_cap_of_zero_exports_only_the_fleet() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let mut cap = SegmentCap::new(0);
+            assert!(cap.admit("*"));
+            assert!(!cap.admit("cam-a"));
+        });
+    }
+
+    #[test]
+    fn defaults_register_every_known_counter_at_zero() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || register_defaults(&["frames"]));
+        let snap = snapshotter.snapshot().into_vec();
+        let series = |name: &str| {
+            snap.iter()
+                .filter(|(k, _, _, v)| k.key().name() == name && *v == DebugValue::Counter(0))
+                .count()
+        };
+        assert_eq!(series(RECORDS), RECORD_OUTCOMES.len());
+        assert_eq!(series(INVALID), INVALID_REASONS.len());
+        assert_eq!(series(REPORTS), REPORT_STATUSES.len());
+        for name in [
+            LATE,
+            PARTIALS,
+            PARTIALS_FAILED,
+            DUPLICATES,
+            SEGMENTS_UNEXPORTED,
+        ] {
+            assert_eq!(series(name), 1, "{name}");
+        }
+    }
 }

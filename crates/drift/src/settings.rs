@@ -42,6 +42,10 @@ pub struct DriftSettings {
     pub sample_rate: f64,
     /// Frames per second per camera at most (0 = no cap).
     pub max_fps: f64,
+    /// Segments (cameras) exported as per-segment metrics at most, besides the fleet `*`
+    /// (about 200 series each); later segments are still analysed and reported on the
+    /// reports topic, and counted in `argus_drift_segments_unexported_total`.
+    pub max_metric_segments: usize,
     /// Consecutive drifting windows before the alarm fires.
     pub alarm_windows: u32,
     /// Per-feature significance level before FDR control.
@@ -70,6 +74,7 @@ impl Default for DriftSettings {
             lateness: Duration::from_secs(30),
             sample_rate: 1.0,
             max_fps: 1.0,
+            max_metric_segments: 50,
             alarm_windows: 3,
             alpha: 0.05,
             model_id: None,
@@ -101,6 +106,7 @@ impl DriftSettings {
         c.reports_topic.clone_from(&self.reports_topic);
         c.panes_topic.clone_from(&self.panes_topic);
         c.group.clone_from(&self.group);
+        c.max_metric_segments = self.max_metric_segments;
         self.windows(&mut c);
         c.eval = eval_config(self.alpha).map_err(DriftError::Config)?;
         c.validate().map_err(DriftError::Config)?;
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(c.model.id, "camera-v1");
         assert_eq!(c.predictions_topic.as_deref(), Some("predictions"));
         assert_eq!((c.pane, c.window_panes, c.alarm_k), (s.pane, 5, 3));
+        assert_eq!(c.max_metric_segments, 50);
         let none = DriftSettings {
             predictions: String::new(),
             ..s.clone()
@@ -159,6 +166,7 @@ mod tests {
             alpha: 0.01,
             sidecar_id: Some("side-2".into()),
             model_id: Some("m".into()),
+            max_metric_segments: 3,
             ..s
         };
         let c = tuned.sidecar_config(|| "unused".into(), "p").unwrap();
@@ -174,6 +182,7 @@ mod tests {
             (c.sidecar_id.as_str(), c.model.id.as_str()),
             ("side-2", "m")
         );
+        assert_eq!(c.max_metric_segments, 3);
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct DriftConfig {
     pub max_fps: f64,
     /// Cameras beyond this many get no segment of their own (fleet `*` only).
     pub max_segments: usize,
+    /// Segments beyond this many (besides `*`) are evaluated and reported but not exported
+    /// as per-segment metrics ([`SegmentCap`](crate::metrics::SegmentCap)).
+    pub max_metric_segments: usize,
     /// Consecutive drifting windows that fire the alarm.
     pub alarm_k: u32,
     /// Evaluation thresholds.
@@ -102,6 +105,7 @@ impl DriftConfig {
             sample_rate: 0.0,
             max_fps: 0.0,
             max_segments: 200,
+            max_metric_segments: d.max_metric_segments,
             alarm_k: 0,
             eval: EvalConfig::default(),
             model,

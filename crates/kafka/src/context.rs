@@ -140,7 +140,8 @@ impl GroupContext {
                 current.insert(tp);
             } else {
                 // The new owner reports this partition's lag now; a stale value here
-                // would be counted twice when lag is summed across the fleet.
+                // would be counted twice when lag is summed across the fleet. Not updated
+                // any more, the series then leaves /metrics (`PARTITION_GAUGES`).
                 metrics::gauge!(
                     crate::metrics::CONSUMER_LAG,
                     "topic" => tp.0.clone(),

@@ -15,6 +15,11 @@ pub fn describe() {
     metrics::describe_gauge!(MODEL_INFO, "The model served (always 1; see the labels)");
 }
 
+/// Registers [`PLANS_BUILT`] at 0, so it has a series from the first scrape.
+pub fn register_defaults() {
+    metrics::counter!(PLANS_BUILT).absolute(0);
+}
+
 /// Sets [`MODEL_INFO`] for `model`.
 pub fn record_model_info(model: &crate::Classifier) {
     let m = model.model_ref();

@@ -7,8 +7,24 @@ pub const FRAMES: &str = "argus_producer_frames_total";
 /// oldest waiting frame when the backlog was full; `expired`: not delivered within
 /// `message.timeout.ms`).
 pub const DROPPED: &str = "argus_producer_dropped_total";
+/// [`DROPPED`] reason: the oldest waiting frame, when the backlog was full.
+pub const DROPPED_BACKLOG_FULL: &str = "backlog_full";
+/// [`DROPPED`] reason: not delivered within `message.timeout.ms`.
+pub const DROPPED_EXPIRED: &str = "expired";
 /// Counter: CSV / JSON-lines rows that could not be read as records and were skipped.
 pub const BAD_ROWS: &str = "argus_producer_bad_rows_total";
+
+/// Registers the counters at 0 for their known labels, so `rate(x[5m])` has a series from
+/// the first scrape (call when a producing role starts).
+pub fn register_defaults() {
+    for outcome in ["ok", "error"] {
+        metrics::counter!(FRAMES, "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!(BAD_ROWS).absolute(0);
+    for reason in [DROPPED_BACKLOG_FULL, DROPPED_EXPIRED] {
+        metrics::counter!(DROPPED, "reason" => reason).absolute(0);
+    }
+}
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {

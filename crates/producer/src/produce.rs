@@ -423,7 +423,7 @@ impl Sender {
         }
         let dropped = self.backlog.push(frame);
         if dropped > 0 {
-            self.dropped(dropped, "backlog_full");
+            self.dropped(dropped, crate::metrics::DROPPED_BACKLOG_FULL);
         }
         self.pump();
         self.settle_ready();
@@ -529,7 +529,7 @@ impl Sender {
                 metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
             }
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)) => {
-                self.dropped(1, "expired");
+                self.dropped(1, crate::metrics::DROPPED_EXPIRED);
             }
             Err(e) => {
                 self.summary.failed += 1;

@@ -260,8 +260,10 @@ impl DrainSignal {
         self.blocked.len()
     }
 
-    /// Sets the gauges; partitions no longer assigned are reset to 0 (their new owner
-    /// reports them). Returns the worker's drain estimate (uncapped).
+    /// Sets the gauges; partitions no longer assigned are set to 0 once (their new owner
+    /// reports them) and, no longer updated, are dropped from `/metrics` by the binary
+    /// ([`PARTITION_GAUGES`](crate::metrics::PARTITION_GAUGES)). Returns the worker's drain
+    /// estimate (uncapped).
     pub fn publish(&mut self, signals: &HashMap<Tp, PartitionSignal>) -> f64 {
         for tp in self.published.iter() {
             if !signals.contains_key(tp) {

@@ -79,6 +79,55 @@ pub const OLDEST_IN_FLIGHT_SECONDS: &str = "argus_worker_oldest_in_flight_second
 /// (a batch it cannot decompress or parse). Labels: `topic`, `partition`.
 pub const PARTITION_STUCK: &str = "argus_worker_partition_stuck";
 
+/// Per-partition gauges: exported only while the partition is assigned (set to 0 on
+/// revoke, then dropped by the binary once not updated for a while; see
+/// `argus::telemetry`), so stale values of a moved partition are never summed.
+pub const PARTITION_GAUGES: &[&str] = &[
+    LAG_RECORDS,
+    LAG_SECONDS,
+    ARRIVAL_RATE,
+    PROCESSING_RATE,
+    PARTITION_DRAIN_SECONDS,
+    OLDEST_IN_FLIGHT_SECONDS,
+    PARTITION_STUCK,
+];
+
+/// Every `kind` label of [`OUTPUTS`].
+pub const OUTPUT_KINDS: &[&str] = &["prediction", "alert", "dlq"];
+/// Every `outcome` label of [`OUTPUTS`] and [`TXN_COMMITS`].
+pub const OUTCOMES: &[&str] = &["ok", "error"];
+
+/// Registers the counters an operator alerts on at 0 for their known labels (every DLQ
+/// reason, every output kind and outcome, the worker's `input_topics`), so `rate(x[5m])`
+/// has a series from the first scrape. Call when a worker role starts.
+pub fn register_defaults(input_topics: &[String]) {
+    use metrics::counter;
+    for topic in input_topics {
+        counter!(INPUTS, "topic" => topic.clone()).absolute(0);
+    }
+    for kind in OUTPUT_KINDS {
+        for outcome in OUTCOMES {
+            counter!(OUTPUTS, "kind" => *kind, "outcome" => *outcome).absolute(0);
+        }
+    }
+    for outcome in OUTCOMES {
+        counter!(TXN_COMMITS, "outcome" => *outcome).absolute(0);
+    }
+    for reason in argus_wire::FailureKind::ALL {
+        counter!(DLQ, "reason" => reason.as_str()).absolute(0);
+    }
+    for name in [
+        CONSUMER_ERRORS,
+        OFFSET_STORE_FAILURES,
+        STALE,
+        ABANDONED,
+        PAUSES,
+        REJOINS,
+    ] {
+        counter!(name).absolute(0);
+    }
+}
+
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -183,3 +232,56 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 1
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    #[test]
+    fn defaults_register_alerting_counters_at_zero_for_every_known_label() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            register_defaults(&["frames".to_owned()]);
+        });
+        let zeros: Vec<(String, Vec<String>)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(_, _, _, v)| *v == DebugValue::Counter(0))
+            .map(|(k, _, _, _)| {
+                let labels = k.key().labels().map(|l| l.value().to_owned()).collect();
+                (k.key().name().to_owned(), labels)
+            })
+            .collect();
+        let has = |name: &str, labels: &[&str]| {
+            zeros
+                .iter()
+                .any(|(n, l)| n == name && l.iter().map(String::as_str).eq(labels.iter().copied()))
+        };
+        for reason in argus_wire::FailureKind::ALL {
+            assert!(has(DLQ, &[reason.as_str()]), "dlq {reason}");
+        }
+        assert!(has(INPUTS, &["frames"]));
+        assert!(has(OUTPUTS, &["dlq", "error"]));
+        assert!(has(TXN_COMMITS, &["error"]));
+        for name in [
+            CONSUMER_ERRORS,
+            OFFSET_STORE_FAILURES,
+            STALE,
+            ABANDONED,
+            PAUSES,
+            REJOINS,
+        ] {
+            assert!(has(name, &[]), "{name}");
+        }
+        assert_eq!(
+            zeros.len(),
+            1 + OUTPUT_KINDS.len() * OUTCOMES.len()
+                + OUTCOMES.len()
+                + argus_wire::FailureKind::ALL.len()
+                + 6
+        );
+    }
+}

@@ -543,6 +543,12 @@ mod tests {
         ]
         .into();
         assert_eq!(by_reason, expected);
+        for reason in by_reason.keys() {
+            assert!(
+                m::INVALID_REASONS.contains(&reason.as_str()),
+                "{reason} is not pre-registered"
+            );
+        }
         assert_eq!(invalid_outcomes, 4);
     }
 

@@ -80,6 +80,8 @@ pub(crate) struct Sidecar {
     stats: DriftStats,
     idle_timeout: Duration,
     last_meta: Option<Instant>,
+    /// Which segments' reports are exported as metrics.
+    segment_cap: m::SegmentCap,
 }
 
 impl Sidecar {
@@ -112,6 +114,7 @@ impl Sidecar {
             i64::from(config.window_panes * (2 * config.alarm_k + 1)) * pane_cfg.pane_us;
         Ok(Self {
             idle_timeout: config.idle_timeout.unwrap_or(config.pane),
+            segment_cap: m::SegmentCap::new(config.max_metric_segments),
             config,
             profile,
             reader,
@@ -282,7 +285,7 @@ impl Sidecar {
             histogram!(m::EVAL_SECONDS).record(started.elapsed().as_secs_f64());
         }
         for r in reports {
-            m::record_report(&r);
+            m::record_capped(&mut self.segment_cap, &r);
             tracing::info!(segment = %r.segment, window_end = %r.window.end, status = ?r.dataset.status, alarm = %r.alarm.state, "drift window evaluated");
             effects.push(Effect::Evaluated(Box::new(r.clone())));
             self.book.evaluated(r);
