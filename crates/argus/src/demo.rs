@@ -130,6 +130,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let model = load_model(
         &resolve_model(&args.model.model),
         &args.model.engine_options(args.model.inference_threads),
+        args.model.max_decoded_pixels,
     )?;
     let run_id = format!("{:x}", std::process::id());
     let (_embedded, mut settings, input) = match &args.brokers {

@@ -308,7 +308,11 @@ fn profile(a: ProfileArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(e.to_string()))?
     } else if a.images.is_some() || a.synthetic.is_some() {
         let model = match &a.model {
-            Some(p) => Some(crate::work::load_model(p, &Default::default())?),
+            Some(p) => Some(crate::work::load_model(
+                p,
+                &Default::default(),
+                argus_model::preprocess::MAX_DECODED_PIXELS,
+            )?),
             None => None,
         };
         if let Some(m) = &model {

@@ -99,6 +99,10 @@ pub struct ModelArgs {
     /// Inputs larger than this go to the DLQ as `oversize` [default: 8 MiB].
     #[arg(long)]
     pub max_input_bytes: Option<usize>,
+    /// Pixels one encoded frame may decode to; larger frames go to the DLQ as `shape`,
+    /// refused from their header [default: 16777216 = 4096×4096; at most 8192×8192].
+    #[arg(long)]
+    pub max_decoded_pixels: Option<u64>,
     /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
     /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
     #[arg(long)]
@@ -146,6 +150,11 @@ impl ModelArgs {
             "worker.max_input_bytes",
             "--max-input-bytes",
             self.max_input_bytes.as_ref(),
+        );
+        f.set(
+            "worker.max_decoded_pixels",
+            "--max-decoded-pixels",
+            self.max_decoded_pixels.as_ref(),
         );
         let engine = self.engine.map(|e| e.as_str());
         f.set("worker.engine", "--engine", engine.as_ref());

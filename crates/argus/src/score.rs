@@ -150,7 +150,11 @@ fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliErr
 }
 
 pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
-    let model = load_model(&args.model.model, &args.model.engine_options(1))?;
+    let model = load_model(
+        &args.model.model,
+        &args.model.engine_options(1),
+        args.model.max_decoded_pixels,
+    )?;
     let (positive, threshold) = decision(&args, &model)?;
     let worker = worker_config(
         format!("argus-score-{}", crate::work::default_worker_id()),

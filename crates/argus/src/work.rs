@@ -7,12 +7,17 @@ use argus_worker::{WorkerConfig, WorkerSettings, WorkerStats};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loads a bundle on the engine `options` picks; a bad bundle or a missing engine is a
-/// configuration error (exit 64).
-pub fn load_model(path: &Path, options: &EngineOptions) -> Result<Arc<Classifier>, CliError> {
-    Classifier::load_with(path, options)
-        .map(Arc::new)
-        .map_err(|e| CliError::Usage(e.to_string()))
+/// Loads a bundle on the engine `options` picks, decoding frames of at most
+/// `max_decoded_pixels`; a bad bundle or a missing engine is a configuration error (exit 64).
+pub fn load_model(
+    path: &Path,
+    options: &EngineOptions,
+    max_decoded_pixels: u64,
+) -> Result<Arc<Classifier>, CliError> {
+    let mut model =
+        Classifier::load_with(path, options).map_err(|e| CliError::Usage(e.to_string()))?;
+    model.set_max_decoded_pixels(max_decoded_pixels);
+    Ok(Arc::new(model))
 }
 
 /// The alert rules: the `--alert` flags, else the bundle's `[decision]` (e.g. churn ≥ 0.3),
@@ -69,7 +74,11 @@ pub async fn preflight(settings: &argus_kafka::KafkaSettings) -> Result<(), CliE
 
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let w = &config.worker;
-    let model = load_model(&w.model, &w.engine_options(w.inference_threads))?;
+    let model = load_model(
+        &w.model,
+        &w.engine_options(w.inference_threads),
+        w.max_decoded_pixels,
+    )?;
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
     let worker_id = w.worker_id.clone().unwrap_or_else(|| {

@@ -15,6 +15,8 @@ pub struct Classifier {
     model_ref: ModelRef,
     engine: Box<dyn Engine>,
     dir: PathBuf,
+    /// Pixels one encoded frame may decode to ([`Classifier::set_max_decoded_pixels`]).
+    max_decoded_pixels: u64,
 }
 
 /// A decoded and preprocessed input, ready to be batched.
@@ -145,6 +147,7 @@ impl Classifier {
             model_ref,
             engine,
             dir: dir.to_path_buf(),
+            max_decoded_pixels: preprocess::MAX_DECODED_PIXELS,
         })
     }
 
@@ -197,6 +200,14 @@ impl Classifier {
         self.manifest.task == Task::Tabular
     }
 
+    /// Bounds the pixels one encoded frame may decode to (default
+    /// [`preprocess::MAX_DECODED_PIXELS`], 16 MP; at most
+    /// [`preprocess::MAX_DECODED_PIXELS_LIMIT`]): larger frames are refused from their header
+    /// as `shape`, before any pixel is decoded.
+    pub fn set_max_decoded_pixels(&mut self, max_pixels: u64) {
+        self.max_decoded_pixels = max_pixels.clamp(1, preprocess::MAX_DECODED_PIXELS_LIMIT);
+    }
+
     /// Decode and preprocess one payload (the part that runs before batching): an image
     /// for `classify` bundles, a record's features for `tabular` ones.
     pub fn prepare(&self, payload: &Payload) -> Result<Prepared, ModelError> {
@@ -204,7 +215,7 @@ impl Classifier {
             return self.prepare_record(payload);
         }
         let t = Instant::now();
-        let img = preprocess::decode(payload)?;
+        let img = preprocess::decode_limited(payload, self.max_decoded_pixels)?;
         let decode_us = micros(t);
         Ok(self.preprocess(&img, decode_us))
     }

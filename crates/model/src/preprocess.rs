@@ -14,21 +14,31 @@ use std::io::Cursor;
 
 /// Largest frame side the decoder accepts; bigger claims are refused before allocating.
 pub const MAX_DIMENSION: u32 = 8192;
-/// Most pixels one encoded frame may decode to (16 MP: 4096×4096, above 4K UHD's 8.3 MP),
+/// Most pixels one encoded frame may decode to by default (16 MP: 4096×4096, above 4K UHD's
+/// 8.3 MP; the worker's `max_decoded_pixels` changes it),
 /// checked from the file's header before any pixel is decoded. With `decode_threads`
 /// decodes at a time, decoded frames hold at most `decode_threads` × 16 MP × 11 bytes (the
 /// decoder's buffer, up to 8 bytes a pixel, and the RGB copy): 370 MB at the default 2
 /// threads, 235 MB for 8-bit images. A fuzz run with
 /// 8192×8192 PNGs (within the side limit) had raised a worker's RSS to 705 MB.
 pub const MAX_DECODED_PIXELS: u64 = 4096 * 4096;
-/// Largest allocation one decode may make: 16 MP at 8 bytes a pixel (16-bit RGBA PNGs).
-pub const MAX_DECODE_BYTES: u64 = MAX_DECODED_PIXELS * 8 + 16 * 1024 * 1024;
 
-/// Decodes a payload into an RGB image. Errors are `Decode` (bad bytes) or `Shape` (a
-/// payload kind or size this model cannot take).
+/// The most pixels [`decode_limited`] may be asked to allow: the side limit squared.
+pub const MAX_DECODED_PIXELS_LIMIT: u64 = MAX_DIMENSION as u64 * MAX_DIMENSION as u64;
+
+/// Decodes a payload into an RGB image, at most [`MAX_DECODED_PIXELS`]. Errors are
+/// `Decode` (bad bytes) or `Shape` (a payload kind or size this model cannot take).
 pub fn decode(payload: &Payload) -> Result<RgbImage, ModelError> {
+    decode_limited(payload, MAX_DECODED_PIXELS)
+}
+
+/// [`decode`] with another bound on the pixels one encoded frame may decode to (the
+/// worker's `max_decoded_pixels`; clamped to 1..=[`MAX_DECODED_PIXELS_LIMIT`]). The decoder's
+/// allocation limit follows it (8 bytes a pixel, plus 16 MiB).
+pub fn decode_limited(payload: &Payload, max_pixels: u64) -> Result<RgbImage, ModelError> {
+    let max_pixels = max_pixels.clamp(1, MAX_DECODED_PIXELS_LIMIT);
     match payload {
-        Payload::Encoded { format, bytes } => decode_encoded(*format, bytes),
+        Payload::Encoded { format, bytes } => decode_encoded(*format, bytes, max_pixels),
         Payload::Raw(raw) => from_raw(raw),
         Payload::Record(_) => Err(ModelError::Shape {
             reason: "payload is a record but this model takes images".into(),
@@ -45,13 +55,17 @@ fn reader_for(format: ImageFormat, bytes: &[u8]) -> ImageReader<Cursor<&[u8]>> {
     reader
 }
 
-fn decode_encoded(format: ImageFormat, bytes: &[u8]) -> Result<RgbImage, ModelError> {
+fn decode_encoded(
+    format: ImageFormat,
+    bytes: &[u8],
+    max_pixels: u64,
+) -> Result<RgbImage, ModelError> {
     let mut reader = reader_for(format, bytes);
     let limits = || {
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_DIMENSION);
         limits.max_image_height = Some(MAX_DIMENSION);
-        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        limits.max_alloc = Some(max_pixels * 8 + 16 * 1024 * 1024);
         limits
     };
     // The header first: a frame declaring too many pixels is refused before decoding.
@@ -61,10 +75,10 @@ fn decode_encoded(format: ImageFormat, bytes: &[u8]) -> Result<RgbImage, ModelEr
         source: Box::new(e),
     })?;
     let pixels = u64::from(w) * u64::from(h);
-    if pixels > MAX_DECODED_PIXELS {
+    if pixels > max_pixels {
         return Err(ModelError::Shape {
             reason: format!(
-                "image is {w}x{h} = {pixels} pixels; at most {MAX_DECODED_PIXELS} are decoded"
+                "image is {w}x{h} = {pixels} pixels; at most {max_pixels} are decoded (max_decoded_pixels)"
             ),
         });
     }
@@ -255,6 +269,39 @@ mod tests {
             bytes: png_declaring(64, 64),
         };
         assert!(matches!(decode(&small), Err(ModelError::Decode { .. })));
+    }
+
+    #[test]
+    fn the_pixel_bound_is_the_callers() {
+        let png = |w, h| {
+            let img = image::RgbImage::from_pixel(w, h, image::Rgb([1, 2, 3]));
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+            Payload::Encoded {
+                format: ImageFormat::Png,
+                bytes: out.into_inner(),
+            }
+        };
+        // 100×100 = 10,000 pixels: decoded under a bound of 10,000, refused under 9,999.
+        assert_eq!(decode_limited(&png(100, 100), 10_000).unwrap().width(), 100);
+        match decode_limited(&png(100, 100), 9_999) {
+            Err(ModelError::Shape { reason }) => {
+                assert!(
+                    reason.contains("100x100") && reason.contains("9999"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // 8000×8000 passes a raised bound's header check (then fails on its broken data).
+        let bomb = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: png_declaring(8000, 8000),
+        };
+        assert!(matches!(
+            decode_limited(&bomb, MAX_DECODED_PIXELS_LIMIT),
+            Err(ModelError::Decode { .. })
+        ));
     }
 
     fn manifest(layout: &str, color: &str, shape: &str) -> Manifest {

@@ -224,6 +224,10 @@ pub struct WorkerSettings {
     pub stuck_after: Duration,
     /// Inputs larger than this go to the DLQ as `oversize`.
     pub max_input_bytes: usize,
+    /// Pixels one encoded frame may decode to; larger frames go to the DLQ as `shape`,
+    /// refused from their header before decoding. With `decode_threads` decodes at a time,
+    /// decoded frames hold at most `decode_threads` × this × 11 bytes.
+    pub max_decoded_pixels: u64,
     /// Testing aid: sleep this long before every model call.
     #[serde(with = "duration")]
     pub inject_delay: Duration,
@@ -266,6 +270,7 @@ impl Default for WorkerSettings {
             pause_after: Duration::from_secs(1),
             stuck_after: Duration::from_secs(30),
             max_input_bytes: 8 * 1024 * 1024,
+            max_decoded_pixels: argus_model::preprocess::MAX_DECODED_PIXELS,
             inject_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(20),
             exactly_once: false,
@@ -288,6 +293,13 @@ impl WorkerSettings {
         }
         if self.create_topics < 0 {
             return Err("worker.create_topics must be 0 (don't create) or more".into());
+        }
+        let most = argus_model::preprocess::MAX_DECODED_PIXELS_LIMIT;
+        if !(1..=most).contains(&self.max_decoded_pixels) {
+            return Err(format!(
+                "worker.max_decoded_pixels {} is out of range: 1 to {most} (8192×8192, the side limit)",
+                self.max_decoded_pixels
+            ));
         }
         Ok(())
     }

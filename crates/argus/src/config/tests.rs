@@ -153,6 +153,24 @@ fn a_replication_factor_of_zero_is_refused_by_name() {
 }
 
 #[test]
+fn the_pixel_bound_is_checked_at_load() {
+    let e = load(Sources {
+        env: env(&[("ARGUS_WORKER__MAX_DECODED_PIXELS", "0")]),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(e.contains("max_decoded_pixels 0 is out of range"), "{e}");
+    let f = file("[worker]\nmax_decoded_pixels = 67108864\n");
+    let loaded = load(Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    })
+    .map(|c| c.config.worker.max_decoded_pixels);
+    assert_eq!(loaded, Ok(67_108_864));
+}
+
+#[test]
 fn cross_field_checks_at_load() {
     let e = load(Sources {
         env: env(&[("ARGUS_PRODUCER__SYNTHETIC__CAMERAS", "0")]),
