@@ -20,7 +20,7 @@ use argus_kafka::rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, Resour
 use argus_kafka::rdkafka::client::DefaultClientContext;
 use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
-use argus_producer::{ProduceConfig, Source, SyntheticSource};
+use argus_producer::{ProduceConfig, Source};
 use argus_wire::Prediction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -28,19 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long the broker stays down.
 const OUTAGE: Duration = Duration::from_secs(6);
-
-/// Four small synthetic cameras.
-fn small_cameras(seed: u64) -> SyntheticSource {
-    SyntheticSource {
-        seed,
-        cameras: 4,
-        fps: 1e6,
-        width: 96,
-        height: 64,
-        jpeg_quality: 80,
-        brighten: None,
-    }
-}
 
 /// The high watermark of every partition of `topic`.
 fn high_watermarks(topic: &str) -> BTreeMap<i32, i64> {

@@ -286,15 +286,7 @@ async fn ten_thousand_hostile_inputs_with_valid_frames() {
         .unwrap();
 
     let mut rng = Rng(0x5EED);
-    let source = argus_producer::SyntheticSource {
-        seed: 21,
-        cameras: 4,
-        fps: 1e6,
-        width: 96,
-        height: 64,
-        jpeg_quality: 80,
-        brighten: None,
-    };
+    let source = small_cameras(21);
     let valid: Vec<Vec<u8>> = (0..VALID as u64)
         .map(|i| {
             let f = source.frame(i, argus_wire::now_us()).unwrap();

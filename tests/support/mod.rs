@@ -218,6 +218,19 @@ pub async fn produce_synthetic(
     assert_eq!(summary.sent, count, "{summary}");
 }
 
+/// Four small (96×64) synthetic cameras, unpaced.
+pub fn small_cameras(seed: u64) -> SyntheticSource {
+    SyntheticSource {
+        seed,
+        cameras: 4,
+        fps: 1e6,
+        width: 96,
+        height: 64,
+        jpeg_quality: 80,
+        brighten: None,
+    }
+}
+
 /// Produces one raw record.
 pub async fn produce_raw(topic: &str, key: &str, value: &[u8], headers: &[(&str, &str)]) {
     let producer: FutureProducer = settings().producer("test-raw").unwrap();
