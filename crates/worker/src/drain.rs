@@ -196,8 +196,10 @@ impl DrainSignal {
             }
             // More than one record: the last offset of a transactionally written partition
             // is a commit marker the consumer never returns, a lag of 1 that never drains.
+            // A partition whose first fetch fails (a corrupt batch at the committed offset)
+            // never gets a position: "none" that does not move is a stall too.
             let still = now.saturating_duration_since(r.position_since);
-            let stalled = lag > 1 && inputs.position.is_some() && still >= STALL_AFTER;
+            let stalled = lag > 1 && still >= STALL_AFTER;
             out.insert(
                 tp.clone(),
                 PartitionSignal {
@@ -455,6 +457,29 @@ mod tests {
         d.update(t0 + Duration::from_secs(61), 0, &marker, &idle);
         let out = d.update(t0 + Duration::from_secs(80), 0, &marker, &idle);
         assert!(!out[&tp()].stalled);
+    }
+
+    /// The first fetch after assignment fails (a corrupt batch at the committed offset):
+    /// the consumer never has a position, the lag from the committed offset never drains.
+    #[test]
+    fn a_partition_that_never_gets_a_position_is_stalled_too() {
+        let mut d = DrainSignal::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let never_read = HashMap::from([(
+            tp(),
+            PartitionInputs {
+                position: None,
+                high: Some((100, t0)),
+                start: Some(40),
+                paused: false,
+            },
+        )]);
+        let idle = HashMap::from([(tp(), snap(0, None, None))]);
+        let s = d.update(t0, 0, &never_read, &idle)[&tp()].clone();
+        assert_eq!(s.lag_records, 60);
+        assert!(!s.stalled, "not at once: the first fetch takes a moment");
+        let s = d.update(t0 + Duration::from_secs(6), 0, &never_read, &idle)[&tp()].clone();
+        assert!(s.stalled && s.position.is_none(), "{s:?}");
     }
 
     #[test]
