@@ -73,7 +73,12 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
         let mut config = ProduceConfig::new(&topics.input);
         config.spread_cameras = Some(4);
         config.rate_limit = Some(40.0);
-        let producer = settings().producer("restart-producer").unwrap();
+        // Its frames may wait out any outage this test can cause (the 30 s default could
+        // expire them if stopping and starting the JVM is slow on a loaded machine).
+        let producer = settings()
+            .with("message.timeout.ms", "120000")
+            .producer("restart-producer")
+            .unwrap();
         tokio::spawn(argus_producer::run(
             Source::Synthetic(small_cameras(13)),
             config,
@@ -117,9 +122,15 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
     tokio::time::sleep(OUTAGE).await;
     broker.kafka(&["start", "--keep-data"]);
     let up_us = argus_wire::now_us();
+    let down = t_down.elapsed();
     eprintln!(
         "broker down for {:.1} s (stop + outage + start)",
-        t_down.elapsed().as_secs_f64()
+        down.as_secs_f64()
+    );
+    // The resume bound below holds for an outage shorter than the 45 s session timeout.
+    assert!(
+        down < Duration::from_secs(40),
+        "stopping and starting the broker took {down:?}: the machine is too loaded for this test's bound"
     );
 
     // The stream goes on for a while after the restart, then stops.
@@ -214,7 +225,7 @@ async fn broker_restart_mid_stream_loses_nothing(broker: &OwnBroker) {
     let slowest = resume.values().cloned().fold(0.0, f64::max);
     assert!(
         slowest < 5.0,
-        "every partition resumed within 5 s of the broker's return (0.5-0.7 s measured; \
+        "every partition resumed within 5 s of the broker's return (0.2–0.7 s measured; \
          ~10 s when members' sessions expired during the outage): {resume:?}"
     );
     for mut w in workers {

@@ -423,8 +423,9 @@ async fn ten_thousand_hostile_inputs_with_valid_frames() {
     );
     assert!(wrong.is_empty(), "inputs with the wrong outcome: {wrong:?}");
     assert!(hostile_n >= HOSTILE);
+    // Flat: the second 5,000 inputs may not grow it more than the allocator's slack.
     assert!(
-        rss[1] - rss[0] < 32.0,
+        rss[1] - rss[0] < 64.0,
         "worker memory grew with the inputs: {rss:?} MB"
     );
     assert!(rss[1] < 600.0, "worker memory bounded: {rss:?} MB");

@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn idle_partition_series_are_dropped_and_other_series_kept() {
         use argus_worker::metrics::{LAG_RECORDS, PARTITION_STUCK};
-        let idle = Duration::from_millis(200);
+        let idle = Duration::from_secs(1);
         let (recorder, handle) = split_recorder(idle);
         let set = |partition: &str, v: f64| {
             metrics::with_local_recorder(&recorder, || {

@@ -95,7 +95,7 @@ const JAVA_PARTITIONER: &str = "murmur2_random";
 /// with -25 %..+50 % jitter, reached after a few seconds of failed attempts) can leave a
 /// client idle for up to 15 s after its broker is back, a different time for each client
 /// of a fleet. One second bounds that, at the cost of one connection attempt per second per
-/// broker during an outage. (In `tests/broker_restart.rs` the larger delay was the session
+/// broker during an outage. (In `tests/faults.rs`'s broker restart the larger delay was the session
 /// timeout, [`SESSION_TIMEOUT_MS`]; this cap was not measured on its own.)
 const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
@@ -105,7 +105,7 @@ const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 /// reloaded coordinator waited out the old members' sessions before assigning anything,
 /// so partitions resumed ~10 s after the broker was back (12–18 s for some, 1.4 s for
 /// members whose session happened to survive). With 45 s an outage shorter than that is
-/// ridden out: measured in `tests/broker_restart.rs`, partitions resumed within 0.1 s of
+/// ridden out: measured in `tests/faults.rs`, partitions resumed 0.2–0.7 s after
 /// the broker's return instead of 9.9–10.5 s. The price: a worker killed without leaving
 /// the group (kill -9, a lost node) keeps its partitions until the timeout; lower it with
 /// `-X session.timeout.ms=10000` where crash failover matters more than broker restarts.

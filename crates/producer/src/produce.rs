@@ -1,14 +1,15 @@
 //! The produce loop: paces frames to a rate, refuses frames over the message size limit,
 //! sends with key = camera id and the envelope headers, logs progress and returns a summary.
 //!
-//! Outage policy (a broker away, a slow cluster): a live source (paced: synthetic cameras,
-//! a folder at `--fps`) never stops to wait. At most `max_outstanding` frames are in the
+//! Outage policy (a broker away, a slow cluster): a live source (synthetic cameras, a
+//! folder replayed at `--fps`) never stops to wait. At most `max_outstanding` frames are in the
 //! producer at once; the frames behind them wait in a [`Backlog`] of at most
 //! `backlog_bytes`, and when it is full the *oldest* waiting frame is dropped (counted,
 //! `reason="backlog_full"`) — for a camera the newest frames matter. A frame the producer
 //! could not deliver within `message.timeout.ms` is dropped too (`reason="expired"`). The run
-//! goes on and delivers what it holds once the broker is back. An unpaced source (a records
-//! file, stdin) loses nothing: it waits for room instead. Errors a retry cannot fix
+//! goes on and delivers what it holds once the broker is back. A records source (a file,
+//! stdin) never drops a row: it waits for room instead, and a row the broker has not taken
+//! within `message.timeout.ms` is a failure (the run exits 1). Errors a retry cannot fix
 //! (authorization, a record too large for the topic) are failures, not drops.
 use crate::records::RecordReader;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
@@ -26,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Bytes a record needs beyond key and value (record header, envelope headers); kept
 /// conservative so a frame we accept is never refused by the broker.
 const RECORD_OVERHEAD: usize = 512;
+
+/// How long the end of a live run waits for frames still in the backlog before dropping
+/// them (a broker still away at Ctrl-C must not hold the producer for minutes).
+pub const FINISH_WAIT: Duration = Duration::from_secs(30);
 
 /// Default [`ProduceConfig::backlog_bytes`]: 64 MiB, about a minute of four 640×480
 /// cameras at 10 frames/s.
@@ -186,8 +191,8 @@ pub enum ProduceError {
 }
 
 /// Produces frames from `source` until it ends, `count`/`duration` is reached, or
-/// `shutdown`; then hands every waiting frame to the producer and waits for their
-/// deliveries (at most `message.timeout.ms`) before returning.
+/// `shutdown`; then delivers what waits ([`FINISH_WAIT`] at most for a live source's
+/// backlog) and waits for the deliveries before returning.
 pub async fn run(
     source: Source,
     config: ProduceConfig,
@@ -222,7 +227,10 @@ pub async fn run(
     }
     let start = Instant::now();
     let tstart = tokio::time::Instant::now();
-    let mut sender = Sender::new(producer, &config, interval.is_some());
+    // Live sources (cameras, a folder replayed at --fps) drop their oldest frames in an
+    // outage; a records file never drops a row, however it is paced.
+    let live = matches!(source, Source::Synthetic(_) | Source::Dir(_));
+    let mut sender = Sender::new(producer, &config, live);
     let mut last_progress = Instant::now();
     let mut i: u64 = 0;
     loop {
@@ -376,6 +384,14 @@ impl Backlog {
         dropped
     }
 
+    /// Drops every waiting frame; returns how many.
+    pub fn clear(&mut self) -> u64 {
+        let n = self.frames.len() as u64;
+        self.frames.clear();
+        self.bytes = 0;
+        n
+    }
+
     /// Takes the oldest waiting frame.
     pub fn pop(&mut self) -> Option<Ready> {
         let f = self.frames.pop_front()?;
@@ -413,11 +429,12 @@ impl Sender {
         }
     }
 
-    /// Takes a frame: into the producer if there is room, else into the backlog — a live
-    /// source drops the oldest waiting frames to make room, any other waits for deliveries.
+    /// Takes a frame: into the producer if there is room, else — a live source — into the
+    /// backlog, dropping the oldest waiting frames to make room; any other source waits for
+    /// a delivery instead (its backlog stays empty).
     async fn offer(&mut self, frame: Ready) {
         if !self.live {
-            while !self.backlog.has_room(frame.value.len()) {
+            while self.outstanding.len() >= self.max_outstanding {
                 self.settle_one().await;
             }
         }
@@ -477,13 +494,19 @@ impl Sender {
         }
     }
 
-    /// Hands every waiting frame to the producer and waits for all deliveries: bounded by
-    /// `message.timeout.ms`, after which librdkafka reports the rest as expired.
+    /// Delivers what is waiting and waits for every delivery, refilling the producer as
+    /// deliveries complete. A live source gives up on frames still waiting after
+    /// [`FINISH_WAIT`] (dropped, `expired`); deliveries already in the producer end within
+    /// `message.timeout.ms` either way. A records source waits for all of its rows.
     async fn finish(mut self) -> ProduceSummary {
-        self.max_outstanding = usize::MAX;
+        let deadline = tokio::time::Instant::now() + FINISH_WAIT;
         self.pump();
-        while let Some(r) = self.outstanding.next().await {
-            self.account(r);
+        while !self.outstanding.is_empty() || !self.backlog.is_empty() {
+            if self.live && tokio::time::Instant::now() >= deadline && !self.backlog.is_empty() {
+                let n = self.backlog.clear();
+                self.dropped(n, crate::metrics::DROPPED_EXPIRED);
+            }
+            self.settle_one().await;
         }
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             tracing::warn!(error = %e, "producer flush failed");
@@ -512,11 +535,12 @@ impl Sender {
         if first {
             tracing::warn!(
                 reason,
+                metric = crate::metrics::DROPPED,
                 waiting = self.backlog.len(),
                 in_producer = self.outstanding.len(),
-                "dropping frames: the broker is not taking them (outage policy: the oldest \
-                 waiting frames go; counted in argus_producer_dropped_total, progress lines \
-                 say how many)"
+                "dropping frames: the broker is not taking them (outage policy: frames that \
+                 waited too long or the oldest waiting when the backlog is full; counted, and \
+                 progress lines say how many)"
             );
         }
     }
@@ -528,7 +552,8 @@ impl Sender {
                 self.summary.bytes += bytes as u64;
                 metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
             }
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)) => {
+            // A live frame that waited too long is dropped by policy; a record is not.
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)) if self.live => {
                 self.dropped(1, crate::metrics::DROPPED_EXPIRED);
             }
             Err(e) => {

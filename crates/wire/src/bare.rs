@@ -87,19 +87,26 @@ pub fn read_bare<'a>(
     record: BareRecord<'_>,
 ) -> Option<Result<Envelope, WireError>> {
     use crate::headers::{CAPTURE_TIME_US, CONTENT_TYPE, SCHEMA};
-    let header = |name: &str| {
-        headers
-            .clone()
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    // Kafka header names are case-sensitive; `content-type` is matched as HTTP does (any
+    // case), Argus's own headers exactly.
+    let header = |name: &str, any_case: bool| {
+        headers.clone().into_iter().find(|(n, _)| {
+            if any_case {
+                n.eq_ignore_ascii_case(name.as_bytes())
+            } else {
+                *n == name.as_bytes()
+            }
+        })
     };
     // Any `argus-schema` header: an envelope (or a mistake reported as one).
-    if header(SCHEMA).is_some() {
+    if header(SCHEMA, false).is_some() {
         return None;
     }
-    let text = |name: &str| header(name).and_then(|(_, v)| std::str::from_utf8(v?).ok());
-    let kind = bare_kind(value, text(CONTENT_TYPE))?;
-    let capture_time_us = text(CAPTURE_TIME_US)
+    let text = |name: &str, any_case: bool| {
+        header(name, any_case).and_then(|(_, v)| std::str::from_utf8(v?).ok())
+    };
+    let kind = bare_kind(value, text(CONTENT_TYPE, true))?;
+    let capture_time_us = text(CAPTURE_TIME_US, false)
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or_else(|| record.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
         .unwrap_or_else(crate::now_us);

@@ -475,10 +475,10 @@ mod tests {
             },
         )]);
         let idle = HashMap::from([(tp(), snap(0, None, None))]);
-        let s = d.update(t0, 0, &never_read, &idle)[&tp()].clone();
+        let s = d.update(t0, 0, &never_read, &idle)[&tp()];
         assert_eq!(s.lag_records, 60);
         assert!(!s.stalled, "not at once: the first fetch takes a moment");
-        let s = d.update(t0 + Duration::from_secs(6), 0, &never_read, &idle)[&tp()].clone();
+        let s = d.update(t0 + Duration::from_secs(6), 0, &never_read, &idle)[&tp()];
         assert!(s.stalled && s.position.is_none(), "{s:?}");
     }
 
