@@ -97,6 +97,17 @@ pub const OUTPUT_KINDS: &[&str] = &["prediction", "alert", "dlq"];
 /// Every `outcome` label of [`OUTPUTS`] and [`TXN_COMMITS`].
 pub const OUTCOMES: &[&str] = &["ok", "error"];
 
+/// The counters without labels an operator alerts on, registered at 0 by
+/// [`register_defaults`].
+pub const UNLABELLED_COUNTERS: [&str; 6] = [
+    CONSUMER_ERRORS,
+    OFFSET_STORE_FAILURES,
+    STALE,
+    ABANDONED,
+    PAUSES,
+    REJOINS,
+];
+
 /// Registers the counters an operator alerts on at 0 for their known labels (every DLQ
 /// reason, every output kind and outcome, the worker's `input_topics`), so `rate(x[5m])`
 /// has a series from the first scrape. Call when a worker role starts.
@@ -116,14 +127,7 @@ pub fn register_defaults(input_topics: &[String]) {
     for reason in argus_wire::FailureKind::ALL {
         counter!(DLQ, "reason" => reason.as_str()).absolute(0);
     }
-    for name in [
-        CONSUMER_ERRORS,
-        OFFSET_STORE_FAILURES,
-        STALE,
-        ABANDONED,
-        PAUSES,
-        REJOINS,
-    ] {
+    for name in UNLABELLED_COUNTERS {
         counter!(name).absolute(0);
     }
 }
@@ -266,14 +270,7 @@ mod tests {
         assert!(has(INPUTS, &["frames"]));
         assert!(has(OUTPUTS, &["dlq", "error"]));
         assert!(has(TXN_COMMITS, &["error"]));
-        for name in [
-            CONSUMER_ERRORS,
-            OFFSET_STORE_FAILURES,
-            STALE,
-            ABANDONED,
-            PAUSES,
-            REJOINS,
-        ] {
+        for name in UNLABELLED_COUNTERS {
             assert!(has(name, &[]), "{name}");
         }
         assert_eq!(
