@@ -59,46 +59,13 @@ fn partitions(text: &str, name: &str, topic: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `argus work` with its metrics on `port`; logs under `target/e2e-logs`.
-fn spawn_worker(topics: &Topics, group: &str, id: &str, port: u16) -> Child {
-    Command::new(argus_bin())
-        .args(["work", "--brokers", &brokers(), "--group", group])
-        .args(["--input", &topics.input])
-        .args(topics.output_flags())
-        .args([
-            "--worker-id",
-            id,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--create-topics", "0", "--drain-timeout", "5s"])
-        .args([
-            "--model",
-            repo_root().join("models/camera-person").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "warn")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(log_file(id))
-        .spawn()
-        .expect("argus binary starts")
-}
-
-fn log_file(id: &str) -> std::fs::File {
-    let logs = argus_bin().parent().unwrap().join("e2e-logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::File::create(logs.join(format!("{}-{id}.log", unique("m")))).unwrap()
-}
-
-/// Kills the processes when the test ends, passing or not.
-struct Reap(Vec<Child>);
+/// Kills the process when the test ends, passing or not.
+struct Reap(Child);
 
 impl Drop for Reap {
     fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -117,7 +84,8 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
     assert!(out.status.success(), "{out:?}");
 
     let (worker_port, drift_port) = (free_port(), free_port());
-    let worker = spawn_worker(&topics, &unique("metrics"), "metrics-w0", worker_port);
+    let _worker =
+        WorkerProcess::spawn_serving(&topics, &unique("metrics"), "metrics-w0", worker_port, &[]);
     let drift = Command::new(argus_bin())
         .args(["drift", "watch", "--brokers", &brokers(), "--profile"])
         .arg(&profile)
@@ -134,10 +102,10 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
         .env("RUST_LOG", "warn")
         .env_remove("RUST_BACKTRACE")
         .stdout(Stdio::null())
-        .stderr(log_file("metrics-drift"))
+        .stderr(e2e_log("metrics-drift"))
         .spawn()
         .expect("argus binary starts");
-    let _reap = Reap(vec![worker, drift]);
+    let _reap = Reap(drift);
 
     // The first scrapes, before any input: alerting counters exist at 0.
     let first = scrape(worker_port, Duration::from_secs(60));
@@ -220,8 +188,7 @@ async fn partitions_moved_by_a_scale_out_leave_the_first_workers_scrape() {
     let topics = Topics::create(4).await;
     let group = unique("metrics-scale");
     let port = free_port();
-    let first = spawn_worker(&topics, &group, "scale-w0", port);
-    let mut reap = Reap(vec![first]);
+    let _first = WorkerProcess::spawn_serving(&topics, &group, "scale-w0", port, &[]);
     let all: BTreeSet<String> = (0..4).map(|p| p.to_string()).collect();
     let lag = "argus_worker_lag_records";
     let start = Instant::now();
@@ -237,8 +204,7 @@ async fn partitions_moved_by_a_scale_out_leave_the_first_workers_scrape() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    reap.0
-        .push(spawn_worker(&topics, &group, "scale-w1", free_port()));
+    let _second = WorkerProcess::spawn_serving(&topics, &group, "scale-w1", free_port(), &[]);
     // The moved partitions read 0 at once and leave within the idle timeout (15 s) after
     // the rebalance; the kept ones stay.
     let families = [

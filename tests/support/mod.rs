@@ -331,6 +331,13 @@ pub fn argus_bin() -> PathBuf {
     bin
 }
 
+/// A new log file `target/e2e-logs/<random>-<id>.log` for a process a test starts.
+pub fn e2e_log(id: &str) -> std::fs::File {
+    let logs = argus_bin().parent().unwrap().join("e2e-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::File::create(logs.join(format!("{}-{id}.log", unique("w")))).unwrap()
+}
+
 /// An `argus work` process.
 #[derive(Debug)]
 pub struct WorkerProcess {
@@ -340,16 +347,29 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts `argus work` on `topics` in `group` as worker `id`, with `extra` flags.
-    /// Logs go to `target/e2e-logs/<id>-<pid>.log` (printed when a test fails).
+    /// Logs go to `target/e2e-logs/<random>-<id>.log` (printed when a test fails).
     pub fn spawn(topics: &Topics, group: &str, id: &str, extra: &[&str]) -> WorkerProcess {
-        let logs = argus_bin().parent().unwrap().join("e2e-logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        let log = std::fs::File::create(logs.join(format!("{}-{id}.log", unique("w")))).unwrap();
+        Self::spawn_serving(topics, group, id, 0, extra)
+    }
+
+    /// [`WorkerProcess::spawn`] with `/metrics` on 127.0.0.1:`port` (0: any free port).
+    pub fn spawn_serving(
+        topics: &Topics,
+        group: &str,
+        id: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> WorkerProcess {
         let child = std::process::Command::new(argus_bin())
             .args(["work", "--brokers", &brokers(), "--group", group])
             .args(["--input", &topics.input])
             .args(topics.output_flags())
-            .args(["--worker-id", id, "--metrics-addr", "127.0.0.1:0"])
+            .args([
+                "--worker-id",
+                id,
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--create-topics", "0", "--drain-timeout", "10s"])
             .args([
                 "--model",
@@ -359,7 +379,7 @@ impl WorkerProcess {
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
             .stdout(std::process::Stdio::null())
-            .stderr(log)
+            .stderr(e2e_log(id))
             .spawn()
             .expect("argus binary starts");
         WorkerProcess {

@@ -781,6 +781,24 @@ mod fuzz {
     /// A table: column names (the key `id` first), their types, and rows of values.
     type Table = (Vec<(String, ColumnType)>, Vec<(String, Vec<Option<Value>>)>);
 
+    /// The fields a row of a [`Table`] reads back as: the key `id`, then its columns in
+    /// order, a missing value null.
+    fn expected_fields(
+        key: &str,
+        columns: &[(String, ColumnType)],
+        values: &[Option<Value>],
+    ) -> Vec<Field> {
+        std::iter::once(Field {
+            name: "id".into(),
+            value: Value::Text(key.to_owned()),
+        })
+        .chain(columns.iter().zip(values).map(|((name, _), v)| Field {
+            name: name.clone(),
+            value: v.clone().unwrap_or(Value::Null),
+        }))
+        .collect()
+    }
+
     fn table() -> impl Strategy<Value = Table> {
         proptest::collection::btree_map("[a-z][a-z0-9_]{0,6}", column_type(), 0..6)
             .prop_map(|m| {
@@ -892,15 +910,7 @@ mod fuzz {
             for (got, (key, values)) in read.into_iter().zip(&rows) {
                 let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(&got.key, key);
-                let expected: Vec<Field> = std::iter::once(Field {
-                    name: "id".into(),
-                    value: Value::Text(key.clone()),
-                })
-                .chain(columns.iter().zip(values).map(|((name, _), v)| Field {
-                    name: name.clone(),
-                    value: v.clone().unwrap_or(Value::Null),
-                }))
-                .collect();
+                let expected = expected_fields(key, &columns, values);
                 prop_assert_eq!(got.record.fields, expected);
             }
         }
@@ -930,15 +940,7 @@ mod fuzz {
             for (got, (key, values)) in read.into_iter().zip(&rows) {
                 let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(&got.key, key);
-                let mut expected: Vec<Field> = std::iter::once(Field {
-                    name: "id".into(),
-                    value: Value::Text(key.clone()),
-                })
-                .chain(columns.iter().zip(values).map(|((name, _), v)| Field {
-                    name: name.clone(),
-                    value: v.clone().unwrap_or(Value::Null),
-                }))
-                .collect();
+                let mut expected = expected_fields(key, &columns, values);
                 expected.sort_by(|a, b| a.name.cmp(&b.name));
                 let mut fields = got.record.fields;
                 fields.sort_by(|a, b| a.name.cmp(&b.name));
