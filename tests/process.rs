@@ -54,6 +54,19 @@ fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i3
     .collect()
 }
 
+/// Runs `command` to its end, failing the test (with both outputs) unless it succeeds;
+/// returns its stdout.
+fn stdout_of_success(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Plain HTTP/1.0 GET on loopback; returns (status line, body).
 fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -229,20 +242,14 @@ fn bad_config_exits_64_with_a_clear_message() {
 /// worker's only, so a sidecar sharing the pod's environment keeps its own address.
 #[test]
 fn argus_config_takes_secrets_from_the_environment_and_redacts_them() {
-    let out = Command::new(argus_bin())
-        .args(["config"])
-        .env("ARGUS_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2-env")
-        .env("ARGUS_KAFKA__OPTIONS__SASL_USERNAME", "alice")
-        .env("ARGUS_METRICS_ADDR", "0.0.0.0:9200")
-        .env_remove("ARGUS_DRIFT__METRICS_ADDR")
-        .env_remove("ARGUS_WORKER__METRICS_ADDR")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["config"])
+            .env("ARGUS_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2-env")
+            .env("ARGUS_KAFKA__OPTIONS__SASL_USERNAME", "alice")
+            .env("ARGUS_METRICS_ADDR", "0.0.0.0:9200")
+            .env_remove("ARGUS_DRIFT__METRICS_ADDR")
+            .env_remove("ARGUS_WORKER__METRICS_ADDR"),
     );
     assert!(!stdout.contains("hunter2-env"), "{stdout}");
     assert!(
@@ -425,18 +432,12 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
 /// frames, and every frame is predicted.
 #[test]
 fn the_demo_spreads_cameras_over_the_workers() {
-    let out = Command::new(argus_bin())
-        .args(["demo", "--duration", "5s", "--no-drift", "--workers", "2"])
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("ARGUS_BROKERS")
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["demo", "--duration", "5s", "--no-drift", "--workers", "2"])
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("ARGUS_BROKERS")
+            .current_dir(repo_root()),
     );
     let line = stdout
         .lines()
