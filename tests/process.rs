@@ -69,16 +69,72 @@ fn stdout_of_success(command: &mut Command) -> String {
 
 /// Plain HTTP/1.0 GET on loopback; returns (status line, body).
 fn http_get(port: u16, path: &str) -> (String, String) {
+    try_http_get(port, path).unwrap()
+}
+
+/// `(status line, body)` of `GET path`, or the I/O error (nothing listens yet).
+fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    s.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
+    Ok((
         head.lines().next().unwrap_or_default().to_string(),
         body.to_string(),
-    )
+    ))
+}
+
+/// Readiness means "polling and in the group": with more workers than partitions the idle
+/// one is ready too (it takes the partition over when the other leaves), under both group
+/// protocols (librdkafka reports an idle KIP-848 member differently: see
+/// `argus_kafka::Membership`). Before it joins, /readyz says why it is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_group_members_are_ready() {
+    for (protocol, ports) in [("classic", [19191, 19192]), ("consumer", [19193, 19194])] {
+        let topics = Topics::create(1).await;
+        let group = unique("ready");
+        let workers: Vec<WorkerProcess> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let id = format!("ready-{protocol}-{i}");
+                WorkerProcess::spawn_serving(
+                    &topics,
+                    &group,
+                    &id,
+                    *port,
+                    &["--group-protocol", protocol],
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for port in ports {
+            let mut last = String::new();
+            loop {
+                if let Ok((status, body)) = try_http_get(port, "/readyz") {
+                    if status.contains("200") {
+                        break;
+                    }
+                    assert!(
+                        body.contains("not"),
+                        "an unready worker says why: {status} {body}"
+                    );
+                    last = format!("{status} {body}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{protocol}: worker on port {port} not ready within 60 s (last: {last})"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        for w in workers {
+            let status = w.terminate(Duration::from_secs(30));
+            assert!(status.success(), "{protocol}: {status}");
+        }
+    }
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {

@@ -210,8 +210,9 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 ///
 /// - `/healthz` (liveness) is 200 while every worker has polled Kafka within the last 60 s
 ///   (or has not started polling yet), 503 otherwise: restart me.
-/// - `/readyz` (readiness) is 200 once every worker has its model loaded and is polling
-///   (it serves only after the model loaded), and no partition of theirs has been stalled
+/// - `/readyz` (readiness) is 200 once every worker has its model loaded, is polling (it
+///   serves only after the model loaded) and is a member of its consumer group (idle
+///   members too; `argus_kafka::Membership`), and no partition of theirs has been stalled
 ///   (records wait that the consumer does not return) for `--stuck-after`; 503 otherwise,
 ///   with the reason.
 pub async fn serve(
@@ -410,12 +411,16 @@ mod tests {
     }
 
     #[test]
-    fn ready_once_polling_and_not_while_a_partition_is_blocked() {
+    fn ready_once_polling_in_the_group_and_not_while_a_partition_is_blocked() {
         let w = Arc::new(WorkerStats::default());
         let now = 1_000_000_000_i64;
         let workers = vec![w.clone()];
         assert_eq!(readiness(&workers, now).0, StatusCode::SERVICE_UNAVAILABLE);
         w.last_poll_us.store(now as u64 - 1_000, Ordering::Relaxed);
+        let (code, body) = readiness(&workers, now);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "polling, not joined");
+        assert!(body.contains("not a member"), "{body}");
+        w.in_group.store(true, Ordering::Relaxed);
         assert_eq!(readiness(&workers, now).0, StatusCode::OK);
         w.stalled_partitions.store(1, Ordering::Relaxed);
         let (code, body) = readiness(&workers, now);

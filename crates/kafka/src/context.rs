@@ -7,6 +7,9 @@
 //! if it comes back later: check [`GroupContext::owns`]. A revoke hook (set once by the
 //! worker) runs before the revoke commit, so it can finish or abandon the revoked
 //! partitions' in-flight work and store (or transactionally commit) what completed.
+//!
+//! It also tracks whether this member is *in the group* ([`GroupContext::in_group`], for
+//! readiness): see [`Membership`].
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -34,6 +37,56 @@ pub type RevokeHook = Box<
 /// confirmed as committed (background, asynchronous and revoke commits alike).
 pub type CommitHook = Box<dyn Fn(&[(String, i32, i64)]) + Send + Sync>;
 
+/// Whether a member is in its consumer group, from the rebalance callbacks and the
+/// librdkafka statistics (every `statistics.interval.ms`). Pure, so the rules are tested
+/// without a broker.
+///
+/// - An assignment (even an empty one: a member of a group with more members than
+///   partitions gets one under the classic protocol) means joined.
+/// - A lost assignment (the session expired; the member must rejoin as a new one) or a
+///   rebalance error means not joined, until the next assignment.
+/// - Statistics whose group state is not `up` (the coordinator is unknown or unreachable)
+///   mean not joined; `up` with join state `steady` means joined. Under the KIP-848
+///   `consumer` protocol librdkafka reports an idle member (no partitions, no assignment
+///   callback) as `up`/`init` indefinitely, so there `up` alone counts as joined: the member
+///   heartbeats to its coordinator.
+#[derive(Debug, Default)]
+pub struct Membership {
+    joined: std::sync::atomic::AtomicBool,
+    consumer_protocol: std::sync::atomic::AtomicBool,
+}
+
+impl Membership {
+    /// Whether the member is in its group now.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// An assignment arrived (possibly empty).
+    pub fn on_assign(&self) {
+        self.joined.store(true, Ordering::Relaxed);
+    }
+
+    /// The assignment was lost or the rebalance failed.
+    pub fn on_lost(&self) {
+        self.joined.store(false, Ordering::Relaxed);
+    }
+
+    /// Statistics arrived with this group `state` and `join_state`.
+    pub fn on_stats(&self, state: &str, join_state: &str) {
+        if state != "up" {
+            self.joined.store(false, Ordering::Relaxed);
+        } else if join_state == "steady" || self.consumer_protocol.load(Ordering::Relaxed) {
+            self.joined.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The member uses the KIP-848 `consumer` protocol (see the type's rules).
+    pub fn set_consumer_protocol(&self, on: bool) {
+        self.consumer_protocol.store(on, Ordering::Relaxed);
+    }
+}
+
 /// Context of every Argus group member.
 pub struct GroupContext {
     member: String,
@@ -51,6 +104,7 @@ pub struct GroupContext {
     /// Client errors repeat on every poll while a broker is away: logged once per cause
     /// and window.
     errors: crate::throttle::LogThrottle,
+    membership: Membership,
 }
 
 impl std::fmt::Debug for GroupContext {
@@ -77,7 +131,18 @@ impl GroupContext {
             rx,
             commit_failures: Arc::default(),
             errors: crate::throttle::LogThrottle::default(),
+            membership: Membership::default(),
         }
+    }
+
+    /// Whether this member is in its consumer group now ([`Membership`]).
+    pub fn in_group(&self) -> bool {
+        self.membership.joined()
+    }
+
+    /// The member uses the KIP-848 `consumer` protocol (membership is read differently).
+    pub fn set_consumer_protocol(&self, on: bool) {
+        self.membership.set_consumer_protocol(on);
     }
 
     /// Watches the assignment; changes after every rebalance.
@@ -159,6 +224,9 @@ impl ClientContext for GroupContext {
     /// librdkafka statistics (every `statistics.interval.ms`): per-partition consumer lag,
     /// the first signal an operator or an autoscaler reads.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(group) = &statistics.cgrp {
+            self.membership.on_stats(&group.state, &group.join_state);
+        }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" bucket; lag -1 = unknown.
@@ -202,6 +270,9 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => {
                 metrics::counter!(crate::metrics::REBALANCES, "kind" => "revoke").increment(1);
                 tracing::info!(member = %self.member, partitions = tpl.count(), "partitions revoked");
+                if consumer.assignment_lost() {
+                    self.membership.on_lost();
+                }
                 // From here on, work of these partitions neither publishes nor stores.
                 self.update_owned(tpl, false);
                 if let Some(hook) = self.revoke_hook.get() {
@@ -233,6 +304,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
                 metrics::counter!(crate::metrics::REBALANCES, "kind" => "error").increment(1);
+                self.membership.on_lost();
                 tracing::warn!(member = %self.member, error = %e, "rebalance error");
             }
         }
@@ -242,6 +314,7 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Assign(tpl) = rebalance {
             metrics::counter!(crate::metrics::REBALANCES, "kind" => "assign").increment(1);
             tracing::info!(member = %self.member, partitions = tpl.count(), "partitions assigned");
+            self.membership.on_assign();
             self.update_owned(tpl, true);
             self.update(tpl, true);
         }
@@ -275,5 +348,51 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!(member = %self.member, error = %e, "offset commit failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Membership;
+
+    #[test]
+    fn an_assignment_joins_and_a_loss_leaves() {
+        let m = Membership::default();
+        assert!(!m.joined(), "not joined before any callback");
+        m.on_assign();
+        assert!(m.joined());
+        m.on_lost();
+        assert!(!m.joined());
+    }
+
+    #[test]
+    fn classic_statistics_join_only_when_steady() {
+        let m = Membership::default();
+        m.on_stats("up", "init");
+        assert!(!m.joined(), "up but not yet through the join");
+        m.on_stats("up", "wait-join");
+        assert!(!m.joined());
+        m.on_stats("up", "steady");
+        assert!(m.joined());
+        m.on_stats("query-coord", "steady");
+        assert!(!m.joined(), "coordinator lost");
+    }
+
+    #[test]
+    fn consumer_protocol_counts_an_idle_heartbeating_member() {
+        let m = Membership::default();
+        m.set_consumer_protocol(true);
+        m.on_stats("wait-coord", "init");
+        assert!(!m.joined());
+        m.on_stats("up", "init");
+        assert!(m.joined(), "KIP-848 idle members stay in `init`");
+    }
+
+    #[test]
+    fn statistics_in_a_join_do_not_undo_an_assignment() {
+        let m = Membership::default();
+        m.on_assign();
+        m.on_stats("up", "wait-sync");
+        assert!(m.joined(), "a rebalance in progress keeps the member");
     }
 }

@@ -21,7 +21,7 @@ pub mod settings;
 pub mod throttle;
 
 pub use admin::{delete_topics, ensure_topics, TopicSpec};
-pub use context::{Assignment, GroupContext};
+pub use context::{Assignment, GroupContext, Membership};
 pub use embedded::EmbeddedBroker;
 pub use headers::{raw_headers, RawHeader};
 pub use preflight::{check_cluster, startup_check, ClusterProblem};

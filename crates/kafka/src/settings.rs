@@ -254,8 +254,10 @@ impl KafkaSettings {
         group: &str,
         client_id: &str,
     ) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
+        let context = GroupContext::new(client_id);
+        context.set_consumer_protocol(self.group_protocol() == "consumer");
         self.consumer_config(group, client_id)
-            .create_with_context(GroupContext::new(client_id))
+            .create_with_context(context)
             .map_err(|error| KafkaSetupError::Client {
                 role: "consumer",
                 brokers: self.brokers.clone(),
@@ -272,6 +274,7 @@ impl KafkaSettings {
     ) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
         let context = GroupContext::new(client_id);
         context.set_commit_on_revoke(false);
+        context.set_consumer_protocol(self.group_protocol() == "consumer");
         self.transactional_consumer_config(group, client_id)
             .create_with_context(context)
             .map_err(|error| KafkaSetupError::Client {

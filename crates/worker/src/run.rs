@@ -27,7 +27,7 @@ use argus_model::Classifier;
 use futures::FutureExt;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
@@ -58,6 +58,9 @@ pub struct WorkerStats {
     /// Partitions stalled (records wait, none returned) for `stuck_after` or longer at the
     /// last drain update; for readiness.
     pub stalled_partitions: AtomicU64,
+    /// Whether the consumer is in its group (see `argus_kafka::Membership`) at the last
+    /// poll; for readiness.
+    pub in_group: AtomicBool,
 }
 
 /// A worker that has not polled Kafka for this long is not alive (`/healthz`).
@@ -72,7 +75,9 @@ impl WorkerStats {
             || (now_us.max(0) as u64).saturating_sub(last) <= POLL_STALE_AFTER.as_micros() as u64
     }
 
-    /// Readiness: polling (so the model is loaded), and no partition stalled for
+    /// Readiness: polling (so the model is loaded), a member of the consumer group (an idle
+    /// member, with no partitions, is ready: it takes partitions over when another leaves),
+    /// and no partition stalled for
     /// `stuck_after` (records wait that the consumer does not return: a batch it cannot
     /// decompress or parse). Slow inputs do not make a worker unready. `Err` says why not.
     pub fn readiness(&self, now_us: i64) -> Result<(), String> {
@@ -81,6 +86,12 @@ impl WorkerStats {
         }
         if !self.live(now_us) {
             return Err("not polling".into());
+        }
+        if !self.in_group.load(Ordering::Relaxed) {
+            return Err(
+                "not a member of the consumer group (joining, or the coordinator is unreachable)"
+                    .into(),
+            );
         }
         match self.stalled_partitions.load(Ordering::Relaxed) {
             0 => Ok(()),
@@ -384,6 +395,9 @@ impl Worker {
         self.stats
             .last_poll_us
             .store(argus_wire::now_us().max(0) as u64, Ordering::Relaxed);
+        self.stats
+            .in_group
+            .store(self.consumer.context().in_group(), Ordering::Relaxed);
     }
 
     /// A message (or a consumer error) arrived: start its input task.
