@@ -125,6 +125,7 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     argus_kafka::metrics::register_defaults();
     argus_model::metrics::register_defaults();
     argus_worker::metrics::register_defaults(&run_config.input_topics);
+    argus_worker::metrics::record_worker_info(&group, &worker_id);
     let shutdown = shutdown::on_signal();
     if w.create_topics > 0 {
         let specs: Vec<TopicSpec> = w

@@ -97,6 +97,9 @@ pub const OUTPUT_KINDS: &[&str] = &["prediction", "alert", "dlq"];
 /// Every `outcome` label of [`OUTPUTS`] and [`TXN_COMMITS`].
 pub const OUTCOMES: &[&str] = &["ok", "error"];
 
+/// Gauge (always 1): which consumer group and worker id a process serves. Labels: `group`,
+/// `worker_id`. Dashboards and alerts join on it to filter by group.
+pub const WORKER_INFO: &str = "argus_worker_info";
 /// The counters without labels an operator alerts on, registered at 0 by
 /// [`register_defaults`].
 pub const UNLABELLED_COUNTERS: [&str; 6] = [
@@ -130,6 +133,16 @@ pub fn register_defaults(input_topics: &[String]) {
     for name in UNLABELLED_COUNTERS {
         counter!(name).absolute(0);
     }
+}
+
+/// Sets [`WORKER_INFO`]: this process is worker `worker_id` of `group`.
+pub fn record_worker_info(group: &str, worker_id: &str) {
+    metrics::gauge!(
+        WORKER_INFO,
+        "group" => group.to_owned(),
+        "worker_id" => worker_id.to_owned()
+    )
+    .set(1.0);
 }
 
 /// Registers descriptions and units with the installed recorder.
@@ -183,6 +196,10 @@ pub fn describe() {
     describe_counter!(PAUSES, "Partition pauses for backpressure");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Offset commit time");
     describe_gauge!(PAUSED, "1 while partitions are paused for backpressure");
+    describe_gauge!(
+        WORKER_INFO,
+        "The consumer group and worker id this process serves (always 1; see the labels)"
+    );
     describe_counter!(TXN_COMMITS, "Transaction commits, by outcome");
     describe_counter!(
         REJOINS,
