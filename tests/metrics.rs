@@ -1,7 +1,9 @@
 //! `/metrics` as Prometheus reads it, from real `argus work` and `argus drift watch`
 //! processes: every scrape passes `promtool check metrics` (HELP on every family, naming
 //! and type lint), the counters an operator alerts on are there at 0 before any input, and
-//! a partition moved to another worker leaves the first worker's scrape.
+//! a partition moved to another worker leaves the first worker's scrape, and every metric
+//! the deployment files use (alert rules, Grafana dashboards, KEDA queries under `deploy/`)
+//! is exported by a live worker or sidecar.
 //!
 //! promtool must be on PATH (scripts/test installs Debian's `prometheus` package when it is
 //! missing): without it these tests fail, they do not skip.
@@ -77,7 +79,9 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
     let profile = dir.join("profile.json");
     let out = Command::new(argus_bin())
         .args(["drift", "profile", "--synthetic", "40", "--cameras", "2"])
-        .args(["--width", "64", "--height", "48", "-o"])
+        .args(["--width", "64", "--height", "48", "--model"])
+        .arg(repo_root().join("models/camera-person"))
+        .arg("-o")
         .arg(&profile)
         .output()
         .unwrap();
@@ -98,6 +102,8 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
         .args(["--reports-topic", &unique("drift"), "--panes-topic"])
         .args([&unique("drift.panes"), "--group", &unique("drift")])
         .args(["--pane", "1s", "--window-panes", "1", "--lateness", "0s"])
+        // Every frame sampled, so one pane holds enough for the tests (30 per feature).
+        .args(["--max-fps", "0"])
         .args(["--metrics-addr", &format!("127.0.0.1:{drift_port}")])
         .env("RUST_LOG", "warn")
         .env_remove("RUST_BACKTRACE")
@@ -180,7 +186,95 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     promtool_check("sidecar's busy", &drift_busy);
+
+    // Frames over a few seconds of capture time, so the sidecar closes windows and reports
+    // (per-feature tests, alarm and CBPE gauges: 40 frames a pane, above the 30 a test needs), and the worker's per-partition gauges are set.
+    produce_synthetic(&topics.input, 160, 2, 8, (64, 48), Some(40.0)).await;
+    let used = names_used_by_deploy_files();
+    assert!(used.len() > 20, "too few names found in deploy/: {used:?}");
+    let start = Instant::now();
+    loop {
+        let exported: BTreeSet<String> = [
+            scrape(worker_port, Duration::from_secs(10)),
+            scrape(drift_port, Duration::from_secs(10)),
+        ]
+        .iter()
+        .flat_map(|text| exported_names(text))
+        .collect();
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "deploy/ (rules, dashboards, KEDA) uses metrics no live worker or sidecar exports: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The metric families a scrape exports (histograms by their base name).
+fn exported_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(base_name)
+        .collect()
+}
+
+/// A histogram's series name without its `_bucket`/`_sum`/`_count` suffix.
+fn base_name(name: &str) -> String {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// Every `argus_…` and `process_…` metric name written in the alert rules, the Grafana
+/// dashboards and the Kubernetes manifests (KEDA queries), less the recording rules'
+/// own names.
+fn names_used_by_deploy_files() -> BTreeSet<String> {
+    let root = repo_root().join("deploy");
+    let mut files = vec![root.join("prometheus/rules.yml")];
+    for dir in ["grafana/dashboards", "k8s/base", "k8s/overlays/example"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            files.extend(entries.map(|e| e.unwrap().path()).filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml" | "yml")
+                )
+            }));
+        }
+    }
+    let mut used = BTreeSet::new();
+    let mut recorded = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            if let Some(name) = line.trim().strip_prefix("- record:") {
+                recorded.insert(name.trim().to_owned());
+            }
+            let mut rest = line;
+            while let Some(at) = rest.find(|c: char| c == 'a' || c == 'p') {
+                let tail = &rest[at..];
+                let preceded = rest[..at]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let word = &tail[..end];
+                if !preceded && (word.starts_with("argus_") || word.starts_with("process_")) {
+                    used.insert(base_name(word));
+                }
+                rest = &tail[end.max(1)..];
+            }
+        }
+    }
+    &used - &recorded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
