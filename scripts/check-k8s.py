@@ -156,7 +156,7 @@ def crd_validator(crd_file, version, meta_validator):
         jsonschema.Draft4Validator,
         {
             "x-kubernetes-list-map-keys": list_map_keys,
-            "x-kubernetes-validations": cel_rules,
+            "x-argus-cel": cel_rules,
             "x-argus-object-meta": object_meta,
             "x-kubernetes-embedded-resource": embedded,
         },
@@ -183,6 +183,8 @@ def strict_schema(node, root=False):
                      "x-kubernetes-list-type", "nullable", "x-kubernetes-int-or-string",
                      "x-kubernetes-preserve-unknown-fields"):
             continue
+        elif key == "x-kubernetes-validations":
+            out["x-argus-cel-off"] = value
         else:
             out[key] = value
     if node.get("x-kubernetes-int-or-string"):
@@ -202,6 +204,44 @@ def strict_schema(node, root=False):
         # The CRD says only `type: object` for metadata; the API server checks ObjectMeta.
         out.setdefault("properties", {})["metadata"] = {"x-argus-object-meta": True}
     return out
+
+
+def with_cel(schema):
+    """The schema with its x-kubernetes-validations (kept aside as x-argus-cel-off) on."""
+    if isinstance(schema, dict):
+        return {("x-argus-cel" if k == "x-argus-cel-off" else k): with_cel(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [with_cel(v) for v in schema]
+    return schema
+
+
+# The HPA KEDA creates from advanced.horizontalPodAutoscalerConfig.behavior: its API
+# validation (not in any schema: the CRD and the autoscaling/v2 OpenAPI both say "string")
+# accepts these policy types and selectPolicy values (k8s.io/api/autoscaling/v2:
+# HPAScalingPolicyType, ScalingPolicySelect), periodSeconds in 1..1800 and a
+# stabilization window of at most one hour.
+HPA_POLICY_TYPES = {"Pods", "Percent"}
+HPA_SELECT_POLICIES = {"Max", "Min", "Disabled"}
+
+
+def hpa_behavior_errors(obj):
+    errors = []
+    behavior = (obj["spec"].get("advanced", {}) or {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}) or {}
+    for direction, rules in behavior.items():
+        path = f"spec/advanced/horizontalPodAutoscalerConfig/behavior/{direction}"
+        window = rules.get("stabilizationWindowSeconds")
+        if window is not None and not 0 <= window <= 3600:
+            errors.append(jsonschema.ValidationError(f"{path}: stabilizationWindowSeconds {window} outside 0..3600 (the HPA refuses it)"))
+        if rules.get("selectPolicy", "Max") not in HPA_SELECT_POLICIES:
+            errors.append(jsonschema.ValidationError(f"{path}: selectPolicy {rules['selectPolicy']!r} not one of {sorted(HPA_SELECT_POLICIES)}"))
+        for i, policy in enumerate(rules.get("policies", []) or []):
+            if policy.get("type") not in HPA_POLICY_TYPES:
+                errors.append(jsonschema.ValidationError(f"{path}/policies/{i}: type {policy.get('type')!r} not one of {sorted(HPA_POLICY_TYPES)} (the HPA refuses it)"))
+            if not policy.get("value", 0) > 0:
+                errors.append(jsonschema.ValidationError(f"{path}/policies/{i}: value must be > 0"))
+            if not 0 < policy.get("periodSeconds", 0) <= 1800:
+                errors.append(jsonschema.ValidationError(f"{path}/policies/{i}: periodSeconds must be in 1..1800"))
+    return errors
 
 
 def object_meta_validator(version):
@@ -225,7 +265,12 @@ def check_keda(report, build, objs, keda_dir, meta_validator):
         if validator is None:
             report.fail(build, f"{kn(obj)}: KEDA's CRD serves no version {version}", "use apiVersion keda.sh/v1alpha1")
             continue
+        # As the API server: the schema first, the CEL rules only on an object that passes it.
         errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
+        if not errors:
+            errors = sorted(validator.evolve(schema=with_cel(validator.schema)).iter_errors(obj), key=lambda e: list(e.path))
+        if obj.get("kind") == "ScaledObject":
+            errors += hpa_behavior_errors(obj)
         for e in errors:
             path = "/".join(str(p) for p in e.absolute_path) or "(object)"
             report.fail(build, f"{kn(obj)} vs KEDA CRD {os.path.basename(crd)}: {path}: {e.message}",
@@ -553,7 +598,7 @@ def check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, env):
     if partitions is None or not str(partitions).isdigit():
         problems.append((f"the worker Deployment has no integer {PARTITIONS_ANNOTATION} annotation", "state the input topic's partition count there"))
     elif spec.get("maxReplicaCount") != int(partitions):
-        problems.append((f"maxReplicaCount {spec.get('maxReplicaCount')} != the input's partitions ({PARTITIONS_ANNOTATION} = {partitions})",
+        problems.append((f"maxReplicaCount {spec.get('maxReplicaCount')!r} != the input's partitions ({PARTITIONS_ANNOTATION} = {partitions})",
                          "a worker beyond the partition count idles: make them equal (both when the topic grows)"))
     namespace = so["metadata"].get("namespace", "default")
     for t in spec.get("triggers", []):
