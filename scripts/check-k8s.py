@@ -16,6 +16,7 @@ A NAME starting with "overlays/" is a deployable build: placeholders are not all
 """
 
 import argparse
+import base64
 import os
 import re
 import subprocess
@@ -395,11 +396,19 @@ def by_kind(objs, kind):
     return [o for o in objs if o.get("kind") == kind]
 
 
-def find(objs, kind, name):
+def find(objs, kind, name, namespace=None):
     for o in objs:
-        if o.get("kind") == kind and o.get("metadata", {}).get("name") == name:
+        meta = o.get("metadata", {})
+        if o.get("kind") == kind and meta.get("name") == name and (namespace is None or meta.get("namespace") == namespace):
             return o
     return None
+
+
+def unwired(objs, kind, name, namespace):
+    """A generated object (name-hash suffix) meant for `name` that the reference does not
+    reach: kustomize renames references only within one namespace."""
+    return [kn(o) for o in by_kind(objs, kind)
+            if re.fullmatch(re.escape(name) + r"-[a-z0-9]{10}", o["metadata"].get("name", ""))]
 
 
 def role_of(container):
@@ -415,6 +424,7 @@ def container_env(objs, deployment, container):
     """The environment the container gets: {name: value or None (unknown, from a Secret
     not in the manifests)}, with its source, in Kubernetes' order (envFrom, then env)."""
     env = {}
+    namespace = deployment["metadata"].get("namespace")
     pod_name = deployment["metadata"]["name"] + "-5d8f7c9b4-x2x7q"
     for source in container.get("envFrom", []) or []:
         prefix = source.get("prefix", "")
@@ -422,14 +432,16 @@ def container_env(objs, deployment, container):
             ref = source.get(key)
             if not ref:
                 continue
-            o = find(objs, kind, ref["name"])
+            o = find(objs, kind, ref["name"], namespace)
             if o is None:
-                if not ref.get("optional"):
+                stray = unwired(objs, kind, ref["name"], namespace)
+                if stray:
+                    env[f"<{kind} {ref['name']}>"] = (None, f"{kind} {ref['name']} is referenced, but the build generates {', '.join(stray)} under another name or namespace")
+                elif not ref.get("optional"):
                     env[f"<{kind} {ref['name']}>"] = (None, f"missing required {kind} {ref['name']}")
                 continue
             data = dict(o.get("data", {}) or {})
             if kind == "Secret":
-                import base64
                 data = {k: base64.b64decode(v).decode() for k, v in data.items()}
                 data.update(o.get("stringData", {}) or {})
             for k, v in data.items():
@@ -443,13 +455,12 @@ def container_env(objs, deployment, container):
             env[e["name"]] = (pod_name if vf["fieldRef"]["fieldPath"] == "metadata.name" else "x", "fieldRef")
         elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
             kind, ref = ("ConfigMap", vf["configMapKeyRef"]) if "configMapKeyRef" in vf else ("Secret", vf["secretKeyRef"])
-            o = find(objs, kind, ref["name"])
+            o = find(objs, kind, ref["name"], namespace)
             value = None
             if o is not None:
                 value = (o.get("data", {}) or {}).get(ref["key"])
                 if kind == "Secret" and value is not None:
-                    import base64
-                    value = base64.b64decode(value).decode()
+                        value = base64.b64decode(value).decode()
             env[e["name"]] = (value, f"{kind} {ref['name']}")
         else:
             env[e["name"]] = (None, "resourceFieldRef")
