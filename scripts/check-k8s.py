@@ -10,6 +10,7 @@
       trigger's metadata (a string map the CRD cannot check) against the parameters its
       scaler parses in that module's source (names, required ones, enums, value types);
   (e) consistency between the manifests and what argus itself reads (see check_consistency).
+(d), the ServiceMonitors, is scripts/check-servicemonitor (Go: the operator's API types).
 
 Usage: check-k8s.py --argus BIN --keda DIR --k8s-versions 1.31.0,1.37.0 NAME=RENDERED.yaml...
 A NAME starting with "overlays/" is a deployable build: placeholders are not allowed there.
@@ -460,7 +461,7 @@ def container_env(objs, deployment, container):
             if o is not None:
                 value = (o.get("data", {}) or {}).get(ref["key"])
                 if kind == "Secret" and value is not None:
-                        value = base64.b64decode(value).decode()
+                    value = base64.b64decode(value).decode()
             env[e["name"]] = (value, f"{kind} {ref['name']}")
         else:
             env[e["name"]] = (None, "resourceFieldRef")
