@@ -281,7 +281,7 @@ def check_keda(report, build, objs, keda_dir, meta_validator):
             report.ok(build, f"{kn(obj)} valid (strict, with CEL rules) against KEDA's CRD")
         if obj.get("kind") == "ScaledObject":
             for i, trigger in enumerate(obj.get("spec", {}).get("triggers", [])):
-                check_trigger_metadata(report, build, obj, i, trigger, keda_dir)
+                check_trigger_metadata(report, build, objs, obj, i, trigger, keda_dir)
 
 
 def scaler_params(keda_dir, trigger_type):
@@ -317,7 +317,7 @@ def scaler_params(keda_dir, trigger_type):
 GO_BOOL = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}
 
 
-def check_trigger_metadata(report, build, obj, index, trigger, keda_dir):
+def check_trigger_metadata(report, build, objs, obj, index, trigger, keda_dir):
     ttype = trigger.get("type")
     where = f"{kn(obj)} trigger {index} ({ttype})"
     if ttype not in SCALER_SOURCES:
@@ -360,6 +360,17 @@ def check_trigger_metadata(report, build, obj, index, trigger, keda_dir):
         given = any(n in metadata or (n + "FromEnv") in metadata for n in p["names"])
         if not given and ("triggerMetadata" in p["order"] or "resolvedEnv" in p["order"]):
             problems.append(f"metadata {p['names'][0]!r} is required by the scaler")
+    # A TriggerAuthentication's parameters are the scaler's authParams.
+    ref = trigger.get("authenticationRef")
+    if ref:
+        kind = ref.get("kind", "TriggerAuthentication")
+        auth = find(objs, kind, ref["name"], obj["metadata"].get("namespace") if kind == "TriggerAuthentication" else None)
+        if auth is None:
+            problems.append(f"authenticationRef names {kind} {ref['name']}, which is not in the manifests")
+        else:
+            for target in (auth.get("spec", {}) or {}).get("secretTargetRef", []) or []:
+                if not any(target["parameter"] in p["names"] and "authParams" in p["order"] for p in params):
+                    problems.append(f"{kind} {ref['name']}: parameter {target['parameter']!r} is not an auth parameter of this scaler")
     for problem in problems:
         report.fail(build, f"{where}: {problem}", f"see KEDA's {' and '.join(SCALER_SOURCES[ttype])} (keda:\"...\" tags)")
     if not problems:
@@ -589,10 +600,10 @@ def check_consistency(report, build, objs, argus, known, deployable):
                     f"raise terminationGracePeriodSeconds above {drain + SHUTDOWN_AFTER_DRAIN_S:.0f} or lower worker.drain_timeout")
     else:
         report.ok(build, f"terminationGracePeriodSeconds {grace} > drain_timeout {w['drain_timeout']} + {SHUTDOWN_AFTER_DRAIN_S} s")
-    check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, container_env(objs, d, c))
+    check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, container_env(objs, d, c), known)
 
 
-def check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, env):
+def check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, env, known):
     sos = by_kind(objs, "ScaledObject")
     if len(sos) != 1:
         report.fail(build, f"{len(sos)} ScaledObjects", "keep exactly one, for the worker Deployment")
@@ -628,6 +639,16 @@ def check_scaledobjects(report, build, objs, d, c, w, kafka, deployable, env):
             if brokers != kafka["brokers"]:
                 problems.append((f"kafka trigger brokers {brokers!r} (bootstrapServers{'FromEnv ' + source if source else ''}) != the workers' {kafka['brokers']!r}",
                                  "read ARGUS_KAFKA__BROKERS with bootstrapServersFromEnv"))
+            auth = find(objs, "TriggerAuthentication", (t.get("authenticationRef") or {}).get("name"), so["metadata"].get("namespace"))
+            if auth is not None:
+                secrets = {s_["secretRef"]["name"] for s_ in c.get("envFrom", []) or [] if "secretRef" in s_}
+                for target in auth["spec"].get("secretTargetRef", []) or []:
+                    if target["name"] not in secrets:
+                        problems.append((f"TriggerAuthentication {auth['metadata']['name']} reads Secret {target['name']}, not the workers' ({', '.join(sorted(secrets)) or 'none'})",
+                                         "give KEDA the Secret the workers read, so both use one set of credentials"))
+                    elif not env_is_known(target["key"], known):
+                        problems.append((f"TriggerAuthentication {auth['metadata']['name']} reads key {target['key']}, which is no ARGUS_* variable the workers read",
+                                         "use the ARGUS_KAFKA__OPTIONS__* key that holds the same value for the workers"))
             threshold = int(md.get("lagThreshold", "10"))
             if threshold <= w["max_in_flight"]:
                 problems.append((f"lagThreshold {threshold} <= worker.max_in_flight {w['max_in_flight']}: inputs merely in flight would scale",
