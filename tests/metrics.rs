@@ -257,7 +257,7 @@ fn names_used_by_deploy_files() -> BTreeSet<String> {
                 recorded.insert(name.trim().to_owned());
             }
             let mut rest = line;
-            while let Some(at) = rest.find(|c: char| c == 'a' || c == 'p') {
+            while let Some(at) = rest.find(['a', 'p']) {
                 let tail = &rest[at..];
                 let preceded = rest[..at]
                     .chars()
