@@ -17,30 +17,11 @@ use argus_e2e::*;
 use serde_yaml_ng::{Mapping, Value};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The alert this test drives.
 const ALERT: &str = "ArgusNoWorkerConsuming";
-
-/// Kills the process when the test ends, passing or not.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The project's scrape config, scraping only the worker at `target` every second, with
 /// `rules` as its rule file.
@@ -169,9 +150,14 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
         worker_port,
         &[],
     );
-    let producer = Command::new(argus_bin())
-        .args(["produce", "--brokers", &brokers(), "--topic", &topics.input])
-        .args([
+    let _producer = spawn_argus(
+        "alerting-producer",
+        [
+            "produce",
+            "--brokers",
+            &brokers(),
+            "--topic",
+            &topics.input,
             "--duration",
             "180s",
             "synthetic",
@@ -179,15 +165,12 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
             "2",
             "--fps",
             "10",
-        ])
-        .args(["--width", "64", "--height", "48"])
-        .env("RUST_LOG", "warn")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(e2e_log("alerting-producer"))
-        .spawn()
-        .expect("argus binary starts");
-    let _producer = Reap(producer);
+            "--width",
+            "64",
+            "--height",
+            "48",
+        ],
+    );
 
     let dir = std::env::temp_dir().join(unique("argus-alerting"));
     std::fs::create_dir_all(&dir).unwrap();

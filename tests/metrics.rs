@@ -11,17 +11,8 @@
 use argus_e2e::*;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The body of `GET /metrics`, once the endpoint answers 200 (within `within`).
 fn scrape(port: u16, within: Duration) -> String {
@@ -61,16 +52,6 @@ fn partitions(text: &str, name: &str, topic: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Kills the process when the test ends, passing or not.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
     let topics = Topics::create(2).await;
@@ -90,28 +71,41 @@ async fn live_scrapes_pass_promtool_and_alerting_counters_start_at_zero() {
     let (worker_port, drift_port) = (free_port(), free_port());
     let _worker =
         WorkerProcess::spawn_serving(&topics, &unique("metrics"), "metrics-w0", worker_port, &[]);
-    let drift = Command::new(argus_bin())
-        .args(["drift", "watch", "--brokers", &brokers(), "--profile"])
-        .arg(&profile)
-        .args([
+    let profile = profile.to_str().unwrap();
+    let (reports, panes, group) = (unique("drift"), unique("drift.panes"), unique("drift"));
+    let metrics_addr = format!("127.0.0.1:{drift_port}");
+    let _drift = spawn_argus(
+        "metrics-drift",
+        [
+            "drift",
+            "watch",
+            "--brokers",
+            &brokers(),
+            "--profile",
+            profile,
             "--input",
             &topics.input,
             "--predictions",
             &topics.predictions,
-        ])
-        .args(["--reports-topic", &unique("drift"), "--panes-topic"])
-        .args([&unique("drift.panes"), "--group", &unique("drift")])
-        .args(["--pane", "1s", "--window-panes", "1", "--lateness", "0s"])
-        // Every frame sampled, so one pane holds enough for the tests (30 per feature).
-        .args(["--max-fps", "0"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{drift_port}")])
-        .env("RUST_LOG", "warn")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(e2e_log("metrics-drift"))
-        .spawn()
-        .expect("argus binary starts");
-    let _reap = Reap(drift);
+            "--reports-topic",
+            &reports,
+            "--panes-topic",
+            &panes,
+            "--group",
+            &group,
+            "--pane",
+            "1s",
+            "--window-panes",
+            "1",
+            "--lateness",
+            "0s",
+            // Every frame sampled, so one pane holds enough for the tests (30 per feature).
+            "--max-fps",
+            "0",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    );
 
     // The first scrapes, before any input: alerting counters exist at 0.
     let first = scrape(worker_port, Duration::from_secs(60));

@@ -338,6 +338,43 @@ pub fn e2e_log(id: &str) -> std::fs::File {
     std::fs::File::create(logs.join(format!("{}-{id}.log", unique("w")))).unwrap()
 }
 
+/// A process a test started, killed when this drops (the test passed or not).
+#[derive(Debug)]
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `argus <args>` with warn-level logs in [`e2e_log`]`(log_id)`.
+pub fn spawn_argus<I, S>(log_id: &str, args: I) -> Reap
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let child = std::process::Command::new(argus_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(e2e_log(log_id))
+        .spawn()
+        .expect("argus binary starts");
+    Reap(child)
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// An `argus work` process.
 #[derive(Debug)]
 pub struct WorkerProcess {
