@@ -167,15 +167,21 @@ func drainChecks(r *report, project *types.Project, names []string) string {
 		if s.StopGracePeriod != nil {
 			grace = time.Duration(*s.StopGracePeriod)
 		}
-		if grace <= drain {
-			r.fail("service %s: stop_grace_period %s is not longer than the workers' drain deadline %s (%s): Docker's SIGKILL would cut the drain short; raise stop_grace_period above it",
-				name, grace, drain, from)
+		// After the drain: the producer's flush (10 s) and the wait for the revocation (2 s),
+		// as scripts/check-k8s.py counts them (SHUTDOWN_AFTER_DRAIN_S).
+		if grace <= drain+shutdownAfterDrain {
+			r.fail("service %s: stop_grace_period %s is not longer than the workers' drain deadline %s (%s) + %s (output flush, leaving the group): Docker's SIGKILL would cut the shutdown short; raise stop_grace_period above it",
+				name, grace, drain, from, shutdownAfterDrain)
 			continue
 		}
 		checked = append(checked, fmt.Sprintf("%s stops within %s, drains within %s", name, grace, drain))
 	}
 	return strings.Join(checked, "; ")
 }
+
+// shutdownAfterDrain is what a worker's shutdown takes after its drain deadline: the
+// producer's flush of the last outputs (10 s) and the revocation wait (2 s).
+const shutdownAfterDrain = 12 * time.Second
 
 // tomlString finds key = "value" in [table] of a TOML file (the flat shape of argus.toml).
 func tomlString(doc, table, key string) (string, bool) {
