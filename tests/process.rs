@@ -92,7 +92,8 @@ fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
 /// `argus_kafka::Membership`). Before it joins, /readyz says why it is not ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_group_members_are_ready() {
-    for (protocol, ports) in [("classic", [19191, 19192]), ("consumer", [19193, 19194])] {
+    for protocol in ["classic", "consumer"] {
+        let ports = [free_port(), free_port()];
         let topics = Topics::create(1).await;
         let group = unique("ready");
         let workers: Vec<WorkerProcess> = ports

@@ -45,15 +45,38 @@ pub type CommitHook = Box<dyn Fn(&[(String, i32, i64)]) + Send + Sync>;
 ///   partitions gets one under the classic protocol) means joined.
 /// - A lost assignment (the session expired; the member must rejoin as a new one) or a
 ///   rebalance error means not joined, until the next assignment.
+/// - An error that says the group refused or dropped the member ([`ends_membership`]:
+///   unknown member, fenced, group authorization failed) means not joined.
 /// - Statistics whose group state is not `up` (the coordinator is unknown or unreachable)
 ///   mean not joined; `up` with join state `steady` means joined. Under the KIP-848
 ///   `consumer` protocol librdkafka reports an idle member (no partitions, no assignment
-///   callback) as `up`/`init` indefinitely, so there `up` alone counts as joined: the member
-///   heartbeats to its coordinator.
+///   callback) as `up`/`init` indefinitely, so there `up` alone counts as joined — unless
+///   the group refused or dropped the member within the last [`REJOIN_QUIET`]: statistics
+///   cannot tell a refused member from an idle one.
 #[derive(Debug, Default)]
 pub struct Membership {
     joined: std::sync::atomic::AtomicBool,
     consumer_protocol: std::sync::atomic::AtomicBool,
+    /// When the group last refused or dropped the member (`None`: never).
+    last_refusal: Mutex<Option<std::time::Instant>>,
+}
+
+/// How long after the group refused or dropped a KIP-848 member its statistics alone do not
+/// count it as joined again (a refusal repeats on every heartbeat, seconds apart).
+pub const REJOIN_QUIET: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether a client error means the group refused or dropped this member: it must rejoin
+/// (unknown member id, fenced member epoch or instance id) or may not join at all (group
+/// authorization failed).
+pub fn ends_membership(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::UnknownMemberId
+            | C::FencedMemberEpoch
+            | C::FencedInstanceId
+            | C::GroupAuthorizationFailed
+    )
 }
 
 impl Membership {
@@ -72,12 +95,30 @@ impl Membership {
         self.joined.store(false, Ordering::Relaxed);
     }
 
-    /// Statistics arrived with this group `state` and `join_state`.
-    pub fn on_stats(&self, state: &str, join_state: &str) {
+    /// The group refused or dropped the member at `now` ([`ends_membership`]).
+    pub fn on_refused(&self, now: std::time::Instant) {
+        self.on_lost();
+        if let Ok(mut last) = self.last_refusal.lock() {
+            *last = Some(now);
+        }
+    }
+
+    /// Statistics arrived at `now` with this group `state` and `join_state`.
+    pub fn on_stats(&self, state: &str, join_state: &str, now: std::time::Instant) {
         if state != "up" {
             self.joined.store(false, Ordering::Relaxed);
-        } else if join_state == "steady" || self.consumer_protocol.load(Ordering::Relaxed) {
+        } else if join_state == "steady" {
             self.joined.store(true, Ordering::Relaxed);
+        } else if self.consumer_protocol.load(Ordering::Relaxed) {
+            let refused_lately = self
+                .last_refusal
+                .lock()
+                .ok()
+                .and_then(|last| *last)
+                .is_some_and(|at| now.saturating_duration_since(at) < REJOIN_QUIET);
+            if !refused_lately {
+                self.joined.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -138,6 +179,15 @@ impl GroupContext {
     /// Whether this member is in its consumer group now ([`Membership`]).
     pub fn in_group(&self) -> bool {
         self.membership.joined()
+    }
+
+    /// Takes note of a client or consumer error: one that says the group refused or dropped
+    /// this member ([`ends_membership`]) ends its membership. Client errors come here by
+    /// themselves; the consumer loop passes the errors its poll returns.
+    pub fn note_error(&self, error: &rdkafka::error::KafkaError) {
+        if error.rdkafka_error_code().is_some_and(ends_membership) {
+            self.membership.on_refused(std::time::Instant::now());
+        }
     }
 
     /// The member uses the KIP-848 `consumer` protocol (membership is read differently).
@@ -225,7 +275,8 @@ impl ClientContext for GroupContext {
     /// the first signal an operator or an autoscaler reads.
     fn stats(&self, statistics: rdkafka::Statistics) {
         if let Some(group) = &statistics.cgrp {
-            self.membership.on_stats(&group.state, &group.join_state);
+            self.membership
+                .on_stats(&group.state, &group.join_state, std::time::Instant::now());
         }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
@@ -247,6 +298,7 @@ impl ClientContext for GroupContext {
     /// that ask for them (`enable.partition.eof`) receive as messages and
     /// are not errors.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.note_error(&error);
         if matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
             tracing::trace!(member = %self.member, reason, "end of partition");
             return;
@@ -353,7 +405,49 @@ impl ConsumerContext for GroupContext {
 
 #[cfg(test)]
 mod tests {
-    use super::Membership;
+    use super::{ends_membership, Membership, REJOIN_QUIET};
+    use rdkafka::types::RDKafkaErrorCode;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_refused_kip848_member_is_not_joined_until_refusals_stop() {
+        let m = Membership::default();
+        m.set_consumer_protocol(true);
+        let t0 = Instant::now();
+        m.on_stats("up", "init", t0);
+        assert!(m.joined());
+        m.on_refused(t0);
+        assert!(!m.joined());
+        m.on_stats("up", "init", t0 + Duration::from_secs(5));
+        assert!(
+            !m.joined(),
+            "statistics cannot tell a refused member from an idle one"
+        );
+        m.on_stats("up", "init", t0 + REJOIN_QUIET + Duration::from_secs(1));
+        assert!(m.joined(), "no refusal for a while: heartbeating again");
+        m.on_refused(t0 + REJOIN_QUIET + Duration::from_secs(2));
+        m.on_assign();
+        assert!(m.joined(), "an assignment is proof of membership");
+    }
+
+    #[test]
+    fn group_refusals_end_membership_other_errors_do_not() {
+        for code in [
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::FencedMemberEpoch,
+            RDKafkaErrorCode::FencedInstanceId,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ] {
+            assert!(ends_membership(code), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(!ends_membership(code), "{code:?}");
+        }
+    }
 
     #[test]
     fn an_assignment_joins_and_a_loss_leaves() {
@@ -368,13 +462,13 @@ mod tests {
     #[test]
     fn classic_statistics_join_only_when_steady() {
         let m = Membership::default();
-        m.on_stats("up", "init");
+        m.on_stats("up", "init", Instant::now());
         assert!(!m.joined(), "up but not yet through the join");
-        m.on_stats("up", "wait-join");
+        m.on_stats("up", "wait-join", Instant::now());
         assert!(!m.joined());
-        m.on_stats("up", "steady");
+        m.on_stats("up", "steady", Instant::now());
         assert!(m.joined());
-        m.on_stats("query-coord", "steady");
+        m.on_stats("query-coord", "steady", Instant::now());
         assert!(!m.joined(), "coordinator lost");
     }
 
@@ -382,9 +476,9 @@ mod tests {
     fn consumer_protocol_counts_an_idle_heartbeating_member() {
         let m = Membership::default();
         m.set_consumer_protocol(true);
-        m.on_stats("wait-coord", "init");
+        m.on_stats("wait-coord", "init", Instant::now());
         assert!(!m.joined());
-        m.on_stats("up", "init");
+        m.on_stats("up", "init", Instant::now());
         assert!(m.joined(), "KIP-848 idle members stay in `init`");
     }
 
@@ -392,7 +486,7 @@ mod tests {
     fn statistics_in_a_join_do_not_undo_an_assignment() {
         let m = Membership::default();
         m.on_assign();
-        m.on_stats("up", "wait-sync");
+        m.on_stats("up", "wait-sync", Instant::now());
         assert!(m.joined(), "a rebalance in progress keeps the member");
     }
 }

@@ -407,6 +407,7 @@ impl Worker {
             Ok(msg) => msg,
             Err(e) => {
                 metrics::counter!(m::CONSUMER_ERRORS).increment(1);
+                self.consumer.context().note_error(&e);
                 if let Some(suppressed) = self.consumer_errors.admit_error(&e) {
                     tracing::warn!(worker = %self.config.worker_id, error = %e, suppressed, "consumer error");
                 }
