@@ -11,6 +11,10 @@
 //! labels, job names and annotations stay the project's. The `for:` durations themselves are
 //! covered by `promtool test rules` (deploy/prometheus/rules.test.yml).
 //!
+//! While the worker consumes, every query of the fleet dashboard
+//! (`deploy/grafana/dashboards/argus-fleet.json`, its variables matching everything) returns
+//! data from that Prometheus: labels and selectors are right, not only metric names.
+//!
 //! Without `prometheus` on PATH this test fails; it does not skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use argus_e2e::*;
@@ -127,6 +131,30 @@ fn alert_state(port: u16) -> Option<(String, serde_json::Value)> {
         })
 }
 
+/// Every panel query of a dashboard, as `(panel title, expression)`, with Grafana's
+/// variables replaced: intervals by `1m`, the others (used in `=~` matchers) by `.*`.
+fn dashboard_queries(file: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let board: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for panel in board["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let mut expr = target["expr"].as_str().unwrap().to_owned();
+            for interval in ["$__rate_interval", "$__interval", "$__range"] {
+                expr = expr.replace(interval, "1m");
+            }
+            for var in board["templating"]["list"].as_array().unwrap() {
+                let name = var["name"].as_str().unwrap();
+                expr = expr.replace(&format!("${{{name}}}"), ".*");
+                expr = expr.replace(&format!("${name}"), ".*");
+            }
+            assert!(!expr.contains('$'), "{file}: unknown variable in {expr}");
+            out.push((panel["title"].as_str().unwrap_or("?").to_owned(), expr));
+        }
+    }
+    out
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, failing after `within`.
 fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -221,6 +249,29 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
             "{ALERT} must stay inactive while the worker consumes"
         );
         std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Every fleet dashboard query has data while the worker consumes (per-partition lag
+    // comes with librdkafka's 5 s statistics: the deadline leaves room for it).
+    let queries = dashboard_queries("deploy/grafana/dashboards/argus-fleet.json");
+    assert!(queries.len() > 20, "{queries:?}");
+    let start = Instant::now();
+    loop {
+        let empty: Vec<&(String, String)> = queries
+            .iter()
+            .filter(|(_, expr)| {
+                let answer = api(prom_port, &format!("/api/v1/query?query={}", encode(expr)));
+                answer.is_none_or(|a| a["data"]["result"].as_array().is_none_or(|r| r.is_empty()))
+            })
+            .collect();
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "fleet dashboard queries without data from a consuming worker (wrong labels or selectors?): {empty:#?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
     }
 
     // Stop the worker while the producer runs: the alert goes pending, then fires.
