@@ -1,4 +1,8 @@
 //! Topic admin: creation (idempotent) and deletion.
+//!
+//! Creation is idempotent also on clusters with ACLs: a principal without `Create` gets an
+//! authorization error even for topics that exist, so such a refusal is checked against the
+//! cluster's metadata ([`CreateOutcome`]) and passes when the topic is there.
 use crate::{KafkaSettings, KafkaSetupError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -37,7 +41,36 @@ impl TopicSpec {
     }
 }
 
-/// Creates each topic that does not exist yet; existing topics are left as they are.
+/// What one topic's CreateTopics result means for [`ensure_topics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Created now.
+    Created,
+    /// It existed already.
+    Exists,
+    /// Creating was refused as not authorized (ACLs): it may exist all the same; look it up.
+    LookUp,
+    /// Creating failed.
+    Failed,
+}
+
+impl CreateOutcome {
+    /// The outcome of a CreateTopics result.
+    pub fn of(result: Result<(), RDKafkaErrorCode>) -> Self {
+        match result {
+            Ok(()) => CreateOutcome::Created,
+            Err(RDKafkaErrorCode::TopicAlreadyExists) => CreateOutcome::Exists,
+            Err(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed,
+            ) => CreateOutcome::LookUp,
+            Err(_) => CreateOutcome::Failed,
+        }
+    }
+}
+
+/// Creates each topic that does not exist yet; existing topics are left as they are (also
+/// when the principal may not create topics: see [`CreateOutcome`]).
 pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[TopicSpec],
@@ -70,20 +103,45 @@ pub async fn ensure_topics(
                 reason: e.to_string(),
             })?;
     for result in results {
-        match result {
-            Ok(topic) => tracing::info!(topic = %topic, "topic created"),
-            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                tracing::debug!(topic = %topic, "topic exists")
+        let (topic, code) = match result {
+            Ok(topic) => (topic, None),
+            Err((topic, code)) => (topic, Some(code)),
+        };
+        match CreateOutcome::of(code.map_or(Ok(()), Err)) {
+            CreateOutcome::Created => tracing::info!(topic = %topic, "topic created"),
+            CreateOutcome::Exists => tracing::debug!(topic = %topic, "topic exists"),
+            CreateOutcome::LookUp if topic_exists(&admin, &topic) => {
+                tracing::info!(topic = %topic, "not allowed to create topics; the topic exists")
             }
-            Err((topic, code)) => {
+            CreateOutcome::LookUp => {
+                return Err(KafkaSetupError::Topic {
+                    reason: format!(
+                        "not authorized to create it and it does not exist: create {topic} ahead, or grant this principal Create on it"
+                    ),
+                    topic,
+                })
+            }
+            CreateOutcome::Failed => {
                 return Err(KafkaSetupError::Topic {
                     topic,
-                    reason: code.to_string(),
+                    reason: code.map(|c| c.to_string()).unwrap_or_default(),
                 })
             }
         }
     }
     Ok(())
+}
+
+/// Whether the cluster's metadata lists `topic` (a short, start-up-only blocking lookup).
+fn topic_exists(admin: &AdminClient<DefaultClientContext>, topic: &str) -> bool {
+    admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .is_ok_and(|m| {
+            m.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
 }
 
 /// Deletes `topics` (all of them, or an error naming the first that could not be deleted).
@@ -131,4 +189,37 @@ fn admin_client(
         brokers: settings.brokers.clone(),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CreateOutcome;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn an_authorization_refusal_looks_the_topic_up_other_errors_fail() {
+        assert_eq!(CreateOutcome::of(Ok(())), CreateOutcome::Created);
+        assert_eq!(
+            CreateOutcome::of(Err(C::TopicAlreadyExists)),
+            CreateOutcome::Exists
+        );
+        for code in [C::TopicAuthorizationFailed, C::ClusterAuthorizationFailed] {
+            assert_eq!(
+                CreateOutcome::of(Err(code)),
+                CreateOutcome::LookUp,
+                "{code:?}"
+            );
+        }
+        for code in [
+            C::InvalidReplicationFactor,
+            C::PolicyViolation,
+            C::InvalidConfig,
+        ] {
+            assert_eq!(
+                CreateOutcome::of(Err(code)),
+                CreateOutcome::Failed,
+                "{code:?}"
+            );
+        }
+    }
 }
