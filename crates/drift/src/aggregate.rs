@@ -350,16 +350,22 @@ impl Aggregator {
         rule.state()
     }
 
-    /// Forget panes no future window or alarm needs.
+    /// Forget what no future window or alarm needs: partials older than the window ending
+    /// with the last evaluated pane (windows still to report end later, and partials of
+    /// evaluated panes are refused on arrival), decisions older than the alarm's look-back
+    /// (2·`alarm_k` windows). Partials hold every segment's summaries, so they are the
+    /// sidecar's memory: keeping them for the alarm's look-back too (7 windows at the
+    /// defaults) grew a 50-camera sidecar to ~680 MB.
     fn prune(&mut self) {
         let Some(e) = self.evaluated_through else {
             return;
         };
-        let keep_from = e.saturating_sub(
+        let partials_from = self.window_start(e);
+        let decisions_from = e.saturating_sub(
             i64::from(self.cfg.window_panes * (2 * self.cfg.alarm_k + 1))
                 .saturating_mul(self.cfg.pane_us),
         );
-        self.partials = self.partials.split_off(&keep_from);
-        self.decisions.retain(|(_, p), _| *p >= keep_from);
+        self.partials = self.partials.split_off(&partials_from);
+        self.decisions.retain(|(_, p), _| *p >= decisions_from);
     }
 }
