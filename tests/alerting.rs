@@ -11,6 +11,10 @@
 //! labels, job names and annotations stay the project's. The `for:` durations themselves are
 //! covered by `promtool test rules` (deploy/prometheus/rules.test.yml).
 //!
+//! A second test runs a worker that is up and answers `/metrics` but is not a member of the
+//! group (its input topic does not exist): `ArgusNoWorkerConsuming` fires there too, with
+//! `up` at 1, because no worker owns a partition.
+//!
 //! While the worker consumes, every query of the fleet dashboard
 //! (`deploy/grafana/dashboards/argus-fleet.json`, its variables matching everything) returns
 //! data from that Prometheus: labels and selectors are right, not only metric names.
@@ -155,6 +159,31 @@ fn dashboard_queries(file: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A real Prometheus with the project's config and rules (see [`scrape_config`] and
+/// [`rules_with_short_for`]) scraping the worker at `target`; its port, the process (killed
+/// when dropped) and its temporary directory.
+fn start_prometheus(target: &str) -> (u16, Reap, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(unique("argus-alerting"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yml");
+    std::fs::write(&rules, rules_with_short_for()).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, scrape_config(target, &rules)).unwrap();
+    let port = free_port();
+    let prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(e2e_log("alerting-prometheus"))
+        .spawn()
+        .expect("the prometheus binary (Debian's prometheus package; scripts/test installs it)");
+    (port, Reap(prometheus), dir)
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, failing after `within`.
 fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -200,29 +229,7 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
         ],
     );
 
-    let dir = std::env::temp_dir().join(unique("argus-alerting"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.yml");
-    std::fs::write(&rules, rules_with_short_for()).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        scrape_config(&format!("127.0.0.1:{worker_port}"), &rules),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(e2e_log("alerting-prometheus"))
-        .spawn()
-        .expect("the prometheus binary (Debian's prometheus package; scripts/test installs it)");
-    let _prometheus = Reap(prometheus);
+    let (prom_port, _prometheus, dir) = start_prometheus(&format!("127.0.0.1:{worker_port}"));
 
     // Inactive while the worker is scraped and consuming: first Prometheus sees it take
     // inputs, then the alert (possibly pending from an evaluation before the first scrape)
@@ -290,6 +297,48 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
     eprintln!(
         "{ALERT} fired {:.1} s after the worker stopped (scrape and evaluation every 1 s, for: 3 s)",
         stopped.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Workers that run but are not members of the group (here: the input topic does not exist;
+/// also a refused group, an unreachable coordinator) answer `/metrics`, so `up` is 1, but
+/// own no partition: nothing is consumed, and the alert must say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_consuming_fires_for_a_worker_that_is_up_but_not_in_the_group() {
+    let outputs = Topics::create(1).await;
+    let topics = Topics {
+        input: unique("frames-missing"),
+        ..outputs
+    };
+    let worker_port = free_port();
+    let _worker = WorkerProcess::spawn_serving(
+        &topics,
+        &unique("alerting-missing"),
+        "alerting-missing-w0",
+        worker_port,
+        &[],
+    );
+    let (prom_port, _prometheus, dir) = start_prometheus(&format!("127.0.0.1:{worker_port}"));
+    // Firing while the worker has been up for 8 s, longer than `for:` (3 s) plus a few
+    // evaluations: not a leftover of scrapes that failed while the worker was starting.
+    let up_for_8s = r#"min_over_time(up{job="argus-worker"}[8s]) == 1 and count_over_time(up{job="argus-worker"}[8s]) >= 7"#;
+    let start = Instant::now();
+    let labels = wait_for(
+        &format!("{ALERT} firing while the worker is up"),
+        Duration::from_secs(60),
+        || match alert_state(prom_port) {
+            Some((state, labels)) if state == "firing" => {
+                query_value(prom_port, up_for_8s).map(|_| labels)
+            }
+            _ => None,
+        },
+    );
+    assert_eq!(labels["severity"], "critical", "{labels}");
+    eprintln!(
+        "{ALERT} firing {:.1} s after the start, the worker up (its input topic {} does not exist)",
+        start.elapsed().as_secs_f64(),
+        topics.input
     );
     let _ = std::fs::remove_dir_all(dir);
 }
