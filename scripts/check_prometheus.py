@@ -76,9 +76,50 @@ def concrete(expr):
     return VARIABLE.sub(sub, expr)
 
 
+# Grafana's own annotation source ("Annotations & Alerts"), which dashboards exported from
+# Grafana carry; not a datasource of the provisioning.
+GRAFANA_BUILTIN = {"-- Grafana --", "grafana"}
+
+
+def datasource_refs(node, where):
+    """Every `datasource` reference in a dashboard (panels, targets, variables, annotations,
+    nested rows) as (where, value)."""
+    if isinstance(node, dict):
+        here = node.get("title") or node.get("name") or node.get("refId")
+        at = f"{where} > {here}" if here else where
+        for key, value in node.items():
+            if key == "datasource":
+                yield at, value
+            else:
+                yield from datasource_refs(value, at)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasource_refs(item, where)
+
+
+def check_datasources(path, board, sources):
+    """Every datasource reference is an object naming a provisioned uid (or Grafana's
+    built-in annotations), with the type that uid has: a wrong uid in a variable leaves it
+    without values, and every panel filtering on it without data."""
+    for at, ref in datasource_refs(board, path):
+        if not isinstance(ref, dict):
+            problem(f"{at}: datasource {ref!r} must be an object {{type, uid}} naming a provisioned uid")
+            continue
+        uid = ref.get("uid")
+        if uid in GRAFANA_BUILTIN:
+            continue
+        if uid not in sources:
+            problem(f"{at}: datasource uid {uid!r} is not provisioned (deploy/grafana/provisioning/datasources: {sorted(sources)})")
+        elif ref.get("type") not in (None, sources[uid]):
+            problem(f"{at}: datasource {uid!r} has type {sources[uid]!r}, not {ref.get('type')!r}")
+
+
 def dashboard_exprs():
-    ds = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml"))
-    uids = {d["uid"] for d in ds["datasources"]}
+    sources = {}
+    for f in sorted(glob.glob("deploy/grafana/provisioning/datasources/*.yml")):
+        for d in yaml.safe_load(open(f)).get("datasources", []):
+            sources[d["uid"]] = d["type"]
+    uids = set(sources)
     out = []
     files = sorted(glob.glob("deploy/grafana/dashboards/*.json"))
     if not files:
@@ -92,6 +133,7 @@ def dashboard_exprs():
         for key in ("uid", "title", "panels", "schemaVersion"):
             if key not in board:
                 problem(f"{path}: no {key}")
+        check_datasources(path, board, sources)
         for var in board.get("templating", {}).get("list", []):
             q = var.get("query")
             q = q.get("query") if isinstance(q, dict) else q
@@ -105,15 +147,15 @@ def dashboard_exprs():
             if panel.get("type") == "row":
                 continue
             title = panel.get("title", "?")
-            if panel.get("datasource", {}).get("uid") not in uids:
-                problem(f"{path}: panel {title!r}: datasource uid must be one of {sorted(uids)} (provisioning)")
+            if "datasource" not in panel:
+                problem(f"{path}: panel {title!r}: no datasource (one of {sorted(uids)}, provisioned)")
             if not panel.get("targets"):
                 problem(f"{path}: panel {title!r} has no targets")
             if "gridPos" not in panel:
                 problem(f"{path}: panel {title!r} has no gridPos")
             for t in panel.get("targets", []):
-                if t.get("datasource", {}).get("uid") not in uids:
-                    problem(f"{path}: panel {title!r} target {t.get('refId')}: datasource uid not provisioned")
+                if "datasource" not in t:
+                    problem(f"{path}: panel {title!r} target {t.get('refId')}: no datasource")
                 out.append((f"{path} panel {title!r} target {t.get('refId')}", t.get("expr", "")))
     return out
 
