@@ -226,22 +226,31 @@ fn base_name(name: &str) -> String {
         .to_owned()
 }
 
+/// The JSON and YAML files under `dir`, at any depth (none if it does not exist).
+fn json_and_yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.map(|e| e.unwrap().path()) {
+        if path.is_dir() {
+            json_and_yaml_files(&path, out);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("json" | "yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
 /// Every `argus_…` and `process_…` metric name written in the alert rules, the Grafana
-/// dashboards and the Kubernetes manifests (KEDA queries), less the recording rules'
-/// own names.
+/// dashboards and the Kubernetes manifests (KEDA queries: base, components and every
+/// overlay), less the recording rules' own names.
 fn names_used_by_deploy_files() -> BTreeSet<String> {
     let root = repo_root().join("deploy");
     let mut files = vec![root.join("prometheus/rules.yml")];
-    for dir in ["grafana/dashboards", "k8s/base", "k8s/overlays/example"] {
-        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
-            files.extend(entries.map(|e| e.unwrap().path()).filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("json" | "yaml" | "yml")
-                )
-            }));
-        }
-    }
+    json_and_yaml_files(&root.join("grafana/dashboards"), &mut files);
+    json_and_yaml_files(&root.join("k8s"), &mut files);
     let mut used = BTreeSet::new();
     let mut recorded = BTreeSet::new();
     for file in files {
