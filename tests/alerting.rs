@@ -16,8 +16,9 @@
 //! `up` at 1, because no worker owns a partition.
 //!
 //! While the worker consumes, every query of the fleet dashboard
-//! (`deploy/grafana/dashboards/argus-fleet.json`, its variables matching everything) returns
-//! data from that Prometheus: labels and selectors are right, not only metric names.
+//! (`deploy/grafana/dashboards/argus-fleet.json`, its variables matching everything) and
+//! every series selector of the alert rules on `up` and the worker's metrics returns data
+//! from that Prometheus: labels and selectors are right, not only metric names.
 //!
 //! Without `prometheus` on PATH this test fails; it does not skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -184,6 +185,56 @@ fn start_prometheus(target: &str) -> (u16, Reap, std::path::PathBuf) {
     (port, Reap(prometheus), dir)
 }
 
+/// The prefix of Argus' metric names (written in two pieces: tests/metric_names.rs allows
+/// whole names only in the crates' metrics.rs).
+const METRIC_PREFIX: &str = concat!("argus", "_");
+
+/// Every series selector of the alert rules that a worker's scrape answers (`up` and the
+/// worker's own metrics; the drift sidecar's are left out, no sidecar runs here), as
+/// `(alert, count(selector))`: a selector with a label value the worker never exports
+/// (a bucket `le` that does not exist, an `outcome` misspelt, a job regex that misses the
+/// job) would leave its alert silent for ever.
+fn rule_selectors() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join("deploy/prometheus/rules.yml")).unwrap();
+    let rules: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let (Some(alert), Some(expr)) = (rule["alert"].as_str(), rule["expr"].as_str()) else {
+                continue;
+            };
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            let mut at = 0;
+            while at < expr.len() {
+                let rest = &expr[at..];
+                let Some(start) = rest.find(|c: char| ident(c)) else {
+                    break;
+                };
+                let preceded = expr[..at + start].chars().last();
+                let word_len = rest[start..]
+                    .find(|c: char| !ident(c))
+                    .unwrap_or(rest.len() - start);
+                let word = &rest[start..start + word_len];
+                let mut end = start + word_len;
+                let is_metric = (word == "up" || word.starts_with(METRIC_PREFIX))
+                    && !word.starts_with(concat!("argus", "_drift"))
+                    && preceded.is_none_or(|c| !ident(c) && c != '$' && c != '.');
+                if is_metric {
+                    let mut selector = word.to_owned();
+                    if rest[end..].starts_with('{') {
+                        let close = rest[end..].find('}').unwrap();
+                        selector.push_str(&rest[end..end + close + 1]);
+                        end += close + 1;
+                    }
+                    out.push((alert.to_owned(), format!("count({selector})")));
+                }
+                at += end;
+            }
+        }
+    }
+    out
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, failing after `within`.
 fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -258,10 +309,15 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    // Every fleet dashboard query has data while the worker consumes (per-partition lag
-    // comes with librdkafka's 5 s statistics: the deadline leaves room for it).
-    let queries = dashboard_queries("deploy/grafana/dashboards/argus-fleet.json");
+    // Every fleet dashboard query, and every selector of the alert rules on the worker's
+    // metrics, has data while the worker consumes (per-partition lag comes with
+    // librdkafka's 5 s statistics: the deadline leaves room for it).
+    let mut queries = dashboard_queries("deploy/grafana/dashboards/argus-fleet.json");
     assert!(queries.len() > 20, "{queries:?}");
+    let selectors = rule_selectors();
+    assert!(selectors.len() > 10, "{selectors:?}");
+    eprintln!("alert rule selectors checked for data: {selectors:?}");
+    queries.extend(selectors);
     let start = Instant::now();
     loop {
         let empty: Vec<&(String, String)> = queries
@@ -276,7 +332,7 @@ async fn no_worker_consuming_fires_in_a_real_prometheus_when_the_worker_stops() 
         }
         assert!(
             start.elapsed() < Duration::from_secs(40),
-            "fleet dashboard queries without data from a consuming worker (wrong labels or selectors?): {empty:#?}"
+            "fleet dashboard queries or alert rule selectors without data from a consuming worker (wrong labels or selectors?): {empty:#?}"
         );
         std::thread::sleep(Duration::from_secs(1));
     }
