@@ -124,6 +124,8 @@ pub struct OutputTopics {
     pub alerts: String,
     /// Inputs that could not be scored: original bytes plus failure headers.
     pub dlq: String,
+    /// Predictions of the shadow version (JSON, same schema as `predictions`); never alerts.
+    pub shadow: String,
 }
 
 impl Default for OutputTopics {
@@ -132,6 +134,7 @@ impl Default for OutputTopics {
             predictions: "predictions".into(),
             alerts: "alerts".into(),
             dlq: "dlq".into(),
+            shadow: "predictions.shadow".into(),
         }
     }
 }
@@ -143,15 +146,17 @@ impl OutputTopics {
             predictions: rename(&self.predictions),
             alerts: rename(&self.alerts),
             dlq: rename(&self.dlq),
+            shadow: rename(&self.shadow),
         }
     }
 
-    /// predictions, alerts, dlq — e.g. to create them.
+    /// predictions, alerts, dlq, shadow — e.g. to create them.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         [
             self.predictions.as_str(),
             self.alerts.as_str(),
             self.dlq.as_str(),
+            self.shadow.as_str(),
         ]
         .into_iter()
     }

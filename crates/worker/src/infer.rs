@@ -3,6 +3,11 @@
 //! is non-zero, what arrives within it) up to `max_batch`, and runs them as one batch on
 //! the plan for exactly that size. Replies go back per input, so callers never see batches.
 //!
+//! Every input names the model (version) it was prepared for. A batch holds one model: an
+//! input for another model closes the batch and starts the next one, so a version swap (see
+//! [`crate::models`]) takes effect between batches and a canary or shadow version batches
+//! its own inputs.
+//!
 //! Metrics recorded here: per input, the wait from [`InferenceStage::submit`] until its batch
 //! starts ([`m::INFERENCE_QUEUE_SECONDS`]); per model call, the batch size
 //! ([`m::BATCH_SIZE`]) and the whole call ([`m::BATCH_SECONDS`]); per input answered, the
@@ -20,6 +25,7 @@ use tokio::sync::oneshot;
 pub type Reply = Result<Classification, Failure>;
 
 struct Request {
+    model: Arc<Classifier>,
     prepared: Prepared,
     reply: oneshot::Sender<Reply>,
     /// When the input was queued, for the queue-wait histogram.
@@ -40,6 +46,13 @@ pub struct InferenceStage {
     tx: Sender<Request>,
 }
 
+/// The queue the threads share, and an input taken from it that belongs to the next batch
+/// (it came for another model than the batch being formed).
+struct Queue {
+    rx: Receiver<Request>,
+    next: Option<Request>,
+}
+
 impl std::fmt::Debug for InferenceStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InferenceStage").finish_non_exhaustive()
@@ -47,30 +60,26 @@ impl std::fmt::Debug for InferenceStage {
 }
 
 impl InferenceStage {
-    /// Starts `threads` inference threads on `model`.
-    pub fn start(
-        model: Arc<Classifier>,
-        threads: usize,
-        policy: BatchPolicy,
-    ) -> std::io::Result<Self> {
+    /// Starts `threads` inference threads.
+    pub fn start(threads: usize, policy: BatchPolicy) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Request>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Mutex::new(Queue { rx, next: None }));
         for i in 0..threads.max(1) {
-            let model = model.clone();
-            let rx = rx.clone();
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argus-infer-{i}"))
-                .spawn(move || serve(&model, &rx, policy))?;
+                .spawn(move || serve(&queue, policy))?;
         }
         Ok(InferenceStage { tx })
     }
 
-    /// Queues one input; the receiver yields its classification. The queue is unbounded:
-    /// callers bound it (the worker's in-flight limit).
-    pub fn submit(&self, prepared: Prepared) -> oneshot::Receiver<Reply> {
+    /// Queues one input prepared for `model`; the receiver yields its classification. The
+    /// queue is unbounded: callers bound it (the worker's in-flight limit).
+    pub fn submit(&self, model: Arc<Classifier>, prepared: Prepared) -> oneshot::Receiver<Reply> {
         let (reply, rx) = oneshot::channel();
         // If the threads are gone the reply sender is dropped and the caller sees it.
         let _ = self.tx.send(Request {
+            model,
             prepared,
             reply,
             queued: Instant::now(),
@@ -79,32 +88,43 @@ impl InferenceStage {
     }
 }
 
-fn next_batch(rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) -> Option<Vec<Request>> {
-    let rx = rx.lock().ok()?;
-    let first = rx.recv().ok()?;
+/// The next batch: inputs for one model, at most `max_batch`, waiting at most `max_wait`
+/// for more. An input for another model is kept for the next batch.
+fn next_batch(queue: &Mutex<Queue>, policy: BatchPolicy) -> Option<Vec<Request>> {
+    let mut q = queue.lock().ok()?;
+    let first = match q.next.take() {
+        Some(r) => r,
+        None => q.rx.recv().ok()?,
+    };
     let mut batch = vec![first];
     let deadline = Instant::now() + policy.max_wait;
     while batch.len() < policy.max_batch {
-        match rx.try_recv() {
-            Ok(r) => batch.push(r),
+        let r = match q.rx.try_recv() {
+            Ok(r) => r,
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                match rx.recv_timeout(left) {
-                    Ok(r) => batch.push(r),
+                match q.rx.recv_timeout(left) {
+                    Ok(r) => r,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 }
             }
+        };
+        if !Arc::ptr_eq(&r.model, &batch[0].model) {
+            q.next = Some(r);
+            break;
         }
+        batch.push(r);
     }
     Some(batch)
 }
 
-fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy) {
-    while let Some(batch) = next_batch(rx, policy) {
+fn serve(queue: &Mutex<Queue>, policy: BatchPolicy) {
+    while let Some(batch) = next_batch(queue, policy) {
+        let model = batch[0].model.clone();
         let n = batch.len();
         let started = Instant::now();
         for r in &batch {
@@ -118,7 +138,7 @@ fn serve(model: &Classifier, rx: &Mutex<Receiver<Request>>, policy: BatchPolicy)
             std::thread::sleep(policy.inject_delay);
         }
         let t = Instant::now();
-        let results = infer_batch(model, &prepared);
+        let results = infer_batch(&model, &prepared);
         metrics::histogram!(m::BATCH_SECONDS).record(t.elapsed().as_secs_f64());
         for (reply, result) in replies.into_iter().zip(results) {
             if let Ok(c) = &result {
@@ -171,13 +191,15 @@ mod tests {
             max_wait: Duration::from_secs(2),
             inject_delay: Duration::ZERO,
         };
-        let stage = InferenceStage::start(model.clone(), 1, policy).unwrap();
+        let stage = InferenceStage::start(1, policy).unwrap();
         let input = || Prepared {
             data: vec![0.0; model.input_len()],
             decode_us: 0,
             preprocess_us: 0,
         };
-        let replies: Vec<_> = (0..4).map(|_| stage.submit(input())).collect();
+        let replies: Vec<_> = (0..4)
+            .map(|_| stage.submit(model.clone(), input()))
+            .collect();
         let outs: Vec<Classification> = replies
             .into_iter()
             .map(|r| r.blocking_recv().unwrap().unwrap())
@@ -205,5 +227,39 @@ mod tests {
             samples(&snapshot, m::INFERENCE_SECONDS),
             [batch as f64 / 1e6; 4]
         );
+    }
+
+    #[test]
+    fn a_batch_holds_one_model_and_another_model_starts_the_next_batch() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/churn");
+        let a = Arc::new(Classifier::load(&dir).unwrap());
+        let b = Arc::new(Classifier::load(&dir).unwrap());
+        let (tx, rx) = channel::<Request>();
+        let queue = Mutex::new(Queue { rx, next: None });
+        let request = |model: &Arc<Classifier>| Request {
+            model: model.clone(),
+            prepared: Prepared {
+                data: vec![0.0; model.input_len()],
+                decode_us: 0,
+                preprocess_us: 0,
+            },
+            reply: oneshot::channel().0,
+            queued: Instant::now(),
+        };
+        for m in [&a, &a, &b, &b, &b, &a] {
+            tx.send(request(m)).unwrap();
+        }
+        let policy = BatchPolicy {
+            max_batch: 8,
+            max_wait: Duration::ZERO,
+            inject_delay: Duration::ZERO,
+        };
+        let mut sizes = Vec::new();
+        for expected in [&a, &b, &a] {
+            let batch = next_batch(&queue, policy).unwrap();
+            assert!(batch.iter().all(|r| Arc::ptr_eq(&r.model, expected)));
+            sizes.push(batch.len());
+        }
+        assert_eq!(sizes, [2, 3, 1]);
     }
 }

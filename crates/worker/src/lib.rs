@@ -17,6 +17,8 @@
 //! - `infer`: inference threads that batch whatever is queued (plans per batch size).
 //! - `tracker`: per-partition in-flight bookkeeping, contiguous commit points, ownership.
 //! - `drain`, `watermarks`: lag, rates, drain estimate and stuck flags.
+//! - [`models`]: the versions serving (production, canary share, shadow), swapped whole
+//!   between batches; each input is routed once, by its key.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 //!
 //! **Offset rule.** An input's offset is committed only after every output it caused
@@ -27,6 +29,7 @@
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
 pub mod metrics;
+pub mod models;
 pub mod pipeline;
 pub mod score;
 
@@ -44,5 +47,6 @@ mod txn;
 mod watermarks;
 
 pub use config::{AlertRule, OutputTopics, WorkerConfig, WorkerSettings};
-pub use run::{run, WorkerError, WorkerStats};
+pub use models::{Models, Role, Serving};
+pub use run::{run, run_models, WorkerError, WorkerStats};
 pub use txn::{transactional_id, TxnError, TxnErrorKind};

@@ -2,7 +2,8 @@
 
 /// Counter: input messages consumed. Labels: `topic`.
 pub const INPUTS: &str = "argus_worker_inputs_total";
-/// Counter: outputs published. Labels: `kind` (prediction, alert, dlq), `outcome` (ok, error).
+/// Counter: outputs published. Labels: `kind` (prediction, alert, dlq, shadow), `outcome`
+/// (ok, error).
 pub const OUTPUTS: &str = "argus_worker_outputs_total";
 /// Counter: inputs sent to the DLQ. Labels: `reason`.
 pub const DLQ: &str = "argus_worker_dlq_total";
@@ -93,7 +94,33 @@ pub const PARTITION_GAUGES: &[&str] = &[
 ];
 
 /// Every `kind` label of [`OUTPUTS`].
-pub const OUTPUT_KINDS: &[&str] = &["prediction", "alert", "dlq"];
+pub const OUTPUT_KINDS: &[&str] = &["prediction", "alert", "dlq", "shadow"];
+
+/// Counter: inputs scored, by the version that scored them. Labels: `model`, `version`,
+/// `role` (production, canary, shadow): a canary's share and a shadow's coverage.
+pub const MODEL_INPUTS: &str = "argus_model_inputs_total";
+/// Gauge (1 per serving version): the versions serving now. Labels: `model`, `version`,
+/// `role`. A swapped-out version's series is set to 0.
+pub const MODEL_SERVING: &str = "argus_model_serving";
+/// Counter: version changes applied or refused. Labels: `outcome` (swapped, failed).
+pub const MODEL_SWAPS: &str = "argus_model_swaps_total";
+/// Counter: versions that could not be fetched or loaded (the old set keeps serving).
+/// Labels: `reason` (fetch, verify, load, labels).
+pub const MODEL_LOAD_FAILURES: &str = "argus_model_load_failures_total";
+/// Histogram: fetch + verify + load + warm of a new version beside the serving one, seconds.
+pub const MODEL_PREPARE_SECONDS: &str = "argus_model_prepare_seconds";
+/// Histogram: the swap itself (replacing the serving set), seconds: the only moment new
+/// inputs wait for the new version.
+pub const MODEL_SWAP_SECONDS: &str = "argus_model_swap_seconds";
+/// Counter: inputs scored by both the primary (production or canary) and the shadow
+/// version. Labels: `primary`, `shadow` (versions), `agree` (true: same top label).
+pub const SHADOW_COMPARED: &str = "argus_shadow_compared_total";
+/// Histogram: |primary − shadow| probability of the primary's top label, per input scored
+/// by both. Labels: `primary`, `shadow` (versions).
+pub const SHADOW_SCORE_DIFFERENCE: &str = "argus_shadow_score_difference";
+/// Counter: inputs the shadow version failed on (the primary's outputs are unaffected).
+/// Labels: `shadow` (version).
+pub const SHADOW_FAILURES: &str = "argus_shadow_failures_total";
 /// Every `outcome` label of [`OUTPUTS`] and [`TXN_COMMITS`].
 pub const OUTCOMES: &[&str] = &["ok", "error"];
 
@@ -150,6 +177,35 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
     describe_counter!(OUTPUTS, "Outputs published, by kind and outcome");
+    describe_counter!(
+        MODEL_INPUTS,
+        "Inputs scored, by model version and role (production, canary, shadow)"
+    );
+    describe_gauge!(MODEL_SERVING, "1 for each model version serving, by role");
+    describe_counter!(MODEL_SWAPS, "Model version changes, swapped or failed");
+    describe_counter!(
+        MODEL_LOAD_FAILURES,
+        "Model versions that could not be fetched, verified or loaded, by reason"
+    );
+    describe_histogram!(
+        MODEL_PREPARE_SECONDS,
+        Unit::Seconds,
+        "Fetch, verify, load and warm of a new model version beside the serving one"
+    );
+    describe_histogram!(
+        MODEL_SWAP_SECONDS,
+        Unit::Seconds,
+        "Time to replace the serving model versions"
+    );
+    describe_counter!(
+        SHADOW_COMPARED,
+        "Inputs scored by primary and shadow versions, by whether the top labels agree"
+    );
+    describe_histogram!(
+        SHADOW_SCORE_DIFFERENCE,
+        "Absolute difference of the primary's top-label probability, primary vs shadow"
+    );
+    describe_counter!(SHADOW_FAILURES, "Inputs the shadow model version failed on");
     describe_counter!(DLQ, "Inputs sent to the dead-letter topic, by reason");
     describe_histogram!(
         INFERENCE_SECONDS,

@@ -68,6 +68,8 @@ pub struct JsonOutputs {
     pub prediction: Vec<u8>,
     /// Each alert's schema (v1, or v2 with features) and JSON.
     pub alerts: Vec<(&'static str, Vec<u8>)>,
+    /// The shadow version's prediction of the same input (JSON, v1), for the shadow topic.
+    pub shadow: Option<Vec<u8>>,
     /// The input's capture time (µs since the Unix epoch), sent as a header.
     pub capture_us: i64,
     /// What the input counts as once these are delivered.
@@ -241,6 +243,7 @@ impl Outputs {
                         .iter()
                         .map(|a| (alert_schema(a), serde_json::to_vec(a).unwrap_or_default()))
                         .collect(),
+                    shadow: None,
                     capture_us: c.envelope.capture_time_us,
                     finished: Finished::Predicted {
                         alerts: alerts.len(),
@@ -253,6 +256,7 @@ impl Outputs {
                     prediction_schema: PREDICTION_SCHEMA_V2,
                     prediction: serde_json::to_vec(&p).unwrap_or_default(),
                     alerts: Vec::new(),
+                    shadow: None,
                     capture_us: stale.envelope.capture_time_us,
                     finished: Finished::Stale,
                 })

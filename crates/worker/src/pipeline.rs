@@ -69,6 +69,11 @@ impl Pipeline {
             .collect()
     }
 
+    /// The prediction (without alerts) of a classified input: a shadow version's output.
+    pub fn prediction(&self, job: &Job, c: &Classified) -> argus_wire::Prediction {
+        self.outputs.outputs(job, c).0
+    }
+
     /// Stage 3: what one input publishes.
     pub fn render(&self, job: &Job, outcome: &Outcome) -> Rendered {
         self.outputs.render(job, outcome)

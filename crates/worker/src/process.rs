@@ -10,7 +10,8 @@
 use crate::infer::InferenceStage;
 use crate::job::{Classified, Failure, Job, Prepare};
 use crate::metrics as m;
-use crate::outputs::{Finished, Outcome};
+use crate::models::{Models, Role, Route};
+use crate::outputs::{Finished, Outcome, Rendered};
 use crate::pipeline::Pipeline;
 use crate::publish::{Publisher, Undelivered};
 use crate::tracker::Tracker;
@@ -22,7 +23,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 /// What every input task of one worker shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
-    pub(crate) pipeline: Arc<Pipeline>,
+    /// The versions serving; each input takes the set once, when its task starts.
+    pub(crate) models: Arc<Models>,
     pub(crate) stage: Arc<InferenceStage>,
     pub(crate) publisher: Publisher,
     pub(crate) tracker: Arc<Tracker>,
@@ -48,8 +50,9 @@ pub(crate) struct Input {
 }
 
 impl Shared {
-    /// One input: decode and preprocess on the bounded blocking pool, infer on the batching
-    /// stage, publish in partition order.
+    /// One input: routed to a version (production or canary; plus the shadow, if any),
+    /// decoded and preprocessed on the bounded blocking pool, inferred on the batching
+    /// stage, published in partition order.
     pub(crate) async fn process(&self, input: Input) -> Result<Finished, Undelivered> {
         let Input {
             job,
@@ -58,17 +61,39 @@ impl Shared {
             after,
             then,
         } = input;
+        let route = self.models.current().route(job.key.as_deref());
         // Held from before decoding until the model has run.
         let ahead = match ahead {
             Some(p) => Ok(p),
             None => self.ahead_permits.clone().acquire_owned().await,
         };
-        let prepared = self.prepare(&job).await;
-        let outcome = match prepared {
+        let shadow = async {
+            match &route.shadow {
+                Some(s) => Some(self.score(s, &job).await),
+                None => None,
+            }
+        };
+        let (outcome, shadow) = tokio::join!(self.score(&route.primary, &job), shadow);
+        drop(ahead);
+        count_input(&route.primary, route.role);
+        let mut rendered = route.primary.render(&job, &outcome);
+        if let (Some(s), Some(shadow)) = (&route.shadow, shadow) {
+            attach_shadow(&route, s, &job, &outcome, &shadow, &mut rendered);
+        }
+        self.publish(&job, generation, rendered, after, then).await
+    }
+
+    /// Stages 1 and 2 of one input on one version.
+    async fn score(&self, pipeline: &Arc<Pipeline>, job: &Job) -> Outcome {
+        match self.prepare(pipeline, job).await {
             Prepare::Ready(ready) => {
                 let (envelope, queue_us, envelope_us) =
                     (ready.envelope, ready.queue_us, ready.envelope_us);
-                match self.stage.submit(ready.prepared).await {
+                match self
+                    .stage
+                    .submit(pipeline.model().clone(), ready.prepared)
+                    .await
+                {
                     Ok(Ok(classification)) => {
                         let t = classification.timings;
                         let total = t.decode_us
@@ -93,19 +118,17 @@ impl Shared {
             }
             Prepare::Stale(stale) => Outcome::Stale(stale),
             Prepare::Failed(f) => Outcome::Failed(f),
-        };
-        drop(ahead);
-        self.publish(&job, generation, outcome, after, then).await
+        }
     }
 
     /// Stage 1, panics caught: records on the reactor (a few µs of envelope decoding and
     /// feature assembly, less than handing them to a blocking thread would cost — in a
     /// profile of a churn drain thread hand-offs were the largest cost per record), images
     /// on the bounded blocking pool.
-    async fn prepare(&self, job: &Job) -> Prepare {
-        if self.pipeline.model().cheap_to_prepare() {
+    async fn prepare(&self, pipeline: &Arc<Pipeline>, job: &Job) -> Prepare {
+        if pipeline.model().cheap_to_prepare() {
             return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.pipeline.prepare(job)
+                pipeline.prepare(job)
             }))
             .unwrap_or_else(|_| {
                 Prepare::Failed(Failure {
@@ -115,7 +138,7 @@ impl Shared {
             });
         }
         let _permit = self.decode_permits.clone().acquire_owned().await;
-        let (job, pipeline) = (job.clone(), self.pipeline.clone());
+        let (job, pipeline) = (job.clone(), pipeline.clone());
         tokio::task::spawn_blocking(move || pipeline.prepare(&job))
             .await
             .unwrap_or_else(|e| {
@@ -134,7 +157,7 @@ impl Shared {
         &self,
         job: &Job,
         generation: u64,
-        outcome: Outcome,
+        rendered: Rendered,
         after: Option<oneshot::Receiver<()>>,
         then: oneshot::Sender<()>,
     ) -> Result<Finished, Undelivered> {
@@ -143,7 +166,6 @@ impl Shared {
             let _ = previous.await;
         }
         let tp = (job.topic.clone(), job.partition);
-        let rendered = self.pipeline.render(job, &outcome);
         if let Some(txn) = &self.txn {
             let r = self.publish_in_transaction(txn, job, generation, &rendered);
             drop(then);
@@ -172,7 +194,7 @@ impl Shared {
         txn: &Transactions,
         job: &Job,
         generation: u64,
-        rendered: &crate::outputs::Rendered,
+        rendered: &Rendered,
     ) -> Result<Finished, Undelivered> {
         let tp = (job.topic.clone(), job.partition);
         let _gate = txn.gate();
@@ -202,5 +224,52 @@ impl Shared {
             )));
         }
         Ok(finished)
+    }
+}
+
+/// Counts an input against the version and role that scored it.
+fn count_input(pipeline: &Pipeline, role: Role) {
+    let r = pipeline.model().model_ref();
+    metrics::counter!(m::MODEL_INPUTS, "model" => r.name.clone(), "version" => r.version.clone(), "role" => role.as_str())
+        .increment(1);
+}
+
+/// Adds the shadow version's prediction to the primary's outputs (never alerts) and
+/// records how the two compare. A shadow failure is counted; the primary's outputs stand.
+fn attach_shadow(
+    route: &Route,
+    shadow: &Pipeline,
+    job: &Job,
+    primary: &Outcome,
+    outcome: &Outcome,
+    rendered: &mut Rendered,
+) {
+    count_input(shadow, Role::Shadow);
+    let version = shadow.model().model_ref().version.clone();
+    let Outcome::Classified(s) = outcome else {
+        if matches!(outcome, Outcome::Failed(_)) {
+            metrics::counter!(m::SHADOW_FAILURES, "shadow" => version).increment(1);
+        }
+        return;
+    };
+    let Rendered::Outputs(out) = rendered else {
+        return;
+    };
+    let prediction = shadow.prediction(job, s);
+    out.shadow = serde_json::to_vec(&prediction).ok();
+    if let Outcome::Classified(p) = primary {
+        let c = crate::models::compare(
+            &p.classification,
+            route.primary.model().labels(),
+            &s.classification,
+            shadow.model().labels(),
+        );
+        let primary = route.primary.model().model_ref().version.clone();
+        metrics::counter!(m::SHADOW_COMPARED, "primary" => primary.clone(), "shadow" => version.clone(), "agree" => if c.agree { "true" } else { "false" })
+            .increment(1);
+        if let Some(d) = c.score_difference {
+            metrics::histogram!(m::SHADOW_SCORE_DIFFERENCE, "primary" => primary, "shadow" => version)
+                .record(d);
+        }
     }
 }

@@ -17,7 +17,7 @@ use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
-use argus_wire::{headers as h, now_us, FailureKind};
+use argus_wire::{headers as h, now_us, FailureKind, PREDICTION_SCHEMA};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,7 @@ pub struct Publisher {
     predictions: Arc<str>,
     alerts: Arc<str>,
     dlq: Arc<str>,
+    shadow: Arc<str>,
     give_up: CancellationToken,
 }
 
@@ -72,6 +73,7 @@ enum Pending {
         out: JsonOutputs,
         prediction: Result<DeliveryFuture, KafkaError>,
         alerts: Vec<Result<DeliveryFuture, KafkaError>>,
+        shadow: Option<Box<Result<DeliveryFuture, KafkaError>>>,
     },
     DeadLetter(Failure),
 }
@@ -118,6 +120,7 @@ impl Publisher {
             predictions: config.topics.predictions.as_str().into(),
             alerts: config.topics.alerts.as_str().into(),
             dlq: config.topics.dlq.as_str().into(),
+            shadow: config.topics.shadow.as_str().into(),
             give_up,
         }
     }
@@ -144,10 +147,24 @@ impl Publisher {
                             .await,
                     );
                 }
+                let shadow = match &out.shadow {
+                    Some(json) => Some(Box::new(
+                        self.enqueue_json(
+                            &self.shadow,
+                            job,
+                            PREDICTION_SCHEMA,
+                            out.capture_us,
+                            json,
+                        )
+                        .await,
+                    )),
+                    None => None,
+                };
                 Pending::Outputs {
                     out,
                     prediction,
                     alerts,
+                    shadow,
                 }
             }
         };
@@ -164,7 +181,7 @@ impl Publisher {
             offset: job.offset,
             source,
         };
-        let (out, prediction, alerts) = match enqueued.pending {
+        let (out, prediction, alerts, shadow) = match enqueued.pending {
             Pending::DeadLetter(failure) => {
                 self.dead_letter(job, &failure).await.map_err(undelivered)?;
                 return Ok(Finished::DeadLettered(failure.kind));
@@ -173,7 +190,8 @@ impl Publisher {
                 out,
                 prediction,
                 alerts,
-            } => (out, prediction, alerts),
+                shadow,
+            } => (out, prediction, alerts, shadow),
         };
         let capture = out.capture_us;
         let pred = self.confirm_json(
@@ -190,8 +208,25 @@ impl Publisher {
                 self.confirm_json(queued, &self.alerts, job, schema, capture, json, "alert")
             },
         ));
-        let (p, a) = tokio::join!(pred, alerts_f);
-        match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()) {
+        let shadow_f = async {
+            match (shadow, &out.shadow) {
+                (Some(queued), Some(json)) => {
+                    self.confirm_json(
+                        *queued,
+                        &self.shadow,
+                        job,
+                        PREDICTION_SCHEMA,
+                        capture,
+                        json,
+                        "shadow",
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            }
+        };
+        let (p, a, s) = tokio::join!(pred, alerts_f, shadow_f);
+        match p.and(a.into_iter().collect::<Result<Vec<()>, _>>()).and(s) {
             Ok(_) => Ok(out.finished),
             Err(e) if is_permanent(&e) => {
                 let failure = Failure {
@@ -231,6 +266,14 @@ impl Publisher {
                             json_headers(schema, out.capture_us),
                         );
                     }
+                }
+                if let (Some(json), true) = (&out.shadow, queued.is_ok()) {
+                    queued = self.queue_now(
+                        &self.shadow,
+                        key,
+                        json,
+                        json_headers(PREDICTION_SCHEMA, out.capture_us),
+                    );
                 }
                 match queued {
                     Ok(()) => {

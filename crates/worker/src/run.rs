@@ -11,10 +11,11 @@ use crate::drain::DrainSignal;
 use crate::infer::{BatchPolicy, InferenceStage};
 use crate::job::Job;
 use crate::metrics as m;
+use crate::models::{Models, Serving};
 use crate::outputs::Finished;
 use crate::pipeline::Pipeline;
 use crate::process::{Input, Shared};
-use crate::publish::Undelivered;
+use crate::publish::{Publisher, Undelivered};
 use crate::tracker::{Tp, Tracker};
 use crate::txn::{Transactions, TxnError, TxnErrorKind};
 use crate::watermarks::{update_drain, watch_watermarks, Highs};
@@ -186,11 +187,25 @@ pub async fn run(
     stats: Arc<WorkerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let models = Models::new(Serving::production(Arc::new(Pipeline::new(model, &config))));
+    run_models(config, consumer, producer, models, stats, shutdown).await
+}
+
+/// [`run`] on the versions `models` holds, which may be swapped while it runs (see
+/// [`crate::models`]; [`crate::follow`] swaps them as the registry says).
+pub async fn run_models(
+    config: WorkerConfig,
+    consumer: StreamConsumer<GroupContext>,
+    producer: FutureProducer,
+    models: Arc<Models>,
+    stats: Arc<WorkerStats>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     // Every log line of the worker (the commit strategy's and the revoke hook's too) names it.
     let span = tracing::info_span!("worker", id = %config.worker_id);
     // The loop only dispatches events to the [`Worker`].
     async move {
-        let mut w = Worker::start(config, consumer, producer, model, stats).await?;
+        let mut w = Worker::start(config, consumer, producer, models, stats).await?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let consumer = w.consumer.clone();
@@ -264,12 +279,16 @@ impl Worker {
         config: WorkerConfig,
         consumer: StreamConsumer<GroupContext>,
         producer: FutureProducer,
-        model: Arc<Classifier>,
+        models: Arc<Models>,
         stats: Arc<WorkerStats>,
     ) -> Result<Worker, WorkerError> {
-        config
-            .validate(model.labels())
-            .map_err(WorkerError::Config)?;
+        let serving = models.current();
+        let model = serving.production.model().clone();
+        for (_, p) in serving.pipelines() {
+            config
+                .validate(p.model().labels())
+                .map_err(WorkerError::Config)?;
+        }
         argus_model::metrics::record_model_info(&model);
         let config = Arc::new(config);
         let tracker = Arc::new(Tracker::new());
@@ -300,7 +319,6 @@ impl Worker {
         let max_batch = calibrate(&model, &config).await;
         let stage = Arc::new(
             InferenceStage::start(
-                model.clone(),
                 config.inference_threads,
                 BatchPolicy {
                     max_batch,
@@ -311,8 +329,7 @@ impl Worker {
             .map_err(WorkerError::Threads)?,
         );
         let give_up = CancellationToken::new();
-        let pipeline = Arc::new(Pipeline::new(model, &config));
-        let publisher = pipeline.publisher(producer.clone(), &config, give_up.clone());
+        let publisher = Publisher::new(producer.clone(), &config, give_up.clone());
         let committed = Arc::new(Notify::new());
         let commits = match &txn {
             Some(t) => Commits::ExactlyOnce(TxnCommits::new(
@@ -329,7 +346,7 @@ impl Worker {
             )),
         };
         let shared = Shared {
-            pipeline,
+            models,
             stage,
             publisher,
             tracker,
