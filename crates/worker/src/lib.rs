@@ -17,6 +17,8 @@
 //! - `infer`: inference threads that batch whatever is queued (plans per batch size).
 //! - `tracker`: per-partition in-flight bookkeeping, contiguous commit points, ownership.
 //! - `drain`, `watermarks`: lag, rates, drain estimate and stuck flags.
+//! - [`follow`]: follows a model's deployment (the registry's record): fetch, verify, load
+//!   and warm a new version beside the serving ones, then swap; failures leave them serving.
 //! - [`models`]: the versions serving (production, canary share, shadow), swapped whole
 //!   between batches; each input is routed once, by its key.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
@@ -28,6 +30,7 @@
 //! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
+pub mod follow;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
