@@ -2,8 +2,9 @@
 //! (a share of the keys) and an optional shadow (scores a copy of every input; its
 //! predictions go to their own topic and never raise alerts).
 //!
-//! [`Models`] holds the current [`Serving`] set. Every input takes the set once, when its
-//! task starts, and is routed by its key ([`Serving::route`]); it is prepared, inferred and
+//! [`Models`] holds the current [`Serving`] set. Every input takes the set once, when the
+//! worker takes it from the consumer (in offset order, so per partition the switch is a
+//! single point), and is routed by its key ([`Serving::route`]); it is prepared, inferred and
 //! rendered by that version's [`Pipeline`] even if a swap happens meanwhile, so an input is
 //! scored exactly once and its prediction names the version that made it. The inference
 //! threads close a batch where the model changes, so a swap takes effect between batches.

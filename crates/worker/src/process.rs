@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 /// What every input task of one worker shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
-    /// The versions serving; each input takes the set once, when its task starts.
+    /// The versions serving; each input takes the set once, when the worker takes it.
     pub(crate) models: Arc<Models>,
     pub(crate) stage: Arc<InferenceStage>,
     pub(crate) publisher: Publisher,
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Input {
     pub(crate) job: Job,
+    /// The version(s) it goes to, chosen when the worker took it.
+    pub(crate) route: Route,
     /// The generation its partition was assigned in.
     pub(crate) generation: u64,
     /// The slot the loop took this input with (none if it came while paused).
@@ -50,18 +52,18 @@ pub(crate) struct Input {
 }
 
 impl Shared {
-    /// One input: routed to a version (production or canary; plus the shadow, if any),
-    /// decoded and preprocessed on the bounded blocking pool, inferred on the batching
+    /// One input, on the version(s) it was routed to (production or canary; plus the
+    /// shadow, if any): decoded and preprocessed on the bounded blocking pool, inferred on the batching
     /// stage, published in partition order.
     pub(crate) async fn process(&self, input: Input) -> Result<Finished, Undelivered> {
         let Input {
             job,
+            route,
             generation,
             ahead,
             after,
             then,
         } = input;
-        let route = self.models.current().route(job.key.as_deref());
         // Held from before decoding until the model has run.
         let ahead = match ahead {
             Some(p) => Ok(p),

@@ -446,8 +446,12 @@ impl Worker {
         let (then, gate) = oneshot::channel();
         let after = self.gates.insert(tp.clone(), gate);
         let (offset, bytes) = (job.offset, job.value.len());
+        // Routed here, in offset order: once a partition's input takes a new version, no
+        // later input of the partition takes the old one.
+        let route = self.shared.models.current().route(job.key.as_deref());
         let input = Input {
             job,
+            route,
             generation,
             ahead: self.slot.take(),
             after,
