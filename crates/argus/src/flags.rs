@@ -183,6 +183,9 @@ pub struct TopicArgs {
     /// [default: dlq]
     #[arg(long)]
     pub dlq: Option<String>,
+    /// Predictions of the shadow version (never alerts) [default: predictions.shadow]
+    #[arg(long)]
+    pub shadow_topic: Option<String>,
 }
 
 impl TopicArgs {
@@ -198,5 +201,10 @@ impl TopicArgs {
             self.alerts_topic.as_ref(),
         );
         f.set("worker.topics.dlq", "--dlq", self.dlq.as_ref());
+        f.set(
+            "worker.topics.shadow",
+            "--shadow-topic",
+            self.shadow_topic.as_ref(),
+        );
     }
 }
