@@ -121,8 +121,10 @@ fn gate_accepts_a_better_model_and_refuses_others() {
     assert!(!d.passed && d.p_value == 1.0, "{}", d.reason);
     // v3 (40 trees, depth 8) against v1: close; the gate must not pass it unless significant.
     let d = compare(v3, v1, &cfg).unwrap();
-    assert_eq!(d.passed, d.better && d.p_value < cfg.alpha, "{}", d.reason);
-    eprintln!("v3 vs v1: {}", d.reason);
+    assert!(!d.better && !d.passed, "{}", d.reason);
+    // v1 against v3: better, but not significantly (AUC 0.8172 vs 0.8152).
+    let d = compare(v1, v3, &cfg).unwrap();
+    assert!(d.better && !d.passed && d.p_value > 0.1, "{}", d.reason);
 }
 
 #[test]
