@@ -464,8 +464,8 @@ impl RecordReader {
         let mut fields = Vec::with_capacity(object.len());
         let mut key = None;
         for (name, v) in object {
-            let value = crate::bare::json_value(&name, v)
-                .map_err(|e| self.bad(line, e.to_string()))?;
+            let value =
+                crate::bare::json_value(&name, v).map_err(|e| self.bad(line, e.to_string()))?;
             let value = match (self.declared.get(&name), value) {
                 (Some(t), Value::Text(s)) if *t != ColumnType::Text => {
                     let s = s.trim();

@@ -29,10 +29,10 @@
 //! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
+pub mod evaluate;
 pub mod metrics;
 pub mod pipeline;
 pub mod score;
-pub mod evaluate;
 pub mod testset;
 
 mod backpressure;
