@@ -323,7 +323,64 @@ pub fn decide(
     if let Some(index) = (0..n).find(|&i| candidate.labels[i] != production.labels[i]) {
         return Err(QualityError::Unpaired { index });
     }
-    let (test, cand, prod, ci, t) = match metric {
+    let Tested {
+        test,
+        candidate: cand,
+        production: prod,
+        ci,
+        result: t,
+    } = run_test(metric, candidate, production, config)?;
+    let difference = cand - prod;
+    let better = difference > 0.0;
+    let passed = better && t.p_value < config.alpha;
+    let reason = match (better, passed) {
+        (true, true) => format!(
+            "candidate {metric} {cand:.4} beats production {prod:.4} by {difference:+.4}, significant (p = {:.3e} < α = {})",
+            t.p_value, config.alpha
+        ),
+        (true, false) => format!(
+            "candidate {metric} {cand:.4} is above production {prod:.4} by {difference:+.4} but not significantly (p = {:.3e} ≥ α = {})",
+            t.p_value, config.alpha
+        ),
+        (false, _) => format!(
+            "candidate {metric} {cand:.4} is not above production {prod:.4} (difference {difference:+.4}, p = {:.3e})",
+            t.p_value
+        ),
+    };
+    Ok(GateDecision {
+        metric,
+        test,
+        candidate_value: cand,
+        production_value: prod,
+        difference,
+        ci,
+        statistic: t.statistic,
+        p_value: t.p_value,
+        alpha: config.alpha,
+        n,
+        better,
+        passed,
+        reason,
+    })
+}
+
+/// One metric's paired test: which, both values, the interval of the difference, the result.
+struct Tested {
+    test: GateTest,
+    candidate: f64,
+    production: f64,
+    ci: [f64; 2],
+    result: PairedTest,
+}
+
+fn run_test(
+    metric: Metric,
+    candidate: &Outcomes<'_>,
+    production: &Outcomes<'_>,
+    config: &GateConfig,
+) -> Result<Tested, QualityError> {
+    let n = candidate.labels.len();
+    let (test, cand, prod, ci, result) = match metric {
         Metric::Accuracy => {
             let b = (0..n)
                 .filter(|&i| candidate.correct[i] && !production.correct[i])
@@ -364,37 +421,12 @@ pub fn decide(
             (GateTest::PairedBootstrap, cand, prod, ci, t)
         }
     };
-    let difference = cand - prod;
-    let better = difference > 0.0;
-    let passed = better && t.p_value < config.alpha;
-    let reason = match (better, passed) {
-        (true, true) => format!(
-            "candidate {metric} {cand:.4} beats production {prod:.4} by {difference:+.4}, significant (p = {:.3e} < α = {})",
-            t.p_value, config.alpha
-        ),
-        (true, false) => format!(
-            "candidate {metric} {cand:.4} is above production {prod:.4} by {difference:+.4} but not significantly (p = {:.3e} ≥ α = {})",
-            t.p_value, config.alpha
-        ),
-        (false, _) => format!(
-            "candidate {metric} {cand:.4} is not above production {prod:.4} (difference {difference:+.4}, p = {:.3e})",
-            t.p_value
-        ),
-    };
-    Ok(GateDecision {
-        metric,
+    Ok(Tested {
         test,
-        candidate_value: cand,
-        production_value: prod,
-        difference,
+        candidate: cand,
+        production: prod,
         ci,
-        statistic: t.statistic,
-        p_value: t.p_value,
-        alpha: config.alpha,
-        n,
-        better,
-        passed,
-        reason,
+        result,
     })
 }
 
