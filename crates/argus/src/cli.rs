@@ -49,6 +49,10 @@ pub enum Command {
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),
+    /// Model lifecycle: evaluate a bundle on a fixed test set, compare two evaluations
+    /// (the promotion gate).
+    #[command(subcommand)]
+    Model(crate::model_eval::ModelEvalCommand),
     /// Print the effective configuration of a role (TOML), each value with where it came
     /// from (default, file, env, flag); secrets redacted.
     Config(ConfigArgs),
@@ -65,6 +69,7 @@ impl Command {
             Command::Score(a) => a.flags(f),
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
             Command::Drift(_) => {}
+            Command::Model(_) => {}
             Command::Config(a) => a.kafka.flags(f),
         }
     }

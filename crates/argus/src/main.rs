@@ -1,6 +1,7 @@
 //! `argus`: the one binary. Subcommands live in their own modules; this file parses the
 //! command line, sets up tracing, and maps errors to exit codes: 1 a failure, 3 drift found
-//! (`drift compare --fail-on-drift`), 64 usage or configuration, 65 bad input data.
+//! (`drift compare --fail-on-drift`), 64 usage or configuration, 65 bad input data; `model
+//! compare` exits 1 when the gate refuses the candidate.
 mod cli;
 mod config;
 mod demo;
@@ -9,6 +10,7 @@ mod drift;
 mod env_ref;
 mod flags;
 mod metrics;
+mod model_eval;
 mod produce;
 mod score;
 mod shutdown;
@@ -34,6 +36,8 @@ pub enum CliError {
     Data(String),
     /// The comparison ran and found drift, with `--fail-on-drift` (exit 3).
     Drift(String),
+    /// The promotion gate refused the candidate (exit 1, the reason on stderr).
+    Refused(String),
     Runtime(anyhow::Error),
 }
 
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
                 score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
             }
             cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
+            cli::Command::Model(cmd) => model_eval::run(cmd),
             cli::Command::Config(args) if args.role.as_deref() == Some(cli::ENV_REFERENCE) => {
                 print!("{}", env_ref::markdown());
                 Ok(())
@@ -130,6 +135,10 @@ fn main() -> ExitCode {
         Err(CliError::Drift(msg)) => {
             eprintln!("{msg}");
             ExitCode::from(EXIT_DRIFT)
+        }
+        Err(CliError::Refused(msg)) => {
+            eprintln!("refused: {msg}");
+            ExitCode::FAILURE
         }
         Err(CliError::Runtime(e)) => {
             eprintln!("error: {e:#}");

@@ -31,7 +31,7 @@ pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError>
             // A file's header, key column and declared types are checked before connecting
             // (stdin can be read only once: the produce loop checks it).
             if src.path.is_some() {
-                argus_producer::RecordReader::open(&src).map_err(CliError::Usage)?;
+                argus_producer::records::open(&src).map_err(CliError::Usage)?;
             }
             Source::Records(src)
         }

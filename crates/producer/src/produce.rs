@@ -11,7 +11,6 @@
 //! stdin) never drops a row: it waits for room instead, and a row the broker has not taken
 //! within `message.timeout.ms` is a failure (the run exits 1). Errors a retry cannot fix
 //! (authorization, a record too large for the topic) are failures, not drops.
-use crate::records::RecordReader;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
@@ -214,7 +213,7 @@ pub async fn run(
         Source::Synthetic(_) | Source::Records(_) => Vec::new(),
     };
     let mut rows = match &source {
-        Source::Records(r) => Some(RecordReader::open(r).map_err(ProduceError::Source)?),
+        Source::Records(r) => Some(crate::records::open(r).map_err(ProduceError::Source)?),
         _ => None,
     };
     if let Some(r) = &rows {

@@ -9,7 +9,10 @@
 //!   associative and commutative, the empty summary is its identity, and a merged summary
 //!   equals the summary of the union of the records exactly;
 //! - reference profiles (`profile`, with each feature's `reference` and its `null` tables), window evaluation into a report (`evaluate`, `report`),
-//!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`).
+//!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`);
+//! - the promotion gate: quality metrics with confidence intervals on a labelled test set
+//!   (`quality`) and paired tests of a candidate against production with the decision
+//!   (`gate`), pinned to statsmodels/scikit-learn by `fixtures/gate.json`.
 #![warn(missing_docs)]
 
 // Statistical tests (pinned to scipy).
@@ -33,3 +36,6 @@ pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod summary;
+// Promotion gate.
+pub mod gate;
+pub mod quality;

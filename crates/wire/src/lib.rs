@@ -6,6 +6,8 @@
 //! - [`headers`]: Kafka header names and the DLQ failure kinds.
 //! - [`bare`]: inputs without the envelope (a JPEG/PNG or JSON value, `content-type` header).
 //! - [`columns`]: the one rule that infers a table column's type (producer and drift profiler).
+//! - [`records`]: CSV / JSON-lines rows as `Record`s (producer and `argus model evaluate`);
+//!   parsing only, the caller opens the file.
 //!
 //! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
 //! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
@@ -15,6 +17,7 @@ pub mod columns;
 pub mod envelope;
 pub mod headers;
 pub mod output;
+pub mod records;
 
 pub use bare::{bare_envelope, bare_kind, read_bare, BareKind, BareOrigin, BareRecord};
 pub use columns::{infer_column_type, ColumnTally, ColumnType};

@@ -4,6 +4,9 @@
 //! - [`pipeline`]: the core shared with the batch scorer (`argus score`): prepare →
 //!   batched inference with per-input retry → outputs → publish.
 //! - [`score`]: batch scoring of a bounded range (`argus score`) on the same core.
+//! - [`evaluate`]: scoring a fixed, labelled test set ([`testset`]) on the same core
+//!   (`argus model evaluate`), and the promotion gate's paired comparison of two
+//!   evaluations (`argus model compare`).
 //! - [`config`]: what a worker needs to know (topics, rules, bounds, batching, modes).
 //! - `job`: one input message copied out of librdkafka; decode, age check, preprocess.
 //! - `outputs`: the JSON outputs of one input (prediction, alerts) or its dead letter.
@@ -30,11 +33,13 @@
 //! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
+pub mod evaluate;
 pub mod follow;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod score;
+pub mod testset;
 
 mod backpressure;
 mod commit;
