@@ -248,6 +248,34 @@ impl KafkaSettings {
         c
     }
 
+    /// Consumer configuration without a group, for readers that assign partitions
+    /// themselves and read from a chosen offset (the model registry): no commits, the
+    /// user's properties and consumer options on top.
+    pub fn reader_config(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.base(client_id);
+        c.set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        self.apply_overrides(&mut c);
+        for (k, v) in &self.consumer_options {
+            c.set(k, v);
+        }
+        // A group id from the overrides would make this reader a member of that group.
+        c.remove("group.id");
+        c
+    }
+
+    /// A stream consumer with no group (see [`KafkaSettings::reader_config`]).
+    pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, KafkaSetupError> {
+        self.reader_config(client_id)
+            .create()
+            .map_err(|error| KafkaSetupError::Client {
+                role: "consumer",
+                brokers: self.brokers.clone(),
+                error,
+            })
+    }
+
     /// A stream consumer in `group` whose context commits on revoke.
     pub fn consumer(
         &self,
