@@ -111,6 +111,10 @@ const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 /// `-X session.timeout.ms=10000` where crash failover matters more than broker restarts.
 const SESSION_TIMEOUT_MS: &str = "45000";
 
+/// The `group.id` of [`KafkaSettings::reader`]s: set because librdkafka needs one, never
+/// joined or committed to.
+pub const READER_GROUP: &str = "argus-reader";
+
 impl KafkaSettings {
     /// Settings for `brokers` with no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -260,8 +264,9 @@ impl KafkaSettings {
         for (k, v) in &self.consumer_options {
             c.set(k, v);
         }
-        // A group id from the overrides would make this reader a member of that group.
-        c.remove("group.id");
+        // librdkafka refuses assign() without a group id ("Unknown group"). An assigning
+        // reader never joins its group nor commits, so one fixed id serves every reader.
+        c.set("group.id", READER_GROUP);
         c
     }
 
