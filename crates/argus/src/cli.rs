@@ -27,7 +27,7 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo]);
+    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo], [registry]);
     /// see argus.example.toml. The environment (ARGUS_<TABLE>__<KEY>) and flags override it.
     #[arg(long, global = true, env = "ARGUS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -49,6 +49,9 @@ pub enum Command {
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),
+    /// The model registry: register, list, show, promote, rollback, archive versions.
+    #[command(subcommand)]
+    Model(crate::model::ModelCommand),
     /// Print the effective configuration of a role (TOML), each value with where it came
     /// from (default, file, env, flag); secrets redacted.
     Config(ConfigArgs),
@@ -65,6 +68,7 @@ impl Command {
             Command::Score(a) => a.flags(f),
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
             Command::Drift(_) => {}
+            Command::Model(m) => m.flags(f),
             Command::Config(a) => a.kafka.flags(f),
         }
     }
@@ -76,7 +80,7 @@ pub const ENV_REFERENCE: &str = "env";
 /// `argus config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// kafka, worker, producer, drift, score or demo [default: all]; or `env`: every flag
+    /// kafka, worker, producer, drift, score, demo or registry [default: all]; or `env`: every flag
     /// of every command with its environment variable (Markdown).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(
         crate::config::ROLES.iter().chain(&[ENV_REFERENCE])

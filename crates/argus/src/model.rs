@@ -1,0 +1,551 @@
+//! `argus model`: the model registry from the command line (register, list, show, promote,
+//! rollback, archive). Thin: flags → [`argus_registry::Registry`] → a table or `--json`.
+//! A registry error the user must fix (bad bundle, unknown name or version, a refused stage
+//! change) exits 64; Kafka failures exit 1.
+use crate::config::{ArgusConfig, Flags};
+use crate::flags::KafkaFlags;
+use crate::CliError;
+use argus_registry::{
+    ArtifactTarget, Change, DeploymentRecord, Lineage, RegisterOptions, Registry, RegistryError,
+    RegistryState, Stage, VersionRecord,
+};
+use clap::{Args, Subcommand};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Check a bundle directory and register it as a candidate version (artifact in the
+    /// registry topic in chunks, or at --uri).
+    Register(RegisterArgs),
+    /// Every model and version (or one model's) with its stage.
+    List(ListArgs),
+    /// A model's deployment and versions, or one version's record and history.
+    Show(ShowArgs),
+    /// Move a version to shadow, canary or production (production needs the promotion
+    /// gate's decision, or --force with --reason).
+    Promote(PromoteArgs),
+    /// Production back to the previous production version.
+    Rollback(RollbackArgs),
+    /// Retire a version that does not serve.
+    Archive(ArchiveArgs),
+}
+
+impl ModelCommand {
+    fn common(&self) -> &RegistryFlags {
+        match self {
+            ModelCommand::Register(a) => &a.registry,
+            ModelCommand::List(a) => &a.registry,
+            ModelCommand::Show(a) => &a.registry,
+            ModelCommand::Promote(a) => &a.registry,
+            ModelCommand::Rollback(a) => &a.registry,
+            ModelCommand::Archive(a) => &a.registry,
+        }
+    }
+
+    /// The configuration flags of the command (`[kafka]`, `[registry]`).
+    pub fn flags(&self, f: &mut Flags) {
+        self.common().flags(f);
+        if let ModelCommand::Register(a) = self {
+            f.set(
+                "registry.chunk_bytes",
+                "--chunk-bytes",
+                a.chunk_bytes.as_ref(),
+            );
+        }
+    }
+}
+
+/// Flags of every `argus model` command.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryFlags {
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// The registry topic [default: argus.models].
+    #[arg(long)]
+    pub registry_topic: Option<String>,
+    /// Where fetched bundles are unpacked [default: ~/.cache/argus/models].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Print JSON (the registry records) instead of a table.
+    #[arg(long, env = "ARGUS_MODEL_JSON")]
+    pub json: bool,
+}
+
+impl RegistryFlags {
+    fn flags(&self, f: &mut Flags) {
+        self.kafka.flags(f);
+        f.set(
+            "registry.topic",
+            "--registry-topic",
+            self.registry_topic.as_ref(),
+        );
+        f.set("registry.cache_dir", "--cache-dir", self.cache_dir.as_ref());
+    }
+}
+
+/// Who changes something and why.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeFlags {
+    /// Who makes the change [default: $USER@hostname].
+    #[arg(long, env = "ARGUS_MODEL_BY")]
+    pub by: Option<String>,
+    /// Why (recorded in the version's history).
+    #[arg(long, env = "ARGUS_MODEL_REASON")]
+    pub reason: Option<String>,
+}
+
+impl ChangeFlags {
+    fn change(&self) -> Change {
+        Change {
+            by: self.by.clone().unwrap_or_else(default_by),
+            reason: self.reason.clone().unwrap_or_default(),
+            forced: false,
+            gate: None,
+        }
+    }
+}
+
+fn default_by() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The bundle directory (manifest.toml and the model file it names).
+    pub bundle: Option<PathBuf>,
+    /// Keep the artifact at this URI instead of the topic: file:///path (written if absent)
+    /// or http://host/path (must already serve the same bytes).
+    #[arg(long, env = "ARGUS_MODEL_URI")]
+    pub uri: Option<String>,
+    /// The version this one derives from.
+    #[arg(long, env = "ARGUS_MODEL_PARENT")]
+    pub parent: Option<String>,
+    /// sha256 of the training data.
+    #[arg(long, env = "ARGUS_MODEL_TRAINING_DATA_SHA256")]
+    pub training_data_sha256: Option<String>,
+    /// The training script.
+    #[arg(long, env = "ARGUS_MODEL_SCRIPT")]
+    pub script: Option<String>,
+    /// Artifact chunk size in bytes [default: 524288].
+    #[arg(long)]
+    pub chunk_bytes: Option<u64>,
+    #[command(flatten)]
+    pub change: ChangeFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this model.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// NAME or NAME@VERSION.
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// NAME@VERSION.
+    pub target: Option<String>,
+    /// shadow, canary, production (or candidate: out of the canary or shadow slot).
+    #[arg(long, env = "ARGUS_MODEL_TO")]
+    pub to: Option<Stage>,
+    /// The canary's share of keys, in (0, 1) [default: 0.1].
+    #[arg(long, env = "ARGUS_MODEL_SHARE")]
+    pub share: Option<f64>,
+    /// Promote to production without the promotion gate's decision (needs --reason; the
+    /// registry records forced=true and the reason).
+    #[arg(long, env = "ARGUS_MODEL_FORCE")]
+    pub force: bool,
+    /// The promotion gate's decision (JSON written by the gate); production accepts it when
+    /// it says "passed": true, and records it whole.
+    #[arg(long, env = "ARGUS_MODEL_GATE", value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    #[command(flatten)]
+    pub change: ChangeFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The model name.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub change: ChangeFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// NAME@VERSION.
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub change: ChangeFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+fn usage(e: RegistryError) -> CliError {
+    if e.is_usage() {
+        CliError::Usage(e.to_string())
+    } else {
+        CliError::Runtime(e.into())
+    }
+}
+
+fn required<T: Clone>(value: &Option<T>, what: &str) -> Result<T, CliError> {
+    value
+        .clone()
+        .ok_or_else(|| CliError::Usage(format!("{what} is required")))
+}
+
+fn name_at_version(target: &Option<String>) -> Result<(String, String), CliError> {
+    let t = required(target, "NAME@VERSION")?;
+    match t.split_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n.into(), v.into())),
+        _ => Err(CliError::Usage(format!("{t:?}: expected NAME@VERSION"))),
+    }
+}
+
+fn reason_required(change: &Change, what: &str) -> Result<(), CliError> {
+    if change.reason.trim().is_empty() {
+        return Err(CliError::Usage(format!("{what} needs --reason WHY")));
+    }
+    Ok(())
+}
+
+/// Runs an `argus model` command with the loaded configuration.
+pub async fn run(cmd: ModelCommand, config: ArgusConfig) -> Result<(), CliError> {
+    let json = cmd.common().json;
+    let registry = Registry::open(&config.kafka.settings(), config.registry.clone())
+        .await
+        .map_err(usage)?;
+    let out = match cmd {
+        ModelCommand::Register(a) => register(&registry, a).await?,
+        ModelCommand::List(a) => list(&registry.state().await.map_err(usage)?, a.name, json)?,
+        ModelCommand::Show(a) => show(&registry.state().await.map_err(usage)?, a.target, json)?,
+        ModelCommand::Promote(a) => promote(&registry, a).await?,
+        ModelCommand::Rollback(a) => {
+            let name = required(&a.name, "NAME")?;
+            let change = a.change.change();
+            reason_required(&change, "rollback")?;
+            deployment(
+                &registry.rollback(&name, change).await.map_err(usage)?,
+                json,
+            )?
+        }
+        ModelCommand::Archive(a) => {
+            let (name, version) = name_at_version(&a.target)?;
+            let change = a.change.change();
+            reason_required(&change, "archive")?;
+            let v = registry
+                .archive(&name, &version, change)
+                .await
+                .map_err(usage)?;
+            version_out(&v, json)?
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+async fn register(registry: &Registry, a: RegisterArgs) -> Result<String, CliError> {
+    let bundle = required(&a.bundle, "BUNDLE (a bundle directory)")?;
+    let change = a.change.change();
+    let opts = RegisterOptions {
+        by: change.by,
+        reason: change.reason,
+        lineage: Lineage {
+            training_data_sha256: a.training_data_sha256,
+            script: a.script,
+            parent_version: a.parent,
+        },
+        artifact: a.uri.map_or(ArtifactTarget::Chunks, ArtifactTarget::Uri),
+    };
+    let v = registry.register(&bundle, opts).await.map_err(usage)?;
+    version_out(&v, a.registry.json)
+}
+
+async fn promote(registry: &Registry, a: PromoteArgs) -> Result<String, CliError> {
+    let (name, version) = name_at_version(&a.target)?;
+    let to = required(&a.to, "--to shadow|canary|production")?;
+    let mut change = a.change.change();
+    change.forced = a.force;
+    if a.force {
+        reason_required(&change, "--force")?;
+    }
+    if let Some(path) = &a.gate {
+        change.gate = Some(gate_decision(path)?);
+    }
+    let d = registry
+        .set_stage(&name, &version, to, change, a.share)
+        .await
+        .map_err(usage)?;
+    deployment(&d, a.registry.json)
+}
+
+/// The promotion gate's decision from `path`: a JSON object with `"passed": true`. This
+/// is where `argus model evaluate`'s paired test plugs in; a decision that did not pass
+/// refuses the promotion (use --force with --reason to override, recorded as forced).
+fn gate_decision(path: &std::path::Path) -> Result<serde_json::Value, CliError> {
+    let text = std::fs::read(path)
+        .map_err(|e| CliError::Usage(format!("gate decision {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| CliError::Usage(format!("gate decision {}: {e}", path.display())))?;
+    match value.get("passed") {
+        Some(serde_json::Value::Bool(true)) => Ok(value),
+        _ => Err(CliError::Usage(format!(
+            "gate decision {} did not pass (\"passed\" is not true): the candidate is not significantly better; use --force --reason WHY to promote anyway",
+            path.display()
+        ))),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| CliError::Runtime(e.into()))
+}
+
+fn list(state: &RegistryState, name: Option<String>, json: bool) -> Result<String, CliError> {
+    let versions: Vec<&VersionRecord> = match &name {
+        Some(n) => state.versions_of(n).map_err(usage)?.values().collect(),
+        None => state.versions.values().flat_map(|vs| vs.values()).collect(),
+    };
+    if json {
+        return to_json(&versions);
+    }
+    let rows: Vec<Vec<String>> = versions.iter().map(|v| row(v)).collect();
+    Ok(table(
+        &[
+            "NAME",
+            "VERSION",
+            "STAGE",
+            "SHA256",
+            "ARTIFACT",
+            "REGISTERED",
+            "BY",
+        ],
+        &rows,
+    ))
+}
+
+fn row(v: &VersionRecord) -> Vec<String> {
+    let first = v.history.first();
+    vec![
+        v.name.clone(),
+        v.version.clone(),
+        v.stage.to_string(),
+        v.sha12().to_string(),
+        match &v.artifact {
+            argus_registry::ArtifactLocation::Chunks { bytes, chunks, .. } => {
+                format!("{bytes} B in {chunks} chunks")
+            }
+            argus_registry::ArtifactLocation::Uri { uri } => uri.clone(),
+        },
+        first.map(|h| h.at.clone()).unwrap_or_default(),
+        first.map(|h| h.by.clone()).unwrap_or_default(),
+    ]
+}
+
+fn show(state: &RegistryState, target: Option<String>, json: bool) -> Result<String, CliError> {
+    let t = required(&target, "NAME or NAME@VERSION")?;
+    if let Some((name, version)) = t.split_once('@') {
+        return version_out(state.version(name, version).map_err(usage)?, json);
+    }
+    let versions = state.versions_of(&t).map_err(usage)?;
+    let dep = state.deployment(&t);
+    if json {
+        let v: Vec<&VersionRecord> = versions.values().collect();
+        return to_json(&serde_json::json!({"deployment": dep, "versions": v}));
+    }
+    let mut out = match dep {
+        Some(d) => deployment(d, false)?,
+        None => format!("{t}: not deployed (no version promoted yet)\n"),
+    };
+    out.push('\n');
+    let rows: Vec<Vec<String>> = versions.values().map(row).collect();
+    out.push_str(&table(
+        &[
+            "NAME",
+            "VERSION",
+            "STAGE",
+            "SHA256",
+            "ARTIFACT",
+            "REGISTERED",
+            "BY",
+        ],
+        &rows,
+    ));
+    Ok(out)
+}
+
+fn deployment(d: &DeploymentRecord, json: bool) -> Result<String, CliError> {
+    if json {
+        return to_json(d);
+    }
+    let mut out = String::new();
+    let none = || "-".to_string();
+    let _ = writeln!(
+        out,
+        "model       {}  (revision {}, {} by {})",
+        d.name, d.revision, d.changed_at, d.by
+    );
+    let _ = writeln!(
+        out,
+        "production  {}",
+        d.production.clone().unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "canary      {}",
+        d.canary
+            .as_ref()
+            .map_or_else(none, |c| format!("{} at share {}", c.version, c.share))
+    );
+    let _ = writeln!(out, "shadow      {}", d.shadow.clone().unwrap_or_else(none));
+    let _ = writeln!(out, "why         {}", d.why);
+    let previous: Vec<&str> = d.history.iter().rev().map(|p| p.version.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "rollback to {}",
+        previous.first().copied().unwrap_or("-")
+    );
+    Ok(out)
+}
+
+fn version_out(v: &VersionRecord, json: bool) -> Result<String, CliError> {
+    if json {
+        return to_json(v);
+    }
+    let mut out = table(
+        &[
+            "NAME",
+            "VERSION",
+            "STAGE",
+            "SHA256",
+            "ARTIFACT",
+            "REGISTERED",
+            "BY",
+        ],
+        &[row(v)],
+    );
+    let l = &v.lineage;
+    let _ = writeln!(
+        out,
+        "\nlineage: parent {}, training data {}, script {}",
+        l.parent_version.as_deref().unwrap_or("-"),
+        l.training_data_sha256.as_deref().unwrap_or("-"),
+        l.script.as_deref().unwrap_or("-")
+    );
+    for e in &v.evaluations {
+        let _ = writeln!(
+            out,
+            "evaluation: {} = {} [{}, {}] n={} test set {} ({} by {})",
+            e.metric, e.value, e.ci_low, e.ci_high, e.n, e.test_set_sha256, e.at, e.by
+        );
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = v
+        .history
+        .iter()
+        .map(|h| {
+            vec![
+                h.at.clone(),
+                h.by.clone(),
+                h.action.clone(),
+                h.from_stage.map_or("-".into(), |s| s.to_string()),
+                h.to_stage.to_string(),
+                if h.forced {
+                    "forced".into()
+                } else if h.gate.is_some() {
+                    "gate".into()
+                } else {
+                    "-".into()
+                },
+                h.reason.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["AT", "BY", "ACTION", "FROM", "TO", "GATE", "REASON"],
+        &rows,
+    ));
+    Ok(out)
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_gate_decisions_are_checked_before_kafka() {
+        assert_eq!(
+            name_at_version(&Some("churn@2".into())).ok(),
+            Some(("churn".into(), "2".into()))
+        );
+        for bad in ["churn", "@2", "churn@"] {
+            assert!(matches!(
+                name_at_version(&Some(bad.into())),
+                Err(CliError::Usage(_))
+            ));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { return };
+        let passed = dir.path().join("passed.json");
+        let failed = dir.path().join("failed.json");
+        let _ = std::fs::write(&passed, r#"{"passed": true, "p_value": 0.001}"#);
+        let _ = std::fs::write(&failed, r#"{"passed": false, "p_value": 0.4}"#);
+        assert!(gate_decision(&passed).is_ok_and(|v| v["p_value"] == 0.001));
+        assert!(matches!(gate_decision(&failed), Err(CliError::Usage(m)) if m.contains("--force")));
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1\n");
+    }
+}
