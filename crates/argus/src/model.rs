@@ -9,6 +9,7 @@ use argus_registry::{
     ArtifactTarget, Change, DeploymentRecord, Lineage, RegisterOptions, Registry, RegistryError,
     RegistryState, Stage, VersionRecord,
 };
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ pub struct RegistryFlags {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Print JSON (the registry records) instead of a table.
-    #[arg(long, env = "ARGUS_MODEL_JSON")]
+    #[arg(long, env = "ARGUS_MODEL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -172,7 +173,7 @@ pub struct PromoteArgs {
     pub share: Option<f64>,
     /// Promote to production without the promotion gate's decision (needs --reason; the
     /// registry records forced=true and the reason).
-    #[arg(long, env = "ARGUS_MODEL_FORCE")]
+    #[arg(long, env = "ARGUS_MODEL_FORCE", value_parser = BoolishValueParser::new())]
     pub force: bool,
     /// The promotion gate's decision (JSON written by the gate); production accepts it when
     /// it says "passed": true, and records it whole.
