@@ -142,7 +142,8 @@ pub fn plan_stage(
     let mut others = Vec::new();
     match to {
         Stage::Production => {
-            if change.gate.is_none() && !(change.forced && !change.reason.trim().is_empty()) {
+            let forced_with_reason = change.forced && !change.reason.trim().is_empty();
+            if change.gate.is_none() && !forced_with_reason {
                 return Err(RegistryError::GateRequired {
                     name: name.into(),
                     version: version.into(),

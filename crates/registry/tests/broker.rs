@@ -105,7 +105,7 @@ impl Fixture {
     }
 
     async fn drop_topic(self) {
-        argus_kafka::delete_topics(&kafka(), &[self.topic.clone()])
+        argus_kafka::delete_topics(&kafka(), std::slice::from_ref(&self.topic))
             .await
             .unwrap();
     }
