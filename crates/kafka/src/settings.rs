@@ -254,7 +254,7 @@ impl KafkaSettings {
 
     /// Consumer configuration without a group, for readers that assign partitions
     /// themselves and read from a chosen offset (the model registry): no commits, the
-    /// user's properties and consumer options on top.
+    /// user's properties and consumer options on top (but never a group or commits).
     pub fn reader_config(&self, client_id: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("enable.auto.commit", "false")
@@ -265,8 +265,11 @@ impl KafkaSettings {
             c.set(k, v);
         }
         // librdkafka refuses assign() without a group id ("Unknown group"). An assigning
-        // reader never joins its group nor commits, so one fixed id serves every reader.
-        c.set("group.id", READER_GROUP);
+        // reader never joins its group nor commits (whatever the pass-through says), so one
+        // fixed id serves every reader.
+        c.set("group.id", READER_GROUP)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
         c
     }
 
@@ -341,5 +344,26 @@ impl KafkaSettings {
                 brokers: self.brokers.clone(),
                 error,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_never_commits_and_keeps_the_users_security_settings() {
+        let mut s = KafkaSettings::new("b:9092")
+            .with("security.protocol", "sasl_ssl")
+            .with("group.id", "someone-elses")
+            .with("enable.auto.commit", "true");
+        s.consumer_options
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        let c = s.reader_config("r");
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("group.id"), Some(READER_GROUP));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"), "never commits");
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
     }
 }
