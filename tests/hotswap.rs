@@ -6,6 +6,7 @@
 //! cameras; a shadow's predictions reach the shadow topic only and never raise alerts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use argus_e2e::*;
 use argus_kafka::rdkafka::consumer::Consumer;
 use argus_kafka::rdkafka::message::OwnedMessage;
 use argus_kafka::rdkafka::Message;
@@ -18,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use argus_e2e::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -98,7 +98,7 @@ impl Fleet {
         let producer = settings().producer(&id).unwrap();
         let stats = Arc::new(WorkerStats::default());
         let stop = CancellationToken::new();
-        tokio::spawn(follower.follow(rx, stop.clone()));
+        tokio::spawn(follower.follow(rx, Clone::clone, stop.clone()));
         let task = tokio::spawn(argus_worker::run_models(
             (*config).clone(),
             consumer,

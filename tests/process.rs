@@ -72,20 +72,6 @@ fn http_get(port: u16, path: &str) -> (String, String) {
     try_http_get(port, path).unwrap()
 }
 
-/// `(status line, body)` of `GET path`, or the I/O error (nothing listens yet).
-fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    ))
-}
-
 /// Readiness means "polling and in the group": with more workers than partitions the idle
 /// one is ready too (it takes the partition over when the other leaves), under both group
 /// protocols (librdkafka reports an idle KIP-848 member differently: see

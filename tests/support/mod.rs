@@ -375,6 +375,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `(status line, body)` of a plain HTTP/1.0 `GET path` on loopback, or the I/O error
+/// (nothing listens yet).
+pub fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
+}
+
 /// An `argus work` process.
 #[derive(Debug)]
 pub struct WorkerProcess {

@@ -27,7 +27,7 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo]);
+    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo], [registry]);
     /// see argus.example.toml. The environment (ARGUS_<TABLE>__<KEY>) and flags override it.
     #[arg(long, global = true, env = "ARGUS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -49,10 +49,9 @@ pub enum Command {
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),
-    /// Model lifecycle: evaluate a bundle on a fixed test set, compare two evaluations
-    /// (the promotion gate).
+    /// The model registry: register, list, show, promote, rollback, archive versions.
     #[command(subcommand)]
-    Model(crate::model_eval::ModelEvalCommand),
+    Model(crate::model::ModelCommand),
     /// Print the effective configuration of a role (TOML), each value with where it came
     /// from (default, file, env, flag); secrets redacted.
     Config(ConfigArgs),
@@ -69,7 +68,7 @@ impl Command {
             Command::Score(a) => a.flags(f),
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
             Command::Drift(_) => {}
-            Command::Model(_) => {}
+            Command::Model(m) => m.flags(f),
             Command::Config(a) => a.kafka.flags(f),
         }
     }
@@ -81,7 +80,7 @@ pub const ENV_REFERENCE: &str = "env";
 /// `argus config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// kafka, worker, producer, drift, score or demo [default: all]; or `env`: every flag
+    /// kafka, worker, producer, drift, score, demo or registry [default: all]; or `env`: every flag
     /// of every command with its environment variable (Markdown).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(
         crate::config::ROLES.iter().chain(&[ENV_REFERENCE])
@@ -130,6 +129,14 @@ pub struct WorkArgs {
     /// Input topic (repeatable or comma-separated) [default: frames.default].
     #[arg(long = "input", value_delimiter = ',')]
     pub inputs: Vec<String>,
+    /// Follow this model's deployment in the registry (`[registry]`, `--registry-topic`)
+    /// instead of loading `--model`: serve its production version (and canary, shadow) and
+    /// swap when they change.
+    #[arg(long, value_name = "NAME")]
+    pub follow: Option<String>,
+    /// The registry topic `--follow` reads [default: argus.models].
+    #[arg(long)]
+    pub registry_topic: Option<String>,
     /// Consumer group [default: argus-workers].
     #[arg(long)]
     pub group: Option<String>,
@@ -170,6 +177,12 @@ impl WorkArgs {
         self.model.flags(f);
         self.topics.flags(f);
         f.list("worker.inputs", "--input", &self.inputs);
+        f.set("worker.follow", "--follow", self.follow.as_ref());
+        f.set(
+            "registry.topic",
+            "--registry-topic",
+            self.registry_topic.as_ref(),
+        );
         f.set("worker.group", "--group", self.group.as_ref());
         f.set("worker.worker_id", "--worker-id", self.worker_id.as_ref());
         f.set(

@@ -10,6 +10,7 @@ mod drift;
 mod env_ref;
 mod flags;
 mod metrics;
+mod model;
 mod model_eval;
 mod produce;
 mod score;
@@ -106,7 +107,10 @@ fn main() -> ExitCode {
                 score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
             }
             cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
-            cli::Command::Model(cmd) => model_eval::run(cmd),
+            cli::Command::Model(cmd) => {
+                let c = load(&|f| cmd.flags(f))?;
+                model::run(cmd, c).await
+            }
             cli::Command::Config(args) if args.role.as_deref() == Some(cli::ENV_REFERENCE) => {
                 print!("{}", env_ref::markdown());
                 Ok(())

@@ -9,20 +9,9 @@ use argus_worker::evaluate::{
     compare, evaluate, read_test_set, EvaluateOptions, Evaluation, LabelMap, TestSetSpec,
 };
 use clap::builder::BoolishValueParser;
-use clap::{Args, Subcommand};
+use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The promotion gate's commands (the `model` group).
-#[derive(Debug, Subcommand)]
-pub enum ModelEvalCommand {
-    /// Score a bundle on a fixed, labelled test set through the worker pipeline and write
-    /// the evaluation (metric, 95 % interval, per-item outcomes) as JSON.
-    Evaluate(EvaluateArgs),
-    /// The promotion gate: a paired test of a candidate's evaluation against production's
-    /// on the same test set. Exit 0 if the candidate is significantly better, 1 if not.
-    Compare(CompareArgs),
-}
 
 /// `argus model evaluate`.
 #[derive(Debug, Args)]
@@ -67,18 +56,12 @@ pub struct CompareArgs {
 }
 
 /// Runs a gate command. Blocking (inference on this thread).
-pub fn run(command: ModelEvalCommand) -> Result<(), CliError> {
-    match command {
-        ModelEvalCommand::Evaluate(a) => run_evaluate(&a),
-        ModelEvalCommand::Compare(a) => run_compare(&a),
-    }
-}
 
 fn usage(e: impl std::fmt::Display) -> CliError {
     CliError::Usage(e.to_string())
 }
 
-fn run_evaluate(a: &EvaluateArgs) -> Result<(), CliError> {
+pub fn run_evaluate(a: &EvaluateArgs) -> Result<(), CliError> {
     let model = Arc::new(Classifier::load(&a.bundle).map_err(usage)?);
     let labels = model.labels().to_vec();
     let positive = model
@@ -159,7 +142,7 @@ fn read_evaluation(path: &Path) -> Result<Evaluation, CliError> {
     Evaluation::from_json(&text, path).map_err(usage)
 }
 
-fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
+pub fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
     if !(a.alpha > 0.0 && a.alpha < 1.0) {
         return Err(CliError::Usage(format!(
             "--alpha {} must be between 0 and 1",

@@ -66,6 +66,7 @@ fn describe_all() {
     argus_producer::metrics::describe();
     argus_worker::metrics::describe();
     argus_drift::metrics::describe();
+    argus_registry::metrics::describe();
 }
 
 /// The `process_*` collector (CPU, memory, file descriptors, threads), read per scrape.

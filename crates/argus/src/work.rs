@@ -3,9 +3,14 @@ use crate::config::ArgusConfig;
 use crate::{shutdown, telemetry, CliError};
 use argus_kafka::TopicSpec;
 use argus_model::{Classifier, EngineOptions};
-use argus_worker::{WorkerConfig, WorkerSettings, WorkerStats};
-use std::path::Path;
+use argus_registry::{DeploymentRecord, Registry};
+use argus_worker::follow::{Deployment, FetchError, Follower, LoadFailure, Loader, VersionSource};
+use argus_worker::{Models, Serving, WorkerConfig, WorkerSettings, WorkerStats};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Loads a bundle on the engine `options` picks, decoding frames of at most
 /// `max_decoded_pixels`; a bad bundle or a missing engine is a configuration error (exit 64).
@@ -72,13 +77,97 @@ pub async fn preflight(settings: &argus_kafka::KafkaSettings) -> Result<(), CliE
         .map_err(|p| CliError::Usage(p.to_string()))
 }
 
+/// The registry as the worker's source of versions: fetch (sha256 verified) into the cache.
+struct RegistrySource(Arc<Registry>);
+
+impl VersionSource for RegistrySource {
+    fn fetch<'a>(
+        &'a self,
+        model: &'a str,
+        version: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<PathBuf, FetchError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.0.fetch(model, version).await.map_err(|e| {
+                // The bytes are there but are not the registered artifact (another sha256,
+                // or fewer bytes than registered): verification refused them.
+                let reason = match e {
+                    argus_registry::RegistryError::Tampered { .. }
+                    | argus_registry::RegistryError::Truncated { .. } => LoadFailure::Verify,
+                    _ => LoadFailure::Fetch,
+                };
+                (reason, e.to_string())
+            })
+        })
+    }
+}
+
+/// What a deployment record asks the worker to serve (`None` before a production exists).
+pub fn deployment(record: &Option<DeploymentRecord>) -> Option<Deployment> {
+    let r = record.as_ref()?;
+    Some(Deployment {
+        production: r.production.clone()?,
+        canary: r.canary.as_ref().map(|c| (c.version.clone(), c.share)),
+        shadow: r.shadow.clone(),
+        revision: r.revision,
+    })
+}
+
+/// The versions a worker starts on: the bundle at `worker.model`, or with `worker.follow`
+/// the model's deployment in the registry (and the follower that keeps them current).
+async fn starting_models(
+    config: &ArgusConfig,
+    loader: Loader,
+) -> Result<
+    (
+        Arc<Models>,
+        Option<(Follower, watch::Receiver<Option<DeploymentRecord>>)>,
+    ),
+    CliError,
+> {
+    let w = &config.worker;
+    let Some(name) = &w.follow else {
+        let model = load_model(&w.model, &loader.options, w.max_decoded_pixels)?;
+        let mut c = (*loader.config).clone();
+        c.rules = alert_rules(&w.alerts, &model);
+        let pipeline = argus_worker::pipeline::Pipeline::new(model, &c);
+        return Ok((Models::new(Serving::production(Arc::new(pipeline))), None));
+    };
+    let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
+    let registry = Registry::open(&config.kafka.settings(), config.registry.clone())
+        .await
+        .map_err(|e| usage(&e))?;
+    let state = registry.state().await.map_err(|e| usage(&e))?;
+    let Some(start) = deployment(&state.deployment(name).cloned()) else {
+        return Err(CliError::Usage(format!(
+            "model {name} has no production version in the registry topic {}: register and promote one (argus model register BUNDLE; argus model promote {name}@VERSION --to production)",
+            config.registry.topic
+        )));
+    };
+    let updates = registry.follow(name).map_err(|e| usage(&e))?;
+    let source: Arc<dyn VersionSource> = Arc::new(RegistrySource(Arc::new(registry)));
+    let serving = Follower::initial(name, &*source, &loader, &start)
+        .await
+        .map_err(|e| usage(&e))?;
+    tracing::info!(model = %name, production = %start.production, canary = ?start.canary, shadow = ?start.shadow, revision = start.revision, "following the model's deployment in the registry");
+    let models = Models::new(serving);
+    let follower = Follower::new(name.clone(), models.clone(), source, loader);
+    Ok((models, Some((follower, updates))))
+}
+
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let w = &config.worker;
-    let model = load_model(
-        &w.model,
-        &w.engine_options(w.inference_threads),
-        w.max_decoded_pixels,
-    )?;
+    let options = w.engine_options(w.inference_threads);
+    // The rules and limits every version runs under; a version's own `[decision]` when
+    // no --alert is given.
+    let base = Arc::new(w.config(String::new(), w.alerts.clone()));
+    let loader = Loader {
+        options: options.clone(),
+        max_decoded_pixels: w.max_decoded_pixels,
+        config: base,
+        rules_from_bundle: w.alerts.is_empty(),
+    };
+    let (models, follower) = starting_models(&config, loader.clone()).await?;
+    let model = models.current().production.model().clone();
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
     let worker_id = w.worker_id.clone().unwrap_or_else(|| {
@@ -148,17 +237,20 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
         vec![stats.clone()],
         server_stop.clone(),
     ));
+    if let Some((follower, updates)) = follower {
+        tokio::spawn(follower.follow(updates, deployment, shutdown.clone()));
+    }
     let mut clients_now = Some((consumer, producer));
     let result = loop {
         let (consumer, producer) = match clients_now.take() {
             Some(c) => c,
             None => clients()?,
         };
-        let result = argus_worker::run(
+        let result = argus_worker::run_models(
             run_config.clone(),
             consumer,
             producer,
-            model.clone(),
+            models.clone(),
             stats.clone(),
             shutdown.clone(),
         )

@@ -4,7 +4,7 @@
 //! authorization error even for topics that exist, so such a refusal is checked against the
 //! cluster's metadata ([`CreateOutcome`]) and passes when the topic is there.
 use crate::{KafkaSettings, KafkaSetupError};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
@@ -173,6 +173,32 @@ pub async fn delete_topics(
         }
     }
     Ok(())
+}
+
+/// The value of the configuration entry `key` of `topic` as the broker reports it (its
+/// own setting or the broker default it inherits); `None` when the broker does not list it.
+pub async fn topic_config(
+    settings: &KafkaSettings,
+    topic: &str,
+    key: &str,
+) -> Result<Option<String>, KafkaSetupError> {
+    let admin = admin_client(settings)?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let failed = |reason: String| KafkaSetupError::Topic {
+        topic: topic.into(),
+        reason: format!("cannot describe its configuration: {reason}"),
+    };
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    for result in results {
+        let resource = result.map_err(|code| failed(code.to_string()))?;
+        if let Some(entry) = resource.get(key) {
+            return Ok(entry.value.clone());
+        }
+    }
+    Ok(None)
 }
 
 /// An admin client with the settings' brokers and librdkafka properties.

@@ -20,7 +20,7 @@ pub mod serde_helpers;
 pub mod settings;
 pub mod throttle;
 
-pub use admin::{delete_topics, ensure_topics, CreateOutcome, TopicSpec};
+pub use admin::{delete_topics, ensure_topics, topic_config, CreateOutcome, TopicSpec};
 pub use context::{Assignment, GroupContext, Membership};
 pub use embedded::EmbeddedBroker;
 pub use headers::{raw_headers, RawHeader};

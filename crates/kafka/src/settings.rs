@@ -111,6 +111,10 @@ const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 /// `-X session.timeout.ms=10000` where crash failover matters more than broker restarts.
 const SESSION_TIMEOUT_MS: &str = "45000";
 
+/// The `group.id` of [`KafkaSettings::reader`]s: set because librdkafka needs one, never
+/// joined or committed to.
+pub const READER_GROUP: &str = "argus-reader";
+
 impl KafkaSettings {
     /// Settings for `brokers` with no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -248,6 +252,38 @@ impl KafkaSettings {
         c
     }
 
+    /// Consumer configuration without a group, for readers that assign partitions
+    /// themselves and read from a chosen offset (the model registry): no commits, the
+    /// user's properties and consumer options on top (but never a group or commits).
+    pub fn reader_config(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.base(client_id);
+        c.set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        self.apply_overrides(&mut c);
+        for (k, v) in &self.consumer_options {
+            c.set(k, v);
+        }
+        // librdkafka refuses assign() without a group id ("Unknown group"). An assigning
+        // reader never joins its group nor commits (whatever the pass-through says), so one
+        // fixed id serves every reader.
+        c.set("group.id", READER_GROUP)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        c
+    }
+
+    /// A stream consumer with no group (see [`KafkaSettings::reader_config`]).
+    pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, KafkaSetupError> {
+        self.reader_config(client_id)
+            .create()
+            .map_err(|error| KafkaSetupError::Client {
+                role: "consumer",
+                brokers: self.brokers.clone(),
+                error,
+            })
+    }
+
     /// A stream consumer in `group` whose context commits on revoke.
     pub fn consumer(
         &self,
@@ -308,5 +344,26 @@ impl KafkaSettings {
                 brokers: self.brokers.clone(),
                 error,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_never_commits_and_keeps_the_users_security_settings() {
+        let mut s = KafkaSettings::new("b:9092")
+            .with("security.protocol", "sasl_ssl")
+            .with("group.id", "someone-elses")
+            .with("enable.auto.commit", "true");
+        s.consumer_options
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        let c = s.reader_config("r");
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("group.id"), Some(READER_GROUP));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"), "never commits");
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
     }
 }

@@ -169,6 +169,10 @@ impl OutputTopics {
 pub struct WorkerSettings {
     /// Model bundle directory (manifest.toml + model.onnx).
     pub model: PathBuf,
+    /// Follow this model's deployment in the registry (`[registry]`): serve its production
+    /// version (and canary, shadow) and swap when they change; `model` is not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
     /// Inference engine: tract, onnxruntime or trees [default: the manifest's, else tract].
     #[serde(
         with = "serde_helpers::engine",
@@ -254,6 +258,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
             model: PathBuf::from("models/camera-person"),
+            follow: None,
             engine: None,
             onnxruntime_lib: None,
             onnxruntime_threads: 0,

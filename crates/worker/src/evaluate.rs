@@ -495,6 +495,30 @@ fn measure(
     Ok(m)
 }
 
+/// The promotion gate for `candidate` replacing `production` (each `(name, version, model
+/// sha256)` as the registry records them): the evaluations must be of exactly these bundles
+/// (an evaluation of another version or a rebuilt model file is refused), then [`compare`].
+pub fn promotion_gate(
+    candidate: &Evaluation,
+    production: &Evaluation,
+    candidate_id: (&str, &str, &str),
+    production_id: (&str, &str, &str),
+    config: &GateConfig,
+) -> Result<GateDecision, EvaluateError> {
+    for (what, e, (name, version, sha256)) in [
+        ("candidate", candidate, candidate_id),
+        ("production", production, production_id),
+    ] {
+        if e.model.name != name || e.model.version != version || e.model.sha256 != sha256 {
+            return Err(EvaluateError::Unpaired(format!(
+                "the {what} evaluation is of {}@{} (model sha256 {}), not of {name}@{version} (sha256 {sha256}) as the registry records it",
+                e.model.name, e.model.version, e.model.sha256
+            )));
+        }
+    }
+    compare(candidate, production, config)
+}
+
 /// The gate: `candidate` against `production` on the candidate's metric, paired on items.
 pub fn compare(
     candidate: &Evaluation,

@@ -35,9 +35,9 @@ pub struct Deployment {
 /// Why a version could not be made ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadFailure {
-    /// The artifact could not be read (missing chunk or file, unreachable).
+    /// The artifact could not be read (missing file, unknown version, unreachable).
     Fetch,
-    /// The artifact's sha256 is not the registered one.
+    /// The artifact's bytes are not the registered ones (another sha256, or truncated).
     Verify,
     /// The bundle did not load (bad manifest, model, engine).
     Load,
@@ -185,26 +185,19 @@ impl Follower {
         }) {
             return Ok(p.clone());
         }
-        let dir = self
-            .source
-            .fetch(&self.model, version)
-            .await
-            .map_err(|(reason, detail)| VersionError {
-                model: self.model.clone(),
-                version: version.to_string(),
-                reason,
-                detail,
-            })?;
-        let (loader, model, v) = (self.loader.clone(), self.model.clone(), version.to_string());
-        let loaded = tokio::task::spawn_blocking(move || loader.load(&model, &v, &dir))
-            .await
-            .map_err(|e| VersionError {
-                model: self.model.clone(),
-                version: version.to_string(),
-                reason: LoadFailure::Load,
-                detail: format!("load task failed: {e}"),
-            })??;
-        Ok(Arc::new(loaded))
+        fetch_and_load(&*self.source, &self.loader, &self.model, version).await
+    }
+
+    /// The serving set of a worker that starts on `deployment`: every version fetched,
+    /// verified, loaded and warmed, for [`Models::new`].
+    pub async fn initial(
+        model: &str,
+        source: &dyn VersionSource,
+        loader: &Loader,
+        deployment: &Deployment,
+    ) -> Result<Serving, VersionError> {
+        let load = |v: String| async move { fetch_and_load(source, loader, model, &v).await };
+        assemble(deployment, load).await
     }
 
     /// Makes `deployment` the serving set: every version ready first, then one swap. On
@@ -236,36 +229,21 @@ impl Follower {
     }
 
     async fn ready(&self, d: &Deployment) -> Result<Serving, VersionError> {
-        let production = self.prepare(&d.production).await?;
-        let canary = match &d.canary {
-            Some((version, share)) => Some(Canary {
-                pipeline: self.prepare(version).await?,
-                share: *share,
-            }),
-            None => None,
-        };
-        let shadow = match &d.shadow {
-            Some(version) => Some(self.prepare(version).await?),
-            None => None,
-        };
-        Ok(Serving {
-            production,
-            canary,
-            shadow,
-            revision: d.revision,
-        })
+        assemble(d, |v: String| async move { self.prepare(&v).await }).await
     }
 
-    /// Applies every newer deployment `updates` announces until `shutdown`. A failed
-    /// revision is not retried; the next announcement is.
-    pub async fn follow(
+    /// Applies every newer deployment `updates` announces (as `deployment` reads it; `None`:
+    /// nothing to serve yet) until `shutdown`. A failed revision is not retried; the next
+    /// announcement is.
+    pub async fn follow<T: Send + Sync>(
         self,
-        mut updates: watch::Receiver<Option<Deployment>>,
+        mut updates: watch::Receiver<T>,
+        deployment: impl Fn(&T) -> Option<Deployment>,
         shutdown: CancellationToken,
     ) {
         record_serving(&self.models.current(), 1.0);
         loop {
-            let next = updates.borrow_and_update().clone();
+            let next = deployment(&updates.borrow_and_update());
             if let Some(d) = next {
                 if d.revision > self.models.current().revision {
                     // Errors are counted and logged in `apply`.
@@ -282,6 +260,56 @@ impl Follower {
             }
         }
     }
+}
+
+/// Fetches `version` of `model` from `source` and loads it with `loader`.
+async fn fetch_and_load(
+    source: &dyn VersionSource,
+    loader: &Loader,
+    model: &str,
+    version: &str,
+) -> Result<Arc<Pipeline>, VersionError> {
+    let fail = |reason, detail| VersionError {
+        model: model.to_string(),
+        version: version.to_string(),
+        reason,
+        detail,
+    };
+    let dir = source
+        .fetch(model, version)
+        .await
+        .map_err(|(reason, detail)| fail(reason, detail))?;
+    let (loader, m, v) = (loader.clone(), model.to_string(), version.to_string());
+    let loaded = tokio::task::spawn_blocking(move || loader.load(&m, &v, &dir))
+        .await
+        .map_err(|e| fail(LoadFailure::Load, format!("load task failed: {e}")))??;
+    Ok(Arc::new(loaded))
+}
+
+/// The serving set of `d`, each version's pipeline from `load`.
+async fn assemble<F, Fut>(d: &Deployment, load: F) -> Result<Serving, VersionError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<Arc<Pipeline>, VersionError>>,
+{
+    let production = load(d.production.clone()).await?;
+    let canary = match &d.canary {
+        Some((version, share)) => Some(Canary {
+            pipeline: load(version.clone()).await?,
+            share: *share,
+        }),
+        None => None,
+    };
+    let shadow = match &d.shadow {
+        Some(version) => Some(load(version.clone()).await?),
+        None => None,
+    };
+    Ok(Serving {
+        production,
+        canary,
+        shadow,
+        revision: d.revision,
+    })
 }
 
 /// Sets [`m::MODEL_SERVING`] for every version of `serving` to `value`.
@@ -423,7 +451,7 @@ mod tests {
         let follower = Follower::new("churn", models.clone(), Arc::new(Fake(versions)), loader);
         let (tx, rx) = watch::channel(None);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(follower.follow(rx, stop.clone()));
+        let task = tokio::spawn(follower.follow(rx, Clone::clone, stop.clone()));
         let wait_for = |v: &'static str, rev: u64| {
             let models = models.clone();
             async move {

@@ -6,8 +6,8 @@
 use argus_model::Classifier;
 use argus_stats::gate::{GateConfig, GateTest, Metric};
 use argus_worker::evaluate::{
-    compare, evaluate, read_test_set, EvaluateError, EvaluateOptions, Evaluation, LabelMap,
-    TestSetSpec, EVALUATION_JSON_SCHEMA,
+    compare, evaluate, promotion_gate, read_test_set, EvaluateError, EvaluateOptions, Evaluation,
+    LabelMap, TestSetSpec, EVALUATION_JSON_SCHEMA,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -125,6 +125,30 @@ fn gate_accepts_a_better_model_and_refuses_others() {
     // v1 against v3: better, but not significantly (AUC 0.8172 vs 0.8152).
     let d = compare(v1, v3, &cfg).unwrap();
     assert!(d.better && !d.passed && d.p_value > 0.1, "{}", d.reason);
+}
+
+#[test]
+fn promotion_gate_needs_evaluations_of_the_registered_bundles() {
+    let [v1, v2, _] = churn_evaluations();
+    let cfg = GateConfig::default();
+    let id = |e: &Evaluation| {
+        (
+            e.model.name.clone(),
+            e.model.version.clone(),
+            e.model.sha256.clone(),
+        )
+    };
+    let (i1, i2) = (id(v1), id(v2));
+    let as_ref = |i: &(String, String, String)| (i.0.as_str(), i.1.as_str(), i.2.as_str());
+    let d = promotion_gate(v1, v2, as_ref(&i1), as_ref(&i2), &cfg).unwrap();
+    assert!(d.passed, "{}", d.reason);
+    // Swapped evaluations: the candidate's file is production's.
+    let e = promotion_gate(v2, v1, as_ref(&i1), as_ref(&i2), &cfg).unwrap_err();
+    assert!(matches!(e, EvaluateError::Unpaired(_)), "{e}");
+    // The registry's model file differs from the evaluated one (a rebuilt bundle).
+    let other = (i1.0.clone(), i1.1.clone(), "0".repeat(64));
+    let e = promotion_gate(v1, v2, as_ref(&other), as_ref(&i2), &cfg).unwrap_err();
+    assert!(e.to_string().contains("sha256"), "{e}");
 }
 
 #[test]
