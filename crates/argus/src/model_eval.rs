@@ -55,12 +55,11 @@ pub struct CompareArgs {
     pub json: bool,
 }
 
-/// Runs a gate command. Blocking (inference on this thread).
-
 fn usage(e: impl std::fmt::Display) -> CliError {
     CliError::Usage(e.to_string())
 }
 
+/// `argus model evaluate`. Blocking (inference on this thread).
 pub fn run_evaluate(a: &EvaluateArgs) -> Result<(), CliError> {
     let model = Arc::new(Classifier::load(&a.bundle).map_err(usage)?);
     let labels = model.labels().to_vec();
@@ -142,6 +141,7 @@ fn read_evaluation(path: &Path) -> Result<Evaluation, CliError> {
     Evaluation::from_json(&text, path).map_err(usage)
 }
 
+/// `argus model compare`.
 pub fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
     if !(a.alpha > 0.0 && a.alpha < 1.0) {
         return Err(CliError::Usage(format!(

@@ -139,7 +139,9 @@ fn promotion_gate_needs_evaluations_of_the_registered_bundles() {
         )
     };
     let (i1, i2) = (id(v1), id(v2));
-    let as_ref = |i: &(String, String, String)| (i.0.as_str(), i.1.as_str(), i.2.as_str());
+    fn as_ref(i: &(String, String, String)) -> (&str, &str, &str) {
+        (i.0.as_str(), i.1.as_str(), i.2.as_str())
+    }
     let d = promotion_gate(v1, v2, as_ref(&i1), as_ref(&i2), &cfg).unwrap();
     assert!(d.passed, "{}", d.reason);
     // Swapped evaluations: the candidate's file is production's.
