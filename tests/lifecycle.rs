@@ -255,6 +255,14 @@ async fn a_worker_follows_promotion_through_the_gate_rollback_and_a_tampered_art
         .map(|e| e["gate"].clone());
     let gate = gate.expect("the promotion recorded the gate's decision");
     assert_eq!(gate["passed"], true, "{gate}");
+    // The evaluation the gate used is on the version's record.
+    let evals = v["evaluations"].as_array().expect("evaluations");
+    assert!(
+        evals
+            .iter()
+            .any(|e| e["metric"] == "roc_auc" && e["n"] == 2000),
+        "{evals:?}"
+    );
     assert!(gate["p_value"].as_f64().unwrap() < 0.05, "{gate}");
 
     // Rollback: production back to v2.

@@ -6,8 +6,8 @@ use crate::config::{ArgusConfig, Flags};
 use crate::flags::KafkaFlags;
 use crate::CliError;
 use argus_registry::{
-    ArtifactTarget, Change, DeploymentRecord, Lineage, RegisterOptions, Registry, RegistryError,
-    RegistryState, Stage, VersionRecord,
+    ArtifactTarget, Change, DeploymentRecord, EvaluationRecord, Lineage, RegisterOptions, Registry,
+    RegistryError, RegistryState, Stage, VersionRecord,
 };
 use argus_stats::gate::GateConfig;
 use argus_worker::evaluate::{promotion_gate, Evaluation};
@@ -336,6 +336,25 @@ async fn promote(registry: &Registry, a: PromoteArgs) -> Result<String, CliError
     if let (Some(candidate), Some(baseline)) = (&a.evaluation, &a.baseline) {
         let state = registry.state().await.map_err(usage)?;
         let decision = gate(&state, &name, &version, candidate, baseline, a.alpha)?;
+        // Both evaluations go on their versions' records (once per evaluation file).
+        let production = state
+            .deployment(&name)
+            .and_then(|d| d.production.clone())
+            .unwrap_or_default();
+        for (v, path) in [(&version, candidate), (&production, baseline)] {
+            let record = evaluation_record(path, &change.by)?;
+            let known = state.version(&name, v).is_ok_and(|r| {
+                r.evaluations
+                    .iter()
+                    .any(|e| e.evaluation_sha256 == record.evaluation_sha256)
+            });
+            if !known {
+                registry
+                    .add_evaluation(&name, v, record)
+                    .await
+                    .map_err(usage)?;
+            }
+        }
         if !decision.passed && !a.force {
             return Err(CliError::Refused(format!(
                 "the promotion gate refused {name}@{version}: {} (--force --reason WHY promotes anyway, recorded as forced)",
@@ -351,6 +370,27 @@ async fn promote(registry: &Registry, a: PromoteArgs) -> Result<String, CliError
         .await
         .map_err(usage)?;
     deployment(&d, a.registry.json)
+}
+
+/// The registry's summary of an evaluation file: metric, value, interval, test set and the
+/// file's sha256 (the same bundle and test set give the same file).
+fn evaluation_record(path: &std::path::Path, by: &str) -> Result<EvaluationRecord, CliError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let e = Evaluation::from_json(&text, path).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(EvaluationRecord {
+        metric: e.metric.to_string(),
+        value: e.value,
+        ci_low: e.ci_low,
+        ci_high: e.ci_high,
+        n: e.n as u64,
+        test_set_sha256: e.test_set.sha256.clone(),
+        evaluation_sha256: argus_registry::artifact::sha256_hex(&bytes),
+        at: argus_registry::records::now(),
+        by: by.to_string(),
+        extra: serde_json::Map::new(),
+    })
 }
 
 /// The promotion gate's decision for `name@version` replacing the current production: the
