@@ -109,7 +109,10 @@ fn wait_metric(port: u16, series: &str, value: &str) {
 }
 
 fn serving(version: &str) -> String {
-    format!("argus_model_serving{{model=\"churn\",version=\"{version}\",role=\"production\"}}")
+    format!(
+        "{}{{model=\"churn\",version=\"{version}\",role=\"production\"}}",
+        argus_worker::metrics::MODEL_SERVING
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +300,10 @@ async fn a_worker_follows_promotion_through_the_gate_rollback_and_a_tampered_art
     );
     wait_metric(
         port,
-        "argus_model_load_failures_total{reason=\"verify\"}",
+        &format!(
+            "{}{{reason=\"verify\"}}",
+            argus_worker::metrics::MODEL_LOAD_FAILURES
+        ),
         "1",
     );
     life.produce(&life.slice("p4.csv", 900, 1200));

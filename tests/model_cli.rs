@@ -158,9 +158,14 @@ fn register_promote_rollback_archive_from_the_command_line() {
     assert_eq!(
         (
             promoted["forced"].as_bool(),
-            promoted["gate"]["p_value"].as_f64()
+            promoted["reason"].as_str(),
+            promoted["gate"].is_null()
         ),
-        (Some(false), Some(0.002))
+        (
+            Some(true),
+            Some("replaces 1 (the gate runs in tests/lifecycle.rs)"),
+            true
+        )
     );
 
     let e = cli.stderr(64, &["rollback", "churn"]);

@@ -202,13 +202,23 @@ pub struct PromoteArgs {
     pub force: bool,
     /// The promotion gate: the candidate's evaluation (`argus model evaluate` of this
     /// version's bundle), paired with --baseline on the same test set.
-    #[arg(long, value_name = "FILE", requires = "baseline")]
+    #[arg(
+        long,
+        env = "ARGUS_MODEL_EVALUATION",
+        value_name = "FILE",
+        requires = "baseline"
+    )]
     pub evaluation: Option<PathBuf>,
     /// The promotion gate: production's evaluation on the same test set.
-    #[arg(long, value_name = "FILE", requires = "evaluation")]
+    #[arg(
+        long,
+        env = "ARGUS_MODEL_BASELINE",
+        value_name = "FILE",
+        requires = "evaluation"
+    )]
     pub baseline: Option<PathBuf>,
     /// The gate's significance level (two-sided p below it, and better).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, env = "ARGUS_MODEL_ALPHA", default_value_t = 0.05)]
     pub alpha: f64,
     #[command(flatten)]
     pub change: ChangeFlags,

@@ -30,7 +30,7 @@ fn defaults_alone() {
     assert_eq!(l.config.worker.max_batch, 8);
     assert_eq!(
         l.config.worker.topics.iter().collect::<Vec<_>>(),
-        ["predictions", "alerts", "dlq"]
+        ["predictions", "alerts", "dlq", "predictions.shadow"]
     );
 }
 
