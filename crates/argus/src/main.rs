@@ -11,6 +11,7 @@ mod flags;
 mod metrics;
 mod produce;
 mod score;
+mod serve;
 mod shutdown;
 mod telemetry;
 mod work;
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
             cli::Command::Score(args) => {
                 score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
             }
+            cli::Command::Serve(args) => serve::run(load(&|f| args.flags(f))?).await,
             cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
             cli::Command::Config(args) if args.role.as_deref() == Some(cli::ENV_REFERENCE) => {
                 print!("{}", env_ref::markdown());

@@ -19,6 +19,8 @@
 //! - `drain`, `watermarks`: lag, rates, drain estimate and stuck flags.
 //! - [`models`]: the versions serving (production, canary share, shadow), swapped whole
 //!   between batches; each input is routed once, by its key.
+//! - [`serve`]: `argus serve`, synchronous HTTP inference (Open Inference Protocol v2 and
+//!   `/v1/predict`) on the same prepare → batched infer → render core and [`Models`].
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 //!
 //! **Offset rule.** An input's offset is committed only after every output it caused
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod score;
+pub mod serve;
 
 mod backpressure;
 mod commit;
