@@ -300,11 +300,8 @@ async fn health_metadata_and_churn_infer_match_the_worker_pipeline() {
     }
     // Row by row from concurrent requests (batched together by the stage): the same.
     let answers = futures::future::join_all(parity.iter().take(32).map(|(f, _)| {
-        post_json(
-            a,
-            "/v2/models/churn/versions/1/infer",
-            &infer_body("features", &[1, 20], "FP32", json!([f])),
-        )
+        let body = infer_body("features", &[1, 20], "FP32", json!([f]));
+        async move { post_json(a, "/v2/models/churn/versions/1/infer", &body).await }
     }))
     .await;
     for ((_, want), ans) in parity.iter().zip(&answers) {
