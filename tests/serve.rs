@@ -752,17 +752,21 @@ async fn the_binary_serves_oip_and_metrics_on_one_port() {
         .await
         .assert_error(413, "at most 1000 bytes");
     let text = String::from_utf8(get(a, "/metrics").await.body).unwrap();
+    use argus_worker::metrics::{
+        SERVE_IN_FLIGHT, SERVE_REJECTED, SERVE_REQUESTS, SERVE_REQUEST_SECONDS,
+    };
+    let route = "route=\"/v2/models/{name}/infer\"";
     for line in [
-        "argus_serve_requests_total{route=\"/v2/models/{name}/infer\",code=\"200\"} 1",
-        "argus_serve_requests_total{route=\"/v2/models/{name}/infer\",code=\"413\"} 1",
-        "argus_serve_rejected_total{reason=\"body_too_large\"} 1",
-        "argus_serve_rejected_total{reason=\"overloaded\"} 0",
-        "argus_serve_in_flight_requests 0",
+        format!("{SERVE_REQUESTS}{{{route},code=\"200\"}} 1"),
+        format!("{SERVE_REQUESTS}{{{route},code=\"413\"}} 1"),
+        format!("{SERVE_REJECTED}{{reason=\"body_too_large\"}} 1"),
+        format!("{SERVE_REJECTED}{{reason=\"overloaded\"}} 0"),
+        format!("{SERVE_IN_FLIGHT} 0"),
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
     assert!(
-        text.contains("argus_serve_request_seconds_bucket{route=\"/v2/models/{name}/infer\""),
+        text.contains(&format!("{SERVE_REQUEST_SECONDS}_bucket{{{route}")),
         "{text}"
     );
 }

@@ -60,7 +60,8 @@ pub struct ServeFlags {
     /// [default: 16].
     #[arg(long)]
     pub max_batch: Option<usize>,
-    /// How long a batch may wait to fill after its first input [default: 2ms].
+    /// How long a batch may wait to fill after its first input (0: batch only what is
+    /// queued, which under load is the rows that arrived while the model ran) [default: 0ms].
     #[arg(long, value_parser = parse_duration)]
     pub max_wait: Option<Duration>,
     /// Threads running the model [default: 1].

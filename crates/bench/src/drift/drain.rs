@@ -27,6 +27,7 @@ impl Stage3<'_> {
             predictions: topics.predictions.clone(),
             alerts: topics.alerts.clone(),
             dlq: topics.dlq.clone(),
+            ..Default::default()
         };
         if self.model.labels().iter().any(|l| l == "person") {
             config.rules = vec![AlertRule {

@@ -191,6 +191,7 @@ impl KafkaSession<'_> {
             predictions: self.topics.predictions.clone(),
             alerts: self.topics.alerts.clone(),
             dlq: self.topics.dlq.clone(),
+            ..Default::default()
         };
         config.inference_threads = self.shape.inference_threads;
         config.decode_threads = self.shape.decode_threads;

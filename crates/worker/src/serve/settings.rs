@@ -25,7 +25,9 @@ pub struct ServeSettings {
     pub max_rows: usize,
     /// Inputs per model call, at most (rows of concurrent requests batch together).
     pub max_batch: usize,
-    /// How long a batch may wait to fill after its first input (0: only what is queued).
+    /// How long a batch may wait to fill after its first input (0: only what is queued,
+    /// which under concurrent load still batches the rows that arrive while the model runs;
+    /// measured on churn with one client, 2 ms raised p50 from 0.2 to 2.4 ms).
     #[serde(with = "duration")]
     pub max_wait: Duration,
     /// Threads running the model (each runs one batch at a time).
@@ -43,7 +45,7 @@ impl Default for ServeSettings {
             request_timeout: Duration::from_secs(10),
             max_rows: 256,
             max_batch: 16,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
             threads: 1,
             retry_after_seconds: 1,
         }
