@@ -666,10 +666,12 @@ async fn a_version_swap_under_http_load_drops_no_request_and_each_answer_names_i
     let row: Vec<f32> = churn_parity()[0].0.clone();
     let body = infer_body("features", &[1, 20], "FP32", json!([row]));
     let swapped_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..6)
         .map(|_| {
             let body = body.clone();
             let swapped_at = swapped_at.clone();
+            let answered = answered.clone();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 for _ in 0..60 {
@@ -679,12 +681,16 @@ async fn a_version_swap_under_http_load_drops_no_request_and_each_answer_names_i
                     let v = ans.json();
                     let after_swap = swapped_at.lock().unwrap().is_some_and(|t| sent > t);
                     seen.push((v["model_version"].as_str().unwrap().to_owned(), after_swap));
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 seen
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Swap a third of the way through, while all six clients are sending.
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 120 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     models.swap(Serving {
         revision: 1,
         ..Serving::production(v2)

@@ -8,7 +8,7 @@
 //! - `routes`: the handlers: health, metadata, `…/infer`, and the convenience route
 //!   `/v1/predict` (a JPEG, PNG or JSON record in, Argus's prediction JSON out).
 //! - [`limits`]: body size (413), concurrency (429), timeout (504), JSON errors, metrics.
-//! - [`settings`]: `[serve]`.
+//! - [`settings`]: the `[serve]` table.
 //!
 //! **Versions.** The server holds an `Arc<`[`Models`]`>`: whoever swaps versions for the
 //! workers (the registry follower) swaps them here the same way. Each request takes the
