@@ -5,8 +5,9 @@
 //! - this file: [`Server`] (the serving set, the inference stage, readiness) and [`router`];
 //!   which version answers a request ([`resolve`]).
 //! - [`oip`]: the Open Inference Protocol v2 REST messages and tensor mapping (pure).
-//! - `routes`: the handlers: health, metadata, `…/infer`, and the convenience route
-//!   `/v1/predict` (a JPEG, PNG or JSON record in, Argus's prediction JSON out).
+//! - `routes`: the OIP handlers: health, metadata, `…/infer`.
+//! - `predict`: the convenience route `/v1/predict` (a JPEG, PNG or JSON record in, Argus's
+//!   prediction JSON out).
 //! - [`limits`]: body size (413), concurrency (429), timeout (504), JSON errors, metrics.
 //! - [`settings`]: the `[serve]` table.
 //!
@@ -25,6 +26,7 @@
 //! `max_batch`, waiting at most `max_wait`.
 pub mod limits;
 pub mod oip;
+mod predict;
 mod routes;
 pub mod settings;
 
@@ -210,11 +212,11 @@ pub fn router(server: Arc<Server>) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(routes::infer_version),
         )
-        .route("/v1/predict", post(routes::predict))
-        .route("/v1/models/{name}/predict", post(routes::predict_model))
+        .route("/v1/predict", post(predict::predict))
+        .route("/v1/models/{name}/predict", post(predict::predict_model))
         .route(
             "/v1/models/{name}/versions/{version}/predict",
-            post(routes::predict_version),
+            post(predict::predict_version),
         )
         .route_layer(axum::middleware::from_fn_with_state(limits, limits::admit));
     Router::new()

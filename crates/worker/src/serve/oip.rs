@@ -13,7 +13,7 @@
 //!   softmax of logits, or the model's probabilities), with the class names in its
 //!   `parameters.labels`; and `label` (`BYTES`, `[N]`, the top class per row).
 use argus_model::manifest::Task;
-use argus_model::Classifier;
+use argus_model::{Classification, Classifier};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -182,6 +182,59 @@ pub fn model_metadata(model: &Classifier, versions: Vec<String>) -> ModelMetadat
                 shape: vec![-1],
             },
         ],
+    }
+}
+
+/// The answer for `results` (one per row, in order) of `model` in `role`: the outputs
+/// `wanted` (probabilities, label), `id` echoed.
+pub fn response(
+    model: &Classifier,
+    role: &str,
+    id: Option<String>,
+    results: &[Classification],
+    wanted: (bool, bool),
+) -> InferResponse {
+    let labels = model.labels();
+    let n = results.len();
+    let mut outputs = Vec::new();
+    if wanted.0 {
+        let mut parameters = Map::new();
+        parameters.insert("labels".into(), Value::from(labels.to_vec()));
+        outputs.push(ResponseOutput {
+            name: PROBABILITIES.into(),
+            shape: vec![n, labels.len()],
+            datatype: FP32,
+            parameters: Some(parameters),
+            data: TensorData::Fp32(
+                results
+                    .iter()
+                    .flat_map(|c| c.probabilities.iter().copied())
+                    .collect(),
+            ),
+        });
+    }
+    if wanted.1 {
+        let top = |c: &Classification| {
+            let i = c.ranking.first().copied().unwrap_or(0);
+            labels.get(i).cloned().unwrap_or_else(|| i.to_string())
+        };
+        outputs.push(ResponseOutput {
+            name: LABEL.into(),
+            shape: vec![n],
+            datatype: BYTES,
+            parameters: None,
+            data: TensorData::Bytes(results.iter().map(top).collect()),
+        });
+    }
+    let r = model.model_ref();
+    let mut parameters = Map::new();
+    parameters.insert("role".into(), Value::from(role));
+    InferResponse {
+        model_name: r.name.clone(),
+        model_version: r.version.clone(),
+        id,
+        parameters,
+        outputs,
     }
 }
 
