@@ -27,7 +27,8 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "ARGUS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo], [registry]);
+    /// Configuration file (TOML: [kafka], [worker], [producer], [drift], [score], [demo],
+    /// [registry], [serve]);
     /// see argus.example.toml. The environment (ARGUS_<TABLE>__<KEY>) and flags override it.
     #[arg(long, global = true, env = "ARGUS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -46,6 +47,9 @@ pub enum Command {
     /// Daily batch: score a bounded range of a topic, publish the results, write the
     /// at-risk report (CSV) and exit with a summary.
     Score(crate::score::ScoreFlags),
+    /// Serve the model over HTTP: Open Inference Protocol v2 (KServe, Seldon, Triton
+    /// clients) and /v1/predict (a JPEG, PNG or JSON record in, a prediction out).
+    Serve(crate::serve::ServeFlags),
     /// Drift: reference profiles, the sidecar, offline comparison.
     #[command(subcommand)]
     Drift(crate::drift::DriftCommand),
@@ -66,6 +70,7 @@ impl Command {
             Command::Produce(a) => a.flags(f),
             Command::Work(a) => a.flags(f),
             Command::Score(a) => a.flags(f),
+            Command::Serve(a) => a.flags(f),
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
             Command::Drift(_) => {}
             Command::Model(m) => m.flags(f),
@@ -80,7 +85,7 @@ pub const ENV_REFERENCE: &str = "env";
 /// `argus config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// kafka, worker, producer, drift, score, demo or registry [default: all]; or `env`: every flag
+    /// kafka, worker, producer, drift, score, demo, registry or serve [default: all]; or `env`: every flag
     /// of every command with its environment variable (Markdown).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(
         crate::config::ROLES.iter().chain(&[ENV_REFERENCE])

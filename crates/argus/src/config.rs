@@ -2,7 +2,7 @@
 //!
 //! 1. defaults — the `Default` of each role's settings type, defined once;
 //! 2. a TOML file (`--config argus.toml`): `[kafka]` (+ `[kafka.options]`), `[worker]`,
-//!    `[producer]`, `[drift]`, `[score]`, `[demo]`, `[registry]`;
+//!    `[producer]`, `[drift]`, `[score]`, `[demo]`, `[registry]`, `[serve]`;
 //! 3. `ARGUS_*` environment variables: `ARGUS_<TABLE>__<KEY>` (`__` between levels, e.g.
 //!    `ARGUS_WORKER__MAX_BATCH=16`, `ARGUS_WORKER__TOPICS__DLQ=dead`); under
 //!    `ARGUS_KAFKA__OPTIONS__` a `_` is a `.` and a `__` is a `_` ([`option_name`]:
@@ -20,6 +20,7 @@ pub use argus_kafka::serde_helpers::{duration, opt_duration};
 pub use argus_kafka::{is_secret, KafkaConfig};
 use argus_producer::SyntheticSource;
 pub use argus_registry::RegistrySettings;
+use argus_worker::serve::ServeSettings;
 use argus_worker::WorkerSettings;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -39,6 +40,7 @@ pub struct ArgusConfig {
     pub score: ScoreSettings,
     pub demo: DemoSettings,
     pub registry: RegistrySettings,
+    pub serve: ServeSettings,
 }
 
 /// `[producer]`: `argus produce`. Source-specific inputs (a folder, a records file) stay
@@ -489,6 +491,7 @@ pub fn load(sources: Sources) -> Result<Loaded, String> {
         format!("bad configuration: {}", all.join("; "))
     })?;
     config.worker.check()?;
+    config.serve.check()?;
     config.producer.synthetic.check()?;
     config.registry.check().map_err(|e| e.to_string())?;
     Ok(Loaded { config, layers })
@@ -511,7 +514,7 @@ fn file_layer(path: &Path) -> Result<Layer, String> {
 
 /// The tables `argus config` prints.
 pub const ROLES: &[&str] = &[
-    "kafka", "worker", "producer", "drift", "score", "demo", "registry",
+    "kafka", "worker", "producer", "drift", "score", "demo", "registry", "serve",
 ];
 
 impl Loaded {

@@ -14,6 +14,7 @@ mod model;
 mod model_eval;
 mod produce;
 mod score;
+mod serve;
 mod shutdown;
 mod telemetry;
 mod work;
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
             cli::Command::Score(args) => {
                 score::run(score::ScoreArgs::new(load(&|f| args.flags(f))?)?).await
             }
+            cli::Command::Serve(args) => serve::run(load(&|f| args.flags(f))?).await,
             cli::Command::Drift(cmd) => drift::run(cmd, |w| load(&|f| w.flags(f))).await,
             cli::Command::Model(cmd) => {
                 let c = load(&|f| cmd.flags(f))?;

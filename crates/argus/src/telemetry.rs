@@ -207,6 +207,29 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     })
 }
 
+/// `/metrics` (the Prometheus exposition of every series), with the recorder's upkeep
+/// running until `shutdown`: the worker's endpoint and `argus serve`'s port share it.
+pub fn metrics_router(shutdown: CancellationToken) -> axum::Router {
+    let handle = metrics_handle();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => upkeep.run_upkeep(),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+    axum::Router::new().route(
+        "/metrics",
+        get(move || async move {
+            process_collector().collect();
+            handle.render()
+        }),
+    )
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
 ///
 /// - `/healthz` (liveness) is 200 while every worker has polled Kafka within the last 60 s
@@ -221,27 +244,8 @@ pub async fn serve(
     workers: Vec<Arc<WorkerStats>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let handle = metrics_handle();
-    let upkeep = handle.clone();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => upkeep.run_upkeep(),
-                _ = s.cancelled() => break,
-            }
-        }
-    });
     let ready_workers = workers.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || async move {
-                process_collector().collect();
-                handle.render()
-            }),
-        )
+    let app = metrics_router(shutdown.clone())
         .route(
             "/readyz",
             get(move || async move { readiness(&ready_workers, argus_wire::now_us()) }),

@@ -27,6 +27,65 @@ pub enum Command {
     /// Benchmark the drift side: summary ingest rate, window evaluation time, and worker
     /// throughput with and without a sidecar on a real broker.
     Drift(DriftArgs),
+    /// Benchmark `argus serve` against a FastAPI + uvicorn + onnxruntime server on the same
+    /// bundle, requests and load generator (no broker; `bench/serve` sets up the venv).
+    Serve(ServeArgs),
+}
+
+/// `argus-bench serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The `argus` binary.
+    #[arg(long, default_value = "target/release/argus")]
+    pub argus: PathBuf,
+    /// Extra `argus serve` flag (repeatable), e.g. --argus-arg=--engine --argus-arg=onnxruntime.
+    #[arg(long = "argus-arg", allow_hyphen_values = true)]
+    pub argus_args: Vec<String>,
+    /// The Python with the baseline's requirements (bench/python/requirements-serve.txt).
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// The baseline server script.
+    #[arg(long, default_value = "bench/python/serve_baseline.py")]
+    pub script: PathBuf,
+    /// Bundles to serve (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/churn,models/camera-person"
+    )]
+    pub models: Vec<PathBuf>,
+    /// Client counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub clients: Vec<usize>,
+    /// Requests per run.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Runs per server and client count (medians reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Model threads of each server.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Write the Markdown report here too.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn options(&self) -> argus_bench::ServeBenchOptions {
+        argus_bench::ServeBenchOptions {
+            argus: self.argus.clone(),
+            argus_args: self.argus_args.clone(),
+            python: self.python.clone(),
+            script: self.script.clone(),
+            models: self.models.clone(),
+            clients: self.clients.clone(),
+            requests: self.requests,
+            rounds: self.rounds,
+            threads: self.threads,
+            out: self.out.clone(),
+        }
+    }
 }
 
 /// Kafka connection flags (as `argus`'s).

@@ -5,6 +5,8 @@
 //!   in-process worker draining a topic, end-to-end latency at fractions of its capacity.
 //! - [`drift`]: the drift side — summary ingest rate, window evaluation time, and worker
 //!   throughput with and without an `argus drift watch` sidecar.
+//! - [`serve`]: `argus serve` against a FastAPI + uvicorn + onnxruntime server on the same
+//!   bundle, requests and load generator (no broker).
 //! - [`harness`]: what both share — CPU time from /proc, percentiles, the synthetic frame
 //!   pool, paced sending, the in-process worker.
 //! - [`error`]: the one error type, [`BenchError`].
@@ -16,9 +18,11 @@
 pub mod drift;
 pub mod error;
 pub mod harness;
+pub mod serve;
 pub mod worker;
 
 pub use drift::DriftBenchOptions;
 pub use error::BenchError;
 pub use harness::FrameSpec;
+pub use serve::ServeBenchOptions;
 pub use worker::WorkerBenchOptions;

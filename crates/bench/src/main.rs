@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Worker(args) => argus_bench::worker::run(args.options()).await,
             cli::Command::Drift(args) => argus_bench::drift::run(args.options()).await,
+            cli::Command::Serve(args) => argus_bench::serve::run(args.options()).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

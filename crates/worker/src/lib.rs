@@ -24,6 +24,8 @@
 //!   and warm a new version beside the serving ones, then swap; failures leave them serving.
 //! - [`models`]: the versions serving (production, canary share, shadow), swapped whole
 //!   between batches; each input is routed once, by its key.
+//! - [`serve`]: `argus serve`, synchronous HTTP inference (Open Inference Protocol v2 and
+//!   `/v1/predict`) on the same prepare → batched infer → render core and [`Models`].
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 //!
 //! **Offset rule.** An input's offset is committed only after every output it caused
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod score;
+pub mod serve;
 pub mod testset;
 
 mod backpressure;

@@ -124,6 +124,19 @@ pub const SHADOW_FAILURES: &str = "argus_shadow_failures_total";
 /// Every `outcome` label of [`OUTPUTS`] and [`TXN_COMMITS`].
 pub const OUTCOMES: &[&str] = &["ok", "error"];
 
+/// Counter: HTTP requests answered by `argus serve`. Labels: `route` (the route template,
+/// e.g. `/v2/models/{name}/infer`; `unmatched` for no route), `code` (HTTP status).
+pub const SERVE_REQUESTS: &str = "argus_serve_requests_total";
+/// Histogram: time to answer an HTTP request, seconds. Labels: `route`.
+pub const SERVE_REQUEST_SECONDS: &str = "argus_serve_request_seconds";
+/// Gauge: HTTP requests being answered now (admitted, not yet answered).
+pub const SERVE_IN_FLIGHT: &str = "argus_serve_in_flight_requests";
+/// Counter: HTTP requests refused by a limit. Labels: `reason` (body_too_large,
+/// overloaded, timeout).
+pub const SERVE_REJECTED: &str = "argus_serve_rejected_total";
+/// Every `reason` label of [`SERVE_REJECTED`].
+pub const SERVE_REJECT_REASONS: &[&str] = &["body_too_large", "overloaded", "timeout"];
+
 /// Gauge (always 1): which consumer group and worker id a process serves. Labels: `group`,
 /// `worker_id`. Dashboards and alerts join on it to filter by group.
 pub const WORKER_INFO: &str = "argus_worker_info";
@@ -162,6 +175,15 @@ pub fn register_defaults(input_topics: &[String]) {
     }
 }
 
+/// Registers [`SERVE_REJECTED`] at 0 for every reason and [`SERVE_IN_FLIGHT`] at 0, so
+/// alerts on them have a series from the first scrape. Call when `argus serve` starts.
+pub fn register_serve_defaults() {
+    for reason in SERVE_REJECT_REASONS {
+        metrics::counter!(SERVE_REJECTED, "reason" => *reason).absolute(0);
+    }
+    metrics::gauge!(SERVE_IN_FLIGHT).set(0.0);
+}
+
 /// Sets [`WORKER_INFO`]: this process is worker `worker_id` of `group`.
 pub fn record_worker_info(group: &str, worker_id: &str) {
     metrics::gauge!(
@@ -176,6 +198,20 @@ pub fn record_worker_info(group: &str, worker_id: &str) {
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
+    describe_counter!(
+        SERVE_REQUESTS,
+        "HTTP requests answered by argus serve, by route and status code"
+    );
+    describe_histogram!(
+        SERVE_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route"
+    );
+    describe_gauge!(SERVE_IN_FLIGHT, "HTTP requests being answered now");
+    describe_counter!(
+        SERVE_REJECTED,
+        "HTTP requests refused by a limit (body size, concurrency, timeout), by reason"
+    );
     describe_counter!(OUTPUTS, "Outputs published, by kind and outcome");
     describe_counter!(
         MODEL_INPUTS,
