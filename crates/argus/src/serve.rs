@@ -3,13 +3,11 @@
 use crate::config::{ArgusConfig, Flags};
 use crate::flags::{parse_duration, parse_rule};
 use crate::{shutdown, telemetry, work, CliError};
-use argus_worker::pipeline::Pipeline;
 use argus_worker::serve::{self, Server};
-use argus_worker::{Models, Serving};
+
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `argus serve` flags: the model from `[worker]` (as `argus work`), the server from
@@ -19,6 +17,13 @@ pub struct ServeFlags {
     /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Serve the versions the registry deploys for this model instead of --model, and
+    /// swap them under the running server when they change (`[registry]`).
+    #[arg(long, value_name = "NAME")]
+    pub follow: Option<String>,
+    /// The registry topic --follow reads [default: argus.models].
+    #[arg(long)]
+    pub registry_topic: Option<String>,
     /// Inference engine: tract, onnxruntime or trees [default: the manifest's, else tract].
     #[arg(long)]
     pub engine: Option<argus_model::EngineKind>,
@@ -72,6 +77,12 @@ pub struct ServeFlags {
 impl ServeFlags {
     pub fn flags(&self, f: &mut Flags) {
         f.set("worker.model", "--model", self.model.as_ref());
+        f.set("worker.follow", "--follow", self.follow.as_ref());
+        f.set(
+            "registry.topic",
+            "--registry-topic",
+            self.registry_topic.as_ref(),
+        );
         let engine = self.engine.map(|e| e.as_str());
         f.set("worker.engine", "--engine", engine.as_ref());
         f.set(
@@ -119,12 +130,9 @@ impl ServeFlags {
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let w = &config.worker;
     let s = &config.serve;
-    let model = work::load_model(&w.model, &w.engine_options(s.threads), w.max_decoded_pixels)?;
-    let run_config = work::worker_config(work::default_worker_id(), w, &model)?;
-    let models = Models::new(Serving::production(Arc::new(Pipeline::new(
-        model,
-        &run_config,
-    ))));
+    // The bundle at --model, or the versions the registry deploys (--follow), swapped
+    // under the running server as they change.
+    let (models, follower) = work::starting_models(&config, work::loader(w, s.threads)).await?;
     telemetry::metrics_handle();
     argus_model::metrics::register_defaults();
     let server = Server::new(models, s.clone(), w.inject_delay);
@@ -135,6 +143,9 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
         ))
     })?;
     let shutdown = shutdown::on_signal();
+    if let Some((follower, updates)) = follower {
+        tokio::spawn(follower.follow(updates, work::deployment, shutdown.clone()));
+    }
     let app = serve::router(server.clone()).merge(telemetry::metrics_router(shutdown.clone()));
     let http = tokio::spawn(serve::run(listener, app, shutdown.clone()));
     let warm = server.clone();

@@ -114,7 +114,7 @@ pub fn deployment(record: &Option<DeploymentRecord>) -> Option<Deployment> {
 
 /// The versions a worker starts on: the bundle at `worker.model`, or with `worker.follow`
 /// the model's deployment in the registry (and the follower that keeps them current).
-async fn starting_models(
+pub async fn starting_models(
     config: &ArgusConfig,
     loader: Loader,
 ) -> Result<
@@ -154,19 +154,20 @@ async fn starting_models(
     Ok((models, Some((follower, updates))))
 }
 
+/// How every version is loaded: the engine with `threads` threads, the `[worker]` limits,
+/// the --alert rules or else each version's own `[decision]`.
+pub fn loader(w: &WorkerSettings, threads: usize) -> Loader {
+    Loader {
+        options: w.engine_options(threads),
+        max_decoded_pixels: w.max_decoded_pixels,
+        config: Arc::new(w.config(String::new(), w.alerts.clone())),
+        rules_from_bundle: w.alerts.is_empty(),
+    }
+}
+
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let w = &config.worker;
-    let options = w.engine_options(w.inference_threads);
-    // The rules and limits every version runs under; a version's own `[decision]` when
-    // no --alert is given.
-    let base = Arc::new(w.config(String::new(), w.alerts.clone()));
-    let loader = Loader {
-        options: options.clone(),
-        max_decoded_pixels: w.max_decoded_pixels,
-        config: base,
-        rules_from_bundle: w.alerts.is_empty(),
-    };
-    let (models, follower) = starting_models(&config, loader.clone()).await?;
+    let (models, follower) = starting_models(&config, loader(w, w.inference_threads)).await?;
     let model = models.current().production.model().clone();
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
