@@ -344,3 +344,192 @@ async fn a_worker_follows_promotion_through_the_gate_rollback_and_a_tampered_art
         );
     }
 }
+
+/// A bundle directory under `life`: `from`'s manifest and model as schema v3 with
+/// `[monitoring] profile = "reference.json"` holding `profile` (bytes).
+fn bundle_with_profile(life: &Life, from: &str, name: &str, profile: &[u8]) -> PathBuf {
+    let dir = life.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = repo_root().join(from);
+    std::fs::copy(src.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    let text = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
+    let text = text.replace("argus.bundle/v2", "argus.bundle/v3")
+        + "\n[monitoring]\nprofile = \"reference.json\"\ngate_metric = \"roc_auc\"\n";
+    std::fs::write(dir.join("manifest.toml"), text).unwrap();
+    std::fs::write(dir.join("reference.json"), profile).unwrap();
+    dir
+}
+
+/// The drift reports on `topic` (every one so far, after at least `n` naming `version`).
+fn reports_naming(topic: &str, version: &str, n: usize) -> Vec<serde_json::Value> {
+    let msgs = read_until(topic, Duration::from_secs(60), |m| {
+        m.iter()
+            .filter_map(|m| serde_json::from_slice::<serde_json::Value>(m.payload()?).ok())
+            .filter(|r| r["model"]["version"] == version)
+            .count()
+            >= n
+    });
+    msgs.iter()
+        .filter_map(|m| serde_json::from_slice(m.payload()?).ok())
+        .collect()
+}
+
+/// `argus drift watch --follow churn`: the sidecar watches against the production
+/// version's own reference profile (shipped in its bundle) and names it in its reports;
+/// promoting another version switches profile and name; a version whose profile does not
+/// read leaves the last one watching, counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_sidecar_follows_the_production_versions_reference() {
+    let life = Life {
+        registry: unique("argus.models.drift"),
+        dir: tempfile::tempdir().unwrap(),
+        topics: Topics::create(2).await,
+    };
+    let profile = |id: &str, from: usize| {
+        let out = life.path(&format!("{id}.json"));
+        let csv = life.slice(&format!("{id}.csv"), from, from + 2000);
+        life.expect(
+            0,
+            &[
+                "drift",
+                "profile",
+                "--records",
+                csv.to_str().unwrap(),
+                "--ignore",
+                "customer_id",
+                "--id",
+                id,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        std::fs::read(out).unwrap()
+    };
+    let b1 = bundle_with_profile(&life, "models/churn", "b1", &profile("ref-1", 0));
+    let b2 = bundle_with_profile(&life, "models/gate/churn-v2", "b2", &profile("ref-2", 2000));
+    let b3 = bundle_with_profile(
+        &life,
+        "models/gate/churn-v3",
+        "b3",
+        b"{\"not\": \"a profile\"}",
+    );
+    for b in [&b1, &b2, &b3] {
+        life.expect(0, &["model", "register", b.to_str().unwrap()]);
+    }
+    let promote = |v: &str| {
+        life.expect(
+            0,
+            &[
+                "model",
+                "promote",
+                v,
+                "--to",
+                "production",
+                "--force",
+                "--reason",
+                "drift test",
+            ],
+        )
+    };
+    // No production yet: nothing to watch against, a usage error saying what to do.
+    let text = life.expect(
+        64,
+        &[
+            "drift",
+            "watch",
+            "--follow",
+            "churn",
+            "--input",
+            &life.topics.input,
+        ],
+    );
+    assert!(text.contains("no production version"), "{text}");
+    promote("churn@1");
+
+    let port = free_port();
+    let reports = unique("drift.reports");
+    let sidecar = std::process::Command::new(argus_bin())
+        .args([
+            "drift",
+            "watch",
+            "--brokers",
+            &brokers(),
+            "--follow",
+            "churn",
+        ])
+        .args([
+            "--registry-topic",
+            &life.registry,
+            "--input",
+            &life.topics.input,
+        ])
+        .args(["--predictions", "", "--reports-topic", &reports])
+        .args([
+            "--panes-topic",
+            &unique("drift.panes"),
+            "--group",
+            &unique("drift"),
+        ])
+        .args(["--pane", "1s", "--window-panes", "2", "--lateness", "0s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("ARGUS_REGISTRY__CACHE_DIR", life.path("sidecar-cache"))
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(e2e_log("lifecycle-drift"))
+        .spawn()
+        .expect("argus drift watch starts");
+    let _reap = Reap(sidecar);
+    let info = |id: &str| {
+        format!(
+            "{}{{reference_id=\"{id}\"",
+            argus_drift::metrics::REFERENCE_INFO
+        )
+    };
+    wait_metric(port, &info("ref-1"), "1");
+    // Four seconds of records: complete windows reported under v1's name.
+    let rate = |csv: &Path| {
+        life.expect(
+            0,
+            &[
+                "produce",
+                "--topic",
+                &life.topics.input,
+                "--rate-limit",
+                "250",
+                "records",
+                csv.to_str().unwrap(),
+                "--key",
+                "customer_id",
+            ],
+        )
+    };
+    rate(&life.slice("live-1.csv", 4000, 5000));
+    let seen = reports_naming(&reports, "1", 1);
+    let first = seen.iter().find(|r| r["model"]["version"] == "1").unwrap();
+    assert_eq!(first["model"]["id"], "churn", "{first}");
+    assert_eq!(first["reference"]["id"], "ref-1", "{first}");
+
+    // Promotion switches the reference and the name in reports.
+    promote("churn@2");
+    wait_metric(port, &info("ref-2"), "1");
+    wait_metric(port, &info("ref-1"), "0");
+    wait_metric(port, argus_drift::metrics::REFERENCE_SWITCHES, "1");
+    rate(&life.slice("live-2.csv", 5000, 6000));
+    let seen = reports_naming(&reports, "2", 1);
+    let second = seen.iter().find(|r| r["model"]["version"] == "2").unwrap();
+    assert_eq!(second["reference"]["id"], "ref-2", "{second}");
+
+    // A version whose profile does not read: refused, counted, v2's reference stays.
+    promote("churn@3");
+    wait_metric(
+        port,
+        &format!(
+            "{}{{reason=\"profile\"}}",
+            argus_drift::metrics::REFERENCE_LOAD_FAILURES
+        ),
+        "1",
+    );
+    wait_metric(port, &info("ref-2"), "1");
+    wait_metric(port, argus_drift::metrics::REFERENCE_SWITCHES, "1");
+}

@@ -31,6 +31,8 @@ const NAMES: &[&str] = &[
     "argus_drift_records_late_total",
     "argus_drift_records_total",
     "argus_drift_reference_info",
+    "argus_drift_reference_load_failures_total",
+    "argus_drift_reference_switches_total",
     "argus_drift_reports_total",
     "argus_drift_segments_unexported_total",
     "argus_drift_watermark_unix_seconds",

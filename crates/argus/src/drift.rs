@@ -2,6 +2,7 @@
 use crate::config::{ArgusConfig, Flags};
 use crate::flags::{parse_duration, KafkaFlags};
 use crate::{shutdown, telemetry, CliError};
+use argus_drift::follow::{ReferenceFailure, RegistryReferences};
 use argus_drift::profile::ImageProfileBuilder;
 use argus_drift::records::{self, ColumnSpec};
 use argus_drift::settings::eval_config;
@@ -112,9 +113,18 @@ pub struct ProfileArgs {
 pub struct WatchFlags {
     #[command(flatten)]
     pub kafka: KafkaFlags,
-    /// Reference profile (from `argus drift profile`); required here or as drift.profile.
+    /// Reference profile (from `argus drift profile`); required here or as drift.profile,
+    /// unless --follow names a model whose versions ship their own.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// Follow this model's production version in the registry (`[registry]`): watch
+    /// against its reference profile (the bundle's `[monitoring] profile`, else --profile),
+    /// name it in reports, count only its predictions, and switch when production changes.
+    #[arg(long)]
+    pub follow: Option<String>,
+    /// The registry topic --follow reads [default: argus.models].
+    #[arg(long)]
+    pub registry_topic: Option<String>,
     /// Input topic to watch [default: frames.default].
     #[arg(long)]
     pub input: Option<String>,
@@ -173,6 +183,12 @@ impl WatchFlags {
     pub fn flags(&self, f: &mut Flags) {
         self.kafka.flags(f);
         f.set("drift.profile", "--profile", self.profile.as_ref());
+        f.set("drift.follow", "--follow", self.follow.as_ref());
+        f.set(
+            "registry.topic",
+            "--registry-topic",
+            self.registry_topic.as_ref(),
+        );
         f.set("drift.input", "--input", self.input.as_ref());
         f.set(
             "drift.predictions",
@@ -481,16 +497,24 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
 }
 
 async fn watch(config: ArgusConfig) -> Result<(), CliError> {
-    let d = config.drift;
-    let path = d.profile.as_ref().ok_or_else(|| {
-        CliError::Usage(
-            "no reference profile: give --profile FILE (or drift.profile, ARGUS_DRIFT_PROFILE)"
-                .into(),
-        )
-    })?;
-    let profile = Arc::new(load_profile(path)?);
+    let d = &config.drift;
+    let profile = match &d.profile {
+        Some(path) => Some(Arc::new(load_profile(path)?)),
+        None if d.follow.is_some() => None,
+        None => {
+            return Err(CliError::Usage(
+                "no reference profile: give --profile FILE (or drift.profile, ARGUS_DRIFT_PROFILE), or --follow a model whose bundles ship one"
+                    .into(),
+            ))
+        }
+    };
+    let name_in_reports = match (&d.follow, &profile) {
+        (Some(model), _) => model.clone(),
+        (None, Some(p)) => p.id.clone(),
+        (None, None) => String::new(),
+    };
     let sidecar = d
-        .sidecar_config(crate::work::default_worker_id, &profile.id)
+        .sidecar_config(crate::work::default_worker_id, &name_in_reports)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if d.metrics_addr == argus_drift::settings::DriftSettings::default().metrics_addr {
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -511,8 +535,16 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(telemetry::serve(listener, Vec::new(), stop.clone()));
     let shutdown = shutdown::on_signal();
-    tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %sidecar.input_topic, "drift sidecar starting");
-    let result = argus_drift::sidecar::run(sidecar, settings, profile, None, shutdown).await;
+    let result = match (&d.follow, profile) {
+        (Some(model), fallback) => {
+            follow(&config, model, sidecar, settings, fallback, shutdown).await
+        }
+        (None, Some(profile)) => {
+            tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %sidecar.input_topic, "drift sidecar starting");
+            argus_drift::sidecar::run(sidecar, settings, profile, None, shutdown).await
+        }
+        (None, None) => Err(DriftError::Config("no reference profile".into())),
+    };
     stop.cancel();
     let _ = server.await;
     match result {
@@ -520,9 +552,38 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
             tracing::info!(?stats, "drift sidecar stopped");
             Ok(())
         }
-        Err(e @ (DriftError::SchemaMismatch(_) | DriftError::Config(_))) => {
-            Err(CliError::Usage(e.to_string()))
-        }
+        Err(
+            e @ (DriftError::SchemaMismatch(_)
+            | DriftError::Config(_)
+            | DriftError::Reference {
+                reason: ReferenceFailure::Profile | ReferenceFailure::Verify,
+                ..
+            }),
+        ) => Err(CliError::Usage(e.to_string())),
         Err(e) => Err(CliError::Runtime(e.into())),
     }
+}
+
+/// The sidecar on `model`'s production version in the registry (`--follow`).
+async fn follow(
+    config: &ArgusConfig,
+    model: &str,
+    sidecar: argus_drift::sidecar::DriftConfig,
+    settings: argus_kafka::KafkaSettings,
+    fallback: Option<Arc<Profile>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<argus_drift::sidecar::DriftStats, DriftError> {
+    let registry = argus_registry::Registry::open(&settings, config.registry.clone())
+        .await
+        .map_err(|e| DriftError::Config(e.to_string()))?;
+    let updates = registry
+        .follow(model)
+        .map_err(|e| DriftError::Config(e.to_string()))?;
+    argus_registry::metrics::register_defaults();
+    let source = Arc::new(RegistryReferences {
+        registry: Arc::new(registry),
+        fallback,
+    });
+    tracing::info!(model, topic = %config.registry.topic, input = %sidecar.input_topic, "drift sidecar following the model's production version");
+    argus_drift::follow::run_following(sidecar, settings, model, updates, source, shutdown).await
 }

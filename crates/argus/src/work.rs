@@ -133,6 +133,7 @@ pub async fn starting_models(
         return Ok((Models::new(Serving::production(Arc::new(pipeline))), None));
     };
     let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
+    argus_registry::metrics::register_defaults();
     let registry = Registry::open(&config.kafka.settings(), config.registry.clone())
         .await
         .map_err(|e| usage(&e))?;

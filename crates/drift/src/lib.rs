@@ -12,11 +12,14 @@
 //! - [`settings`]: `[drift]` of the configuration (defaults defined once) → the sidecar's config.
 //! - [`sidecar`]: `argus drift watch` — its decisions as a state machine, tested without a
 //!   broker, and the loop that drives it.
+//! - [`follow`]: `argus drift watch --follow NAME` — the sidecar on the registry's
+//!   production version (its reference profile, name and version), switched when it changes.
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 #![warn(missing_docs)]
 pub mod aggregate;
 pub mod compare;
 pub mod features;
+pub mod follow;
 pub mod metrics;
 pub mod pane;
 pub mod profile;

@@ -38,7 +38,8 @@ pub const SHARE_DRIFTED: &str = "argus_drift_dataset_share_drifted";
 pub const ALARM: &str = "argus_drift_alarm_state";
 /// Gauge: CBPE estimate. Labels: `segment`, `metric` (accuracy, accuracy_se, precision, recall, f1).
 pub const CBPE: &str = "argus_drift_cbpe_estimated_metric";
-/// Gauge = 1. Labels: `reference_id`, `sha256`.
+/// Gauge = 1 for the reference profile in use (0 for one switched away from). Labels:
+/// `reference_id`, `sha256`.
 pub const REFERENCE_INFO: &str = "argus_drift_reference_info";
 /// Gauge: event-time watermark lag behind the newest record, seconds, per owned partition.
 /// Labels: `topic`, `partition`.
@@ -49,6 +50,12 @@ pub const LAST_WINDOW_END: &str = "argus_drift_last_window_end_unix_seconds";
 /// was evaluated: still analysed and published on the reports topic, but not exported as
 /// per-segment series.
 pub const SEGMENTS_UNEXPORTED: &str = "argus_drift_segments_unexported_total";
+
+/// Counter: switches to a new production version's reference (`--follow`).
+pub const REFERENCE_SWITCHES: &str = "argus_drift_reference_switches_total";
+/// Counter: new production versions whose reference could not be had; the old one kept
+/// watching. Labels: `reason` (fetch, verify, profile).
+pub const REFERENCE_LOAD_FAILURES: &str = "argus_drift_reference_load_failures_total";
 
 /// Per-partition gauges: exported only while the partition is owned (the binary drops
 /// series not updated for a while; see `argus::telemetry`).
@@ -66,7 +73,8 @@ pub const INVALID_REASONS: &[&str] = &[
 ];
 
 /// Every `outcome` label of [`RECORDS`].
-pub const RECORD_OUTCOMES: &[&str] = &["sampled", "skipped", "late", "invalid"];
+/// `other_version`: a prediction of a model version other than the one watched (`--follow`).
+pub const RECORD_OUTCOMES: &[&str] = &["sampled", "skipped", "late", "invalid", "other_version"];
 
 /// Every `status` label of [`REPORTS`].
 pub const REPORT_STATUSES: &[&str] = &["ok", "warn", "drift", "insufficient_data"];
@@ -104,6 +112,14 @@ pub fn describe() {
     describe_gauge!(ALARM, "Alarm state: 0 ok, 1 pending, 2 firing");
     describe_gauge!(CBPE, "Label-free performance estimate (CBPE)");
     describe_gauge!(REFERENCE_INFO, "The reference profile in use");
+    describe_counter!(
+        REFERENCE_SWITCHES,
+        "Switches to a new production version's drift reference (--follow)"
+    );
+    describe_counter!(
+        REFERENCE_LOAD_FAILURES,
+        "New production versions whose drift reference could not be had, by reason; the old one kept watching"
+    );
     describe_gauge!(
         WATERMARK_SECONDS,
         "Event-time watermark per owned partition (Unix seconds)"
@@ -134,8 +150,17 @@ pub fn register_defaults(topics: &[&str]) {
     for status in REPORT_STATUSES {
         counter!(REPORTS, "status" => *status).absolute(0);
     }
-    for name in [PARTIALS, PARTIALS_FAILED, DUPLICATES, SEGMENTS_UNEXPORTED] {
+    for name in [
+        PARTIALS,
+        PARTIALS_FAILED,
+        DUPLICATES,
+        SEGMENTS_UNEXPORTED,
+        REFERENCE_SWITCHES,
+    ] {
         counter!(name).absolute(0);
+    }
+    for reason in crate::follow::ReferenceFailure::ALL {
+        counter!(REFERENCE_LOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
     }
 }
 

@@ -14,9 +14,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriftSettings {
-    /// Reference profile (from `argus drift profile`); required to watch.
+    /// Reference profile (from `argus drift profile`); required to watch, unless `follow`
+    /// names a model whose versions ship their own (`[monitoring] profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<PathBuf>,
+    /// Follow this model's production version in the registry (`[registry]`): its
+    /// reference profile, its name and version in reports, its predictions only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
     /// Input topic to watch.
     pub input: String,
     /// Predictions topic to watch too ("" = none).
@@ -63,6 +68,7 @@ impl Default for DriftSettings {
     fn default() -> Self {
         DriftSettings {
             profile: None,
+            follow: None,
             input: "frames.default".into(),
             predictions: "predictions".into(),
             reports_topic: "drift".into(),

@@ -45,6 +45,9 @@ pub struct DriftConfig {
     pub input_topic: String,
     /// The predictions topic, when model outputs (score, predicted class) are watched too.
     pub predictions_topic: Option<String>,
+    /// Only predictions of this model version count (`None`: all): a sidecar following the
+    /// registry watches the production version's outputs, not a canary's.
+    pub predictions_version: Option<String>,
     /// Where sidecars exchange pane summaries and progress.
     pub panes_topic: String,
     /// Where drift reports go.
@@ -95,6 +98,7 @@ impl DriftConfig {
         let mut c = Self {
             input_topic: input_topic.to_owned(),
             predictions_topic: None,
+            predictions_version: None,
             panes_topic: d.panes_topic.clone(),
             reports_topic: d.reports_topic.clone(),
             group: d.group.clone(),
@@ -154,6 +158,19 @@ pub enum DriftError {
     /// The configuration is inconsistent.
     #[error("invalid sidecar configuration: {0}")]
     Config(String),
+    /// A followed version's reference could not be fetched, verified or read
+    /// ([`crate::follow`]).
+    #[error("no drift reference for {model}@{version} ({reason}): {detail}")]
+    Reference {
+        /// The model.
+        model: String,
+        /// The version.
+        version: String,
+        /// Why, as a metric label.
+        reason: crate::follow::ReferenceFailure,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 /// Counters a caller (the demo, tests) can read.
@@ -173,5 +190,17 @@ pub struct DriftStats {
     pub reports: u64,
 }
 
+impl DriftStats {
+    /// Adds `other`'s counts (a sidecar restarted on a new reference).
+    pub fn add(&mut self, other: &DriftStats) {
+        self.records += other.records;
+        self.sampled += other.sampled;
+        self.late += other.late;
+        self.invalid += other.invalid;
+        self.partials += other.partials;
+        self.reports += other.reports;
+    }
+}
+
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;

@@ -7,6 +7,10 @@ use std::path::Path;
 /// The manifest schema this build writes in its examples: v2 adds tabular bundles
 /// (`task = "tabular"`, `[[features]]`) and the optional `[decision]`.
 pub const BUNDLE_SCHEMA: &str = "argus.bundle/v2";
+/// v3 adds the optional `[monitoring]` (the drift reference profile shipped with the
+/// bundle, the metric the promotion gate judges the model on). Still read by this build;
+/// a bundle without `[monitoring]` stays v2 so older builds read it.
+pub const BUNDLE_SCHEMA_V3: &str = "argus.bundle/v3";
 /// The first schema: image classifiers only. Still read.
 pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
 /// Most values one input tensor may hold (`input.shape`'s product; 1 GiB of f32): far
@@ -47,6 +51,27 @@ pub struct Manifest {
     /// Free-form facts from the training script (metrics, seeds); informational.
     #[serde(default)]
     pub training: Option<toml::Table>,
+    /// (v3) How the model is watched and judged in production.
+    #[serde(default)]
+    pub monitoring: Option<Monitoring>,
+}
+
+/// Names [`Monitoring::gate_metric`] may take (the promotion gate's metrics).
+pub const GATE_METRICS: &[&str] = &["accuracy", "f1", "roc_auc"];
+
+/// (v3) `[monitoring]`: what travels with the model for the fleet that watches it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// The drift reference profile (`argus drift profile`), a JSON file in the bundle
+    /// directory: a drift sidecar following the registry watches the production version's
+    /// stream against it.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The metric every evaluation of this model for the promotion gate uses (one of
+    /// [`GATE_METRICS`]); fixed with the model so candidates are all judged alike.
+    #[serde(default)]
+    pub gate_metric: Option<String>,
 }
 
 /// What the model does.
@@ -260,6 +285,16 @@ pub enum OutputKind {
     Probabilities,
 }
 
+/// A name of one path segment: not empty, not `.`/`..`, no separators, at most 100 bytes
+/// (a ustar name).
+pub fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= 100
+}
+
 impl Manifest {
     /// Reads and validates `dir/manifest.toml`.
     pub fn load(dir: &Path) -> Result<Manifest, ModelError> {
@@ -282,9 +317,9 @@ impl Manifest {
 
     /// Cross-field checks; the error says what to fix.
     pub fn validate(&self) -> Result<(), String> {
-        if self.schema != BUNDLE_SCHEMA && self.schema != BUNDLE_SCHEMA_V1 {
+        if ![BUNDLE_SCHEMA_V3, BUNDLE_SCHEMA, BUNDLE_SCHEMA_V1].contains(&self.schema.as_str()) {
             return Err(format!(
-                "schema is {:?}; this build reads {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
+                "schema is {:?}; this build reads {BUNDLE_SCHEMA_V3:?}, {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
                 self.schema
             ));
         }
@@ -326,6 +361,9 @@ impl Manifest {
                 "task \"tabular\", [[features]] and [decision] need schema = {BUNDLE_SCHEMA:?}"
             ));
         }
+        if let Some(m) = &self.monitoring {
+            self.validate_monitoring(m)?;
+        }
         if let Some(d) = &self.decision {
             if !self.output.labels.contains(&d.positive) {
                 return Err(format!(
@@ -345,6 +383,43 @@ impl Manifest {
             Task::Classify => self.validate_image(),
             Task::Tabular => self.validate_tabular(),
         }
+    }
+
+    fn validate_monitoring(&self, m: &Monitoring) -> Result<(), String> {
+        if self.schema != BUNDLE_SCHEMA_V3 {
+            return Err(format!("[monitoring] needs schema = {BUNDLE_SCHEMA_V3:?}"));
+        }
+        if let Some(p) = &m.profile {
+            if !plain_file_name(p) || p == "manifest.toml" || *p == self.model.file {
+                return Err(format!(
+                    "monitoring.profile {p:?} must be a file name in the bundle directory (no path), not the manifest or the model"
+                ));
+            }
+        }
+        if let Some(g) = &m.gate_metric {
+            if !GATE_METRICS.contains(&g.as_str()) {
+                return Err(format!(
+                    "monitoring.gate_metric is {g:?}; it must be one of {}",
+                    GATE_METRICS.join(", ")
+                ));
+            }
+            if g != "accuracy" && self.decision.is_none() {
+                return Err(format!(
+                    "monitoring.gate_metric {g:?} needs a positive label: add [decision] or use \"accuracy\""
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The files a bundle directory holds besides `manifest.toml`: the model, then the
+    /// drift reference profile if `[monitoring]` names one.
+    pub fn files(&self) -> Vec<&str> {
+        let mut files = vec![self.model.file.as_str()];
+        if let Some(p) = self.monitoring.as_ref().and_then(|m| m.profile.as_deref()) {
+            files.push(p);
+        }
+        files
     }
 
     fn validate_image(&self) -> Result<(), String> {
@@ -506,7 +581,8 @@ mod fuzz {
         let path = Path::new("bundle/manifest.toml");
         match Manifest::parse(text, path) {
             Ok(m) => {
-                prop_assert!(m.schema == BUNDLE_SCHEMA || m.schema == BUNDLE_SCHEMA_V1);
+                prop_assert!([BUNDLE_SCHEMA_V3, BUNDLE_SCHEMA, BUNDLE_SCHEMA_V1]
+                    .contains(&m.schema.as_str()));
                 prop_assert!(m.output.labels.len() >= 2);
                 prop_assert_eq!(m.model.sha256.len(), 64);
                 prop_assert!(m.input_values() >= 1);
@@ -720,6 +796,52 @@ mod fuzz {
             let m = Manifest::parse(text, Path::new("manifest.toml")).unwrap();
             assert!(m.input_values() >= 1);
         }
+    }
+
+    /// `[monitoring]` (v3): a profile file name and a gate metric, each checked with what
+    /// to fix; older schemas refuse it so an older build never half-reads a v3 bundle.
+    #[test]
+    fn monitoring_needs_v3_a_plain_profile_name_and_a_known_metric() {
+        let v3 = REAL[1].replace(BUNDLE_SCHEMA, BUNDLE_SCHEMA_V3);
+        let with = |base: &str, section: &str| format!("{base}\n[monitoring]\n{section}\n");
+        let parse = |text: String| Manifest::parse(&text, Path::new("m.toml"));
+        let m = parse(with(
+            &v3,
+            "profile = \"reference.json\"\ngate_metric = \"f1\"",
+        ))
+        .unwrap();
+        assert_eq!(m.files(), vec!["model.onnx", "reference.json"]);
+        assert_eq!(
+            m.monitoring.as_ref().and_then(|m| m.gate_metric.as_deref()),
+            Some("f1")
+        );
+        assert_eq!(parse(v3.clone()).unwrap().files(), vec!["model.onnx"]);
+        for (text, why) in [
+            (with(REAL[1], "gate_metric = \"f1\""), "needs schema"),
+            (with(&v3, "profile = \"../x.json\""), "no path"),
+            (
+                with(&v3, "profile = \"model.onnx\""),
+                "not the manifest or the model",
+            ),
+            (
+                with(&v3, "gate_metric = \"auc\""),
+                "one of accuracy, f1, roc_auc",
+            ),
+            (with(&v3, "threshold = 1"), "unknown field"),
+        ] {
+            match parse(text) {
+                Err(ModelError::Bundle { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        let no_decision = REAL[0].replace(BUNDLE_SCHEMA, BUNDLE_SCHEMA_V3);
+        let no_decision = no_decision
+            .split("[decision]")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let e = parse(with(&no_decision, "gate_metric = \"roc_auc\"")).unwrap_err();
+        assert!(e.to_string().contains("needs a positive label"), "{e}");
     }
 
     proptest! {

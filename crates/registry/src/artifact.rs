@@ -1,13 +1,15 @@
 //! Artifacts: a bundle directory packed as a deterministic tar, split into chunks,
 //! reassembled, verified and unpacked.
 //!
-//! The tar holds exactly `manifest.toml` and the model file it names, sorted by name, as
+//! The tar holds exactly `manifest.toml`, the model file it names and (v3) the drift reference
+//! profile `[monitoring]` names, sorted by name, as
 //! ustar entries with mtime 0, uid/gid 0, no owner names and mode 0644: the same bundle
 //! gives the same bytes, hence the same sha256, on any machine. Verification compares the
 //! sha256 of the whole tar with the version record's *before* anything is unpacked;
 //! unpacking writes only plain files with one-segment names (no paths, links or devices).
 use crate::error::{RegistryError, Result};
 use crate::records::valid_id;
+use argus_model::manifest::plain_file_name;
 use argus_model::Manifest;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -47,7 +49,7 @@ pub fn pack(dir: &Path) -> Result<Packed> {
         }
     }
     let file = manifest.model.file.clone();
-    if !plain_name(&file) || file == MANIFEST {
+    if !plain_file_name(&file) || file == MANIFEST {
         return Err(RegistryError::bundle(
             dir,
             format!("model.file {file:?} must be a file name in the bundle directory (no path)"),
@@ -65,11 +67,16 @@ pub fn pack(dir: &Path) -> Result<Packed> {
             ),
         ));
     }
+    let mut files = vec![(MANIFEST.to_string(), text.clone()), (file, model)];
+    // The drift reference profile travels with the model ([monitoring] profile, v3).
+    for extra in manifest.files().into_iter().skip(1) {
+        files.push((extra.to_string(), read(&dir.join(extra))?));
+    }
     let table: toml::Table = toml::from_str(&String::from_utf8_lossy(&text))
         .map_err(|e| RegistryError::bundle(dir, e.to_string()))?;
     let manifest_json =
         serde_json::to_value(table).map_err(|e| RegistryError::bundle(dir, e.to_string()))?;
-    let tar = tar_files(&[(MANIFEST.to_string(), text), (file, model)])?;
+    let tar = tar_files(&files)?;
     let sha256 = sha256_hex(&tar);
     Ok(Packed {
         manifest,
@@ -83,15 +90,6 @@ const MANIFEST: &str = "manifest.toml";
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| RegistryError::bundle(path, format!("cannot read: {e}")))
-}
-
-/// A name of one path segment, not `.`/`..`, no separators.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
-        && name.len() <= 100
 }
 
 /// The deterministic tar of `files` (name, bytes), sorted by name.
@@ -177,7 +175,7 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<()> {
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("artifact tar: {e}")))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if entry.header().entry_type() != tar::EntryType::Regular || !plain_name(&name) {
+        if entry.header().entry_type() != tar::EntryType::Regular || !plain_file_name(&name) {
             return Err(bad(format!("artifact entry {name:?} is not a plain file")));
         }
         let mut data = Vec::new();
@@ -194,6 +192,7 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<()> {
 pub fn bundle_ok(dir: &Path) -> bool {
     Manifest::load(dir).is_ok_and(|m| {
         std::fs::read(dir.join(&m.model.file)).is_ok_and(|b| sha256_hex(&b) == m.model.sha256)
+            && m.files().iter().all(|f| dir.join(f).is_file())
     })
 }
 

@@ -133,3 +133,31 @@ fn unpack_writes_the_bundle_and_refuses_paths() {
     let e = unpack(&evil, &tmp.path().join("evil")).unwrap_err();
     assert!(e.to_string().contains("not a plain file"), "{e}");
 }
+
+/// A v3 bundle's drift reference profile travels in the tar, unpacks beside the model and
+/// is part of a cache hit; a bundle that names a profile it lacks is refused.
+#[test]
+fn a_v3_bundle_carries_its_reference_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_bundle("churn", tmp.path());
+    let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+    let text = text.replace("argus.bundle/v2", "argus.bundle/v3")
+        + "\n[monitoring]\nprofile = \"reference.json\"\ngate_metric = \"roc_auc\"\n";
+    std::fs::write(dir.join("manifest.toml"), text).unwrap();
+    let e = pack(&dir).unwrap_err();
+    assert!(e.to_string().contains("reference.json"), "{e}");
+    std::fs::write(dir.join("reference.json"), b"{\"profile\": 1}").unwrap();
+    let packed = pack(&dir).unwrap();
+    let out = tmp.path().join("out");
+    unpack(&packed.tar, &out).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("reference.json")).unwrap(),
+        b"{\"profile\": 1}"
+    );
+    assert!(bundle_ok(&out));
+    std::fs::remove_file(out.join("reference.json")).unwrap();
+    assert!(
+        !bundle_ok(&out),
+        "a cache entry without its profile is no hit"
+    );
+}

@@ -97,6 +97,14 @@ pub enum EvaluateError {
         /// The metric.
         metric: Metric,
     },
+    /// A metric other than the one the bundle fixes for its gate was asked for.
+    #[error("the bundle fixes the gate metric to {fixed} ([monitoring] gate_metric); drop --metric {asked} or use --metric {fixed}")]
+    MetricFixed {
+        /// The metric asked for.
+        asked: Metric,
+        /// The bundle's metric.
+        fixed: Metric,
+    },
     /// The metric has no value on this test set (e.g. AUC with one class).
     #[error("{0}")]
     Quality(#[from] QualityError),
@@ -137,11 +145,38 @@ impl Default for EvaluateOptions {
     }
 }
 
-/// `roc_auc` for a two-label bundle with a `[decision]`, else `accuracy`.
+/// The metric fixed with the model (`[monitoring] gate_metric`, v3 bundles) or, for a
+/// bundle that fixes none, `roc_auc` for a two-label bundle with a `[decision]`, else
+/// `accuracy`.
 pub fn default_metric(model: &Classifier) -> Metric {
+    if let Some(fixed) = fixed_metric(model) {
+        return fixed;
+    }
     match (&model.manifest().decision, model.labels().len()) {
         (Some(_), 2) => Metric::RocAuc,
         _ => Metric::Accuracy,
+    }
+}
+
+/// The metric the bundle's manifest fixes for the gate, if any (validated when the
+/// manifest loaded: one of [`argus_model::manifest::GATE_METRICS`]).
+pub fn fixed_metric(model: &Classifier) -> Option<Metric> {
+    let name = model
+        .manifest()
+        .monitoring
+        .as_ref()?
+        .gate_metric
+        .as_deref()?;
+    name.parse().ok()
+}
+
+/// The metric an evaluation uses: the one asked for, which must be the bundle's fixed
+/// metric when it fixes one (candidates of one model are all judged alike).
+pub fn chosen_metric(model: &Classifier, asked: Option<Metric>) -> Result<Metric, EvaluateError> {
+    match (asked, fixed_metric(model)) {
+        (Some(a), Some(f)) if a != f => Err(EvaluateError::MetricFixed { asked: a, fixed: f }),
+        (Some(a), _) => Ok(a),
+        (None, _) => Ok(default_metric(model)),
     }
 }
 
@@ -283,7 +318,7 @@ pub fn evaluate(
     label_column: Option<&str>,
     options: &EvaluateOptions,
 ) -> Result<Evaluation, EvaluateError> {
-    let metric = options.metric.unwrap_or_else(|| default_metric(&model));
+    let metric = chosen_metric(&model, options.metric)?;
     let decision = model.manifest().decision.clone();
     let labels = model.labels().to_vec();
     let positive = decision

@@ -308,3 +308,39 @@ fn a_folder_of_frames_is_evaluated() {
     .unwrap();
     assert_eq!(e.to_json(), again.to_json());
 }
+
+/// A v3 bundle fixes its gate metric: evaluations use it without being told, and asking
+/// for another is refused with what to do; the manifest's names are the gate's metrics.
+#[test]
+fn the_bundle_fixes_the_gate_metric() {
+    for name in argus_model::manifest::GATE_METRICS {
+        let m: Metric = name.parse().unwrap();
+        assert_eq!(m.as_str(), *name);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["manifest.toml", "model.onnx"] {
+        std::fs::copy(repo().join("models/churn").join(f), tmp.path().join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(tmp.path().join("manifest.toml")).unwrap();
+    let text = text.replace("argus.bundle/v2", "argus.bundle/v3")
+        + "\n[monitoring]\ngate_metric = \"accuracy\"\n";
+    std::fs::write(tmp.path().join("manifest.toml"), text).unwrap();
+    let model = Arc::new(Classifier::load(tmp.path()).unwrap());
+    assert_eq!(
+        argus_worker::evaluate::default_metric(&model),
+        Metric::Accuracy
+    );
+    let e = run(model.clone(), &churn_test(), None).unwrap();
+    assert_eq!(e.metric, Metric::Accuracy);
+    assert_eq!(
+        run(model.clone(), &churn_test(), Some(Metric::Accuracy))
+            .unwrap()
+            .metric,
+        Metric::Accuracy
+    );
+    let err = run(model, &churn_test(), Some(Metric::RocAuc)).unwrap_err();
+    assert!(
+        matches!(err, EvaluateError::MetricFixed { .. }) && err.to_string().contains("gate_metric"),
+        "{err}"
+    );
+}

@@ -118,6 +118,8 @@ pub(crate) struct RecordReader {
     input_topic: String,
     max_future_us: i64,
     schema_checked: bool,
+    /// Only this model version's predictions count (`None`: all).
+    predictions_version: Option<String>,
 }
 
 impl RecordReader {
@@ -135,6 +137,7 @@ impl RecordReader {
             input_topic: config.input_topic.clone(),
             max_future_us: i64::try_from(config.max_future.as_micros()).unwrap_or(i64::MAX),
             schema_checked: false,
+            predictions_version: config.predictions_version.clone(),
         })
     }
 
@@ -291,6 +294,18 @@ impl RecordReader {
             return Outcome::Invalid("event_time");
         }
         let (admit, pane) = state.admit(&self.pane_cfg, rec.offset, event_us, segment, false);
+        if admit == Admit::Sampled
+            && self
+                .predictions_version
+                .as_ref()
+                .is_some_and(|v| *v != p.model.version)
+        {
+            // Another version's scores (a canary's, or the version before a switch): counted
+            // in its pane like a record sampling skipped, not summarised.
+            counter!(m::RECORDS, "topic" => rec.topic.to_owned(), "outcome" => "other_version")
+                .increment(1);
+            return Outcome::Skipped(pane);
+        }
         if !count(stats, rec.topic, admit) {
             return outcome(admit, pane);
         }
@@ -475,6 +490,73 @@ mod tests {
             ..DriftStats::default()
         };
         assert_eq!(stats, expected);
+    }
+
+    fn prediction_of(version: &str, offset: i64) -> Vec<u8> {
+        let p = argus_wire::Prediction {
+            schema: argus_wire::PREDICTION_SCHEMA.into(),
+            id: format!("in/0/{offset}"),
+            input: argus_wire::InputRef {
+                topic: IN.into(),
+                partition: 0,
+                offset,
+                key: Some("site-a".into()),
+                source_id: None,
+                sequence: None,
+                capture_time_us: Some(NOW_US),
+            },
+            model: argus_wire::ModelRef {
+                name: "churn".into(),
+                version: version.into(),
+                sha256: "0".repeat(64),
+            },
+            outcome: argus_wire::PredictionOutcome::Ok,
+            label: Some("churn".into()),
+            score: Some(0.7),
+            top: Vec::new(),
+            timings: argus_wire::Timings::default(),
+            worker: "w".into(),
+            produced_at_us: NOW_US,
+            skipped: None,
+        };
+        serde_json::to_vec(&p).expect("json")
+    }
+
+    /// Following the registry, only the production version's predictions are summarised;
+    /// another version's (a canary's) are counted in their pane but not summarised.
+    #[test]
+    fn predictions_of_another_version_are_not_summarised() {
+        let mut c = config();
+        c.predictions_topic = Some("predictions".into());
+        c.predictions_version = Some("2".into());
+        let pane_cfg = reader().pane_cfg.clone();
+        let mut r = RecordReader::new(&c, profile(), pane_cfg).expect("reader");
+        let mut state = PartitionPanes::new("predictions", 0, None);
+        let mut stats = DriftStats::default();
+        let pane = NOW_US.div_euclid(PANE) * PANE;
+        let mut outcomes = Vec::new();
+        for (offset, version) in [(0, "1"), (1, "2"), (2, "1")] {
+            let payload = prediction_of(version, offset);
+            let rec = Incoming {
+                topic: "predictions",
+                partition: 0,
+                offset,
+                payload: &payload,
+                key: None,
+                headers: &[],
+                timestamp_ms: None,
+            };
+            outcomes.push(r.read(&mut state, &rec, NOW_US, &mut stats).expect("read"));
+        }
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Skipped(pane),
+                Outcome::Sampled(pane),
+                Outcome::Skipped(pane)
+            ]
+        );
+        assert_eq!((stats.records, stats.sampled), (3, 1));
     }
 
     #[test]
