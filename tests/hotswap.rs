@@ -80,7 +80,6 @@ impl Fleet {
             options: EngineOptions::default(),
             max_decoded_pixels: 1 << 24,
             config: config.clone(),
-            rules_from_bundle: false,
         };
         let v1 = loader.load("camera-person", "1", &versions["1"]).unwrap();
         let models = Models::new(Serving::production(Arc::new(v1)));

@@ -5,7 +5,7 @@
 //! a records file, the drift tools' columns) has a clap `env = "ARGUS_..."`; the audit in
 //! [`crate::env_ref`] checks that no flag lacks both.
 use crate::config::Flags;
-use crate::flags::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
+use crate::flags::{parse_duration, FollowArgs, KafkaFlags, ModelArgs, TopicArgs};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -134,14 +134,8 @@ pub struct WorkArgs {
     /// Input topic (repeatable or comma-separated) [default: frames.default].
     #[arg(long = "input", value_delimiter = ',')]
     pub inputs: Vec<String>,
-    /// Follow this model's deployment in the registry (`[registry]`, `--registry-topic`)
-    /// instead of loading `--model`: serve its production version (and canary, shadow) and
-    /// swap when they change.
-    #[arg(long, value_name = "NAME")]
-    pub follow: Option<String>,
-    /// The registry topic `--follow` reads [default: argus.models].
-    #[arg(long)]
-    pub registry_topic: Option<String>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     /// Consumer group [default: argus-workers].
     #[arg(long)]
     pub group: Option<String>,
@@ -182,12 +176,7 @@ impl WorkArgs {
         self.model.flags(f);
         self.topics.flags(f);
         f.list("worker.inputs", "--input", &self.inputs);
-        f.set("worker.follow", "--follow", self.follow.as_ref());
-        f.set(
-            "registry.topic",
-            "--registry-topic",
-            self.registry_topic.as_ref(),
-        );
+        self.follow.flags(f);
         f.set("worker.group", "--group", self.group.as_ref());
         f.set("worker.worker_id", "--worker-id", self.worker_id.as_ref());
         f.set(

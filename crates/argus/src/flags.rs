@@ -58,16 +58,8 @@ pub fn parse_rule(s: &str) -> Result<argus_worker::AlertRule, String> {
 /// defaults are in [`argus_worker::WorkerSettings`], `argus config worker` shows them).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable) [default: the
-    /// bundle's [decision], e.g. person>=0.5 for camera-person, churn>=0.3 for churn].
-    #[arg(long = "alert", value_delimiter = ',', value_parser = parse_rule)]
-    pub alerts: Vec<argus_worker::AlertRule>,
-    /// Classes listed in each prediction's `top` [default: 5].
-    #[arg(long)]
-    pub top_k: Option<usize>,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Threads running the model per worker (each runs one batch at a time) [default: 1].
     #[arg(long)]
     pub inference_threads: Option<usize>,
@@ -93,35 +85,14 @@ pub struct ModelArgs {
     /// --max-in-flight) [default: 32 MiB].
     #[arg(long)]
     pub max_in_flight_bytes: Option<usize>,
-    /// Testing aid: sleep this long before every model call (simulates a slow model).
-    #[arg(long, value_parser = parse_duration, hide = true)]
-    pub inject_delay: Option<Duration>,
     /// Inputs larger than this go to the DLQ as `oversize` [default: 8 MiB].
     #[arg(long)]
     pub max_input_bytes: Option<usize>,
-    /// Pixels one encoded frame may decode to; larger frames go to the DLQ as `shape`,
-    /// refused from their header [default: 16777216 = 4096×4096; at most 8192×8192].
-    #[arg(long)]
-    pub max_decoded_pixels: Option<u64>,
-    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
-    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
-    #[arg(long)]
-    pub engine: Option<argus_model::EngineKind>,
-    /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
-    /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
-    /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
-    #[arg(long)]
-    pub onnxruntime_lib: Option<PathBuf>,
-    /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
-    #[arg(long)]
-    pub onnxruntime_threads: Option<usize>,
 }
 
 impl ModelArgs {
     pub fn flags(&self, f: &mut Flags) {
-        f.set("worker.model", "--model", self.model.as_ref());
-        f.list("worker.alerts", "--alert", &self.alerts);
-        f.set("worker.top_k", "--top-k", self.top_k.as_ref());
+        self.bundle.flags(f);
         f.set(
             "worker.inference_threads",
             "--inference-threads",
@@ -145,12 +116,55 @@ impl ModelArgs {
             "--max-in-flight-bytes",
             self.max_in_flight_bytes.as_ref(),
         );
-        f.duration("worker.inject_delay", "--inject-delay", self.inject_delay);
         f.set(
             "worker.max_input_bytes",
             "--max-input-bytes",
             self.max_input_bytes.as_ref(),
         );
+    }
+}
+
+/// The bundle and how it runs and renders (`[worker]`): part of [`ModelArgs`] (`work`,
+/// `score`, `demo`) and of `serve`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct BundleArgs {
+    /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Alert rule LABEL>=THRESHOLD or NAME:LABEL>=THRESHOLD (repeatable) [default: the
+    /// bundle's [decision], e.g. person>=0.5 for camera-person, churn>=0.3 for churn].
+    #[arg(long = "alert", value_delimiter = ',', value_parser = parse_rule)]
+    pub alerts: Vec<argus_worker::AlertRule>,
+    /// Classes listed in each prediction's `top` [default: 5].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Testing aid: sleep this long before every model call (simulates a slow model).
+    #[arg(long, value_parser = parse_duration, hide = true)]
+    pub inject_delay: Option<Duration>,
+    /// Pixels one encoded frame may decode to; larger frames go to the DLQ as `shape`,
+    /// refused from their header [default: 16777216 = 4096×4096; at most 8192×8192].
+    #[arg(long)]
+    pub max_decoded_pixels: Option<u64>,
+    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
+    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
+    #[arg(long)]
+    pub engine: Option<argus_model::EngineKind>,
+    /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,
+    /// else the loader's search path]; e.g. the one in PyPI's onnxruntime wheel
+    /// (site-packages/onnxruntime/capi/libonnxruntime.so.*).
+    #[arg(long)]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime intra-op threads per session (0: onnxruntime's default, one per core).
+    #[arg(long)]
+    pub onnxruntime_threads: Option<usize>,
+}
+
+impl BundleArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set("worker.model", "--model", self.model.as_ref());
+        f.list("worker.alerts", "--alert", &self.alerts);
+        f.set("worker.top_k", "--top-k", self.top_k.as_ref());
+        f.duration("worker.inject_delay", "--inject-delay", self.inject_delay);
         f.set(
             "worker.max_decoded_pixels",
             "--max-decoded-pixels",
@@ -167,6 +181,31 @@ impl ModelArgs {
             "worker.onnxruntime_threads",
             "--onnxruntime-threads",
             self.onnxruntime_threads.as_ref(),
+        );
+    }
+}
+
+/// Following a model's deployment in the registry instead of loading `--model`
+/// (`[worker] follow`, `[registry] topic`): `work` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct FollowArgs {
+    /// Follow this model's deployment in the registry (`[registry]`, `--registry-topic`)
+    /// instead of loading `--model`: serve its production version (and canary, shadow) and
+    /// swap when they change.
+    #[arg(long, value_name = "NAME")]
+    pub follow: Option<String>,
+    /// The registry topic `--follow` reads [default: argus.models].
+    #[arg(long)]
+    pub registry_topic: Option<String>,
+}
+
+impl FollowArgs {
+    pub fn flags(&self, f: &mut Flags) {
+        f.set("worker.follow", "--follow", self.follow.as_ref());
+        f.set(
+            "registry.topic",
+            "--registry-topic",
+            self.registry_topic.as_ref(),
         );
     }
 }

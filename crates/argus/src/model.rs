@@ -345,14 +345,15 @@ async fn promote(registry: &Registry, a: PromoteArgs) -> Result<String, CliError
     }
     if let (Some(candidate), Some(baseline)) = (&a.evaluation, &a.baseline) {
         let state = registry.state().await.map_err(usage)?;
-        let decision = gate(&state, &name, &version, candidate, baseline, a.alpha)?;
+        let (candidate, baseline) = (read_evaluation(candidate)?, read_evaluation(baseline)?);
+        let decision = gate(&state, &name, &version, &candidate.0, &baseline.0, a.alpha)?;
         // Both evaluations go on their versions' records (once per evaluation file).
         let production = state
             .deployment(&name)
             .and_then(|d| d.production.clone())
             .unwrap_or_default();
-        for (v, path) in [(&version, candidate), (&production, baseline)] {
-            let record = evaluation_record(path, &change.by)?;
+        for (v, (evaluation, sha256)) in [(&version, &candidate), (&production, &baseline)] {
+            let record = evaluation_record(evaluation, sha256, &change.by);
             let known = state.version(&name, v).is_ok_and(|r| {
                 r.evaluations
                     .iter()
@@ -382,36 +383,41 @@ async fn promote(registry: &Registry, a: PromoteArgs) -> Result<String, CliError
     deployment(&d, a.registry.json)
 }
 
-/// The registry's summary of an evaluation file: metric, value, interval, test set and the
-/// file's sha256 (the same bundle and test set give the same file).
-fn evaluation_record(path: &std::path::Path, by: &str) -> Result<EvaluationRecord, CliError> {
+/// An evaluation file (from `argus model evaluate`), parsed, and its sha256.
+fn read_evaluation(path: &std::path::Path) -> Result<(Evaluation, String), CliError> {
     let bytes =
         std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let e = Evaluation::from_json(&text, path).map_err(|e| CliError::Usage(e.to_string()))?;
-    Ok(EvaluationRecord {
+    let e = Evaluation::from_json(&String::from_utf8_lossy(&bytes), path)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok((e, argus_registry::artifact::sha256_hex(&bytes)))
+}
+
+/// The registry's summary of an evaluation file: metric, value, interval, test set and the
+/// file's sha256 (the same bundle and test set give the same file).
+fn evaluation_record(e: &Evaluation, sha256: &str, by: &str) -> EvaluationRecord {
+    EvaluationRecord {
         metric: e.metric.to_string(),
         value: e.value,
         ci_low: e.ci_low,
         ci_high: e.ci_high,
         n: e.n as u64,
         test_set_sha256: e.test_set.sha256.clone(),
-        evaluation_sha256: argus_registry::artifact::sha256_hex(&bytes),
+        evaluation_sha256: sha256.to_string(),
         at: argus_registry::records::now(),
         by: by.to_string(),
         extra: serde_json::Map::new(),
-    })
+    }
 }
 
 /// The promotion gate's decision for `name@version` replacing the current production: the
-/// two evaluation files must be of exactly the registered bundles (model sha256) and of
-/// one test set.
+/// two evaluations must be of exactly the registered bundles (model sha256), of one test
+/// set, and on the metric the candidate's manifest fixes (`[monitoring] gate_metric`).
 fn gate(
     state: &RegistryState,
     name: &str,
     version: &str,
-    candidate: &std::path::Path,
-    baseline: &std::path::Path,
+    c: &Evaluation,
+    p: &Evaluation,
     alpha: f64,
 ) -> Result<argus_stats::gate::GateDecision, CliError> {
     let production = state
@@ -433,20 +439,23 @@ fn gate(
                 ))
             })
     };
-    let read = |path: &std::path::Path| -> Result<Evaluation, CliError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-        Evaluation::from_json(&text, path).map_err(|e| CliError::Usage(e.to_string()))
-    };
-    let (c, p) = (read(candidate)?, read(baseline)?);
+    let record = state.version(name, version).map_err(usage)?;
+    if let Some(fixed) = record.manifest["monitoring"]["gate_metric"].as_str() {
+        if c.metric.as_str() != fixed {
+            return Err(CliError::Usage(format!(
+                "{name}@{version} fixes its gate metric to {fixed} ([monitoring] gate_metric) but the evaluations use {}: re-run argus model evaluate without --metric",
+                c.metric
+            )));
+        }
+    }
     let (c_sha, p_sha) = (model_sha(version)?, model_sha(&production)?);
     let config = GateConfig {
         alpha,
         ..GateConfig::default()
     };
     promotion_gate(
-        &c,
-        &p,
+        c,
+        p,
         (name, version, &c_sha),
         (name, &production, &p_sha),
         &config,

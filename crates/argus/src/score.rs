@@ -3,7 +3,7 @@
 //! `argus_worker::score`.
 use crate::config::{ArgusConfig, Flags, KafkaConfig};
 use crate::flags::{parse_duration, KafkaFlags, ModelArgs, TopicArgs};
-use crate::work::{alert_rules, load_model, worker_config};
+use crate::work::{load_model, worker_config};
 use crate::CliError;
 use argus_kafka::rdkafka::consumer::StreamConsumer;
 use argus_model::Classifier;
@@ -128,7 +128,7 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
 
 /// The label whose score the report ranks, and its threshold.
 fn decision(args: &ScoreArgs, model: &Classifier) -> Result<(usize, f32), CliError> {
-    let rules = alert_rules(&args.model.alerts, model);
+    let rules = argus_worker::AlertRule::for_bundle(&args.model.alerts, model);
     let rule = rules.first().ok_or_else(|| {
         CliError::Usage(format!(
             "the bundle {} has no [decision] and no --alert LABEL>=THRESHOLD was given; the report needs the label to rank and its threshold",

@@ -1,51 +1,22 @@
 //! `argus serve`: the HTTP inference server (`argus_worker::serve`) on one bundle, with
 //! `/metrics` on the same port. Flags, loading and wiring only.
 use crate::config::{ArgusConfig, Flags};
-use crate::flags::{parse_duration, parse_rule};
+use crate::flags::{parse_duration, BundleArgs, FollowArgs};
 use crate::{shutdown, telemetry, work, CliError};
 use argus_worker::serve::{self, Server};
 
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// `argus serve` flags: the model from `[worker]` (as `argus work`), the server from
 /// `[serve]`.
 #[derive(Debug, Args)]
 pub struct ServeFlags {
-    /// Model bundle directory (manifest.toml + model.onnx) [default: models/camera-person].
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Serve the versions the registry deploys for this model instead of --model, and
-    /// swap them under the running server when they change (`[registry]`).
-    #[arg(long, value_name = "NAME")]
-    pub follow: Option<String>,
-    /// The registry topic --follow reads [default: argus.models].
-    #[arg(long)]
-    pub registry_topic: Option<String>,
-    /// Inference engine: tract, onnxruntime or trees [default: the manifest's, else tract].
-    #[arg(long)]
-    pub engine: Option<argus_model::EngineKind>,
-    /// The libonnxruntime shared library for `--engine onnxruntime`.
-    #[arg(long)]
-    pub onnxruntime_lib: Option<PathBuf>,
-    /// onnxruntime intra-op threads per session (0: onnxruntime's default).
-    #[arg(long)]
-    pub onnxruntime_threads: Option<usize>,
-    /// Alert rule LABEL>=THRESHOLD (repeatable): `/v1/predict` predictions are rendered
-    /// with the worker's rules [default: the bundle's [decision]].
-    #[arg(long = "alert", value_delimiter = ',', value_parser = parse_rule)]
-    pub alerts: Vec<argus_worker::AlertRule>,
-    /// Classes listed in each prediction's `top` [default: 5].
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Pixels one encoded frame may decode to [default: 16777216].
-    #[arg(long)]
-    pub max_decoded_pixels: Option<u64>,
-    /// Testing aid: sleep this long before every model call.
-    #[arg(long, value_parser = parse_duration, hide = true)]
-    pub inject_delay: Option<Duration>,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     /// Address of the HTTP API and /metrics [default: 127.0.0.1:8080].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -76,33 +47,8 @@ pub struct ServeFlags {
 
 impl ServeFlags {
     pub fn flags(&self, f: &mut Flags) {
-        f.set("worker.model", "--model", self.model.as_ref());
-        f.set("worker.follow", "--follow", self.follow.as_ref());
-        f.set(
-            "registry.topic",
-            "--registry-topic",
-            self.registry_topic.as_ref(),
-        );
-        let engine = self.engine.map(|e| e.as_str());
-        f.set("worker.engine", "--engine", engine.as_ref());
-        f.set(
-            "worker.onnxruntime_lib",
-            "--onnxruntime-lib",
-            self.onnxruntime_lib.as_ref(),
-        );
-        f.set(
-            "worker.onnxruntime_threads",
-            "--onnxruntime-threads",
-            self.onnxruntime_threads.as_ref(),
-        );
-        f.list("worker.alerts", "--alert", &self.alerts);
-        f.set("worker.top_k", "--top-k", self.top_k.as_ref());
-        f.set(
-            "worker.max_decoded_pixels",
-            "--max-decoded-pixels",
-            self.max_decoded_pixels.as_ref(),
-        );
-        f.duration("worker.inject_delay", "--inject-delay", self.inject_delay);
+        self.bundle.flags(f);
+        self.follow.flags(f);
         f.set("serve.listen", "--listen", self.listen.as_ref());
         f.set(
             "serve.max_body_bytes",

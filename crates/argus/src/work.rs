@@ -25,25 +25,6 @@ pub fn load_model(
     Ok(Arc::new(model))
 }
 
-/// The alert rules: the `--alert` flags, else the bundle's `[decision]` (e.g. churn ≥ 0.3),
-/// else none.
-pub fn alert_rules(
-    flags: &[argus_worker::AlertRule],
-    bundle: &Classifier,
-) -> Vec<argus_worker::AlertRule> {
-    if !flags.is_empty() {
-        return flags.to_vec();
-    }
-    let rules = argus_worker::AlertRule::from_bundle(bundle);
-    if rules.is_empty() {
-        tracing::warn!(
-            model = %bundle.model_ref().name,
-            "no alert rules: the bundle has no [decision] and no --alert was given; predictions only (before bundle schema v2 the default was person>=0.5)"
-        );
-    }
-    rules
-}
-
 /// The run loop's configuration from the `[worker]` settings, checked (once) against the
 /// model's labels.
 pub fn worker_config(
@@ -51,7 +32,10 @@ pub fn worker_config(
     settings: &WorkerSettings,
     bundle: &Classifier,
 ) -> Result<WorkerConfig, CliError> {
-    let c = settings.config(worker_id, alert_rules(&settings.alerts, bundle));
+    let c = settings.config(
+        worker_id,
+        argus_worker::AlertRule::for_bundle(&settings.alerts, bundle),
+    );
     c.validate(bundle.labels()).map_err(CliError::Usage)?;
     Ok(c)
 }
@@ -128,7 +112,7 @@ pub async fn starting_models(
     let Some(name) = &w.follow else {
         let model = load_model(&w.model, &loader.options, w.max_decoded_pixels)?;
         let mut c = (*loader.config).clone();
-        c.rules = alert_rules(&w.alerts, &model);
+        c.rules = argus_worker::AlertRule::for_bundle(&w.alerts, &model);
         let pipeline = argus_worker::pipeline::Pipeline::new(model, &c);
         return Ok((Models::new(Serving::production(Arc::new(pipeline))), None));
     };
@@ -162,7 +146,6 @@ pub fn loader(w: &WorkerSettings, threads: usize) -> Loader {
         options: w.engine_options(threads),
         max_decoded_pixels: w.max_decoded_pixels,
         config: Arc::new(w.config(String::new(), w.alerts.clone())),
-        rules_from_bundle: w.alerts.is_empty(),
     }
 }
 

@@ -33,6 +33,27 @@ impl AlertRule {
             })
             .collect()
     }
+
+    /// The rules a worker alerts on with `bundle`: the configured ones (`--alert`) if any,
+    /// else the bundle's `[decision]` (each version of a followed model then alerts on its
+    /// own). No rule at all is logged: the worker then publishes predictions only.
+    pub fn for_bundle(
+        configured: &[AlertRule],
+        bundle: &argus_model::Classifier,
+    ) -> Vec<AlertRule> {
+        if !configured.is_empty() {
+            return configured.to_vec();
+        }
+        let rules = Self::from_bundle(bundle);
+        if rules.is_empty() {
+            tracing::warn!(
+                model = %bundle.model_ref().name,
+                version = %bundle.model_ref().version,
+                "no alert rules: the bundle has no [decision] and no --alert was given; predictions only (before bundle schema v2 the default was person>=0.5)"
+            );
+        }
+        rules
+    }
 }
 
 impl std::str::FromStr for AlertRule {

@@ -92,11 +92,9 @@ pub struct Loader {
     pub options: EngineOptions,
     /// Decoded frame size bound.
     pub max_decoded_pixels: u64,
-    /// The worker's configuration (rules from `--alert`, outputs, limits).
+    /// The worker's configuration (outputs, limits, and the `--alert` rules: when there
+    /// are none each version alerts on its own `[decision]`, [`AlertRule::for_bundle`]).
     pub config: Arc<WorkerConfig>,
-    /// Whether the rules came from the first bundle's `[decision]` (then each version
-    /// alerts on its own `[decision]`) rather than from `--alert` flags.
-    pub rules_from_bundle: bool,
 }
 
 impl Loader {
@@ -122,13 +120,8 @@ impl Loader {
                 ),
             ));
         }
-        let rules = if self.rules_from_bundle {
-            AlertRule::from_bundle(&classifier)
-        } else {
-            self.config.rules.clone()
-        };
         let mut config = (*self.config).clone();
-        config.rules = rules;
+        config.rules = AlertRule::for_bundle(&self.config.rules, &classifier);
         config
             .validate(classifier.labels())
             .map_err(|e| fail(LoadFailure::Labels, e))?;
@@ -386,7 +379,6 @@ mod tests {
             options: EngineOptions::default(),
             max_decoded_pixels: 1 << 24,
             config: config.clone(),
-            rules_from_bundle: true,
         };
         let v1 = loader.load("churn", "1", &churn()).unwrap();
         let models = Models::new(Serving::production(Arc::new(v1)));
@@ -441,7 +433,6 @@ mod tests {
             options: EngineOptions::default(),
             max_decoded_pixels: 1 << 24,
             config,
-            rules_from_bundle: true,
         };
         let v1 = loader.load("churn", "1", &churn()).unwrap();
         let models = Models::new(Serving::production(Arc::new(v1)));
