@@ -135,12 +135,17 @@ async fn a_worker_follows_promotion_through_the_gate_rollback_and_a_tampered_art
     let test_set = bundle("models/gate/churn-test.csv");
     let eval = |b: &str, out: &str| {
         let out = life.path(out);
+        let b = if b.contains('@') {
+            b.to_string()
+        } else {
+            bundle(b)
+        };
         life.expect(
             0,
             &[
                 "model",
                 "evaluate",
-                &bundle(b),
+                &b,
                 "--test-set",
                 &test_set,
                 "--label-column",
@@ -157,6 +162,13 @@ async fn a_worker_follows_promotion_through_the_gate_rollback_and_a_tampered_art
         eval("models/churn", "e1.json"),
         eval("models/gate/churn-v2", "e2.json"),
         eval("models/gate/churn-v3", "e3.json"),
+    );
+    // A registered version evaluates from its verified artifact, to the same bytes.
+    let registered = eval("churn@2", "e2-registered.json");
+    assert_eq!(
+        std::fs::read(&registered).unwrap(),
+        std::fs::read(&e2).unwrap(),
+        "the registered artifact evaluates as the bundle it was made from"
     );
     // The weak v2 goes to production first (no production to compare with: forced).
     life.expect(

@@ -51,8 +51,10 @@ impl ModelCommand {
     /// The configuration flags of the command (`[kafka]`, `[registry]`; `evaluate` and
     /// `compare` work on files and read none).
     pub fn flags(&self, f: &mut Flags) {
-        if let ModelCommand::Registry(c) = self {
-            c.flags(f);
+        match self {
+            ModelCommand::Registry(c) => c.flags(f),
+            ModelCommand::Evaluate(a) => a.registry.flags(f),
+            ModelCommand::Compare(_) => {}
         }
     }
 }
@@ -82,9 +84,9 @@ impl RegistryCommand {
     }
 }
 
-/// Flags of every `argus model` command.
+/// Flags of every `argus model` command that reads the registry.
 #[derive(Debug, Clone, Args)]
-pub struct RegistryFlags {
+pub struct RegistryAccess {
     #[command(flatten)]
     pub kafka: KafkaFlags,
     /// The registry topic [default: argus.models].
@@ -93,13 +95,10 @@ pub struct RegistryFlags {
     /// Where fetched bundles are unpacked [default: ~/.cache/argus/models].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Print JSON (the registry records) instead of a table.
-    #[arg(long, env = "ARGUS_MODEL_JSON", value_parser = BoolishValueParser::new())]
-    pub json: bool,
 }
 
-impl RegistryFlags {
-    fn flags(&self, f: &mut Flags) {
+impl RegistryAccess {
+    pub fn flags(&self, f: &mut Flags) {
         self.kafka.flags(f);
         f.set(
             "registry.topic",
@@ -107,6 +106,22 @@ impl RegistryFlags {
             self.registry_topic.as_ref(),
         );
         f.set("registry.cache_dir", "--cache-dir", self.cache_dir.as_ref());
+    }
+}
+
+/// Flags of every registry command.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryFlags {
+    #[command(flatten)]
+    pub access: RegistryAccess,
+    /// Print JSON (the registry records) instead of a table.
+    #[arg(long, env = "ARGUS_MODEL_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+}
+
+impl RegistryFlags {
+    fn flags(&self, f: &mut Flags) {
+        self.access.flags(f);
     }
 }
 
@@ -279,9 +294,34 @@ fn reason_required(change: &Change, what: &str) -> Result<(), CliError> {
 pub async fn run(cmd: ModelCommand, config: ArgusConfig) -> Result<(), CliError> {
     match cmd {
         ModelCommand::Registry(c) => run_registry(c, config).await,
-        ModelCommand::Evaluate(a) => crate::model_eval::run_evaluate(&a),
+        ModelCommand::Evaluate(mut a) => {
+            if !a.bundle.exists() {
+                if let Some(target) = a.bundle.to_str().filter(|t| t.contains('@')) {
+                    a.bundle = registered_bundle(&config, target).await?;
+                }
+            }
+            tokio::task::spawn_blocking(move || crate::model_eval::run_evaluate(&a))
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?
+        }
         ModelCommand::Compare(a) => crate::model_eval::run_compare(&a),
     }
+}
+
+/// The bundle directory of a registered `NAME@VERSION`: its artifact fetched from the
+/// registry and verified (sha256) into the cache, so an evaluation is of exactly the
+/// registered bytes.
+async fn registered_bundle(config: &ArgusConfig, target: &str) -> Result<PathBuf, CliError> {
+    let (name, version) = name_at_version(&Some(target.to_string()))?;
+    let registry = Registry::open(&config.kafka.settings(), config.registry.clone())
+        .await
+        .map_err(usage)?;
+    let dir = registry.fetch(&name, &version).await.map_err(usage)?;
+    eprintln!(
+        "evaluating {name}@{version} from the registry ({})",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 async fn run_registry(cmd: RegistryCommand, config: ArgusConfig) -> Result<(), CliError> {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 /// `argus model evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// The bundle (a folder with manifest.toml and the model).
+    /// The bundle: a folder with manifest.toml and the model, or NAME@VERSION of the
+    /// registry (its artifact fetched and verified first).
     pub bundle: PathBuf,
     /// The test set: a CSV or JSON-lines file with a label column, or a folder of frames
     /// with labels.csv (file,label).
@@ -35,6 +36,9 @@ pub struct EvaluateArgs {
     /// Write the evaluation JSON here.
     #[arg(long, env = "ARGUS_MODEL_EVALUATION_OUT")]
     pub out: Option<PathBuf>,
+    /// Where NAME@VERSION is fetched from.
+    #[command(flatten)]
+    pub registry: crate::model::RegistryAccess,
     /// Print the evaluation JSON instead of the summary.
     #[arg(long, env = "ARGUS_MODEL_EVALUATE_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
