@@ -12,7 +12,10 @@
 //!   label-free performance (`calibration` + CBPE in `evaluate`) and the alarm rule over consecutive windows (`alarm`);
 //! - the promotion gate: quality metrics with confidence intervals on a labelled test set
 //!   (`quality`) and paired tests of a candidate against production with the decision
-//!   (`gate`), pinned to statsmodels/scikit-learn by `fixtures/gate.json`.
+//!   (`gate`), pinned to statsmodels/scikit-learn by `fixtures/gate.json`;
+//! - live quality from ground truth (`live`): a window's metrics from joined predictions and
+//!   labels, and one-sided tests against the model's test-set values, pinned to
+//!   scikit-learn/scipy by `fixtures/live.json`.
 #![warn(missing_docs)]
 
 // Statistical tests (pinned to scipy).
@@ -38,4 +41,6 @@ pub mod report;
 pub mod summary;
 // Promotion gate.
 pub mod gate;
+// Live quality from ground truth.
+pub mod live;
 pub mod quality;
