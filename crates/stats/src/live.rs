@@ -316,6 +316,7 @@ impl LiveQuality {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn items(v: &[(f64, bool)], threshold: f64) -> Vec<Joined> {
