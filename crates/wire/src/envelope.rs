@@ -292,6 +292,14 @@ pub enum WireError {
         /// Bytes left over after it.
         extra: usize,
     },
+    /// A label ([`crate::label::Label`]) that breaks its schema's rules.
+    #[error("invalid label: {field} {detail}")]
+    InvalidLabel {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A headers-mode `application/json` value ([`crate::bare`]) is not one JSON object.
     #[error("value is not a JSON object: {source}")]
     NotAJsonObject {

@@ -16,6 +16,7 @@ pub mod bare;
 pub mod columns;
 pub mod envelope;
 pub mod headers;
+pub mod label;
 pub mod output;
 pub mod records;
 
@@ -26,6 +27,7 @@ pub use envelope::{
     RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
 };
 pub use headers::FailureKind;
+pub use label::{Label, LabelSource, LABEL_JSON_SCHEMA, LABEL_SCHEMA};
 pub use output::{
     Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Skipped, Timings,
     ALERT_JSON_SCHEMA, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_V2_JSON_SCHEMA, PREDICTION_JSON_SCHEMA,

@@ -94,6 +94,7 @@ fn check_decode(bytes: &[u8]) -> Result<Option<Envelope>, TestCaseError> {
         Err(
             e @ (WireError::Encode { .. }
             | WireError::NotAJsonObject { .. }
+            | WireError::InvalidLabel { .. }
             | WireError::NestedField { .. }),
         ) => Err(TestCaseError::fail(format!(
             "decode_envelope returned {e:?}"

@@ -203,3 +203,40 @@ fn alert_v2_carries_features_and_v1_alerts_stay_valid() {
     bad["features"]["region"] = serde_json::json!(["north"]);
     assert!(!v2.is_valid(&bad));
 }
+
+/// Labels hold to `label.v1`: with and without the optional fields; what `validate` refuses
+/// the schema refuses too.
+#[test]
+fn labels_match_their_schema() {
+    let v = validator(LABEL_JSON_SCHEMA);
+    let mut l = Label::new(input().id(), "person", LabelSource::Annotator);
+    for json in [serde_json::to_value(&l).unwrap(), {
+        l.key = Some("cam-1".into());
+        l.confidence = Some(0.8);
+        l.by = Some("ann-7".into());
+        serde_json::to_value(&l).unwrap()
+    }] {
+        let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            serde_json::from_value::<Label>(json)
+                .unwrap()
+                .validate()
+                .ok(),
+            Some(())
+        );
+    }
+    for (field, value) in [
+        ("id", serde_json::json!("frames.lobby/3")),
+        ("label", serde_json::json!("")),
+        ("confidence", serde_json::json!(1.5)),
+        ("source", serde_json::json!("oracle")),
+    ] {
+        let mut bad = serde_json::to_value(&l).unwrap();
+        bad[field] = value;
+        assert!(!v.is_valid(&bad), "{field}");
+        if let Ok(parsed) = serde_json::from_value::<Label>(bad) {
+            assert!(parsed.validate().is_err(), "{field}");
+        }
+    }
+}
