@@ -11,6 +11,7 @@
 //! shutdown.
 #![warn(missing_docs)]
 pub mod admin;
+pub mod bounded;
 pub mod context;
 pub mod embedded;
 pub mod headers;
@@ -120,6 +121,21 @@ pub enum KafkaSetupError {
         topic: String,
         /// The broker's answer.
         reason: String,
+    },
+    /// A topic to read does not exist (or has no partitions).
+    #[error("topic {topic:?} does not exist (or has no partitions)")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A metadata, watermark or offset lookup failed.
+    #[error("{what}: {source}")]
+    Lookup {
+        /// What was looked up.
+        what: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
     },
     /// The embedded broker could not start.
     #[error("cannot start the embedded broker: {source}")]

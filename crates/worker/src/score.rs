@@ -14,7 +14,9 @@ use crate::outputs::{Finished, Outcome, Rendered};
 use crate::pipeline::Pipeline;
 use crate::publish::{Publisher, Undelivered};
 use crate::WorkerError;
+use argus_kafka::bounded::{self, Bounds};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use argus_kafka::KafkaSetupError;
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::producer::FutureProducer;
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
@@ -95,12 +97,16 @@ pub async fn score(
     // A batch scores what is in its range, however old.
     worker.max_age = None;
     let pipeline = Pipeline::new(model, &worker);
-    let (assignment, ends) = range(
+    let ends = bounded::time_bounds(
         &consumer,
         &config.input,
-        config.start_ms.map(|ms| ms.max(0)),
-    )?;
-    let total: i64 = ends.values().map(|(start, end)| end - start).sum();
+        config.start_ms,
+        None,
+        Duration::from_secs(10),
+    )
+    .map_err(setup)?;
+    let assignment = bounded::assignment(&config.input, &ends).map_err(setup)?;
+    let total = bounded::total(&ends);
     tracing::info!(topic = %config.input, partitions = ends.len(), records = total, from_ms = ?config.start_ms, "scoring a bounded range");
     let publish = producer.map(|producer| Publish {
         // Each failed delivery is retried once, then counted: a batch does not wait out
@@ -138,6 +144,14 @@ pub async fn score(
     summary.written = written;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// A bounded-read failure: a missing topic is the input's fault, a lookup Kafka's.
+fn setup(e: KafkaSetupError) -> WorkerError {
+    match e {
+        KafkaSetupError::Lookup { what, source } => WorkerError::Kafka { what, source },
+        other => WorkerError::Input(other.to_string()),
+    }
 }
 
 fn kafka(what: &str, source: KafkaError) -> WorkerError {
@@ -342,87 +356,6 @@ fn close(consumer: &StreamConsumer, topic: &str, open: &mut HashMap<i32, i64>, p
     if let Err(e) = consumer.pause(&tpl) {
         tracing::debug!(partition, error = %e, "cannot pause a finished partition");
     }
-}
-
-/// Per partition: the offset to start from and the end (exclusive).
-type Bounds = BTreeMap<i32, (i64, i64)>;
-
-/// Partitions of `topic` with the offset to start from and the end (exclusive) seen now.
-fn range(
-    consumer: &StreamConsumer,
-    topic: &str,
-    start_ms: Option<i64>,
-) -> Result<(TopicPartitionList, Bounds), WorkerError> {
-    let timeout = Duration::from_secs(10);
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| kafka(&format!("cannot read metadata of {topic}"), e))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(WorkerError::Input(format!(
-            "topic {topic:?} does not exist (or has no partitions)"
-        )));
-    }
-    let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut ends = BTreeMap::new();
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| kafka(&format!("cannot read the offsets of {topic}/{p}"), e))?;
-        starts.insert(p, low);
-        ends.insert(p, high);
-    }
-    if let Some(ms) = start_ms {
-        let mut query = TopicPartitionList::new();
-        for &p in &partitions {
-            query
-                .add_partition_offset(topic, p, Offset::Offset(ms))
-                .map_err(|e| kafka("bad offset query", e))?;
-        }
-        let found = consumer
-            .offsets_for_times(query, timeout)
-            .map_err(|e| kafka(&format!("cannot look up offsets by time in {topic}"), e))?;
-        for e in found.elements() {
-            if let Err(err) = e.error() {
-                return Err(kafka(
-                    &format!(
-                        "cannot look up the offset of time {ms} in {topic}/{}",
-                        e.partition()
-                    ),
-                    err,
-                ));
-            }
-            let end = ends.get(&e.partition()).copied().unwrap_or(0);
-            let start = match e.offset() {
-                Offset::Offset(o) => o.min(end),
-                // No record at or after the time.
-                Offset::End => end,
-                other => {
-                    return Err(WorkerError::Input(format!(
-                        "unexpected answer {other:?} looking up time {ms} in {topic}/{}",
-                        e.partition()
-                    )))
-                }
-            };
-            starts.insert(e.partition(), start);
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut bounds = BTreeMap::new();
-    for &p in &partitions {
-        let (start, end) = (starts[&p], ends[&p]);
-        bounds.insert(p, (start.min(end), end));
-        if start < end {
-            tpl.add_partition_offset(topic, p, Offset::Offset(start))
-                .map_err(|e| kafka("bad offset", e))?;
-        }
-    }
-    Ok((tpl, bounds))
 }
 
 fn csv_value(v: &serde_json::Value) -> String {
