@@ -69,7 +69,9 @@ Steps of `build`:
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import re
 import sys
 import time
 import tomllib
@@ -848,6 +850,49 @@ def build() -> None:
     log(f"wrote {model_path} ({len(model_bytes)} bytes, sha256 {sha256}) in {time.time() - t0:.1f}s total")
 
 
+def retrain(export: Path, out: Path, version: str) -> None:
+    """Retrain on verified samples: the `samples.csv` of `argus export-training` (the
+    record's fields, `label` = the verified class). Every fifth row is held out to choose
+    the threshold and measure; the bundle is models/churn's manifest with the new version,
+    model hash, threshold and a [training] section naming the export."""
+    with open(export, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{export}: no samples")
+    unknown = {r["label"] for r in rows} - set(LABELS)
+    if unknown:
+        raise SystemExit(f"{export}: labels {sorted(unknown)} are not the model's {LABELS}")
+    x = np.array([encode_row(r) for r in rows], dtype=np.float32)
+    y = np.array([1 if r["label"] == "churn" else 0 for r in rows])
+    valid = np.arange(len(rows)) % 5 == 0
+    clf = make_forest().fit(x[~valid], y[~valid])
+    clf.set_params(n_jobs=1)
+    p = clf.predict_proba(x[valid])[:, 1]
+    threshold, _ = best_threshold(y[valid], p)
+    metrics = metrics_of(y[valid], p, threshold)
+    model_bytes = to_onnx(clf).SerializeToString()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(model_bytes)
+    sha256 = hashlib.sha256(model_bytes).hexdigest()
+    probs = ort_probs(ort_session(out / "model.onnx"), x[valid], 1024)
+    max_diff = float(np.abs(probs.astype(np.float64) - clf.predict_proba(x[valid])).max())
+    assert max_diff <= ORT_TOLERANCE, max_diff
+    head = (BUNDLE / "manifest.toml").read_text().split("[training]")[0]
+    for key, value in (("version", f'"{version}"'), ("sha256", f'"{sha256}"'), ("threshold", str(threshold))):
+        head = re.sub(rf"^{key} = .*$", f"{key} = {value}", head, count=1, flags=re.M)
+    facts = {"export": export.name, "export_sha256": hashlib.sha256(export.read_bytes()).hexdigest(),
+             "parent_version": VERSION, "n_train": int((~valid).sum()), "n_valid": int(valid.sum())}
+    lines = ['script = "models/make_churn_model.py retrain"']
+    lines += [f"{k} = {v!r}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in facts.items()]
+    lines += [f"{k} = {v}" for k, v in metrics.items()]
+    manifest = head + "[training]\n" + "\n".join(lines) + "\n"
+    parsed = tomllib.loads(manifest)
+    assert parsed["version"] == version and parsed["model"]["sha256"] == sha256
+    (out / "manifest.toml").write_text(manifest)
+    log(f"retrained on {len(rows)} verified samples ({int(valid.sum())} held out): threshold "
+        f"{threshold}, held-out {metrics}; wrote {out} (version {version}, sha256 {sha256})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -856,8 +901,14 @@ def main() -> None:
     cust.add_argument("--n", type=int, default=1000, help="number of customers (default 1000)")
     cust.add_argument("--seed", type=int, default=FIXTURE_SEED, help=f"seed (default {FIXTURE_SEED})")
     cust.add_argument("--labels", action="store_true", help="append the `churned` 0/1 column")
+    re_ = sub.add_parser("retrain", help="train a new version on an `argus export-training` samples.csv")
+    re_.add_argument("export", type=Path, help="samples.csv written by argus export-training")
+    re_.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    re_.add_argument("--version", required=True, help="the new version")
     args = parser.parse_args()
-    if args.command == "customers":
+    if args.command == "retrain":
+        retrain(args.export, args.out, args.version)
+    elif args.command == "customers":
         if args.seed < 0:
             parser.error("--seed must be >= 0")
         sys.stdout.write(csv_text(generate_customers(args.n, args.seed), labels=args.labels))

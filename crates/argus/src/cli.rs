@@ -56,6 +56,9 @@ pub enum Command {
     /// The model registry: register, list, show, promote, rollback, archive versions.
     #[command(subcommand)]
     Model(crate::model::ModelCommand),
+    /// Export verified samples (labelled inputs with the prediction and model version that
+    /// scored them) for the next training run.
+    ExportTraining(crate::export::ExportFlags),
     /// Print the effective configuration of a role (TOML), each value with where it came
     /// from (default, file, env, flag); secrets redacted.
     Config(ConfigArgs),
@@ -74,6 +77,7 @@ impl Command {
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
             Command::Drift(_) => {}
             Command::Model(m) => m.flags(f),
+            Command::ExportTraining(a) => a.flags(f),
             Command::Config(a) => a.kafka.flags(f),
         }
     }

@@ -8,6 +8,7 @@ mod demo;
 mod demo_drift;
 mod drift;
 mod env_ref;
+mod export;
 mod flags;
 mod metrics;
 mod model;
@@ -112,6 +113,10 @@ fn main() -> ExitCode {
             cli::Command::Model(cmd) => {
                 let c = load(&|f| cmd.flags(f))?;
                 model::run(cmd, c).await
+            }
+            cli::Command::ExportTraining(args) => {
+                let c = load(&|f| args.flags(f))?;
+                export::run(args, c).await
             }
             cli::Command::Config(args) if args.role.as_deref() == Some(cli::ENV_REFERENCE) => {
                 print!("{}", env_ref::markdown());

@@ -110,9 +110,8 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let err = || {
-        format!("--from {s:?}: use RFC 3339 UTC like 2026-11-29T06:00:00Z, or epoch milliseconds")
-    };
+    let err =
+        || format!("{s:?}: use RFC 3339 UTC like 2026-11-29T06:00:00Z, or epoch milliseconds");
     let body = s.strip_suffix(['Z', 'z']).ok_or_else(err)?;
     // humantime takes a bare "." for no fraction; RFC 3339 wants digits after it.
     if body.ends_with('.') {
@@ -182,7 +181,7 @@ pub async fn run(args: ScoreArgs) -> Result<(), CliError> {
     // Negative "times" are librdkafka's special offsets (-1 end, -2 beginning): the scorer
     // reads a time before 1970 as "from the beginning".
     let start_ms = match (&args.from, args.since) {
-        (Some(f), _) => Some(parse_time_ms(f).map_err(CliError::Usage)?),
+        (Some(f), _) => Some(parse_time_ms(f).map_err(|e| CliError::Usage(format!("--from {e}")))?),
         (None, Some(d)) => Some(
             (argus_wire::now_us() / 1000)
                 .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

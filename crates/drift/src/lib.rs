@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`records`]: CSV and JSON-lines tables, column type inference (offline profile/compare).
 //! - [`compare`]: `argus drift compare` — the report for two files, without Kafka.
+//! - [`export`]: `argus export-training` — labelled inputs with their predictions, for
+//!   the next training run.
 //! - [`features`]: frames → image features, predictions → score and class.
 //! - [`profile`]: reference profiles from image folders and synthetic frames.
 //! - [`pane`]: event-time panes per partition; the messages on the panes topic.
@@ -18,6 +20,7 @@
 #![warn(missing_docs)]
 pub mod aggregate;
 pub mod compare;
+pub mod export;
 pub mod features;
 pub mod follow;
 pub mod metrics;

@@ -27,7 +27,7 @@ use argus_stats::report::ModelInfo;
 use std::time::Duration;
 
 mod driver;
-mod input;
+pub(crate) mod input;
 mod publish;
 mod state;
 
@@ -158,6 +158,15 @@ pub enum DriftError {
     /// The configuration is inconsistent.
     #[error("invalid sidecar configuration: {0}")]
     Config(String),
+    /// An output file could not be written (`argus export-training`).
+    #[error("cannot write {}: {source}", path.display())]
+    Output {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A followed version's reference could not be fetched, verified or read
     /// ([`crate::follow`]).
     #[error("no drift reference for {model}@{version} ({reason}): {detail}")]

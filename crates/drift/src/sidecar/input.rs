@@ -27,7 +27,7 @@ pub(crate) struct Incoming<'a> {
 
 impl Incoming<'_> {
     /// The input's envelope: read bare (headers mode) or decoded, as the worker does.
-    fn envelope(&self) -> Result<argus_wire::Envelope, argus_wire::WireError> {
+    pub(crate) fn envelope(&self) -> Result<argus_wire::Envelope, argus_wire::WireError> {
         argus_wire::read_bare(
             self.payload,
             self.headers
