@@ -23,9 +23,9 @@ pub struct ExportFlags {
     #[arg(long, env = "ARGUS_EXPORT_TO")]
     pub to: Option<String>,
     /// Output directory: samples.csv (records) or images/ + manifest.csv (frames), and
-    /// summary.json.
+    /// summary.json. Required.
     #[arg(long, env = "ARGUS_EXPORT_OUT")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// The labels topic.
     #[arg(long, env = "ARGUS_EXPORT_LABELS_TOPIC", default_value = "labels")]
     pub labels_topic: String,
@@ -58,7 +58,9 @@ pub async fn run(a: ExportFlags, config: ArgusConfig) -> Result<(), CliError> {
         predictions_topic: a.predictions,
         from_ms: time("--from", &a.from)?,
         to_ms: time("--to", &a.to)?,
-        out: a.out,
+        out: a
+            .out
+            .ok_or_else(|| CliError::Usage("--out DIR is required".into()))?,
         segment_field: a.segment_field,
         prediction_window: a.prediction_window,
         timeout: Duration::from_secs(30),

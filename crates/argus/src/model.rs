@@ -295,10 +295,14 @@ pub async fn run(cmd: ModelCommand, config: ArgusConfig) -> Result<(), CliError>
     match cmd {
         ModelCommand::Registry(c) => run_registry(c, config).await,
         ModelCommand::Evaluate(mut a) => {
-            if !a.bundle.exists() {
-                if let Some(target) = a.bundle.to_str().filter(|t| t.contains('@')) {
-                    a.bundle = registered_bundle(&config, target).await?;
-                }
+            if let Some(target) = a
+                .bundle
+                .as_ref()
+                .filter(|b| !b.exists())
+                .and_then(|b| b.to_str())
+                .filter(|t| t.contains('@'))
+            {
+                a.bundle = Some(registered_bundle(&config, target).await?);
             }
             tokio::task::spawn_blocking(move || crate::model_eval::run_evaluate(&a))
                 .await

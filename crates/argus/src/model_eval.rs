@@ -17,12 +17,13 @@ use std::sync::Arc;
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// The bundle: a folder with manifest.toml and the model, or NAME@VERSION of the
-    /// registry (its artifact fetched and verified first).
-    pub bundle: PathBuf,
+    /// registry (its artifact fetched and verified first). Required.
+    pub bundle: Option<PathBuf>,
     /// The test set: a CSV or JSON-lines file with a label column, or a folder of frames
     /// with labels.csv (file,label).
+    /// Required.
     #[arg(long, env = "ARGUS_MODEL_TEST_SET")]
-    pub test_set: PathBuf,
+    pub test_set: Option<PathBuf>,
     /// The metric the model is judged on: accuracy, f1 or roc_auc [default: roc_auc for a
     /// two-label bundle with a [decision], else accuracy].
     #[arg(long, env = "ARGUS_MODEL_METRIC")]
@@ -65,7 +66,12 @@ fn usage(e: impl std::fmt::Display) -> CliError {
 
 /// `argus model evaluate`. Blocking (inference on this thread).
 pub fn run_evaluate(a: &EvaluateArgs) -> Result<(), CliError> {
-    let model = Arc::new(Classifier::load(&a.bundle).map_err(usage)?);
+    let (Some(bundle), Some(test_set)) = (&a.bundle, &a.test_set) else {
+        return Err(CliError::Usage(
+            "give the bundle (a directory or NAME@VERSION) and --test-set PATH".into(),
+        ));
+    };
+    let model = Arc::new(Classifier::load(bundle).map_err(usage)?);
     let labels = model.labels().to_vec();
     let positive = model
         .manifest()
@@ -73,7 +79,7 @@ pub fn run_evaluate(a: &EvaluateArgs) -> Result<(), CliError> {
         .as_ref()
         .and_then(|d| labels.iter().position(|l| *l == d.positive));
     let spec = TestSetSpec {
-        path: a.test_set.clone(),
+        path: test_set.clone(),
         label_column: a.label_column.clone(),
         id_column: a.id_column.clone(),
     };
