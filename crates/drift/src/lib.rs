@@ -16,6 +16,9 @@
 //!   broker, and the loop that drives it.
 //! - [`follow`]: `argus drift watch --follow NAME` — the sidecar on the registry's
 //!   production version (its reference profile, name and version), switched when it changes.
+//! - [`quality`]: live quality from ground truth — predictions and labels joined by id,
+//!   windows per model version and segment, the degradation decision (pure; its Kafka
+//!   wiring is still to come).
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 #![warn(missing_docs)]
 pub mod aggregate;
@@ -26,6 +29,7 @@ pub mod follow;
 pub mod metrics;
 pub mod pane;
 pub mod profile;
+pub mod quality;
 pub mod records;
 pub mod settings;
 pub mod sidecar;
