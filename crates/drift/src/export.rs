@@ -167,7 +167,7 @@ fn cell(v: &Value) -> String {
 }
 
 /// The columns after the record's fields (records) or the file name (frames).
-const TAIL: [&str; 9] = [
+pub const TAIL: [&str; 9] = [
     "label",
     "label_source",
     "labelled_at",
