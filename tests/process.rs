@@ -514,3 +514,52 @@ fn the_demo_spreads_cameras_over_the_workers() {
         "{summary}"
     );
 }
+
+/// `argus demo` switches model versions live: v2 goes to a canary a third in and to
+/// production two thirds in; both versions make predictions, every frame is predicted once,
+/// and the workers' swaps are reported.
+#[test]
+fn the_demo_switches_model_versions_live() {
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["demo", "--duration", "9s", "--no-drift", "--workers", "2"])
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("ARGUS_BROKERS")
+            .current_dir(repo_root()),
+    );
+    let switches: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("MODEL ") && l.contains("→"))
+        .collect();
+    assert_eq!(switches.len(), 2, "{stdout}");
+    assert!(switches[0].contains("canary on 50 %"), "{stdout}");
+    assert!(
+        switches[1].contains("production on every camera"),
+        "{stdout}"
+    );
+    let models = stdout
+        .lines()
+        .find(|l| l.starts_with("models:"))
+        .unwrap_or_else(|| panic!("no models line:\n{stdout}"));
+    let count = |prefix: &str| -> u64 {
+        models
+            .split([',', '|'])
+            .find_map(|p| p.trim().strip_prefix(prefix))
+            .and_then(|v| v.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {models}"))
+    };
+    assert!(count("models: predictions by version v1 ") > 0, "{models}");
+    assert!(count("v2 ") > 0, "{models}");
+    let frames = models
+        .split(" | ")
+        .nth(1)
+        .and_then(|p| p.split(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        models.contains(&format!(
+            "{frames} frames, {frames} distinct predictions, 0 scored twice"
+        )),
+        "{models}"
+    );
+    assert!(models.contains("swaps: mean swap"), "{models}");
+}

@@ -410,6 +410,11 @@ pub struct DemoFlags {
     /// after half the duration, so the sidecar has something to find; --brighten overrides).
     #[arg(long)]
     pub no_shift: bool,
+    /// Serve the bundle as it is: no registry, no live switch (by default version 2 — the
+    /// same weights, a stricter alert threshold — goes to a canary on half the cameras a
+    /// third into the run and to production two thirds in).
+    #[arg(long)]
+    pub no_swap: bool,
 }
 
 impl DemoFlags {
@@ -432,6 +437,7 @@ impl DemoFlags {
         f.switch("demo.no_drift", "--no-drift", self.no_drift);
         f.duration("demo.drift_pane", "--drift-pane", self.drift_pane);
         f.switch("demo.no_shift", "--no-shift", self.no_shift);
+        f.switch("demo.no_swap", "--no-swap", self.no_swap);
     }
 }
 

@@ -142,6 +142,8 @@ pub struct DemoSettings {
     pub drift_pane: Duration,
     /// Do not brighten a camera halfway through.
     pub no_shift: bool,
+    /// Serve the bundle as it is instead of through a registry that switches versions live.
+    pub no_swap: bool,
 }
 
 impl Default for DemoSettings {
@@ -155,6 +157,7 @@ impl Default for DemoSettings {
             no_drift: false,
             drift_pane: Duration::from_secs(2),
             no_shift: false,
+            no_swap: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! group, a subscriber printing alerts, and a closing summary checked against the scenes'
 //! ground truth.
 use crate::config::ArgusConfig;
+use crate::demo_models::{histogram_mean, schedule, DemoRegistry, Step};
 use crate::work::{load_model, worker_config};
 use crate::{shutdown, telemetry, CliError};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -10,7 +11,8 @@ use argus_kafka::rdkafka::Message;
 use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
 use argus_producer::{ProduceConfig, Source};
 use argus_wire::{Alert, Prediction};
-use argus_worker::{OutputTopics, WorkerSettings, WorkerStats};
+use argus_worker::pipeline::Pipeline;
+use argus_worker::{Models, OutputTopics, Serving, WorkerSettings, WorkerStats};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,11 @@ struct Tally {
     truth: std::collections::HashMap<String, bool>,
     /// Prediction ids that raised at least one alert.
     alerted: std::collections::HashSet<String>,
+    /// Every prediction id seen, and how many came twice.
+    seen: std::collections::HashSet<String>,
+    duplicates: u64,
+    /// Predictions per model version.
+    per_version: std::collections::BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -90,6 +97,7 @@ pub struct DemoArgs {
     pub no_drift: bool,
     pub drift_pane: Duration,
     pub no_shift: bool,
+    pub no_swap: bool,
 }
 
 impl DemoArgs {
@@ -109,6 +117,7 @@ impl DemoArgs {
             no_drift: d.no_drift,
             drift_pane: d.drift_pane,
             no_shift: d.no_shift,
+            no_swap: d.no_swap,
         }
     }
 }
@@ -181,6 +190,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     if !args.no_drift {
         argus_drift::metrics::register_defaults(&[input.as_str(), topics.predictions.as_str()]);
     }
+    // The model's life: served through a registry on the demo's broker, switched live.
+    let swap = if args.no_swap {
+        None
+    } else {
+        argus_registry::metrics::register_defaults();
+        let bundle = resolve_model(&args.model.model);
+        Some(DemoRegistry::start(&settings, _embedded.as_ref(), &run_id, &bundle).await?)
+    };
     let stop = shutdown::on_signal();
     println!(
         "argus demo: {} cameras at {} fps ({}x{}), {} workers, model {} v{}, broker {}",
@@ -197,6 +214,19 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             settings.brokers.clone()
         }
     );
+
+    if let Some(r) = &swap {
+        println!(
+            "MODEL  registry {}: {} v{} in production; v{} (same weights, alert threshold {}) registered, to canary at {:.0}s and production at {:.0}s",
+            r.registry.settings().topic,
+            r.name,
+            r.v1,
+            r.v2,
+            r.v2_threshold,
+            schedule(args.duration)[0].0.as_secs_f64(),
+            schedule(args.duration)[1].0.as_secs_f64(),
+        );
+    }
 
     // Subscriber: what an alerting service would see.
     let tap: StreamConsumer = settings
@@ -261,11 +291,28 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         assignments.push(consumer.context().assignment());
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
-        worker_tasks.push(tokio::spawn(argus_worker::run(
+        let models = match &swap {
+            Some(r) => {
+                let loader = crate::work::loader(&pipeline, pipeline.inference_threads);
+                let (models, follower, updates) =
+                    crate::work::follow_registry(r.registry.clone(), &r.name, loader).await?;
+                tokio::spawn(follower.follow(
+                    updates,
+                    crate::work::deployment,
+                    workers_stop.clone(),
+                ));
+                models
+            }
+            None => Models::new(Serving::production(Arc::new(Pipeline::new(
+                model.clone(),
+                &config,
+            )))),
+        };
+        worker_tasks.push(tokio::spawn(argus_worker::run_models(
             config,
             consumer,
             producer,
-            model.clone(),
+            models,
             stats,
             workers_stop.clone(),
         )));
@@ -310,6 +357,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     ));
 
     let mut tally = Tally::default();
+    let mut steps: Vec<(Duration, Step)> = match &swap {
+        Some(_) => schedule(args.duration).to_vec(),
+        None => Vec::new(),
+    };
     let mut sent: Option<u64> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut producing = Some(producing);
@@ -341,6 +392,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         }
         if let Some(d) = drift.as_mut() {
             d.print_new();
+        }
+        if let (Some(r), Some(&(at, step))) = (&swap, steps.first()) {
+            if started.elapsed() >= at && producing.is_some() {
+                steps.remove(0);
+                let d = r.switch(step).await?;
+                println!("{}", r.describe(step, &d, started.elapsed()));
+            }
         }
     }
     let elapsed = started.elapsed();
@@ -407,10 +465,42 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         })
         .collect();
     println!("frames consumed per worker: {}", per_worker.join(", "));
+    if swap.is_some() {
+        println!("{}", versions_line(&tally, frames));
+    }
     for l in drift_lines {
         println!("{l}");
     }
     Ok(())
+}
+
+/// The closing line of the model's life: predictions per version, every frame once, and
+/// the swaps as the workers measured them.
+fn versions_line(tally: &Tally, frames: u64) -> String {
+    let per: Vec<String> = tally
+        .per_version
+        .iter()
+        .map(|(v, n)| format!("v{v} {n}"))
+        .collect();
+    let text = telemetry::metrics_handle().render();
+    let swaps = match (
+        histogram_mean(&text, argus_worker::metrics::MODEL_SWAP_SECONDS),
+        histogram_mean(&text, argus_worker::metrics::MODEL_PREPARE_SECONDS),
+    ) {
+        (Some((swap, n)), Some((prepare, _))) => format!(
+            "{n} swaps: mean swap {:.0} µs after a mean {:.0} ms loading and warming beside the serving version",
+            swap * 1e6,
+            prepare * 1e3
+        ),
+        _ => "no swap happened".into(),
+    };
+    format!(
+        "models: predictions by version {} | {} frames, {} distinct predictions, {} scored twice | {swaps}",
+        per.join(", "),
+        frames,
+        tally.seen.len(),
+        tally.duplicates
+    )
 }
 
 fn observe(
@@ -426,6 +516,13 @@ fn observe(
             return;
         };
         tally.predictions += 1;
+        if !tally.seen.insert(p.id.clone()) {
+            tally.duplicates += 1;
+        }
+        *tally
+            .per_version
+            .entry(p.model.version.clone())
+            .or_default() += 1;
         if let Some(c) = p.input.capture_time_us {
             tally.latencies_ms.push((now - c) as f64 / 1000.0);
         }

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod demo;
 mod demo_drift;
+mod demo_models;
 mod drift;
 mod env_ref;
 mod export;

@@ -116,27 +116,46 @@ pub async fn starting_models(
         let pipeline = argus_worker::pipeline::Pipeline::new(model, &c);
         return Ok((Models::new(Serving::production(Arc::new(pipeline))), None));
     };
-    let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
     argus_registry::metrics::register_defaults();
     let registry = Registry::open(&config.kafka.settings(), config.registry.clone())
         .await
-        .map_err(|e| usage(&e))?;
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let (models, follower, updates) = follow_registry(Arc::new(registry), name, loader).await?;
+    Ok((models, Some((follower, updates))))
+}
+
+/// The versions `registry` deploys for `name`, loaded, and the follower that keeps them
+/// current (spawn its `follow` with the returned updates). A model without a production
+/// version is a usage error saying how to make one.
+pub async fn follow_registry(
+    registry: Arc<Registry>,
+    name: &str,
+    loader: Loader,
+) -> Result<
+    (
+        Arc<Models>,
+        Follower,
+        watch::Receiver<Option<DeploymentRecord>>,
+    ),
+    CliError,
+> {
+    let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
     let state = registry.state().await.map_err(|e| usage(&e))?;
     let Some(start) = deployment(&state.deployment(name).cloned()) else {
         return Err(CliError::Usage(format!(
             "model {name} has no production version in the registry topic {}: register and promote one (argus model register BUNDLE; argus model promote {name}@VERSION --to production)",
-            config.registry.topic
+            registry.settings().topic
         )));
     };
     let updates = registry.follow(name).map_err(|e| usage(&e))?;
-    let source: Arc<dyn VersionSource> = Arc::new(RegistrySource(Arc::new(registry)));
+    let source: Arc<dyn VersionSource> = Arc::new(RegistrySource(registry));
     let serving = Follower::initial(name, &*source, &loader, &start)
         .await
         .map_err(|e| usage(&e))?;
     tracing::info!(model = %name, production = %start.production, canary = ?start.canary, shadow = ?start.shadow, revision = start.revision, "following the model's deployment in the registry");
     let models = Models::new(serving);
-    let follower = Follower::new(name.clone(), models.clone(), source, loader);
-    Ok((models, Some((follower, updates))))
+    let follower = Follower::new(name.to_owned(), models.clone(), source, loader);
+    Ok((models, follower, updates))
 }
 
 /// How every version is loaded: the engine with `threads` threads, the `[worker]` limits,

@@ -91,6 +91,14 @@ impl Registry {
                 )));
             }
         }
+        Self::open_existing(kafka, settings)
+    }
+
+    /// [`Registry::open`] on a topic made elsewhere, without creating or describing it
+    /// (the embedded broker of `argus demo` answers neither CreateTopics nor
+    /// DescribeConfigs; its caller creates the topic).
+    pub fn open_existing(kafka: &KafkaSettings, settings: RegistrySettings) -> Result<Registry> {
+        settings.check()?;
         let producer = kafka.producer("argus-registry")?;
         Ok(Registry {
             kafka: kafka.clone(),
