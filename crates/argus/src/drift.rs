@@ -22,7 +22,9 @@ pub enum DriftCommand {
     Profile(ProfileArgs),
     /// Run the drift sidecar on a live stream.
     Watch(WatchFlags),
-    /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
+    /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report. Every
+    /// row of the current file is tested (each test's `sample_n` says so); the sidecar's
+    /// windows test a bottom-k sample of 1024 values per feature.
     Compare(CompareArgs),
 }
 

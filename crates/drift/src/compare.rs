@@ -7,6 +7,12 @@
 //! every row counted and sampled (rate 1), no late records; no sidecars, partials or Kafka
 //! offsets in the provenance. The alarm is a fresh k-consecutive rule after this one window,
 //! so it is `firing` only for k = 1 (`pending` for a drifting window otherwise).
+//!
+//! Every row of the current file is tested: its sample capacity is the file's row count
+//! (the sidecar's windows keep a bottom-k sample of `sample_k` = 1024 values per feature,
+//! mergeable and bounded; a file is bounded already). The reference side is the profile's
+//! stored sample (up to `reference_sample_max` = 100 000 rows; every row of a reference
+//! file below that). Each test's `sample_n` in the report says what was tested.
 use crate::records::{profile_table, summarise_table, ColumnSpec, RecordsError, Table};
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
@@ -52,7 +58,11 @@ pub fn compare_with_profile(
     cfg: &EvalConfig,
     k_alarm: u32,
 ) -> Result<Vec<DriftReport>, RecordsError> {
-    let mut summaries = summarise_table(current, profile, segment_column)?;
+    // Every row of the file is tested (the streaming sidecar's windows keep a bottom-k
+    // sample of `sample_k` values per feature so that they stay mergeable and bounded; a
+    // file is bounded already). Each test's `sample_n` says what was tested.
+    let all = current.rows.len().max(profile.settings.sample_k);
+    let mut summaries = summarise_table(current, profile, segment_column, all)?;
     let mut ordered = Vec::with_capacity(summaries.len());
     if let Some(fleet) = summaries.remove(FLEET) {
         ordered.push((FLEET.to_owned(), fleet));

@@ -901,11 +901,13 @@ pub fn profile_table(
 /// (an empty JSON-lines file has no columns at all). Unlike profiling, text in a numeric
 /// column is not an error here: the value counts as invalid and as null for its feature, so
 /// the null-share test reports it. With a calibration in the profile, each row's score is also
-/// counted for CBPE.
+/// counted for CBPE. Each numeric feature keeps a bottom-k sample of `sample_k` values (the
+/// table's row count keeps every value, as `argus drift compare` does).
 pub fn summarise_table(
     table: &Table,
     profile: &Profile,
     segment_column: Option<&str>,
+    sample_k: usize,
 ) -> Result<BTreeMap<String, SegmentSummary>, RecordsError> {
     if profile.stream != StreamKind::Records {
         return Err(RecordsError::WrongStream {
@@ -937,7 +939,7 @@ pub fn summarise_table(
                 .position(|f| f.kind == FeatureKind::Score)
         })
         .and_then(|fi| cols.get(fi).copied().flatten());
-    let k = profile.settings.sample_k;
+    let k = sample_k.max(1);
     let name = table.hash_name();
     let mut fleet_summary = SegmentSummary::new(fleet, calibration, k);
     let mut out: BTreeMap<String, SegmentSummary> = BTreeMap::new();
