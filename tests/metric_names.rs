@@ -52,6 +52,7 @@ const NAMES: &[&str] = &[
     "argus_producer_bad_rows_total",
     "argus_producer_dropped_total",
     "argus_producer_frames_total",
+    "argus_producer_labels_total",
     "argus_registry_deployment_revision",
     "argus_registry_fetch_failures_total",
     "argus_registry_fetch_seconds",

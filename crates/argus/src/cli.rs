@@ -56,6 +56,8 @@ pub enum Command {
     /// The model registry: register, list, show, promote, rollback, archive versions.
     #[command(subcommand)]
     Model(crate::model::ModelCommand),
+    /// Publish ground-truth labels (argus.label/v1) from a CSV or JSON-lines file.
+    Label(crate::label::LabelArgs),
     /// Export verified samples (labelled inputs with the prediction and model version that
     /// scored them) for the next training run.
     ExportTraining(crate::export::ExportFlags),
@@ -78,6 +80,7 @@ impl Command {
             Command::Drift(_) => {}
             Command::Model(m) => m.flags(f),
             Command::ExportTraining(a) => a.flags(f),
+            Command::Label(a) => a.flags(f),
             Command::Config(a) => a.kafka.flags(f),
         }
     }

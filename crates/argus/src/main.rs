@@ -11,6 +11,7 @@ mod drift;
 mod env_ref;
 mod export;
 mod flags;
+mod label;
 mod metrics;
 mod model;
 mod model_eval;
@@ -114,6 +115,10 @@ fn main() -> ExitCode {
             cli::Command::Model(cmd) => {
                 let c = load(&|f| cmd.flags(f))?;
                 model::run(cmd, c).await
+            }
+            cli::Command::Label(args) => {
+                let c = load(&|f| args.flags(f))?;
+                label::run(args, c).await
             }
             cli::Command::ExportTraining(args) => {
                 let c = load(&|f| args.flags(f))?;

@@ -5,10 +5,13 @@
 //! - [`source`]: where frames come from (`synthetic`, `dir`) as an iterator of envelopes.
 //! - [`records`]: CSV / JSON-lines rows as `Record` envelopes (type inference, bad rows
 //!   with line numbers).
+//! - [`labels`]: `argus label` — ground truth from a CSV / JSON-lines file onto the labels
+//!   topic.
 //! - [`metrics`]: the metric names it emits, described.
 //! - [`produce`]: the paced, size-checked produce loop with progress, a summary and the
 //!   outage policy (a bounded backlog that drops the oldest frames of a live source).
 #![warn(missing_docs)]
+pub mod labels;
 pub mod metrics;
 pub mod produce;
 pub mod records;

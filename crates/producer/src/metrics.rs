@@ -14,6 +14,9 @@ pub const DROPPED_EXPIRED: &str = "expired";
 /// Counter: CSV / JSON-lines rows that could not be read as records and were skipped.
 pub const BAD_ROWS: &str = "argus_producer_bad_rows_total";
 
+/// Counter: labels handled by `argus label`. Labels: `outcome` (ok, error, bad).
+pub const LABELS: &str = "argus_producer_labels_total";
+
 /// Registers the counters at 0 for their known labels, so `rate(x[5m])` has a series from
 /// the first scrape (call when a producing role starts).
 pub fn register_defaults() {
@@ -21,6 +24,9 @@ pub fn register_defaults() {
         metrics::counter!(FRAMES, "outcome" => outcome).absolute(0);
     }
     metrics::counter!(BAD_ROWS).absolute(0);
+    for outcome in ["ok", "error", "bad"] {
+        metrics::counter!(LABELS, "outcome" => outcome).absolute(0);
+    }
     for reason in [DROPPED_BACKLOG_FULL, DROPPED_EXPIRED] {
         metrics::counter!(DROPPED, "reason" => reason).absolute(0);
     }
@@ -31,6 +37,10 @@ pub fn describe() {
     use metrics::describe_counter;
     describe_counter!(FRAMES, "Envelopes produced, by outcome");
     describe_counter!(BAD_ROWS, "Input rows skipped as unreadable");
+    describe_counter!(
+        LABELS,
+        "Ground-truth labels published (ok), refused by the broker (error) or skipped as bad rows"
+    );
     describe_counter!(
         DROPPED,
         "Frames dropped while the broker was not taking them (outage policy), by reason"
