@@ -5,7 +5,7 @@
 //! a records file, the drift tools' columns) has a clap `env = "ARGUS_..."`; the audit in
 //! [`crate::env_ref`] checks that no flag lacks both.
 use crate::config::Flags;
-use crate::flags::{parse_duration, FollowArgs, KafkaFlags, ModelArgs, TopicArgs};
+use crate::flags::{parse_duration, parse_label_map, FollowArgs, KafkaFlags, ModelArgs, TopicArgs};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -245,6 +245,17 @@ pub struct ProduceArgs {
     /// [default: 67108864 = 64 MiB].
     #[arg(long)]
     pub backlog_bytes: Option<usize>,
+    /// Publish the truth the source knows (synthetic scenes; a records file's
+    /// --label-column) as argus.label/v1 labels to this topic.
+    #[arg(long, env = "ARGUS_PRODUCE_LABELS_TOPIC")]
+    pub labels_topic: Option<String>,
+    /// Share of inputs labelled, (0, 1] (chosen by a hash of the input's id).
+    #[arg(long, env = "ARGUS_PRODUCE_LABEL_SHARE", default_value_t = 1.0)]
+    pub label_share: f64,
+    /// How long after an input's delivery its label is published (verification arrives
+    /// later in the field); labels still waiting when the run ends go out then.
+    #[arg(long, env = "ARGUS_PRODUCE_LABEL_DELAY", value_parser = parse_duration, default_value = "0s")]
+    pub label_delay: Duration,
     #[command(subcommand)]
     pub source: SourceArgs,
 }
@@ -306,6 +317,14 @@ pub struct RecordsArgs {
     /// A bad row (reported with its line number either way): skip it, or stop the run.
     #[arg(long, env = "ARGUS_PRODUCE_RECORDS_ON_BAD_ROW", default_value = "skip", value_parser = ["skip", "fail"])]
     pub on_bad_row: String,
+    /// The column holding the truth (e.g. churned): removed from every record before it is
+    /// sent, and with --labels-topic published as its label.
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_LABEL_COLUMN")]
+    pub label_column: Option<String>,
+    /// VALUE=LABEL pairs mapping the label column to the model's labels (e.g.
+    /// 1=churn,0=stay); other values are used as they are.
+    #[arg(long, env = "ARGUS_PRODUCE_RECORDS_LABEL_MAP", value_delimiter = ',', value_parser = parse_label_map)]
+    pub label_map: Vec<(String, String)>,
 }
 
 fn parse_column_type(s: &str) -> Result<(String, argus_producer::ColumnType), String> {

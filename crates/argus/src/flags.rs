@@ -210,6 +210,14 @@ impl FollowArgs {
     }
 }
 
+/// `VALUE=LABEL` of `--label-map`.
+pub fn parse_label_map(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((v, l)) if !v.is_empty() && !l.is_empty() => Ok((v.to_owned(), l.to_owned())),
+        _ => Err(format!("{s:?}: use VALUE=LABEL, e.g. 1=churn")),
+    }
+}
+
 /// Output topic flags (`[worker.topics]`).
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {

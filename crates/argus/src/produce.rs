@@ -46,6 +46,23 @@ pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError>
         if r.on_bad_row == "fail" {
             produce.bad_rows = argus_producer::BadRows::Fail;
         }
+        produce.label_column = r.label_column.clone();
+        produce.label_map = r.label_map.clone();
+    }
+    if let Some(topic) = &args.labels_topic {
+        if !(args.label_share > 0.0 && args.label_share <= 1.0) {
+            return Err(CliError::Usage("--label-share must be in (0, 1]".into()));
+        }
+        if matches!(&args.source, SourceArgs::Dir(_)) {
+            return Err(CliError::Usage(
+                "--labels-topic needs a source that knows the truth: synthetic, or records with --label-column".into(),
+            ));
+        }
+        produce.labels = Some(argus_producer::LabelEmission {
+            topic: topic.clone(),
+            share: args.label_share,
+            delay: args.label_delay,
+        });
     }
     let settings = config
         .kafka

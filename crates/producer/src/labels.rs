@@ -238,6 +238,65 @@ pub async fn publish(
     Ok(summary)
 }
 
+/// Whether the input `id` is among the `share` labelled: a hash of the id (FNV-1a, then
+/// splitmix64's finaliser) below `share`, so the choice is deterministic and even.
+pub fn selected(id: &str, share: f64) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64 <= share
+}
+
+/// Labels waiting for their delay, in the order their inputs were delivered (the delay is
+/// the same for all, so that is due order).
+#[derive(Debug, Default)]
+pub struct LabelQueue {
+    waiting: std::collections::VecDeque<(std::time::Instant, Label)>,
+}
+
+impl LabelQueue {
+    /// Queues `label` to go out at `due`.
+    pub fn push(&mut self, due: std::time::Instant, label: Label) {
+        self.waiting.push_back((due, label));
+    }
+
+    /// The labels due by `now` (all of them with `all`), each stamped `labelled_at_us` =
+    /// `now_us` (when the truth "became known"), and how many of them were not due yet.
+    pub fn due(&mut self, now: std::time::Instant, now_us: i64, all: bool) -> (Vec<Label>, u64) {
+        let (mut out, mut early) = (Vec::new(), 0);
+        while let Some((due, _)) = self.waiting.front() {
+            if *due > now {
+                if !all {
+                    break;
+                }
+                early += 1;
+            }
+            if let Some((_, mut l)) = self.waiting.pop_front() {
+                l.labelled_at_us = now_us;
+                out.push(l);
+            }
+        }
+        (out, early)
+    }
+
+    /// Labels waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -295,6 +354,35 @@ mod tests {
             .as_ref()
             .unwrap_err()
             .contains("topic/partition/offset"));
+    }
+
+    #[test]
+    fn a_share_of_ids_is_chosen_deterministically_and_labels_wait_their_delay() {
+        let ids: Vec<String> = (0..10_000)
+            .map(|i| format!("frames/{}/{i}", i % 4))
+            .collect();
+        let chosen = ids.iter().filter(|id| selected(id, 0.2)).count();
+        // Binomial(10 000, 0.2): sd 40; 5 sd either way.
+        assert!((1800..=2200).contains(&chosen), "{chosen}");
+        assert!(ids.iter().all(|id| selected(id, 1.0)));
+        assert_eq!(
+            ids.iter().filter(|id| selected(id, 0.2)).count(),
+            chosen,
+            "the same ids every time"
+        );
+        let t0 = std::time::Instant::now();
+        let mut q = LabelQueue::default();
+        for (i, d) in [1u64, 2, 3].iter().enumerate() {
+            let l = Label::new(format!("t/0/{i}"), "x", LabelSource::System);
+            q.push(t0 + std::time::Duration::from_secs(*d), l);
+        }
+        assert!(q.due(t0, 5, false).0.is_empty());
+        let (due, early) = q.due(t0 + std::time::Duration::from_secs(2), 9, false);
+        assert_eq!((due.len(), early), (2, 0));
+        assert!(due.iter().all(|l| l.labelled_at_us == 9));
+        assert_eq!(q.len(), 1);
+        let (rest, early) = q.due(t0, 11, true);
+        assert_eq!((rest.len(), early, q.is_empty()), (1, 1, true));
     }
 
     #[test]

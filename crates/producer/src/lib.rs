@@ -20,8 +20,8 @@ pub mod source;
 
 pub use argus_wire::ColumnType;
 pub use produce::{
-    envelope_headers, run, Backlog, BadRows, ProduceConfig, ProduceError, ProduceSummary,
-    DEFAULT_BACKLOG_BYTES,
+    envelope_headers, run, Backlog, BadRows, LabelEmission, ProduceConfig, ProduceError,
+    ProduceSummary, DEFAULT_BACKLOG_BYTES,
 };
 pub use records::{RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};

@@ -11,6 +11,7 @@
 //! stdin) never drops a row: it waits for room instead, and a row the broker has not taken
 //! within `message.timeout.ms` is a failure (the run exits 1). Errors a retry cannot fix
 //! (authorization, a record too large for the topic) are failures, not drops.
+use crate::labels::LabelQueue;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
@@ -62,6 +63,14 @@ pub struct ProduceConfig {
     /// of them on one worker's partitions (the demo's four did). A camera still has one
     /// partition, so its frames stay in order.
     pub spread_cameras: Option<i32>,
+    /// Publish the truth the source knows as labels ([`LabelEmission`]).
+    pub labels: Option<LabelEmission>,
+    /// Records: the column holding the truth, removed from the record before it is sent
+    /// (the model must not see it) and, with `labels`, published as its label; values
+    /// mapped by `label_map` (`(value, label)`), else used as they are.
+    pub label_column: Option<String>,
+    /// Column value → label (e.g. `1` → `churn`).
+    pub label_map: Vec<(String, String)>,
 }
 
 /// What a bad input row does: skipped (reported, counted) or the end of the run (reported,
@@ -73,6 +82,18 @@ pub enum BadRows {
     Skip,
     /// Report it and end the run with an error.
     Fail,
+}
+
+/// Ground truth the producer knows, published to a labels topic for a share of the inputs
+/// after a delay (as verification arrives later in the field): see [`crate::labels`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEmission {
+    /// The labels topic.
+    pub topic: String,
+    /// Share of inputs labelled, (0, 1], chosen by a hash of the input's id.
+    pub share: f64,
+    /// How long after an input's delivery its label is published.
+    pub delay: Duration,
 }
 
 impl ProduceConfig {
@@ -89,6 +110,9 @@ impl ProduceConfig {
             progress_every: Duration::from_secs(5),
             bad_rows: BadRows::Skip,
             spread_cameras: None,
+            labels: None,
+            label_column: None,
+            label_map: Vec::new(),
         }
     }
 }
@@ -120,6 +144,12 @@ pub struct ProduceSummary {
     pub bytes: u64,
     /// Frames known to show a person (synthetic source).
     pub with_person: u64,
+    /// Labels published (`labels`).
+    pub labels: u64,
+    /// Of those, published at the end of the run before their delay had passed.
+    pub labels_early: u64,
+    /// Labels the broker did not take.
+    pub labels_failed: u64,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
@@ -148,6 +178,13 @@ impl std::fmt::Display for ProduceSummary {
                 f,
                 "; {} dropped by the outage policy (backlog full or not delivered in time)",
                 self.dropped
+            )?;
+        }
+        if self.labels + self.labels_failed > 0 {
+            write!(
+                f,
+                "; labels {} published ({} at the end, before their delay), {} failed",
+                self.labels, self.labels_early, self.labels_failed
             )?;
         }
         if self.bad_rows > 0 {
@@ -245,14 +282,18 @@ pub async fn run(
                 break;
             }
         }
+        let mut truth = None;
         let next = match rows.as_mut() {
             Some(reader) => match reader.next_row() {
                 None => Ok(None),
-                Some(Ok(row)) => Ok(Some(Frame {
-                    key: row.key.clone(),
-                    envelope: row.envelope(i, now_us()),
-                    has_person: None,
-                })),
+                Some(Ok(mut row)) => {
+                    truth = take_label(&mut row, &config);
+                    Ok(Some(Frame {
+                        key: row.key.clone(),
+                        envelope: row.envelope(i, now_us()),
+                        has_person: None,
+                    }))
+                }
                 Some(Err(bad)) => {
                     tracing::error!(line = bad.line, error = %bad, "bad row");
                     metrics::counter!(crate::metrics::BAD_ROWS).increment(1);
@@ -302,7 +343,14 @@ pub async fn run(
             sender.summary.with_person += 1;
         }
         let partition = spread_partition(&frame.key, config.spread_cameras);
-        sender.offer(Ready::new(frame, value, partition)).await;
+        let truth = truth.or_else(|| {
+            frame
+                .has_person
+                .map(|p| if p { "person" } else { "empty" }.to_owned())
+        });
+        let mut ready = Ready::new(frame, value, partition);
+        ready.truth = truth;
+        sender.offer(ready).await;
         if last_progress.elapsed() >= config.progress_every {
             last_progress = Instant::now();
             sender.log_progress(start.elapsed());
@@ -321,6 +369,8 @@ pub struct Ready {
     content_type: &'static str,
     capture_time_us: i64,
     partition: Option<i32>,
+    /// The true label, when the source knows it.
+    truth: Option<String>,
 }
 
 impl Ready {
@@ -331,8 +381,29 @@ impl Ready {
             key: frame.key,
             value,
             partition,
+            truth: None,
         }
     }
+}
+
+/// Removes the label column from a record row; its value (mapped) is the row's truth.
+fn take_label(row: &mut crate::records::Row, config: &ProduceConfig) -> Option<String> {
+    let column = config.label_column.as_ref()?;
+    let at = row.record.fields.iter().position(|f| &f.name == column)?;
+    let value = match row.record.fields.remove(at).value {
+        argus_wire::Value::Text(t) => t,
+        argus_wire::Value::Int(i) => i.to_string(),
+        argus_wire::Value::Float(x) => x.to_string(),
+        argus_wire::Value::Bool(b) => b.to_string(),
+        argus_wire::Value::Null => return None,
+    };
+    Some(
+        config
+            .label_map
+            .iter()
+            .find(|(from, _)| *from == value)
+            .map_or(value, |(_, to)| to.clone()),
+    )
 }
 
 /// Frames waiting for room in the producer, oldest first, at most `max_bytes` of values
@@ -399,8 +470,17 @@ impl Backlog {
     }
 }
 
-/// A delivery's outcome: the value's size, or the error.
-type Delivery = Result<usize, KafkaError>;
+/// A delivered input: its size, where it landed, and what its label needs.
+struct Delivered {
+    bytes: usize,
+    partition: i32,
+    offset: i64,
+    key: String,
+    truth: Option<String>,
+}
+
+/// A delivery's outcome.
+type Delivery = Result<Delivered, KafkaError>;
 
 /// The frames of a run between the source and the broker: at most `max_outstanding` in
 /// the producer, the rest in the [`Backlog`] (see the module doc for the policy).
@@ -413,6 +493,9 @@ struct Sender {
     backlog: Backlog,
     outstanding: FuturesUnordered<futures::future::BoxFuture<'static, Delivery>>,
     summary: ProduceSummary,
+    /// Labels to publish and the ones waiting for their delay.
+    labels: Option<(LabelEmission, LabelQueue)>,
+    label_sends: FuturesUnordered<futures::future::BoxFuture<'static, bool>>,
 }
 
 impl Sender {
@@ -425,7 +508,58 @@ impl Sender {
             backlog: Backlog::new(config.backlog_bytes),
             outstanding: FuturesUnordered::new(),
             summary: ProduceSummary::default(),
+            labels: config.labels.clone().map(|l| (l, LabelQueue::default())),
+            label_sends: FuturesUnordered::new(),
         }
+    }
+
+    /// Publishes the labels due now (every waiting one with `all`).
+    fn flush_labels(&mut self, all: bool) {
+        let Some((emission, queue)) = self.labels.as_mut() else {
+            return;
+        };
+        let (due, early) = queue.due(Instant::now(), now_us(), all);
+        self.summary.labels_early += early;
+        for label in due {
+            let (producer, topic) = (self.producer.clone(), emission.topic.clone());
+            self.label_sends.push(Box::pin(async move {
+                match crate::labels::send_label(&producer, &topic, &label).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(id = %label.id, error = %e, "label not published");
+                        false
+                    }
+                }
+            }));
+        }
+        while let Some(Some(ok)) = futures::FutureExt::now_or_never(self.label_sends.next()) {
+            self.count_label(ok);
+        }
+    }
+
+    fn count_label(&mut self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        metrics::counter!(crate::metrics::LABELS, "outcome" => outcome).increment(1);
+        if ok {
+            self.summary.labels += 1;
+        } else {
+            self.summary.labels_failed += 1;
+        }
+    }
+
+    /// Queues the label of a delivered input, if it is among the share labelled.
+    fn queue_label(&mut self, d: Delivered) {
+        let (Some((emission, queue)), Some(truth)) = (self.labels.as_mut(), d.truth) else {
+            return;
+        };
+        let id = format!("{}/{}/{}", self.topic, d.partition, d.offset);
+        if !crate::labels::selected(&id, emission.share) {
+            return;
+        }
+        let mut label = argus_wire::Label::new(id, truth, argus_wire::LabelSource::System);
+        label.key = Some(d.key);
+        label.by = Some("argus-producer".into());
+        queue.push(Instant::now() + emission.delay, label);
     }
 
     /// Takes a frame: into the producer if there is room, else — a live source — into the
@@ -459,12 +593,14 @@ impl Sender {
         }
     }
 
-    /// Accounts the deliveries that have completed, without waiting, and refills.
+    /// Accounts the deliveries that have completed, without waiting, refills, and
+    /// publishes the labels now due.
     fn settle_ready(&mut self) {
         while let Some(Some(r)) = futures::FutureExt::now_or_never(self.outstanding.next()) {
             self.account(r);
         }
         self.pump();
+        self.flush_labels(false);
     }
 
     /// Waits for one delivery (if any is outstanding) and refills.
@@ -488,6 +624,7 @@ impl Sender {
                 Some(r) = self.outstanding.next(), if !self.outstanding.is_empty() => {
                     self.account(r);
                     self.pump();
+                    self.flush_labels(false);
                 }
             }
         }
@@ -506,6 +643,11 @@ impl Sender {
                 self.dropped(n, crate::metrics::DROPPED_EXPIRED);
             }
             self.settle_one().await;
+        }
+        // Labels still waiting for their delay go out now (the summary says how many).
+        self.flush_labels(true);
+        while let Some(ok) = self.label_sends.next().await {
+            self.count_label(ok);
         }
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             tracing::warn!(error = %e, "producer flush failed");
@@ -546,10 +688,11 @@ impl Sender {
 
     fn account(&mut self, r: Delivery) {
         match r {
-            Ok(bytes) => {
+            Ok(d) => {
                 self.summary.sent += 1;
-                self.summary.bytes += bytes as u64;
+                self.summary.bytes += d.bytes as u64;
                 metrics::counter!(crate::metrics::FRAMES, "outcome" => "ok").increment(1);
+                self.queue_label(d);
             }
             // A live frame that waited too long is dropped by policy; a record is not.
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)) if self.live => {
@@ -636,7 +779,13 @@ async fn send(producer: FutureProducer, topic: String, frame: Ready) -> Delivery
     producer
         .send(record, Timeout::After(Duration::from_secs(30)))
         .await
-        .map(|_| frame.value.len())
+        .map(|d| Delivered {
+            bytes: frame.value.len(),
+            partition: d.partition,
+            offset: d.offset,
+            key: frame.key.clone(),
+            truth: frame.truth.clone(),
+        })
         .map_err(|(e, _)| e)
 }
 
@@ -651,6 +800,7 @@ mod tests {
             content_type: "image/jpeg",
             capture_time_us: i64::from(i),
             partition: None,
+            truth: None,
         }
     }
 
