@@ -50,7 +50,8 @@ fn column_type(column: &str) -> ColumnType {
 }
 
 /// Opens a label file (or stdin): a CSV's header is read first so the label columns it has
-/// are declared with their types ([`column_type`]); JSON values keep their own.
+/// are declared with their types (text but `confidence` and `labelled_at_us`); JSON values
+/// keep their own.
 pub fn open(source: &RecordsSource) -> Result<records::RecordReader, String> {
     use std::io::{BufRead, Read};
     let input: Box<dyn Read + Send> = match &source.path {
