@@ -75,7 +75,8 @@ async fn a_partition_stuck_on_a_slow_input_shows_in_the_drain_signal() {
         oldest = gauge(&snap, m::OLDEST_IN_FLIGHT_SECONDS, &labels);
         drain = gauge(&snap, m::DRAIN_SECONDS, &[]);
         lag_seconds = gauge(&snap, m::LAG_SECONDS, &labels);
-        if stuck == Some(1.0) && lag.is_some_and(|l| l > 0.0) {
+        // The gauges are refreshed on their own ticks: wait for all three to show it.
+        if stuck == Some(1.0) && lag.is_some_and(|l| l > 0.0) && drain.is_some_and(|d| d > 0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
