@@ -45,16 +45,11 @@ async fn export_training_writes_labelled_records_with_their_predictions() {
     let rows: Vec<&str> = text.lines().take(201).collect();
     let csv = dir.path().join("customers.csv");
     std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
-    let out = Command::new(argus_bin())
-        .args(["produce", "--brokers", &brokers(), "--topic", &topics.input])
-        .args(["records", csv.to_str().unwrap(), "--key", "customer_id"])
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of_success(
+        Command::new(argus_bin())
+            .args(["produce", "--brokers", &brokers(), "--topic", &topics.input])
+            .args(["records", csv.to_str().unwrap(), "--key", "customer_id"])
+            .env_remove("RUST_BACKTRACE"),
     );
     let worker = Command::new(argus_bin())
         .args(["work", "--brokers", &brokers(), "--group", &unique("g")])
@@ -108,29 +103,23 @@ async fn export_training_writes_labelled_records_with_their_predictions() {
         send_label(&producer, &labels_topic, &l, &p.id, ts).await;
     }
     let export = dir.path().join("export");
-    let out = Command::new(argus_bin())
-        .args(["export-training", "--brokers", &brokers()])
-        .args([
-            "--labels-topic",
-            &labels_topic,
-            "--predictions",
-            &topics.predictions,
-        ])
-        .args([
-            "--from",
-            &(t0 - 1000).to_string(),
-            "--to",
-            &(t0 + 30_000).to_string(),
-        ])
-        .args(["--out", export.to_str().unwrap()])
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["export-training", "--brokers", &brokers()])
+            .args([
+                "--labels-topic",
+                &labels_topic,
+                "--predictions",
+                &topics.predictions,
+            ])
+            .args([
+                "--from",
+                &(t0 - 1000).to_string(),
+                "--to",
+                &(t0 + 30_000).to_string(),
+            ])
+            .args(["--out", export.to_str().unwrap()])
+            .env_remove("RUST_BACKTRACE"),
     );
     assert!(printed.contains("exported 60 samples"), "{printed}");
 

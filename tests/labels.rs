@@ -151,34 +151,28 @@ async fn labels_from_csv_jsonl_and_stdin_reach_the_topic_valid_and_keyed() {
 async fn the_synthetic_producer_labels_a_share_of_frames_after_a_delay() {
     let (frames, labels) = (unique("frames"), unique("labels"));
     create_topics(&[(&frames, 2), (&labels, 2)]).await;
-    let out = Command::new(argus_bin())
-        .args([
-            "produce",
-            "--brokers",
-            &brokers(),
-            "--topic",
-            &frames,
-            "--count",
-            "200",
-        ])
-        .args([
-            "--labels-topic",
-            &labels,
-            "--label-share",
-            "0.5",
-            "--label-delay",
-            "1s",
-        ])
-        .args(["synthetic", "--cameras", "4", "--fps", "25", "--seed", "7"])
-        .args(["--width", "160", "--height", "120"])
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args([
+                "produce",
+                "--brokers",
+                &brokers(),
+                "--topic",
+                &frames,
+                "--count",
+                "200",
+            ])
+            .args([
+                "--labels-topic",
+                &labels,
+                "--label-share",
+                "0.5",
+                "--label-delay",
+                "1s",
+            ])
+            .args(["synthetic", "--cameras", "4", "--fps", "25", "--seed", "7"])
+            .args(["--width", "160", "--height", "120"])
+            .env_remove("RUST_BACKTRACE"),
     );
     let early: usize = stdout
         .split("published (")
@@ -233,26 +227,20 @@ async fn the_records_producer_strips_the_label_column_and_publishes_it() {
         text.lines().take(301).collect::<Vec<_>>().join("\n") + "\n",
     )
     .unwrap();
-    let out = Command::new(argus_bin())
-        .args([
-            "produce",
-            "--brokers",
-            &brokers(),
-            "--topic",
-            &input,
-            "--labels-topic",
-            &labels,
-        ])
-        .args(["records", csv.to_str().unwrap(), "--key", "customer_id"])
-        .args(["--label-column", "churned", "--label-map", "1=churn,0=stay"])
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args([
+                "produce",
+                "--brokers",
+                &brokers(),
+                "--topic",
+                &input,
+                "--labels-topic",
+                &labels,
+            ])
+            .args(["records", csv.to_str().unwrap(), "--key", "customer_id"])
+            .args(["--label-column", "churned", "--label-map", "1=churn,0=stay"])
+            .env_remove("RUST_BACKTRACE"),
     );
     assert!(stdout.contains("labels 300 published"), "{stdout}");
     let truth: std::collections::HashMap<String, String> = text

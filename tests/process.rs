@@ -54,19 +54,6 @@ fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i3
     .collect()
 }
 
-/// Runs `command` to its end, failing the test (with both outputs) unless it succeeds;
-/// returns its stdout.
-fn stdout_of_success(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Plain HTTP/1.0 GET on loopback; returns (status line, body).
 fn http_get(port: u16, path: &str) -> (String, String) {
     try_http_get(port, path).unwrap()

@@ -630,3 +630,16 @@ pub fn promtool_check(what: &str, text: &str) {
         out.status
     );
 }
+
+/// Runs `command` to its end, failing the test (with both outputs) unless it succeeds;
+/// returns its stdout.
+pub fn stdout_of_success(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -4,6 +4,7 @@
 //! the bootstrap exactly (the same resamples from the same generator).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 use argus_stats::gate::{
     bootstrap_p, decide, delong_paired, mcnemar_chi2, mcnemar_exact, paired_bootstrap, GateConfig,
     GateTest, Metric, Outcomes,
@@ -11,24 +12,13 @@ use argus_stats::gate::{
 use argus_stats::quality::{
     accuracy_estimate, f1_estimate, percentile, roc_auc_estimate, SplitMix64,
 };
+use common::close;
 use serde_json::Value;
 
 const FIXTURE: &str = include_str!("../fixtures/gate.json");
 
 fn fixture() -> Value {
     serde_json::from_str(FIXTURE).expect("fixtures/gate.json parses")
-}
-
-#[track_caller]
-fn close(got: f64, want: &Value, what: &str) {
-    let want = want
-        .as_f64()
-        .unwrap_or_else(|| panic!("{what}: not a number"));
-    let tol = 1e-9 * want.abs().max(1e-300);
-    assert!(
-        (got - want).abs() <= tol,
-        "{what}: got {got:e}, want {want:e}"
-    );
 }
 
 #[track_caller]

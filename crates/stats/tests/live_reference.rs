@@ -4,22 +4,12 @@
 //! definition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 use argus_stats::live::{Joined, LiveMetric, LiveQuality};
+use common::close;
 use serde_json::Value;
 
 const FIXTURE: &str = include_str!("../fixtures/live.json");
-
-#[track_caller]
-fn close(got: f64, want: &Value, what: &str) {
-    let want = want
-        .as_f64()
-        .unwrap_or_else(|| panic!("{what}: not a number"));
-    let tol = 1e-9 * want.abs().max(1e-300);
-    assert!(
-        (got - want).abs() <= tol,
-        "{what}: got {got:e}, want {want:e}"
-    );
-}
 
 fn metric(name: &str) -> LiveMetric {
     LiveMetric::ALL
