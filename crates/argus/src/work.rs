@@ -72,12 +72,10 @@ impl VersionSource for RegistrySource {
     ) -> Pin<Box<dyn Future<Output = Result<PathBuf, FetchError>> + Send + 'a>> {
         Box::pin(async move {
             self.0.fetch(model, version).await.map_err(|e| {
-                // The bytes are there but are not the registered artifact (another sha256,
-                // or fewer bytes than registered): verification refused them.
-                let reason = match e {
-                    argus_registry::RegistryError::Tampered { .. }
-                    | argus_registry::RegistryError::Truncated { .. } => LoadFailure::Verify,
-                    _ => LoadFailure::Fetch,
+                let reason = if e.is_verification() {
+                    LoadFailure::Verify
+                } else {
+                    LoadFailure::Fetch
                 };
                 (reason, e.to_string())
             })

@@ -16,7 +16,7 @@
 use crate::metrics as m;
 use crate::sidecar::{run, DriftConfig, DriftError, DriftStats};
 use argus_kafka::KafkaSettings;
-use argus_registry::{DeploymentRecord, Registry, RegistryError};
+use argus_registry::{DeploymentRecord, Registry};
 use argus_stats::profile::Profile;
 use argus_stats::report::ModelInfo;
 use std::future::Future;
@@ -109,11 +109,10 @@ impl ReferenceSource for RegistryReferences {
     fn reference<'a>(&'a self, model: &'a str, version: &'a str) -> ReferenceFuture<'a> {
         Box::pin(async move {
             let dir = self.registry.fetch(model, version).await.map_err(|e| {
-                let reason = match e {
-                    RegistryError::Tampered { .. } | RegistryError::Truncated { .. } => {
-                        ReferenceFailure::Verify
-                    }
-                    _ => ReferenceFailure::Fetch,
+                let reason = if e.is_verification() {
+                    ReferenceFailure::Verify
+                } else {
+                    ReferenceFailure::Fetch
                 };
                 failure(model, version, reason, e.to_string())
             })?;

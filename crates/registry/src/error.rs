@@ -188,6 +188,15 @@ impl RegistryError {
         )
     }
 
+    /// Whether the bytes were there but are not the registered artifact (another sha256, or
+    /// fewer bytes than registered): verification refused them.
+    pub fn is_verification(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Tampered { .. } | RegistryError::Truncated { .. }
+        )
+    }
+
     /// Which `reason` label of the fetch-failure counter this error is.
     pub fn fetch_reason(&self) -> &'static str {
         match self {
