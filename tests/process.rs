@@ -458,6 +458,71 @@ fn drift_cli_profiles_compares_and_refuses_bad_profiles() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `argus drift compare` as a user runs it tests every row of both files: its KS and
+/// Cramér–von Mises results and W1 / reference std equal scipy's on all 2 500 vs 2 000 rows
+/// (`crates/drift/fixtures/compare.json`, made by `make_compare_reference.py`; statistics to
+/// 1e-12, p-values to 1e-9 relative), and `sample_n` says so. `--help` says it too.
+#[test]
+fn drift_compare_tests_every_row_as_scipy_does() {
+    let fixtures = repo_root().join("crates/drift/fixtures");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("compare.json")).unwrap())
+            .unwrap();
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["drift", "compare", "--reference"])
+            .arg(fixtures.join("compare-reference.csv"))
+            .arg("--current")
+            .arg(fixtures.join("compare-current.csv"))
+            .env_remove("ARGUS_DRIFT_COMPARE_FAIL_ON_DRIFT"),
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(report["segment"], "*", "{report}");
+    for name in ["x", "y"] {
+        let feature = report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap();
+        let w = &want["features"][name];
+        for method in ["ks", "cvm"] {
+            let t = feature["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["method"] == method)
+                .unwrap();
+            let stat = t["statistic"].as_f64().unwrap();
+            let p = t["p_value"].as_f64().unwrap();
+            let (want_stat, want_p) = (
+                w[method]["statistic"].as_f64().unwrap(),
+                w[method]["p_value"].as_f64().unwrap(),
+            );
+            assert!(
+                (stat - want_stat).abs() <= 1e-12,
+                "{name} {method} statistic {stat} vs scipy {want_stat}"
+            );
+            assert!(
+                (p - want_p).abs() <= 1e-9 * want_p,
+                "{name} {method} p {p:e} vs scipy {want_p:e}"
+            );
+            assert_eq!(t["sample_n"], serde_json::json!([2500, 2000]), "{t}");
+        }
+        let w1 = feature["effects"]["wasserstein_norm"].as_f64().unwrap();
+        let want_w1 = w["wasserstein"]["norm"].as_f64().unwrap();
+        assert!(
+            (w1 - want_w1).abs() <= 1e-12 * want_w1,
+            "{name} W1/std {w1} vs scipy {want_w1}"
+        );
+    }
+    let help = stdout_of_success(Command::new(argus_bin()).args(["drift", "compare", "--help"]));
+    assert!(
+        help.contains("Every row of the current file is tested") && help.contains("bottom-k"),
+        "{help}"
+    );
+}
+
 /// `argus demo` (embedded broker) shows the fleet sharing the work: every worker consumes
 /// frames, and every frame is predicted.
 #[test]

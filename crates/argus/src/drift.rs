@@ -22,9 +22,14 @@ pub enum DriftCommand {
     Profile(ProfileArgs),
     /// Run the drift sidecar on a live stream.
     Watch(WatchFlags),
-    /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report. Every
-    /// row of the current file is tested (each test's `sample_n` says so); the sidecar's
-    /// windows test a bottom-k sample of 1024 values per feature.
+    /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
+    ///
+    /// Every row of the current file is tested (KS, Cramér–von Mises, Wasserstein), against
+    /// every row of a --reference file (up to 10 000 000) or a --profile's stored sample (up
+    /// to its reference_sample_max, 100 000 by default). Each test's `sample_n` = [current
+    /// values, reference values] says what was tested. The sidecar (`drift watch`) tests a
+    /// bottom-k sample of 1024 values per feature and window instead: its windows are merged
+    /// from many partitions' and sidecars' partials, which that sample keeps exact and bounded.
     Compare(CompareArgs),
 }
 

@@ -11,19 +11,36 @@
 //! Every row of the current file is tested: its sample capacity is the file's row count
 //! (the sidecar's windows keep a bottom-k sample of `sample_k` = 1024 values per feature,
 //! mergeable and bounded; a file is bounded already). The reference side is the profile's
-//! stored sample (up to `reference_sample_max` = 100 000 rows; every row of a reference
-//! file below that). Each test's `sample_n` in the report says what was tested.
+//! stored sample: a saved profile's (up to its `reference_sample_max`, 100 000 by default);
+//! a reference file compared directly is profiled with [`offline_settings`], which keep every
+//! row (up to [`REFERENCE_SAMPLE_MAX_LIMIT`] = 10 000 000). Each test's `sample_n` in the
+//! report says what was tested: [current values, reference values].
 use crate::records::{profile_table, summarise_table, ColumnSpec, RecordsError, Table};
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
-use argus_stats::profile::{Profile, ProfileSettings, FLEET};
+use argus_stats::profile::{Profile, ProfileSettings, FLEET, REFERENCE_SAMPLE_MAX_LIMIT};
 use argus_stats::report::{rfc3339_us, DriftReport, ModelInfo, Provenance, Window};
 
 /// Per-window false-alarm rate assumed for the alarm's expected run length.
 const ALARM_P0: f64 = 0.05;
 
-/// Profile `reference` (as [`profile_table`] does, default settings, id = the reference's file
-/// name) and compare `current` with it, one report per segment.
+/// Profile settings for a reference file of `rows` rows compared offline: the defaults, with a
+/// reference sample large enough for every row (never below the default, at most
+/// [`REFERENCE_SAMPLE_MAX_LIMIT`], the most a profile may hold).
+#[must_use]
+pub fn offline_settings(rows: usize) -> ProfileSettings {
+    let defaults = ProfileSettings::default();
+    ProfileSettings {
+        reference_sample_max: rows
+            .max(defaults.reference_sample_max)
+            .min(REFERENCE_SAMPLE_MAX_LIMIT),
+        ..defaults
+    }
+}
+
+/// Profile `reference` (as [`profile_table`] does, with [`offline_settings`] so that every row
+/// is kept; id = the reference's file name) and compare `current` with it, one report per
+/// segment.
 pub fn compare(
     reference: &Table,
     current: &Table,
@@ -41,7 +58,7 @@ pub fn compare(
     let profile = profile_table(
         reference,
         spec,
-        &ProfileSettings::default(),
+        &offline_settings(reference.rows.len()),
         &id,
         &created_by,
     )?;
@@ -106,4 +123,29 @@ pub fn compare_with_profile(
         })
         .collect();
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_file_keeps_every_row_within_the_profile_limit() {
+        let default = ProfileSettings::default();
+        assert_eq!(offline_settings(10), default, "small files: the defaults");
+        let big = offline_settings(250_000);
+        assert_eq!(big.reference_sample_max, 250_000);
+        assert_eq!(
+            ProfileSettings {
+                reference_sample_max: default.reference_sample_max,
+                ..big
+            },
+            default,
+            "only the reference sample grows"
+        );
+        assert_eq!(
+            offline_settings(usize::MAX).reference_sample_max,
+            REFERENCE_SAMPLE_MAX_LIMIT
+        );
+    }
 }

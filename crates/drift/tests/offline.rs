@@ -863,53 +863,111 @@ fn byte_order_marks_and_crlf_are_accepted() {
     }
 }
 
-/// `argus drift compare` tests every row of the current file, so its KS and Cramér–von
-/// Mises results on 2 500 vs 2 000 rows equal scipy's on the same rows
-/// (`fixtures/compare.json` from `fixtures/make_compare_reference.py`): statistics to
-/// 1e-12, p-values to 1e-9 relative; each test's `sample_n` says every row was used.
+/// `argus drift compare` tests every row of the current file, so its KS, Cramér–von Mises and
+/// Wasserstein results on 2 500 vs 2 000 rows equal scipy's on the same rows
+/// (`fixtures/compare.json` from `fixtures/make_compare_reference.py`): statistics to 1e-12,
+/// p-values to 1e-9 relative, W1 / reference std to 1e-12 relative; each test's `sample_n`
+/// says every row was used. The same holds through a saved profile (`--profile`): the
+/// reference file's 2 000 rows are within its stored sample.
 #[test]
 fn compare_uses_every_row_as_scipy_does() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
-    let reports = compare(
-        &read(&dir.join("compare-reference.csv")),
-        &read(&dir.join("compare-current.csv")),
+    let reference = read(&dir.join("compare-reference.csv"));
+    let current = read(&dir.join("compare-current.csv"));
+    let cfg = EvalConfig::default();
+    let direct = compare(&reference, &current, &ColumnSpec::default(), &cfg, 3).unwrap();
+    check(&direct);
+    let saved = profile_table(
+        &reference,
         &ColumnSpec::default(),
-        &EvalConfig::default(),
-        3,
+        &ProfileSettings::default(),
+        "compare-reference.csv",
+        "test",
     )
     .unwrap();
-    check(&reports);
-    let fleet = &reports[0];
-    for name in ["x", "y"] {
-        let f = feature(fleet, name);
-        for method in ["ks", "cvm"] {
-            let t = f
-                .tests
-                .iter()
-                .find(|t| t.method == method)
-                .unwrap_or_else(|| panic!("{name}: no {method} in {:?}", f.tests));
-            let w = &want["features"][name][method];
-            let (stat, p) = (
-                w["statistic"].as_f64().unwrap(),
-                w["p_value"].as_f64().unwrap(),
-            );
+    let loaded = Profile::from_json(&saved.to_json().unwrap()).unwrap();
+    let via_profile = compare_with_profile(&loaded, &current, None, &cfg, 3).unwrap();
+    check(&via_profile);
+    for (how, reports) in [("--reference", &direct), ("--profile", &via_profile)] {
+        let fleet = &reports[0];
+        for name in ["x", "y"] {
+            let f = feature(fleet, name);
+            let w = &want["features"][name];
+            for method in ["ks", "cvm"] {
+                let t = f
+                    .tests
+                    .iter()
+                    .find(|t| t.method == method)
+                    .unwrap_or_else(|| panic!("{how} {name}: no {method} in {:?}", f.tests));
+                let (stat, p) = (
+                    w[method]["statistic"].as_f64().unwrap(),
+                    w[method]["p_value"].as_f64().unwrap(),
+                );
+                assert!(
+                    (t.statistic - stat).abs() <= 1e-12,
+                    "{how} {name} {method} statistic {} vs scipy {stat}",
+                    t.statistic
+                );
+                let got = t.p_value.unwrap();
+                assert!(
+                    (got - p).abs() <= 1e-9 * p,
+                    "{how} {name} {method} p {got:e} vs scipy {p:e}"
+                );
+                assert_eq!(
+                    t.sample_n,
+                    Some([2500, 2000]),
+                    "{how} {name} {method}: every row tested"
+                );
+            }
+            let w1 = f.effects.wasserstein_norm.unwrap();
+            let norm = w["wasserstein"]["norm"].as_f64().unwrap();
             assert!(
-                (t.statistic - stat).abs() <= 1e-12,
-                "{name} {method} statistic {} vs scipy {stat}",
-                t.statistic
-            );
-            let got = t.p_value.unwrap();
-            assert!(
-                (got - p).abs() <= 1e-9 * p,
-                "{name} {method} p {got:e} vs scipy {p:e}"
-            );
-            assert_eq!(
-                t.sample_n,
-                Some([2500, 2000]),
-                "{name} {method}: every row tested"
+                (w1 - norm).abs() <= 1e-12 * norm,
+                "{how} {name} W1/std {w1} vs scipy {norm}"
             );
         }
     }
+}
+
+/// The streaming sidecar's bottom-k of 1024 values per window gives other numbers on the same
+/// file (what `drift compare` reported before it kept every row): KS on 1 024 of the 2 500
+/// current rows, not scipy's on all of them.
+#[test]
+fn a_window_sample_of_1024_is_not_every_row() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    let reference = read(&dir.join("compare-reference.csv"));
+    let current = read(&dir.join("compare-current.csv"));
+    let profile = profile_table(
+        &reference,
+        &ColumnSpec::default(),
+        &ProfileSettings::default(),
+        "compare-reference.csv",
+        "test",
+    )
+    .unwrap();
+    let summaries = summarise_table(&current, &profile, None, profile.settings.sample_k).unwrap();
+    let evaluation = argus_stats::evaluate::evaluate(
+        profile.fleet(),
+        &summaries[FLEET],
+        None,
+        &EvalConfig::default(),
+    );
+    let ks = evaluation
+        .features
+        .iter()
+        .find(|f| f.name == "x")
+        .and_then(|f| f.tests.iter().find(|t| t.method == "ks"))
+        .unwrap();
+    let scipy = want["features"]["x"]["ks"]["statistic"].as_f64().unwrap();
+    println!(
+        "x: KS on the 1024-value window sample {} (p {:e}); scipy on every row {scipy}",
+        ks.statistic,
+        ks.p_value.unwrap()
+    );
+    assert_eq!(ks.sample_n, Some([1024, 2000]));
+    assert!((ks.statistic - scipy).abs() > 1e-3, "{}", ks.statistic);
 }

@@ -8,7 +8,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BinaryHeap;
 
-/// Default bottom-k sample size per numeric feature and pane.
+/// Default bottom-k sample size per numeric feature and pane (the streaming sidecar's). A
+/// window is merged from partials of many partitions, panes and sidecars: a bottom-k sample
+/// by record hash merges exactly (the union's k smallest hashes), so the report is the same
+/// however the stream was split, and its size — the partials on the panes topic, the sort and
+/// tests per window — stays bounded. Offline comparison of a file needs neither and passes
+/// the file's row count instead (`argus_drift::compare`).
 pub const DEFAULT_SAMPLE_K: usize = 1024;
 
 /// Streaming mean and variance (Welford), merged with Chan et al.'s formula.

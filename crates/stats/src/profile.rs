@@ -72,13 +72,17 @@ pub enum StreamKind {
 pub struct ProfileSettings {
     /// Percentile edges for the fine bins: 1..fine_bins-1 (100 → percentiles 1..99).
     pub fine_bins: u32,
-    /// Bottom-k sample size per numeric feature in a window.
+    /// Bottom-k sample size per numeric feature in a window of the streaming sidecar
+    /// (`argus drift compare` keeps every row of the current file instead).
     pub sample_k: usize,
     /// Largest reference sample stored per numeric feature.
     pub reference_sample_max: usize,
     /// Seed of all record and value hashes.
     pub seed: u64,
 }
+
+/// The largest `reference_sample_max` a profile may hold (a loaded profile above it is refused).
+pub const REFERENCE_SAMPLE_MAX_LIMIT: usize = 10_000_000;
 
 impl Default for ProfileSettings {
     fn default() -> Self {
@@ -471,7 +475,7 @@ impl Profile {
         let s = &p.settings;
         if s.sample_k == 0
             || s.sample_k > 65_536
-            || s.reference_sample_max > 10_000_000
+            || s.reference_sample_max > REFERENCE_SAMPLE_MAX_LIMIT
             || s.fine_bins < 2
             || s.fine_bins > 10_000
         {

@@ -56,7 +56,9 @@ pub struct TestReport {
     /// Per-test level before multiple testing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
-    /// Sample sizes actually used: [window, reference].
+    /// Sample sizes actually used: [window, reference]. The sidecar's window side is its
+    /// bottom-k sample (at most the profile's `sample_k`); `argus drift compare` tests every
+    /// finite value of the current file. The reference side is the profile's stored sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_n: Option<[u64; 2]>,
     /// Whether the p-value is exact (small samples) or asymptotic.
