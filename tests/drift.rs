@@ -145,7 +145,7 @@ async fn run_sidecars(
             cfg,
             settings(),
             profile.clone(),
-            Some(tx.clone()),
+            sidecar::Outputs::reports(tx.clone()),
             stop.clone(),
         )));
     }
@@ -305,7 +305,7 @@ async fn a_profile_for_records_refuses_an_image_stream() {
             cfg,
             settings(),
             Arc::new(profile),
-            None,
+            sidecar::Outputs::default(),
             CancellationToken::new(),
         ),
     )
@@ -425,7 +425,7 @@ async fn records_stream_drifts_on_the_shifted_field_only() {
         cfg,
         settings(),
         Arc::new(profile),
-        Some(tx),
+        sidecar::Outputs::reports(tx),
         stop.clone(),
     ));
     let mut got = Vec::new();

@@ -91,9 +91,15 @@ pub fn start(
             if profile.calibration.is_some() { "yes" } else { "no" },
             t.elapsed().as_secs_f64(),
         );
-        argus_drift::sidecar::run(c, settings, Arc::new(profile), Some(tx), stop)
-            .await
-            .map_err(|e| CliError::Runtime(e.into()))
+        argus_drift::sidecar::run(
+            c,
+            settings,
+            Arc::new(profile),
+            argus_drift::sidecar::Outputs::reports(tx),
+            stop,
+        )
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))
     });
     DemoDrift {
         task,

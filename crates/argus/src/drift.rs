@@ -548,7 +548,8 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
         }
         (None, Some(profile)) => {
             tracing::info!(profile = %profile.id, sha256 = %profile.sha256, input = %sidecar.input_topic, "drift sidecar starting");
-            argus_drift::sidecar::run(sidecar, settings, profile, None, shutdown).await
+            argus_drift::sidecar::run(sidecar, settings, profile, Default::default(), shutdown)
+                .await
         }
         (None, None) => Err(DriftError::Config("no reference profile".into())),
     };

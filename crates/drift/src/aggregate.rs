@@ -9,6 +9,7 @@
 //! offset range start) wins; a second one for the same partition and pane whose offsets
 //! overlap is rejected (counted as a duplicate), never double-counted.
 use crate::pane::{PaneMessage, Partial, Progress};
+use crate::quality::{Evaluated, QualityTracker};
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::evaluate::{evaluate, EvalConfig};
 use argus_stats::profile::{Profile, FLEET};
@@ -57,6 +58,10 @@ pub struct Aggregator {
     pub foreign: u64,
     /// Partials rejected as malformed (wrong shapes, unaligned panes, inconsistent counters).
     pub malformed: u64,
+    /// The quality join, fed each complete pane's predictions and labels in pane order.
+    quality: Option<QualityTracker>,
+    /// Quality windows judged and not yet taken.
+    quality_out: Vec<Evaluated>,
 }
 
 impl Aggregator {
@@ -73,7 +78,25 @@ impl Aggregator {
             duplicates: 0,
             foreign: 0,
             malformed: 0,
+            quality: None,
+            quality_out: Vec::new(),
         }
+    }
+
+    /// Join predictions with labels too (the partials then carry both).
+    pub fn with_quality(mut self, tracker: QualityTracker) -> Self {
+        self.quality = Some(tracker);
+        self
+    }
+
+    /// The quality join, when there is one.
+    pub fn quality(&self) -> Option<&QualityTracker> {
+        self.quality.as_ref()
+    }
+
+    /// Quality windows judged since the last call, in order.
+    pub fn take_quality(&mut self) -> Vec<Evaluated> {
+        std::mem::take(&mut self.quality_out)
     }
 
     /// The partitions whose progress gates completeness (all partitions of the watched topics).
@@ -163,6 +186,15 @@ impl Aggregator {
         if !self.expected.is_empty() && !self.expected.contains(&(p.topic.clone(), p.partition)) {
             return Err("partition of an unwatched topic");
         }
+        if let Some(q) = &p.quality {
+            let score_ok = q
+                .predictions
+                .iter()
+                .all(|t| (0.0..=1.0).contains(&t.score) && (0..MAX_US).contains(&t.event_us));
+            if !score_ok || q.labels.iter().any(|l| l.id.is_empty()) {
+                return Err("quality tuples out of range");
+            }
+        }
         let k = self.profile.settings.sample_k;
         for (seg, s) in &p.segments {
             let reference = self.profile.segment(seg);
@@ -233,10 +265,26 @@ impl Aggregator {
         let mut out = Vec::new();
         for pane in ready {
             out.extend(self.reports_for(pane));
+            self.feed_quality(pane);
             self.evaluated_through = Some(pane);
+        }
+        if let Some(q) = &mut self.quality {
+            self.quality_out.extend(q.advance(until));
         }
         self.prune();
         out
+    }
+
+    /// The pane's predictions and labels to the quality join, in (topic, partition, offset)
+    /// order.
+    fn feed_quality(&mut self, pane: i64) {
+        let (Some(q), Some(parts)) = (&mut self.quality, self.partials.get(&pane)) else {
+            return;
+        };
+        let tuples = parts
+            .values()
+            .flat_map(|list| list.iter().filter_map(|p| p.quality.as_ref()));
+        q.feed_pane(pane.saturating_add(self.cfg.pane_us), tuples);
     }
 
     fn window_start(&self, pane: i64) -> i64 {
@@ -320,6 +368,9 @@ impl Aggregator {
                 sample_rate: self.cfg.sample_rate,
                 late_records: late,
             };
+            if let (Some(q), Some(e)) = (&mut self.quality, &ev.performance_estimate) {
+                q.estimate(&segment, end, e);
+            }
             out.push(DriftReport::assemble(
                 self.cfg.model.clone(),
                 segment,

@@ -186,7 +186,7 @@ pub async fn run_following(
             c,
             settings.clone(),
             current.profile.clone(),
-            None,
+            crate::sidecar::Outputs::default(),
             child.clone(),
         ));
         let next = loop {

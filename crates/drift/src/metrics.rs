@@ -57,6 +57,41 @@ pub const REFERENCE_SWITCHES: &str = "argus_drift_reference_switches_total";
 /// watching. Labels: `reason` (fetch, verify, profile).
 pub const REFERENCE_LOAD_FAILURES: &str = "argus_drift_reference_load_failures_total";
 
+/// Gauge: a realised metric of the latest judged window (ground truth joined). Labels:
+/// `version`, `segment`, `metric` (accuracy, precision, recall, f1, roc_auc, pr_auc, ece).
+pub const QUALITY_METRIC: &str = "argus_quality_metric";
+/// Gauge: share of the window's predictions joined with a label. Labels: `version`, `segment`.
+pub const QUALITY_COVERAGE: &str = "argus_quality_label_coverage";
+/// Gauge: median label delay (label time − capture time) in the window, seconds. Labels:
+/// `version`, `segment`.
+pub const QUALITY_DELAY: &str = "argus_quality_label_delay_seconds";
+/// Gauge: degradation alarm, 0 ok, 1 pending, 2 firing. Labels: `version`, `segment`.
+pub const QUALITY_ALARM: &str = "argus_quality_alarm_state";
+/// Gauge: CBPE's estimated accuracy minus the realised one. Labels: `version`, `segment`.
+pub const QUALITY_ESTIMATE_ERROR: &str = "argus_quality_estimate_error";
+/// Counter: what the join saw. Labels: `outcome` ([`JOIN_OUTCOMES`]).
+pub const QUALITY_JOIN: &str = "argus_quality_join_total";
+/// Gauge: predictions waiting for their label and labels held for their prediction. Labels:
+/// `kind` (prediction, label).
+pub const QUALITY_HELD: &str = "argus_quality_join_held";
+/// Counter: quality reports published.
+pub const QUALITY_REPORTS: &str = "argus_quality_reports_total";
+/// Counter: degradation alerts published on the alerts topic.
+pub const QUALITY_ALERTS: &str = "argus_quality_alerts_total";
+
+/// Every `outcome` label of [`QUALITY_JOIN`]: predictions and labels taken, pairs joined,
+/// labels of an id already joined, labels whose prediction never came within the horizon,
+/// predictions never labelled within it, predictions delivered twice.
+pub const JOIN_OUTCOMES: &[&str] = &[
+    "prediction",
+    "label",
+    "joined",
+    "duplicate_label",
+    "unknown_label",
+    "unlabelled",
+    "duplicate_prediction",
+];
+
 /// Per-partition gauges: exported only while the partition is owned (the binary drops
 /// series not updated for a while; see `argus::telemetry`).
 pub const PARTITION_GAUGES: &[&str] = &[WATERMARK_SECONDS];
@@ -70,6 +105,8 @@ pub const INVALID_REASONS: &[&str] = &[
     "no_capture_time",
     "decode",
     "pane_message",
+    "label_json",
+    "label",
 ];
 
 /// Every `outcome` label of [`RECORDS`].
@@ -128,6 +165,37 @@ pub fn describe() {
         LAST_WINDOW_END,
         "End of the last evaluated window (Unix seconds)"
     );
+    describe_gauge!(
+        QUALITY_METRIC,
+        "Realised model quality of the latest judged window, from ground-truth labels"
+    );
+    describe_gauge!(
+        QUALITY_COVERAGE,
+        "Share of the window's predictions joined with a label"
+    );
+    describe_gauge!(
+        QUALITY_DELAY,
+        metrics::Unit::Seconds,
+        "Median label delay (label time minus capture time) in the window"
+    );
+    describe_gauge!(
+        QUALITY_ALARM,
+        "Quality degradation alarm: 0 ok, 1 pending, 2 firing"
+    );
+    describe_gauge!(
+        QUALITY_ESTIMATE_ERROR,
+        "CBPE estimated accuracy minus the realised accuracy"
+    );
+    describe_counter!(
+        QUALITY_JOIN,
+        "Predictions and labels seen by the quality join, by outcome"
+    );
+    describe_gauge!(
+        QUALITY_HELD,
+        "Predictions waiting for their label and labels held for their prediction"
+    );
+    describe_counter!(QUALITY_REPORTS, "Quality reports published");
+    describe_counter!(QUALITY_ALERTS, "Quality degradation alerts published");
     describe_counter!(
         SEGMENTS_UNEXPORTED,
         "Segments beyond max_metric_segments: analysed and reported, not exported per segment"
@@ -159,6 +227,11 @@ pub fn register_defaults(topics: &[&str]) {
     ] {
         counter!(name).absolute(0);
     }
+    for outcome in JOIN_OUTCOMES {
+        counter!(QUALITY_JOIN, "outcome" => *outcome).absolute(0);
+    }
+    counter!(QUALITY_REPORTS).absolute(0);
+    counter!(QUALITY_ALERTS).absolute(0);
     for reason in crate::follow::ReferenceFailure::ALL {
         counter!(REFERENCE_LOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
     }
@@ -267,6 +340,60 @@ pub fn record_report(r: &argus_stats::report::DriftReport) {
         }
     }
     counter!(REPORTS, "status" => status_label(r.dataset.status)).increment(1);
+}
+
+/// Export one quality report as gauges.
+pub fn record_quality(r: &crate::quality::QualityReport) {
+    use metrics::gauge;
+    let vs = [
+        ("version", r.model.version.clone()),
+        ("segment", r.segment.clone()),
+    ];
+    gauge!(QUALITY_COVERAGE, &vs).set(r.coverage);
+    if let Some(d) = r.label_delay_p50_seconds {
+        gauge!(QUALITY_DELAY, &vs).set(d);
+    }
+    gauge!(QUALITY_ALARM, &vs).set(match r.alarm.state.as_str() {
+        "firing" => 2.0,
+        "pending" => 1.0,
+        _ => 0.0,
+    });
+    if let Some(e) = &r.estimate {
+        gauge!(QUALITY_ESTIMATE_ERROR, &vs).set(e.error);
+    }
+    if let Some(q) = &r.metrics {
+        let values = argus_stats::live::LiveMetric::ALL
+            .iter()
+            .filter_map(|m| q.value(*m).map(|v| (m.as_str(), v)))
+            .chain([("ece", q.ece)]);
+        for (metric, v) in values {
+            let l = [
+                ("version", r.model.version.clone()),
+                ("segment", r.segment.clone()),
+                ("metric", metric.to_owned()),
+            ];
+            gauge!(QUALITY_METRIC, &l).set(v);
+        }
+    }
+}
+
+/// Export the join's counts (cumulative since the sidecar started reading the panes topic)
+/// and what it holds now.
+pub fn record_join(c: &crate::quality::JoinCounts, held: (usize, usize)) {
+    use metrics::{counter, gauge};
+    for (outcome, n) in [
+        ("prediction", c.predictions),
+        ("label", c.labels),
+        ("joined", c.joined),
+        ("duplicate_label", c.duplicate_labels),
+        ("unknown_label", c.unknown_labels),
+        ("unlabelled", c.unlabelled),
+        ("duplicate_prediction", c.duplicate_predictions),
+    ] {
+        counter!(QUALITY_JOIN, "outcome" => outcome).absolute(n);
+    }
+    gauge!(QUALITY_HELD, "kind" => "prediction").set(held.0 as f64);
+    gauge!(QUALITY_HELD, "kind" => "label").set(held.1 as f64);
 }
 
 #[cfg(test)]

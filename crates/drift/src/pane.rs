@@ -9,6 +9,7 @@
 //! not added. Because a partial covers exactly one partition's records of one pane, the
 //! partials — and so every merged window — are the same whichever sidecar read the
 //! partition; the aggregator merges them in a fixed order.
+use crate::quality::{Labelled, PaneTuples, Predicted};
 use argus_stats::hash::{frame_hash, record_hash, Sampler};
 use argus_stats::profile::{Profile, FLEET};
 use argus_stats::summary::{Cell, SegmentSummary};
@@ -46,6 +47,10 @@ pub struct Partial {
     pub late_records: u64,
     /// `*` and one entry per segment (camera) seen.
     pub segments: BTreeMap<String, SegmentSummary>,
+    /// Predictions and labels for the quality join (sidecars with a labels topic only;
+    /// absent otherwise, so readers without the join see the partial they always saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<PaneTuples>,
 }
 
 /// "Every pane of this partition ending at or before `watermark_us` is final."
@@ -133,6 +138,7 @@ struct OpenPane {
     /// Late records that arrived while this was the oldest pane still open.
     late: u64,
     segments: BTreeMap<String, SegmentSummary>,
+    quality: PaneTuples,
 }
 
 impl OpenPane {
@@ -144,6 +150,7 @@ impl OpenPane {
             n_sampled: 0,
             late: 0,
             segments: BTreeMap::new(),
+            quality: PaneTuples::default(),
         }
     }
 }
@@ -329,6 +336,20 @@ impl PartitionPanes {
         }
     }
 
+    /// A prediction for the quality join, in the pane it was admitted to.
+    pub fn add_predicted(&mut self, pane: i64, p: Predicted) {
+        if let Some(open) = self.open.get_mut(&pane) {
+            open.quality.predictions.push(p);
+        }
+    }
+
+    /// A label for the quality join, in the pane it was admitted to.
+    pub fn add_labelled(&mut self, pane: i64, l: Labelled) {
+        if let Some(open) = self.open.get_mut(&pane) {
+            open.quality.labels.push(l);
+        }
+    }
+
     /// Panes that became final, as partials, oldest first; advances the floor.
     pub fn close_final(
         &mut self,
@@ -360,6 +381,7 @@ impl PartitionPanes {
                 n_sampled: p.n_sampled,
                 late_records: p.late,
                 segments: p.segments,
+                quality: (!p.quality.is_empty()).then_some(p.quality),
             });
         }
         self.floor_us = self.floor_us.max(wm);

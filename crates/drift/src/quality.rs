@@ -14,6 +14,9 @@
 //!   each configured metric whether it is below its floor or significantly below the value
 //!   recorded with the model on its test set (one-sided, at the window's size).
 //! - [`Degradation`]: consecutive degraded windows fire the alarm, as the drift alarm does.
+//! - [`QualityTracker`]: the three above driven by the sidecar's aggregator, pane by pane in
+//!   event time, so every sidecar computes the same [`QualityReport`]s from the same
+//!   partials ([`PaneTuples`] ride in them).
 use crate::features::prediction_outputs;
 use argus_stats::alarm::ConsecutiveRule;
 use argus_stats::live::{Joined, LiveMetric, LiveQuality};
@@ -49,6 +52,75 @@ pub struct QualityConfig {
     pub alpha: f64,
     /// Joined items a window needs before it is judged.
     pub min_items: u64,
+}
+
+/// What the join needs of a prediction (carried in pane partials).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Predicted {
+    /// The prediction's id (`topic/partition/offset` of its input).
+    pub id: String,
+    /// Model version that made it.
+    pub version: String,
+    /// Segment (camera, else `*`).
+    pub segment: String,
+    /// Probability of the positive label.
+    pub score: f64,
+    /// The input's capture time, µs.
+    pub event_us: i64,
+}
+
+impl Predicted {
+    /// The tuple of a prediction with a score for `positive` (`None`: the model did not run
+    /// or has no such label).
+    pub fn of(p: &Prediction, positive: &str) -> Option<Predicted> {
+        let score = prediction_outputs(p, Some(positive))?.score?;
+        score.is_finite().then(|| Predicted {
+            id: p.id.clone(),
+            version: p.model.version.clone(),
+            segment: segment_of(p),
+            score,
+            event_us: p.input.capture_time_us.unwrap_or(p.produced_at_us),
+        })
+    }
+}
+
+/// What the join needs of a label (carried in pane partials).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Labelled {
+    /// The labelled prediction's id.
+    pub id: String,
+    /// The true class.
+    pub label: String,
+    /// When the truth became known, µs.
+    pub labelled_at_us: i64,
+}
+
+impl From<&Label> for Labelled {
+    fn from(l: &Label) -> Self {
+        Labelled {
+            id: l.id.clone(),
+            label: l.label.clone(),
+            labelled_at_us: l.labelled_at_us,
+        }
+    }
+}
+
+/// The predictions and labels one partition contributed to one pane, in offset order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PaneTuples {
+    /// Predictions (of every model version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<Predicted>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<Labelled>,
+}
+
+impl PaneTuples {
+    /// Nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.predictions.is_empty() && self.labels.is_empty()
+    }
 }
 
 /// One prediction waiting for its label.
@@ -100,7 +172,7 @@ pub struct JoinCounts {
 pub struct Join {
     waiting: HashMap<String, Waiting>,
     waiting_order: BTreeSet<(i64, String)>,
-    early: HashMap<String, (Label, i64)>,
+    early: HashMap<String, (Labelled, i64)>,
     early_order: BTreeSet<(i64, String)>,
     done: HashMap<String, i64>,
     done_order: BTreeSet<(i64, String)>,
@@ -117,21 +189,20 @@ impl Join {
     /// Takes a prediction; returns the item when its label was already held.
     pub fn on_prediction(
         &mut self,
-        p: &Prediction,
+        p: &Predicted,
         cfg: &QualityConfig,
         now_us: i64,
     ) -> Option<JoinedItem> {
-        let score = prediction_outputs(p, Some(&cfg.positive))?.score?;
         if self.done.contains_key(&p.id) || self.waiting.contains_key(&p.id) {
             self.counts.duplicate_predictions += 1;
             return None;
         }
         self.counts.predictions += 1;
         let w = Waiting {
-            version: p.model.version.clone(),
-            segment: segment_of(p),
-            score,
-            event_us: p.input.capture_time_us.unwrap_or(p.produced_at_us),
+            version: p.version.clone(),
+            segment: p.segment.clone(),
+            score: p.score,
+            event_us: p.event_us,
             seen_us: now_us,
         };
         if let Some((label, seen)) = self.early.remove(&p.id) {
@@ -144,7 +215,12 @@ impl Join {
     }
 
     /// Takes a label; returns the item when its prediction was waiting.
-    pub fn on_label(&mut self, l: &Label, cfg: &QualityConfig, now_us: i64) -> Option<JoinedItem> {
+    pub fn on_label(
+        &mut self,
+        l: &Labelled,
+        cfg: &QualityConfig,
+        now_us: i64,
+    ) -> Option<JoinedItem> {
         self.counts.labels += 1;
         if let Some(w) = self.waiting.remove(&l.id) {
             self.waiting_order.remove(&(w.seen_us, l.id.clone()));
@@ -163,7 +239,7 @@ impl Join {
         &mut self,
         id: String,
         w: Waiting,
-        l: &Label,
+        l: &Labelled,
         cfg: &QualityConfig,
         now_us: i64,
     ) -> JoinedItem {
@@ -233,6 +309,8 @@ pub struct WindowQuality {
     pub end_us: i64,
     /// Predictions in the window.
     pub predictions: u64,
+    /// Of those, joined with their label.
+    pub joined: u64,
     /// The quality of its joined items (`None` below `min_items`).
     pub quality: Option<LiveQuality>,
     /// Joined items ÷ predictions.
@@ -243,8 +321,18 @@ pub struct WindowQuality {
     pub degraded: Vec<Finding>,
 }
 
+/// Why a metric counts as degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingRule {
+    /// Below the configured floor.
+    Floor,
+    /// Significantly below the value recorded with the model on its test set.
+    Reference,
+}
+
 /// A metric found degraded.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     /// The metric.
     pub metric: LiveMetric,
@@ -252,8 +340,8 @@ pub struct Finding {
     pub value: f64,
     /// The floor or test-set value it was held to.
     pub against: f64,
-    /// `floor` or `reference`.
-    pub rule: &'static str,
+    /// Which rule: below the floor, or significantly below the test-set value.
+    pub rule: FindingRule,
     /// One-sided p-value (`reference` only).
     pub p_value: Option<f64>,
 }
@@ -290,9 +378,8 @@ impl Windows {
     }
 
     /// Counts a prediction (for coverage).
-    pub fn on_prediction(&mut self, cfg: &QualityConfig, p: &Prediction) {
-        let event = p.input.capture_time_us.unwrap_or(p.produced_at_us);
-        self.update(cfg, event, &p.model.version, &segment_of(p), |c| {
+    pub fn on_prediction(&mut self, cfg: &QualityConfig, p: &Predicted) {
+        self.update(cfg, p.event_us, &p.version, &p.segment, |c| {
             c.predictions += 1;
         });
     }
@@ -357,6 +444,7 @@ impl Windows {
                     start_us: start,
                     end_us: end,
                     predictions: c.predictions,
+                    joined: c.items.len() as u64,
                     coverage: c.items.len() as f64 / c.predictions.max(1) as f64,
                     delay_p50_s: c
                         .delays_us
@@ -378,7 +466,7 @@ pub fn findings(cfg: &QualityConfig, q: &LiveQuality) -> Vec<Finding> {
                 metric,
                 value: v,
                 against: floor,
-                rule: "floor",
+                rule: FindingRule::Floor,
                 p_value: None,
             });
         }
@@ -392,7 +480,7 @@ pub fn findings(cfg: &QualityConfig, q: &LiveQuality) -> Vec<Finding> {
                 metric,
                 value: v,
                 against: reference,
-                rule: "reference",
+                rule: FindingRule::Reference,
                 p_value: Some(p),
             });
         }
@@ -429,6 +517,315 @@ impl Degradation {
     }
 }
 
+/// `schema` of every [`QualityReport`].
+pub const QUALITY_SCHEMA: &str = "argus.quality/v1";
+/// `schema` of every [`QualityAlert`].
+pub const QUALITY_ALERT_SCHEMA: &str = "argus.quality-alert/v1";
+/// The rule name in degradation alerts.
+pub const QUALITY_RULE: &str = "quality_degraded";
+
+/// A report's window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QualityWindow {
+    /// Start (RFC 3339, UTC).
+    pub start: String,
+    /// End, exclusive (RFC 3339, UTC).
+    pub end: String,
+    /// Start, µs since the Unix epoch (event time of the predictions).
+    pub start_us: i64,
+    /// End, µs.
+    pub end_us: i64,
+    /// How long labels were waited for after `end`, seconds.
+    pub horizon_seconds: f64,
+}
+
+/// The drift sidecar's label-free estimate (CBPE) for the same window and segment, beside
+/// the realised accuracy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EstimateCheck {
+    /// Always `cbpe`.
+    pub method: String,
+    /// Estimated accuracy (every prediction of the window, labelled or not).
+    pub estimated_accuracy: f64,
+    /// Its standard error.
+    pub estimated_accuracy_se: f64,
+    /// Accuracy on the joined (labelled) predictions.
+    pub realised_accuracy: f64,
+    /// `estimated_accuracy − realised_accuracy`.
+    pub error: f64,
+    /// Whether the realised accuracy lies within the estimate's ±3·SE band.
+    pub within_band: bool,
+}
+
+/// One window's realised quality of one model version and segment (`argus.quality/v1`,
+/// `schemas/quality.v1.schema.json`), published on the quality topic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QualityReport {
+    /// [`QUALITY_SCHEMA`].
+    pub schema: String,
+    /// The model and the version whose predictions these are.
+    pub model: argus_stats::report::ModelInfo,
+    /// `*` (the fleet) or a camera.
+    pub segment: String,
+    /// The window.
+    pub window: QualityWindow,
+    /// The positive label and the decision threshold on its probability.
+    pub positive_label: String,
+    /// Decision threshold.
+    pub threshold: f64,
+    /// Predictions in the window.
+    pub predictions: u64,
+    /// Of those, joined with a label.
+    pub labelled: u64,
+    /// `labelled ÷ predictions`.
+    pub coverage: f64,
+    /// Median label delay (label time − capture time), seconds.
+    pub label_delay_p50_seconds: Option<f64>,
+    /// The realised metrics (`null` with fewer joined items than the minimum).
+    pub metrics: Option<LiveQuality>,
+    /// Metrics below their floors or significantly below their test-set values.
+    pub degraded: Vec<Finding>,
+    /// The degradation alarm of this version and segment after this window.
+    pub alarm: Alarm,
+    /// CBPE's estimate for the same window and segment, when the drift sidecar made one for
+    /// this version.
+    pub estimate: Option<EstimateCheck>,
+}
+
+impl QualityReport {
+    /// The key the reports are told apart by: (version, segment) and window end.
+    pub fn book_key(&self) -> (String, i64) {
+        (
+            format!("{}\u{1f}{}", self.model.version, self.segment),
+            self.window.end_us,
+        )
+    }
+}
+
+/// The alert raised when a version's degradation alarm starts firing
+/// (`argus.quality-alert/v1`, `schemas/quality-alert.v1.schema.json`), on the alerts topic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QualityAlert {
+    /// [`QUALITY_ALERT_SCHEMA`].
+    pub schema: String,
+    /// Unique per model, version, segment and window.
+    pub id: String,
+    /// Always [`QUALITY_RULE`].
+    pub rule: String,
+    /// The model and version.
+    pub model: argus_stats::report::ModelInfo,
+    /// `*` or a camera.
+    pub segment: String,
+    /// The window that fired the alarm.
+    pub window: QualityWindow,
+    /// What degraded (metric, value, floor or test-set value, p-value).
+    pub findings: Vec<Finding>,
+    /// Joined items in the window.
+    pub labelled: u64,
+    /// The alarm.
+    pub alarm: Alarm,
+    /// When the sidecar raised it, µs.
+    pub raised_at_us: i64,
+}
+
+impl QualityAlert {
+    /// The alert for `r`, whose alarm just started firing.
+    pub fn of(r: &QualityReport, raised_at_us: i64) -> QualityAlert {
+        QualityAlert {
+            schema: QUALITY_ALERT_SCHEMA.to_owned(),
+            id: format!(
+                "quality/{}/{}/{}/{}",
+                r.model.id, r.model.version, r.segment, r.window.end_us
+            ),
+            rule: QUALITY_RULE.to_owned(),
+            model: r.model.clone(),
+            segment: r.segment.clone(),
+            window: r.window.clone(),
+            findings: r.degraded.clone(),
+            labelled: r.labelled,
+            alarm: r.alarm.clone(),
+            raised_at_us,
+        }
+    }
+}
+
+/// A report with whether its alarm just started firing (an alert is due).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// The report.
+    pub report: QualityReport,
+    /// The alarm went to `firing` with this window.
+    pub fired: bool,
+}
+
+/// Join, windows and alarm, driven pane by pane in event time by the aggregator: the same
+/// partials in the same order give the same reports on every sidecar.
+#[derive(Debug)]
+pub struct QualityTracker {
+    cfg: QualityConfig,
+    model: String,
+    /// Only this version gets the CBPE estimate beside it (`None`: every version, when the
+    /// drift sidecar summarises every version's predictions).
+    estimated_version: Option<String>,
+    join: Join,
+    windows: Windows,
+    alarm: Degradation,
+    firing: HashMap<(String, String), bool>,
+    /// CBPE estimates by (segment, window end), until their window is judged.
+    estimates: BTreeMap<(i64, String), argus_stats::report::PerformanceEstimate>,
+    clock_us: Option<i64>,
+}
+
+impl QualityTracker {
+    /// A tracker for `model`'s predictions; `alarm_k` degraded windows in a row fire.
+    pub fn new(
+        cfg: QualityConfig,
+        model: &str,
+        estimated_version: Option<String>,
+        alarm_k: u32,
+    ) -> Self {
+        QualityTracker {
+            alarm: Degradation::new(alarm_k.max(1), cfg.alpha),
+            cfg,
+            model: model.to_owned(),
+            estimated_version,
+            join: Join::default(),
+            windows: Windows::default(),
+            firing: HashMap::new(),
+            estimates: BTreeMap::new(),
+            clock_us: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QualityConfig {
+        &self.cfg
+    }
+
+    /// What the join counted so far, and predictions waiting / labels held now.
+    pub fn counts(&self) -> (&JoinCounts, (usize, usize)) {
+        (&self.join.counts, self.join.held())
+    }
+
+    /// One complete pane ending at `end_us`: its partitions' tuples, in (topic, partition,
+    /// offset) order. Predictions first, so a label in the same pane as its prediction joins
+    /// at once.
+    pub fn feed_pane<'a>(&mut self, end_us: i64, tuples: impl IntoIterator<Item = &'a PaneTuples>) {
+        let now = self.clock_us.map_or(end_us, |c| c.max(end_us));
+        let tuples: Vec<&PaneTuples> = tuples.into_iter().collect();
+        for t in &tuples {
+            for p in &t.predictions {
+                self.windows.on_prediction(&self.cfg, p);
+                if let Some(item) = self.join.on_prediction(p, &self.cfg, now) {
+                    self.windows.on_joined(&self.cfg, &item);
+                }
+            }
+        }
+        for t in &tuples {
+            for l in &t.labels {
+                if let Some(item) = self.join.on_label(l, &self.cfg, now) {
+                    self.windows.on_joined(&self.cfg, &item);
+                }
+            }
+        }
+        self.clock_us = Some(now);
+    }
+
+    /// The drift report's CBPE estimate of `segment`'s window ending at `end_us`.
+    pub fn estimate(
+        &mut self,
+        segment: &str,
+        end_us: i64,
+        e: &argus_stats::report::PerformanceEstimate,
+    ) {
+        self.estimates
+            .insert((end_us, segment.to_owned()), e.clone());
+    }
+
+    /// Every pane before `until_us` is complete: expire the join and judge the windows no
+    /// label can join any more.
+    pub fn advance(&mut self, until_us: i64) -> Vec<Evaluated> {
+        let now = self.clock_us.map_or(until_us, |c| c.max(until_us));
+        self.clock_us = Some(now);
+        self.join.expire(&self.cfg, now);
+        let due = self.windows.due(&self.cfg, now);
+        let mut out = Vec::with_capacity(due.len());
+        for w in due {
+            let alarm = self.alarm.observe(&w);
+            let key = (w.version.clone(), w.segment.clone());
+            let firing = alarm.state == "firing";
+            let was = self.firing.insert(key, firing).unwrap_or(false);
+            let estimate = self.estimate_for(&w);
+            out.push(Evaluated {
+                fired: firing && !was,
+                report: self.report(w, alarm, estimate),
+            });
+        }
+        if let Some(last) = out.last() {
+            let keep = last.report.window.end_us - self.cfg.pane_us;
+            self.estimates.retain(|(end, _), _| *end >= keep);
+        }
+        out
+    }
+
+    fn estimate_for(&self, w: &WindowQuality) -> Option<EstimateCheck> {
+        if self
+            .estimated_version
+            .as_ref()
+            .is_some_and(|v| *v != w.version)
+        {
+            return None;
+        }
+        let e = self.estimates.get(&(w.end_us, w.segment.clone()))?;
+        let q = w.quality.as_ref()?;
+        if !e.sufficient {
+            return None;
+        }
+        Some(EstimateCheck {
+            method: e.method.clone(),
+            estimated_accuracy: e.accuracy,
+            estimated_accuracy_se: e.accuracy_se,
+            realised_accuracy: q.accuracy,
+            error: e.accuracy - q.accuracy,
+            within_band: (e.accuracy_lower..=e.accuracy_upper).contains(&q.accuracy),
+        })
+    }
+
+    fn report(
+        &self,
+        w: WindowQuality,
+        alarm: Alarm,
+        estimate: Option<EstimateCheck>,
+    ) -> QualityReport {
+        use argus_stats::report::rfc3339_us;
+        QualityReport {
+            schema: QUALITY_SCHEMA.to_owned(),
+            model: argus_stats::report::ModelInfo {
+                id: self.model.clone(),
+                version: w.version,
+            },
+            segment: w.segment,
+            window: QualityWindow {
+                start: rfc3339_us(w.start_us),
+                end: rfc3339_us(w.end_us),
+                start_us: w.start_us,
+                end_us: w.end_us,
+                horizon_seconds: self.cfg.horizon_us as f64 / 1e6,
+            },
+            positive_label: self.cfg.positive.clone(),
+            threshold: self.cfg.threshold,
+            predictions: w.predictions,
+            labelled: w.joined,
+            coverage: w.coverage,
+            label_delay_p50_seconds: w.delay_p50_s,
+            metrics: w.quality,
+            degraded: w.degraded,
+            alarm,
+            estimate,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -452,7 +849,11 @@ mod tests {
         }
     }
 
-    fn prediction(offset: i64, version: &str, score: f32, event_us: i64) -> Prediction {
+    fn prediction(offset: i64, version: &str, score: f32, event_us: i64) -> Predicted {
+        Predicted::of(&prediction_msg(offset, version, score, event_us), "churn").unwrap()
+    }
+
+    fn prediction_msg(offset: i64, version: &str, score: f32, event_us: i64) -> Prediction {
         Prediction {
             schema: argus_wire::PREDICTION_SCHEMA.into(),
             id: format!("in/0/{offset}"),
@@ -492,10 +893,10 @@ mod tests {
         }
     }
 
-    fn label(offset: i64, class: &str, at_us: i64) -> Label {
+    fn label(offset: i64, class: &str, at_us: i64) -> Labelled {
         let mut l = Label::new(format!("in/0/{offset}"), class, LabelSource::System);
         l.labelled_at_us = at_us;
-        l
+        Labelled::from(&l)
     }
 
     #[test]
@@ -572,8 +973,8 @@ mod tests {
         assert_eq!((q.predictions, q.coverage), (20, 1.0));
         // Delays 4 s (pane 1) and 5 s (pane 0), ten each: the upper median.
         assert_eq!(q.delay_p50_s, Some(5.0));
-        let rules: Vec<&str> = q.degraded.iter().map(|f| f.rule).collect();
-        assert_eq!(rules, ["floor", "reference"]);
+        let rules: Vec<FindingRule> = q.degraded.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, [FindingRule::Floor, FindingRule::Reference]);
         let v2 = out
             .iter()
             .find(|q| q.version == "2" && q.segment == "cam-1" && q.end_us == 2 * S)

@@ -31,7 +31,7 @@ pub(crate) mod input;
 mod publish;
 mod state;
 
-pub use driver::run;
+pub use driver::{run, Outputs};
 
 /// Largest message on the panes topic (the topic is created with this `max.message.bytes`;
 /// a partial of 20 numeric features × 1024 samples is about 0.8 MB of JSON per segment).
@@ -85,6 +85,8 @@ pub struct DriftConfig {
     /// Records with an event time further than this ahead of the wall clock are invalid
     /// (a wrong unit or clock would otherwise push the watermark into the future).
     pub max_future: Duration,
+    /// Join predictions with ground truth from a labels topic (`None`: drift only).
+    pub quality: Option<QualityWiring>,
     /// Create the panes and reports topics if missing (off where topics are made elsewhere,
     /// e.g. the embedded broker, whose admin API is limited).
     pub create_topics: bool,
@@ -115,6 +117,7 @@ impl DriftConfig {
             model,
             tick: Duration::from_millis(250),
             create_topics: true,
+            quality: None,
             idle_timeout: None,
             max_future: Duration::from_secs(3600),
         };
@@ -138,6 +141,82 @@ impl DriftConfig {
         }
         if self.predictions_topic.as_deref() == Some(self.input_topic.as_str()) {
             return Err("--predictions-topic must differ from the input topic".into());
+        }
+        if let Some(q) = &self.quality {
+            q.validate(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// The quality join's topics and judgement (`argus drift watch --labels TOPIC`). Its panes
+/// and windows are the sidecar's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityWiring {
+    /// Where ground truth arrives (`argus.label/v1`).
+    pub labels_topic: String,
+    /// Where quality reports go (`argus.quality/v1`).
+    pub quality_topic: String,
+    /// Where the degradation alert goes (`argus.quality-alert/v1`).
+    pub alerts_topic: String,
+    /// How long a prediction waits for its label (and a label for its prediction), event
+    /// time; a window is judged this long after its end.
+    pub horizon: Duration,
+    /// The positive label (`None`: the profile's score label or calibration's).
+    pub positive: Option<String>,
+    /// Decision threshold on its probability (`None`: the calibration's, else 0.5).
+    pub threshold: Option<f64>,
+    /// Floors: a window below one is degraded.
+    pub floors: Vec<(argus_stats::live::LiveMetric, f64)>,
+    /// Test-set values recorded with the model: a window significantly below one is degraded.
+    pub reference: Vec<(argus_stats::live::LiveMetric, f64)>,
+    /// Significance level of the one-sided tests against `reference`.
+    pub alpha: f64,
+    /// Joined items a window needs before it is judged.
+    pub min_labels: u64,
+    /// Consecutive degraded windows that fire the alarm.
+    pub alarm_k: u32,
+}
+
+impl QualityWiring {
+    /// Cross-field checks against the sidecar's own settings.
+    fn validate(&self, c: &DriftConfig) -> Result<(), String> {
+        let topics = [
+            Some(c.input_topic.as_str()),
+            c.predictions_topic.as_deref(),
+            Some(c.panes_topic.as_str()),
+            Some(c.reports_topic.as_str()),
+        ];
+        if topics.contains(&Some(self.labels_topic.as_str())) {
+            return Err("--labels must name its own topic (not the input, predictions, panes or reports topic)".into());
+        }
+        if c.predictions_topic.is_none() {
+            return Err("--labels needs --predictions: labels are joined with predictions".into());
+        }
+        if self.quality_topic == self.labels_topic
+            || topics.contains(&Some(self.quality_topic.as_str()))
+        {
+            return Err("--quality-topic must be a topic of its own".into());
+        }
+        if self.horizon < c.pane {
+            return Err("--quality-horizon must be at least one pane".into());
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err("--quality-alpha must be in (0, 1)".into());
+        }
+        if self.alarm_k == 0 {
+            return Err("--quality-alarm-windows must be at least 1".into());
+        }
+        if self.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return Err("--quality-threshold must be in [0, 1]".into());
+        }
+        for (m, v) in self.floors.iter().chain(&self.reference) {
+            if !(0.0..=1.0).contains(v) {
+                return Err(format!(
+                    "the {} floor or test-set value must be in [0, 1], not {v}",
+                    m.as_str()
+                ));
+            }
         }
         Ok(())
     }
@@ -197,6 +276,10 @@ pub struct DriftStats {
     pub partials: u64,
     /// Drift reports published.
     pub reports: u64,
+    /// Quality reports published.
+    pub quality_reports: u64,
+    /// Degradation alerts published.
+    pub quality_alerts: u64,
 }
 
 impl DriftStats {
@@ -208,6 +291,8 @@ impl DriftStats {
         self.invalid += other.invalid;
         self.partials += other.partials;
         self.reports += other.reports;
+        self.quality_reports += other.quality_reports;
+        self.quality_alerts += other.quality_alerts;
     }
 }
 

@@ -401,6 +401,7 @@ fn pane_messages(profile: &Profile, partials: &[SegmentSummary], pane: i64) -> V
                 n_sampled: s.n_records,
                 late_records: 0,
                 segments: BTreeMap::from([(FLEET.to_owned(), s.clone())]),
+                quality: None,
             }))
         })
         .collect()

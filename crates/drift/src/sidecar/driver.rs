@@ -5,6 +5,7 @@ use super::input::Incoming;
 use super::state::{Effect, Owned, PartitionEnds, PartitionKey, Sidecar};
 use super::{DriftConfig, DriftError, DriftStats, PANE_MESSAGE_MAX_BYTES};
 use crate::metrics as m;
+use crate::quality::{QualityAlert, QualityReport};
 use argus_kafka::rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use argus_kafka::rdkafka::message::Message;
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -19,27 +20,48 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Run one sidecar until `shutdown`. Reports go to the reports topic (when this sidecar
-/// leads) and, every one, to `reports_out` if given.
+/// Where a caller (the demo, tests) wants every report this sidecar evaluates, besides the
+/// topics.
+#[derive(Debug, Default, Clone)]
+pub struct Outputs {
+    /// Drift reports.
+    pub reports: Option<mpsc::UnboundedSender<DriftReport>>,
+    /// Quality reports (with a labels topic).
+    pub quality: Option<mpsc::UnboundedSender<QualityReport>>,
+}
+
+impl Outputs {
+    /// Drift reports to `tx`.
+    pub fn reports(tx: mpsc::UnboundedSender<DriftReport>) -> Self {
+        Self {
+            reports: Some(tx),
+            quality: None,
+        }
+    }
+}
+
+/// Run one sidecar until `shutdown`. Reports go to the reports (and quality) topic when
+/// this sidecar leads and, every one, to `outputs`.
 pub async fn run(
     config: DriftConfig,
     settings: KafkaSettings,
     profile: Arc<Profile>,
-    reports_out: Option<mpsc::UnboundedSender<DriftReport>>,
+    outputs: Outputs,
     shutdown: CancellationToken,
 ) -> Result<DriftStats, DriftError> {
     let mut sidecar = Sidecar::new(config.clone(), profile.clone())?;
     if config.create_topics {
-        ensure_topics(
-            &settings,
-            &[
-                TopicSpec::new(&config.panes_topic, 1)
-                    .with_config("max.message.bytes", &PANE_MESSAGE_MAX_BYTES.to_string())
-                    .with_config("retention.ms", "86400000"),
-                TopicSpec::new(&config.reports_topic, 1),
-            ],
-        )
-        .await?;
+        let mut topics = vec![
+            TopicSpec::new(&config.panes_topic, 1)
+                .with_config("max.message.bytes", &PANE_MESSAGE_MAX_BYTES.to_string())
+                .with_config("retention.ms", "86400000"),
+            TopicSpec::new(&config.reports_topic, 1),
+        ];
+        if let Some(q) = &config.quality {
+            topics.push(TopicSpec::new(&q.quality_topic, 1));
+            topics.push(TopicSpec::new(&q.alerts_topic, 1));
+        }
+        ensure_topics(&settings, &topics).await?;
     }
     gauge!(m::REFERENCE_INFO, "reference_id" => profile.id.clone(), "sha256" => profile.sha256.clone()).set(1.0);
 
@@ -55,10 +77,21 @@ pub async fn run(
     if let Some(p) = &config.predictions_topic {
         topics.push(p);
     }
+    if let Some(q) = &config.quality {
+        topics.push(&q.labels_topic);
+    }
     consumer.subscribe(&topics)?;
     let assignment = consumer.context().assignment();
     let panes_reader = panes_reader(&config, &settings)?;
-    sidecar.start(assign_panes_reader(&panes_reader, &config).await?);
+    let mut ends = assign_panes_reader(&panes_reader, &config).await?;
+    let quality_end = match &config.quality {
+        Some(q) => ends.remove(&q.quality_topic).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    sidecar.start(
+        ends.remove(&config.reports_topic).unwrap_or_default(),
+        quality_end,
+    );
     // Partials carry bottom-k samples (≤ k per feature and segment): allow big messages.
     let producer: FutureProducer = settings
         .producer_config(&config.sidecar_id)
@@ -96,6 +129,9 @@ pub async fn run(
                 Ok(msg) if msg.topic() == config.reports_topic => {
                     sidecar.on_report(msg.partition(), msg.offset(), msg.payload());
                 }
+                Ok(msg) if config.quality.as_ref().is_some_and(|q| q.quality_topic == msg.topic()) => {
+                    sidecar.on_quality_report(msg.partition(), msg.offset(), msg.payload());
+                }
                 Ok(msg) => sidecar.on_pane(msg.offset(), msg.payload()),
                 Err(e) => tracing::warn!(error = %e, "panes reader error"),
             },
@@ -111,7 +147,7 @@ pub async fn run(
                     .map(|(t, p)| ((t.clone(), *p), consumer.context().generation(t, *p)))
                     .collect();
                 for effect in sidecar.on_tick(&owned, &ends, Instant::now()) {
-                    apply(effect, &mut sidecar, &config, &consumer, &producer, reports_out.as_ref()).await?;
+                    apply(effect, &mut sidecar, &config, &consumer, &producer, &outputs).await?;
                 }
             }
         }
@@ -127,7 +163,7 @@ async fn apply(
     config: &DriftConfig,
     consumer: &StreamConsumer<GroupContext>,
     producer: &FutureProducer,
-    reports_out: Option<&mpsc::UnboundedSender<DriftReport>>,
+    outputs: &Outputs,
 ) -> Result<(), DriftError> {
     match effect {
         Effect::Partial(record) => {
@@ -153,13 +189,33 @@ async fn apply(
             }
         }
         Effect::Evaluated(report) => {
-            if let Some(tx) = reports_out {
+            if let Some(tx) = &outputs.reports {
                 let _ = tx.send(*report);
             }
         }
         Effect::Publish(report) => {
             send_json(producer, &config.reports_topic, &report.segment, &report).await?;
             sidecar.report_published(&report);
+        }
+        Effect::QualityEvaluated(report) => {
+            if let Some(tx) = &outputs.quality {
+                let _ = tx.send(*report);
+            }
+        }
+        Effect::PublishQuality(e) => {
+            let Some(q) = &config.quality else {
+                return Ok(());
+            };
+            // The alert first: a crash between the two repeats the alert, never loses it.
+            if e.fired {
+                let alert = QualityAlert::of(&e.report, argus_wire::now_us());
+                let key = format!("{}/{}", e.report.model.version, e.report.segment);
+                send_json(producer, &q.alerts_topic, &key, &alert).await?;
+                tracing::warn!(id = %alert.id, topic = %q.alerts_topic, "quality degradation alert published");
+            }
+            let key = format!("{}/{}", e.report.model.version, e.report.segment);
+            send_json(producer, &q.quality_topic, &key, &e.report).await?;
+            sidecar.quality_published(&e, e.fired);
         }
     }
     Ok(())
@@ -183,16 +239,21 @@ fn panes_reader(
     })?)
 }
 
-/// Every sidecar reads the whole panes topic (partials and progress) and the reports topic
-/// (what was already published). A topic created a moment ago may take a while to show its
-/// partitions. Returns where each non-empty reports partition ends now.
+/// Every sidecar reads the whole panes topic (partials and progress) and the reports and
+/// quality topics (what was already published). A topic created a moment ago may take a
+/// while to show its partitions. Returns, per reports or quality topic, where each of its
+/// non-empty partitions ends now.
 async fn assign_panes_reader(
     reader: &StreamConsumer,
     config: &DriftConfig,
-) -> Result<BTreeMap<i32, i64>, DriftError> {
+) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, DriftError> {
     let mut tpl = TopicPartitionList::new();
-    let mut reports_end: BTreeMap<i32, i64> = BTreeMap::new();
-    for topic in [&config.panes_topic, &config.reports_topic] {
+    let mut ends: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+    let mut read = vec![&config.panes_topic, &config.reports_topic];
+    if let Some(q) = &config.quality {
+        read.push(&q.quality_topic);
+    }
+    for topic in read {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let meta = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -204,11 +265,11 @@ async fn assign_panes_reader(
             if !partitions.is_empty() {
                 for p in partitions {
                     tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-                    if topic == &config.reports_topic {
+                    if topic != &config.panes_topic {
                         let (_, high) =
                             reader.fetch_watermarks(topic, p, Duration::from_secs(10))?;
                         if high > 0 {
-                            reports_end.insert(p, high);
+                            ends.entry(topic.clone()).or_default().insert(p, high);
                         }
                     }
                 }
@@ -223,7 +284,7 @@ async fn assign_panes_reader(
         }
     }
     reader.assign(&tpl)?;
-    Ok(reports_end)
+    Ok(ends)
 }
 
 /// Every partition of the watched topics, or `None` when a lookup failed (the partitions

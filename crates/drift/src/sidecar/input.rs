@@ -6,7 +6,7 @@ use crate::features::{self, image_feature_names, PREDICTED_CLASS, SCORE};
 use crate::metrics as m;
 use crate::pane::{Admit, PaneConfig, PartitionPanes};
 use argus_stats::image::ImageHistograms;
-use argus_stats::profile::{Profile, StreamKind};
+use argus_stats::profile::{Profile, StreamKind, FLEET};
 use argus_stats::summary::Cell;
 use metrics::counter;
 use std::collections::HashMap;
@@ -120,6 +120,8 @@ pub(crate) struct RecordReader {
     schema_checked: bool,
     /// Only this model version's predictions count (`None`: all).
     predictions_version: Option<String>,
+    /// The labels topic and the positive label, when predictions are joined with labels.
+    quality: Option<(String, String)>,
 }
 
 impl RecordReader {
@@ -138,7 +140,15 @@ impl RecordReader {
             max_future_us: i64::try_from(config.max_future.as_micros()).unwrap_or(i64::MAX),
             schema_checked: false,
             predictions_version: config.predictions_version.clone(),
+            quality: None,
         })
+    }
+
+    /// Also read `labels_topic` and keep every prediction's score of `positive` for the
+    /// quality join.
+    pub fn with_quality(mut self, labels_topic: &str, positive: &str) -> Self {
+        self.quality = Some((labels_topic.to_owned(), positive.to_owned()));
+        self
     }
 
     /// Admit one record to `state` (its partition's panes) and summarise it if sampled.
@@ -154,6 +164,8 @@ impl RecordReader {
         stats.records += 1;
         let outcome = if rec.topic == self.input_topic {
             self.read_input(state, rec, now_us, stats)?
+        } else if self.quality.as_ref().is_some_and(|(t, _)| t == rec.topic) {
+            self.read_label(state, rec, now_us, stats)
         } else {
             self.read_prediction(state, rec, now_us, stats)
         };
@@ -294,6 +306,13 @@ impl RecordReader {
             return Outcome::Invalid("event_time");
         }
         let (admit, pane) = state.admit(&self.pane_cfg, rec.offset, event_us, segment, false);
+        if let (Some((_, positive)), false) = (&self.quality, admit == Admit::Late) {
+            // Every version's, sampled or not: the join needs each labelled prediction.
+            if let Some(mut t) = crate::quality::Predicted::of(&p, positive) {
+                t.segment = segment.unwrap_or(FLEET).to_owned();
+                state.add_predicted(pane, t);
+            }
+        }
         if admit == Admit::Sampled
             && self
                 .predictions_version
@@ -335,6 +354,46 @@ impl RecordReader {
             out.score,
             None,
         );
+        Outcome::Sampled(pane)
+    }
+}
+
+impl RecordReader {
+    /// A label (`argus.label/v1`) of the labels topic, in the pane of the time it was
+    /// published (its Kafka timestamp; else its `labelled_at`): labels are joined as they
+    /// arrive, whatever time they claim.
+    fn read_label(
+        &self,
+        state: &mut PartitionPanes,
+        rec: &Incoming<'_>,
+        now_us: i64,
+        stats: &mut DriftStats,
+    ) -> Outcome {
+        let label: argus_wire::Label = match serde_json::from_slice(rec.payload) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(topic = rec.topic, error = %e, "label does not parse");
+                return Outcome::Invalid("label_json");
+            }
+        };
+        if let Err(e) = label.validate() {
+            tracing::debug!(topic = rec.topic, error = %e, "invalid label");
+            return Outcome::Invalid("label");
+        }
+        let event_us = rec
+            .timestamp_ms
+            .filter(|ms| *ms >= 0)
+            .map_or(label.labelled_at_us, |ms| ms.saturating_mul(1000));
+        if !event_time_ok(event_us, now_us, self.max_future_us) {
+            return Outcome::Invalid("event_time");
+        }
+        let (admit, pane) = state.admit(&self.pane_cfg, rec.offset, event_us, None, false);
+        if admit == Admit::Late {
+            count(stats, rec.topic, admit);
+            return Outcome::Late(pane);
+        }
+        count(stats, rec.topic, Admit::Sampled);
+        state.add_labelled(pane, crate::quality::Labelled::from(&label));
         Outcome::Sampled(pane)
     }
 }

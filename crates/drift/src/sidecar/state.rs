@@ -15,6 +15,7 @@ use super::{DriftConfig, DriftError, DriftStats};
 use crate::aggregate::{AggregateConfig, Aggregator};
 use crate::metrics as m;
 use crate::pane::{PaneConfig, PaneMessage, PaneRecord, PartitionPanes, Progress};
+use crate::quality::{Evaluated, QualityConfig, QualityReport, QualityTracker};
 use argus_stats::hash::Sampler;
 use argus_stats::profile::Profile;
 use argus_stats::report::DriftReport;
@@ -64,6 +65,11 @@ pub(crate) enum Effect {
     /// Publish this report on the reports topic, keyed by its segment; report success with
     /// [`Sidecar::report_published`].
     Publish(Box<DriftReport>),
+    /// A quality window was judged (every sidecar).
+    QualityEvaluated(Box<QualityReport>),
+    /// Publish the degradation alert if `fired`, then the report on the quality topic;
+    /// report success with [`Sidecar::quality_published`].
+    PublishQuality(Box<Evaluated>),
 }
 
 /// One sidecar's state; see the module doc.
@@ -82,6 +88,8 @@ pub(crate) struct Sidecar {
     last_meta: Option<Instant>,
     /// Which segments' reports are exported as metrics.
     segment_cap: m::SegmentCap,
+    /// Quality reports to publish (with a labels topic only).
+    quality_book: Option<ReportBook<Evaluated>>,
 }
 
 impl Sidecar {
@@ -96,8 +104,16 @@ impl Sidecar {
             max_segments: config.max_segments,
             seed: profile.settings.seed,
         };
-        let reader = RecordReader::new(&config, profile.clone(), pane_cfg.clone())?;
-        let aggregator = Aggregator::new(
+        let mut reader = RecordReader::new(&config, profile.clone(), pane_cfg.clone())?;
+        let tracker = match &config.quality {
+            Some(q) => {
+                let tracker = quality_tracker(&config, q, &profile)?;
+                reader = reader.with_quality(&q.labels_topic, &tracker.config().positive);
+                Some(tracker)
+            }
+            None => None,
+        };
+        let mut aggregator = Aggregator::new(
             AggregateConfig {
                 pane_us: pane_cfg.pane_us,
                 window_panes: config.window_panes,
@@ -109,9 +125,16 @@ impl Sidecar {
             },
             profile.clone(),
         );
+        if let Some(t) = tracker {
+            aggregator = aggregator.with_quality(t);
+        }
         // Reports pending longer than the alarm rule looks back are not published any more.
         let horizon_us =
             i64::from(config.window_panes * (2 * config.alarm_k + 1)) * pane_cfg.pane_us;
+        let quality_book = config.quality.as_ref().map(|q| {
+            let horizon = i64::try_from(q.horizon.as_micros()).unwrap_or(i64::MAX);
+            ReportBook::new(horizon_us.saturating_add(horizon))
+        });
         Ok(Self {
             idle_timeout: config.idle_timeout.unwrap_or(config.pane),
             segment_cap: m::SegmentCap::new(config.max_metric_segments),
@@ -122,6 +145,7 @@ impl Sidecar {
             parts: BTreeMap::new(),
             published_wm: HashMap::new(),
             book: ReportBook::new(horizon_us),
+            quality_book,
             stats: DriftStats::default(),
             last_meta: None,
         })
@@ -129,8 +153,11 @@ impl Sidecar {
 
     /// The clients are up: `reports_end` is where each non-empty partition of the reports
     /// topic ended; nothing is published before the reports reader got there.
-    pub fn start(&mut self, reports_end: BTreeMap<i32, i64>) {
+    pub fn start(&mut self, reports_end: BTreeMap<i32, i64>, quality_end: BTreeMap<i32, i64>) {
         self.book.start(reports_end);
+        if let Some(b) = &mut self.quality_book {
+            b.start(quality_end);
+        }
     }
 
     pub fn stats(&self) -> &DriftStats {
@@ -174,6 +201,13 @@ impl Sidecar {
     /// A record of the reports topic.
     pub fn on_report(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
         self.book.on_seen(partition, offset, payload);
+    }
+
+    /// A record of the quality topic.
+    pub fn on_quality_report(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
+        if let Some(b) = &mut self.quality_book {
+            b.on_seen(partition, offset, payload);
+        }
     }
 
     /// Whether to look up the watched topics' partitions now (every 10 s, first at once).
@@ -272,6 +306,11 @@ impl Sidecar {
         for r in self.book.due(leader) {
             effects.push(Effect::Publish(Box::new(r)));
         }
+        if let Some(b) = &mut self.quality_book {
+            for e in b.due(leader) {
+                effects.push(Effect::PublishQuality(Box::new(e)));
+            }
+        }
         counter!(m::DUPLICATES).absolute(self.aggregator.duplicates);
         effects
     }
@@ -290,6 +329,49 @@ impl Sidecar {
             effects.push(Effect::Evaluated(Box::new(r.clone())));
             self.book.evaluated(r);
         }
+        for e in self.aggregator.take_quality() {
+            let r = &e.report;
+            if self.segment_cap.admit(&r.segment) {
+                m::record_quality(r);
+            }
+            tracing::info!(
+                version = %r.model.version,
+                segment = %r.segment,
+                window_end = %r.window.end,
+                predictions = r.predictions,
+                labelled = r.labelled,
+                accuracy = r.metrics.as_ref().map(|q| q.accuracy),
+                precision = r.metrics.as_ref().map(|q| q.precision),
+                recall = r.metrics.as_ref().map(|q| q.recall),
+                degraded = r.degraded.len(),
+                alarm = %r.alarm.state,
+                "quality window judged"
+            );
+            if e.fired {
+                tracing::warn!(version = %r.model.version, segment = %r.segment, findings = ?r.degraded, "model quality degraded: alarm firing");
+            }
+            effects.push(Effect::QualityEvaluated(Box::new(e.report.clone())));
+            if let Some(b) = &mut self.quality_book {
+                b.evaluated(e);
+            }
+        }
+        if let Some(q) = self.aggregator.quality() {
+            let (counts, held) = q.counts();
+            m::record_join(counts, held);
+        }
+    }
+
+    /// An [`Effect::PublishQuality`] succeeded (`alerted`: its alert went out too).
+    pub fn quality_published(&mut self, e: &Evaluated, alerted: bool) {
+        self.stats.quality_reports += 1;
+        counter!(m::QUALITY_REPORTS).increment(1);
+        if alerted {
+            self.stats.quality_alerts += 1;
+            counter!(m::QUALITY_ALERTS).increment(1);
+        }
+        if let Some(b) = &mut self.quality_book {
+            b.published(e);
+        }
     }
 
     /// The outcome of an [`Effect::Partial`].
@@ -307,6 +389,49 @@ impl Sidecar {
         self.stats.reports += 1;
         self.book.published(report);
     }
+}
+
+/// The quality join's settings: the sidecar's panes and windows; the positive label and
+/// threshold given, else the profile's (score label, calibration).
+fn quality_tracker(
+    config: &DriftConfig,
+    q: &super::QualityWiring,
+    profile: &Profile,
+) -> Result<QualityTracker, DriftError> {
+    let calibration = profile.calibration.as_ref();
+    let positive = q
+        .positive
+        .clone()
+        .or_else(|| profile.score_label.clone())
+        .or_else(|| calibration.map(|c| c.positive_label.clone()))
+        .ok_or_else(|| {
+            DriftError::Config(
+                "the profile names no positive label: give --quality-positive LABEL".into(),
+            )
+        })?;
+    let threshold = q
+        .threshold
+        .or_else(|| calibration.map(|c| c.threshold))
+        .unwrap_or(0.5);
+    let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let cfg = QualityConfig {
+        horizon_us: us(q.horizon),
+        pane_us: us(config.pane),
+        window_panes: config.window_panes,
+        positive,
+        threshold,
+        ece_bins: 10,
+        floors: q.floors.clone(),
+        reference: q.reference.clone(),
+        alpha: q.alpha,
+        min_items: q.min_labels,
+    };
+    Ok(QualityTracker::new(
+        cfg,
+        &config.model.id,
+        config.predictions_version.clone(),
+        q.alarm_k,
+    ))
 }
 
 /// Whether the consumer has read `state`'s partition to its end: its position is at the
@@ -389,6 +514,8 @@ mod tests {
                 Effect::StoreOffset { .. } => "store",
                 Effect::Evaluated(_) => "evaluated",
                 Effect::Publish(_) => "publish",
+                Effect::QualityEvaluated(_) => "quality",
+                Effect::PublishQuality(_) => "publish_quality",
             })
             .collect()
     }
@@ -662,7 +789,7 @@ mod tests {
         let mut s = sidecar(config());
         s.on_expected(vec![(IN.into(), 0), (IN.into(), 1)]);
         let mut own = owned(&[0, 1], 1);
-        s.start(BTreeMap::from([(0, 5)]));
+        s.start(BTreeMap::from([(0, 5)]), BTreeMap::new());
         let (_, e) = two_partitions(&mut s, &own);
         assert_eq!(window_ends(&e, false), [PANE, 2 * PANE]);
         assert!(window_ends(&e, true).is_empty());
