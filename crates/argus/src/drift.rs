@@ -21,7 +21,7 @@ pub enum DriftCommand {
     /// scenes), with the same code the sidecar summarises windows with.
     Profile(ProfileArgs),
     /// Run the drift sidecar on a live stream.
-    Watch(WatchFlags),
+    Watch(Box<WatchFlags>),
     /// Compare two CSV/JSON-lines files (or a profile and a file) and print the report.
     ///
     /// Every row of the current file is tested (KS, Cramér–von Mises, Wasserstein), against
@@ -184,6 +184,44 @@ pub struct WatchFlags {
     /// Address for /metrics and /healthz [default: 127.0.0.1:9101].
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Labels topic (argus.label/v1): join ground truth with the predictions and report live
+    /// quality per model version and segment ("" = none) [default: none].
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Topic the quality reports (argus.quality/v1) go to [default: quality].
+    #[arg(long)]
+    pub quality_topic: Option<String>,
+    /// Topic the degradation alert (argus.quality-alert/v1) goes to [default: alerts].
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
+    /// How long a prediction waits for its label (event time); windows are judged this long
+    /// after their end [default: 10m].
+    #[arg(long, value_parser = parse_duration)]
+    pub quality_horizon: Option<Duration>,
+    /// The positive label [default: the profile's score label].
+    #[arg(long)]
+    pub quality_positive: Option<String>,
+    /// Decision threshold on the positive label's probability [default: the profile's
+    /// calibration, else 0.5].
+    #[arg(long)]
+    pub quality_threshold: Option<f64>,
+    /// A floor, metric=value (accuracy, precision, recall, f1, roc_auc, pr_auc); repeat for
+    /// more: a window below it is degraded.
+    #[arg(long = "quality-floor")]
+    pub quality_floors: Vec<String>,
+    /// A test-set value recorded with the model, metric=value (accuracy, precision, recall,
+    /// roc_auc); repeat for more: a window significantly below it is degraded.
+    #[arg(long)]
+    pub quality_reference: Vec<String>,
+    /// Significance level of the one-sided tests against test-set values [default: 0.01].
+    #[arg(long)]
+    pub quality_alpha: Option<f64>,
+    /// Labelled predictions a window needs before it is judged [default: 30].
+    #[arg(long)]
+    pub quality_min_labels: Option<u64>,
+    /// Consecutive degraded windows before the degradation alarm fires [default: 2].
+    #[arg(long)]
+    pub quality_alarm_windows: Option<u32>,
 }
 
 impl WatchFlags {
@@ -248,6 +286,57 @@ impl WatchFlags {
             "drift.metrics_addr",
             "--metrics-addr",
             self.metrics_addr.as_ref(),
+        );
+        f.set("drift.labels", "--labels", self.labels.as_ref());
+        f.set(
+            "drift.quality_topic",
+            "--quality-topic",
+            self.quality_topic.as_ref(),
+        );
+        f.set(
+            "drift.alerts_topic",
+            "--alerts-topic",
+            self.alerts_topic.as_ref(),
+        );
+        f.duration(
+            "drift.quality_horizon",
+            "--quality-horizon",
+            self.quality_horizon,
+        );
+        f.set(
+            "drift.quality_positive",
+            "--quality-positive",
+            self.quality_positive.as_ref(),
+        );
+        f.set(
+            "drift.quality_threshold",
+            "--quality-threshold",
+            self.quality_threshold.as_ref(),
+        );
+        f.list(
+            "drift.quality_floors",
+            "--quality-floor",
+            &self.quality_floors,
+        );
+        f.list(
+            "drift.quality_reference",
+            "--quality-reference",
+            &self.quality_reference,
+        );
+        f.set(
+            "drift.quality_alpha",
+            "--quality-alpha",
+            self.quality_alpha.as_ref(),
+        );
+        f.set(
+            "drift.quality_min_labels",
+            "--quality-min-labels",
+            self.quality_min_labels.as_ref(),
+        );
+        f.set(
+            "drift.quality_alarm_windows",
+            "--quality-alarm-windows",
+            self.quality_alarm_windows.as_ref(),
         );
     }
 }
@@ -535,6 +624,7 @@ async fn watch(config: ArgusConfig) -> Result<(), CliError> {
     argus_kafka::metrics::register_defaults();
     let mut watched = vec![sidecar.input_topic.as_str()];
     watched.extend(sidecar.predictions_topic.as_deref());
+    watched.extend(sidecar.quality.as_ref().map(|q| q.labels_topic.as_str()));
     argus_drift::metrics::register_defaults(&watched);
     let listener = telemetry::bind(d.metrics_addr)
         .await

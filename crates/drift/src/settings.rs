@@ -1,9 +1,10 @@
 //! [`DriftSettings`]: the `[drift]` table of the configuration (`argus drift watch`), every
 //! default defined once here; [`DriftSettings::sidecar_config`] turns it into the
 //! [`DriftConfig`] the sidecar runs with, checked once.
-use crate::sidecar::{DriftConfig, DriftError};
+use crate::sidecar::{DriftConfig, DriftError, QualityWiring};
 use argus_kafka::serde_helpers::duration;
 use argus_stats::evaluate::EvalConfig;
+use argus_stats::live::LiveMetric;
 use argus_stats::report::ModelInfo;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -62,6 +63,35 @@ pub struct DriftSettings {
     pub model_version: String,
     /// Address for /metrics and /healthz.
     pub metrics_addr: SocketAddr,
+    /// Labels topic (`argus.label/v1`) to join with the predictions for live quality
+    /// ("" = none).
+    pub labels: String,
+    /// Topic the quality reports go to.
+    pub quality_topic: String,
+    /// Topic the degradation alert goes to (the workers' alerts topic).
+    pub alerts_topic: String,
+    /// How long a prediction waits for its label (event time); a window is judged this long
+    /// after its end.
+    #[serde(with = "duration")]
+    pub quality_horizon: Duration,
+    /// The positive label [default: the profile's score label].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_positive: Option<String>,
+    /// Decision threshold on its probability [default: the profile's calibration, else 0.5].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_threshold: Option<f64>,
+    /// Floors, `metric=value` (accuracy, precision, recall, f1, roc_auc, pr_auc): a window
+    /// below one is degraded.
+    pub quality_floors: Vec<String>,
+    /// Test-set values recorded with the model, `metric=value` (accuracy, precision, recall,
+    /// roc_auc): a window significantly below one (one-sided test at its size) is degraded.
+    pub quality_reference: Vec<String>,
+    /// Significance level of those one-sided tests.
+    pub quality_alpha: f64,
+    /// Labelled predictions a window needs before it is judged.
+    pub quality_min_labels: u64,
+    /// Consecutive degraded windows before the degradation alarm fires.
+    pub quality_alarm_windows: u32,
 }
 
 impl Default for DriftSettings {
@@ -86,6 +116,17 @@ impl Default for DriftSettings {
             model_id: None,
             model_version: "-".into(),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            labels: String::new(),
+            quality_topic: "quality".into(),
+            alerts_topic: "alerts".into(),
+            quality_horizon: Duration::from_secs(600),
+            quality_positive: None,
+            quality_threshold: None,
+            quality_floors: Vec::new(),
+            quality_reference: Vec::new(),
+            quality_alpha: 0.01,
+            quality_min_labels: 30,
+            quality_alarm_windows: 2,
         }
     }
 }
@@ -115,8 +156,29 @@ impl DriftSettings {
         c.max_metric_segments = self.max_metric_segments;
         self.windows(&mut c);
         c.eval = eval_config(self.alpha).map_err(DriftError::Config)?;
+        c.quality = self.quality().map_err(DriftError::Config)?;
         c.validate().map_err(DriftError::Config)?;
         Ok(c)
+    }
+
+    /// The quality join, when a labels topic is set.
+    fn quality(&self) -> Result<Option<QualityWiring>, String> {
+        if self.labels.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(QualityWiring {
+            labels_topic: self.labels.clone(),
+            quality_topic: self.quality_topic.clone(),
+            alerts_topic: self.alerts_topic.clone(),
+            horizon: self.quality_horizon,
+            positive: self.quality_positive.clone(),
+            threshold: self.quality_threshold,
+            floors: metric_values(&self.quality_floors, "--quality-floor")?,
+            reference: metric_values(&self.quality_reference, "--quality-reference")?,
+            alpha: self.quality_alpha,
+            min_labels: self.quality_min_labels,
+            alarm_k: self.quality_alarm_windows,
+        }))
     }
 
     /// The window and sampling settings onto `c` (the rest of [`DriftConfig`] is the
@@ -129,6 +191,33 @@ impl DriftSettings {
         c.max_fps = self.max_fps;
         c.alarm_k = self.alarm_windows;
     }
+}
+
+/// `metric=value` pairs (`flag` names them in errors).
+pub fn metric_values(pairs: &[String], flag: &str) -> Result<Vec<(LiveMetric, f64)>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').ok_or_else(|| {
+                format!("{flag} {pair:?}: write metric=value, e.g. precision=0.6")
+            })?;
+            let metric = LiveMetric::ALL
+                .into_iter()
+                .find(|m| m.as_str() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = LiveMetric::ALL.iter().map(|m| m.as_str()).collect();
+                    format!(
+                        "{flag} {pair:?}: unknown metric {name:?}; use one of {}",
+                        names.join(", ")
+                    )
+                })?;
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{flag} {pair:?}: {value:?} is not a number"))?;
+            Ok((metric, v))
+        })
+        .collect()
 }
 
 /// Evaluation thresholds at significance level `alpha`, which must be in (0, 1).
@@ -189,6 +278,30 @@ mod tests {
             ("side-2", "m")
         );
         assert_eq!(c.max_metric_segments, 3);
+        assert_eq!(c.quality, None, "no labels topic, no join");
+    }
+
+    #[test]
+    fn a_labels_topic_turns_the_quality_join_on() {
+        let s = DriftSettings {
+            labels: "labels".into(),
+            quality_floors: vec!["precision=0.6".into()],
+            quality_reference: vec!["roc_auc = 0.85".into()],
+            ..DriftSettings::default()
+        };
+        let q = s
+            .sidecar_config(|| "x".into(), "p")
+            .unwrap()
+            .quality
+            .unwrap();
+        assert_eq!(q.labels_topic, "labels");
+        assert_eq!(
+            (q.quality_topic.as_str(), q.alerts_topic.as_str()),
+            ("quality", "alerts")
+        );
+        assert_eq!(q.floors, [(LiveMetric::Precision, 0.6)]);
+        assert_eq!(q.reference, [(LiveMetric::RocAuc, 0.85)]);
+        assert_eq!((q.alpha, q.min_labels, q.alarm_k), (0.01, 30, 2));
     }
 
     #[test]
@@ -214,6 +327,37 @@ mod tests {
                     ..DriftSettings::default()
                 },
                 "--predictions-topic",
+            ),
+            (
+                DriftSettings {
+                    labels: "labels".into(),
+                    quality_floors: vec!["precision:0.5".into()],
+                    ..DriftSettings::default()
+                },
+                "--quality-floor",
+            ),
+            (
+                DriftSettings {
+                    labels: "labels".into(),
+                    quality_reference: vec!["auc=0.9".into()],
+                    ..DriftSettings::default()
+                },
+                "roc_auc",
+            ),
+            (
+                DriftSettings {
+                    labels: "labels".into(),
+                    quality_horizon: Duration::from_secs(1),
+                    ..DriftSettings::default()
+                },
+                "--quality-horizon",
+            ),
+            (
+                DriftSettings {
+                    labels: "predictions".into(),
+                    ..DriftSettings::default()
+                },
+                "--labels",
             ),
         ] {
             match s.sidecar_config(|| "x".into(), "p") {

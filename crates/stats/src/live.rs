@@ -38,7 +38,8 @@ pub struct Confusion {
     pub tp: u64,
     /// Predicted positive, truly negative.
     pub fp: u64,
-    /// Predicted negative, truly positive.
+    /// Predicted negative, truly positive (`fn` on the wire).
+    #[serde(rename = "fn")]
     pub fn_: u64,
     /// Predicted negative, truly negative.
     pub tn: u64,
