@@ -615,3 +615,39 @@ fn the_demo_switches_model_versions_live() {
     );
     assert!(models.contains("swaps: mean swap"), "{models}");
 }
+
+/// `argus demo` with its drift sidecar labels half the frames and reports live quality: the
+/// fleet's precision per judged window, and each camera's in the closing lines.
+#[test]
+fn the_demo_reports_quality_from_labels() {
+    let stdout = stdout_of_success(
+        Command::new(argus_bin())
+            .args(["demo", "--duration", "24s", "--no-swap", "--workers", "1"])
+            .args(["--max-printed-alerts", "0"])
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("ARGUS_BROKERS")
+            .current_dir(repo_root()),
+    );
+    let judged: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("QUALITY v1 *") && l.contains(" precision "))
+        .collect();
+    assert!(!judged.is_empty(), "{stdout}");
+    // Half the frames are labelled (by a hash of their id).
+    let (labelled, predictions) = judged[0]
+        .split(" labelled ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next()?.split_once('/'))
+        .map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap()))
+        .unwrap();
+    let share = labelled / predictions;
+    assert!((0.3..=0.7).contains(&share), "{}", judged[0]);
+    for cam in 0..4 {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("quality v1 cam-{cam} "))),
+            "cam-{cam}:\n{stdout}"
+        );
+    }
+}

@@ -254,6 +254,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
                 None => "no shift injected".into(),
             }
         );
+        let [_, _, labels, quality] = crate::demo_drift::topics(&run_id);
         crate::demo_drift::start(
             settings.clone(),
             source.clone(),
@@ -263,6 +264,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             &run_id,
             args.drift_pane,
             _embedded.is_none(),
+            crate::demo_drift::DemoQuality {
+                labels,
+                quality,
+                alerts: topics.alerts.clone(),
+                label_delay: DEMO_LABEL_DELAY,
+            },
             drift_stop.clone(),
         )
     });
@@ -344,6 +351,15 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     pconfig.duration = Some(args.duration);
     pconfig.progress_every = Duration::from_secs(3600);
     pconfig.spread_cameras = Some(input_partitions);
+    if !args.no_drift {
+        // The generator knows each scene's truth: half the frames get a label, as an
+        // operator checking them would give it a little later.
+        pconfig.labels = Some(argus_producer::LabelEmission {
+            topic: crate::demo_drift::topics(&run_id)[2].clone(),
+            share: DEMO_LABEL_SHARE,
+            delay: DEMO_LABEL_DELAY,
+        });
+    }
     let producer = settings
         .producer("argus-demo-producer")
         .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -503,6 +519,10 @@ fn versions_line(tally: &Tally, frames: u64) -> String {
     )
 }
 
+/// Share of the demo's frames labelled, and how late.
+const DEMO_LABEL_SHARE: f64 = 0.5;
+const DEMO_LABEL_DELAY: Duration = Duration::from_secs(2);
+
 fn observe(
     m: &argus_kafka::rdkafka::message::BorrowedMessage<'_>,
     topics: &OutputTopics,
@@ -534,6 +554,21 @@ fn observe(
         }
     } else if m.topic() == topics.alerts {
         let Ok(a) = serde_json::from_slice::<Alert>(payload) else {
+            if let Ok(q) = serde_json::from_slice::<argus_drift::quality::QualityAlert>(payload) {
+                let what: Vec<String> = q
+                    .findings
+                    .iter()
+                    .map(|f| format!("{} {:.3} vs {:.3}", f.metric.as_str(), f.value, f.against))
+                    .collect();
+                println!(
+                    "QUALITY ALERT {} v{} {}: {} ({})",
+                    q.model.id,
+                    q.model.version,
+                    q.segment,
+                    what.join(", "),
+                    q.id
+                );
+            }
             return;
         };
         tally.alerts += 1;

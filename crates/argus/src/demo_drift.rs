@@ -3,9 +3,11 @@
 //! sidecar with short panes, and one status line per evaluated window.
 use crate::CliError;
 use argus_drift::profile::ImageProfileBuilder;
-use argus_drift::sidecar::{DriftConfig, DriftStats};
+use argus_drift::quality::QualityReport;
+use argus_drift::sidecar::{DriftConfig, DriftStats, QualityWiring};
 use argus_model::Classifier;
 use argus_producer::SyntheticSource;
+use argus_stats::live::LiveMetric;
 use argus_stats::profile::{Profile, ProfileSettings};
 use argus_stats::report::{DriftReport, ModelInfo, Status};
 use std::collections::BTreeMap;
@@ -43,6 +45,18 @@ pub struct DemoDrift {
     pub reports: mpsc::UnboundedReceiver<DriftReport>,
     /// Latest report per segment.
     pub latest: BTreeMap<String, DriftReport>,
+    pub quality: mpsc::UnboundedReceiver<QualityReport>,
+    /// Latest judged quality per (version, segment).
+    pub latest_quality: BTreeMap<(String, String), QualityReport>,
+}
+
+/// Where the demo's sidecar reads labels and writes quality reports and alerts.
+pub struct DemoQuality {
+    pub labels: String,
+    pub quality: String,
+    pub alerts: String,
+    /// How long after a frame its label is published.
+    pub label_delay: Duration,
 }
 
 /// Build the reference, then run a sidecar on `input` and `predictions`.
@@ -56,6 +70,7 @@ pub fn start(
     run_id: &str,
     pane: Duration,
     create_topics: bool,
+    quality: DemoQuality,
     stop: CancellationToken,
 ) -> DemoDrift {
     let mut c = DriftConfig::new(
@@ -68,7 +83,7 @@ pub fn start(
     );
     c.predictions_topic = Some(predictions.to_owned());
     c.group = format!("argus-demo-drift-{run_id}");
-    let [panes, reports] = topics(run_id);
+    let [panes, reports, _, _] = topics(run_id);
     c.panes_topic = panes;
     c.reports_topic = reports;
     c.pane = pane;
@@ -78,6 +93,7 @@ pub fn start(
     c.alarm_k = 2;
     c.create_topics = create_topics;
     let (tx, reports) = mpsc::unbounded_channel();
+    let (qtx, quality_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let t = std::time::Instant::now();
         let profile = tokio::task::spawn_blocking(move || reference(&source, &model))
@@ -91,11 +107,34 @@ pub fn start(
             if profile.calibration.is_some() { "yes" } else { "no" },
             t.elapsed().as_secs_f64(),
         );
+        // Live quality: labels from the producer (it knows each scene's truth) joined with
+        // the predictions; a window significantly less accurate than the reference (where
+        // the model's accuracy was measured with labels) is degraded.
+        let reference_accuracy = profile.calibration.as_ref().map(|c| c.reference_accuracy);
+        c.quality = Some(QualityWiring {
+            labels_topic: quality.labels,
+            quality_topic: quality.quality,
+            alerts_topic: quality.alerts,
+            horizon: quality.label_delay + 3 * pane,
+            positive: None,
+            threshold: None,
+            floors: Vec::new(),
+            reference: reference_accuracy
+                .map(|a| vec![(LiveMetric::Accuracy, a)])
+                .unwrap_or_default(),
+            alpha: 0.01,
+            min_labels: 10,
+            alarm_k: 2,
+        });
+        c.validate().map_err(CliError::Usage)?;
         argus_drift::sidecar::run(
             c,
             settings,
             Arc::new(profile),
-            argus_drift::sidecar::Outputs::reports(tx),
+            argus_drift::sidecar::Outputs {
+                reports: Some(tx),
+                quality: Some(qtx),
+            },
             stop,
         )
         .await
@@ -105,15 +144,58 @@ pub fn start(
         task,
         reports,
         latest: BTreeMap::new(),
+        quality: quality_rx,
+        latest_quality: BTreeMap::new(),
     }
 }
 
-/// The drift topics the demo's sidecar uses (created up front on the embedded broker).
-pub fn topics(run_id: &str) -> [String; 2] {
+/// The topics the demo's sidecar uses (created up front on the embedded broker): panes,
+/// reports, labels, quality.
+pub fn topics(run_id: &str) -> [String; 4] {
     [
         format!("drift.panes.demo-{run_id}"),
         format!("drift.demo-{run_id}"),
+        format!("labels.demo-{run_id}"),
+        format!("quality.demo-{run_id}"),
     ]
+}
+
+/// One line per quality report: version, segment, window, labelled share, the metrics, the
+/// CBPE estimate beside the realised accuracy, the alarm.
+pub fn quality_line(r: &QualityReport) -> String {
+    let time = |s: &str| s.get(11..19).unwrap_or(s).to_owned();
+    let mut out = format!(
+        "QUALITY v{} {:<5} {}–{} labelled {}/{}",
+        r.model.version,
+        r.segment,
+        time(&r.window.start),
+        time(&r.window.end),
+        r.labelled,
+        r.predictions,
+    );
+    match &r.metrics {
+        Some(m) => out.push_str(&format!(
+            " precision {:.3} recall {:.3} accuracy {:.3}",
+            m.precision, m.recall, m.accuracy
+        )),
+        None => out.push_str(" (too few labels to judge)"),
+    }
+    if let Some(e) = &r.estimate {
+        out.push_str(&format!(
+            " | est. accuracy {:.3} (error {:+.3})",
+            e.estimated_accuracy, e.error
+        ));
+    }
+    if !r.degraded.is_empty() {
+        let what: Vec<String> = r
+            .degraded
+            .iter()
+            .map(|f| format!("{} {:.3} < {:.3}", f.metric.as_str(), f.value, f.against))
+            .collect();
+        out.push_str(&format!(" | DEGRADED {}", what.join(", ")));
+    }
+    out.push_str(&format!(" | alarm {}", r.alarm.state));
+    out
 }
 
 fn status(s: Status) -> &'static str {
@@ -169,7 +251,8 @@ pub fn line(r: &DriftReport) -> String {
 }
 
 impl DemoDrift {
-    /// Print new reports: the fleet every window, cameras when not ok.
+    /// Print new reports: the fleet every window, cameras when not ok; quality of the
+    /// fleet per version every window, cameras when degraded.
     pub fn print_new(&mut self) {
         while let Ok(r) = self.reports.try_recv() {
             if r.segment == "*" || r.dataset.status == Status::Drift || r.alarm.state != "ok" {
@@ -177,11 +260,31 @@ impl DemoDrift {
             }
             self.latest.insert(r.segment.clone(), r);
         }
+        while let Ok(r) = self.quality.try_recv() {
+            if r.segment == "*" || !r.degraded.is_empty() || r.alarm.state != "ok" {
+                println!("{}", quality_line(&r));
+            }
+            // The summary keeps the last window each series could be judged in.
+            let key = (r.model.version.clone(), r.segment.clone());
+            if r.metrics.is_some() || !self.latest_quality.contains_key(&key) {
+                self.latest_quality.insert(key, r);
+            }
+        }
     }
 
-    /// Closing lines: each segment's last status.
+    /// Closing lines: each segment's last drift status, then each version and camera's last
+    /// judged quality (precision per camera shows which camera's alerts are false).
     pub fn summary(&mut self) -> Vec<String> {
         self.print_new();
+        let quality: Vec<String> = self
+            .latest_quality
+            .values()
+            .map(|r| {
+                let mut l = quality_line(r);
+                l.replace_range(..7, "quality");
+                l
+            })
+            .collect();
         self.latest
             .values()
             .map(|r| {
@@ -215,6 +318,7 @@ impl DemoDrift {
                 }
                 line
             })
+            .chain(quality)
             .collect()
     }
 }

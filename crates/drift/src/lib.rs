@@ -17,8 +17,8 @@
 //! - [`follow`]: `argus drift watch --follow NAME` — the sidecar on the registry's
 //!   production version (its reference profile, name and version), switched when it changes.
 //! - [`quality`]: live quality from ground truth — predictions and labels joined by id,
-//!   windows per model version and segment, the degradation decision (pure; its Kafka
-//!   wiring is still to come).
+//!   windows per model version and segment, the degradation decision (pure); the sidecar
+//!   feeds it complete panes through the aggregator (`argus drift watch --labels`).
 //! - [`metrics`]: metric names; this crate emits, the binary exports.
 #![warn(missing_docs)]
 pub mod aggregate;
