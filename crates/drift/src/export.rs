@@ -427,9 +427,14 @@ async fn read_inputs(
 ) -> Result<BTreeMap<String, (Envelope, Option<String>, i64)>, DriftError> {
     let mut out = BTreeMap::new();
     for ((topic, partition), offsets) in wanted {
+        // A partition that cannot be looked up (deleted, or the broker does not answer) is
+        // read as empty: its inputs are counted missing, and the reason logged.
         let (low, high) = consumer
             .fetch_watermarks(topic, *partition, timeout)
-            .unwrap_or((0, 0));
+            .unwrap_or_else(|e| {
+                tracing::warn!(topic = %topic, partition, error = %e, inputs = offsets.len(), "input partition cannot be looked up; its inputs are counted as gone");
+                (0, 0)
+            });
         let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
             continue;
         };

@@ -673,7 +673,6 @@ pub struct QualityTracker {
     firing: HashMap<(String, String), bool>,
     /// CBPE estimates by (segment, window end), until their window is judged.
     estimates: BTreeMap<(i64, String), argus_stats::report::PerformanceEstimate>,
-    clock_us: Option<i64>,
 }
 
 impl QualityTracker {
@@ -693,7 +692,6 @@ impl QualityTracker {
             windows: Windows::default(),
             firing: HashMap::new(),
             estimates: BTreeMap::new(),
-            clock_us: None,
         }
     }
 
@@ -708,27 +706,28 @@ impl QualityTracker {
     }
 
     /// One complete pane ending at `end_us`: its partitions' tuples, in (topic, partition,
-    /// offset) order. Predictions first, so a label in the same pane as its prediction joins
-    /// at once.
+    /// offset) order. The join's clock is the pane's end: first what is older than a horizon
+    /// before it expires, then the predictions go in, then the labels (so a label in the
+    /// same pane as its prediction joins at once). Whether a label meets its prediction thus
+    /// depends on their panes only, never on when the caller looked.
     pub fn feed_pane<'a>(&mut self, end_us: i64, tuples: impl IntoIterator<Item = &'a PaneTuples>) {
-        let now = self.clock_us.map_or(end_us, |c| c.max(end_us));
+        self.join.expire(&self.cfg, end_us);
         let tuples: Vec<&PaneTuples> = tuples.into_iter().collect();
         for t in &tuples {
             for p in &t.predictions {
                 self.windows.on_prediction(&self.cfg, p);
-                if let Some(item) = self.join.on_prediction(p, &self.cfg, now) {
+                if let Some(item) = self.join.on_prediction(p, &self.cfg, end_us) {
                     self.windows.on_joined(&self.cfg, &item);
                 }
             }
         }
         for t in &tuples {
             for l in &t.labels {
-                if let Some(item) = self.join.on_label(l, &self.cfg, now) {
+                if let Some(item) = self.join.on_label(l, &self.cfg, end_us) {
                     self.windows.on_joined(&self.cfg, &item);
                 }
             }
         }
-        self.clock_us = Some(now);
     }
 
     /// The drift report's CBPE estimate of `segment`'s window ending at `end_us`.
@@ -745,10 +744,11 @@ impl QualityTracker {
     /// Every pane before `until_us` is complete: expire the join and judge the windows no
     /// label can join any more.
     pub fn advance(&mut self, until_us: i64) -> Vec<Evaluated> {
-        let now = self.clock_us.map_or(until_us, |c| c.max(until_us));
-        self.clock_us = Some(now);
-        self.join.expire(&self.cfg, now);
-        let due = self.windows.due(&self.cfg, now);
+        // Expire at the last pane boundary only: every pane fed later ends after it, and
+        // expires at least as much first.
+        let boundary = until_us.div_euclid(self.cfg.pane_us) * self.cfg.pane_us;
+        self.join.expire(&self.cfg, boundary);
+        let due = self.windows.due(&self.cfg, until_us);
         let mut out = Vec::with_capacity(due.len());
         for w in due {
             let alarm = self.alarm.observe(&w);
@@ -937,6 +937,66 @@ mod tests {
             duplicate_predictions: 1,
         };
         assert_eq!(j.counts, want);
+    }
+
+    /// The same panes give the same reports and counts however often the caller advances
+    /// (one sidecar sees progress in other chunks than two): labels at the horizon's edge
+    /// included.
+    #[test]
+    fn reports_depend_on_the_panes_not_on_when_the_tracker_is_advanced() {
+        let c = cfg();
+        // Pane k holds four predictions of event time k s and labels for predictions 3, 9,
+        // 10 and 11 s older (the horizon is 10 s: the last are too late).
+        let mut panes: Vec<PaneTuples> = Vec::new();
+        for k in 0..40i64 {
+            let mut t = PaneTuples::default();
+            for (j, late) in [3i64, 9, 10, 11].into_iter().enumerate() {
+                let j = j as i64;
+                let off = k * 4 + j;
+                let version = if j < 2 { "1" } else { "2" };
+                t.predictions
+                    .push(prediction(off, version, 0.2 + 0.2 * j as f32, k * S));
+                let target = (k - late) * 4 + j;
+                if target >= 0 {
+                    let class = if (target / 4) % 3 == 0 {
+                        "churn"
+                    } else {
+                        "stay"
+                    };
+                    t.labels.push(label(target, class, k * S));
+                }
+            }
+            panes.push(t);
+        }
+        let run = |advance_every: usize, extra: i64| {
+            let mut tr = QualityTracker::new(c.clone(), "churn", None, 2);
+            let mut out = Vec::new();
+            for (k, t) in panes.iter().enumerate() {
+                let end = (k as i64 + 1) * S;
+                tr.feed_pane(end, [t]);
+                if k % advance_every == 0 {
+                    out.extend(tr.advance(end + extra));
+                }
+            }
+            out.extend(tr.advance(100 * S));
+            let counts = tr.counts().0.clone();
+            (out, counts)
+        };
+        let (a, ca) = run(1, 0);
+        let (b, cb) = run(7, 0);
+        // Progress part-way into the next pane.
+        let (d, cd) = run(3, S / 2);
+        assert!(a.len() > 50, "{}", a.len());
+        assert_eq!(a, b);
+        assert_eq!(a, d);
+        assert_eq!(ca, cb);
+        assert_eq!(ca, cd);
+        // 3, 9 and 10 s late join; 11 s late do not.
+        assert_eq!(
+            (ca.joined, ca.unknown_labels, ca.duplicate_labels),
+            (37 + 31 + 30, 29, 0),
+            "{ca:?}"
+        );
     }
 
     #[test]

@@ -289,12 +289,9 @@ impl RecordReader {
         now_us: i64,
         stats: &mut DriftStats,
     ) -> Outcome {
-        let p: argus_wire::Prediction = match serde_json::from_slice(rec.payload) {
+        let p: argus_wire::Prediction = match parse_json(rec, "prediction_json") {
             Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(topic = rec.topic, error = %e, "prediction does not parse");
-                return Outcome::Invalid("prediction_json");
-            }
+            Err(invalid) => return invalid,
         };
         let Some(event_us) = p.input.capture_time_us else {
             return Outcome::Invalid("no_capture_time");
@@ -369,12 +366,9 @@ impl RecordReader {
         now_us: i64,
         stats: &mut DriftStats,
     ) -> Outcome {
-        let label: argus_wire::Label = match serde_json::from_slice(rec.payload) {
+        let label: argus_wire::Label = match parse_json(rec, "label_json") {
             Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(topic = rec.topic, error = %e, "label does not parse");
-                return Outcome::Invalid("label_json");
-            }
+            Err(invalid) => return invalid,
         };
         if let Err(e) = label.validate() {
             tracing::debug!(topic = rec.topic, error = %e, "invalid label");
@@ -396,6 +390,17 @@ impl RecordReader {
         state.add_labelled(pane, crate::quality::Labelled::from(&label));
         Outcome::Sampled(pane)
     }
+}
+
+/// A JSON message of a watched topic, or the invalid outcome `reason`.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    rec: &Incoming<'_>,
+    reason: &'static str,
+) -> Result<T, Outcome> {
+    serde_json::from_slice(rec.payload).map_err(|e| {
+        tracing::debug!(topic = rec.topic, error = %e, reason, "message does not parse");
+        Outcome::Invalid(reason)
+    })
 }
 
 fn outcome(admit: Admit, pane: i64) -> Outcome {
