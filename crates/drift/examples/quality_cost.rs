@@ -2,7 +2,9 @@
 //! the join, the windows and their judgement (the aggregator's part, done by every sidecar),
 //! and the bytes each adds to the pane partials on the panes topic.
 //!
-//! `cargo run --release -p argus-drift --example quality_cost [PREDICTIONS]`
+//! `cargo run --release -p argus-drift --example quality_cost [PREDICTIONS]` (the figures in
+//! `docs/quality.md` were taken with the dev profile at opt-level 3 for argus-drift and
+//! argus-stats, the command given there, which builds in seconds on a warm debug target).
 //! (default 1 000 000 predictions over 8 cameras and two versions, half of them labelled,
 //! 100 per second of event time, 60 s panes, 5-pane windows, a 10-minute horizon).
 use argus_drift::quality::{Labelled, PaneTuples, Predicted, QualityConfig, QualityTracker};
@@ -30,7 +32,7 @@ fn main() {
     };
     // 100 predictions per second of event time; labels 30 s later, every other one.
     let rate = 100;
-    let mut panes: Vec<(i64, PaneTuples)> = Vec::new();
+    let mut panes: std::collections::BTreeMap<i64, PaneTuples> = Default::default();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut labels = 0usize;
     for i in 0..n {
@@ -44,9 +46,6 @@ fn main() {
         let score = if said { 0.9 } else { 0.1 };
         let id = format!("in/{}/{i}", i % 8);
         let pane = event / pane_us;
-        if panes.last().is_none_or(|p| p.0 != pane) {
-            panes.push((pane, PaneTuples::default()));
-        }
         let p = Predicted {
             id: id.clone(),
             version: if i % 2 == 0 { "1" } else { "2" }.into(),
@@ -54,9 +53,7 @@ fn main() {
             score,
             event_us: event,
         };
-        if let Some(last) = panes.last_mut() {
-            last.1.predictions.push(p);
-        }
+        panes.entry(pane).or_default().predictions.push(p);
         if i % 2 == 0 {
             labels += 1;
             let at = event + 30 * S;
@@ -66,22 +63,23 @@ fn main() {
                 label: if truth { "churn" } else { "stay" }.into(),
                 labelled_at_us: at,
             };
-            // Labels land in their own pane (usually the same or the next one).
-            match panes.iter_mut().rev().find(|p| p.0 == lp) {
-                Some(p) => p.1.labels.push(l),
-                None => {
-                    let mut t = PaneTuples::default();
-                    t.labels.push(l);
-                    panes.push((lp, t));
-                }
-            }
+            // Labels land in the pane they arrive in.
+            panes.entry(lp).or_default().labels.push(l);
         }
     }
-    panes.sort_by_key(|p| p.0);
-    let bytes: usize = panes
+    // Every sidecar reads every partial back from the panes topic.
+    let json: Vec<Vec<u8>> = panes
+        .values()
+        .map(|p| serde_json::to_vec(p).unwrap_or_default())
+        .collect();
+    let bytes: usize = json.iter().map(Vec::len).sum();
+    let parsing = Instant::now();
+    let parsed = json
         .iter()
-        .map(|p| serde_json::to_vec(&p.1).map_or(0, |v| v.len()))
-        .sum();
+        .filter(|j| serde_json::from_slice::<PaneTuples>(j).is_ok())
+        .count();
+    let parse_s = parsing.elapsed().as_secs_f64();
+    assert_eq!(parsed, panes.len());
     let mut tracker = QualityTracker::new(cfg, "churn", None, 2);
     let started = Instant::now();
     let mut reports = 0;
@@ -90,18 +88,19 @@ fn main() {
         tracker.feed_pane(end, [tuples]);
         reports += tracker.advance(end).len();
     }
-    let last = panes.last().map_or(0, |p| (p.0 + 1) * pane_us);
+    let last = panes.keys().next_back().map_or(0, |p| (p + 1) * pane_us);
     reports += tracker.advance(last + 2 * 600 * S).len();
     let took = started.elapsed();
     let (counts, _) = tracker.counts();
     let items = n + labels;
     println!(
-        "{n} predictions, {labels} labels ({} joined), {reports} reports over {} panes: {:.0} ms, {:.2} µs per prediction or label, {:.2} µs per prediction joined; partial tuples {:.0} bytes per prediction or label",
+        "{n} predictions, {labels} labels ({} joined), {reports} reports over {} panes: join and judgement {:.0} ms, {:.2} µs per prediction or label, {:.2} µs per prediction joined; partial tuples {:.0} bytes and {:.2} µs to parse per prediction or label",
         counts.joined,
         panes.len(),
         took.as_secs_f64() * 1e3,
         took.as_secs_f64() * 1e6 / items as f64,
         took.as_secs_f64() * 1e6 / counts.joined.max(1) as f64,
         bytes as f64 / items as f64,
+        parse_s * 1e6 / items as f64,
     );
 }
