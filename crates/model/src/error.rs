@@ -53,6 +53,9 @@ pub enum ModelError {
     /// A record lacks a feature the model needs, or has it with the wrong type or value.
     #[error("{0}")]
     Feature(#[from] crate::tabular::FeatureError),
+    /// A detection model's output does not have the shape its manifest declares.
+    #[error("{0}")]
+    Detection(#[from] crate::detection::DecodeError),
     /// Inference failed.
     #[error("inference failed: {source}")]
     Inference {

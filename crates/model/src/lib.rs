@@ -10,12 +10,15 @@
 //! - [`tabular`]: records → model input for tabular bundles (`[[features]]`), and the
 //!   evidence alerts carry.
 //! - [`postprocess`]: softmax and top-k.
+//! - [`detection`]: detection outputs → boxes in frame pixels (letterbox/stretch geometry,
+//!   YOLO- and SSD-style decoding, class-aware NMS); not yet wired into bundles.
 //! - [`metrics`]: the metric names the crate emits, described.
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
 //! threads, never from the async reactor.
 #![warn(missing_docs)]
 pub mod classifier;
+pub mod detection;
 pub mod engine;
 pub mod error;
 pub mod manifest;

@@ -1,0 +1,474 @@
+//! Detection outputs → boxes in frame pixels (issue 17, first part): the geometry of
+//! letterbox and stretch preprocessing, the two output decodings detection graphs export,
+//! per-class score thresholds and class-aware non-maximum suppression. Pure: no engine, no
+//! image; the bundle loader and the worker build on it.
+//!
+//! - [`Geometry`]: where a frame of W×H lands in the model's input (stretched to fill it,
+//!   or scaled to fit with its aspect ratio kept and padded — letterbox) and the way back,
+//!   so boxes are reported in frame pixels, clipped to the frame.
+//! - [`decode_yolo`]: YOLO-style heads, one `[4 + C, N]` tensor (as YOLOv8 exports: for each
+//!   of N candidates the box centre, width and height in input pixels, then C class
+//!   scores); a candidate's class is its best-scoring one.
+//! - [`decode_ssd`]: SSD-style graphs that decode in the graph: `[N, 4]` boxes as
+//!   `(ymin, xmin, ymax, xmax)` normalised to the input, `[N]` scores and `[N]` classes.
+//! - [`nms`]: greedy NMS per class (boxes of different classes never suppress each
+//!   other), highest score first, ties broken by candidate order so the result is
+//!   deterministic.
+
+/// An axis-aligned box, `x1 ≤ x2`, `y1 ≤ y2`, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BBox {
+    /// Left.
+    pub x1: f32,
+    /// Top.
+    pub y1: f32,
+    /// Right.
+    pub x2: f32,
+    /// Bottom.
+    pub y2: f32,
+}
+
+impl BBox {
+    /// A box from its corners, in any order.
+    pub fn new(xa: f32, ya: f32, xb: f32, yb: f32) -> BBox {
+        BBox {
+            x1: xa.min(xb),
+            y1: ya.min(yb),
+            x2: xa.max(xb),
+            y2: ya.max(yb),
+        }
+    }
+
+    /// Width × height.
+    pub fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+
+    /// Intersection over union (0 when both are empty).
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
+        let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        let inter = w * h;
+        let union = self.area() + other.area() - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One detected object.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Detection {
+    /// Class index (into the bundle's labels).
+    pub class: usize,
+    /// Its score.
+    pub score: f32,
+    /// Where, in input pixels after decoding, in frame pixels after [`Geometry::to_frame`].
+    pub bbox: BBox,
+}
+
+/// How a frame is fitted to the model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Each axis scaled on its own to fill the input (aspect ratio not kept).
+    Stretch,
+    /// Scaled by one factor to fit inside the input, centred, the rest padded.
+    Letterbox,
+}
+
+/// Where a frame lands in the model's input: `input = frame · scale + pad`, per axis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Horizontal scale.
+    pub scale_x: f32,
+    /// Vertical scale.
+    pub scale_y: f32,
+    /// Left padding, input pixels.
+    pub pad_x: f32,
+    /// Top padding, input pixels.
+    pub pad_y: f32,
+    /// Frame width, pixels.
+    pub frame_w: f32,
+    /// Frame height, pixels.
+    pub frame_h: f32,
+}
+
+impl Geometry {
+    /// The geometry of fitting a `frame` (w, h) into an `input` (w, h); sizes of 0 count as 1.
+    pub fn new(fit: Fit, frame: (u32, u32), input: (u32, u32)) -> Geometry {
+        let (fw, fh) = (frame.0.max(1) as f32, frame.1.max(1) as f32);
+        let (iw, ih) = (input.0.max(1) as f32, input.1.max(1) as f32);
+        match fit {
+            Fit::Stretch => Geometry {
+                scale_x: iw / fw,
+                scale_y: ih / fh,
+                pad_x: 0.0,
+                pad_y: 0.0,
+                frame_w: fw,
+                frame_h: fh,
+            },
+            Fit::Letterbox => {
+                let s = (iw / fw).min(ih / fh);
+                Geometry {
+                    scale_x: s,
+                    scale_y: s,
+                    pad_x: (iw - fw * s) / 2.0,
+                    pad_y: (ih - fh * s) / 2.0,
+                    frame_w: fw,
+                    frame_h: fh,
+                }
+            }
+        }
+    }
+
+    /// A box in input pixels → frame pixels, clipped to the frame.
+    pub fn to_frame(&self, b: &BBox) -> BBox {
+        let x = |v: f32| ((v - self.pad_x) / self.scale_x).clamp(0.0, self.frame_w);
+        let y = |v: f32| ((v - self.pad_y) / self.scale_y).clamp(0.0, self.frame_h);
+        BBox::new(x(b.x1), y(b.y1), x(b.x2), y(b.y2))
+    }
+
+    /// A box in frame pixels → input pixels (the inverse of [`Geometry::to_frame`] inside
+    /// the frame).
+    pub fn to_input(&self, b: &BBox) -> BBox {
+        BBox::new(
+            b.x1 * self.scale_x + self.pad_x,
+            b.y1 * self.scale_y + self.pad_y,
+            b.x2 * self.scale_x + self.pad_x,
+            b.y2 * self.scale_y + self.pad_y,
+        )
+    }
+}
+
+/// Score thresholds: one per class where given, else the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// For classes not listed.
+    pub default: f32,
+    /// (class, threshold).
+    pub per_class: Vec<(usize, f32)>,
+}
+
+impl Thresholds {
+    /// The same threshold for every class.
+    pub fn all(t: f32) -> Thresholds {
+        Thresholds {
+            default: t,
+            per_class: Vec::new(),
+        }
+    }
+
+    /// The threshold of `class`.
+    pub fn of(&self, class: usize) -> f32 {
+        self.per_class
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map_or(self.default, |(_, t)| *t)
+    }
+}
+
+/// Why an output tensor cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The tensor's length does not match the shape the manifest declares.
+    #[error("{what}: expected {expected} values, the model gave {got}")]
+    Shape {
+        /// Which output.
+        what: &'static str,
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+}
+
+/// YOLO-style output `[4 + classes, n]` (row-major: all centre-x values, then all centre-y,
+/// width, height, then each class's scores): the candidates whose best class reaches its
+/// threshold, in input pixels, in candidate order.
+pub fn decode_yolo(
+    out: &[f32],
+    classes: usize,
+    n: usize,
+    thresholds: &Thresholds,
+) -> Result<Vec<Detection>, DecodeError> {
+    let expected = (4 + classes) * n;
+    if out.len() != expected {
+        return Err(DecodeError::Shape {
+            what: "YOLO output [4 + classes, candidates]",
+            expected,
+            got: out.len(),
+        });
+    }
+    let at = |row: usize, i: usize| out[row * n + i];
+    let mut dets = Vec::new();
+    for i in 0..n {
+        let mut best: Option<(usize, f32)> = None;
+        for c in 0..classes {
+            let s = at(4 + c, i);
+            if s.is_finite() && best.is_none_or(|(_, b)| s > b) {
+                best = Some((c, s));
+            }
+        }
+        let Some((class, score)) = best else { continue };
+        if score < thresholds.of(class) {
+            continue;
+        }
+        let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
+        if ![cx, cy, w, h].iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        dets.push(Detection {
+            class,
+            score,
+            bbox: BBox::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0),
+        });
+    }
+    Ok(dets)
+}
+
+/// SSD-style outputs decoded in the graph: `boxes` `[n, 4]` as `(ymin, xmin, ymax, xmax)`
+/// normalised to the input, `scores` `[n]`, `classes` `[n]` (class indices as floats, as
+/// TensorFlow exports them): those reaching their class's threshold, in input pixels.
+pub fn decode_ssd(
+    boxes: &[f32],
+    scores: &[f32],
+    classes: &[f32],
+    input: (u32, u32),
+    thresholds: &Thresholds,
+) -> Result<Vec<Detection>, DecodeError> {
+    let n = scores.len();
+    for (what, len, expected) in [
+        ("SSD boxes [candidates, 4]", boxes.len(), 4 * n),
+        ("SSD classes [candidates]", classes.len(), n),
+    ] {
+        if len != expected {
+            return Err(DecodeError::Shape {
+                what,
+                expected,
+                got: len,
+            });
+        }
+    }
+    let (iw, ih) = (input.0 as f32, input.1 as f32);
+    let mut dets = Vec::new();
+    for i in 0..n {
+        let (score, class) = (scores[i], classes[i]);
+        if !score.is_finite() || !class.is_finite() || class < 0.0 {
+            continue;
+        }
+        let class = class.round() as usize;
+        if score < thresholds.of(class) {
+            continue;
+        }
+        let b = &boxes[4 * i..4 * i + 4];
+        if !b.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        dets.push(Detection {
+            class,
+            score,
+            bbox: BBox::new(b[1] * iw, b[0] * ih, b[3] * iw, b[2] * ih),
+        });
+    }
+    Ok(dets)
+}
+
+/// Greedy non-maximum suppression per class: highest score first (ties: earlier candidate
+/// first); a box is dropped when it overlaps a kept box of its class by more than
+/// `iou_threshold`; at most `max_per_class` per class. Output: highest score first.
+pub fn nms(dets: &[Detection], iou_threshold: f32, max_per_class: usize) -> Vec<Detection> {
+    let mut order: Vec<usize> = (0..dets.len()).collect();
+    order.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score).then(a.cmp(&b)));
+    let mut kept: Vec<usize> = Vec::new();
+    let mut per_class: std::collections::HashMap<usize, usize> = Default::default();
+    for i in order {
+        let d = &dets[i];
+        let n = per_class.entry(d.class).or_default();
+        if *n >= max_per_class {
+            continue;
+        }
+        let overlaps = kept
+            .iter()
+            .any(|&k| dets[k].class == d.class && dets[k].bbox.iou(&d.bbox) > iou_threshold);
+        if !overlaps {
+            *n += 1;
+            kept.push(i);
+        }
+    }
+    kept.into_iter().map(|i| dets[i]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn det(class: usize, score: f32, x: f32, y: f32, w: f32, h: f32) -> Detection {
+        Detection {
+            class,
+            score,
+            bbox: BBox::new(x, y, x + w, y + h),
+        }
+    }
+
+    #[test]
+    fn iou_of_known_boxes() {
+        let a = BBox::new(0.0, 0.0, 10.0, 10.0);
+        let b = BBox::new(5.0, 0.0, 15.0, 10.0);
+        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
+        assert_eq!(a.iou(&BBox::new(20.0, 20.0, 30.0, 30.0)), 0.0);
+        assert_eq!(a.iou(&a), 1.0);
+    }
+
+    #[test]
+    fn letterbox_pads_the_short_side_and_maps_back() {
+        // 768×576 into 640×640: scale 5/6, 480 rows high, 80 rows of padding above and below.
+        let g = Geometry::new(Fit::Letterbox, (768, 576), (640, 640));
+        assert!((g.scale_x - 640.0 / 768.0).abs() < 1e-6);
+        assert!((g.pad_y - 80.0).abs() < 1e-4 && g.pad_x.abs() < 1e-4);
+        let b = g.to_frame(&BBox::new(0.0, 80.0, 640.0, 560.0));
+        assert!((b.x2 - 768.0).abs() < 1e-3 && (b.y2 - 576.0).abs() < 1e-3 && b.y1.abs() < 1e-3);
+        // A box in the padding is clipped to the frame's edge.
+        let edge = g.to_frame(&BBox::new(10.0, 0.0, 20.0, 40.0));
+        assert_eq!((edge.y1, edge.y2), (0.0, 0.0));
+        // Stretch scales each axis.
+        let s = Geometry::new(Fit::Stretch, (1920, 1080), (300, 300));
+        let b = s.to_frame(&BBox::new(150.0, 150.0, 300.0, 300.0));
+        assert!((b.x1 - 960.0).abs() < 1e-3 && (b.y1 - 540.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn yolo_candidates_take_their_best_class_and_its_threshold() {
+        // 3 candidates, 2 classes; rows: cx, cy, w, h, class 0, class 1.
+        let out = [
+            100.0, 200.0, 300.0, // cx
+            50.0, 60.0, 70.0, // cy
+            20.0, 20.0, 20.0, // w
+            10.0, 10.0, 10.0, // h
+            0.9, 0.2, 0.3, // class 0
+            0.1, 0.6, 0.35, // class 1
+        ];
+        let t = Thresholds {
+            default: 0.5,
+            per_class: vec![(1, 0.3)],
+        };
+        let d = decode_yolo(&out, 2, 3, &t).unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!((d[0].class, d[0].score), (0, 0.9));
+        assert_eq!(d[0].bbox, BBox::new(90.0, 45.0, 110.0, 55.0));
+        assert_eq!((d[1].class, d[2].class), (1, 1));
+        let strict = decode_yolo(&out, 2, 3, &Thresholds::all(0.5)).unwrap();
+        assert_eq!(strict.len(), 2, "the third's best (0.35) is below 0.5");
+        assert!(matches!(
+            decode_yolo(&out[..17], 2, 3, &t),
+            Err(DecodeError::Shape {
+                expected: 18,
+                got: 17,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn ssd_boxes_are_normalised_yxyx() {
+        let boxes = [0.1, 0.2, 0.5, 0.6, 0.0, 0.0, 1.0, 1.0];
+        let d = decode_ssd(
+            &boxes,
+            &[0.8, 0.1],
+            &[1.0, 1.0],
+            (300, 300),
+            &Thresholds::all(0.5),
+        )
+        .unwrap();
+        assert_eq!(d.len(), 1);
+        let b = d[0].bbox;
+        assert!((b.x1 - 60.0).abs() < 1e-4 && (b.y1 - 30.0).abs() < 1e-4);
+        assert!((b.x2 - 180.0).abs() < 1e-4 && (b.y2 - 150.0).abs() < 1e-4);
+        assert!(decode_ssd(
+            &boxes[..4],
+            &[0.8, 0.1],
+            &[1.0, 1.0],
+            (300, 300),
+            &Thresholds::all(0.5)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn nms_is_per_class_and_keeps_the_best() {
+        let dets = [
+            det(0, 0.9, 0.0, 0.0, 10.0, 10.0),
+            det(0, 0.8, 1.0, 1.0, 10.0, 10.0), // overlaps the first: dropped
+            det(1, 0.7, 1.0, 1.0, 10.0, 10.0), // other class: kept
+            det(0, 0.6, 50.0, 50.0, 10.0, 10.0),
+        ];
+        let kept = nms(&dets, 0.5, 100);
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, [0.9, 0.7, 0.6]);
+        assert_eq!(nms(&dets, 0.5, 1).len(), 2, "one per class");
+    }
+
+    fn arb_det() -> impl Strategy<Value = Detection> {
+        (
+            0usize..3,
+            0.0f32..1.0,
+            0.0f32..100.0,
+            0.0f32..100.0,
+            1.0f32..40.0,
+            1.0f32..40.0,
+        )
+            .prop_map(|(c, s, x, y, w, h)| det(c, s, x, y, w, h))
+    }
+
+    proptest! {
+        #[test]
+        fn nms_leaves_no_overlapping_pair_of_a_class(
+            dets in proptest::collection::vec(arb_det(), 0..40),
+            iou in 0.1f32..0.9,
+        ) {
+            let kept = nms(&dets, iou, usize::MAX);
+            for (i, a) in kept.iter().enumerate() {
+                prop_assert!(dets.contains(a));
+                for b in &kept[i + 1..] {
+                    prop_assert!(a.class != b.class || a.bbox.iou(&b.bbox) <= iou);
+                    prop_assert!(a.score >= b.score);
+                }
+            }
+            // Each class's best box survives, and NMS of its own output changes nothing.
+            for c in 0..3 {
+                let best = dets.iter().filter(|d| d.class == c).map(|d| d.score).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
+                if let Some(best) = best {
+                    prop_assert!(kept.iter().any(|d| d.class == c && d.score == best));
+                }
+            }
+            prop_assert_eq!(nms(&kept, iou, usize::MAX), kept);
+        }
+
+        #[test]
+        fn a_frame_box_survives_the_trip_through_the_input(
+            fw in 16u32..2000, fh in 16u32..2000, iw in 16u32..1000, ih in 16u32..1000,
+            letterbox: bool,
+            x in 0.0f32..1.0, y in 0.0f32..1.0, w in 0.0f32..1.0, h in 0.0f32..1.0,
+        ) {
+            let fit = if letterbox { Fit::Letterbox } else { Fit::Stretch };
+            let g = Geometry::new(fit, (fw, fh), (iw, ih));
+            let (fwf, fhf) = (fw as f32, fh as f32);
+            let b = BBox::new(x * fwf, y * fhf, (x + w * (1.0 - x)) * fwf, (y + h * (1.0 - y)) * fhf);
+            let input = g.to_input(&b);
+            // Inside the input (letterbox keeps the frame within the padding).
+            prop_assert!(input.x1 >= -1e-3 && input.x2 <= iw as f32 + 1e-3);
+            prop_assert!(input.y1 >= -1e-3 && input.y2 <= ih as f32 + 1e-3);
+            if letterbox {
+                prop_assert!((g.scale_x - g.scale_y).abs() < 1e-6);
+            }
+            let back = g.to_frame(&input);
+            let tol = 1e-3 * fwf.max(fhf);
+            prop_assert!((back.x1 - b.x1).abs() <= tol && (back.x2 - b.x2).abs() <= tol);
+            prop_assert!((back.y1 - b.y1).abs() <= tol && (back.y2 - b.y2).abs() <= tol);
+        }
+    }
+}
