@@ -234,6 +234,9 @@ async fn run_sidecars(
     let alerts = unique("alerts");
     let panes = unique("drift.panes");
     let reports = unique("drift");
+    // Made before the readers look for their partitions (the sidecar would create them too,
+    // but a reader that starts first would find none).
+    create_topics(&[(&quality, 1), (&alerts, 1)]).await;
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for i in 0..n {
