@@ -160,12 +160,12 @@ pub fn topics(run_id: &str) -> [String; 4] {
     ]
 }
 
-/// One line per quality report: version, segment, window, labelled share, the metrics, the
-/// CBPE estimate beside the realised accuracy, the alarm.
-pub fn quality_line(r: &QualityReport) -> String {
+/// One line per quality report, after `prefix`: version, segment, window, labelled share,
+/// the metrics, the CBPE estimate beside the realised accuracy, the alarm.
+pub fn quality_line(prefix: &str, r: &QualityReport) -> String {
     let time = |s: &str| s.get(11..19).unwrap_or(s).to_owned();
     let mut out = format!(
-        "QUALITY v{} {:<5} {}–{} labelled {}/{}",
+        "{prefix} v{} {:<5} {}–{} labelled {}/{}",
         r.model.version,
         r.segment,
         time(&r.window.start),
@@ -262,7 +262,7 @@ impl DemoDrift {
         }
         while let Ok(r) = self.quality.try_recv() {
             if r.segment == "*" || !r.degraded.is_empty() || r.alarm.state != "ok" {
-                println!("{}", quality_line(&r));
+                println!("{}", quality_line("QUALITY", &r));
             }
             // The summary keeps the last window each series could be judged in.
             let key = (r.model.version.clone(), r.segment.clone());
@@ -279,11 +279,7 @@ impl DemoDrift {
         let quality: Vec<String> = self
             .latest_quality
             .values()
-            .map(|r| {
-                let mut l = quality_line(r);
-                l.replace_range(..7, "quality");
-                l
-            })
+            .map(|r| quality_line("quality", r))
             .collect();
         self.latest
             .values()

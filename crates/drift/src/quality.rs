@@ -24,8 +24,8 @@ use argus_stats::report::Alarm;
 use argus_wire::{Label, Prediction};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The fleet segment.
-pub const ALL: &str = "*";
+/// The fleet segment (the profile's).
+pub const ALL: &str = argus_stats::profile::FLEET;
 
 /// How quality is judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,14 +70,14 @@ pub struct Predicted {
 }
 
 impl Predicted {
-    /// The tuple of a prediction with a score for `positive` (`None`: the model did not run
-    /// or has no such label).
-    pub fn of(p: &Prediction, positive: &str) -> Option<Predicted> {
+    /// The tuple of a prediction in `segment` with a score for `positive` (`None`: the
+    /// model did not run or has no such label).
+    pub fn of(p: &Prediction, positive: &str, segment: &str) -> Option<Predicted> {
         let score = prediction_outputs(p, Some(positive))?.score?;
         score.is_finite().then(|| Predicted {
             id: p.id.clone(),
             version: p.model.version.clone(),
-            segment: segment_of(p),
+            segment: segment.to_owned(),
             score,
             event_us: p.input.capture_time_us.unwrap_or(p.produced_at_us),
         })
@@ -178,11 +178,6 @@ pub struct Join {
     done_order: BTreeSet<(i64, String)>,
     /// Counts so far.
     pub counts: JoinCounts,
-}
-
-/// The segment of a prediction: the camera (source id), else `*`.
-fn segment_of(p: &Prediction) -> String {
-    p.input.source_id.clone().unwrap_or_else(|| ALL.to_owned())
 }
 
 impl Join {
@@ -507,6 +502,13 @@ impl Degradation {
         }
     }
 
+    /// Whether the alarm of (version, segment) is firing now.
+    pub fn is_firing(&self, version: &str, segment: &str) -> bool {
+        self.rules
+            .get(&(version.to_owned(), segment.to_owned()))
+            .is_some_and(|r| r.state().state == "firing")
+    }
+
     /// The alarm after `w`.
     pub fn observe(&mut self, w: &WindowQuality) -> Alarm {
         let rule = self
@@ -670,7 +672,6 @@ pub struct QualityTracker {
     join: Join,
     windows: Windows,
     alarm: Degradation,
-    firing: HashMap<(String, String), bool>,
     /// CBPE estimates by (segment, window end), until their window is judged.
     estimates: BTreeMap<(i64, String), argus_stats::report::PerformanceEstimate>,
 }
@@ -690,7 +691,6 @@ impl QualityTracker {
             estimated_version,
             join: Join::default(),
             windows: Windows::default(),
-            firing: HashMap::new(),
             estimates: BTreeMap::new(),
         }
     }
@@ -751,10 +751,9 @@ impl QualityTracker {
         let due = self.windows.due(&self.cfg, until_us);
         let mut out = Vec::with_capacity(due.len());
         for w in due {
+            let was = self.alarm.is_firing(&w.version, &w.segment);
             let alarm = self.alarm.observe(&w);
-            let key = (w.version.clone(), w.segment.clone());
             let firing = alarm.state == "firing";
-            let was = self.firing.insert(key, firing).unwrap_or(false);
             let estimate = self.estimate_for(&w);
             out.push(Evaluated {
                 fired: firing && !was,
@@ -850,7 +849,12 @@ mod tests {
     }
 
     fn prediction(offset: i64, version: &str, score: f32, event_us: i64) -> Predicted {
-        Predicted::of(&prediction_msg(offset, version, score, event_us), "churn").unwrap()
+        Predicted::of(
+            &prediction_msg(offset, version, score, event_us),
+            "churn",
+            "cam-1",
+        )
+        .unwrap()
     }
 
     fn prediction_msg(offset: i64, version: &str, score: f32, event_us: i64) -> Prediction {

@@ -206,14 +206,13 @@ async fn apply(
             let Some(q) = &config.quality else {
                 return Ok(());
             };
+            let key = format!("{}/{}", e.report.model.version, e.report.segment);
             // The alert first: a crash between the two repeats the alert, never loses it.
             if e.fired {
                 let alert = QualityAlert::of(&e.report, argus_wire::now_us());
-                let key = format!("{}/{}", e.report.model.version, e.report.segment);
                 send_json(producer, &q.alerts_topic, &key, &alert).await?;
                 tracing::warn!(id = %alert.id, topic = %q.alerts_topic, "quality degradation alert published");
             }
-            let key = format!("{}/{}", e.report.model.version, e.report.segment);
             send_json(producer, &q.quality_topic, &key, &e.report).await?;
             sidecar.quality_published(&e, e.fired);
         }

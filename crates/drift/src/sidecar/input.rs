@@ -305,8 +305,7 @@ impl RecordReader {
         let (admit, pane) = state.admit(&self.pane_cfg, rec.offset, event_us, segment, false);
         if let (Some((_, positive)), false) = (&self.quality, admit == Admit::Late) {
             // Every version's, sampled or not: the join needs each labelled prediction.
-            if let Some(mut t) = crate::quality::Predicted::of(&p, positive) {
-                t.segment = segment.unwrap_or(FLEET).to_owned();
+            if let Some(t) = crate::quality::Predicted::of(&p, positive, segment.unwrap_or(FLEET)) {
                 state.add_predicted(pane, t);
             }
         }
