@@ -89,6 +89,8 @@ fn prediction(input: &str, offset: i64, camera: u32, event_us: i64) -> (Predicti
         worker: "w".into(),
         produced_at_us: event_us,
         skipped: None,
+        frame: None,
+        detections: None,
     };
     (p, truth)
 }

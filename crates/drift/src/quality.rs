@@ -894,6 +894,8 @@ mod tests {
             worker: "w".into(),
             produced_at_us: event_us,
             skipped: None,
+            frame: None,
+            detections: None,
         }
     }
 

@@ -1,5 +1,7 @@
-//! A loaded image-classification bundle: manifest and hash checks, decode → preprocess →
-//! [`Engine`] → postprocess, with timings per stage.
+//! A loaded bundle (image classifier, detector or tabular model): manifest and hash checks,
+//! decode → preprocess → [`Engine`] → postprocess (softmax, or boxes for detectors), with
+//! timings per stage.
+use crate::detection::{Detection, DetectionHead};
 use crate::engine::{self, Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
 use crate::manifest::{Manifest, Task};
@@ -17,6 +19,8 @@ pub struct Classifier {
     dir: PathBuf,
     /// Pixels one encoded frame may decode to ([`Classifier::set_max_decoded_pixels`]).
     max_decoded_pixels: u64,
+    /// Detection bundles: how outputs become boxes.
+    head: Option<DetectionHead>,
 }
 
 /// A decoded and preprocessed input, ready to be batched.
@@ -28,6 +32,8 @@ pub struct Prepared {
     pub decode_us: u64,
     /// Preprocessing time, µs.
     pub preprocess_us: u64,
+    /// The decoded frame's size (w, h), images only: detection boxes are mapped back to it.
+    pub frame: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -63,6 +69,11 @@ pub struct Classification {
     pub probabilities: Vec<f32>,
     /// Label indices, best first (all labels).
     pub ranking: Vec<usize>,
+    /// Detection bundles: the boxes found, in frame pixels, best first (empty otherwise).
+    /// `probabilities` then holds each label's best box score.
+    pub detections: Vec<Detection>,
+    /// The frame's size (w, h) for images: the coordinate system of `detections`.
+    pub frame: Option<(u32, u32)>,
     /// Time per stage.
     pub timings: StageTimings,
 }
@@ -119,23 +130,8 @@ impl Classifier {
             ));
         }
         let engine = engine::build(&manifest, &path, options)?;
-        let len = manifest.input_values();
-        let out = engine.run(1, &vec![0.0; len]).map_err(|e| {
-            ModelError::bundle(
-                &path,
-                format!("the model does not run on a blank input: {e}"),
-            )
-        })?;
-        let labels = manifest.output.labels.len();
-        if out.len() != labels {
-            return Err(ModelError::bundle(
-                &path,
-                format!(
-                    "model output has {} values but the manifest lists {labels} labels",
-                    out.len()
-                ),
-            ));
-        }
+        let head = DetectionHead::from_manifest(&manifest);
+        check_blank(&manifest, engine.as_ref(), head.as_ref(), &path)?;
         let model_ref = ModelRef {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -148,7 +144,13 @@ impl Classifier {
             engine,
             dir: dir.to_path_buf(),
             max_decoded_pixels: preprocess::MAX_DECODED_PIXELS,
+            head,
         })
+    }
+
+    /// Detection bundles: how the outputs become boxes.
+    pub fn detection_head(&self) -> Option<&DetectionHead> {
+        self.head.as_ref()
     }
 
     /// The engine running the model.
@@ -233,6 +235,7 @@ impl Classifier {
             data,
             decode_us: 0,
             preprocess_us: micros(t),
+            frame: None,
         })
     }
 
@@ -255,6 +258,7 @@ impl Classifier {
             data,
             decode_us,
             preprocess_us: micros(t),
+            frame: Some(img.dimensions()),
         }
     }
 
@@ -324,8 +328,21 @@ impl Classifier {
     }
 
     /// Runs the model on raw input tensors (each of [`Classifier::input_len`] values) as
-    /// one batch and returns the raw outputs per input, plus the inference time in µs.
+    /// one batch and returns the raw outputs per input, plus the inference time in µs. A
+    /// detector's are its first output's (the boxes); [`Classifier::infer_all`] has all.
     pub fn infer(&self, inputs: &[&[f32]]) -> Result<(Vec<Vec<f32>>, u64), ModelError> {
+        let (all, us) = self.infer_all(inputs)?;
+        Ok((
+            all.into_iter()
+                .map(|mut outputs| outputs.swap_remove(0))
+                .collect(),
+            us,
+        ))
+    }
+
+    /// As [`Classifier::infer`], with every output the manifest reads per input
+    /// ([`Manifest::output_names`] order): `result[input][output]`.
+    pub fn infer_all(&self, inputs: &[&[f32]]) -> Result<(Vec<Vec<Vec<f32>>>, u64), ModelError> {
         let n = inputs.len();
         if n == 0 {
             return Ok((Vec::new(), 0));
@@ -344,37 +361,57 @@ impl Classifier {
             data.extend_from_slice(x);
         }
         let t = Instant::now();
-        let flat = self.engine.run(n, &data)?;
+        let flat = self.engine.run_all(n, &data)?;
         let inference_us = micros(t);
-        let per = self.manifest.output.labels.len();
-        if flat.len() != n * per {
-            return Err(ModelError::Inference {
-                source: format!(
-                    "model produced {} values for a batch of {n}; expected {}",
-                    flat.len(),
-                    n * per
-                )
-                .into(),
-            });
+        let mut per_input: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(flat.len()); n];
+        for (k, values) in flat.into_iter().enumerate() {
+            let per = match self.manifest.output_len() {
+                Some(per) if k == 0 => per,
+                _ => values.len() / n,
+            };
+            if values.len() != n * per {
+                return Err(ModelError::Inference {
+                    source: format!(
+                        "model output {k} has {} values for a batch of {n}; expected {}",
+                        values.len(),
+                        n * per
+                    )
+                    .into(),
+                });
+            }
+            for (outputs, chunk) in per_input.iter_mut().zip(values.chunks(per.max(1))) {
+                outputs.push(chunk.to_vec());
+            }
         }
-        Ok((
-            flat.chunks(per).map(<[f32]>::to_vec).collect(),
-            inference_us,
-        ))
+        Ok((per_input, inference_us))
     }
 
     /// Infer → postprocess for prepared inputs, as one batch. Each classification's
     /// `inference_us` is the batch's time divided by its size.
     pub fn classify_batch(&self, inputs: &[Prepared]) -> Result<Vec<Classification>, ModelError> {
         let views: Vec<&[f32]> = inputs.iter().map(|p| p.data.as_slice()).collect();
-        let (raw, inference_us) = self.infer(&views)?;
+        let (raw, inference_us) = self.infer_all(&views)?;
         let share = inference_us / inputs.len().max(1) as u64;
         inputs
             .iter()
             .zip(raw)
-            .map(|(p, raw)| {
+            .map(|(p, mut outputs)| {
                 let t = Instant::now();
-                let probabilities = postprocess::probabilities(self.manifest.output.kind, raw);
+                let (probabilities, detections) = match &self.head {
+                    Some(head) => {
+                        let views: Vec<&[f32]> = outputs.iter().map(Vec::as_slice).collect();
+                        let frame = p.frame.unwrap_or_else(|| head.input_size());
+                        let boxes = head.detect(&views, frame)?;
+                        (head.scores(&boxes), boxes)
+                    }
+                    None => (
+                        postprocess::probabilities(
+                            self.manifest.output.kind,
+                            outputs.swap_remove(0),
+                        ),
+                        Vec::new(),
+                    ),
+                };
                 if probabilities.iter().any(|p| !p.is_finite()) {
                     return Err(ModelError::Inference {
                         source: "model produced non-finite scores".into(),
@@ -384,6 +421,8 @@ impl Classifier {
                 Ok(Classification {
                     probabilities,
                     ranking,
+                    detections,
+                    frame: p.frame,
                     timings: StageTimings {
                         decode_us: p.decode_us,
                         preprocess_us: p.preprocess_us,
@@ -395,4 +434,43 @@ impl Classifier {
             })
             .collect()
     }
+}
+
+/// Runs the model once on a blank input and checks its outputs fit the manifest: one value
+/// per label for classifiers, outputs a detector's head decodes for detectors.
+fn check_blank(
+    manifest: &Manifest,
+    engine: &dyn Engine,
+    head: Option<&DetectionHead>,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let out = engine
+        .run_all(1, &vec![0.0; manifest.input_values()])
+        .map_err(|e| {
+            ModelError::bundle(
+                path,
+                format!("the model does not run on a blank input: {e}"),
+            )
+        })?;
+    if let Some(head) = head {
+        let views: Vec<&[f32]> = out.iter().map(Vec::as_slice).collect();
+        return head
+            .detect(&views, head.input_size())
+            .map(|_| ())
+            .map_err(|e| {
+                ModelError::bundle(
+                    path,
+                    format!("the model's outputs do not fit [detection]: {e}"),
+                )
+            });
+    }
+    let labels = manifest.output.labels.len();
+    let got = out.first().map_or(0, Vec::len);
+    if got != labels {
+        return Err(ModelError::bundle(
+            path,
+            format!("model output has {got} values but the manifest lists {labels} labels"),
+        ));
+    }
+    Ok(())
 }

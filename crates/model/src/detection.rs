@@ -10,10 +10,13 @@
 //!   of N candidates the box centre, width and height in input pixels, then C class
 //!   scores); a candidate's class is its best-scoring one.
 //! - [`decode_ssd`]: SSD-style graphs that decode in the graph: `[N, 4]` boxes as
-//!   `(ymin, xmin, ymax, xmax)` normalised to the input, `[N]` scores and `[N]` classes.
+//!   `(ymin, xmin, ymax, xmax)` normalised to the input, `[N, C]` scores (or `[N]` scores
+//!   and `[N]` classes).
 //! - [`nms`]: greedy NMS per class (boxes of different classes never suppress each
 //!   other), highest score first, ties broken by candidate order so the result is
 //!   deterministic.
+
+use crate::manifest::{DetectionFormat, Manifest, Resize};
 
 /// An axis-aligned box, `x1 ≤ x2`, `y1 ≤ y2`, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -79,6 +82,19 @@ pub enum Fit {
     Letterbox,
 }
 
+/// Where a letterboxed `frame` (w, h) lands in an `input` (w, h), in whole pixels: the
+/// scaled size (aspect ratio kept, at least 1) and the top-left offset; the
+/// preprocessing resizes to that size and pastes it there, and [`Geometry`] maps boxes
+/// back by the same numbers.
+pub fn letterbox_placement(frame: (u32, u32), input: (u32, u32)) -> (u32, u32, u32, u32) {
+    let (fw, fh) = (frame.0.max(1) as f64, frame.1.max(1) as f64);
+    let (iw, ih) = (input.0.max(1), input.1.max(1));
+    let s = (f64::from(iw) / fw).min(f64::from(ih) / fh);
+    let w = ((fw * s).round() as u32).clamp(1, iw);
+    let h = ((fh * s).round() as u32).clamp(1, ih);
+    (w, h, (iw - w) / 2, (ih - h) / 2)
+}
+
 /// Where a frame lands in the model's input: `input = frame · scale + pad`, per axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Geometry {
@@ -111,12 +127,12 @@ impl Geometry {
                 frame_h: fh,
             },
             Fit::Letterbox => {
-                let s = (iw / fw).min(ih / fh);
+                let (w, h, x0, y0) = letterbox_placement(frame, input);
                 Geometry {
-                    scale_x: s,
-                    scale_y: s,
-                    pad_x: (iw - fw * s) / 2.0,
-                    pad_y: (ih - fh * s) / 2.0,
+                    scale_x: w as f32 / fw,
+                    scale_y: h as f32 / fh,
+                    pad_x: x0 as f32,
+                    pad_y: y0 as f32,
                     frame_w: fw,
                     frame_h: fh,
                 }
@@ -205,14 +221,9 @@ pub fn decode_yolo(
     let at = |row: usize, i: usize| out[row * n + i];
     let mut dets = Vec::new();
     for i in 0..n {
-        let mut best: Option<(usize, f32)> = None;
-        for c in 0..classes {
-            let s = at(4 + c, i);
-            if s.is_finite() && best.is_none_or(|(_, b)| s > b) {
-                best = Some((c, s));
-            }
-        }
-        let Some((class, score)) = best else { continue };
+        let Some((class, score)) = best_class((0..classes).map(|c| at(4 + c, i))) else {
+            continue;
+        };
         if score < thresholds.of(class) {
             continue;
         }
@@ -230,36 +241,57 @@ pub fn decode_yolo(
 }
 
 /// SSD-style outputs decoded in the graph: `boxes` `[n, 4]` as `(ymin, xmin, ymax, xmax)`
-/// normalised to the input, `scores` `[n]`, `classes` `[n]` (class indices as floats, as
-/// TensorFlow exports them): those reaching their class's threshold, in input pixels.
+/// normalised to the input, `scores` `[n, num_classes]` (`[n]` for one class) and
+/// optionally `classes` `[n]` (class indices as floats, as TensorFlow's post-processed
+/// exports give; `scores` is then `[n]`). Without `classes` a candidate's class is its best
+/// score's (ties: the lower class). Those reaching their class's threshold, in input
+/// pixels, in candidate order.
 pub fn decode_ssd(
     boxes: &[f32],
     scores: &[f32],
-    classes: &[f32],
+    classes: Option<&[f32]>,
+    num_classes: usize,
     input: (u32, u32),
     thresholds: &Thresholds,
 ) -> Result<Vec<Detection>, DecodeError> {
-    let n = scores.len();
-    for (what, len, expected) in [
+    let n = boxes.len() / 4;
+    let columns = if classes.is_some() {
+        1
+    } else {
+        num_classes.max(1)
+    };
+    let mut checks = vec![
         ("SSD boxes [candidates, 4]", boxes.len(), 4 * n),
-        ("SSD classes [candidates]", classes.len(), n),
-    ] {
-        if len != expected {
+        (
+            "SSD scores [candidates, classes]",
+            scores.len(),
+            columns * n,
+        ),
+    ];
+    if let Some(c) = classes {
+        checks.push(("SSD classes [candidates]", c.len(), n));
+    }
+    for (what, got, expected) in checks {
+        if got != expected {
             return Err(DecodeError::Shape {
                 what,
                 expected,
-                got: len,
+                got,
             });
         }
     }
     let (iw, ih) = (input.0 as f32, input.1 as f32);
     let mut dets = Vec::new();
     for i in 0..n {
-        let (score, class) = (scores[i], classes[i]);
-        if !score.is_finite() || !class.is_finite() || class < 0.0 {
-            continue;
-        }
-        let class = class.round() as usize;
+        let best = match classes {
+            Some(c) => {
+                let (score, class) = (scores[i], c[i]);
+                (score.is_finite() && class.is_finite() && class >= 0.0)
+                    .then(|| (class.round() as usize, score))
+            }
+            None => best_class(scores[i * columns..(i + 1) * columns].iter().copied()),
+        };
+        let Some((class, score)) = best else { continue };
         if score < thresholds.of(class) {
             continue;
         }
@@ -274,6 +306,17 @@ pub fn decode_ssd(
         });
     }
     Ok(dets)
+}
+
+/// The best finite score and its class (ties: the lower class).
+fn best_class(scores: impl IntoIterator<Item = f32>) -> Option<(usize, f32)> {
+    let mut best: Option<(usize, f32)> = None;
+    for (c, s) in scores.into_iter().enumerate() {
+        if s.is_finite() && best.is_none_or(|(_, b)| s > b) {
+            best = Some((c, s));
+        }
+    }
+    best
 }
 
 /// Greedy non-maximum suppression per class: highest score first (ties: earlier candidate
@@ -299,6 +342,123 @@ pub fn nms(dets: &[Detection], iou_threshold: f32, max_per_class: usize) -> Vec<
         }
     }
     kept.into_iter().map(|i| dets[i]).collect()
+}
+
+/// A detection bundle's decoding, read from its manifest: the model's outputs for one
+/// frame → boxes in frame pixels, thresholded and suppressed, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionHead {
+    format: DetectionFormat,
+    classes: usize,
+    thresholds: Thresholds,
+    iou_threshold: f32,
+    max_per_class: usize,
+    fit: Fit,
+    input: (u32, u32),
+    has_classes_output: bool,
+}
+
+impl DetectionHead {
+    /// The head of a validated detection manifest; `None` for other tasks.
+    pub fn from_manifest(m: &Manifest) -> Option<DetectionHead> {
+        let d = m.detection.as_ref()?;
+        let (h, w) = m.image_size();
+        let fit = match m.preprocess.as_ref().map(|p| p.resize) {
+            Some(Resize::Letterbox) => Fit::Letterbox,
+            _ => Fit::Stretch,
+        };
+        Some(DetectionHead {
+            format: d.format,
+            classes: m.output.labels.len(),
+            thresholds: Thresholds {
+                default: d.score_threshold,
+                per_class: d
+                    .thresholds
+                    .iter()
+                    .filter_map(|(label, t)| {
+                        Some((m.output.labels.iter().position(|l| l == label)?, *t))
+                    })
+                    .collect(),
+            },
+            iou_threshold: d.iou_threshold,
+            max_per_class: d.max_detections,
+            fit,
+            input: (
+                u32::try_from(w).unwrap_or(u32::MAX),
+                u32::try_from(h).unwrap_or(u32::MAX),
+            ),
+            has_classes_output: d.classes.is_some(),
+        })
+    }
+
+    /// How frames are fitted to the input.
+    pub fn fit(&self) -> Fit {
+        self.fit
+    }
+
+    /// The model's input size (w, h).
+    pub fn input_size(&self) -> (u32, u32) {
+        self.input
+    }
+
+    /// Boxes in frame pixels for one frame of size `frame` (w, h), from the values of the
+    /// outputs [`Manifest::output_names`] lists, in that order.
+    pub fn detect(
+        &self,
+        outputs: &[&[f32]],
+        frame: (u32, u32),
+    ) -> Result<Vec<Detection>, DecodeError> {
+        let output = |i: usize, what: &'static str| {
+            outputs.get(i).copied().ok_or(DecodeError::Shape {
+                what,
+                expected: 1,
+                got: 0,
+            })
+        };
+        let candidates = match self.format {
+            DetectionFormat::Yolo => {
+                let out = output(0, "YOLO output [4 + classes, candidates]")?;
+                let rows = 4 + self.classes;
+                if out.len() % rows != 0 {
+                    return Err(DecodeError::Shape {
+                        what: "YOLO output [4 + classes, candidates]",
+                        expected: out.len().next_multiple_of(rows),
+                        got: out.len(),
+                    });
+                }
+                decode_yolo(out, self.classes, out.len() / rows, &self.thresholds)?
+            }
+            DetectionFormat::Ssd => decode_ssd(
+                output(0, "SSD boxes [candidates, 4]")?,
+                output(1, "SSD scores [candidates, classes]")?,
+                if self.has_classes_output {
+                    Some(output(2, "SSD classes [candidates]")?)
+                } else {
+                    None
+                },
+                self.classes,
+                self.input,
+                &self.thresholds,
+            )?,
+        };
+        let g = Geometry::new(self.fit, frame, self.input);
+        let mut kept = nms(&candidates, self.iou_threshold, self.max_per_class);
+        for d in &mut kept {
+            d.bbox = g.to_frame(&d.bbox);
+        }
+        Ok(kept)
+    }
+
+    /// Each class's best box score (0 where it found none): a frame's score per label.
+    pub fn scores(&self, detections: &[Detection]) -> Vec<f32> {
+        let mut best = vec![0f32; self.classes];
+        for d in detections {
+            if let Some(b) = best.get_mut(d.class) {
+                *b = b.max(d.score);
+            }
+        }
+        best
+    }
 }
 
 #[cfg(test)]
@@ -379,7 +539,8 @@ mod tests {
         let d = decode_ssd(
             &boxes,
             &[0.8, 0.1],
-            &[1.0, 1.0],
+            Some(&[1.0, 1.0]),
+            2,
             (300, 300),
             &Thresholds::all(0.5),
         )
@@ -391,7 +552,8 @@ mod tests {
         assert!(decode_ssd(
             &boxes[..4],
             &[0.8, 0.1],
-            &[1.0, 1.0],
+            Some(&[1.0, 1.0]),
+            2,
             (300, 300),
             &Thresholds::all(0.5)
         )
@@ -463,7 +625,13 @@ mod tests {
             prop_assert!(input.x1 >= -1e-3 && input.x2 <= iw as f32 + 1e-3);
             prop_assert!(input.y1 >= -1e-3 && input.y2 <= ih as f32 + 1e-3);
             if letterbox {
-                prop_assert!((g.scale_x - g.scale_y).abs() < 1e-6);
+                // One factor, up to the rounding of the placed size to whole pixels, and
+                // the frame centred (the odd pixel of padding goes after it).
+                prop_assert!((g.scale_x - g.scale_y).abs() <= 0.5 / fwf.min(fhf) + 1e-6);
+                let placed_w = (fwf * g.scale_x).round();
+                let placed_h = (fhf * g.scale_y).round();
+                prop_assert!((iw as f32 - placed_w - 2.0 * g.pad_x).abs() <= 1.0);
+                prop_assert!((ih as f32 - placed_h - 2.0 * g.pad_y).abs() <= 1.0);
             }
             let back = g.to_frame(&input);
             let tol = 1e-3 * fwf.max(fhf);

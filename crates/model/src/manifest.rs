@@ -11,6 +11,9 @@ pub const BUNDLE_SCHEMA: &str = "argus.bundle/v2";
 /// bundle, the metric the promotion gate judges the model on). Still read by this build;
 /// a bundle without `[monitoring]` stays v2 so older builds read it.
 pub const BUNDLE_SCHEMA_V3: &str = "argus.bundle/v3";
+/// v4 adds detection bundles (`task = "detection"`, `[detection]`), letterbox resizing and
+/// `preprocess.pad`. Still read by this build; bundles that need none of them keep v2/v3.
+pub const BUNDLE_SCHEMA_V4: &str = "argus.bundle/v4";
 /// The first schema: image classifiers only. Still read.
 pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
 /// Most values one input tensor may hold (`input.shape`'s product; 1 GiB of f32): far
@@ -54,6 +57,61 @@ pub struct Manifest {
     /// (v3) How the model is watched and judged in production.
     #[serde(default)]
     pub monitoring: Option<Monitoring>,
+    /// (v4) How a detection model's outputs become boxes (task `detection` only).
+    #[serde(default)]
+    pub detection: Option<DetectionSpec>,
+}
+
+/// (v4) `[detection]`: how the outputs of a detection model become boxes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSpec {
+    /// How the outputs are laid out.
+    pub format: DetectionFormat,
+    /// (`ssd`) The scores output: `[candidates]` for one class, `[candidates, classes]`
+    /// otherwise (`output.name` is the boxes output).
+    #[serde(default)]
+    pub scores: Option<String>,
+    /// (`ssd`, optional) An output of class indices `[candidates]` (as TensorFlow's
+    /// post-processed exports give); without it a candidate's class is its best score's.
+    #[serde(default)]
+    pub classes: Option<String>,
+    /// Boxes scoring below this are dropped (classes not in `thresholds`).
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
+    /// Per-label score thresholds, by label (`person = 0.6`).
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// Non-maximum suppression: a box overlapping a better box of its class by more than
+    /// this IoU is dropped.
+    #[serde(default = "default_iou_threshold")]
+    pub iou_threshold: f32,
+    /// Boxes kept per class and frame, best first.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+}
+
+fn default_score_threshold() -> f32 {
+    0.5
+}
+fn default_iou_threshold() -> f32 {
+    0.5
+}
+fn default_max_detections() -> usize {
+    100
+}
+
+/// (v4) The output layout of a detection model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionFormat {
+    /// Boxes decoded in the graph: `output.name` is `[candidates, 4]` as
+    /// `(ymin, xmin, ymax, xmax)` normalised to the input (TensorFlow's SSD exports), with
+    /// a `scores` output (and optionally `classes`).
+    Ssd,
+    /// One output `[1, 4 + classes, candidates]` as YOLOv8 exports it: centre x, centre y,
+    /// width, height in input pixels, then one score per class.
+    Yolo,
 }
 
 /// Names [`Monitoring::gate_metric`] may take (the promotion gate's metrics).
@@ -83,6 +141,9 @@ pub enum Task {
     /// (v2) Records of named features (e.g. a customer), assembled as `[[features]]` says;
     /// one score per label.
     Tabular,
+    /// (v4) Object detection: boxes with a label and score each, as `[detection]` says;
+    /// a frame's score per label is its best box's.
+    Detection,
 }
 
 /// (v2) One feature of a tabular model, in model input order.
@@ -235,6 +296,10 @@ pub struct Preprocess {
     pub resize: Resize,
     /// Resampling filter of the resize.
     pub filter: Filter,
+    /// (v4, letterbox) The colour of the padding around a letterboxed frame, 8-bit RGB
+    /// (default mid-grey 114, as YOLO trains with).
+    #[serde(default = "default_pad")]
+    pub pad: [u8; 3],
     /// Multiplier applied to each 8-bit value first (e.g. `1/255`).
     pub scale: f32,
     /// Per-channel mean, subtracted after scaling.
@@ -249,6 +314,13 @@ pub struct Preprocess {
 pub enum Resize {
     /// Resize to exactly the input's height and width, ignoring aspect ratio.
     Stretch,
+    /// (v4) Scale by one factor to fit inside the input, keeping the aspect ratio, and
+    /// centre it on a `pad`-coloured canvas.
+    Letterbox,
+}
+
+fn default_pad() -> [u8; 3] {
+    [114, 114, 114]
 }
 
 /// Resampling filter.
@@ -317,9 +389,16 @@ impl Manifest {
 
     /// Cross-field checks; the error says what to fix.
     pub fn validate(&self) -> Result<(), String> {
-        if ![BUNDLE_SCHEMA_V3, BUNDLE_SCHEMA, BUNDLE_SCHEMA_V1].contains(&self.schema.as_str()) {
+        if ![
+            BUNDLE_SCHEMA_V4,
+            BUNDLE_SCHEMA_V3,
+            BUNDLE_SCHEMA,
+            BUNDLE_SCHEMA_V1,
+        ]
+        .contains(&self.schema.as_str())
+        {
             return Err(format!(
-                "schema is {:?}; this build reads {BUNDLE_SCHEMA_V3:?}, {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
+                "schema is {:?}; this build reads {BUNDLE_SCHEMA_V4:?}, {BUNDLE_SCHEMA_V3:?}, {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
                 self.schema
             ));
         }
@@ -351,8 +430,31 @@ impl Manifest {
                 ))
             }
         }
-        if self.output.labels.len() < 2 {
+        if self.task != Task::Detection && self.detection.is_some() {
+            return Err("[detection] is for task = \"detection\"; remove it".into());
+        }
+        if self.task == Task::Detection {
+            if self.output.labels.is_empty() {
+                return Err("output.labels must name the classes the detector finds".into());
+            }
+        } else if self.output.labels.len() < 2 {
             return Err("output.labels must name at least two classes".into());
+        }
+        if self.schema != BUNDLE_SCHEMA_V4 {
+            let needs_v4 = if self.task == Task::Detection || self.detection.is_some() {
+                Some("task \"detection\" and [detection]")
+            } else if self
+                .preprocess
+                .as_ref()
+                .is_some_and(|p| p.resize == Resize::Letterbox || p.pad != default_pad())
+            {
+                Some("preprocess.resize = \"letterbox\" and preprocess.pad")
+            } else {
+                None
+            };
+            if let Some(what) = needs_v4 {
+                return Err(format!("{what} need schema = {BUNDLE_SCHEMA_V4:?}"));
+            }
         }
         if self.schema == BUNDLE_SCHEMA_V1
             && (self.task != Task::Classify || !self.features.is_empty() || self.decision.is_some())
@@ -382,12 +484,90 @@ impl Manifest {
         match self.task {
             Task::Classify => self.validate_image(),
             Task::Tabular => self.validate_tabular(),
+            Task::Detection => self
+                .validate_image()
+                .and_then(|()| self.validate_detection()),
         }
     }
 
+    fn validate_detection(&self) -> Result<(), String> {
+        let Some(d) = &self.detection else {
+            return Err(
+                "task = \"detection\" needs [detection] (format = \"ssd\" or \"yolo\", thresholds)"
+                    .into(),
+            );
+        };
+        match d.format {
+            DetectionFormat::Ssd if d.scores.is_none() => {
+                return Err("detection.format = \"ssd\" needs detection.scores (the scores output; output.name is the boxes output)".into());
+            }
+            DetectionFormat::Yolo if d.scores.is_some() || d.classes.is_some() => {
+                return Err("detection.format = \"yolo\" has one output (output.name); remove detection.scores and detection.classes".into());
+            }
+            _ => {}
+        }
+        let names = self.output_names();
+        if let Some(dup) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(format!(
+                "output {:?} is named twice among output.name, detection.scores and detection.classes",
+                dup.1
+            ));
+        }
+        let probability = |what: &str, t: f32| {
+            if (0.0..=1.0).contains(&t) {
+                Ok(())
+            } else {
+                Err(format!("{what} is {t}; it must be within 0..=1"))
+            }
+        };
+        probability("detection.score_threshold", d.score_threshold)?;
+        for (label, t) in &d.thresholds {
+            if !self.output.labels.contains(label) {
+                return Err(format!(
+                    "detection.thresholds names {label:?}, which is not one of output.labels ({})",
+                    self.output.labels.join(", ")
+                ));
+            }
+            probability(&format!("detection.thresholds.{label}"), *t)?;
+        }
+        if !(d.iou_threshold > 0.0 && d.iou_threshold <= 1.0) {
+            return Err(format!(
+                "detection.iou_threshold is {}; it must be within (0, 1]",
+                d.iou_threshold
+            ));
+        }
+        if d.max_detections == 0 {
+            return Err("detection.max_detections must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The ONNX outputs the engine reads, in order: `output.name`, then (detection) the
+    /// scores and classes outputs.
+    pub fn output_names(&self) -> Vec<&str> {
+        let mut names = vec![self.output.name.as_str()];
+        if let Some(d) = &self.detection {
+            names.extend(d.scores.as_deref());
+            names.extend(d.classes.as_deref());
+        }
+        names
+    }
+
+    /// Values the first output holds per input when that is fixed by the manifest (one per
+    /// label); `None` for detection models, whose candidates the model decides.
+    pub fn output_len(&self) -> Option<usize> {
+        (self.task != Task::Detection).then_some(self.output.labels.len())
+    }
+
     fn validate_monitoring(&self, m: &Monitoring) -> Result<(), String> {
-        if self.schema != BUNDLE_SCHEMA_V3 {
-            return Err(format!("[monitoring] needs schema = {BUNDLE_SCHEMA_V3:?}"));
+        if self.schema != BUNDLE_SCHEMA_V3 && self.schema != BUNDLE_SCHEMA_V4 {
+            return Err(format!(
+                "[monitoring] needs schema = {BUNDLE_SCHEMA_V3:?} (or {BUNDLE_SCHEMA_V4:?})"
+            ));
         }
         if let Some(p) = &m.profile {
             if !plain_file_name(p) || p == "manifest.toml" || *p == self.model.file {
@@ -435,7 +615,7 @@ impl Manifest {
             ));
         }
         if self.input.layout.is_none() || self.input.color.is_none() {
-            return Err("input.layout (nchw or nhwc) and input.color (rgb or bgr) are required for task = \"classify\"".into());
+            return Err("input.layout (nchw or nhwc) and input.color (rgb or bgr) are required for image tasks (classify, detection)".into());
         }
         if self.channels() != 3 {
             return Err(format!(
@@ -444,7 +624,7 @@ impl Manifest {
             ));
         }
         let Some(p) = &self.preprocess else {
-            return Err("[preprocess] (resize, filter, scale, mean, std) is required for task = \"classify\"".into());
+            return Err("[preprocess] (resize, filter, scale, mean, std) is required for image tasks (classify, detection)".into());
         };
         if !(p.scale.is_finite() && p.scale > 0.0) {
             return Err("preprocess.scale must be a positive number".into());
@@ -548,6 +728,92 @@ impl Manifest {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const DETECTOR: &str = include_str!("../../../models/person-detector/manifest.toml");
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new("m.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_person_detector_reads_its_outputs_in_order() {
+        let m = parse(DETECTOR).unwrap();
+        assert_eq!(m.task, Task::Detection);
+        assert_eq!(m.output_names(), ["boxes", "scores"]);
+        assert_eq!(m.output_len(), None);
+        let d = m.detection.unwrap();
+        assert_eq!(
+            (d.format, d.score_threshold, d.iou_threshold),
+            (DetectionFormat::Ssd, 0.5, 0.6)
+        );
+    }
+
+    #[test]
+    fn detection_settings_are_checked_with_what_to_fix() {
+        let cases = [
+            (
+                DETECTOR.replace("argus.bundle/v4", "argus.bundle/v3"),
+                "need schema = \"argus.bundle/v4\"",
+            ),
+            (
+                DETECTOR.replace("scores = \"scores\"\n", ""),
+                "needs detection.scores",
+            ),
+            (
+                DETECTOR.replace("format = \"ssd\"", "format = \"yolo\""),
+                "has one output",
+            ),
+            (
+                DETECTOR.replace("iou_threshold = 0.6", "iou_threshold = 0"),
+                "iou_threshold",
+            ),
+            (
+                DETECTOR.replace("score_threshold = 0.5", "score_threshold = 1.5"),
+                "within 0..=1",
+            ),
+            (
+                DETECTOR.replace("max_detections = 100", "max_detections = 0"),
+                "at least 1",
+            ),
+            (
+                DETECTOR.replace(
+                    "max_detections = 100",
+                    "max_detections = 100\n[detection.thresholds]\ncar = 0.3",
+                ),
+                "not one of output.labels",
+            ),
+            (
+                DETECTOR.replace("scores = \"scores\"", "scores = \"boxes\""),
+                "named twice",
+            ),
+            (
+                DETECTOR.replace("task = \"detection\"", "task = \"classify\""),
+                "[detection] is for task",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let no_section = DETECTOR.split("[detection]").next().unwrap().to_string()
+            + "[decision]\npositive = \"person\"\nthreshold = 0.5\n";
+        assert!(parse(&no_section)
+            .unwrap_err()
+            .contains("needs [detection]"));
+    }
+
+    #[test]
+    fn letterbox_needs_v4() {
+        let camera = include_str!("../../../models/camera-person/manifest.toml")
+            .replace("resize = \"stretch\"", "resize = \"letterbox\"");
+        assert!(parse(&camera).unwrap_err().contains("letterbox"));
+    }
+}
+
 /// Bounded fuzzing of the manifest parser (proptest, fixed seed; `PROPTEST_CASES` /
 /// `PROPTEST_RNG_SEED` run a longer campaign, see docs/testing.md): TOML-ish text built
 /// from the manifest's own keys and values, and the real manifests under `models/`
@@ -570,9 +836,10 @@ mod fuzz {
         }
     }
 
-    const REAL: [&str; 2] = [
+    const REAL: [&str; 3] = [
         include_str!("../../../models/camera-person/manifest.toml"),
         include_str!("../../../models/churn/manifest.toml"),
+        include_str!("../../../models/person-detector/manifest.toml"),
     ];
 
     /// Parses `text`; on success checks what code after the parser relies on (and calls
@@ -581,13 +848,19 @@ mod fuzz {
         let path = Path::new("bundle/manifest.toml");
         match Manifest::parse(text, path) {
             Ok(m) => {
-                prop_assert!([BUNDLE_SCHEMA_V3, BUNDLE_SCHEMA, BUNDLE_SCHEMA_V1]
-                    .contains(&m.schema.as_str()));
-                prop_assert!(m.output.labels.len() >= 2);
+                prop_assert!([
+                    BUNDLE_SCHEMA_V4,
+                    BUNDLE_SCHEMA_V3,
+                    BUNDLE_SCHEMA,
+                    BUNDLE_SCHEMA_V1
+                ]
+                .contains(&m.schema.as_str()));
+                let least = if m.task == Task::Detection { 1 } else { 2 };
+                prop_assert!(m.output.labels.len() >= least);
                 prop_assert_eq!(m.model.sha256.len(), 64);
                 prop_assert!(m.input_values() >= 1);
                 match m.task {
-                    Task::Classify => {
+                    Task::Classify | Task::Detection => {
                         prop_assert_eq!(m.input.shape.len(), 4);
                         let (h, w) = m.image_size();
                         prop_assert!(h >= 1 && w >= 1 && m.channels() == 3);
@@ -598,6 +871,7 @@ mod fuzz {
                         prop_assert_eq!(m.feature_width(), m.input.shape[1]);
                     }
                 }
+                prop_assert_eq!(m.task == Task::Detection, m.detection.is_some());
                 if let Some(d) = &m.decision {
                     prop_assert!(m.output.labels.contains(&d.positive));
                 }

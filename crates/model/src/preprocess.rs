@@ -4,7 +4,7 @@
 //! `x = (u8 * preprocess.scale - mean[c]) / std[c]`, after resizing the RGB frame to the
 //! input's height × width with the manifest's filter.
 use crate::error::ModelError;
-use crate::manifest::{Color, Filter, Layout, Manifest};
+use crate::manifest::{Color, Filter, Layout, Manifest, Resize};
 use argus_wire::{ImageFormat, Payload, PixelLayout, RawImage};
 use fast_image_resize as fr;
 use image::imageops::FilterType;
@@ -163,6 +163,22 @@ pub fn resize(img: &RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {
     })
 }
 
+/// `img` scaled to fit inside `input` (w, h) with its aspect ratio kept and centred on a
+/// `pad`-coloured canvas, at [`crate::detection::letterbox_placement`].
+pub fn letterbox(img: &RgbImage, input: (u32, u32), filter: Filter, pad: [u8; 3]) -> RgbImage {
+    let (w, h, x0, y0) = crate::detection::letterbox_placement((img.width(), img.height()), input);
+    let scaled;
+    let src = if (w, h) == img.dimensions() {
+        img
+    } else {
+        scaled = resize(img, w, h, filter);
+        &scaled
+    };
+    let mut canvas = RgbImage::from_pixel(input.0, input.1, image::Rgb(pad));
+    image::imageops::replace(&mut canvas, src, i64::from(x0), i64::from(y0));
+    canvas
+}
+
 /// Resizes and normalises one image into `out`, which holds exactly one batch item
 /// (`channels * height * width` floats) in the manifest's layout.
 pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
@@ -171,12 +187,15 @@ pub fn to_tensor(manifest: &Manifest, img: &RgbImage, out: &mut [f32]) {
         return;
     };
     let (h, w) = manifest.image_size();
-    let resized;
+    let fitted;
     let img = if img.width() as usize == w && img.height() as usize == h {
         img
     } else {
-        resized = resize(img, w as u32, h as u32, p.filter);
-        &resized
+        fitted = match p.resize {
+            Resize::Stretch => resize(img, w as u32, h as u32, p.filter),
+            Resize::Letterbox => letterbox(img, (w as u32, h as u32), p.filter, p.pad),
+        };
+        &fitted
     };
     let order: [usize; 3] = match manifest.color() {
         Color::Rgb => [0, 1, 2],

@@ -29,7 +29,8 @@ pub use envelope::{
 pub use headers::FailureKind;
 pub use label::{Label, LabelSource, LABEL_JSON_SCHEMA, LABEL_SCHEMA};
 pub use output::{
-    Alert, AlertRule, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Skipped, Timings,
-    ALERT_JSON_SCHEMA, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_V2_JSON_SCHEMA, PREDICTION_JSON_SCHEMA,
-    PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_V2_JSON_SCHEMA,
+    Alert, AlertRule, DetectedBox, FrameSize, InputRef, ModelRef, Prediction, PredictionOutcome,
+    Score, Skipped, Timings, ALERT_JSON_SCHEMA, ALERT_SCHEMA, ALERT_SCHEMA_V2,
+    ALERT_V2_JSON_SCHEMA, PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+    PREDICTION_SCHEMA_V3, PREDICTION_V2_JSON_SCHEMA, PREDICTION_V3_JSON_SCHEMA,
 };

@@ -7,6 +7,9 @@ pub const PREDICTION_SCHEMA: &str = "argus.prediction/v1";
 /// `schema` value of a [`Prediction`] that v1 cannot express (outcome `stale`). Workers
 /// write the oldest version that can express a record, so v1 readers keep working.
 pub const PREDICTION_SCHEMA_V2: &str = "argus.prediction/v2";
+/// `schema` value of a [`Prediction`] with boxes (detection models); classification
+/// predictions stay v1/v2 so their readers keep working.
+pub const PREDICTION_SCHEMA_V3: &str = "argus.prediction/v3";
 /// `schema` value of an [`Alert`] without evidence (images).
 pub const ALERT_SCHEMA: &str = "argus.alert/v1";
 /// `schema` value of an [`Alert`] that carries the features the model used (records). v1
@@ -133,6 +136,37 @@ pub struct Prediction {
     /// (v2) Present when the model did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skipped>,
+    /// (v3) The decoded frame's size: the coordinate system of `detections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameSize>,
+    /// (v3) Detection models: the boxes found, best first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detections: Option<Vec<DetectedBox>>,
+}
+
+/// (v3) A frame's size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSize {
+    /// Pixels across.
+    pub width: u32,
+    /// Pixels down.
+    pub height: u32,
+}
+
+/// (v3) One box a detection model found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectedBox {
+    /// Class label, from the manifest's label list.
+    pub label: String,
+    /// Index of the label in the model's labels.
+    pub index: u32,
+    /// The box's score, 0..=1.
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels, clipped to the frame.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
 }
 
 /// The rule an alert matched.
@@ -183,6 +217,9 @@ pub const PREDICTION_JSON_SCHEMA: &str = include_str!("../../../schemas/predicti
 /// JSON Schema of [`Prediction`] v2 (`schemas/prediction.v2.schema.json`).
 pub const PREDICTION_V2_JSON_SCHEMA: &str =
     include_str!("../../../schemas/prediction.v2.schema.json");
+/// JSON Schema of [`Prediction`] v3 (`schemas/prediction.v3.schema.json`).
+pub const PREDICTION_V3_JSON_SCHEMA: &str =
+    include_str!("../../../schemas/prediction.v3.schema.json");
 /// JSON Schema of [`Alert`] v1 (`schemas/alert.schema.json`).
 pub const ALERT_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.schema.json");
 /// JSON Schema of [`Alert`] v2 (`schemas/alert.v2.schema.json`).

@@ -51,6 +51,8 @@ fn prediction() -> Prediction {
         worker: "w-1".into(),
         produced_at_us: 1_700_000_000_100_000,
         skipped: None,
+        frame: None,
+        detections: None,
     }
 }
 
@@ -162,6 +164,41 @@ fn prediction_v2_stale_records_and_v1_compatibility() {
     let mut bad = ok_as_v2;
     bad["skipped"] = json["skipped"].clone();
     assert!(!v2.is_valid(&bad));
+}
+
+/// v3 predictions carry a detector's boxes in frame pixels; classification predictions
+/// (no `frame`/`detections` keys) stay v1 and v1/v2 readers reject v3 records by schema.
+#[test]
+fn prediction_v3_carries_boxes() {
+    let v1 = validator(PREDICTION_JSON_SCHEMA);
+    let v2 = validator(PREDICTION_V2_JSON_SCHEMA);
+    let v3 = validator(PREDICTION_V3_JSON_SCHEMA);
+    let classified = serde_json::to_value(prediction()).unwrap();
+    assert!(classified.get("detections").is_none() && classified.get("frame").is_none());
+    let mut p = prediction();
+    p.schema = PREDICTION_SCHEMA_V3.into();
+    p.frame = Some(FrameSize {
+        width: 768,
+        height: 576,
+    });
+    p.detections = Some(vec![DetectedBox {
+        label: "person".into(),
+        index: 0,
+        score: 0.83,
+        bbox: [369.9, 193.4, 405.2, 267.75],
+    }]);
+    let json = serde_json::to_value(&p).unwrap();
+    let errors: Vec<String> = v3.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(json["detections"][0]["box"][2], serde_json::json!(405.2f32));
+    assert!(!v1.is_valid(&json) && !v2.is_valid(&json));
+    assert_eq!(serde_json::from_value::<Prediction>(json.clone()).unwrap(), p);
+    let mut bad = json.clone();
+    bad["detections"][0]["box"] = serde_json::json!([1.0, 2.0, 3.0]);
+    assert!(!v3.is_valid(&bad), "a box has four corners' coordinates");
+    let mut bad = json;
+    bad["frame"]["width"] = serde_json::json!(0);
+    assert!(!v3.is_valid(&bad));
 }
 
 /// v2 alerts carry the features a tabular model used; image alerts stay v1 (no `features`

@@ -196,6 +196,7 @@ mod tests {
             data: vec![0.0; model.input_len()],
             decode_us: 0,
             preprocess_us: 0,
+            frame: None,
         };
         let replies: Vec<_> = (0..4)
             .map(|_| stage.submit(model.clone(), input()))
@@ -242,6 +243,7 @@ mod tests {
                 data: vec![0.0; model.input_len()],
                 decode_us: 0,
                 preprocess_us: 0,
+                frame: None,
             },
             reply: oneshot::channel().0,
             queued: Instant::now(),

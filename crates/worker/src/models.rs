@@ -223,6 +223,8 @@ mod tests {
         Classification {
             probabilities: p.to_vec(),
             ranking,
+            detections: Vec::new(),
+            frame: None,
             timings: Default::default(),
         }
     }

@@ -5,8 +5,9 @@ use crate::config::{AlertRule, WorkerConfig};
 use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
-    now_us, Alert, FailureKind, ModelRef, Payload, Prediction, PredictionOutcome, Score, Skipped,
-    Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+    now_us, Alert, DetectedBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
+    PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, PREDICTION_SCHEMA,
+    PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
 };
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub struct Outputs {
     labels: Arc<Vec<String>>,
     /// Tabular bundles: the features alerts carry as evidence (empty for images).
     features: Arc<Vec<argus_model::manifest::Feature>>,
+    /// A detection model: predictions are v3 with boxes.
+    detector: bool,
 }
 
 /// The `argus-schema` header value of an alert: its body's version.
@@ -105,6 +108,7 @@ impl Outputs {
             model: model.model_ref().clone(),
             labels: Arc::new(model.labels().to_vec()),
             features: Arc::new(model.manifest().features.clone()),
+            detector: model.detection_head().is_some(),
         }
     }
 
@@ -149,7 +153,10 @@ impl Outputs {
             worker: self.worker_id.clone(),
             produced_at_us: now,
             skipped: None,
+            frame: None,
+            detections: None,
         };
+        let prediction = self.with_boxes(prediction, c);
         // Records: the features the model used, as evidence (built only if an alert fires).
         let evidence = || match &c.envelope.payload {
             Payload::Record(r) if !self.features.is_empty() => Some(
@@ -196,6 +203,35 @@ impl Outputs {
         (prediction, alerts)
     }
 
+    /// A detection model's prediction becomes v3 with the frame's size and its boxes.
+    fn with_boxes(&self, mut p: Prediction, c: &Classified) -> Prediction {
+        if !self.detector {
+            return p;
+        }
+        p.schema = PREDICTION_SCHEMA_V3.into();
+        p.frame = c
+            .classification
+            .frame
+            .map(|(width, height)| FrameSize { width, height });
+        p.detections = Some(
+            c.classification
+                .detections
+                .iter()
+                .map(|d| DetectedBox {
+                    label: self
+                        .labels
+                        .get(d.class)
+                        .cloned()
+                        .unwrap_or_else(|| d.class.to_string()),
+                    index: u32::try_from(d.class).unwrap_or(u32::MAX),
+                    score: d.score,
+                    bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+                })
+                .collect(),
+        );
+        p
+    }
+
     /// The (v2) prediction for an input that was too old to run.
     pub fn stale_prediction(&self, job: &Job, stale: &Stale) -> Prediction {
         let Stale {
@@ -228,6 +264,8 @@ impl Outputs {
                 age_us: *age_us,
                 max_age_us: *max_age_us,
             }),
+            frame: None,
+            detections: None,
         }
     }
 
@@ -237,7 +275,11 @@ impl Outputs {
             Outcome::Classified(c) => {
                 let (prediction, alerts) = self.outputs(job, c);
                 Rendered::Outputs(JsonOutputs {
-                    prediction_schema: PREDICTION_SCHEMA,
+                    prediction_schema: if self.detector {
+                        PREDICTION_SCHEMA_V3
+                    } else {
+                        PREDICTION_SCHEMA
+                    },
                     prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
                     alerts: alerts
                         .iter()

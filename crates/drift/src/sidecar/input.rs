@@ -581,6 +581,8 @@ mod tests {
             worker: "w".into(),
             produced_at_us: NOW_US,
             skipped: None,
+            frame: None,
+            detections: None,
         };
         serde_json::to_vec(&p).expect("json")
     }

@@ -40,6 +40,11 @@ pub trait Engine: Send + Sync {
     /// Runs `batch` inputs laid out one after the other in `input` (each the manifest's
     /// input shape with batch 1) and returns the first output's values for all of them.
     fn run(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError>;
+    /// As [`Engine::run`], with the values of every output the manifest reads
+    /// ([`Manifest::output_names`], in that order): detection models have several.
+    fn run_all(&self, batch: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(vec![self.run(batch, input)?])
+    }
     /// Prepares for batches of `batch` inputs (tract builds a plan per batch size).
     fn warm(&self, _batch: usize) -> Result<(), ModelError> {
         Ok(())
@@ -50,23 +55,26 @@ pub trait Engine: Send + Sync {
     fn release_above(&self, _batch: usize) {}
 }
 
-/// Checks that the model produces the output the manifest names (`outputs`: the model's
-/// output names), so an engine reads that one rather than the first.
+/// Checks that the model produces the outputs the manifest names (`outputs`: the model's
+/// output names), so an engine reads those rather than the first.
 pub(crate) fn check_output(
     manifest: &Manifest,
     path: &Path,
     outputs: &[String],
 ) -> Result<(), ModelError> {
-    if outputs.contains(&manifest.output.name) {
-        return Ok(());
+    match manifest
+        .output_names()
+        .into_iter()
+        .find(|n| !outputs.iter().any(|o| o == n))
+    {
+        None => Ok(()),
+        Some(missing) => Err(ModelError::bundle(
+            path,
+            format!(
+                "the manifest names the output {missing:?} but the model's outputs are {outputs:?}"
+            ),
+        )),
     }
-    Err(ModelError::bundle(
-        path,
-        format!(
-            "the manifest's output.name is {:?} but the model's outputs are {outputs:?}",
-            manifest.output.name
-        ),
-    ))
 }
 
 /// Builds the engine `options` (or the manifest) asks for, for the bundle's model file.

@@ -64,7 +64,8 @@ pub struct OrtEngine {
     sessions: Vec<Mutex<Session>>,
     shape: Vec<i64>,
     input_name: String,
-    output_name: String,
+    /// The outputs read, in [`Manifest::output_names`] order.
+    output_names: Vec<String>,
 }
 
 impl std::fmt::Debug for OrtEngine {
@@ -72,7 +73,7 @@ impl std::fmt::Debug for OrtEngine {
         f.debug_struct("OrtEngine")
             .field("sessions", &self.sessions.len())
             .field("input", &self.input_name)
-            .field("output", &self.output_name)
+            .field("outputs", &self.output_names)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +130,11 @@ impl OrtEngine {
             .map(|o| o.name().to_owned())
             .collect();
         super::check_output(manifest, path, &outputs)?;
-        let output_name = manifest.output.name.clone();
+        let output_names = manifest
+            .output_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         // A model exported with a fixed batch of 1 cannot take batches: run them one by one.
         let batch_dim = first.inputs()[0]
             .dtype()
@@ -145,7 +150,7 @@ impl OrtEngine {
             sessions,
             shape: manifest.input.shape.iter().map(|&d| d as i64).collect(),
             input_name: manifest.input.name.clone(),
-            output_name,
+            output_names,
         })
     }
 }
@@ -156,11 +161,18 @@ impl Engine for OrtEngine {
     }
 
     fn run(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let mut all = self.run_all(batch, input)?;
+        Ok(all.swap_remove(0))
+    }
+
+    fn run_all(&self, batch: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         if self.fixed_batch && batch > 1 {
             let per = input.len() / batch.max(1);
-            let mut out = Vec::new();
+            let mut out = vec![Vec::new(); self.output_names.len()];
             for x in input.chunks(per.max(1)) {
-                out.extend(self.run_one(1, x)?);
+                for (all, one) in out.iter_mut().zip(self.run_one(1, x)?) {
+                    all.extend(one);
+                }
             }
             return Ok(out);
         }
@@ -169,7 +181,7 @@ impl Engine for OrtEngine {
 }
 
 impl OrtEngine {
-    fn run_one(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+    fn run_one(&self, batch: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         let err = |e: ort::Error| ModelError::Inference {
             source: e.to_string().into(),
         };
@@ -193,9 +205,14 @@ impl OrtEngine {
         let outputs = session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(err)?;
-        let (_, values) = outputs[self.output_name.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(err)?;
-        Ok(values.to_vec())
+        self.output_names
+            .iter()
+            .map(|name| {
+                let (_, values) = outputs[name.as_str()]
+                    .try_extract_tensor::<f32>()
+                    .map_err(err)?;
+                Ok(values.to_vec())
+            })
+            .collect()
     }
 }

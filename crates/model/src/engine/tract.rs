@@ -83,8 +83,8 @@ impl TractEngine {
             .collect();
         super::check_output(manifest, path, &outputs)?;
         model
-            .select_outputs_by_name([&manifest.output.name])
-            .map_err(load_err("cannot select the output"))?;
+            .select_outputs_by_name(manifest.output_names())
+            .map_err(load_err("cannot select the outputs"))?;
         let plan = build_plan(&model, manifest, path, 1)?;
         Ok(TractEngine {
             manifest: manifest.clone(),
@@ -124,6 +124,16 @@ impl Engine for TractEngine {
     }
 
     fn run(&self, batch: usize, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let mut all = self.run_all(batch, input)?;
+        if all.is_empty() {
+            return Err(ModelError::Inference {
+                source: "model produced no output".into(),
+            });
+        }
+        Ok(all.swap_remove(0))
+    }
+
+    fn run_all(&self, batch: usize, input: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         let plan = self.plan(batch)?;
         let mut shape = self.manifest.input.shape.clone();
         shape[0] = batch;
@@ -132,15 +142,16 @@ impl Engine for TractEngine {
         let outputs = plan
             .run(tvec!(tensor.into()))
             .map_err(|e| ModelError::Inference { source: e.into() })?;
-        let first = outputs.first().ok_or_else(|| ModelError::Inference {
-            source: "model produced no output".into(),
-        })?;
-        Ok(first
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ModelError::Inference { source: e.into() })?
+        outputs
             .iter()
-            .copied()
-            .collect())
+            .map(|t| {
+                Ok(t.to_plain_array_view::<f32>()
+                    .map_err(|e| ModelError::Inference { source: e.into() })?
+                    .iter()
+                    .copied()
+                    .collect())
+            })
+            .collect()
     }
 
     fn warm(&self, batch: usize) -> Result<(), ModelError> {
@@ -183,10 +194,12 @@ fn build_plan(
         .map_err(load_err(format!(
             "input shape {shape:?} (manifest shape, batch {batch}) does not fit the model"
         )))?;
-    // The file's declared output shape (often batch 1) must not veto other batch sizes.
-    model
-        .set_output_fact(0, InferenceFact::default())
-        .map_err(load_err("cannot reset the output shape".into()))?;
+    // The file's declared output shapes (often batch 1) must not veto other batch sizes.
+    for i in 0..manifest.output_names().len() {
+        model
+            .set_output_fact(i, InferenceFact::default())
+            .map_err(load_err("cannot reset the output shape".into()))?;
+    }
     let typed = model.into_optimized().map_err(load_err(format!(
         "cannot optimise the model for input shape {shape:?}"
     )))?;
@@ -202,7 +215,9 @@ fn build_plan(
         .as_concrete()
         .map(|dims| dims.iter().product());
     let labels = manifest.output.labels.len();
-    if out_len != Some(labels * batch) {
+    // Detection outputs hold as many candidates as the model makes; the classifier checks
+    // them by decoding a blank input.
+    if manifest.output_len().is_some() && out_len != Some(labels * batch) {
         return Err(ModelError::bundle(
             path,
             if batch == 1 {

@@ -165,6 +165,7 @@ async fn prepare_rows(pipeline: &Pipeline, rows: Rows) -> Result<Vec<Prepared>, 
                 data,
                 decode_us: 0,
                 preprocess_us: 0,
+                frame: None,
             })
             .collect()),
         Rows::Records(records) => records
