@@ -43,6 +43,7 @@ pub mod pipeline;
 pub mod score;
 pub mod serve;
 pub mod testset;
+pub mod zones;
 
 mod backpressure;
 mod commit;
