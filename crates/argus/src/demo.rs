@@ -289,6 +289,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         };
         let mut config = worker_config(id.clone(), &pipeline, &model)?;
         config.drain_timeout = Duration::from_secs(10);
+        config.zones.history = Some(settings.clone());
         let consumer = settings
             .consumer(&group, &id)
             .map_err(|e| CliError::Usage(e.to_string()))?;

@@ -180,9 +180,11 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
         }
     });
     let group = w.group.clone();
-    let run_config = worker_config(worker_id.clone(), w, &model)?;
+    let mut run_config = worker_config(worker_id.clone(), w, &model)?;
     let mut settings = config.kafka.settings();
     preflight(&settings).await?;
+    // Zone rule state is rebuilt from the predictions topic after a rebalance.
+    run_config.zones.history = Some(settings.clone());
     if w.group_protocol != "classic" {
         settings
             .consumer_options

@@ -210,7 +210,58 @@ pub struct Alert {
     /// only): the evidence a reader needs to act without fetching the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<serde_json::Map<String, serde_json::Value>>,
+    /// (v3) The boxes behind the alert, frame pixels, best first: for a zone rule the boxes
+    /// of its label in the zone, with their track ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detections: Option<Vec<AlertBox>>,
+    /// (v3) The zone rule that fired (zone alerts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ZoneHit>,
+    /// (v3) Where a JPEG of the frame with the boxes (and zone) drawn was stored: a
+    /// `file://` URI or path, never the image itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
+
+/// (v3) A box in an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertBox {
+    /// Class label.
+    pub label: String,
+    /// The box's score.
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Its track id on the camera (zone alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<u64>,
+    /// When its track entered the zone, µs since the Unix epoch (loiter alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_zone_since_us: Option<i64>,
+}
+
+/// (v3) The zone rule behind an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneHit {
+    /// The zone's name.
+    pub name: String,
+    /// `presence`, `loiter` or `count`.
+    pub rule: String,
+    /// The zone's corners in frame pixels.
+    pub polygon: Vec<[f32; 2]>,
+    /// Since when the rule's condition holds, µs since the Unix epoch (capture time).
+    pub since_us: i64,
+    /// The frame's size, pixels.
+    pub frame: FrameSize,
+}
+
+/// `schema` value of an [`Alert`] with boxes: a detection model's alert (the boxes of the
+/// label that made it) or a zone rule's (`zone`, the tracked boxes in it, a snapshot
+/// reference). Other alerts stay v1/v2.
+pub const ALERT_SCHEMA_V3: &str = "argus.alert/v3";
 
 /// JSON Schema of [`Prediction`] v1 (`schemas/prediction.schema.json`).
 pub const PREDICTION_JSON_SCHEMA: &str = include_str!("../../../schemas/prediction.schema.json");
@@ -222,5 +273,7 @@ pub const PREDICTION_V3_JSON_SCHEMA: &str =
     include_str!("../../../schemas/prediction.v3.schema.json");
 /// JSON Schema of [`Alert`] v1 (`schemas/alert.schema.json`).
 pub const ALERT_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.schema.json");
+/// JSON Schema of [`Alert`] v3 (`schemas/alert.v3.schema.json`).
+pub const ALERT_V3_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.v3.schema.json");
 /// JSON Schema of [`Alert`] v2 (`schemas/alert.v2.schema.json`).
 pub const ALERT_V2_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.v2.schema.json");

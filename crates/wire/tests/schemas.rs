@@ -104,7 +104,53 @@ fn alert() -> Alert {
         worker: "w-1".into(),
         raised_at_us: 1,
         features: None,
+        detections: None,
+        zone: None,
+        snapshot: None,
     }
+}
+
+/// v3 alerts carry boxes, the zone rule that fired and a snapshot reference; v1 alerts
+/// stay valid under v3 and v3 ones are refused by the v1 and v2 schemas.
+#[test]
+fn alert_v3_carries_boxes_zone_and_snapshot() {
+    let v1 = validator(ALERT_JSON_SCHEMA);
+    let v2 = validator(ALERT_V2_JSON_SCHEMA);
+    let v3 = validator(ALERT_V3_JSON_SCHEMA);
+    assert!(v3.is_valid(&serde_json::to_value(alert()).unwrap()));
+    let zone = Alert {
+        schema: ALERT_SCHEMA_V3.into(),
+        detections: Some(vec![AlertBox {
+            label: "person".into(),
+            score: 0.8,
+            bbox: [10.0, 20.0, 40.0, 120.0],
+            track: Some(3),
+            in_zone_since_us: Some(1_700_000_000_000_000),
+        }]),
+        zone: Some(ZoneHit {
+            name: "door".into(),
+            rule: "loiter".into(),
+            polygon: vec![[0.0, 0.0], [100.0, 0.0], [100.0, 200.0]],
+            since_us: 1_700_000_000_000_000,
+            frame: FrameSize {
+                width: 768,
+                height: 576,
+            },
+        }),
+        snapshot: Some("file:///var/lib/argus/snapshots/cam-1/x.jpg".into()),
+        ..alert()
+    };
+    let json = serde_json::to_value(&zone).unwrap();
+    let errors: Vec<String> = v3.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!v1.is_valid(&json) && !v2.is_valid(&json));
+    assert_eq!(serde_json::from_value::<Alert>(json.clone()).unwrap(), zone);
+    let mut bad = json.clone();
+    bad["zone"]["rule"] = serde_json::json!("teleport");
+    assert!(!v3.is_valid(&bad));
+    let mut bad = json;
+    bad["zone"]["polygon"] = serde_json::json!([[0, 0], [1, 1]]);
+    assert!(!v3.is_valid(&bad), "a zone has at least three corners");
 }
 
 #[test]
@@ -192,7 +238,10 @@ fn prediction_v3_carries_boxes() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(json["detections"][0]["box"][2], serde_json::json!(405.2f32));
     assert!(!v1.is_valid(&json) && !v2.is_valid(&json));
-    assert_eq!(serde_json::from_value::<Prediction>(json.clone()).unwrap(), p);
+    assert_eq!(
+        serde_json::from_value::<Prediction>(json.clone()).unwrap(),
+        p
+    );
     let mut bad = json.clone();
     bad["detections"][0]["box"] = serde_json::json!([1.0, 2.0, 3.0]);
     assert!(!v3.is_valid(&bad), "a box has four corners' coordinates");

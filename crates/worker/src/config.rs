@@ -273,6 +273,14 @@ pub struct WorkerSettings {
     pub static_membership: bool,
     /// Consumer group protocol: classic (cooperative-sticky) or consumer (KIP-848).
     pub group_protocol: String,
+    /// Zones and their rules (detection models; `[[worker.zones]]`, see
+    /// [`crate::zones::ZoneSettings`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<crate::zones::ZoneSettings>,
+    /// Directory for zone alert snapshots (a JPEG per alert with the boxes and zone drawn,
+    /// referred to by the alert's `snapshot`) [default: none written].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<PathBuf>,
 }
 
 impl Default for WorkerSettings {
@@ -308,6 +316,8 @@ impl Default for WorkerSettings {
             transaction_interval: Duration::from_millis(100),
             static_membership: false,
             group_protocol: "classic".into(),
+            zones: Vec::new(),
+            snapshots: None,
         }
     }
 }
@@ -325,6 +335,7 @@ impl WorkerSettings {
         if self.create_topics < 0 {
             return Err("worker.create_topics must be 0 (don't create) or more".into());
         }
+        crate::zones::compile(&self.zones, None).map_err(|e| format!("worker.zones: {e}"))?;
         let most = argus_model::preprocess::MAX_DECODED_PIXELS_LIMIT;
         if !(1..=most).contains(&self.max_decoded_pixels) {
             return Err(format!(
@@ -357,6 +368,14 @@ impl WorkerSettings {
             max_input_bytes: self.max_input_bytes,
             top_k: self.top_k,
             drain_timeout: self.drain_timeout,
+            // Checked by `check`; a list that does not compile serves no zones.
+            zones: crate::ZoneConfig {
+                zones: std::sync::Arc::new(
+                    crate::zones::compile(&self.zones, None).unwrap_or_default(),
+                ),
+                snapshots: self.snapshots.clone(),
+                history: None,
+            },
         }
     }
 
@@ -418,6 +437,9 @@ pub struct WorkerConfig {
     /// How long shutdown waits for in-flight work before giving up on it (those inputs
     /// are redelivered to the next owner).
     pub drain_timeout: Duration,
+    /// Zone rules of detection models, their snapshots and the reader that rebuilds their
+    /// state after a rebalance (set `history` to enable rebuilding).
+    pub zones: crate::ZoneConfig,
 }
 
 impl WorkerConfig {
@@ -459,6 +481,14 @@ impl WorkerConfig {
             return Err(format!(
                 "inference_threads ({}) cannot exceed max_in_flight ({})",
                 self.inference_threads, self.max_in_flight
+            ));
+        }
+        if let Some(z) = self.zones.zones.iter().find(|z| !labels.contains(&z.label)) {
+            return Err(format!(
+                "zone {:?} watches label {:?}, which the model does not have (labels: {})",
+                z.name,
+                z.label,
+                labels.join(", ")
             ));
         }
         for rule in &self.rules {

@@ -28,6 +28,20 @@ pub const CONSUMER_ERRORS: &str = "argus_worker_consumer_errors_total";
 /// Counter: offsets that could not be stored (partition revoked meanwhile, or outputs lost).
 pub const OFFSET_STORE_FAILURES: &str = "argus_worker_offset_store_failures_total";
 
+/// Counter: zone rules that fired (alerts raised). Labels: `zone`, `rule` (presence, loiter,
+/// count).
+pub const ZONE_ALERTS: &str = "argus_worker_zone_alerts_total";
+/// Counter: rebuilds of a partition's zone rule state after an assignment. Labels:
+/// `outcome` (ok, failed: started empty, skipped: no history reader).
+pub const ZONE_REBUILDS: &str = "argus_worker_zone_rebuilds_total";
+/// Histogram: time to rebuild a partition's zone rule state from the predictions topic,
+/// seconds.
+pub const ZONE_REBUILD_SECONDS: &str = "argus_worker_zone_rebuild_seconds";
+/// Counter: frames replayed into zone rule state by rebuilds.
+pub const ZONE_REPLAYED: &str = "argus_worker_zone_replayed_frames_total";
+/// Counter: alert snapshots that could not be written (the alert goes out without one).
+pub const ZONE_SNAPSHOT_FAILURES: &str = "argus_worker_zone_snapshot_failures_total";
+
 /// Counter: inputs skipped as older than `max_age` (a stale prediction was published).
 pub const STALE: &str = "argus_worker_stale_total";
 /// Counter: inputs abandoned because their partition was revoked first.
@@ -198,6 +212,24 @@ pub fn record_worker_info(group: &str, worker_id: &str) {
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
+    describe_counter!(ZONE_ALERTS, "Zone rules that fired, by zone and rule");
+    describe_counter!(
+        ZONE_REBUILDS,
+        "Rebuilds of a partition's zone rule state after an assignment, by outcome (ok, failed, skipped)"
+    );
+    describe_histogram!(
+        ZONE_REBUILD_SECONDS,
+        Unit::Seconds,
+        "Time to rebuild a partition's zone rule state from the predictions topic"
+    );
+    describe_counter!(
+        ZONE_REPLAYED,
+        "Frames replayed into zone rule state by rebuilds"
+    );
+    describe_counter!(
+        ZONE_SNAPSHOT_FAILURES,
+        "Alert snapshots that could not be written (the alert went out without one)"
+    );
     describe_counter!(
         SERVE_REQUESTS,
         "HTTP requests answered by argus serve, by route and status code"

@@ -5,9 +5,9 @@ use crate::config::{AlertRule, WorkerConfig};
 use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
-    now_us, Alert, DetectedBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
-    PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, PREDICTION_SCHEMA,
-    PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
+    now_us, Alert, AlertBox, DetectedBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
+    PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3,
+    PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
 };
 use std::sync::Arc;
 
@@ -55,7 +55,9 @@ pub struct Outputs {
 
 /// The `argus-schema` header value of an alert: its body's version.
 pub fn alert_schema(alert: &Alert) -> &'static str {
-    if alert.schema == ALERT_SCHEMA_V2 {
+    if alert.schema == ALERT_SCHEMA_V3 {
+        ALERT_SCHEMA_V3
+    } else if alert.schema == ALERT_SCHEMA_V2 {
         ALERT_SCHEMA_V2
     } else {
         ALERT_SCHEMA
@@ -176,8 +178,25 @@ impl Outputs {
                     return None;
                 }
                 let features = evidence();
+                // Detectors: the boxes of the label at the rule's threshold or more.
+                let detections = self.detector.then(|| {
+                    c.classification
+                        .detections
+                        .iter()
+                        .filter(|d| d.class == i && d.score >= rule.threshold)
+                        .map(|d| AlertBox {
+                            label: rule.label.clone(),
+                            score: d.score,
+                            bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+                            track: None,
+                            in_zone_since_us: None,
+                        })
+                        .collect()
+                });
                 Some(Alert {
-                    schema: if features.is_some() {
+                    schema: if detections.is_some() {
+                        ALERT_SCHEMA_V3
+                    } else if features.is_some() {
                         ALERT_SCHEMA_V2
                     } else {
                         ALERT_SCHEMA
@@ -197,6 +216,9 @@ impl Outputs {
                     worker: self.worker_id.clone(),
                     raised_at_us: now,
                     features,
+                    detections,
+                    zone: None,
+                    snapshot: None,
                 })
             })
             .collect();

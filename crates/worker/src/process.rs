@@ -16,6 +16,7 @@ use crate::pipeline::Pipeline;
 use crate::publish::{Publisher, Undelivered};
 use crate::tracker::Tracker;
 use crate::txn::{Transactions, TxnError};
+use crate::zone_state::{ZoneFrame, ZoneRunner};
 use argus_wire::FailureKind;
 use std::sync::Arc;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) decode_permits: Arc<Semaphore>,
     /// Inputs taken from the consumer and not yet through the model, at most.
     pub(crate) ahead_permits: Arc<Semaphore>,
+    /// Zone rules (detection models), if any are configured.
+    pub(crate) zones: Option<Arc<ZoneRunner>>,
 }
 
 /// One input and its place in its partition's order.
@@ -82,7 +85,12 @@ impl Shared {
         if let (Some(s), Some(shadow)) = (&route.shadow, shadow) {
             attach_shadow(&route, s, &job, &outcome, &shadow, &mut rendered);
         }
-        self.publish(&job, generation, rendered, after, then).await
+        let zone = self
+            .zones
+            .as_ref()
+            .and_then(|z| z.frame(&job, &route.primary, &outcome));
+        self.publish(&job, generation, rendered, zone, after, then)
+            .await
     }
 
     /// Stages 1 and 2 of one input on one version.
@@ -159,13 +167,31 @@ impl Shared {
         &self,
         job: &Job,
         generation: u64,
-        rendered: Rendered,
+        mut rendered: Rendered,
+        zone: Option<ZoneFrame>,
         after: Option<oneshot::Receiver<()>>,
         then: oneshot::Sender<()>,
     ) -> Result<Finished, Undelivered> {
         if let Some(previous) = after {
             // An error only means the previous job ended without publishing.
             let _ = previous.await;
+        }
+        // Zone rules take the frames in partition order: here, after the previous input.
+        if let (Some(runner), Some(frame), Rendered::Outputs(out)) =
+            (&self.zones, zone, &mut rendered)
+        {
+            let alerts = runner
+                .alerts(&job.topic, job.partition, job.offset, generation, frame)
+                .await;
+            for a in alerts {
+                out.alerts.push((
+                    argus_wire::ALERT_SCHEMA_V3,
+                    serde_json::to_vec(&a).unwrap_or_default(),
+                ));
+            }
+            out.finished = Finished::Predicted {
+                alerts: out.alerts.len(),
+            };
         }
         let tp = (job.topic.clone(), job.partition);
         if let Some(txn) = &self.txn {

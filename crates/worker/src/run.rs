@@ -191,6 +191,27 @@ pub async fn run(
     run_models(config, consumer, producer, models, stats, shutdown).await
 }
 
+/// The zone rules' runner when zones are configured; warns when the model serving cannot
+/// feed them (not a detector) or their state cannot be rebuilt after a rebalance.
+fn zone_runner(
+    config: &WorkerConfig,
+    models: &Models,
+) -> Option<Arc<crate::zone_state::ZoneRunner>> {
+    let runner = crate::zone_state::ZoneRunner::new(
+        config.zones.clone(),
+        &config.topics.predictions,
+        &config.worker_id,
+    )?;
+    let production = models.current().production.clone();
+    if production.model().detection_head().is_none() {
+        tracing::warn!(model = %production.model().model_ref().name, zones = config.zones.zones.len(), "zones are configured but the model is not a detector: no zone rule will fire");
+    }
+    if config.zones.history.is_none() {
+        tracing::warn!("zone rule state is not rebuilt after a rebalance (no history reader): dwell times and cooldowns start again");
+    }
+    Some(Arc::new(runner))
+}
+
 /// [`run`] on the versions `models` holds, which may be swapped while it runs (see
 /// [`crate::models`]; [`crate::follow`] swaps them as the registry says).
 pub async fn run_models(
@@ -345,6 +366,7 @@ impl Worker {
                 committed.clone(),
             )),
         };
+        let zones = zone_runner(&config, &models);
         let shared = Shared {
             models,
             stage,
@@ -361,6 +383,7 @@ impl Worker {
             ahead_permits: Arc::new(Semaphore::new(
                 4 * config.decode_threads + 4 * config.inference_threads * max_batch,
             )),
+            zones,
         };
         let highs: Highs = Arc::default();
         let watermarks_stop = CancellationToken::new();

@@ -1,0 +1,121 @@
+//! Alert snapshots: the alerting frame as a JPEG with the boxes (red) and the zone (yellow)
+//! drawn, written to a file the alert refers to — never inline in the alert.
+use argus_wire::Payload;
+use image::{Rgb, RgbImage};
+use std::path::Path;
+
+/// `name` with every character but ASCII letters, digits, `.`, `-` and `_` replaced by `_`
+/// (alert ids hold `/`): one safe path segment.
+pub(crate) fn file_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+/// Decodes `payload`, draws `boxes` (`[x1, y1, x2, y2]`) and the `zone` polygon, and
+/// writes a JPEG to `path` (its directory created; written to a temporary name first so a
+/// reader never sees half a file).
+pub(crate) fn write(
+    payload: &Payload,
+    boxes: &[[f32; 4]],
+    zone: &[[f32; 2]],
+    path: &Path,
+) -> Result<(), String> {
+    let mut img = argus_model::preprocess::decode(payload).map_err(|e| e.to_string())?;
+    draw(&mut img, boxes, zone);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("jpg.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&img)
+        .map_err(|e| e.to_string())?;
+    drop(out);
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Draws boxes and a polygon, 2 px wide, clipped to the image.
+pub fn draw(img: &mut RgbImage, boxes: &[[f32; 4]], zone: &[[f32; 2]]) {
+    const ZONE: Rgb<u8> = Rgb([255, 220, 0]);
+    const BOX: Rgb<u8> = Rgb([255, 40, 40]);
+    for i in 0..zone.len() {
+        let (a, b) = (zone[i], zone[(i + 1) % zone.len()]);
+        line(img, (a[0], a[1]), (b[0], b[1]), ZONE);
+    }
+    for b in boxes {
+        let corners = [(b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])];
+        for i in 0..4 {
+            line(img, corners[i], corners[(i + 1) % 4], BOX);
+        }
+    }
+}
+
+fn line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), colour: Rgb<u8>) {
+    let steps = (b.0 - a.0)
+        .abs()
+        .max((b.1 - a.1).abs())
+        .ceil()
+        .clamp(1.0, 20_000.0) as u32;
+    for s in 0..=steps {
+        let t = s as f32 / steps as f32;
+        let (x, y) = (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let (px, py) = (x as i64 + dx, y as i64 + dy);
+            if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
+                img.put_pixel(px as u32, py as u32, colour);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn names_are_one_safe_segment() {
+        assert_eq!(file_name("frames/0/17/zone/door"), "frames_0_17_zone_door");
+        assert_eq!(file_name(".."), "_");
+        assert_eq!(file_name("cam-1"), "cam-1");
+    }
+
+    #[test]
+    fn boxes_and_zone_are_drawn_and_clipped() {
+        let mut img = RgbImage::new(40, 30);
+        draw(
+            &mut img,
+            &[[5.0, 5.0, 20.0, 25.0], [30.0, 10.0, 90.0, 90.0]],
+            &[[0.0, 0.0], [39.0, 0.0], [39.0, 29.0]],
+        );
+        assert_eq!(
+            img.get_pixel(5, 15),
+            &Rgb([255, 40, 40]),
+            "left edge of the box"
+        );
+        assert_eq!(
+            img.get_pixel(10, 0),
+            &Rgb([255, 220, 0]),
+            "the zone's top edge"
+        );
+        assert_eq!(
+            img.get_pixel(12, 15),
+            &Rgb([0, 0, 0]),
+            "inside the box is untouched"
+        );
+    }
+}
