@@ -103,6 +103,11 @@ const NAMES: &[&str] = &[
     "argus_worker_stale_total",
     "argus_worker_transaction_commit_seconds",
     "argus_worker_transactions_total",
+    "argus_worker_zone_alerts_total",
+    "argus_worker_zone_rebuild_seconds",
+    "argus_worker_zone_rebuilds_total",
+    "argus_worker_zone_replayed_frames_total",
+    "argus_worker_zone_snapshot_failures_total",
 ];
 
 fn root() -> PathBuf {

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The values of each output the manifest reads, for one input.
+pub type ModelOutputs = Vec<Vec<f32>>;
+
 /// A bundle ready to run. `Send + Sync`: share it in an `Arc`.
 pub struct Classifier {
     manifest: Manifest,
@@ -342,7 +345,7 @@ impl Classifier {
 
     /// As [`Classifier::infer`], with every output the manifest reads per input
     /// ([`Manifest::output_names`] order): `result[input][output]`.
-    pub fn infer_all(&self, inputs: &[&[f32]]) -> Result<(Vec<Vec<Vec<f32>>>, u64), ModelError> {
+    pub fn infer_all(&self, inputs: &[&[f32]]) -> Result<(Vec<ModelOutputs>, u64), ModelError> {
         let n = inputs.len();
         if n == 0 {
             return Ok((Vec::new(), 0));
@@ -363,7 +366,7 @@ impl Classifier {
         let t = Instant::now();
         let flat = self.engine.run_all(n, &data)?;
         let inference_us = micros(t);
-        let mut per_input: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(flat.len()); n];
+        let mut per_input: Vec<ModelOutputs> = vec![Vec::with_capacity(flat.len()); n];
         for (k, values) in flat.into_iter().enumerate() {
             let per = match self.manifest.output_len() {
                 Some(per) if k == 0 => per,
