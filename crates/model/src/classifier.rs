@@ -220,9 +220,16 @@ impl Classifier {
             return self.prepare_record(payload);
         }
         let t = Instant::now();
-        let img = preprocess::decode_limited(payload, self.max_decoded_pixels)?;
+        let (h, w) = self.manifest.image_size();
+        let input = (
+            u32::try_from(w).unwrap_or(u32::MAX),
+            u32::try_from(h).unwrap_or(u32::MAX),
+        );
+        let (img, frame) = preprocess::decode_for_input(payload, self.max_decoded_pixels, input)?;
         let decode_us = micros(t);
-        Ok(self.preprocess(&img, decode_us))
+        let mut prepared = self.preprocess(&img, decode_us);
+        prepared.frame = Some(frame);
+        Ok(prepared)
     }
 
     fn prepare_record(&self, payload: &Payload) -> Result<Prepared, ModelError> {

@@ -300,6 +300,12 @@ pub struct Preprocess {
     /// (default mid-grey 114, as YOLO trains with).
     #[serde(default = "default_pad")]
     pub pad: [u8; 3],
+    /// (v4) Decode JPEG frames much larger than the input at 1/2, 1/4 or 1/8 scale in the
+    /// DCT domain before resizing ([`crate::preprocess::jpeg_reduction`]): far less decode
+    /// CPU on big frames, pixels a little softer than a full decode and resize. Default off
+    /// (the model's reference numbers were measured on full decodes).
+    #[serde(default)]
+    pub reduced_decode: bool,
     /// Multiplier applied to each 8-bit value first (e.g. `1/255`).
     pub scale: f32,
     /// Per-channel mean, subtracted after scaling.
@@ -443,12 +449,10 @@ impl Manifest {
         if self.schema != BUNDLE_SCHEMA_V4 {
             let needs_v4 = if self.task == Task::Detection || self.detection.is_some() {
                 Some("task \"detection\" and [detection]")
-            } else if self
-                .preprocess
-                .as_ref()
-                .is_some_and(|p| p.resize == Resize::Letterbox || p.pad != default_pad())
-            {
-                Some("preprocess.resize = \"letterbox\" and preprocess.pad")
+            } else if self.preprocess.as_ref().is_some_and(|p| {
+                p.resize == Resize::Letterbox || p.pad != default_pad() || p.reduced_decode
+            }) {
+                Some("preprocess.resize = \"letterbox\", preprocess.pad and preprocess.reduced_decode")
             } else {
                 None
             };

@@ -46,6 +46,77 @@ pub fn decode_limited(payload: &Payload, max_pixels: u64) -> Result<RgbImage, Mo
     }
 }
 
+/// The DCT-domain reduction (1, 2, 4 or 8) a JPEG of `frame` (w, h) can be decoded at for
+/// a model input of `input` (w, h): the largest whose decoded size still covers the input
+/// on both axes to within 10 % (a slight upscale on one axis costs nothing a detector
+/// notices, and lets a 768×576 frame decode at half size for a 300×300 input).
+pub fn jpeg_reduction(frame: (u32, u32), input: (u32, u32)) -> u32 {
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&k| {
+            let covers = |f: u32, i: u32| u64::from(f.div_ceil(k)) * 10 >= u64::from(i) * 9;
+            covers(frame.0, input.0) && covers(frame.1, input.1)
+        })
+        .unwrap_or(1)
+}
+
+/// Decodes a payload for a model whose input is `input` (w, h) pixels: a JPEG much larger
+/// than the input is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
+/// ([`jpeg_reduction`]), which skips most of the inverse DCT and colour conversion, and
+/// every other payload as [`decode_limited`] does. Returns the image and the frame's full
+/// size (boxes are reported in full-size pixels).
+pub fn decode_for_input(
+    payload: &Payload,
+    max_pixels: u64,
+    input: (u32, u32),
+) -> Result<(RgbImage, (u32, u32)), ModelError> {
+    if let Payload::Encoded {
+        format: ImageFormat::Jpeg,
+        bytes,
+    } = payload
+    {
+        if let Some(reduced) = decode_jpeg_reduced(bytes, max_pixels, input) {
+            return Ok(reduced);
+        }
+    }
+    let img = decode_limited(payload, max_pixels)?;
+    let size = img.dimensions();
+    Ok((img, size))
+}
+
+/// A JPEG decoded at a reduced scale, or `None` (no reduction applies, or the reduced
+/// decoder cannot read it: the full decoder then decides, and reports any error).
+fn decode_jpeg_reduced(
+    bytes: &[u8],
+    max_pixels: u64,
+    input: (u32, u32),
+) -> Option<(RgbImage, (u32, u32))> {
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    d.read_info().ok()?;
+    let info = d.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if u64::from(w) * u64::from(h) > max_pixels.clamp(1, MAX_DECODED_PIXELS_LIMIT) {
+        return None;
+    }
+    let k = jpeg_reduction((w, h), input);
+    if k == 1 {
+        return None;
+    }
+    let want = (w.div_ceil(k), h.div_ceil(k));
+    let (sw, sh) = d
+        .scale(u16::try_from(want.0).ok()?, u16::try_from(want.1).ok()?)
+        .ok()?;
+    let pixels = d.decode().ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let rgb = match d.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels,
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&g| [g, g, g]).collect(),
+        // CMYK and 16-bit JPEGs are rare in camera streams: the full decoder handles them.
+        _ => return None,
+    };
+    Some((RgbImage::from_raw(sw, sh, rgb)?, (w, h)))
+}
+
 fn reader_for(format: ImageFormat, bytes: &[u8]) -> ImageReader<Cursor<&[u8]>> {
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(match format {
@@ -394,6 +465,67 @@ labels = ["a", "b"]
         };
         let img = decode(&Payload::Raw(raw)).unwrap();
         assert_eq!(img.into_raw(), vec![10, 10, 10, 200, 200, 200]);
+    }
+
+    #[test]
+    fn reductions_keep_the_input_covered() {
+        assert_eq!(
+            jpeg_reduction((1920, 1080), (300, 300)),
+            4,
+            "480x270: 270 >= 0.9 * 300"
+        );
+        assert_eq!(jpeg_reduction((768, 576), (300, 300)), 2);
+        assert_eq!(jpeg_reduction((3840, 2160), (300, 300)), 8);
+        assert_eq!(jpeg_reduction((320, 240), (300, 300)), 1);
+        assert_eq!(jpeg_reduction((640, 480), (640, 640)), 1);
+    }
+
+    #[test]
+    fn a_big_jpeg_decodes_reduced_at_its_full_size_frame() {
+        // A 1920x1080 gradient: decoded at 1/4 (480x270), reported as 1920x1080, and close
+        // to a full decode resized to the same size.
+        let img = RgbImage::from_fn(1920, 1080, |x, y| {
+            image::Rgb([(x / 8) as u8, (y / 5) as u8, ((x + y) / 12) as u8])
+        });
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(&img)
+            .unwrap();
+        let payload = Payload::Encoded {
+            format: ImageFormat::Jpeg,
+            bytes,
+        };
+        let (small, frame) = decode_for_input(&payload, MAX_DECODED_PIXELS, (300, 300)).unwrap();
+        assert_eq!(frame, (1920, 1080));
+        assert_eq!(small.dimensions(), (480, 270));
+        let full = resize(&decode(&payload).unwrap(), 480, 270, Filter::Triangle);
+        let mean_diff: f64 = small
+            .as_raw()
+            .iter()
+            .zip(full.as_raw())
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+            .sum::<f64>()
+            / small.as_raw().len() as f64;
+        assert!(mean_diff < 3.0, "mean |reduced - full| = {mean_diff}");
+        // Too small to reduce, or not a JPEG: decoded whole.
+        let (whole, frame) = decode_for_input(&payload, MAX_DECODED_PIXELS, (1600, 1000)).unwrap();
+        assert_eq!((whole.dimensions(), frame), ((1920, 1080), (1920, 1080)));
+        // A frame over the pixel bound is refused as before, not decoded reduced.
+        assert!(matches!(
+            decode_for_input(&payload, 1000, (300, 300)),
+            Err(ModelError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn letterbox_pads_with_the_pad_colour() {
+        let img = RgbImage::from_pixel(300, 224, image::Rgb([10, 20, 30]));
+        let boxed = letterbox(&img, (300, 300), Filter::Triangle, [114, 114, 114]);
+        assert_eq!(boxed.dimensions(), (300, 300));
+        assert_eq!(boxed.get_pixel(150, 37), &image::Rgb([114, 114, 114]));
+        assert_eq!(boxed.get_pixel(150, 38), &image::Rgb([10, 20, 30]));
+        assert_eq!(boxed.get_pixel(150, 261), &image::Rgb([10, 20, 30]));
+        assert_eq!(boxed.get_pixel(150, 262), &image::Rgb([114, 114, 114]));
     }
 
     #[test]
