@@ -365,3 +365,31 @@ fn a_narrowed_name_is_reported_to_the_role_it_no_longer_sets() {
         );
     }
 }
+
+#[test]
+fn zones_load_from_the_file_and_bad_ones_are_named() {
+    let f = file(
+        "[worker]\nsnapshots = \"/tmp/snaps\"\n\n[[worker.zones]]\nname = \"door\"\ncameras = [\"cam-1\"]\npolygon = [[0, 0], [100, 0], [100, 80]]\nrule = \"loiter\"\ndwell = \"4s\"\n",
+    );
+    let l = load_ok(Sources {
+        file: Some(f.path().to_path_buf()),
+        ..Default::default()
+    });
+    let zones = &l.config.worker.zones;
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].dwell, Some(std::time::Duration::from_secs(4)));
+    assert_eq!(zones[0].label, "person", "the default label");
+    let bad = file(
+        "[[worker.zones]]\nname = \"door\"\npolygon = [[0, 0], [1, 1]]\nrule = \"presence\"\n",
+    );
+    let e = load(Sources {
+        file: Some(bad.path().to_path_buf()),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.contains("zone \"door\"") && e.contains("at least 3 corners"),
+        "{e}"
+    );
+}
