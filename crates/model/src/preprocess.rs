@@ -624,6 +624,30 @@ mod fuzz {
         })
     }
 
+    proptest! {
+        #![proptest_config(fuzz_config(200))]
+
+        /// A letterboxed frame sits where the geometry that maps boxes back says: inside
+        /// the placed rectangle the frame's colour, outside it the pad colour.
+        #[test]
+        fn letterbox_places_the_frame_where_the_geometry_says(
+            fw in 1u32..400, fh in 1u32..400, iw in 8u32..160, ih in 8u32..160,
+        ) {
+            let img = RgbImage::from_pixel(fw, fh, image::Rgb([200, 10, 60]));
+            let boxed = letterbox(&img, (iw, ih), Filter::Triangle, [114, 114, 114]);
+            prop_assert_eq!(boxed.dimensions(), (iw, ih));
+            let g = crate::detection::Geometry::new(crate::detection::Fit::Letterbox, (fw, fh), (iw, ih));
+            let (x0, y0) = (g.pad_x as u32, g.pad_y as u32);
+            let (w, h) = ((fw as f32 * g.scale_x).round() as u32, (fh as f32 * g.scale_y).round() as u32);
+            prop_assert!(w == iw || h == ih, "one side fills the input");
+            for (x, y, p) in boxed.enumerate_pixels() {
+                let inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
+                let want = if inside { [200, 10, 60] } else { [114, 114, 114] };
+                prop_assert_eq!(p.0, want, "pixel ({}, {}) of {}x{} in {}x{}", x, y, fw, fh, iw, ih);
+            }
+        }
+    }
+
     /// Bytes held at once while refusing a header: the reader's buffers, never pixels.
     const REFUSAL_BYTES: u64 = 1 << 20;
 
