@@ -1,15 +1,26 @@
-//! The person detector bundle (`models/person-detector`, SSDLite-MobileNetV2 converted by
-//! `models/detector/make_person_detector.py`) and a YOLO-style test model
-//! (`models/detector/make_tiny_yolo.py`): boxes after thresholds and NMS equal the
-//! reference pipeline's (onnxruntime + the committed Python decoder and NMS,
-//! `models/detector/reference_boxes.py`) on the fixture frames, to 1e-4 in coordinates.
+//! Detection bundles against a reference pipeline (onnxruntime + the committed Python
+//! decoder and NMS, `models/detector/reference_boxes.py` and `make_tiny_yolo.py`): the
+//! person detector (`models/person-detector`, SSD-style outputs) and a tiny YOLO-head test
+//! model (`tests/fixtures/yolo`), on fixture frames. Boxes after thresholds and NMS equal
+//! the reference's to 1e-4 in frame pixels on tract and (with the `onnxruntime` feature) on
+//! onnxruntime, stretched and letterboxed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+use argus_model::detection::Detection;
 use argus_model::{Classifier, EngineKind, EngineOptions};
 use argus_wire::{ImageFormat, Payload};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
+
+const TOLERANCE: f32 = 1e-4;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixtures(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
 }
 
 fn load(bundle: &Path, kind: EngineKind) -> Classifier {
@@ -25,19 +36,185 @@ fn load(bundle: &Path, kind: EngineKind) -> Classifier {
     .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()))
 }
 
-fn png(path: &Path) -> Payload {
-    Payload::Encoded {
-        format: ImageFormat::Png,
-        bytes: std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+/// The same bundle with `preprocess.resize` set to `fit`, in a temporary directory.
+fn refit(bundle: &Path, fit: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(bundle.join("manifest.toml")).unwrap();
+    let manifest = manifest
+        .replace("resize = \"stretch\"", &format!("resize = \"{fit}\""))
+        .replace("resize = \"letterbox\"", &format!("resize = \"{fit}\""));
+    std::fs::write(dir.path().join("manifest.toml"), manifest).unwrap();
+    std::fs::copy(bundle.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+    dir
+}
+
+fn reference(dir: &str) -> Value {
+    let path = fixtures(dir).join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Checks every fixture frame of `dir` on `kind`: the boxes, each matched to the reference
+/// box of its class nearest to it, agree to [`TOLERANCE`]; scores to 1e-4.
+fn check(dir: &str, bundle: &Path, kind: EngineKind) {
+    let r = reference(dir);
+    let m = argus_model::Manifest::load(bundle).unwrap();
+    assert_eq!(
+        r["model_sha256"],
+        m.model.sha256.as_str(),
+        "fixtures for this model"
+    );
+    let fitted: std::collections::HashMap<&str, Classifier> = ["stretch", "letterbox"]
+        .into_iter()
+        .map(|fit| {
+            let dir = refit(bundle, fit);
+            let c = load(dir.path(), kind);
+            (fit, c)
+        })
+        .collect();
+    let mut boxes = 0;
+    for frame in r["frames"].as_array().unwrap() {
+        let file = frame["file"].as_str().unwrap();
+        let model = &fitted[frame["fit"].as_str().unwrap()];
+        let payload = Payload::Encoded {
+            format: ImageFormat::Png,
+            bytes: std::fs::read(fixtures(dir).join(file)).unwrap(),
+        };
+        let got = model.classify(&payload).unwrap();
+        let (w, h) = (
+            frame["width"].as_u64().unwrap(),
+            frame["height"].as_u64().unwrap(),
+        );
+        assert_eq!(got.frame, Some((w as u32, h as u32)), "{file}");
+        let want = frame["detections"].as_array().unwrap();
+        assert_eq!(
+            got.detections.len(),
+            want.len(),
+            "{file} on {kind}: {:?}",
+            got.detections
+        );
+        for wd in want {
+            let class = wd["class"].as_u64().unwrap() as usize;
+            let corners: Vec<f32> = wd["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let diff = |d: &Detection| {
+                [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2]
+                    .iter()
+                    .zip(&corners)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+            };
+            let best = got
+                .detections
+                .iter()
+                .filter(|d| d.class == class)
+                .min_by(|a, b| diff(a).total_cmp(&diff(b)))
+                .unwrap_or_else(|| panic!("{file}: no box of class {class}"));
+            assert!(
+                diff(best) <= TOLERANCE,
+                "{file} on {kind}: box {corners:?} vs {:?} ({} px apart)",
+                best.bbox,
+                diff(best)
+            );
+            let score = wd["score"].as_f64().unwrap() as f32;
+            assert!(
+                (best.score - score).abs() <= 1e-4,
+                "{file}: score {} vs {score}",
+                best.score
+            );
+            boxes += 1;
+        }
+        // A frame's score per label is its best box's.
+        for (class, p) in got.probabilities.iter().enumerate() {
+            let best = want
+                .iter()
+                .filter(|d| d["class"].as_u64() == Some(class as u64))
+                .map(|d| d["score"].as_f64().unwrap() as f32)
+                .fold(0f32, f32::max);
+            assert!(
+                (p - best).abs() <= 1e-4,
+                "{file}: label {class} score {p} vs {best}"
+            );
+        }
     }
+    assert!(boxes >= 10, "{dir}: only {boxes} reference boxes checked");
 }
 
 #[test]
-fn smoke() {
+fn person_detector_boxes_equal_the_reference_on_tract() {
+    check(
+        "detector",
+        &root().join("models/person-detector"),
+        EngineKind::Tract,
+    );
+}
+
+#[test]
+fn yolo_boxes_equal_the_reference_on_tract() {
+    check("yolo", &fixtures("yolo"), EngineKind::Tract);
+}
+
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn person_detector_boxes_equal_the_reference_on_onnxruntime() {
+    check(
+        "detector",
+        &root().join("models/person-detector"),
+        EngineKind::Onnxruntime,
+    );
+}
+
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn yolo_boxes_equal_the_reference_on_onnxruntime() {
+    check("yolo", &fixtures("yolo"), EngineKind::Onnxruntime);
+}
+
+/// Batches give each frame the boxes it gets alone (the detector's outputs are split per
+/// input), whether or not the model can batch.
+#[test]
+fn a_batch_gives_each_frame_its_own_boxes() {
     let c = load(&root().join("models/person-detector"), EngineKind::Tract);
-    let out = c.classify(&png(Path::new("/tmp/v100.png"))).unwrap();
-    eprintln!("{:?} {:?} {:?}", out.frame, out.probabilities, out.timings);
-    for d in &out.detections {
-        eprintln!("{d:?}");
+    let frames: Vec<_> = ["vtest-0000.png", "vtest-0100.png"]
+        .iter()
+        .map(|f| {
+            c.prepare(&Payload::Encoded {
+                format: ImageFormat::Png,
+                bytes: std::fs::read(fixtures("detector").join(f)).unwrap(),
+            })
+            .unwrap()
+        })
+        .collect();
+    let alone: Vec<_> = frames
+        .iter()
+        .map(|p| c.classify_batch(std::slice::from_ref(p)).unwrap().remove(0))
+        .collect();
+    match c.classify_batch(&frames) {
+        Ok(together) => {
+            for (a, b) in alone.iter().zip(&together) {
+                assert_eq!(a.detections.len(), b.detections.len());
+                for (x, y) in a.detections.iter().zip(&b.detections) {
+                    assert!(
+                        (x.bbox.x1 - y.bbox.x1).abs() < 1e-3 && (x.score - y.score).abs() < 1e-4
+                    );
+                }
+            }
+        }
+        // The person detector's graph is exported for batch 1 (its outputs have no batch
+        // axis) and refuses a batch of 2; the worker's calibration then settles on 1.
+        Err(e) => {
+            assert!(
+                matches!(
+                    e,
+                    argus_model::ModelError::Load { .. }
+                        | argus_model::ModelError::Inference { .. }
+                ),
+                "{e}"
+            );
+            assert_eq!(c.best_batch(4, 1).0, 1);
+        }
     }
 }
