@@ -349,6 +349,11 @@ impl Ratios {
             offline_over_tract_batch_1: offline.inputs_per_s
                 / tract1.map(|b| b.inputs_per_s).unwrap_or(f64::NAN),
             e2e_p99_minus_model_p50_ms: latency.first().map(|l| l.p99_ms - model_p50_us / 1e3),
+            worker_cpu_over_inference: worker
+                .cpu
+                .bench_process_cpu_ms_per_input
+                .filter(|_| model_p50_us > 0.0)
+                .map(|w| w / (model_p50_us / 1e3)),
         }
     }
 }
@@ -385,6 +390,16 @@ fn print_ratios(
         println!(
             "  worker/offline = (cores the worker process used {wc:.2} ÷ cores the offline pipeline used {oc:.2}) × CPU efficiency {e:.3} = {:.3}",
             wc / oc * e
+        );
+    }
+    if let (Some(r), Some(w)) = (
+        ratios.worker_cpu_over_inference,
+        worker.cpu.bench_process_cpu_ms_per_input,
+    ) {
+        println!(
+            "  worker CPU per input ÷ inference = {w:.2} ms ÷ {:.2} ms (engine alone, batch 1) = {r:.2} (target ≤ 1.5){}",
+            w / r,
+            verdict(r <= 1.5)
         );
     }
     if let Some(idle) = worker.cpu.machine_idle {

@@ -183,6 +183,10 @@ pub(crate) struct Ratios {
     pub offline_over_tract_batch_1: f64,
     /// e2e p99 at the first load level minus the model's p50 inference (batch 1), ms.
     pub e2e_p99_minus_model_p50_ms: Option<f64>,
+    /// The worker process's CPU-ms per input during the drain ÷ the model's p50 inference
+    /// per input (batch 1, engine alone): everything a frame costs — decode, preprocess,
+    /// Kafka, JSON, rules — against the model's own time (issue 17 target ≤ 1.5).
+    pub worker_cpu_over_inference: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
