@@ -49,7 +49,7 @@ impl AlertRule {
             tracing::warn!(
                 model = %bundle.model_ref().name,
                 version = %bundle.model_ref().version,
-                "no alert rules: the bundle has no [decision] and no --alert was given; predictions only (before bundle schema v2 the default was person>=0.5)"
+                "no alert rules: the bundle has no [decision] and no --alert was given; predictions only, plus zone alerts where zones are configured (before bundle schema v2 the default was person>=0.5)"
             );
         }
         rules

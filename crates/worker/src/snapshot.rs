@@ -1,5 +1,6 @@
-//! Alert snapshots: the alerting frame as a JPEG with the boxes (red) and the zone (yellow)
-//! drawn, written to a file the alert refers to — never inline in the alert.
+//! Alert snapshots: the alerting frame as a JPEG with the boxes behind the alert (red), the
+//! frame's other boxes (blue) and the zone (yellow) drawn, written to a file the alert
+//! refers to — never inline in the alert.
 use argus_wire::Payload;
 use image::{Rgb, RgbImage};
 use std::path::Path;
@@ -24,16 +25,20 @@ pub(crate) fn file_name(name: &str) -> String {
     }
 }
 
-/// Decodes `payload`, draws `boxes` (`[x1, y1, x2, y2]`) and the `zone` polygon, and
-/// writes a JPEG to `path` (its directory created; written to a temporary name first so a
-/// reader never sees half a file).
+/// Decodes `payload`, draws `others` (`[x1, y1, x2, y2]`), `boxes` and the `zone`
+/// polygon, and writes a JPEG to `path` (its directory created; written to a temporary name
+/// first so a reader never sees half a file).
 pub(crate) fn write(
     payload: &Payload,
     boxes: &[[f32; 4]],
+    others: &[[f32; 4]],
     zone: &[[f32; 2]],
     path: &Path,
 ) -> Result<(), String> {
     let mut img = argus_model::preprocess::decode(payload).map_err(|e| e.to_string())?;
+    for b in others {
+        rectangle(&mut img, b, OTHER);
+    }
     draw(&mut img, boxes, zone);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -48,19 +53,25 @@ pub(crate) fn write(
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+const ZONE: Rgb<u8> = Rgb([255, 220, 0]);
+const BOX: Rgb<u8> = Rgb([255, 40, 40]);
+const OTHER: Rgb<u8> = Rgb([60, 140, 255]);
+
 /// Draws boxes and a polygon, 2 px wide, clipped to the image.
 pub fn draw(img: &mut RgbImage, boxes: &[[f32; 4]], zone: &[[f32; 2]]) {
-    const ZONE: Rgb<u8> = Rgb([255, 220, 0]);
-    const BOX: Rgb<u8> = Rgb([255, 40, 40]);
     for i in 0..zone.len() {
         let (a, b) = (zone[i], zone[(i + 1) % zone.len()]);
         line(img, (a[0], a[1]), (b[0], b[1]), ZONE);
     }
     for b in boxes {
-        let corners = [(b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])];
-        for i in 0..4 {
-            line(img, corners[i], corners[(i + 1) % 4], BOX);
-        }
+        rectangle(img, b, BOX);
+    }
+}
+
+fn rectangle(img: &mut RgbImage, b: &[f32; 4], colour: Rgb<u8>) {
+    let corners = [(b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])];
+    for i in 0..4 {
+        line(img, corners[i], corners[(i + 1) % 4], colour);
     }
 }
 

@@ -200,10 +200,17 @@ impl ZoneRunner {
             .join(crate::snapshot::file_name(&frame.camera))
             .join(crate::snapshot::file_name(id) + ".jpg");
         let boxes: Vec<[f32; 4]> = f.boxes.iter().map(|b| b.observed.bbox).collect();
+        let others: Vec<[f32; 4]> = frame
+            .boxes
+            .boxes
+            .iter()
+            .map(|b| b.bbox)
+            .filter(|b| !boxes.contains(b))
+            .collect();
         let polygon = zone.polygon.clone();
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || {
-            crate::snapshot::write(&payload, &boxes, &polygon, &target)
+            crate::snapshot::write(&payload, &boxes, &others, &polygon, &target)
         })
         .await;
         match written {
