@@ -53,6 +53,8 @@ const NAMES: &[&str] = &[
     "argus_producer_dropped_total",
     "argus_producer_frames_total",
     "argus_producer_labels_total",
+    "argus_producer_source_frames_total",
+    "argus_producer_source_reconnects_total",
     "argus_quality_alarm_state",
     "argus_quality_alerts_total",
     "argus_quality_estimate_error",

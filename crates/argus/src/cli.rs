@@ -295,6 +295,96 @@ pub enum SourceArgs {
     Dir(DirArgs),
     /// Rows of a CSV or JSON-lines file (or stdin) as records, keyed by a column.
     Records(RecordsArgs),
+    /// A video file (anything ffmpeg reads), sampled to --fps, as one camera.
+    Video(VideoArgs),
+    /// An RTSP camera stream (ffmpeg), sampled to --fps; reconnects with backoff.
+    Rtsp(RtspArgs),
+    /// An MJPEG-over-HTTP stream, or with --snapshot a JPEG snapshot URL polled at --fps;
+    /// reconnects with backoff.
+    Mjpeg(MjpegArgs),
+}
+
+/// What every video source takes (ffmpeg decodes; frames are re-encoded as JPEG).
+#[derive(Debug, Clone, Args)]
+pub struct VideoCommon {
+    /// Camera id: the Kafka key and source id of every frame [default: the file name].
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_CAMERA")]
+    pub camera: Option<String>,
+    /// Frames per second sampled from the stream.
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_FPS", default_value_t = 5.0)]
+    pub fps: f64,
+    /// JPEG quality as ffmpeg's -q:v, 2 (best) to 31 (smallest).
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_JPEG_QSCALE", default_value_t = 5)]
+    pub jpeg_qscale: u8,
+    /// Scale frames wider than this down to it (aspect kept).
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_MAX_WIDTH")]
+    pub max_width: Option<u32>,
+    /// Scale frames taller than this down to it (aspect kept).
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_MAX_HEIGHT")]
+    pub max_height: Option<u32>,
+    /// No frame for this long: restart ffmpeg (live sources, looped files).
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_STALL", value_parser = parse_duration, default_value = "10s")]
+    pub stall: Duration,
+    /// The ffmpeg binary.
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+}
+
+impl VideoCommon {
+    /// The source for `input`, camera `fallback` unless --camera names one.
+    pub fn source(&self, input: String, fallback: &str) -> argus_producer::VideoSource {
+        let mut v = argus_producer::VideoSource::new(
+            input,
+            self.camera.clone().unwrap_or_else(|| fallback.to_owned()),
+        );
+        v.fps = self.fps;
+        v.jpeg_qscale = self.jpeg_qscale;
+        v.max_width = self.max_width;
+        v.max_height = self.max_height;
+        v.stall = self.stall;
+        v.ffmpeg = self.ffmpeg.clone();
+        v
+    }
+}
+
+/// `argus produce video`.
+#[derive(Debug, Clone, Args)]
+pub struct VideoArgs {
+    /// The video file.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub common: VideoCommon,
+    /// Start again at the end.
+    #[arg(long = "loop", env = "ARGUS_PRODUCE_VIDEO_LOOP", value_parser = BoolishValueParser::new())]
+    pub looped: bool,
+    /// Read at the video's own speed, as a camera would send it (else as fast as ffmpeg
+    /// decodes; frames then wait for room rather than being dropped).
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_REALTIME", value_parser = BoolishValueParser::new())]
+    pub realtime: bool,
+}
+
+/// `argus produce rtsp`.
+#[derive(Debug, Clone, Args)]
+pub struct RtspArgs {
+    /// rtsp://[user:password@]host[:port]/path
+    pub url: String,
+    #[command(flatten)]
+    pub common: VideoCommon,
+    /// RTSP transport: tcp or udp.
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_TRANSPORT", default_value = "tcp")]
+    pub transport: argus_producer::RtspTransport,
+}
+
+/// `argus produce mjpeg`.
+#[derive(Debug, Clone, Args)]
+pub struct MjpegArgs {
+    /// http(s)://… of the MJPEG stream (or of the snapshot with --snapshot).
+    pub url: String,
+    #[command(flatten)]
+    pub common: VideoCommon,
+    /// The URL returns one JPEG per request: poll it at --fps.
+    #[arg(long, env = "ARGUS_PRODUCE_VIDEO_SNAPSHOT", value_parser = BoolishValueParser::new())]
+    pub snapshot: bool,
 }
 
 /// `argus produce records`.
@@ -437,6 +527,11 @@ pub struct DemoFlags {
     /// third into the run and to production two thirds in).
     #[arg(long)]
     pub no_swap: bool,
+    /// Run on a video file (e.g. /usr/share/doc/opencv-doc/examples/data/vtest.avi)
+    /// instead of synthetic cameras: the person detector, demo zones, snapshots of zone
+    /// alerts (no registry switch, drift or ground truth).
+    #[arg(long)]
+    pub video: Option<PathBuf>,
 }
 
 impl DemoFlags {
@@ -460,6 +555,14 @@ impl DemoFlags {
         f.duration("demo.drift_pane", "--drift-pane", self.drift_pane);
         f.switch("demo.no_shift", "--no-shift", self.no_shift);
         f.switch("demo.no_swap", "--no-swap", self.no_swap);
+        f.set(
+            "demo.video",
+            "--video",
+            self.video
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .as_ref(),
+        );
     }
 }
 

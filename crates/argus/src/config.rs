@@ -144,6 +144,11 @@ pub struct DemoSettings {
     pub no_shift: bool,
     /// Serve the bundle as it is instead of through a registry that switches versions live.
     pub no_swap: bool,
+    /// Run on this video file instead of synthetic cameras: one camera, the person
+    /// detector (if `[worker] model` is not a detector) and demo zones (if none are
+    /// configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoSettings {
@@ -158,6 +163,7 @@ impl Default for DemoSettings {
             drift_pane: Duration::from_secs(2),
             no_shift: false,
             no_swap: false,
+            video: None,
         }
     }
 }

@@ -98,6 +98,7 @@ pub struct DemoArgs {
     pub drift_pane: Duration,
     pub no_shift: bool,
     pub no_swap: bool,
+    pub video: Option<PathBuf>,
 }
 
 impl DemoArgs {
@@ -118,11 +119,85 @@ impl DemoArgs {
             drift_pane: d.drift_pane,
             no_shift: d.no_shift,
             no_swap: d.no_swap,
+            video: d.video,
         }
     }
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+/// The demo's zones on `vtest.avi`-like footage when none are configured: the plaza in the
+/// middle of the frame (scaled to a 768×576 frame), a loitering rule and a crowd rule.
+fn demo_zones(camera: &str) -> Vec<argus_worker::zones::ZoneSettings> {
+    use argus_worker::zones::{RuleKind, ZoneSettings};
+    let zone = |name: &str, rule| ZoneSettings {
+        name: name.into(),
+        cameras: vec![camera.to_owned()],
+        polygon: vec![
+            [300.0, 150.0],
+            [560.0, 150.0],
+            [560.0, 300.0],
+            [300.0, 300.0],
+        ],
+        label: "person".into(),
+        min_score: 0.5,
+        rule,
+        frames: None,
+        within: None,
+        dwell: None,
+        count: None,
+        cooldown: Some(Duration::from_secs(10)),
+    };
+    let mut loiter = zone("plaza-loiter", RuleKind::Loiter);
+    loiter.dwell = Some(Duration::from_secs(4));
+    let mut crowd = zone("plaza-crowd", RuleKind::Count);
+    crowd.count = Some(3);
+    vec![loiter, crowd]
+}
+
+/// Video mode: one camera from the file, the person detector unless the configured model
+/// detects, demo zones unless some are configured, snapshots in a temporary directory; no
+/// registry switch, drift sidecar or ground truth.
+fn video_mode(
+    args: &mut DemoArgs,
+    video: &std::path::Path,
+    run_id: &str,
+) -> argus_producer::VideoSource {
+    let camera = video
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "video".into());
+    let configured_detects = argus_model::Manifest::load(&resolve_model(&args.model.model))
+        .is_ok_and(|m| m.task == argus_model::manifest::Task::Detection);
+    if !configured_detects {
+        args.model.model = PathBuf::from("models/person-detector");
+    }
+    if args.model.zones.is_empty() {
+        args.model.zones = demo_zones(&camera);
+    }
+    if args.model.snapshots.is_none() {
+        args.model.snapshots =
+            Some(std::env::temp_dir().join(format!("argus-demo-snapshots-{run_id}")));
+    }
+    args.model.alerts.clear();
+    args.no_swap = true;
+    args.no_drift = true;
+    args.cameras.cameras = 1;
+    let mut source = argus_producer::VideoSource::new(video.display().to_string(), camera);
+    source.fps = args.cameras.fps;
+    source.realtime = true;
+    source.looped = true;
+    source
+}
+
+pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
+    let run_id = format!("{:x}", std::process::id());
+    let video = match args.video.clone() {
+        Some(v) => {
+            let source = video_mode(&mut args, &v, &run_id);
+            source.check().map_err(CliError::Usage)?;
+            Some(source)
+        }
+        None => None,
+    };
     let mut source = args.cameras.clone();
     if source.brighten.is_none() && !args.no_shift && !args.no_drift {
         // Halfway through, camera 2 gets 40 % brighter: something for the sidecar to find.
@@ -141,7 +216,6 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         &args.model.engine_options(args.model.inference_threads),
         args.model.max_decoded_pixels,
     )?;
-    let run_id = format!("{:x}", std::process::id());
     let (_embedded, mut settings, input) = match &args.brokers {
         None => {
             let broker = EmbeddedBroker::start().map_err(|e| CliError::Runtime(e.into()))?;
@@ -199,12 +273,26 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         Some(DemoRegistry::start(&settings, _embedded.as_ref(), &run_id, &bundle).await?)
     };
     let stop = shutdown::on_signal();
+    let cameras = match &video {
+        Some(v) => format!(
+            "video {} as camera {} at {} fps, zones {}",
+            v.input,
+            v.camera,
+            v.fps,
+            args.model
+                .zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!(
+            "{} cameras at {} fps ({}x{})",
+            source.cameras, source.fps, source.width, source.height
+        ),
+    };
     println!(
-        "argus demo: {} cameras at {} fps ({}x{}), {} workers, model {} v{}, broker {}",
-        source.cameras,
-        source.fps,
-        source.width,
-        source.height,
+        "argus demo: {cameras}, {} workers, model {} v{}, broker {}",
         args.workers,
         model.model_ref().name,
         model.model_ref().version,
@@ -367,7 +455,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let produce_stop = stop.child_token();
     let started = Instant::now();
     let producing = tokio::spawn(argus_producer::run(
-        Source::Synthetic(source),
+        match video {
+            Some(v) => Source::Video(v),
+            None => Source::Synthetic(source),
+        },
         pconfig,
         producer,
         produce_stop,
@@ -458,9 +549,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     tally.latencies_ms.sort_by(f64::total_cmp);
     let frames = sent.unwrap_or(0);
     let (precision, recall) = tally.precision_recall();
+    let truth = if tally.truth.is_empty() {
+        "no ground truth (video)".to_string()
+    } else {
+        format!("alert precision {precision:.3} recall {recall:.3} vs scene ground truth")
+    };
     println!();
     println!(
-        "summary: frames {} | predictions {} | alerts {} | DLQ {} | throughput {:.1} frames/s | latency p50 {:.1} ms p99 {:.1} ms (capture → prediction at subscriber) | alert precision {:.3} recall {:.3} vs scene ground truth",
+        "summary: frames {} | predictions {} | alerts {} | DLQ {} | throughput {:.1} frames/s | latency p50 {:.1} ms p99 {:.1} ms (capture → prediction at subscriber) | {truth}",
         frames,
         tally.predictions,
         tally.alerts,
@@ -468,8 +564,6 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         tally.predictions as f64 / elapsed.as_secs_f64(),
         percentile(&tally.latencies_ms, 0.50),
         percentile(&tally.latencies_ms, 0.99),
-        precision,
-        recall,
     );
     let per_worker: Vec<String> = all_stats
         .iter()
@@ -574,7 +668,27 @@ fn observe(
         };
         tally.alerts += 1;
         tally.alerted.insert(a.prediction_id.clone());
-        if tally.alerts <= args.max_printed_alerts {
+        if let (Some(zone), true) = (&a.zone, tally.alerts <= args.max_printed_alerts) {
+            let tracks: Vec<String> = a
+                .detections
+                .iter()
+                .flatten()
+                .map(|b| format!("#{} {:.2}", b.track.unwrap_or_default(), b.score))
+                .collect();
+            println!(
+                "ZONE  {:<6} seq {:>5}  {} {} ({}): {}{}",
+                a.input.source_id.as_deref().unwrap_or("?"),
+                a.input.sequence.map(|s| s.to_string()).unwrap_or_default(),
+                zone.name,
+                zone.rule,
+                tracks.len(),
+                tracks.join(", "),
+                a.snapshot
+                    .as_deref()
+                    .map(|s| format!("  snapshot {s}"))
+                    .unwrap_or_default()
+            );
+        } else if tally.alerts <= args.max_printed_alerts {
             println!(
                 "ALERT {:<6} seq {:>5}  {} {:.2}  ({})",
                 a.input.source_id.as_deref().unwrap_or("?"),

@@ -4,6 +4,12 @@ use crate::config::ArgusConfig;
 use crate::{shutdown, CliError};
 use argus_producer::{DirSource, ProduceConfig, Source};
 
+/// A checked video source: a bad setting or a missing file is a usage error (exit 64).
+fn video(src: argus_producer::VideoSource) -> Result<Source, CliError> {
+    src.check().map_err(CliError::Usage)?;
+    Ok(Source::Video(src))
+}
+
 /// `args` for the source; everything else from `config` (`[kafka]`, `[producer]`), which
 /// the flags of `args` are already merged into.
 pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError> {
@@ -35,6 +41,31 @@ pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError>
             }
             Source::Records(src)
         }
+        SourceArgs::Video(v) => {
+            let name = v
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "video".into());
+            let mut src = v.common.source(v.path.display().to_string(), &name);
+            src.looped = v.looped;
+            src.realtime = v.realtime;
+            video(src)?
+        }
+        SourceArgs::Rtsp(r) => {
+            let mut src = r.common.source(r.url.clone(), "rtsp");
+            src.rtsp_transport = r.transport;
+            video(src)?
+        }
+        SourceArgs::Mjpeg(m) => {
+            let mut src = m.common.source(m.url.clone(), "mjpeg");
+            src.format = if m.snapshot {
+                argus_producer::VideoFormat::Snapshot
+            } else {
+                argus_producer::VideoFormat::Mjpeg
+            };
+            video(src)?
+        }
     };
     let mut produce = ProduceConfig::new(&p.topic);
     produce.count = p.count;
@@ -53,7 +84,10 @@ pub async fn run(args: ProduceArgs, config: ArgusConfig) -> Result<(), CliError>
         if !(args.label_share > 0.0 && args.label_share <= 1.0) {
             return Err(CliError::Usage("--label-share must be in (0, 1]".into()));
         }
-        if matches!(&args.source, SourceArgs::Dir(_)) {
+        if matches!(
+            &args.source,
+            SourceArgs::Dir(_) | SourceArgs::Video(_) | SourceArgs::Rtsp(_) | SourceArgs::Mjpeg(_)
+        ) {
             return Err(CliError::Usage(
                 "--labels-topic needs a source that knows the truth: synthetic, or records with --label-column".into(),
             ));

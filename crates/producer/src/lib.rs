@@ -7,6 +7,8 @@
 //!   with line numbers).
 //! - [`labels`]: `argus label` — ground truth from a CSV / JSON-lines file onto the labels
 //!   topic.
+//! - [`video`]: a video file, RTSP camera, MJPEG or snapshot URL decoded by an `ffmpeg`
+//!   subprocess into JPEG frames (restarts with backoff, stream-clock capture times).
 //! - [`metrics`]: the metric names it emits, described.
 //! - [`produce`]: the paced, size-checked produce loop with progress, a summary and the
 //!   outage policy (a bounded backlog that drops the oldest frames of a live source).
@@ -17,6 +19,7 @@ pub mod produce;
 pub mod records;
 pub mod scene;
 pub mod source;
+pub mod video;
 
 pub use argus_wire::ColumnType;
 pub use produce::{
@@ -25,3 +28,4 @@ pub use produce::{
 };
 pub use records::{RecordFormat, RecordReader, RecordsSource};
 pub use source::{Brighten, DirSource, Frame, Source, SyntheticSource};
+pub use video::{Backoff, InputKind, RtspTransport, VideoFormat, VideoReader, VideoSource};

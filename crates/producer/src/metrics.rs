@@ -14,6 +14,13 @@ pub const DROPPED_EXPIRED: &str = "expired";
 /// Counter: CSV / JSON-lines rows that could not be read as records and were skipped.
 pub const BAD_ROWS: &str = "argus_producer_bad_rows_total";
 
+/// Counter: restarts of a video source's ffmpeg (the stream ended, failed or stalled).
+/// Labels: `camera`.
+pub const SOURCE_RECONNECTS: &str = "argus_producer_source_reconnects_total";
+/// Counter: frames read from a video source, before the outage policy and the size
+/// check. Labels: `camera`.
+pub const SOURCE_FRAMES: &str = "argus_producer_source_frames_total";
+
 /// Counter: labels handled by `argus label`. Labels: `outcome` (ok, error, bad).
 pub const LABELS: &str = "argus_producer_labels_total";
 
@@ -40,6 +47,14 @@ pub fn describe() {
     describe_counter!(
         LABELS,
         "Ground-truth labels published (ok), refused by the broker (error) or skipped as bad rows"
+    );
+    describe_counter!(
+        SOURCE_RECONNECTS,
+        "Restarts of a video source's ffmpeg after the stream ended, failed or stalled, by camera"
+    );
+    describe_counter!(
+        SOURCE_FRAMES,
+        "Frames read from a video source (before the outage policy), by camera"
     );
     describe_counter!(
         DROPPED,

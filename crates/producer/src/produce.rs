@@ -2,15 +2,20 @@
 //! sends with key = camera id and the envelope headers, logs progress and returns a summary.
 //!
 //! Outage policy (a broker away, a slow cluster): a live source (synthetic cameras, a
-//! folder replayed at `--fps`) never stops to wait. At most `max_outstanding` frames are in the
-//! producer at once; the frames behind them wait in a [`Backlog`] of at most
-//! `backlog_bytes`, and when it is full the *oldest* waiting frame is dropped (counted,
-//! `reason="backlog_full"`) — for a camera the newest frames matter. A frame the producer
-//! could not deliver within `message.timeout.ms` is dropped too (`reason="expired"`). The run
-//! goes on and delivers what it holds once the broker is back. A records source (a file,
-//! stdin) never drops a row: it waits for room instead, and a row the broker has not taken
-//! within `message.timeout.ms` is a failure (the run exits 1). Errors a retry cannot fix
-//! (authorization, a record too large for the topic) are failures, not drops.
+//! folder replayed at `--fps`, a video stream or a video file read in real time) never
+//! stops to wait. At most `max_outstanding` frames are in the producer at once; the frames
+//! behind them wait in a [`Backlog`] of at most `backlog_bytes`, and when it is full the
+//! *oldest* waiting frame is dropped (counted, `reason="backlog_full"`) — for a camera the
+//! newest frames matter. A frame the producer could not deliver within
+//! `message.timeout.ms` is dropped too (`reason="expired"`). The run goes on and delivers
+//! what it holds once the broker is back. A records source (a file, stdin) never drops a
+//! row: it waits for room instead — as does a video file decoded as fast as ffmpeg goes —
+//! and a row the broker has not taken within `message.timeout.ms` is a failure (the run
+//! exits 1). Errors a retry cannot fix (authorization, a record too large for the topic)
+//! are failures, not drops.
+//!
+//! Pacing: synthetic cameras and folders are sent at their `fps`; a video source paces
+//! itself (ffmpeg delivers frames at the stream's rate); `rate_limit` caps any of them.
 use crate::labels::LabelQueue;
 use crate::source::{DirSource, Frame, Source, SyntheticSource};
 use argus_kafka::rdkafka::error::KafkaError;
@@ -238,34 +243,26 @@ pub async fn run(
     let source_fps = match &source {
         Source::Synthetic(s) => s.total_fps(),
         Source::Dir(d) => d.fps,
-        Source::Records(_) => f64::INFINITY,
+        // ffmpeg delivers frames at the stream's pace (or a file's, as fast as it decodes).
+        Source::Video(_) | Source::Records(_) => f64::INFINITY,
     };
     let rate = match config.rate_limit {
         Some(r) if r > 0.0 => source_fps.min(r),
         _ => source_fps,
     };
     let interval = (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
-    let dir_files = match &source {
-        Source::Dir(d) => d.files().map_err(ProduceError::Source)?,
-        Source::Synthetic(_) | Source::Records(_) => Vec::new(),
+    // Live sources (cameras, a folder replayed at --fps, a video stream or a file read in
+    // real time) drop their oldest frames in an outage; a records file never drops a row,
+    // nor a video file decoded as fast as ffmpeg goes (it waits, as a file can).
+    let live = match &source {
+        Source::Synthetic(_) | Source::Dir(_) => true,
+        Source::Video(v) => v.paced(),
+        Source::Records(_) => false,
     };
-    let mut rows = match &source {
-        Source::Records(r) => Some(crate::records::open(r).map_err(ProduceError::Source)?),
-        _ => None,
-    };
-    if let Some(r) = &rows {
-        let columns: Vec<String> = r
-            .column_types()
-            .iter()
-            .map(|(c, t)| format!("{c}:{}", t.as_str()))
-            .collect();
-        tracing::info!(columns = %columns.join(","), "reading records");
-    }
+    let mut inputs = Inputs::open(source)?;
     let start = Instant::now();
     let tstart = tokio::time::Instant::now();
-    // Live sources (cameras, a folder replayed at --fps) drop their oldest frames in an
-    // outage; a records file never drops a row, however it is paced.
-    let live = matches!(source, Source::Synthetic(_) | Source::Dir(_));
+    let deadline = config.duration.map(|d| tstart + d);
     let mut sender = Sender::new(producer, &config, live);
     let mut last_progress = Instant::now();
     let mut i: u64 = 0;
@@ -282,42 +279,22 @@ pub async fn run(
                 break;
             }
         }
-        let mut truth = None;
-        let next = match rows.as_mut() {
-            Some(reader) => match reader.next_row() {
-                None => Ok(None),
-                Some(Ok(mut row)) => {
-                    truth = take_label(&mut row, &config);
-                    Ok(Some(Frame {
-                        key: row.key.clone(),
-                        envelope: row.envelope(i, now_us()),
-                        has_person: None,
-                    }))
-                }
-                Some(Err(bad)) => {
-                    tracing::error!(line = bad.line, error = %bad, "bad row");
-                    metrics::counter!(crate::metrics::BAD_ROWS).increment(1);
-                    sender.summary.bad_rows += 1;
-                    if sender.summary.bad_lines.len() < 20 {
-                        sender.summary.bad_lines.push(bad.line);
-                    }
-                    if config.bad_rows == BadRows::Fail {
-                        sender.finish().await;
-                        return Err(ProduceError::BadRow(bad));
-                    }
-                    continue;
-                }
-            },
-            None => next_frame(&source, &dir_files, i).await,
-        };
-        let frame = match next {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
+        let (frame, truth) = match inputs
+            .next(i, &config, &mut sender, &shutdown, deadline)
+            .await
+        {
+            Fetched::Input(frame, truth) => (frame, truth),
+            Fetched::End => break,
+            Fetched::BadRow => continue,
+            Fetched::Refused(e) => {
                 tracing::error!(error = %e, "frame skipped");
                 sender.summary.refused += 1;
                 i += 1;
                 continue;
+            }
+            Fetched::Failed(e) => {
+                sender.finish().await;
+                return Err(e);
             }
         };
         i += 1;
@@ -359,6 +336,113 @@ pub async fn run(
     let mut summary = sender.finish().await;
     summary.elapsed = start.elapsed();
     Ok(summary)
+}
+
+/// A run's source, opened: the folder listed, the records file or the video's ffmpeg
+/// started.
+enum Inputs {
+    Synthetic(SyntheticSource),
+    Dir(
+        DirSource,
+        Vec<(std::path::PathBuf, argus_wire::ImageFormat)>,
+    ),
+    Records(crate::records::RecordReader),
+    Video(crate::video::VideoReader),
+}
+
+/// What [`Inputs::next`] fetched.
+enum Fetched {
+    /// The next input, and its true label when the source knows it.
+    Input(Frame, Option<String>),
+    /// The source has ended (or `shutdown`, or the run's duration, came while waiting).
+    End,
+    /// A bad row, reported and counted (the run goes on).
+    BadRow,
+    /// A frame that could not be made (reported, counted as refused).
+    Refused(String),
+    /// The source failed, or a bad row with `--on-bad-row fail`: the run ends with it.
+    Failed(ProduceError),
+}
+
+impl Inputs {
+    fn open(source: Source) -> Result<Inputs, ProduceError> {
+        Ok(match source {
+            Source::Synthetic(s) => Inputs::Synthetic(s),
+            Source::Dir(d) => {
+                let files = d.files().map_err(ProduceError::Source)?;
+                Inputs::Dir(d, files)
+            }
+            Source::Records(r) => {
+                let reader = crate::records::open(&r).map_err(ProduceError::Source)?;
+                let columns: Vec<String> = reader
+                    .column_types()
+                    .iter()
+                    .map(|(c, t)| format!("{c}:{}", t.as_str()))
+                    .collect();
+                tracing::info!(columns = %columns.join(","), "reading records");
+                Inputs::Records(reader)
+            }
+            Source::Video(v) => {
+                let reader = v.open().map_err(ProduceError::Source)?;
+                tracing::info!(camera = %v.camera, input = %v.input, fps = v.fps, "reading video");
+                Inputs::Video(reader)
+            }
+        })
+    }
+
+    /// Input number `i`. A video frame is awaited while `sender` serves deliveries, until
+    /// `shutdown` or `deadline`.
+    async fn next(
+        &mut self,
+        i: u64,
+        config: &ProduceConfig,
+        sender: &mut Sender,
+        shutdown: &CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Fetched {
+        let frame = match self {
+            Inputs::Synthetic(s) => synthetic_frame(s.clone(), i).await.map(Some),
+            Inputs::Dir(d, files) => dir_frame(d, files, i),
+            Inputs::Video(v) => {
+                match sender.serve_while(v.next_frame(), shutdown, deadline).await {
+                    None => Ok(None),
+                    Some(Ok(frame)) => Ok(frame),
+                    Some(Err(e)) => return Fetched::Failed(ProduceError::Source(e)),
+                }
+            }
+            Inputs::Records(reader) => {
+                return match reader.next_row() {
+                    None => Fetched::End,
+                    Some(Ok(mut row)) => {
+                        let truth = take_label(&mut row, config);
+                        let frame = Frame {
+                            key: row.key.clone(),
+                            envelope: row.envelope(i, now_us()),
+                            has_person: None,
+                        };
+                        Fetched::Input(frame, truth)
+                    }
+                    Some(Err(bad)) => {
+                        tracing::error!(line = bad.line, error = %bad, "bad row");
+                        metrics::counter!(crate::metrics::BAD_ROWS).increment(1);
+                        sender.summary.bad_rows += 1;
+                        if sender.summary.bad_lines.len() < 20 {
+                            sender.summary.bad_lines.push(bad.line);
+                        }
+                        if config.bad_rows == BadRows::Fail {
+                            return Fetched::Failed(ProduceError::BadRow(bad));
+                        }
+                        Fetched::BadRow
+                    }
+                };
+            }
+        };
+        match frame {
+            Ok(Some(f)) => Fetched::Input(f, None),
+            Ok(None) => Fetched::End,
+            Err(e) => Fetched::Refused(e),
+        }
+    }
 }
 
 /// An encoded frame ready to send: the envelope's payload now lives only in `value`.
@@ -630,6 +714,36 @@ impl Sender {
         }
     }
 
+    /// Awaits `fut` while serving deliveries; `None` if `shutdown` or `deadline` came
+    /// first (`fut` is then dropped: a video reader is not read again).
+    async fn serve_while<F: std::future::Future>(
+        &mut self,
+        fut: F,
+        shutdown: &CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut until = std::pin::pin!(until);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                _ = shutdown.cancelled() => return None,
+                _ = &mut until => return None,
+                Some(r) = self.outstanding.next(), if !self.outstanding.is_empty() => {
+                    self.account(r);
+                    self.pump();
+                    self.flush_labels(false);
+                }
+            }
+        }
+    }
+
     /// Delivers what is waiting and waits for every delivery, refilling the producer as
     /// deliveries complete. A live source gives up on frames still waiting after
     /// [`FINISH_WAIT`] (dropped, `expired`); deliveries already in the producer end within
@@ -704,18 +818,6 @@ impl Sender {
                 tracing::warn!(topic = %self.topic, error = %e, "frame not delivered");
             }
         }
-    }
-}
-
-async fn next_frame(
-    source: &Source,
-    dir_files: &[(std::path::PathBuf, argus_wire::ImageFormat)],
-    i: u64,
-) -> Result<Option<Frame>, String> {
-    match source {
-        Source::Synthetic(s) => synthetic_frame(s.clone(), i).await.map(Some),
-        Source::Dir(d) => dir_frame(d, dir_files, i),
-        Source::Records(_) => Ok(None),
     }
 }
 

@@ -120,6 +120,8 @@ pub enum Source {
     Synthetic(SyntheticSource),
     /// Image files of a folder ([`DirSource`]).
     Dir(DirSource),
+    /// A video file or stream decoded by ffmpeg ([`crate::video::VideoSource`]).
+    Video(crate::video::VideoSource),
     /// Rows of a CSV or JSON-lines file (or stdin) as `Record` envelopes.
     Records(crate::records::RecordsSource),
 }
