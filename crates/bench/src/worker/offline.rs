@@ -40,6 +40,7 @@ pub(crate) fn bench_tract(
             model.infer(&batch(k * n)).map_err(runtime)?;
         }
         let mut calls: Vec<f64> = Vec::new();
+        let cpu_start = CpuMark::now(None);
         let start = Instant::now();
         let mut k = 0;
         while start.elapsed() < per_size || calls.len() < 10 {
@@ -49,6 +50,7 @@ pub(crate) fn bench_tract(
             model.infer(&inputs).map_err(runtime)?;
             calls.push(micros(t.elapsed()));
         }
+        let cpu = cpu_start.until(&CpuMark::now(None), (calls.len() * n) as u64);
         let total_us: f64 = calls.iter().sum();
         let count = calls.len();
         calls.sort_by(f64::total_cmp);
@@ -65,6 +67,7 @@ pub(crate) fn bench_tract(
             p50_call_us: p50,
             p50_per_input_us: per_input,
             relative_to_batch_1: per_input / base,
+            cpu_ms_per_input: cpu.bench_process_cpu_ms_per_input,
         });
     }
     Ok(out)
@@ -76,18 +79,20 @@ pub(crate) fn print_tract(tract: &[BatchResult]) {
         "stage 1  engine alone: Classifier::infer on preprocessed tensors in memory, 1 thread"
     );
     println!(
-        "  {:>5} {:>8} {:>11} {:>12} {:>13} {:>11}",
-        "batch", "calls", "inputs/s", "p50/call µs", "p50/input µs", "vs batch 1"
+        "  {:>5} {:>8} {:>11} {:>12} {:>13} {:>11} {:>14}",
+        "batch", "calls", "inputs/s", "p50/call µs", "p50/input µs", "vs batch 1", "CPU ms/input"
     );
     for b in tract {
         println!(
-            "  {:>5} {:>8} {:>11.0} {:>12.1} {:>13.2} {:>11.2}",
+            "  {:>5} {:>8} {:>11.0} {:>12.1} {:>13.2} {:>11.2} {:>14}",
             b.batch,
             b.calls,
             b.inputs_per_s,
             b.p50_call_us,
             b.p50_per_input_us,
-            b.relative_to_batch_1
+            b.relative_to_batch_1,
+            b.cpu_ms_per_input
+                .map_or_else(|| "n/a".into(), |c| format!("{c:.2}"))
         );
     }
 }

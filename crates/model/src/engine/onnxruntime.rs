@@ -100,7 +100,12 @@ impl OrtEngine {
             let mut b = Session::builder(&env)
                 .map_err(load_err("cannot create an onnxruntime session"))?
                 .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(|e| load_err("cannot set the optimisation level")(e.into()))?;
+                .map_err(|e| load_err("cannot set the optimisation level")(e.into()))?
+                // Idle intra-op threads sleep instead of spinning: in a worker they share
+                // the cores with decoding, and spinning burnt a core's worth of CPU between
+                // calls (argus-bench worker, person detector: see docs/cameras.md).
+                .with_intra_op_spinning(false)
+                .map_err(|e| load_err("cannot turn off intra-op spinning")(e.into()))?;
             if options.intra_threads > 0 {
                 b = b
                     .with_intra_threads(options.intra_threads)
