@@ -490,3 +490,146 @@ async fn video_frames_through_two_worker_processes_give_boxes_and_zone_alerts() 
         .collect();
     assert_eq!(got, expected, "zone alerts where the rules say");
 }
+
+/// A camera: a real RTSP server (Debian's `rtsp-server-perl`) fed with `vtest.avi` by
+/// ffmpeg (H.264, looped, over RTP/UDP), killed with the test.
+struct RtspServer {
+    server: Reap,
+    publisher: Option<Reap>,
+    source_port: u16,
+    /// rtsp://127.0.0.1:PORT/cam
+    url: String,
+}
+
+impl RtspServer {
+    fn start() -> RtspServer {
+        let (client_port, source_port) = (free_port(), free_port());
+        let mut s = RtspServer {
+            server: Self::serve(client_port, source_port),
+            publisher: None,
+            source_port,
+            url: format!("rtsp://127.0.0.1:{client_port}/cam"),
+        };
+        s.publish();
+        s
+    }
+
+    /// The server on these ports, listening.
+    fn serve(client_port: u16, source_port: u16) -> Reap {
+        let bin = "rtsp-server-perl";
+        assert!(
+            std::process::Command::new(bin)
+                .arg("--help")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok(),
+            "{bin} is missing: apt-get install rtsp-server-perl (scripts/test installs it)"
+        );
+        // RTP ports for the sessions: an even base well away from the ephemeral range.
+        let rtp = 20_000 + (u32::from(client_port) % 10_000) / 2 * 2;
+        let server = Reap(
+            std::process::Command::new(bin)
+                .args(["--clientport", &client_port.to_string()])
+                .args(["--serverport", &source_port.to_string()])
+                .args(["--client_listen_address", "127.0.0.1"])
+                .args(["--source_listen_address", "127.0.0.1"])
+                .args(["--rtp_start_port", &rtp.to_string(), "--loglevel", "2"])
+                .stdout(std::process::Stdio::null())
+                .stderr(e2e_log("rtsp-server"))
+                .spawn()
+                .expect("rtsp-server-perl starts"),
+        );
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", source_port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "RTSP server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// (Re)starts the camera: ffmpeg publishing the looped video.
+    fn publish(&mut self) {
+        self.publisher = Some(Reap(
+            std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+                .args(["-stream_loop", "-1", "-i"])
+                .arg(vtest())
+                .args([
+                    "-an",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-tune",
+                    "zerolatency",
+                ])
+                .args(["-g", "10", "-f", "rtsp", "-rtsp_transport", "udp"])
+                .arg(format!("rtsp://127.0.0.1:{}/cam", self.source_port))
+                .stdout(std::process::Stdio::null())
+                .stderr(e2e_log("rtsp-publisher"))
+                .spawn()
+                .expect("ffmpeg starts"),
+        ));
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.publisher.take();
+        let _ = self.server.0.kill();
+    }
+}
+
+/// `argus produce rtsp` against a real RTSP server: frames of the camera arrive on the
+/// topic as 768×576 JPEGs keyed by the camera, in sequence, 1/fps apart on the stream's
+/// clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_streams_through_argus_produce_rtsp() {
+    const N: usize = 15;
+    let server = RtspServer::start();
+    let topic = unique("rtsp-frames");
+    create_topics(&[(&topic, 1)]).await;
+    let status = std::process::Command::new(argus_bin())
+        .args(["produce", "--brokers", &brokers(), "--topic", &topic])
+        .args(["--count", &N.to_string(), "rtsp", &server.url])
+        .args([
+            "--camera",
+            "gate",
+            "--fps",
+            "5",
+            "--transport",
+            "udp",
+            "--stall",
+            "5s",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(e2e_log("rtsp-produce"))
+        .status()
+        .expect("argus produce runs");
+    assert!(status.success(), "argus produce rtsp: {status}");
+    let msgs = read_until(&topic, Duration::from_secs(20), |m| m.len() >= N);
+    assert_eq!(msgs.len(), N);
+    let envs: Vec<Envelope> = msgs
+        .iter()
+        .map(|m| {
+            assert_eq!(m.key(), Some(&b"gate"[..]));
+            argus_wire::decode_envelope(m.payload().unwrap()).unwrap()
+        })
+        .collect();
+    for (i, e) in envs.iter().enumerate() {
+        let Payload::Encoded { bytes, .. } = &e.payload else {
+            panic!("frame {i} is not an encoded image");
+        };
+        let img = image::load_from_memory(bytes).unwrap();
+        assert_eq!((img.width(), img.height()), (768, 576));
+        assert_eq!(e.sequence, i as u64);
+        if i > 0 {
+            assert_eq!(e.capture_time_us - envs[i - 1].capture_time_us, 200_000);
+        }
+    }
+}
