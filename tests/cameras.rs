@@ -111,23 +111,16 @@ async fn produce_frames(topic: &str, frames: &[Vec<u8>], first: usize, t0: i64) 
 
 /// The central plaza, where people walk and stand: three rules on it.
 fn plaza() -> Vec<ZoneSettings> {
-    let zone = |name: &str, rule: RuleKind| ZoneSettings {
-        name: name.into(),
-        cameras: vec![CAMERA.into()],
-        polygon: vec![
+    let zone = |name: &str, rule: RuleKind| {
+        let polygon = vec![
             [300.0, 150.0],
             [560.0, 150.0],
             [560.0, 300.0],
             [300.0, 300.0],
-        ],
-        label: "person".into(),
-        min_score: 0.5,
-        rule,
-        frames: None,
-        within: None,
-        dwell: None,
-        count: None,
-        cooldown: None,
+        ];
+        let mut z = ZoneSettings::new(name, polygon, rule);
+        z.cameras = vec![CAMERA.into()];
+        z
     };
     let mut loiter = zone("plaza-loiter", RuleKind::Loiter);
     loiter.dwell = Some(Duration::from_secs(3));
@@ -147,23 +140,27 @@ fn offline_boxes(model: &Classifier, frames: &[Vec<u8>], t0: i64) -> Vec<FrameBo
     frames
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            let c = model.classify(&jpeg(f)).unwrap();
-            FrameBoxes {
-                capture_us: capture_us(t0, i),
-                boxes: c
-                    .detections
-                    .iter()
-                    .map(|d| ObservedBox {
-                        label: model.labels()[d.class].clone(),
-                        class: d.class as u32,
-                        score: d.score,
-                        bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
-                    })
-                    .collect(),
-            }
-        })
+        .map(|(i, f)| detect(model, &jpeg(f), capture_us(t0, i)))
         .collect()
+}
+
+/// The boxes the detector finds on one frame captured at `capture_us`, as the zone rules
+/// read them.
+fn detect(model: &Classifier, payload: &Payload, capture_us: i64) -> FrameBoxes {
+    let c = model.classify(payload).unwrap();
+    FrameBoxes {
+        capture_us,
+        boxes: c
+            .detections
+            .iter()
+            .map(|d| ObservedBox {
+                label: model.labels()[d.class].clone(),
+                class: d.class as u32,
+                score: d.score,
+                bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+            })
+            .collect(),
+    }
 }
 
 /// The zone alerts (frame index, zone) the plaza's rules raise on `frames`; with
@@ -455,20 +452,7 @@ async fn video_frames_through_two_worker_processes_give_boxes_and_zone_alerts() 
     ordered.sort_by_key(|m| (m.partition(), m.offset()));
     for m in ordered {
         let env = argus_wire::decode_envelope(m.payload().unwrap()).unwrap();
-        let c = model.classify(&env.payload).unwrap();
-        let frame = FrameBoxes {
-            capture_us: env.capture_time_us,
-            boxes: c
-                .detections
-                .iter()
-                .map(|d| ObservedBox {
-                    label: model.labels()[d.class].clone(),
-                    class: d.class as u32,
-                    score: d.score,
-                    bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
-                })
-                .collect(),
-        };
+        let frame = detect(&model, &env.payload, env.capture_time_us);
         let state = states
             .entry(env.source_id.clone())
             .or_insert_with(|| CameraState::new(zones.len()));

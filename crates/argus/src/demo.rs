@@ -128,23 +128,17 @@ impl DemoArgs {
 /// middle of the frame (scaled to a 768×576 frame), a loitering rule and a crowd rule.
 fn demo_zones(camera: &str) -> Vec<argus_worker::zones::ZoneSettings> {
     use argus_worker::zones::{RuleKind, ZoneSettings};
-    let zone = |name: &str, rule| ZoneSettings {
-        name: name.into(),
-        cameras: vec![camera.to_owned()],
-        polygon: vec![
+    let zone = |name: &str, rule| {
+        let plaza = vec![
             [300.0, 150.0],
             [560.0, 150.0],
             [560.0, 300.0],
             [300.0, 300.0],
-        ],
-        label: "person".into(),
-        min_score: 0.5,
-        rule,
-        frames: None,
-        within: None,
-        dwell: None,
-        count: None,
-        cooldown: Some(Duration::from_secs(10)),
+        ];
+        let mut z = ZoneSettings::new(name, plaza, rule);
+        z.cameras = vec![camera.to_owned()];
+        z.cooldown = Some(Duration::from_secs(10));
+        z
     };
     let mut loiter = zone("plaza-loiter", RuleKind::Loiter);
     loiter.dwell = Some(Duration::from_secs(4));

@@ -96,6 +96,26 @@ pub struct ZoneSettings {
 fn default_label() -> String {
     "person".into()
 }
+
+impl ZoneSettings {
+    /// A zone on every camera watching `person` boxes scoring 0.5 or more, with the rule's
+    /// defaults; set the other fields as needed.
+    pub fn new(name: impl Into<String>, polygon: Vec<[f32; 2]>, rule: RuleKind) -> ZoneSettings {
+        ZoneSettings {
+            name: name.into(),
+            cameras: Vec::new(),
+            polygon,
+            label: default_label(),
+            min_score: default_min_score(),
+            rule,
+            frames: None,
+            within: None,
+            dwell: None,
+            count: None,
+            cooldown: None,
+        }
+    }
+}
 fn default_min_score() -> f32 {
     0.5
 }
@@ -316,19 +336,8 @@ mod tests {
     use super::*;
 
     fn settings(rule: RuleKind) -> ZoneSettings {
-        ZoneSettings {
-            name: "door".into(),
-            cameras: vec![],
-            polygon: vec![[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]],
-            label: "person".into(),
-            min_score: 0.5,
-            rule,
-            frames: None,
-            within: None,
-            dwell: None,
-            count: None,
-            cooldown: None,
-        }
+        let square = vec![[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]];
+        ZoneSettings::new("door", square, rule)
     }
 
     #[test]

@@ -217,19 +217,10 @@ mod tests {
     const MS: i64 = 1000;
 
     fn zone(rule: RuleKind, f: impl FnOnce(&mut ZoneSettings)) -> Zone {
-        let mut s = ZoneSettings {
-            name: "door".into(),
-            cameras: vec!["cam-0".into()],
-            polygon: vec![[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]],
-            label: "person".into(),
-            min_score: 0.5,
-            rule,
-            frames: None,
-            within: None,
-            dwell: None,
-            count: None,
-            cooldown: Some(Duration::from_secs(5)),
-        };
+        let square = vec![[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]];
+        let mut s = ZoneSettings::new("door", square, rule);
+        s.cameras = vec!["cam-0".into()];
+        s.cooldown = Some(Duration::from_secs(5));
         f(&mut s);
         s.compile().unwrap()
     }
