@@ -1,6 +1,7 @@
-//! Decode cost of big JPEG frames for a small model input: the image crate's full decode
-//! (zune-jpeg) plus the resize, against the DCT-domain reduced decode (jpeg-decoder) plus
-//! the resize, per frame, on synthetic camera frames of the given size.
+//! Decode cost of big JPEG frames for a small model input, per frame, on synthetic camera
+//! frames of the given size: the image crate's decoder (zune-jpeg), libjpeg-turbo's full
+//! decode and its DCT-domain reduced decode (`preprocess.reduced_decode`), each alone and
+//! followed by the resize to the input.
 //!
 //! `cargo run --release -p argus-model --example decode_cost -- 1920 1080 300` (results in
 //! docs/cameras.md).
@@ -49,29 +50,43 @@ fn main() {
         }
         best
     };
-    let full = time(&|| {
-        let d = decode(&payload).expect("decodes");
-        std::hint::black_box(resize(&d, input, input, Filter::Triangle));
+    let Payload::Encoded { bytes, .. } = &payload else {
+        unreachable!("the payload is encoded")
+    };
+    // The image crate's decoder (zune-jpeg): what Argus decoded JPEGs with before.
+    let zune = || {
+        image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+            .expect("decodes")
+            .into_rgb8()
+    };
+    let zune_decode = time(&|| {
+        std::hint::black_box(zune());
     });
+    let zune_full = time(&|| {
+        std::hint::black_box(resize(&zune(), input, input, Filter::Triangle));
+    });
+    let ours = |reduce: bool| {
+        decode_for_input(&payload, MAX_DECODED_PIXELS, (input, input), reduce)
+            .expect("decodes")
+            .0
+    };
     let full_decode = time(&|| {
         std::hint::black_box(decode(&payload).expect("decodes"));
     });
-    let reduced = time(&|| {
-        let (d, _) =
-            decode_for_input(&payload, MAX_DECODED_PIXELS, (input, input)).expect("decodes");
-        std::hint::black_box(resize(&d, input, input, Filter::Triangle));
+    let full = time(&|| {
+        std::hint::black_box(resize(&ours(false), input, input, Filter::Triangle));
     });
     let reduced_decode = time(&|| {
-        std::hint::black_box(
-            decode_for_input(&payload, MAX_DECODED_PIXELS, (input, input)).expect("decodes"),
-        );
+        std::hint::black_box(ours(true));
     });
-    let kb = match &payload {
-        Payload::Encoded { bytes, .. } => bytes.len() as f64 / 1024.0,
-        _ => 0.0,
-    };
+    let reduced = time(&|| {
+        std::hint::black_box(resize(&ours(true), input, input, Filter::Triangle));
+    });
+    let kb = bytes.len() as f64 / 1024.0;
     println!(
-        "{w}x{h} JPEG q85 ({kb:.0} kB) for a {input}x{input} input, best of 15, ms: full decode {full_decode:.2} + resize = {full:.2}; reduced (1/{}) decode {reduced_decode:.2} + resize = {reduced:.2}",
+        "{w}x{h} JPEG q85 ({kb:.0} kB) for a {input}x{input} input, best of 15, ms (decode, decode + resize): \
+         zune-jpeg full {zune_decode:.2}, {zune_full:.2}; libjpeg-turbo full {full_decode:.2}, {full:.2}; \
+         libjpeg-turbo 1/{} {reduced_decode:.2}, {reduced:.2}",
         argus_model::preprocess::jpeg_reduction((w, h), (input, input))
     );
 }

@@ -225,7 +225,15 @@ impl Classifier {
             u32::try_from(w).unwrap_or(u32::MAX),
             u32::try_from(h).unwrap_or(u32::MAX),
         );
-        let (img, frame) = preprocess::decode_for_input(payload, self.max_decoded_pixels, input)?;
+        let (img, frame) = preprocess::decode_for_input(
+            payload,
+            self.max_decoded_pixels,
+            input,
+            self.manifest
+                .preprocess
+                .as_ref()
+                .is_some_and(|p| p.reduced_decode),
+        )?;
         let decode_us = micros(t);
         let mut prepared = self.preprocess(&img, decode_us);
         prepared.frame = Some(frame);

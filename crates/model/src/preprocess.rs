@@ -4,6 +4,7 @@
 //! `x = (u8 * preprocess.scale - mean[c]) / std[c]`, after resizing the RGB frame to the
 //! input's height × width with the manifest's filter.
 use crate::error::ModelError;
+use crate::jpeg;
 use crate::manifest::{Color, Filter, Layout, Manifest, Resize};
 use argus_wire::{ImageFormat, Payload, PixelLayout, RawImage};
 use fast_image_resize as fr;
@@ -60,61 +61,35 @@ pub fn jpeg_reduction(frame: (u32, u32), input: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
-/// Decodes a payload for a model whose input is `input` (w, h) pixels: a JPEG much larger
-/// than the input is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
-/// ([`jpeg_reduction`]), which skips most of the inverse DCT and colour conversion, and
-/// every other payload as [`decode_limited`] does. Returns the image and the frame's full
-/// size (boxes are reported in full-size pixels).
+/// Decodes a payload for a model whose input is `input` (w, h) pixels. With `reduce` (the
+/// manifest's `preprocess.reduced_decode`) a JPEG much larger than the input is decoded at
+/// 1/2, 1/4 or 1/8 scale in the DCT domain ([`jpeg_reduction`]), which skips most of the
+/// inverse DCT and colour conversion; every other payload decodes as [`decode_limited`]
+/// does. Returns the image and the frame's full size (boxes are reported in full-size
+/// pixels).
 pub fn decode_for_input(
     payload: &Payload,
     max_pixels: u64,
     input: (u32, u32),
+    reduce: bool,
 ) -> Result<(RgbImage, (u32, u32)), ModelError> {
-    if let Payload::Encoded {
-        format: ImageFormat::Jpeg,
-        bytes,
-    } = payload
+    if let (
+        true,
+        Payload::Encoded {
+            format: ImageFormat::Jpeg,
+            bytes,
+        },
+    ) = (reduce, payload)
     {
-        if let Some(reduced) = decode_jpeg_reduced(bytes, max_pixels, input) {
-            return Ok(reduced);
+        if let Some(decoded) =
+            jpeg::decode(bytes, max_pixels, |frame| jpeg_reduction(frame, input))?
+        {
+            return Ok(decoded);
         }
     }
     let img = decode_limited(payload, max_pixels)?;
     let size = img.dimensions();
     Ok((img, size))
-}
-
-/// A JPEG decoded at a reduced scale, or `None` (no reduction applies, or the reduced
-/// decoder cannot read it: the full decoder then decides, and reports any error).
-fn decode_jpeg_reduced(
-    bytes: &[u8],
-    max_pixels: u64,
-    input: (u32, u32),
-) -> Option<(RgbImage, (u32, u32))> {
-    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    d.read_info().ok()?;
-    let info = d.info()?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    if u64::from(w) * u64::from(h) > max_pixels.clamp(1, MAX_DECODED_PIXELS_LIMIT) {
-        return None;
-    }
-    let k = jpeg_reduction((w, h), input);
-    if k == 1 {
-        return None;
-    }
-    let want = (w.div_ceil(k), h.div_ceil(k));
-    let (sw, sh) = d
-        .scale(u16::try_from(want.0).ok()?, u16::try_from(want.1).ok()?)
-        .ok()?;
-    let pixels = d.decode().ok()?;
-    let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let rgb = match d.info()?.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => pixels,
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&g| [g, g, g]).collect(),
-        // CMYK and 16-bit JPEGs are rare in camera streams: the full decoder handles them.
-        _ => return None,
-    };
-    Some((RgbImage::from_raw(sw, sh, rgb)?, (w, h)))
 }
 
 fn reader_for(format: ImageFormat, bytes: &[u8]) -> ImageReader<Cursor<&[u8]>> {
@@ -131,6 +106,12 @@ fn decode_encoded(
     bytes: &[u8],
     max_pixels: u64,
 ) -> Result<RgbImage, ModelError> {
+    if format == ImageFormat::Jpeg {
+        if let Some((img, _)) = jpeg::decode(bytes, max_pixels, |_| 1)? {
+            return Ok(img);
+        }
+        // CMYK or YCCK: the image crate's decoder converts those.
+    }
     let mut reader = reader_for(format, bytes);
     let limits = || {
         let mut limits = image::Limits::default();
@@ -495,7 +476,8 @@ labels = ["a", "b"]
             format: ImageFormat::Jpeg,
             bytes,
         };
-        let (small, frame) = decode_for_input(&payload, MAX_DECODED_PIXELS, (300, 300)).unwrap();
+        let (small, frame) =
+            decode_for_input(&payload, MAX_DECODED_PIXELS, (300, 300), true).unwrap();
         assert_eq!(frame, (1920, 1080));
         assert_eq!(small.dimensions(), (480, 270));
         let full = resize(&decode(&payload).unwrap(), 480, 270, Filter::Triangle);
@@ -507,14 +489,43 @@ labels = ["a", "b"]
             .sum::<f64>()
             / small.as_raw().len() as f64;
         assert!(mean_diff < 3.0, "mean |reduced - full| = {mean_diff}");
-        // Too small to reduce, or not a JPEG: decoded whole.
-        let (whole, frame) = decode_for_input(&payload, MAX_DECODED_PIXELS, (1600, 1000)).unwrap();
-        assert_eq!((whole.dimensions(), frame), ((1920, 1080), (1920, 1080)));
+        // Too small to reduce, or the bundle does not ask for it: decoded whole.
+        for (input, reduce) in [((1600, 1000), true), ((300, 300), false)] {
+            let (whole, frame) =
+                decode_for_input(&payload, MAX_DECODED_PIXELS, input, reduce).unwrap();
+            assert_eq!((whole.dimensions(), frame), ((1920, 1080), (1920, 1080)));
+        }
         // A frame over the pixel bound is refused as before, not decoded reduced.
         assert!(matches!(
-            decode_for_input(&payload, 1000, (300, 300)),
+            decode_for_input(&payload, 1000, (300, 300), true),
             Err(ModelError::Shape { .. })
         ));
+    }
+
+    #[test]
+    fn jpeg_decodes_grey_frames_to_rgb_and_refuses_bad_bytes_as_decode() {
+        let grey = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95)
+            .encode_image(&grey)
+            .unwrap();
+        let img = decode(&Payload::Encoded {
+            format: ImageFormat::Jpeg,
+            bytes: bytes.clone(),
+        })
+        .unwrap();
+        assert_eq!(img.dimensions(), (64, 48));
+        let p = img.get_pixel(40, 30).0;
+        assert_eq!((p[0], p[1]), (p[1], p[2]), "grey stays grey: {p:?}");
+        assert!((i32::from(p[0]) - (40 * 3 + 30)).abs() <= 3, "{p:?}");
+        // Cut in the header, or not a JPEG at all: a decode failure, not a panic.
+        for bad in [&bytes[..20], &b"not a jpeg"[..]] {
+            let r = decode(&Payload::Encoded {
+                format: ImageFormat::Jpeg,
+                bytes: bad.to_vec(),
+            });
+            assert!(matches!(r, Err(ModelError::Decode { .. })), "{r:?}");
+        }
     }
 
     #[test]
