@@ -10,7 +10,7 @@ use argus_wire::{
     encode_envelope, Alert, Envelope, ImageFormat, Payload, Prediction, ALERT_V3_JSON_SCHEMA,
     PREDICTION_V3_JSON_SCHEMA, SCHEMA_VERSION,
 };
-use argus_worker::zones::{self, CameraState, FrameBoxes, ObservedBox, RuleKind, ZoneSettings};
+use argus_worker::zones::{self, CameraState, FrameBoxes, RuleKind, ZoneSettings};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,16 +150,7 @@ fn detect(model: &Classifier, payload: &Payload, capture_us: i64) -> FrameBoxes 
     let c = model.classify(payload).unwrap();
     FrameBoxes {
         capture_us,
-        boxes: c
-            .detections
-            .iter()
-            .map(|d| ObservedBox {
-                label: model.labels()[d.class].clone(),
-                class: d.class as u32,
-                score: d.score,
-                bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
-            })
-            .collect(),
+        boxes: argus_model::detection::detected_boxes(&c.detections, model.labels()),
     }
 }
 
@@ -301,36 +292,16 @@ async fn zone_rule_state_survives_a_rebalance() {
 }
 
 /// `argus work` with the person detector and the plaza's zones from a configuration file.
-fn zone_worker_process(topics: &Topics, group: &str, id: &str, config: &Path) -> Reap {
-    spawn_argus(
+fn zone_worker_process(topics: &Topics, group: &str, id: &str, config: &Path) -> WorkerProcess {
+    let model = repo_root().join("models/person-detector");
+    let config = config.to_str().unwrap();
+    WorkerProcess::spawn_model(
+        topics,
+        group,
         id,
-        [
-            "work",
-            "--config",
-            config.to_str().unwrap(),
-            "--brokers",
-            &brokers(),
-            "--group",
-            group,
-            "--input",
-            &topics.input,
-            "--predictions",
-            &topics.predictions,
-            "--alerts-topic",
-            &topics.alerts,
-            "--dlq",
-            &topics.dlq,
-            "--worker-id",
-            id,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--create-topics",
-            "0",
-            "--max-batch",
-            "1",
-            "--model",
-            repo_root().join("models/person-detector").to_str().unwrap(),
-        ],
+        &model,
+        0,
+        &["--config", config, "--max-batch", "1"],
     )
 }
 

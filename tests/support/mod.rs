@@ -11,7 +11,7 @@ use argus_kafka::{KafkaSettings, TopicSpec};
 use argus_model::Classifier;
 use argus_producer::{ProduceConfig, Source, SyntheticSource};
 use argus_worker::{WorkerConfig, WorkerStats};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -412,6 +412,19 @@ impl WorkerProcess {
         port: u16,
         extra: &[&str],
     ) -> WorkerProcess {
+        let model = repo_root().join("models/camera-person");
+        Self::spawn_model(topics, group, id, &model, port, extra)
+    }
+
+    /// [`WorkerProcess::spawn_serving`] with the bundle at `model`.
+    pub fn spawn_model(
+        topics: &Topics,
+        group: &str,
+        id: &str,
+        model: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> WorkerProcess {
         let child = std::process::Command::new(argus_bin())
             .args(["work", "--brokers", &brokers(), "--group", group])
             .args(["--input", &topics.input])
@@ -423,10 +436,7 @@ impl WorkerProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(["--create-topics", "0", "--drain-timeout", "10s"])
-            .args([
-                "--model",
-                repo_root().join("models/camera-person").to_str().unwrap(),
-            ])
+            .args(["--model", model.to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")

@@ -17,6 +17,7 @@
 //!   deterministic.
 
 use crate::manifest::{DetectionFormat, Manifest, Resize};
+use argus_wire::DetectedBox;
 
 /// An axis-aligned box, `x1 ≤ x2`, `y1 ≤ y2`, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -70,6 +71,23 @@ pub struct Detection {
     pub score: f32,
     /// Where, in input pixels after decoding, in frame pixels after [`Geometry::to_frame`].
     pub bbox: BBox,
+}
+
+/// The boxes as predictions report them (`argus.prediction/v3`): each with its label from
+/// `labels` (the class index as text when the bundle names fewer labels).
+pub fn detected_boxes(detections: &[Detection], labels: &[String]) -> Vec<DetectedBox> {
+    detections
+        .iter()
+        .map(|d| DetectedBox {
+            label: labels
+                .get(d.class)
+                .cloned()
+                .unwrap_or_else(|| d.class.to_string()),
+            index: u32::try_from(d.class).unwrap_or(u32::MAX),
+            score: d.score,
+            bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+        })
+        .collect()
 }
 
 /// How a frame is fitted to the model's input.

@@ -5,7 +5,7 @@ use crate::config::{AlertRule, WorkerConfig};
 use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
-    now_us, Alert, AlertBox, DetectedBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
+    now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
     PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3,
     PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
 };
@@ -235,22 +235,10 @@ impl Outputs {
             .classification
             .frame
             .map(|(width, height)| FrameSize { width, height });
-        p.detections = Some(
-            c.classification
-                .detections
-                .iter()
-                .map(|d| DetectedBox {
-                    label: self
-                        .labels
-                        .get(d.class)
-                        .cloned()
-                        .unwrap_or_else(|| d.class.to_string()),
-                    index: u32::try_from(d.class).unwrap_or(u32::MAX),
-                    score: d.score,
-                    bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
-                })
-                .collect(),
-        );
+        p.detections = Some(argus_model::detection::detected_boxes(
+            &c.classification.detections,
+            &self.labels,
+        ));
         p
     }
 

@@ -16,7 +16,7 @@ use crate::job::Job;
 use crate::metrics as m;
 use crate::outputs::Outcome;
 use crate::pipeline::Pipeline;
-use crate::zones::{rules::TRACK_MAX_GAP_US, CameraState, Firing, FrameBoxes, ObservedBox, Zone};
+use crate::zones::{rules::TRACK_MAX_GAP_US, CameraState, Firing, FrameBoxes, Zone};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::Message;
 use argus_kafka::KafkaSettings;
@@ -67,7 +67,9 @@ pub(crate) struct ZoneRunner {
     config: ZoneConfig,
     worker: String,
     predictions_topic: String,
-    partitions: tokio::sync::Mutex<HashMap<(String, i32), PartitionZones>>,
+    /// Per input partition, each behind its own lock: a partition's rebuild (a read of the
+    /// predictions topic, up to seconds) holds up only that partition's frames.
+    partitions: std::sync::Mutex<HashMap<(String, i32), Arc<tokio::sync::Mutex<PartitionZones>>>>,
 }
 
 impl ZoneRunner {
@@ -103,23 +105,15 @@ impl ZoneRunner {
         let model = pipeline.model();
         let head = model.detection_head()?;
         let camera = job.key_str()?.to_owned();
-        let labels = model.labels();
         let input = job.input_ref(Some(&c.envelope));
         Some(ZoneFrame {
             camera,
             boxes: FrameBoxes {
                 capture_us: c.envelope.capture_time_us,
-                boxes: c
-                    .classification
-                    .detections
-                    .iter()
-                    .map(|d| ObservedBox {
-                        label: labels.get(d.class).cloned().unwrap_or_default(),
-                        class: u32::try_from(d.class).unwrap_or(u32::MAX),
-                        score: d.score,
-                        bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
-                    })
-                    .collect(),
+                boxes: argus_model::detection::detected_boxes(
+                    &c.classification.detections,
+                    model.labels(),
+                ),
             },
             size: c.classification.frame.unwrap_or_else(|| head.input_size()),
             prediction_id: input.id(),
@@ -155,8 +149,14 @@ impl ZoneRunner {
         generation: u64,
         frame: ZoneFrame,
     ) -> Vec<Alert> {
-        let mut partitions = self.partitions.lock().await;
-        let entry = partitions.entry((topic.to_owned(), partition)).or_default();
+        let slot = {
+            let mut partitions = self
+                .partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(partitions.entry((topic.to_owned(), partition)).or_default())
+        };
+        let mut entry = slot.lock().await;
         if entry.generation != Some(generation) {
             entry.generation = Some(generation);
             entry.cameras = self
@@ -172,7 +172,7 @@ impl ZoneRunner {
             tracing::debug!(camera = %frame.camera, offset, "frame older than the camera's last: not applied to zone rules");
             return Vec::new();
         };
-        drop(partitions);
+        drop(entry);
         let mut alerts = Vec::with_capacity(firings.len());
         for f in firings {
             let zone = &zones[f.zone];
@@ -339,15 +339,7 @@ pub(crate) fn frame_of(p: &Prediction) -> Option<(String, FrameBoxes)> {
         camera,
         FrameBoxes {
             capture_us: p.input.capture_time_us?,
-            boxes: detections
-                .iter()
-                .map(|d| ObservedBox {
-                    label: d.label.clone(),
-                    class: d.index,
-                    score: d.score,
-                    bbox: d.bbox,
-                })
-                .collect(),
+            boxes: detections.clone(),
         },
     ))
 }

@@ -16,7 +16,7 @@
 pub mod rules;
 pub mod tracker;
 
-pub use rules::{CameraState, Firing, FrameBoxes, ObservedBox};
+pub use rules::{CameraState, Firing, FrameBoxes};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

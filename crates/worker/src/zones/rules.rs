@@ -3,6 +3,7 @@
 //! in capture-time order; [`CameraState::step`] returns the rules that fire on a frame.
 use super::tracker::Tracker;
 use super::{Rule, RuleKind, Zone};
+use argus_wire::DetectedBox;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Boxes overlapping at least this much continue a track.
@@ -11,33 +12,20 @@ pub const TRACK_MIN_IOU: f32 = 0.3;
 /// comes back as a new track).
 pub const TRACK_MAX_GAP_US: i64 = 2_000_000;
 
-/// One box of a frame, as the prediction reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedBox {
-    /// Label.
-    pub label: String,
-    /// Label index.
-    pub class: u32,
-    /// Score.
-    pub score: f32,
-    /// `[x1, y1, x2, y2]`, frame pixels.
-    pub bbox: [f32; 4],
-}
-
 /// One frame of a camera: when it was captured and the boxes found in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameBoxes {
     /// Capture time, µs since the Unix epoch (the stream's clock).
     pub capture_us: i64,
-    /// Boxes, as predicted.
-    pub boxes: Vec<ObservedBox>,
+    /// Boxes, as the prediction reports them.
+    pub boxes: Vec<DetectedBox>,
 }
 
 /// A box of a firing, with its track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FiredBox {
     /// The box.
-    pub observed: ObservedBox,
+    pub observed: DetectedBox,
     /// Its track id on this camera.
     pub track: u64,
     /// (loiter) When its track entered the zone, µs.
@@ -114,7 +102,7 @@ impl CameraState {
         if self.memory.len() != zones.len() {
             self.memory.resize(zones.len(), ZoneMemory::default());
         }
-        let boxes: Vec<(u32, [f32; 4])> = frame.boxes.iter().map(|b| (b.class, b.bbox)).collect();
+        let boxes: Vec<(u32, [f32; 4])> = frame.boxes.iter().map(|b| (b.index, b.bbox)).collect();
         let ids = self.tracker.update(now, &boxes);
         let live: Vec<u64> = self.tracker.tracks().iter().map(|t| t.id).collect();
         let mut firings = Vec::new();
@@ -225,16 +213,16 @@ mod tests {
         s.compile().unwrap()
     }
 
-    fn person(x: f32, y: f32, score: f32) -> ObservedBox {
-        ObservedBox {
+    fn person(x: f32, y: f32, score: f32) -> DetectedBox {
+        DetectedBox {
             label: "person".into(),
-            class: 0,
+            index: 0,
             score,
             bbox: [x, y - 40.0, x + 20.0, y],
         }
     }
 
-    fn frame(t_ms: i64, boxes: Vec<ObservedBox>) -> FrameBoxes {
+    fn frame(t_ms: i64, boxes: Vec<DetectedBox>) -> FrameBoxes {
         FrameBoxes {
             capture_us: t_ms * MS,
             boxes,
