@@ -61,6 +61,9 @@ struct PartitionZones {
     cameras: HashMap<String, CameraState>,
 }
 
+/// One input partition's rule state, behind its own lock.
+type PartitionSlot = Arc<tokio::sync::Mutex<PartitionZones>>;
+
 /// The rule state of the owned partitions' cameras.
 #[derive(Debug)]
 pub(crate) struct ZoneRunner {
@@ -69,7 +72,7 @@ pub(crate) struct ZoneRunner {
     predictions_topic: String,
     /// Per input partition, each behind its own lock: a partition's rebuild (a read of the
     /// predictions topic, up to seconds) holds up only that partition's frames.
-    partitions: std::sync::Mutex<HashMap<(String, i32), Arc<tokio::sync::Mutex<PartitionZones>>>>,
+    partitions: std::sync::Mutex<HashMap<(String, i32), PartitionSlot>>,
 }
 
 impl ZoneRunner {
