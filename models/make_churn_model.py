@@ -550,7 +550,7 @@ def manifest_text(sha256: str, threshold: float, metrics: dict, max_diff: float)
         if cats:
             block += "categories = [" + ", ".join(f'"{k}"' for k in cats) + "]\n"
         feats.append(block)
-    return f"""schema = "argus.bundle/v2"
+    return f"""schema = "argus.bundle/v5"
 name = "{NAME}"
 version = "{VERSION}"
 task = "tabular"
@@ -576,6 +576,12 @@ labels = ["{LABELS[0]}", "{LABELS[1]}"]
 [decision]
 positive = "churn"
 threshold = {threshold}
+
+# Evidence on alerts: each tree node's training cover (exact TreeSHAP) and background
+# rows (sampling Shapley with another engine); written by models/make_evidence_fixtures.py.
+[explain]
+covers = "tree_covers.json"
+background = "background.json"
 
 [training]
 script = "models/make_churn_model.py"
@@ -850,6 +856,18 @@ def build() -> None:
     log(f"wrote {model_path} ({len(model_bytes)} bytes, sha256 {sha256}) in {time.time() - t0:.1f}s total")
 
 
+def write_explain_files(clf, out: Path, rows: np.ndarray) -> None:
+    """The retrained bundle's `[explain]` files: its trees' covers (checked against its
+    ONNX file by make_evidence_fixtures) and the parent bundle's background rows."""
+    import shutil
+    import make_evidence_fixtures as ev  # imports this module: import here, not at the top
+    case = ev.Case("retrained churn", clf, out / "model.onnx", out / "tree_covers.json",
+                   out / "shap.json", rows[:50], rows[:2000])
+    _, mapping = ev.verify(case)
+    ev.write_covers(case, mapping)
+    shutil.copyfile(BUNDLE / "background.json", out / "background.json")
+
+
 def retrain(export: Path, out: Path, version: str) -> None:
     """Retrain on verified samples: the `samples.csv` of `argus export-training` (the
     record's fields, `label` = the verified class). Every fifth row is held out to choose
@@ -889,6 +907,7 @@ def retrain(export: Path, out: Path, version: str) -> None:
     parsed = tomllib.loads(manifest)
     assert parsed["version"] == version and parsed["model"]["sha256"] == sha256
     (out / "manifest.toml").write_text(manifest)
+    write_explain_files(clf, out, x[valid])
     log(f"retrained on {len(rows)} verified samples ({int(valid.sum())} held out): threshold "
         f"{threshold}, held-out {metrics}; wrote {out} (version {version}, sha256 {sha256})")
 

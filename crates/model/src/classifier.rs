@@ -171,6 +171,11 @@ impl Classifier {
         &self.model_ref
     }
 
+    /// The bundle's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Labels in output order.
     pub fn labels(&self) -> &[String] {
         &self.manifest.output.labels

@@ -21,6 +21,7 @@ pub mod classifier;
 pub mod detection;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod jpeg;
 pub mod manifest;
 pub mod metrics;

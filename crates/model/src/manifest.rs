@@ -14,6 +14,10 @@ pub const BUNDLE_SCHEMA_V3: &str = "argus.bundle/v3";
 /// v4 adds detection bundles (`task = "detection"`, `[detection]`), letterbox resizing and
 /// `preprocess.pad`. Still read by this build; bundles that need none of them keep v2/v3.
 pub const BUNDLE_SCHEMA_V4: &str = "argus.bundle/v4";
+/// v5 adds the optional `[explain]` (what the bundle ships for evidence on alerts: tree
+/// covers, background rows). Still read by this build; bundles without `[explain]` keep
+/// v2–v4 so older builds read them.
+pub const BUNDLE_SCHEMA_V5: &str = "argus.bundle/v5";
 /// The first schema: image classifiers only. Still read.
 pub const BUNDLE_SCHEMA_V1: &str = "argus.bundle/v1";
 /// Most values one input tensor may hold (`input.shape`'s product; 1 GiB of f32): far
@@ -60,6 +64,23 @@ pub struct Manifest {
     /// (v4) How a detection model's outputs become boxes (task `detection` only).
     #[serde(default)]
     pub detection: Option<DetectionSpec>,
+    /// (v5) What the bundle ships for evidence on alerts (tabular bundles).
+    #[serde(default)]
+    pub explain: Option<ExplainSpec>,
+}
+
+/// (v5) `[explain]`: files in the bundle directory that evidence on alerts reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainSpec {
+    /// Each tree node's training cover (`argus.tree-covers/v1`): exact TreeSHAP for
+    /// engine `trees` models.
+    #[serde(default)]
+    pub covers: Option<String>,
+    /// Background rows (`argus.background/v1`, encoded model inputs) the model-agnostic
+    /// method (sampling Shapley) measures contributions against.
+    #[serde(default)]
+    pub background: Option<String>,
 }
 
 /// (v4) `[detection]`: how the outputs of a detection model become boxes.
@@ -398,6 +419,7 @@ impl Manifest {
     /// Cross-field checks; the error says what to fix.
     pub fn validate(&self) -> Result<(), String> {
         if ![
+            BUNDLE_SCHEMA_V5,
             BUNDLE_SCHEMA_V4,
             BUNDLE_SCHEMA_V3,
             BUNDLE_SCHEMA,
@@ -406,7 +428,7 @@ impl Manifest {
         .contains(&self.schema.as_str())
         {
             return Err(format!(
-                "schema is {:?}; this build reads {BUNDLE_SCHEMA_V4:?}, {BUNDLE_SCHEMA_V3:?}, {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
+                "schema is {:?}; this build reads {BUNDLE_SCHEMA_V5:?}, {BUNDLE_SCHEMA_V4:?}, {BUNDLE_SCHEMA_V3:?}, {BUNDLE_SCHEMA:?} and {BUNDLE_SCHEMA_V1:?}",
                 self.schema
             ));
         }
@@ -448,7 +470,10 @@ impl Manifest {
         } else if self.output.labels.len() < 2 {
             return Err("output.labels must name at least two classes".into());
         }
-        if self.schema != BUNDLE_SCHEMA_V4 {
+        if let Some(e) = &self.explain {
+            self.validate_explain(e)?;
+        }
+        if self.schema != BUNDLE_SCHEMA_V4 && self.schema != BUNDLE_SCHEMA_V5 {
             let needs_v4 = if self.task == Task::Detection || self.detection.is_some() {
                 Some("task \"detection\" and [detection]")
             } else if self.preprocess.as_ref().is_some_and(|p| {
@@ -569,10 +594,29 @@ impl Manifest {
         (self.task != Task::Detection).then_some(self.output.labels.len())
     }
 
+    fn validate_explain(&self, e: &ExplainSpec) -> Result<(), String> {
+        if self.schema != BUNDLE_SCHEMA_V5 {
+            return Err(format!("[explain] needs schema = {BUNDLE_SCHEMA_V5:?}"));
+        }
+        if self.task != Task::Tabular {
+            return Err("[explain] is for task = \"tabular\" (images are explained by occlusion, which needs no files); remove it".into());
+        }
+        for (key, file) in [("covers", &e.covers), ("background", &e.background)] {
+            if let Some(f) = file {
+                if !plain_file_name(f) || f == "manifest.toml" || *f == self.model.file {
+                    return Err(format!(
+                        "explain.{key} {f:?} must be a file name in the bundle directory (no path), not the manifest or the model"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_monitoring(&self, m: &Monitoring) -> Result<(), String> {
-        if self.schema != BUNDLE_SCHEMA_V3 && self.schema != BUNDLE_SCHEMA_V4 {
+        if ![BUNDLE_SCHEMA_V3, BUNDLE_SCHEMA_V4, BUNDLE_SCHEMA_V5].contains(&self.schema.as_str()) {
             return Err(format!(
-                "[monitoring] needs schema = {BUNDLE_SCHEMA_V3:?} (or {BUNDLE_SCHEMA_V4:?})"
+                "[monitoring] needs schema = {BUNDLE_SCHEMA_V3:?} (or {BUNDLE_SCHEMA_V4:?}, {BUNDLE_SCHEMA_V5:?})"
             ));
         }
         if let Some(p) = &m.profile {
@@ -855,6 +899,7 @@ mod fuzz {
         match Manifest::parse(text, path) {
             Ok(m) => {
                 prop_assert!([
+                    BUNDLE_SCHEMA_V5,
                     BUNDLE_SCHEMA_V4,
                     BUNDLE_SCHEMA_V3,
                     BUNDLE_SCHEMA,

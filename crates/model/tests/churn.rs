@@ -126,7 +126,7 @@ fn copy_bundle(to: &Path) {
 
 #[test]
 fn manifest_mistakes_are_named() {
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 8] = [
         (
             "shape = [1, 20]",
             "shape = [1, 21]",
@@ -145,11 +145,16 @@ fn manifest_mistakes_are_named() {
         ("threshold = 0.3", "threshold = 1.3", "within 0..=1"),
         ("type = \"int\"", "type = \"integer\"", "unknown variant"),
         (
-            "schema = \"argus.bundle/v2\"",
+            "schema = \"argus.bundle/v5\"",
             "schema = \"argus.bundle/v1\"",
-            "need schema",
+            "needs schema",
         ),
         ("name = \"features\"", "name = \"x\"", "\"features\""),
+        (
+            "covers = \"tree_covers.json\"",
+            "covers = \"../tree_covers.json\"",
+            "must be a file name in the bundle directory",
+        ),
     ];
     for (from, to, words) in cases {
         let dir = tempfile::tempdir().unwrap();

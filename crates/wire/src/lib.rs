@@ -29,9 +29,10 @@ pub use envelope::{
 pub use headers::FailureKind;
 pub use label::{Label, LabelSource, LABEL_JSON_SCHEMA, LABEL_SCHEMA};
 pub use output::{
-    Alert, AlertBox, AlertRule, DetectedBox, FrameSize, InputRef, ModelRef, Prediction,
-    PredictionOutcome, Score, Skipped, Timings, ZoneHit, ALERT_JSON_SCHEMA, ALERT_SCHEMA,
-    ALERT_SCHEMA_V2, ALERT_SCHEMA_V3, ALERT_V2_JSON_SCHEMA, ALERT_V3_JSON_SCHEMA,
-    PREDICTION_JSON_SCHEMA, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
-    PREDICTION_V2_JSON_SCHEMA, PREDICTION_V3_JSON_SCHEMA,
+    Alert, AlertBox, AlertRule, Attribution, DetectedBox, Evidence, EvidenceStatus, FrameSize,
+    InputRef, ModelRef, Prediction, PredictionOutcome, Saliency, Score, Skipped, Timings, ZoneHit,
+    ALERT_JSON_SCHEMA, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3, ALERT_SCHEMA_V4,
+    ALERT_V2_JSON_SCHEMA, ALERT_V3_JSON_SCHEMA, ALERT_V4_JSON_SCHEMA, PREDICTION_JSON_SCHEMA,
+    PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3, PREDICTION_V2_JSON_SCHEMA,
+    PREDICTION_V3_JSON_SCHEMA,
 };

@@ -221,6 +221,133 @@ pub struct Alert {
     /// `file://` URI or path, never the image itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// (v4) Why the model said so: feature attributions (records) or a saliency grid per box
+    /// or label (images), or why there are none (`status: "skipped"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// `schema` value of an [`Alert`] with an `evidence` section. Workers write it only when
+/// evidence is on (`--evidence`); alerts without evidence keep v1–v3.
+pub const ALERT_SCHEMA_V4: &str = "argus.alert/v4";
+/// JSON Schema of [`Alert`] v4 (`schemas/alert.v4.schema.json`).
+pub const ALERT_V4_JSON_SCHEMA: &str = include_str!("../../../schemas/alert.v4.schema.json");
+
+/// (v4) Whether an alert's evidence was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceStatus {
+    /// Computed: see the method's fields.
+    Ok,
+    /// Not computed; `reason` says why (budget, pool full, no explainer, error).
+    Skipped,
+}
+
+/// (v4) Why the model said so, for one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// `ok` or `skipped`.
+    pub status: EvidenceStatus,
+    /// Why evidence was skipped (`skipped` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `tree_shap` (exact), `sampling_shapley` (estimated, with `error_bound`) or
+    /// `occlusion` (images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// What the attributions measure: `probability`, `log_odds`, `logit`, `margin`, `value`
+    /// (occlusion: the drop in the label's score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
+    /// The output with no feature known (attributions only): `base_value` plus every
+    /// contribution is `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_value: Option<f64>,
+    /// The output explained, in `space`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<f64>,
+    /// Per feature, largest effect first (attributions only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributions: Vec<Attribution>,
+    /// Largest 99 % error bound of any contribution (sampled methods only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_bound: Option<f64>,
+    /// The top contributions in plain words, e.g. "complaints_90d = 4 raised the churn
+    /// probability by 0.21".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<String>,
+    /// Occlusion saliency: one grid for the label (classifiers) or per box (detectors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saliency: Vec<Saliency>,
+    /// Time spent computing the evidence, µs (from the request, queueing included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_us: Option<u64>,
+}
+
+impl Evidence {
+    /// Computed evidence of `method`, its fields to fill in.
+    pub fn ok(method: &str) -> Evidence {
+        Evidence {
+            status: EvidenceStatus::Ok,
+            reason: None,
+            method: Some(method.into()),
+            ..Evidence::skipped("")
+        }
+    }
+
+    /// Evidence that was not computed, and why.
+    pub fn skipped(reason: impl Into<String>) -> Evidence {
+        Evidence {
+            status: EvidenceStatus::Skipped,
+            reason: Some(reason.into()),
+            method: None,
+            space: None,
+            base_value: None,
+            output: None,
+            attributions: Vec::new(),
+            error_bound: None,
+            summary: Vec::new(),
+            saliency: Vec::new(),
+            compute_us: None,
+        }
+    }
+}
+
+/// (v4) One feature's contribution to the output explained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    /// The feature's name (a category's one-hot inputs count as one feature).
+    pub feature: String,
+    /// Its value in the record.
+    pub value: serde_json::Value,
+    /// How much it moved the output from the base value (signed, in `space`).
+    pub contribution: f64,
+    /// 99 % error bound of `contribution` (sampled methods only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<f64>,
+}
+
+/// (v4) Occlusion saliency: how much the label's score drops when each cell of a grid over
+/// the frame is blanked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Saliency {
+    /// Grid rows.
+    pub rows: u32,
+    /// Grid columns.
+    pub cols: u32,
+    /// Score drop per cell, row-major (negative: blanking the cell raised the score).
+    pub values: Vec<f32>,
+    /// The box explained (detectors), `[x1, y1, x2, y2]` in frame pixels.
+    #[serde(default, rename = "box", skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f32; 4]>,
+    /// The cell with the largest drop, `[x1, y1, x2, y2]` in frame pixels.
+    pub peak: [f32; 4],
+    /// Where a PNG of the frame with the grid drawn over it was written (`file://` URI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
 }
 
 /// (v3) A box in an alert.

@@ -107,6 +107,7 @@ fn alert() -> Alert {
         detections: None,
         zone: None,
         snapshot: None,
+        evidence: None,
     }
 }
 
@@ -138,6 +139,7 @@ fn alert_v3_carries_boxes_zone_and_snapshot() {
             },
         }),
         snapshot: Some("file:///var/lib/argus/snapshots/cam-1/x.jpg".into()),
+        evidence: None,
         ..alert()
     };
     let json = serde_json::to_value(&zone).unwrap();
@@ -151,6 +153,79 @@ fn alert_v3_carries_boxes_zone_and_snapshot() {
     let mut bad = json;
     bad["zone"]["polygon"] = serde_json::json!([[0, 0], [1, 1]]);
     assert!(!v3.is_valid(&bad), "a zone has at least three corners");
+}
+
+/// v4 alerts carry evidence (attributions with a plain-words summary, or saliency grids,
+/// or the reason it was skipped); v1–v3 alerts stay valid under v4, v4 ones are refused by
+/// the older schemas, and a v4 alert without evidence, or a v3 alert with it, is refused.
+#[test]
+fn alert_v4_carries_evidence_or_says_why_not() {
+    let v3 = validator(ALERT_V3_JSON_SCHEMA);
+    let v4 = validator(ALERT_V4_JSON_SCHEMA);
+    assert!(v4.is_valid(&serde_json::to_value(alert()).unwrap()));
+    let mut features = serde_json::Map::new();
+    features.insert("complaints_90d".into(), 4.into());
+    let tabular = Alert {
+        schema: ALERT_SCHEMA_V4.into(),
+        features: Some(features),
+        evidence: Some(Evidence {
+            space: Some("probability".into()),
+            base_value: Some(0.25),
+            output: Some(0.46),
+            attributions: vec![Attribution {
+                feature: "complaints_90d".into(),
+                value: 4.into(),
+                contribution: 0.21,
+                bound: None,
+            }],
+            summary: vec!["complaints_90d = 4 raised the churn probability by 0.21".into()],
+            compute_us: Some(900),
+            ..Evidence::ok("tree_shap")
+        }),
+        ..alert()
+    };
+    let image = Alert {
+        schema: ALERT_SCHEMA_V4.into(),
+        evidence: Some(Evidence {
+            space: Some("score_drop".into()),
+            saliency: vec![Saliency {
+                rows: 2,
+                cols: 2,
+                values: vec![0.1, 0.5, 0.0, -0.02],
+                bbox: Some([10.0, 20.0, 40.0, 120.0]),
+                peak: [0.0, 0.0, 50.0, 50.0],
+                overlay: None,
+            }],
+            ..Evidence::ok("occlusion")
+        }),
+        ..alert()
+    };
+    let skipped = Alert {
+        schema: ALERT_SCHEMA_V4.into(),
+        evidence: Some(Evidence::skipped("deadline: not computed within 50 ms")),
+        ..alert()
+    };
+    for a in [tabular, image, skipped] {
+        let json = serde_json::to_value(&a).unwrap();
+        let errors: Vec<String> = v4.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!v3.is_valid(&json), "v3 readers refuse v4");
+        assert_eq!(serde_json::from_value::<Alert>(json.clone()).unwrap(), a);
+        let mut older = json.clone();
+        older["schema"] = serde_json::json!(ALERT_SCHEMA_V3);
+        assert!(!v4.is_valid(&older), "evidence needs v4");
+        let mut none = json;
+        none.as_object_mut().unwrap().remove("evidence");
+        assert!(!v4.is_valid(&none), "a v4 alert has evidence");
+    }
+    let mut bad = serde_json::to_value(Alert {
+        schema: ALERT_SCHEMA_V4.into(),
+        evidence: Some(Evidence::skipped("x")),
+        ..alert()
+    })
+    .unwrap();
+    bad["evidence"].as_object_mut().unwrap().remove("reason");
+    assert!(!v4.is_valid(&bad), "skipped evidence says why");
 }
 
 #[test]

@@ -219,6 +219,7 @@ impl Outputs {
                     detections,
                     zone: None,
                     snapshot: None,
+                    evidence: None,
                 })
             })
             .collect();

@@ -331,6 +331,7 @@ fn zone_alert(zone: &Zone, f: &Firing, frame: &ZoneFrame) -> Alert {
             },
         }),
         snapshot: None,
+        evidence: None,
     }
 }
 

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
 
+pub mod shap;
+
 /// Rows walked together through one tree.
 const BLOCK: usize = 32;
 /// Smallest block walked in lockstep (see [`TreesEngine::walk`]).
@@ -138,6 +140,12 @@ pub struct TreesEngine {
     n_features: usize,
     n_outputs: usize,
     path: PathBuf,
+    /// Per tree (in layout order): its ONNX tree id.
+    tree_ids: Vec<i64>,
+    /// Per node slot: its ONNX node id (covers and other per-node data are keyed by these).
+    node_ids: Vec<i64>,
+    /// Per column: the base value the finish adds (0 when none).
+    base_values: Vec<f32>,
 }
 
 impl std::fmt::Debug for TreesEngine {
@@ -633,6 +641,8 @@ fn parse_ensemble(
     let mut leaf_weights: Vec<(u32, u32)> = Vec::with_capacity(n);
     let mut weights: Vec<(u32, f32)> = Vec::with_capacity(m);
     let mut trees = Vec::with_capacity(roots.len());
+    let mut tree_order = Vec::with_capacity(roots.len());
+    let mut slot_ids: Vec<i64> = Vec::with_capacity(n);
     let mut simple = true;
     let mut placed = vec![u32::MAX; n];
     // Per column: trees whose every reachable leaf scores it, and whether any leaf does.
@@ -657,6 +667,7 @@ fn parse_ensemble(
                 return Err(refuse(path, "too many nodes"));
             }
             placed[i] = slot as u32;
+            slot_ids.push(node_ids[i]);
             if let Some((p, is_yes)) = parent {
                 if is_yes {
                     nodes[p].yes = slot as u32;
@@ -752,6 +763,7 @@ fn parse_ensemble(
             root: start as u32,
             depth,
         });
+        tree_order.push(tid);
     }
     let coverage: Vec<Coverage> = (0..n_cols)
         .map(|c| {
@@ -795,6 +807,9 @@ fn parse_ensemble(
         }
     };
     let base = attrs.floats("base_values").to_vec();
+    let base_values: Vec<f32> = (0..n_cols)
+        .map(|c| base.get(c).copied().unwrap_or(0.0))
+        .collect();
     let single_col = {
         let cols: std::collections::BTreeSet<u32> = weights.iter().map(|w| w.0).collect();
         (cols.len() == 1).then(|| cols.first().copied().unwrap_or(0) as usize)
@@ -903,6 +918,9 @@ fn parse_ensemble(
         n_features,
         n_outputs: n_cols,
         path: path.to_path_buf(),
+        tree_ids: tree_order,
+        node_ids: slot_ids,
+        base_values,
     })
 }
 
