@@ -207,6 +207,80 @@ async fn ten_thousand_customers_through_two_workers_match_scikit_learn() {
     }
 }
 
+/// With evidence on, every churn alert is `argus.alert/v4` and says why: exact TreeSHAP
+/// attributions per manifest feature that add up to the alert's score (base value + the
+/// contributions = P(churn) to 1e-6), largest first, the top ones in plain words, the same
+/// as `argus explain`'s explainer computes offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
+    let topics = Topics::create(2).await;
+    let group = unique("churn-evidence");
+    let model = churn_model();
+    let mut config = churn_config(&topics, "w-evidence", &model);
+    config.evidence = argus_worker::config::EvidenceSettings {
+        enabled: true,
+        // Generous: a debug build on a busy machine; the budget has its own tests.
+        deadline: Duration::from_secs(20),
+        queue: 1024,
+        ..Default::default()
+    };
+    let mut w = RunningWorker::start(config, &group, model.clone());
+    w.wait_assigned(Duration::from_secs(60)).await;
+
+    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
+    let head: Vec<&str> = all.lines().take(201).collect();
+    let dir = tempfile_dir();
+    let csv = dir.join("customers-200.csv");
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    produce_csv(&topics.input, &csv);
+    read_until(&topics.predictions, Duration::from_secs(120), |m| {
+        m.len() >= 200
+    });
+    let msgs = read_until(&topics.alerts, Duration::from_secs(5), |_| false);
+    w.stop().await;
+    assert!(msgs.len() > 20, "{} alerts", msgs.len());
+    assert!(msgs
+        .iter()
+        .all(|m| header(m, h::SCHEMA).as_deref() == Some("argus.alert/v4")));
+    let alerts: Vec<Alert> = validate_all(&msgs, argus_wire::ALERT_V4_JSON_SCHEMA)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let explainer = argus_model::explain::Explainer::for_model(&model, Default::default())
+        .unwrap()
+        .unwrap();
+    for a in &alerts {
+        let e = a.evidence.as_ref().unwrap();
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{}: {e:?}", a.id);
+        assert_eq!(e.method.as_deref(), Some("tree_shap"));
+        assert_eq!(e.attributions.len(), 11);
+        let total: f64 = e.attributions.iter().map(|x| x.contribution).sum();
+        let explained = e.base_value.unwrap() + total;
+        assert!(
+            (explained - f64::from(a.score)).abs() < 1e-6,
+            "{}: base + contributions {explained} vs score {}",
+            a.id,
+            a.score
+        );
+        assert_eq!(e.summary.len(), 3);
+        assert!(e.summary[0].starts_with(&e.attributions[0].feature));
+        // What the worker attached is what the offline explainer computes (the alert's
+        // `features` are the record's typed values).
+        let record = serde_json::to_vec(a.features.as_ref().unwrap()).unwrap();
+        let payload = argus_wire::Payload::Record(argus_wire::json_record(&record).unwrap());
+        let offline = explainer.explain(&model, &payload, 1, &[]).unwrap();
+        for (x, y) in e.attributions.iter().zip(&offline.attributions) {
+            assert_eq!(x.feature, y.feature);
+            assert!((x.contribution - y.contribution).abs() < 1e-9);
+        }
+    }
+    eprintln!(
+        "{} alerts with evidence; e.g. {:?}",
+        alerts.len(),
+        alerts[0].evidence.as_ref().unwrap().summary
+    );
+}
+
 /// Bad input loses nothing: a CSV's malformed rows are reported by line and skipped by the
 /// producer; records with a missing, null, ill-typed or unknown-category feature, and bytes
 /// that are no envelope, land in the DLQ with the reason naming the column; the good rows

@@ -56,6 +56,9 @@ pub enum Command {
     /// The model registry: register, list, show, promote, rollback, archive versions.
     #[command(subcommand)]
     Model(crate::model::ModelCommand),
+    /// Why the model said so, offline: the evidence an alert carries (feature attributions
+    /// for a record, an occlusion saliency grid for an image), for one input.
+    Explain(crate::explain::ExplainArgs),
     /// Publish ground-truth labels (argus.label/v1) from a CSV or JSON-lines file.
     Label(crate::label::LabelArgs),
     /// Export verified samples (labelled inputs with the prediction and model version that
@@ -77,7 +80,7 @@ impl Command {
             Command::Score(a) => a.flags(f),
             Command::Serve(a) => a.flags(f),
             Command::Drift(crate::drift::DriftCommand::Watch(w)) => w.flags(f),
-            Command::Drift(_) => {}
+            Command::Drift(_) | Command::Explain(_) => {}
             Command::Model(m) => m.flags(f),
             Command::ExportTraining(a) => a.flags(f),
             Command::Label(a) => a.flags(f),
@@ -527,6 +530,10 @@ pub struct DemoFlags {
     /// third into the run and to production two thirds in).
     #[arg(long)]
     pub no_swap: bool,
+    /// Alerts without evidence (by default the demo's alerts carry it: attributions or a
+    /// saliency grid).
+    #[arg(long)]
+    pub no_evidence: bool,
     /// Run on a video file (e.g. /usr/share/doc/opencv-doc/examples/data/vtest.avi)
     /// instead of synthetic cameras: the person detector, demo zones, snapshots of zone
     /// alerts (no registry switch, drift or ground truth).
@@ -555,6 +562,7 @@ impl DemoFlags {
         f.duration("demo.drift_pane", "--drift-pane", self.drift_pane);
         f.switch("demo.no_shift", "--no-shift", self.no_shift);
         f.switch("demo.no_swap", "--no-swap", self.no_swap);
+        f.switch("demo.no_evidence", "--no-evidence", self.no_evidence);
         f.set(
             "demo.video",
             "--video",

@@ -144,6 +144,8 @@ pub struct DemoSettings {
     pub no_shift: bool,
     /// Serve the bundle as it is instead of through a registry that switches versions live.
     pub no_swap: bool,
+    /// Alerts without evidence (the demo turns `[worker.evidence]` on otherwise).
+    pub no_evidence: bool,
     /// Run on this video file instead of synthetic cameras: one camera, the person
     /// detector (if `[worker] model` is not a detector) and demo zones (if none are
     /// configured).
@@ -163,6 +165,7 @@ impl Default for DemoSettings {
             drift_pane: Duration::from_secs(2),
             no_shift: false,
             no_swap: false,
+            no_evidence: false,
             video: None,
         }
     }

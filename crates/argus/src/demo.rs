@@ -98,6 +98,7 @@ pub struct DemoArgs {
     pub drift_pane: Duration,
     pub no_shift: bool,
     pub no_swap: bool,
+    pub no_evidence: bool,
     pub video: Option<PathBuf>,
 }
 
@@ -119,6 +120,7 @@ impl DemoArgs {
             drift_pane: d.drift_pane,
             no_shift: d.no_shift,
             no_swap: d.no_swap,
+            no_evidence: d.no_evidence,
             video: d.video,
         }
     }
@@ -204,6 +206,9 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
     }
     if args.workers == 0 {
         return Err(CliError::Usage("--workers must be at least 1".into()));
+    }
+    if !args.no_evidence {
+        args.model.evidence.enabled = true;
     }
     let model = load_model(
         &resolve_model(&args.model.model),
@@ -684,12 +689,16 @@ fn observe(
             );
         } else if tally.alerts <= args.max_printed_alerts {
             println!(
-                "ALERT {:<6} seq {:>5}  {} {:.2}  ({})",
+                "ALERT {:<6} seq {:>5}  {} {:.2}  ({}){}",
                 a.input.source_id.as_deref().unwrap_or("?"),
                 a.input.sequence.map(|s| s.to_string()).unwrap_or_default(),
                 a.label,
                 a.score,
-                a.id
+                a.id,
+                a.evidence
+                    .as_ref()
+                    .map(|e| format!("\n      {}", e.headline()))
+                    .unwrap_or_default()
             );
         } else if tally.alerts == args.max_printed_alerts + 1 {
             println!("(further alerts are counted, not printed)");

@@ -88,6 +88,17 @@ pub struct ModelArgs {
     /// Inputs larger than this go to the DLQ as `oversize` [default: 8 MiB].
     #[arg(long)]
     pub max_input_bytes: Option<usize>,
+    /// Attach evidence to every alert (why the model said so: feature attributions for
+    /// records, an occlusion saliency grid for images); alerts become argus.alert/v4.
+    #[arg(long)]
+    pub evidence: bool,
+    /// Longest an alert waits for its evidence; then it goes out with the evidence
+    /// skipped [default: 500ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub evidence_deadline: Option<Duration>,
+    /// Threads computing evidence, beside the model's [default: 1].
+    #[arg(long)]
+    pub evidence_threads: Option<usize>,
 }
 
 impl ModelArgs {
@@ -120,6 +131,17 @@ impl ModelArgs {
             "worker.max_input_bytes",
             "--max-input-bytes",
             self.max_input_bytes.as_ref(),
+        );
+        f.switch("worker.evidence.enabled", "--evidence", self.evidence);
+        f.duration(
+            "worker.evidence.deadline",
+            "--evidence-deadline",
+            self.evidence_deadline,
+        );
+        f.set(
+            "worker.evidence.threads",
+            "--evidence-threads",
+            self.evidence_threads.as_ref(),
         );
     }
 }

@@ -9,6 +9,7 @@ mod demo_drift;
 mod demo_models;
 mod drift;
 mod env_ref;
+mod explain;
 mod export;
 mod flags;
 mod label;
@@ -116,6 +117,7 @@ fn main() -> ExitCode {
                 let c = load(&|f| cmd.flags(f))?;
                 model::run(cmd, c).await
             }
+            cli::Command::Explain(args) => explain::run(args),
             cli::Command::Label(args) => {
                 let c = load(&|f| args.flags(f))?;
                 label::run(args, c).await

@@ -112,6 +112,11 @@ pub async fn starting_models(
         let mut c = (*loader.config).clone();
         c.rules = argus_worker::AlertRule::for_bundle(&w.alerts, &model);
         let pipeline = argus_worker::pipeline::Pipeline::new(model, &c);
+        if let Some(problem) = pipeline.evidence_problem() {
+            return Err(CliError::Usage(format!(
+                "--evidence: {problem}; add an [explain] section to the bundle or turn evidence off"
+            )));
+        }
         return Ok((Models::new(Serving::production(Arc::new(pipeline))), None));
     };
     argus_registry::metrics::register_defaults();

@@ -20,7 +20,9 @@ pub mod label;
 pub mod output;
 pub mod records;
 
-pub use bare::{bare_envelope, bare_kind, read_bare, BareKind, BareOrigin, BareRecord};
+pub use bare::{
+    bare_envelope, bare_kind, json_record, read_bare, BareKind, BareOrigin, BareRecord,
+};
 pub use columns::{infer_column_type, ColumnTally, ColumnType};
 pub use envelope::{
     decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,

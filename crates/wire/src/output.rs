@@ -296,6 +296,34 @@ impl Evidence {
         }
     }
 
+    /// One line for a person: the top contribution in words, the saliency peak, or why
+    /// there is no evidence.
+    pub fn headline(&self) -> String {
+        if self.status == EvidenceStatus::Skipped {
+            return format!(
+                "evidence skipped ({})",
+                self.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+        if let Some(first) = self.summary.first() {
+            return format!("because {first}");
+        }
+        let peaks: Vec<String> = self
+            .saliency
+            .iter()
+            .map(|s| {
+                let drop = s.values.iter().copied().fold(f32::MIN, f32::max);
+                let [x1, y1, x2, y2] = s.peak;
+                format!("[{x1:.0},{y1:.0},{x2:.0},{y2:.0}] (score -{drop:.2} when hidden)")
+            })
+            .collect();
+        if peaks.is_empty() {
+            "evidence: nothing to show".into()
+        } else {
+            format!("salient region {}", peaks.join(", "))
+        }
+    }
+
     /// Evidence that was not computed, and why.
     pub fn skipped(reason: impl Into<String>) -> Evidence {
         Evidence {

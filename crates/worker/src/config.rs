@@ -281,6 +281,74 @@ pub struct WorkerSettings {
     /// referred to by the alert's `snapshot`) [default: none written].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<PathBuf>,
+    /// Evidence on alerts (`[worker.evidence]`).
+    pub evidence: EvidenceSettings,
+}
+
+/// `[worker.evidence]`: why the model said so, attached to each alert (alerts become
+/// `argus.alert/v4`) by a bounded pool of its own under a deadline; see
+/// [`crate::evidence`]. Defaults are defined here only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceSettings {
+    /// Attach evidence to alerts.
+    pub enabled: bool,
+    /// Threads computing evidence (their own: the model's threads are not used).
+    pub threads: usize,
+    /// Requests waiting for a thread, at most; past that an alert's evidence is skipped
+    /// (reason `saturated`) rather than queued.
+    pub queue: usize,
+    /// Longest an alert waits for its evidence; then it goes out with the evidence
+    /// skipped (reason `deadline`).
+    #[serde(with = "duration")]
+    pub deadline: Duration,
+    /// Occlusion grid cells per side (image models; `grid²` model calls per alert).
+    pub grid: u32,
+    /// Sampled permutations (tabular models without tree covers).
+    pub permutations: usize,
+}
+
+impl Default for EvidenceSettings {
+    fn default() -> Self {
+        EvidenceSettings {
+            enabled: false,
+            threads: 1,
+            queue: 16,
+            deadline: Duration::from_millis(500),
+            grid: 6,
+            permutations: 64,
+        }
+    }
+}
+
+impl EvidenceSettings {
+    /// What one explanation may cost.
+    pub fn explain_settings(&self) -> argus_model::explain::ExplainSettings {
+        argus_model::explain::ExplainSettings {
+            permutations: self.permutations,
+            grid: self.grid,
+            ..argus_model::explain::ExplainSettings::default()
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.threads == 0 || self.deadline.is_zero() {
+            return Err(
+                "worker.evidence.threads and worker.evidence.deadline must be above 0".into(),
+            );
+        }
+        if !(1..=argus_model::explain::occlusion::MAX_GRID).contains(&self.grid) {
+            return Err(format!(
+                "worker.evidence.grid {} is out of range: 1 to {}",
+                self.grid,
+                argus_model::explain::occlusion::MAX_GRID
+            ));
+        }
+        if self.permutations < 2 {
+            return Err("worker.evidence.permutations must be at least 2".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for WorkerSettings {
@@ -318,6 +386,7 @@ impl Default for WorkerSettings {
             group_protocol: "classic".into(),
             zones: Vec::new(),
             snapshots: None,
+            evidence: EvidenceSettings::default(),
         }
     }
 }
@@ -336,6 +405,7 @@ impl WorkerSettings {
             return Err("worker.create_topics must be 0 (don't create) or more".into());
         }
         crate::zones::compile(&self.zones, None).map_err(|e| format!("worker.zones: {e}"))?;
+        self.evidence.check()?;
         let most = argus_model::preprocess::MAX_DECODED_PIXELS_LIMIT;
         if !(1..=most).contains(&self.max_decoded_pixels) {
             return Err(format!(
@@ -376,6 +446,7 @@ impl WorkerSettings {
                 snapshots: self.snapshots.clone(),
                 history: None,
             },
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -440,6 +511,8 @@ pub struct WorkerConfig {
     /// Zone rules of detection models, their snapshots and the reader that rebuilds their
     /// state after a rebalance (set `history` to enable rebuilding).
     pub zones: crate::ZoneConfig,
+    /// Evidence on alerts.
+    pub evidence: EvidenceSettings,
 }
 
 impl WorkerConfig {

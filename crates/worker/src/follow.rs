@@ -132,7 +132,11 @@ impl Loader {
                 .map_err(|e| fail(LoadFailure::Load, format!("warming batch {batch}: {e}")))?;
         }
         classifier.limit_batch(max);
-        Ok(Pipeline::new(Arc::new(classifier), &config))
+        let pipeline = Pipeline::new(Arc::new(classifier), &config);
+        if let Some(problem) = pipeline.evidence_problem() {
+            return Err(fail(LoadFailure::Load, format!("evidence: {problem}")));
+        }
+        Ok(pipeline)
     }
 }
 

@@ -16,6 +16,8 @@
 //!   backpressure, drain, finish) that [`run()`] drives with one `select!`.
 //! - `commit`: the commit strategy, at-least-once or exactly-once (`txn`), behind one
 //!   type; `backpressure`: when to pause and resume, pure.
+//! - [`evidence`]: evidence on alerts (attributions, saliency) on a bounded pool of its own
+//!   under a deadline; past it the alert says why it has none.
 //! - `process`: one input's task (ordering, ownership, the transaction around publish).
 //! - `infer`: inference threads that batch whatever is queued (plans per batch size).
 //! - `tracker`: per-partition in-flight bookkeeping, contiguous commit points, ownership.
@@ -48,6 +50,7 @@ pub mod zones;
 mod backpressure;
 mod commit;
 mod drain;
+pub mod evidence;
 mod snapshot;
 mod zone_state;
 pub use zone_state::ZoneConfig;

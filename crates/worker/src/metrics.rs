@@ -42,6 +42,19 @@ pub const ZONE_REPLAYED: &str = "argus_worker_zone_replayed_frames_total";
 /// Counter: alert snapshots that could not be written (the alert goes out without one).
 pub const ZONE_SNAPSHOT_FAILURES: &str = "argus_worker_zone_snapshot_failures_total";
 
+/// Histogram: time from an alert's evidence request to its evidence (queueing included),
+/// seconds. Labels: `method` (tree_shap, sampling_shapley, occlusion).
+pub const EVIDENCE_SECONDS: &str = "argus_worker_evidence_seconds";
+/// Counter: alerts that went out without evidence. Labels: `reason` (deadline: not ready
+/// within `evidence.deadline`; saturated: the pool's queue was full; error: the explainer
+/// failed; unavailable: the model has no explainer).
+pub const EVIDENCE_SKIPPED: &str = "argus_worker_evidence_skipped_total";
+/// Every `reason` label of [`EVIDENCE_SKIPPED`].
+pub const EVIDENCE_SKIP_REASONS: &[&str] = &["deadline", "saturated", "error", "unavailable"];
+/// Gauge: evidence requests queued or running ÷ the pool's threads + queue (1: the next
+/// request is skipped as `saturated`).
+pub const EVIDENCE_POOL_SATURATION: &str = "argus_worker_evidence_pool_saturation";
+
 /// Counter: inputs skipped as older than `max_age` (a stale prediction was published).
 pub const STALE: &str = "argus_worker_stale_total";
 /// Counter: inputs abandoned because their partition was revoked first.
@@ -198,6 +211,15 @@ pub fn register_serve_defaults() {
     metrics::gauge!(SERVE_IN_FLIGHT).set(0.0);
 }
 
+/// Registers [`EVIDENCE_SKIPPED`] at 0 for every reason and [`EVIDENCE_POOL_SATURATION`]
+/// at 0. Call when a worker with evidence on starts.
+pub fn register_evidence_defaults() {
+    for reason in EVIDENCE_SKIP_REASONS {
+        metrics::counter!(EVIDENCE_SKIPPED, "reason" => *reason).absolute(0);
+    }
+    metrics::gauge!(EVIDENCE_POOL_SATURATION).set(0.0);
+}
+
 /// Sets [`WORKER_INFO`]: this process is worker `worker_id` of `group`.
 pub fn record_worker_info(group: &str, worker_id: &str) {
     metrics::gauge!(
@@ -212,6 +234,19 @@ pub fn record_worker_info(group: &str, worker_id: &str) {
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INPUTS, "Input messages consumed");
+    describe_histogram!(
+        EVIDENCE_SECONDS,
+        Unit::Seconds,
+        "Time from an alert's evidence request to its evidence (queueing included), by method"
+    );
+    describe_counter!(
+        EVIDENCE_SKIPPED,
+        "Alerts that went out without evidence, by reason (deadline, saturated, error, unavailable)"
+    );
+    describe_gauge!(
+        EVIDENCE_POOL_SATURATION,
+        "Evidence requests queued or running / the evidence pool's threads + queue (1: new requests are skipped)"
+    );
     describe_counter!(ZONE_ALERTS, "Zone rules that fired, by zone and rule");
     describe_counter!(
         ZONE_REBUILDS,

@@ -7,7 +7,7 @@ use argus_model::Classifier;
 use argus_wire::{
     now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
     PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3,
-    PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
+    ALERT_SCHEMA_V4, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
 };
 use std::sync::Arc;
 
@@ -55,7 +55,9 @@ pub struct Outputs {
 
 /// The `argus-schema` header value of an alert: its body's version.
 pub fn alert_schema(alert: &Alert) -> &'static str {
-    if alert.schema == ALERT_SCHEMA_V3 {
+    if alert.schema == ALERT_SCHEMA_V4 {
+        ALERT_SCHEMA_V4
+    } else if alert.schema == ALERT_SCHEMA_V3 {
         ALERT_SCHEMA_V3
     } else if alert.schema == ALERT_SCHEMA_V2 {
         ALERT_SCHEMA_V2
@@ -91,6 +93,19 @@ pub enum Rendered {
 }
 
 impl Rendered {
+    /// Adds `alerts` (as JSON, with their schema) to a prediction's outputs.
+    pub fn push_alerts(&mut self, alerts: &[Alert]) {
+        if let Rendered::Outputs(out) = self {
+            for a in alerts {
+                out.alerts
+                    .push((alert_schema(a), serde_json::to_vec(a).unwrap_or_default()));
+            }
+            if let Finished::Predicted { alerts } = &mut out.finished {
+                *alerts = out.alerts.len();
+            }
+        }
+    }
+
     /// Alerts among the outputs.
     pub fn alerts(&self) -> usize {
         match self {
@@ -282,26 +297,30 @@ impl Outputs {
 
     /// Renders what one input publishes.
     pub fn render(&self, job: &Job, outcome: &Outcome) -> Rendered {
-        match outcome {
+        let (mut rendered, alerts) = self.render_split(job, outcome);
+        rendered.push_alerts(&alerts);
+        rendered
+    }
+
+    /// [`Outputs::render`] with the alerts still to add ([`Rendered::push_alerts`]), for a
+    /// caller that attaches evidence to them first.
+    pub fn render_split(&self, job: &Job, outcome: &Outcome) -> (Rendered, Vec<Alert>) {
+        let rendered = match outcome {
             Outcome::Classified(c) => {
                 let (prediction, alerts) = self.outputs(job, c);
-                Rendered::Outputs(JsonOutputs {
+                let rendered = Rendered::Outputs(JsonOutputs {
                     prediction_schema: if self.detector {
                         PREDICTION_SCHEMA_V3
                     } else {
                         PREDICTION_SCHEMA
                     },
                     prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
-                    alerts: alerts
-                        .iter()
-                        .map(|a| (alert_schema(a), serde_json::to_vec(a).unwrap_or_default()))
-                        .collect(),
+                    alerts: Vec::with_capacity(alerts.len()),
                     shadow: None,
                     capture_us: c.envelope.capture_time_us,
-                    finished: Finished::Predicted {
-                        alerts: alerts.len(),
-                    },
-                })
+                    finished: Finished::Predicted { alerts: 0 },
+                });
+                return (rendered, alerts);
             }
             Outcome::Stale(stale) => {
                 let p = self.stale_prediction(job, stale);
@@ -315,6 +334,7 @@ impl Outputs {
                 })
             }
             Outcome::Failed(f) => Rendered::DeadLetter(f.clone()),
-        }
+        };
+        (rendered, Vec::new())
     }
 }

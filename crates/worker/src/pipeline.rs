@@ -15,6 +15,7 @@
 //! The worker runs stage 2 on its inference threads (batches form from whatever is
 //! queued) and stages 1 and 4 per input task; the scorer runs them in order on one task.
 use crate::config::WorkerConfig;
+pub use crate::evidence::{EvidencePool, Explaining};
 use crate::job::prepare;
 use crate::outputs::Outputs;
 
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Pipeline {
     model: Arc<Classifier>,
     outputs: Outputs,
+    explaining: Explaining,
     max_input_bytes: usize,
     max_age: Option<Duration>,
 }
@@ -42,6 +44,7 @@ impl Pipeline {
     pub fn new(model: Arc<Classifier>, config: &WorkerConfig) -> Self {
         Pipeline {
             outputs: Outputs::new(config, &model),
+            explaining: Explaining::for_model(&model, &config.evidence),
             model,
             max_input_bytes: config.max_input_bytes,
             max_age: config.max_age,
@@ -51,6 +54,20 @@ impl Pipeline {
     /// The model.
     pub fn model(&self) -> &Arc<Classifier> {
         &self.model
+    }
+
+    /// How this version's alerts get evidence.
+    pub fn explaining(&self) -> &Explaining {
+        &self.explaining
+    }
+
+    /// Why evidence was asked for but this version cannot give it (start-up refuses such
+    /// a model: exit 64 with this reason).
+    pub fn evidence_problem(&self) -> Option<&str> {
+        match &self.explaining {
+            Explaining::Unavailable(reason) => Some(reason),
+            Explaining::Off | Explaining::Ready(_) => None,
+        }
     }
 
     /// Stage 1 for one input. Blocking.
@@ -77,6 +94,23 @@ impl Pipeline {
     /// Stage 3: what one input publishes.
     pub fn render(&self, job: &Job, outcome: &Outcome) -> Rendered {
         self.outputs.render(job, outcome)
+    }
+
+    /// Stage 3 with evidence on the alerts (from `pool`, within its deadline) when this
+    /// version explains them; [`Pipeline::render`] otherwise.
+    pub async fn render_with_evidence(
+        &self,
+        job: &Job,
+        outcome: &Outcome,
+        pool: Option<&EvidencePool>,
+    ) -> Rendered {
+        let (mut rendered, mut alerts) = self.outputs.render_split(job, outcome);
+        if let (Some(pool), Outcome::Classified(c), false) = (pool, outcome, alerts.is_empty()) {
+            pool.attach(&self.explaining, &self.model, c, &mut alerts)
+                .await;
+        }
+        rendered.push_alerts(&alerts);
+        rendered
     }
 
     /// A publisher for this pipeline's outputs (stage 4); see [`Publisher::new`].

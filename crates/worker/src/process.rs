@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) ahead_permits: Arc<Semaphore>,
     /// Zone rules (detection models), if any are configured.
     pub(crate) zones: Option<Arc<ZoneRunner>>,
+    /// Evidence on alerts, when on.
+    pub(crate) evidence: Option<Arc<crate::evidence::EvidencePool>>,
 }
 
 /// One input and its place in its partition's order.
@@ -81,7 +83,10 @@ impl Shared {
         let (outcome, shadow) = tokio::join!(self.score(&route.primary, &job), shadow);
         drop(ahead);
         count_input(&route.primary, route.role);
-        let mut rendered = route.primary.render(&job, &outcome);
+        let mut rendered = route
+            .primary
+            .render_with_evidence(&job, &outcome, self.evidence.as_deref())
+            .await;
         if let (Some(s), Some(shadow)) = (&route.shadow, shadow) {
             attach_shadow(&route, s, &job, &outcome, &shadow, &mut rendered);
         }
@@ -177,21 +182,11 @@ impl Shared {
             let _ = previous.await;
         }
         // Zone rules take the frames in partition order: here, after the previous input.
-        if let (Some(runner), Some(frame), Rendered::Outputs(out)) =
-            (&self.zones, zone, &mut rendered)
-        {
+        if let (Some(runner), Some(frame), Rendered::Outputs(_)) = (&self.zones, zone, &rendered) {
             let alerts = runner
                 .alerts(&job.topic, job.partition, job.offset, generation, frame)
                 .await;
-            for a in alerts {
-                out.alerts.push((
-                    argus_wire::ALERT_SCHEMA_V3,
-                    serde_json::to_vec(&a).unwrap_or_default(),
-                ));
-            }
-            out.finished = Finished::Predicted {
-                alerts: out.alerts.len(),
-            };
+            rendered.push_alerts(&alerts);
         }
         let tp = (job.topic.clone(), job.partition);
         if let Some(txn) = &self.txn {

@@ -384,6 +384,10 @@ impl Worker {
                 4 * config.decode_threads + 4 * config.inference_threads * max_batch,
             )),
             zones,
+            evidence: config
+                .evidence
+                .enabled
+                .then(|| crate::evidence::EvidencePool::start(&config.evidence)),
         };
         let highs: Highs = Arc::default();
         let watermarks_stop = CancellationToken::new();

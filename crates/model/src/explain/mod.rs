@@ -258,6 +258,53 @@ impl Explainer {
         }
     }
 
+    /// What an alert on `payload` would carry, computed offline (`argus explain`): the
+    /// model's answer, the label explained — `label`, else the bundle's `[decision]` label,
+    /// else the top label — and its evidence (detectors: on that label's boxes).
+    pub fn explain_input(
+        &self,
+        model: &Classifier,
+        payload: &Payload,
+        label: Option<&str>,
+    ) -> Result<Offline, ModelError> {
+        let classification = model.classify(payload)?;
+        let labels = model.labels();
+        let index = match label {
+            Some(l) => labels
+                .iter()
+                .position(|x| x == l)
+                .ok_or_else(|| ModelError::Shape {
+                    reason: format!(
+                        "label {l:?} is not one of the model's ({})",
+                        labels.join(", ")
+                    ),
+                })?,
+            None => model
+                .manifest()
+                .decision
+                .as_ref()
+                .and_then(|d| labels.iter().position(|x| *x == d.positive))
+                .or_else(|| classification.ranking.first().copied())
+                .unwrap_or(0),
+        };
+        let boxes: Vec<Detection> = classification
+            .detections
+            .iter()
+            .filter(|d| d.class == index)
+            .copied()
+            .collect();
+        let evidence = self.explain(model, payload, index, &boxes)?;
+        Ok(Offline {
+            label: labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string()),
+            score: classification.probability(index),
+            boxes: boxes.len(),
+            evidence,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attributions(
         &self,
@@ -304,6 +351,19 @@ impl Explainer {
             ..Evidence::ok(self.method().as_str())
         }
     }
+}
+
+/// An offline explanation ([`Explainer::explain_input`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offline {
+    /// The label explained.
+    pub label: String,
+    /// Its score.
+    pub score: f32,
+    /// Boxes of the label explained (detectors).
+    pub boxes: usize,
+    /// The evidence an alert would carry.
+    pub evidence: Evidence,
 }
 
 /// Each manifest feature's columns in the model input (a category spans its one-hot

@@ -1,0 +1,426 @@
+//! Evidence on alerts, under a budget: each alert's evidence (see
+//! [`argus_model::explain`]) is computed on a bounded pool of its own threads, never the
+//! model's, and an alert waits for it at most `evidence.deadline`. Past the deadline, or
+//! when the pool's queue is full, the alert goes out anyway with
+//! `evidence: {status: "skipped", reason}`; the prediction and the alerts of the input are
+//! published together, so the evidence never holds up more than its own input's outputs
+//! (and, by partition order, the hand-over of later inputs' outputs by at most the
+//! deadline — their decoding and inference go on meanwhile).
+//!
+//! Only alerts ask for evidence, so its cost follows the alert rate, not the input rate.
+use crate::config::EvidenceSettings;
+use crate::job::Classified;
+use crate::metrics as m;
+use argus_model::detection::{BBox, Detection};
+use argus_model::explain::Explainer;
+use argus_model::Classifier;
+use argus_wire::{Alert, Evidence, Payload, ALERT_SCHEMA_V4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What a model version's alerts get as evidence.
+#[derive(Debug, Clone)]
+pub enum Explaining {
+    /// Evidence is off.
+    Off,
+    /// Evidence is on and the version has an explainer.
+    Ready(Arc<Explainer>),
+    /// Evidence is on but the version cannot be explained, for this reason.
+    Unavailable(String),
+}
+
+impl Explaining {
+    /// The explainer of `model` when `settings` turn evidence on.
+    pub fn for_model(model: &Classifier, settings: &EvidenceSettings) -> Explaining {
+        if !settings.enabled {
+            return Explaining::Off;
+        }
+        match Explainer::for_model(model, settings.explain_settings()) {
+            Ok(Some(e)) => Explaining::Ready(Arc::new(e)),
+            Ok(None) => Explaining::Unavailable(format!(
+                "bundle {} ships no [explain] covers or background for its tabular model",
+                model.model_ref().name
+            )),
+            Err(e) => Explaining::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// One alert's evidence to compute.
+struct Task {
+    model: Arc<Classifier>,
+    explainer: Arc<Explainer>,
+    payload: Payload,
+    label: usize,
+    boxes: Vec<Detection>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Evidence, String>>,
+}
+
+/// The evidence pool: `threads` threads and a queue of `queue` requests.
+#[derive(Debug)]
+pub struct EvidencePool {
+    tx: Mutex<Option<SyncSender<Task>>>,
+    busy: Arc<AtomicUsize>,
+    slots: usize,
+    deadline: Duration,
+}
+
+impl EvidencePool {
+    /// Starts the pool's threads. They stop when the pool is dropped.
+    pub fn start(settings: &EvidenceSettings) -> Arc<EvidencePool> {
+        let (tx, rx) = sync_channel::<Task>(settings.queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let slots = settings.threads.max(1) + settings.queue;
+        for i in 0..settings.threads.max(1) {
+            let (rx, busy) = (rx.clone(), busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("argus-evidence-{i}"))
+                .spawn(move || serve(&rx, &busy, slots));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an evidence thread");
+            }
+        }
+        m::register_evidence_defaults();
+        Arc::new(EvidencePool {
+            tx: Mutex::new(Some(tx)),
+            busy,
+            slots,
+            deadline: settings.deadline,
+        })
+    }
+
+    /// The evidence for `label` of `model` on `payload` (detectors: on `boxes`), or why
+    /// there is none: never waits longer than the deadline.
+    pub async fn explain(
+        &self,
+        model: Arc<Classifier>,
+        explainer: Arc<Explainer>,
+        payload: Payload,
+        label: usize,
+        boxes: Vec<Detection>,
+    ) -> Evidence {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let (reply, rx) = oneshot::channel();
+        let method = explainer.method().as_str();
+        let task = Task {
+            model,
+            explainer,
+            payload,
+            label,
+            boxes,
+            deadline,
+            reply,
+        };
+        let sent = match self.tx.lock() {
+            Ok(tx) => match tx.as_ref() {
+                Some(tx) => {
+                    self.busy.fetch_add(1, Ordering::Relaxed);
+                    let r = tx.try_send(task);
+                    if r.is_err() {
+                        self.busy.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    r
+                }
+                None => Err(TrySendError::Disconnected(task)),
+            },
+            Err(_) => Err(TrySendError::Disconnected(task)),
+        };
+        self.gauge();
+        match sent {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return skipped(
+                    "saturated",
+                    format!(
+                        "saturated: all {} evidence slots (threads + queue) were busy",
+                        self.slots
+                    ),
+                )
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return skipped("error", "error: the evidence pool has stopped".into())
+            }
+        }
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(Ok(mut e))) => {
+                let took = started.elapsed();
+                e.compute_us = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                metrics::histogram!(m::EVIDENCE_SECONDS, "method" => method)
+                    .record(took.as_secs_f64());
+                e
+            }
+            Ok(Ok(Err(reason))) => skipped("error", format!("error: {reason}")),
+            Ok(Err(_)) => skipped("error", "error: the evidence pool has stopped".into()),
+            Err(_) => skipped(
+                "deadline",
+                format!(
+                    "deadline: not computed within {} ms",
+                    self.deadline.as_millis()
+                ),
+            ),
+        }
+    }
+
+    /// Attaches evidence to `alerts` (those of a model's own rules; zone alerts are added
+    /// later and carry their boxes and snapshot instead), computed in parallel: each alert
+    /// becomes `argus.alert/v4`.
+    pub async fn attach(
+        &self,
+        explaining: &Explaining,
+        model: &Arc<Classifier>,
+        c: &Classified,
+        alerts: &mut [Alert],
+    ) {
+        let requests = alerts.iter_mut().map(|alert| async move {
+            let evidence = match explaining {
+                Explaining::Off => return,
+                Explaining::Unavailable(reason) => {
+                    skipped("unavailable", format!("unavailable: {reason}"))
+                }
+                Explaining::Ready(explainer) => {
+                    let label = model
+                        .labels()
+                        .iter()
+                        .position(|l| *l == alert.label)
+                        .unwrap_or(0);
+                    let boxes = alert_boxes(alert, label);
+                    self.explain(
+                        model.clone(),
+                        explainer.clone(),
+                        c.envelope.payload.clone(),
+                        label,
+                        boxes,
+                    )
+                    .await
+                }
+            };
+            alert.schema = ALERT_SCHEMA_V4.into();
+            alert.evidence = Some(evidence);
+        });
+        futures::future::join_all(requests).await;
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!(m::EVIDENCE_POOL_SATURATION)
+            .set(self.busy.load(Ordering::Relaxed) as f64 / self.slots as f64);
+    }
+}
+
+impl Drop for EvidencePool {
+    fn drop(&mut self) {
+        // Closing the queue ends the threads once it is empty.
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
+}
+
+/// An evidence thread: takes tasks until the queue closes.
+fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
+    loop {
+        let task = match rx.lock() {
+            Ok(rx) => match rx.recv() {
+                Ok(t) => t,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        // Nobody waits any more (deadline passed): don't spend the pool on it.
+        if !task.reply.is_closed() && Instant::now() < task.deadline {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                task.explainer
+                    .explain(&task.model, &task.payload, task.label, &task.boxes)
+            }));
+            let result = match result {
+                Ok(Ok(e)) => Ok(e),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "evidence failed");
+                    Err(e.to_string())
+                }
+                Err(_) => Err("the explainer panicked".to_string()),
+            };
+            let _ = task.reply.send(result);
+        }
+        let left = busy.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        metrics::gauge!(m::EVIDENCE_POOL_SATURATION).set(left as f64 / slots as f64);
+    }
+}
+
+/// Evidence skipped for `reason` (the metric's label) with `detail` for the reader.
+fn skipped(reason: &'static str, detail: String) -> Evidence {
+    metrics::counter!(m::EVIDENCE_SKIPPED, "reason" => reason).increment(1);
+    tracing::debug!(reason, detail, "alert without evidence");
+    Evidence::skipped(detail)
+}
+
+/// A detector alert's boxes as detections of `label` (frame pixels).
+fn alert_boxes(alert: &Alert, label: usize) -> Vec<Detection> {
+    alert
+        .detections
+        .iter()
+        .flatten()
+        .map(|b| Detection {
+            class: label,
+            score: b.score,
+            bbox: BBox::new(b.bbox[0], b.bbox[1], b.bbox[2], b.bbox[3]),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::PathBuf;
+
+    fn churn() -> Arc<Classifier> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/churn");
+        Arc::new(Classifier::load(&dir).unwrap())
+    }
+
+    fn record() -> Payload {
+        use argus_wire::Value::{Bool, Float, Int, Text};
+        let fields = [
+            ("tenure_months", Int(2)),
+            ("monthly_charges", Float(95.5)),
+            ("total_charges", Float(190.0)),
+            ("complaints_90d", Int(4)),
+            ("support_calls_30d", Int(5)),
+            ("days_since_last_interaction", Int(120)),
+            ("region", Text("west".into())),
+            ("plan", Text("unlimited".into())),
+            ("contract", Text("month_to_month".into())),
+            ("autopay", Bool(false)),
+            ("senior", Bool(true)),
+        ];
+        Payload::Record(argus_wire::Record {
+            fields: fields
+                .into_iter()
+                .map(|(n, value)| argus_wire::Field {
+                    name: n.into(),
+                    value,
+                })
+                .collect(),
+        })
+    }
+
+    fn settings(threads: usize, queue: usize, deadline: Duration) -> EvidenceSettings {
+        EvidenceSettings {
+            enabled: true,
+            threads,
+            queue,
+            deadline,
+            ..EvidenceSettings::default()
+        }
+    }
+
+    fn explainer(model: &Classifier, s: &EvidenceSettings) -> Arc<Explainer> {
+        match Explaining::for_model(model, s) {
+            Explaining::Ready(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn evidence_comes_back_within_the_deadline() {
+        let model = churn();
+        let s = settings(1, 4, Duration::from_secs(30));
+        let pool = EvidencePool::start(&s);
+        let e = pool
+            .explain(model.clone(), explainer(&model, &s), record(), 1, vec![])
+            .await;
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
+        assert!(e.compute_us.is_some());
+    }
+
+    /// Under load the budget holds: no request waits past its deadline (plus scheduling
+    /// slack), and what the pool cannot take is skipped at once as `saturated`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_load_no_alert_waits_past_its_deadline() {
+        let deadline = Duration::from_millis(20);
+        let s = EvidenceSettings {
+            // Slow explanations (sampling with many permutations) to overload the pool.
+            permutations: 20_000,
+            ..settings(1, 2, deadline)
+        };
+        let slow = {
+            let dir = tempfile::tempdir().unwrap();
+            let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/churn");
+            for f in ["model.onnx", "background.json"] {
+                std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+            }
+            let manifest = std::fs::read_to_string(src.join("manifest.toml"))
+                .unwrap()
+                .replace("covers = \"tree_covers.json\"\n", "");
+            std::fs::write(dir.path().join("manifest.toml"), manifest).unwrap();
+            let m = Arc::new(Classifier::load(dir.path()).unwrap());
+            (m, dir)
+        };
+        let explainer = explainer(&slow.0, &s);
+        let pool = EvidencePool::start(&s);
+        let started = Instant::now();
+        let waits = futures::future::join_all((0..12).map(|_| {
+            let (pool, model, explainer) = (&pool, slow.0.clone(), explainer.clone());
+            async move {
+                let t = Instant::now();
+                let e = pool.explain(model, explainer, record(), 1, vec![]).await;
+                (t.elapsed(), e)
+            }
+        }))
+        .await;
+        let mut reasons = std::collections::BTreeMap::new();
+        for (waited, e) in &waits {
+            assert!(
+                *waited < deadline + Duration::from_millis(200),
+                "waited {waited:?} with a {deadline:?} deadline"
+            );
+            assert_eq!(e.status, argus_wire::EvidenceStatus::Skipped);
+            let reason = e
+                .reason
+                .as_deref()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned();
+            *reasons.entry(reason).or_insert(0) += 1;
+        }
+        assert!(
+            reasons.get("saturated").copied().unwrap_or(0) >= 8,
+            "{reasons:?}"
+        );
+        assert!(reasons.contains_key("deadline"), "{reasons:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_tabular_bundle_without_explain_files_is_unavailable_and_off_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/churn");
+        std::fs::copy(src.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+        let manifest = std::fs::read_to_string(src.join("manifest.toml"))
+            .unwrap()
+            .replace(
+                "[explain]\ncovers = \"tree_covers.json\"\nbackground = \"background.json\"\n",
+                "",
+            )
+            .replace("argus.bundle/v5", "argus.bundle/v2");
+        std::fs::write(dir.path().join("manifest.toml"), manifest).unwrap();
+        let model = Classifier::load(dir.path()).unwrap();
+        let on = settings(1, 1, Duration::from_secs(1));
+        assert!(matches!(
+            Explaining::for_model(&model, &on),
+            Explaining::Unavailable(r) if r.contains("[explain]")
+        ));
+        assert!(matches!(
+            Explaining::for_model(&model, &EvidenceSettings::default()),
+            Explaining::Off
+        ));
+    }
+}
