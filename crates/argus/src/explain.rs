@@ -37,7 +37,7 @@ pub struct ExplainArgs {
     #[arg(long, env = "ARGUS_EXPLAIN_PERMUTATIONS")]
     pub permutations: Option<usize>,
     /// Print only the evidence, as the JSON of an alert's `evidence` section.
-    #[arg(long, env = "ARGUS_EXPLAIN_JSON")]
+    #[arg(long, env = "ARGUS_EXPLAIN_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 }
 
