@@ -649,6 +649,10 @@ impl Manifest {
         if let Some(p) = self.monitoring.as_ref().and_then(|m| m.profile.as_deref()) {
             files.push(p);
         }
+        if let Some(e) = &self.explain {
+            files.extend(e.covers.as_deref());
+            files.extend(e.background.as_deref());
+        }
         files
     }
 
@@ -1115,6 +1119,59 @@ mod fuzz {
         }
     }
 
+    /// The churn manifest as a v2 bundle: without its `[explain]` (v5).
+    fn without_explain(text: &str) -> String {
+        let (head, tail) = text
+            .split_once("\n# Evidence on alerts")
+            .unwrap_or((text, ""));
+        let tail = tail.split_once("\n[training]").map_or("", |(_, t)| t);
+        format!("{head}\n[training]{tail}").replace(BUNDLE_SCHEMA_V5, BUNDLE_SCHEMA)
+    }
+
+    /// `[explain]` (v5): plain file names, tabular bundles only, v5 only; its files belong
+    /// to the bundle (the registry ships them with it).
+    #[test]
+    fn explain_needs_v5_tabular_and_plain_file_names() {
+        let m = Manifest::parse(REAL[1], Path::new("m.toml")).unwrap();
+        assert_eq!(
+            m.files(),
+            vec!["model.onnx", "tree_covers.json", "background.json"]
+        );
+        let v2 = without_explain(REAL[1]);
+        assert!(Manifest::parse(&v2, Path::new("m.toml"))
+            .unwrap()
+            .explain
+            .is_none());
+        for (text, why) in [
+            (
+                REAL[1].replace(BUNDLE_SCHEMA_V5, BUNDLE_SCHEMA),
+                "[explain] needs schema",
+            ),
+            (
+                REAL[1].replace("\"tree_covers.json\"", "\"../covers.json\""),
+                "must be a file name",
+            ),
+            (
+                REAL[1].replace("\"background.json\"", "\"model.onnx\""),
+                "not the manifest or the model",
+            ),
+            (
+                format!(
+                    "{}\n[explain]\ncovers = \"c.json\"\n",
+                    REAL[0].replace(BUNDLE_SCHEMA, BUNDLE_SCHEMA_V5)
+                ),
+                "for task = \"tabular\"",
+            ),
+        ] {
+            match Manifest::parse(&text, Path::new("m.toml")) {
+                Err(ModelError::Bundle { reason, .. }) => {
+                    assert!(reason.contains(why), "{why}: {reason}")
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn fuzz_manifest_real_manifests_parse() {
         for text in REAL {
@@ -1127,7 +1184,7 @@ mod fuzz {
     /// to fix; older schemas refuse it so an older build never half-reads a v3 bundle.
     #[test]
     fn monitoring_needs_v3_a_plain_profile_name_and_a_known_metric() {
-        let v3 = REAL[1].replace(BUNDLE_SCHEMA, BUNDLE_SCHEMA_V3);
+        let v3 = without_explain(REAL[1]).replace(BUNDLE_SCHEMA, BUNDLE_SCHEMA_V3);
         let with = |base: &str, section: &str| format!("{base}\n[monitoring]\n{section}\n");
         let parse = |text: String| Manifest::parse(&text, Path::new("m.toml"));
         let m = parse(with(
@@ -1142,7 +1199,10 @@ mod fuzz {
         );
         assert_eq!(parse(v3.clone()).unwrap().files(), vec!["model.onnx"]);
         for (text, why) in [
-            (with(REAL[1], "gate_metric = \"f1\""), "needs schema"),
+            (
+                with(&without_explain(REAL[1]), "gate_metric = \"f1\""),
+                "needs schema",
+            ),
             (with(&v3, "profile = \"../x.json\""), "no path"),
             (
                 with(&v3, "profile = \"model.onnx\""),

@@ -256,8 +256,10 @@ pub struct Evidence {
     /// `occlusion` (images).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// What the attributions measure: `probability`, `log_odds`, `logit`, `margin`, `value`
-    /// (occlusion: the drop in the label's score).
+    /// What the values measure: attributions in the model's output space (`probability`,
+    /// `log_odds`, `logit`, `margin`, `value`); occlusion grids the drop in the label's
+    /// log-odds (`log_odds_drop`, classifiers) or in the box's score (`score_drop`,
+    /// detectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space: Option<String>,
     /// The output with no feature known (attributions only): `base_value` plus every
@@ -314,7 +316,10 @@ impl Evidence {
             .map(|s| {
                 let drop = s.values.iter().copied().fold(f32::MIN, f32::max);
                 let [x1, y1, x2, y2] = s.peak;
-                format!("[{x1:.0},{y1:.0},{x2:.0},{y2:.0}] (score -{drop:.2} when hidden)")
+                format!(
+                    "[{x1:.0},{y1:.0},{x2:.0},{y2:.0}] (score -{drop:.2} when hidden, {})",
+                    self.space.as_deref().unwrap_or("score_drop")
+                )
             })
             .collect();
         if peaks.is_empty() {
@@ -366,7 +371,8 @@ pub struct Saliency {
     pub rows: u32,
     /// Grid columns.
     pub cols: u32,
-    /// Score drop per cell, row-major (negative: blanking the cell raised the score).
+    /// Drop of the score per cell when it is blanked, row-major (negative: blanking it
+    /// raised the score), in the evidence's `space`.
     pub values: Vec<f32>,
     /// The box explained (detectors), `[x1, y1, x2, y2]` in frame pixels.
     #[serde(default, rename = "box", skip_serializing_if = "Option::is_none")]

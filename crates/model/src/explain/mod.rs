@@ -205,11 +205,10 @@ impl Explainer {
         match &self.kind {
             Kind::Occlusion => {
                 let boxes = &boxes[..boxes.len().min(self.settings.max_boxes)];
-                let saliency =
-                    occlusion::occlusion(model, payload, label, boxes, self.settings.grid)?;
+                let grids = occlusion::occlusion(model, payload, label, boxes, self.settings.grid)?;
                 Ok(Evidence {
-                    space: Some("score_drop".into()),
-                    saliency,
+                    space: Some(grids.space.into()),
+                    saliency: grids.saliency,
                     ..Evidence::ok(Method::Occlusion.as_str())
                 })
             }
