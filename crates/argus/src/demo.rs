@@ -33,6 +33,83 @@ struct Tally {
     duplicates: u64,
     /// Predictions per model version.
     per_version: std::collections::BTreeMap<String, u64>,
+    /// Alerts' evidence: computed, skipped (by reason), and how often its saliency peak
+    /// lies on the person the scene put in the frame.
+    evidence: EvidenceTally,
+}
+
+#[derive(Debug, Default)]
+struct EvidenceTally {
+    ok: u64,
+    skipped: std::collections::BTreeMap<String, u64>,
+    /// Alerts on frames with a person whose saliency was checked against it.
+    checked: u64,
+    /// Of those, peaks that overlap the person.
+    on_person: u64,
+}
+
+impl EvidenceTally {
+    /// Counts `a`'s evidence; for a synthetic frame with a person, checks the saliency
+    /// peak against where the scene put the person (`scene` renders the frame).
+    fn observe(
+        &mut self,
+        a: &Alert,
+        scene: impl FnOnce() -> Option<argus_producer::scene::BoundingBox>,
+    ) {
+        let Some(e) = &a.evidence else {
+            return;
+        };
+        if e.status == argus_wire::EvidenceStatus::Skipped {
+            let reason = e
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .unwrap_or("");
+            *self.skipped.entry(reason.to_owned()).or_default() += 1;
+            return;
+        }
+        self.ok += 1;
+        if let (Some(s), Some(b)) = (e.saliency.first(), scene()) {
+            let [x1, y1, x2, y2] = s.peak;
+            let (bx1, by1) = (b.x as f32, b.y as f32);
+            let (bx2, by2) = (bx1 + b.width as f32, by1 + b.height as f32);
+            self.checked += 1;
+            self.on_person += u64::from(x2.min(bx2) > x1.max(bx1) && y2.min(by2) > y1.max(by1));
+        }
+    }
+
+    /// The summary line, if evidence was on.
+    fn line(&self) -> Option<String> {
+        if self.ok == 0 && self.skipped.is_empty() {
+            return None;
+        }
+        let skipped: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        let mut line = format!(
+            "evidence: {} alerts explained, {} skipped{}",
+            self.ok,
+            self.skipped.values().sum::<u64>(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skipped.join(", "))
+            }
+        );
+        if self.checked > 0 {
+            line += &format!(
+                " | saliency peak on the person in {} of {} alerts on frames with one ({:.0} %)",
+                self.on_person,
+                self.checked,
+                100.0 * self.on_person as f64 / self.checked as f64
+            );
+        }
+        Some(line)
+    }
 }
 
 impl Tally {
@@ -575,6 +652,9 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
         })
         .collect();
     println!("frames consumed per worker: {}", per_worker.join(", "));
+    if let Some(line) = tally.evidence.line() {
+        println!("{line}");
+    }
     if swap.is_some() {
         println!("{}", versions_line(&tally, frames));
     }
@@ -667,6 +747,14 @@ fn observe(
         };
         tally.alerts += 1;
         tally.alerted.insert(a.prediction_id.clone());
+        if a.zone.is_none() {
+            let synthetic = camera_index(a.input.source_id.as_deref()).zip(a.input.sequence);
+            let c = &args.cameras;
+            tally.evidence.observe(&a, || {
+                let (cam, seq) = synthetic.filter(|_| args.video.is_none())?;
+                argus_producer::scene::render(c.seed, cam, seq, c.width, c.height).person
+            });
+        }
         if let (Some(zone), true) = (&a.zone, tally.alerts <= args.max_printed_alerts) {
             let tracks: Vec<String> = a
                 .detections

@@ -316,10 +316,11 @@ impl Evidence {
             .map(|s| {
                 let drop = s.values.iter().copied().fold(f32::MIN, f32::max);
                 let [x1, y1, x2, y2] = s.peak;
-                format!(
-                    "[{x1:.0},{y1:.0},{x2:.0},{y2:.0}] (score -{drop:.2} when hidden, {})",
-                    self.space.as_deref().unwrap_or("score_drop")
-                )
+                let what = match self.space.as_deref() {
+                    Some("log_odds_drop") => "log-odds",
+                    _ => "score",
+                };
+                format!("[{x1:.0},{y1:.0},{x2:.0},{y2:.0}] ({what} -{drop:.2} when hidden)")
             })
             .collect();
         if peaks.is_empty() {
