@@ -83,6 +83,7 @@ const NAMES: &[&str] = &[
     "argus_worker_consumer_errors_total",
     "argus_worker_dlq_total",
     "argus_worker_end_to_end_seconds",
+    "argus_worker_evidence_overlay_failures_total",
     "argus_worker_evidence_pool_saturation",
     "argus_worker_evidence_seconds",
     "argus_worker_evidence_skipped_total",

@@ -577,12 +577,40 @@ fn the_demo_spreads_cameras_over_the_workers() {
         .unwrap();
     assert!(explained > 0, "{evidence}");
     let share: f64 = evidence
-        .rsplit('(')
-        .next()
+        .split("on frames with one (")
+        .nth(1)
         .and_then(|r| r.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no share in {evidence}"));
     assert!(share >= 60.0, "{evidence}");
-    assert!(stdout.contains("salient region ["), "alerts print their evidence");
+    // … and each image alert's saliency is drawn over its frame, in a PNG the alert names.
+    let dir = evidence
+        .split("overlays (PNG) in ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no overlay directory in {evidence}"));
+    let pngs = walk_pngs(std::path::Path::new(dir.trim()));
+    assert!(pngs > 0, "no overlay written in {dir}");
+    let _ = std::fs::remove_dir_all(dir.trim());
+    assert!(
+        stdout.contains("salient region ["),
+        "alerts print their evidence"
+    );
+}
+
+/// PNG files under `dir`, recursively.
+fn walk_pngs(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_pngs(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "png"))
+            }
+        })
+        .sum()
 }
 
 /// `argus demo` switches model versions live: v2 goes to a canary a third in and to

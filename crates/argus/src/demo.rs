@@ -286,6 +286,10 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
     }
     if !args.no_evidence {
         args.model.evidence.enabled = true;
+        if args.model.evidence.overlays.is_none() {
+            args.model.evidence.overlays =
+                Some(std::env::temp_dir().join(format!("argus-demo-evidence-{run_id}")));
+        }
     }
     let model = load_model(
         &resolve_model(&args.model.model),
@@ -653,7 +657,14 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
         .collect();
     println!("frames consumed per worker: {}", per_worker.join(", "));
     if let Some(line) = tally.evidence.line() {
-        println!("{line}");
+        let overlays = args
+            .model
+            .evidence
+            .overlays
+            .as_ref()
+            .map(|d| format!(" | overlays (PNG) in {}", d.display()))
+            .unwrap_or_default();
+        println!("{line}{overlays}");
     }
     if swap.is_some() {
         println!("{}", versions_line(&tally, frames));

@@ -99,6 +99,10 @@ pub struct ModelArgs {
     /// Threads computing evidence, beside the model's [default: 1].
     #[arg(long)]
     pub evidence_threads: Option<usize>,
+    /// Write a saliency overlay per image alert here (a PNG of the frame with the cells
+    /// that mattered tinted; the alert refers to it) [default: none written].
+    #[arg(long)]
+    pub evidence_overlays: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -142,6 +146,11 @@ impl ModelArgs {
             "worker.evidence.threads",
             "--evidence-threads",
             self.evidence_threads.as_ref(),
+        );
+        f.set(
+            "worker.evidence.overlays",
+            "--evidence-overlays",
+            self.evidence_overlays.as_ref(),
         );
     }
 }

@@ -306,6 +306,10 @@ pub struct EvidenceSettings {
     pub grid: u32,
     /// Sampled permutations (tabular models without tree covers).
     pub permutations: usize,
+    /// Directory for saliency overlays (images: a PNG per grid, the frame with the cells
+    /// that mattered tinted, referred to by the grid's `overlay`) [default: none written].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlays: Option<PathBuf>,
 }
 
 impl Default for EvidenceSettings {
@@ -317,6 +321,7 @@ impl Default for EvidenceSettings {
             deadline: Duration::from_millis(500),
             grid: 6,
             permutations: 64,
+            overlays: None,
         }
     }
 }

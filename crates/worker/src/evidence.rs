@@ -15,6 +15,7 @@ use argus_model::detection::{BBox, Detection};
 use argus_model::explain::Explainer;
 use argus_model::Classifier;
 use argus_wire::{Alert, Evidence, Payload, ALERT_SCHEMA_V4};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,8 @@ struct Task {
     label: usize,
     boxes: Vec<Detection>,
     deadline: Instant,
+    /// Where this alert's saliency overlays go (`<this>-<grid>.png`), if written.
+    overlay: Option<PathBuf>,
     reply: oneshot::Sender<Result<Evidence, String>>,
 }
 
@@ -67,6 +70,7 @@ pub struct EvidencePool {
     busy: Arc<AtomicUsize>,
     slots: usize,
     deadline: Duration,
+    overlays: Option<PathBuf>,
 }
 
 impl EvidencePool {
@@ -91,11 +95,13 @@ impl EvidencePool {
             busy,
             slots,
             deadline: settings.deadline,
+            overlays: settings.overlays.clone(),
         })
     }
 
     /// The evidence for `label` of `model` on `payload` (detectors: on `boxes`), or why
-    /// there is none: never waits longer than the deadline.
+    /// there is none: never waits longer than the deadline. `name` (the alert's camera and
+    /// id) names its saliency overlays when they are written.
     pub async fn explain(
         &self,
         model: Arc<Classifier>,
@@ -103,6 +109,7 @@ impl EvidencePool {
         payload: Payload,
         label: usize,
         boxes: Vec<Detection>,
+        name: Option<(&str, &str)>,
     ) -> Evidence {
         let started = Instant::now();
         let deadline = started + self.deadline;
@@ -115,6 +122,10 @@ impl EvidencePool {
             label,
             boxes,
             deadline,
+            overlay: self.overlays.as_ref().zip(name).map(|(dir, (camera, id))| {
+                dir.join(crate::snapshot::file_name(camera))
+                    .join(crate::snapshot::file_name(id))
+            }),
             reply,
         };
         let sent = match self.tx.lock() {
@@ -190,12 +201,14 @@ impl EvidencePool {
                         .position(|l| *l == alert.label)
                         .unwrap_or(0);
                     let boxes = alert_boxes(alert, label);
+                    let camera = alert.input.source_id.clone().unwrap_or_default();
                     self.explain(
                         model.clone(),
                         explainer.clone(),
                         c.envelope.payload.clone(),
                         label,
                         boxes,
+                        Some((&camera, &alert.id)),
                     )
                     .await
                 }
@@ -238,7 +251,12 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
                     .explain(&task.model, &task.payload, task.label, &task.boxes)
             }));
             let result = match result {
-                Ok(Ok(e)) => Ok(e),
+                Ok(Ok(mut e)) => {
+                    if let Some(base) = &task.overlay {
+                        write_overlays(&task.payload, &mut e, base);
+                    }
+                    Ok(e)
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "evidence failed");
                     Err(e.to_string())
@@ -249,6 +267,22 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
         }
         let left = busy.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
         metrics::gauge!(m::EVIDENCE_POOL_SATURATION).set(left as f64 / slots as f64);
+    }
+}
+
+/// Writes a PNG per saliency grid of `e` next to `base` and records where in the grid.
+fn write_overlays(payload: &Payload, e: &mut Evidence, base: &std::path::Path) {
+    for (k, s) in e.saliency.iter_mut().enumerate() {
+        let mut path = base.as_os_str().to_owned();
+        path.push(format!("-{k}.png"));
+        let path = PathBuf::from(path);
+        match crate::snapshot::write_overlay(payload, s, &path) {
+            Ok(()) => s.overlay = Some(format!("file://{}", path.display())),
+            Err(error) => {
+                metrics::counter!(m::EVIDENCE_OVERLAY_FAILURES).increment(1);
+                tracing::warn!(path = %path.display(), error, "saliency overlay not written");
+            }
+        }
     }
 }
 
@@ -333,7 +367,14 @@ mod tests {
         let s = settings(1, 4, Duration::from_secs(30));
         let pool = EvidencePool::start(&s);
         let e = pool
-            .explain(model.clone(), explainer(&model, &s), record(), 1, vec![])
+            .explain(
+                model.clone(),
+                explainer(&model, &s),
+                record(),
+                1,
+                vec![],
+                None,
+            )
             .await;
         assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
         assert!(e.compute_us.is_some());
@@ -369,7 +410,9 @@ mod tests {
             let (pool, model, explainer) = (&pool, slow.0.clone(), explainer.clone());
             async move {
                 let t = Instant::now();
-                let e = pool.explain(model, explainer, record(), 1, vec![]).await;
+                let e = pool
+                    .explain(model, explainer, record(), 1, vec![], None)
+                    .await;
                 (t.elapsed(), e)
             }
         }))

@@ -51,6 +51,8 @@ pub const EVIDENCE_SECONDS: &str = "argus_worker_evidence_seconds";
 pub const EVIDENCE_SKIPPED: &str = "argus_worker_evidence_skipped_total";
 /// Every `reason` label of [`EVIDENCE_SKIPPED`].
 pub const EVIDENCE_SKIP_REASONS: &[&str] = &["deadline", "saturated", "error", "unavailable"];
+/// Counter: saliency overlays that could not be written (the alert goes out without one).
+pub const EVIDENCE_OVERLAY_FAILURES: &str = "argus_worker_evidence_overlay_failures_total";
 /// Gauge: evidence requests queued or running ÷ the pool's threads + queue (1: the next
 /// request is skipped as `saturated`).
 pub const EVIDENCE_POOL_SATURATION: &str = "argus_worker_evidence_pool_saturation";
@@ -218,6 +220,7 @@ pub fn register_evidence_defaults() {
         metrics::counter!(EVIDENCE_SKIPPED, "reason" => *reason).absolute(0);
     }
     metrics::gauge!(EVIDENCE_POOL_SATURATION).set(0.0);
+    metrics::counter!(EVIDENCE_OVERLAY_FAILURES).absolute(0);
 }
 
 /// Sets [`WORKER_INFO`]: this process is worker `worker_id` of `group`.
@@ -242,6 +245,10 @@ pub fn describe() {
     describe_counter!(
         EVIDENCE_SKIPPED,
         "Alerts that went out without evidence, by reason (deadline, saturated, error, unavailable)"
+    );
+    describe_counter!(
+        EVIDENCE_OVERLAY_FAILURES,
+        "Saliency overlays that could not be written (the alert went out without one)"
     );
     describe_gauge!(
         EVIDENCE_POOL_SATURATION,

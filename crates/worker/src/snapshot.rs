@@ -1,6 +1,8 @@
 //! Alert snapshots: the alerting frame as a JPEG with the boxes behind the alert (red), the
 //! frame's other boxes (blue) and the zone (yellow) drawn, written to a file the alert
-//! refers to — never inline in the alert.
+//! refers to — never inline in the alert. Saliency overlays: the frame as a PNG with an
+//! occlusion grid's cells tinted by how much they mattered, the box explained and the peak
+//! cell outlined (evidence, [`crate::evidence`]).
 use argus_wire::Payload;
 use image::{Rgb, RgbImage};
 use std::path::Path;
@@ -53,6 +55,56 @@ pub(crate) fn write(
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Decodes `payload`, tints each cell of `saliency`'s grid red in proportion to its drop
+/// (cells that did not lower the score stay as they are), outlines the box explained and
+/// the peak cell, and writes a PNG to `path` (its directory created; written to a temporary
+/// name first).
+pub(crate) fn write_overlay(
+    payload: &Payload,
+    saliency: &argus_wire::Saliency,
+    path: &Path,
+) -> Result<(), String> {
+    let mut img = argus_model::preprocess::decode(payload).map_err(|e| e.to_string())?;
+    tint(&mut img, saliency);
+    if let Some(b) = &saliency.bbox {
+        rectangle(&mut img, b, OTHER);
+    }
+    rectangle(&mut img, &saliency.peak, ZONE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("png.tmp");
+    img.save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Tints the grid's cells (a uniform grid over the frame) red by their share of the
+/// largest drop, at most 60 % opaque.
+fn tint(img: &mut RgbImage, s: &argus_wire::Saliency) {
+    let top = s.values.iter().copied().fold(0f32, f32::max);
+    if top <= 0.0 || s.rows == 0 || s.cols == 0 {
+        return;
+    }
+    let (w, h) = img.dimensions();
+    for (y, row) in img.rows_mut().enumerate() {
+        let r = (y as u64 * u64::from(s.rows) / u64::from(h.max(1))) as u32;
+        for (x, px) in row.enumerate() {
+            let c = (x as u64 * u64::from(s.cols) / u64::from(w.max(1))) as u32;
+            let v = s
+                .values
+                .get((r * s.cols + c) as usize)
+                .copied()
+                .unwrap_or(0.0);
+            let a = 0.6 * (v / top).clamp(0.0, 1.0);
+            for (k, ch) in px.0.iter_mut().enumerate() {
+                let target = if k == 0 { 255.0 } else { 0.0 };
+                *ch = (f32::from(*ch) * (1.0 - a) + target * a).round() as u8;
+            }
+        }
+    }
+}
+
 const ZONE: Rgb<u8> = Rgb([255, 220, 0]);
 const BOX: Rgb<u8> = Rgb([255, 40, 40]);
 const OTHER: Rgb<u8> = Rgb([60, 140, 255]);
@@ -97,6 +149,42 @@ fn line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), colour: Rgb<u8>) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn overlays_tint_the_cells_that_mattered() {
+        let mut img = RgbImage::from_pixel(60, 40, Rgb([100, 100, 100]));
+        let s = argus_wire::Saliency {
+            rows: 2,
+            cols: 3,
+            values: vec![0.0, 2.0, 0.0, -1.0, 1.0, 0.0],
+            bbox: None,
+            peak: [20.0, 0.0, 40.0, 20.0],
+            overlay: None,
+        };
+        tint(&mut img, &s);
+        assert_eq!(img.get_pixel(5, 5).0, [100, 100, 100], "no drop: untouched");
+        assert_eq!(img.get_pixel(30, 5).0, [193, 40, 40], "the peak: 60 % red");
+        assert_eq!(
+            img.get_pixel(30, 30).0,
+            [147, 70, 70],
+            "half the peak's drop: 30 %"
+        );
+        assert_eq!(img.get_pixel(5, 30).0, [100, 100, 100], "a rise: untouched");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cam-1").join("a.png");
+        let mut png = Vec::new();
+        RgbImage::from_pixel(60, 40, Rgb([9, 9, 9]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let payload = Payload::Encoded {
+            format: argus_wire::ImageFormat::Png,
+            bytes: png,
+        };
+        write_overlay(&payload, &s, &path).unwrap();
+        let back = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(back.dimensions(), (60, 40));
+        assert_ne!(back.get_pixel(30, 10).0, [9, 9, 9]);
+    }
 
     #[test]
     fn names_are_one_safe_segment() {
