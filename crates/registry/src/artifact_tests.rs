@@ -6,11 +6,13 @@ fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-/// A copy of `models/<name>` (manifest and model file only) in a temp dir.
+/// A copy of `models/<name>` (the manifest and the files it names, nothing else) in a
+/// temp dir.
 pub(crate) fn copy_bundle(name: &str, to: &Path) -> PathBuf {
     let dir = to.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["manifest.toml", "model.onnx"] {
+    let manifest = argus_model::Manifest::load(&models().join(name)).unwrap();
+    for f in std::iter::once("manifest.toml").chain(manifest.files()) {
         std::fs::copy(models().join(name).join(f), dir.join(f)).unwrap();
     }
     dir
@@ -45,9 +47,12 @@ fn the_same_bundle_packs_to_the_same_bytes_wherever_it_lies() {
     assert_eq!(
         names,
         vec![
+            ("background.json".into(), 0, 0o644, 0),
             ("manifest.toml".into(), 0, 0o644, 0),
-            ("model.onnx".into(), 0, 0o644, 0)
-        ]
+            ("model.onnx".into(), 0, 0o644, 0),
+            ("tree_covers.json".into(), 0, 0o644, 0)
+        ],
+        "the manifest and the files it names (the model, [explain]'s covers and background), by name"
     );
 }
 
@@ -134,7 +139,7 @@ fn unpack_writes_the_bundle_and_refuses_paths() {
     assert!(e.to_string().contains("not a plain file"), "{e}");
 }
 
-/// A v3 bundle's drift reference profile travels in the tar, unpacks beside the model and
+/// A bundle's drift reference profile (v3 and later) travels in the tar, unpacks beside the model and
 /// is part of a cache hit; a bundle that names a profile it lacks is refused.
 #[test]
 fn a_v3_bundle_carries_its_reference_profile() {
