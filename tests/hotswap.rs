@@ -45,7 +45,7 @@ fn camera_as(dir: &Path, version: &str) -> PathBuf {
     let src = repo_root().join("models/camera-person");
     let out = dir.join(version);
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::copy(src.join("model.onnx"), out.join("model.onnx")).unwrap();
+    copy_bundle_files(&src, &out);
     let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
     let manifest = manifest.replace("version = \"1\"", &format!("version = \"{version}\""));
     std::fs::write(out.join("manifest.toml"), manifest).unwrap();

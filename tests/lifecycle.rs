@@ -363,7 +363,7 @@ fn bundle_with_profile(life: &Life, from: &str, name: &str, profile: &[u8]) -> P
     let dir = life.path(name);
     std::fs::create_dir_all(&dir).unwrap();
     let src = repo_root().join(from);
-    std::fs::copy(src.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    copy_bundle_files(&src, &dir);
     let text = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
     let text = text.replace("argus.bundle/v2", "argus.bundle/v3")
         + "\n[monitoring]\nprofile = \"reference.json\"\ngate_metric = \"roc_auc\"\n";

@@ -2,7 +2,7 @@
 //! rollback, archive; the JSON it prints validates against the registry schemas; the exit
 //! codes: 64 for what the user must fix, 1 (not a panic) when Kafka does not answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use argus_e2e::{argus_bin, brokers, repo_root, unique};
+use argus_e2e::{argus_bin, brokers, copy_bundle_files, repo_root, unique};
 use std::process::Output;
 
 struct Cli {
@@ -73,7 +73,7 @@ fn register_promote_rollback_archive_from_the_command_line() {
     let churn = repo_root().join("models/churn");
     let v2 = cli.cache.path().join("churn-2");
     std::fs::create_dir_all(&v2).unwrap();
-    std::fs::copy(churn.join("model.onnx"), v2.join("model.onnx")).unwrap();
+    copy_bundle_files(&churn, &v2);
     let manifest = std::fs::read_to_string(churn.join("manifest.toml")).unwrap();
     std::fs::write(
         v2.join("manifest.toml"),

@@ -133,7 +133,7 @@ fn bundle(name: &str, version: &str) -> PathBuf {
     }
     let copy = std::env::temp_dir().join(argus_e2e::unique(&format!("serve-{name}-v{version}")));
     std::fs::create_dir_all(&copy).unwrap();
-    std::fs::copy(dir.join("model.onnx"), copy.join("model.onnx")).unwrap();
+    argus_e2e::copy_bundle_files(&dir, &copy);
     let manifest = std::fs::read_to_string(dir.join("manifest.toml"))
         .unwrap()
         .replacen("version = \"1\"", &format!("version = \"{version}\""), 1);

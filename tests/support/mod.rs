@@ -52,6 +52,16 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Copies the files `src`'s manifest names (the model, and files such as `[explain]`'s) to
+/// `dst`, not the manifest: the caller writes its own version of it.
+pub fn copy_bundle_files(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    let manifest = argus_model::Manifest::load(src).unwrap();
+    for f in manifest.files() {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
 /// The bundled camera model.
 pub fn model() -> Arc<Classifier> {
     Arc::new(
