@@ -1,6 +1,6 @@
 //! The `argus-bench` command line: the flags `argus bench` and `argus drift bench` took,
-//! mapped onto the library's typed options.
-use argus_bench::{DriftBenchOptions, FrameSpec, WorkerBenchOptions};
+//! mapped onto the library's typed options, and those of the newer `serve` and `evidence`.
+use argus_bench::{DriftBenchOptions, EvidenceBenchOptions, FrameSpec, WorkerBenchOptions};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +30,151 @@ pub enum Command {
     /// Benchmark `argus serve` against a FastAPI + uvicorn + onnxruntime server on the same
     /// bundle, requests and load generator (no broker; `bench/serve` sets up the venv).
     Serve(ServeArgs),
+    /// Benchmark evidence on alerts: TreeSHAP, sampling Shapley and occlusion per alert
+    /// next to the model's own cost (offline), and worker throughput with evidence on and
+    /// off on a real broker.
+    Evidence(EvidenceArgs),
+}
+
+/// `argus-bench evidence` flags.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Stages to run: 1 cost per alert (offline, no broker), 2 worker throughput with
+    /// evidence on and off (broker).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub stages: Vec<u8>,
+    /// The tabular bundle (with [explain] covers and background).
+    #[arg(long, default_value = "models/churn")]
+    pub model: PathBuf,
+    /// The records, CSV or JSON lines (read as `argus produce` reads them).
+    #[arg(long, default_value = "tests/fixtures/churn/customers-10k.csv")]
+    pub records: PathBuf,
+    /// The records' key column.
+    #[arg(long, default_value = "customer_id")]
+    pub key: String,
+    /// Stage 1: records explained with TreeSHAP (the file cycled if shorter).
+    #[arg(long, default_value_t = 2000)]
+    pub explain_rows: usize,
+    /// Stage 1: records explained by sampling Shapley (the bundle without its covers).
+    #[arg(long, default_value_t = 200)]
+    pub sampling_rows: usize,
+    /// Stage 1: image bundles explained by occlusion (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "models/camera-person")]
+    pub image_models: Vec<PathBuf>,
+    /// Stage 1: synthetic frames explained per image bundle.
+    #[arg(long, default_value_t = 50)]
+    pub image_frames: usize,
+    /// Stage 1: explain the JPEG/PNG files of this folder (cycled to --image-frames)
+    /// instead of synthetic frames, e.g. for a detector, which finds no one in them.
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+    /// Stage 1: frame width in pixels.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Stage 1: frame height in pixels.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Stage 1: scenes are deterministic from this seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Stage 1: JPEG quality of the frames.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Stage 2: records pre-filled and drained per run (the file cycled). Without evidence a
+    /// worker drains ~50k churn records/s on 2 cores: fewer would time sub-second drains.
+    #[arg(long, default_value_t = 100_000)]
+    pub drain_records: u64,
+    /// Stage 2: share of the records the alert rule is to alert on (its threshold is their
+    /// probability's quantile at 1 − share).
+    #[arg(long, default_value_t = 0.05)]
+    pub alert_share: f64,
+    /// Stage 2: rounds of the four drains (off, on, demo on, demo off; reversed every other
+    /// round).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Stage 2: skip the untimed warm-up drain.
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Before stage 1 and before each drain, wait up to this long for the machine to be
+    /// ≥ 85% idle for 2 s; 0 = do not wait.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub quiet_wait: Duration,
+    /// Stage 2: partitions of the input topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Stage 2, for experiments: the evidence pool's threads [default: the worker's].
+    #[arg(long)]
+    pub evidence_threads: Option<usize>,
+    /// Stage 2, for experiments: the evidence pool's queue [default: the worker's].
+    #[arg(long)]
+    pub evidence_queue: Option<usize>,
+    /// Stage 2, for experiments: how long an alert waits for its evidence [default: the
+    /// worker's].
+    #[arg(long, value_parser = parse_duration)]
+    pub evidence_deadline: Option<Duration>,
+    /// Stage 2, for experiments: the worker's bound on inputs in flight [default: the
+    /// worker's].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Pid of the Kafka broker whose CPU time is reported [default: every local process with
+    /// `kafka.Kafka` on its command line].
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Leave the benchmark's topics on the broker.
+    #[arg(long)]
+    pub keep_topics: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl EvidenceArgs {
+    /// The worker's default `[worker.evidence]` with the overrides given.
+    fn evidence(&self) -> argus_worker::config::EvidenceSettings {
+        let d = argus_worker::config::EvidenceSettings::default();
+        argus_worker::config::EvidenceSettings {
+            threads: self.evidence_threads.unwrap_or(d.threads),
+            queue: self.evidence_queue.unwrap_or(d.queue),
+            deadline: self.evidence_deadline.unwrap_or(d.deadline),
+            ..d
+        }
+    }
+
+    /// The library's options.
+    pub fn options(&self) -> EvidenceBenchOptions {
+        EvidenceBenchOptions {
+            kafka: self.kafka.settings(),
+            stages: self.stages.clone(),
+            model: self.model.clone(),
+            records: self.records.clone(),
+            key: self.key.clone(),
+            explain_rows: self.explain_rows,
+            sampling_rows: self.sampling_rows,
+            image_models: self.image_models.clone(),
+            frames_spec: FrameSpec {
+                cameras: 4,
+                width: self.width,
+                height: self.height,
+                seed: self.seed,
+                jpeg_quality: self.jpeg_quality,
+                distinct_frames: self.image_frames,
+            },
+            image_dir: self.image_dir.clone(),
+            evidence: self.evidence(),
+            max_in_flight: self.max_in_flight,
+            drain_records: self.drain_records,
+            alert_share: self.alert_share,
+            rounds: self.rounds,
+            no_warmup: self.no_warmup,
+            quiet_wait: self.quiet_wait,
+            partitions: self.partitions,
+            broker_pid: self.broker_pid,
+            keep_topics: self.keep_topics,
+            json: self.json.clone(),
+        }
+    }
 }
 
 /// `argus-bench serve` flags.
@@ -483,6 +628,27 @@ mod tests {
             o.kafka.options.get("linger.ms").map(String::as_str),
             Some("1")
         );
+    }
+
+    #[test]
+    fn evidence_defaults_match_the_docs() {
+        let cli = Cli::try_parse_from(["argus-bench", "evidence", "--stages", "1"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Evidence(e) = cli.command else {
+            panic!("not evidence")
+        };
+        let o = e.options();
+        assert_eq!(o.stages, vec![1]);
+        assert_eq!(o.drain_records, 100_000);
+        assert_eq!(o.explain_rows, 2000);
+        assert!((o.alert_share - 0.05).abs() < 1e-12);
+        assert_eq!(o.image_models, vec![PathBuf::from("models/camera-person")]);
+        assert_eq!(o.frames_spec.distinct_frames, 50);
+        assert_eq!(
+            o.evidence,
+            argus_worker::config::EvidenceSettings::default()
+        );
+        assert_eq!(o.max_in_flight, None);
     }
 
     #[test]

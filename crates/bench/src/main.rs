@@ -1,7 +1,7 @@
 //! `argus-bench`: the benchmark harnesses as their own binary, out of the product binary.
 //! `argus-bench worker` is what `argus bench` was, `argus-bench drift` what
-//! `argus drift bench` was; flags are unchanged. Exit codes as `argus`: 64 for bad options,
-//! 1 for a failed run.
+//! `argus drift bench` was; flags are unchanged. `argus-bench serve` and `argus-bench
+//! evidence` are new. Exit codes as `argus`: 64 for bad options, 1 for a failed run.
 mod cli;
 
 use argus_bench::BenchError;
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             cli::Command::Worker(args) => argus_bench::worker::run(args.options()).await,
             cli::Command::Drift(args) => argus_bench::drift::run(args.options()).await,
             cli::Command::Serve(args) => argus_bench::serve::run(args.options()).await,
+            cli::Command::Evidence(args) => argus_bench::evidence::run(args.options()).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -2,9 +2,10 @@
 //! watch` child) on the pre-filled topic, timed from the worker's first consumed input; the
 //! sidecar is then given time to catch up so its whole cost is charged to the run.
 use super::sidecar::{free_port, secs, sidecar_metrics, Sidecar, SidecarMetrics, Snap};
-use super::throughput::{quiet_machine, variant_name, DrainRun, RunTopics, Stage3};
+use super::throughput::{variant_name, DrainRun, RunTopics, Stage3};
 use crate::error::{runtime, BenchError};
 use crate::harness::cores;
+use crate::harness::cpu::quiet_machine;
 use crate::harness::kafka::{finished, wait_until, BenchWorker};
 use argus_kafka::TopicSpec;
 use argus_worker::{AlertRule, WorkerConfig, WorkerStats};

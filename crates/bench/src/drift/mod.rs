@@ -24,7 +24,7 @@ mod summary;
 mod throughput;
 
 use crate::error::{runtime, usage, BenchError};
-use crate::harness::{check_json_path, cores, loadavg, write_json, FrameSpec};
+use crate::harness::{check_json_path, cores, cpu_model, loadavg, write_json, FrameSpec};
 use argus_kafka::KafkaSettings;
 use argus_stats::profile::ProfileSettings;
 use argus_wire::now_us;
@@ -208,15 +208,6 @@ async fn offline_stages(
     })
     .await
     .map_err(runtime)?
-}
-
-fn cpu_model() -> Option<String> {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
 }
 
 fn check(a: &DriftBenchOptions) -> Result<(), BenchError> {

@@ -5,8 +5,7 @@
 use super::summary::{print_stage3, summarise};
 use super::DriftBenchOptions;
 use crate::error::{runtime, BenchError};
-use crate::harness::cpu::cpu_snapshot;
-use crate::harness::cpu::{broker_pids, cpu_busy};
+use crate::harness::cpu::broker_pids;
 use crate::harness::kafka::{await_deliveries, enqueue};
 use crate::harness::{
     envelope_bytes, load_model, mean_frame_bytes, median, metrics_handle, on_signal, render_pool,
@@ -164,34 +163,6 @@ pub(super) fn check_profile_loads(path: &Path) -> Result<(), BenchError> {
     Profile::from_json(&text)
         .map_err(|e| runtime(format!("the profile {} does not load: {e}", path.display())))?;
     Ok(())
-}
-
-/// Waits until the machine has been ≥ 85% idle for 2 s (sampled every 250 ms), at most
-/// `limit`; returns the time waited and whether it got quiet.
-pub(super) async fn quiet_machine(limit: Duration) -> (f64, bool) {
-    let start = Instant::now();
-    if limit.is_zero() {
-        return (0.0, true);
-    }
-    let mut quiet_since: Option<Instant> = None;
-    let mut last = cpu_snapshot();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = cpu_snapshot();
-        let idle = cpu_busy(last, now).is_some_and(|b| b <= 0.15);
-        last = now;
-        match (idle, quiet_since) {
-            (true, None) => quiet_since = Some(Instant::now()),
-            (true, Some(t)) if t.elapsed() >= Duration::from_secs(2) => {
-                return (start.elapsed().as_secs_f64(), true)
-            }
-            (false, _) => quiet_since = None,
-            _ => {}
-        }
-        if start.elapsed() >= limit {
-            return (start.elapsed().as_secs_f64(), false);
-        }
-    }
 }
 
 pub(super) fn variant_name(max_fps: Option<f64>) -> String {

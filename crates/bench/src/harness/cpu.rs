@@ -1,8 +1,8 @@
 //! CPU time from /proc (Linux): the whole machine, this process and its threads, and the
 //! local Kafka broker, so a rate is reported with what it cost and whether other processes
-//! competed for the machine meanwhile.
+//! competed for the machine meanwhile; [`quiet_machine`] waits for other processes to calm down.
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// (busy, total) jiffies of the whole machine from the first line of /proc/stat (Linux).
 pub fn cpu_snapshot() -> Option<(u64, u64)> {
@@ -263,6 +263,34 @@ pub fn cpu_busy(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
 
 pub fn percent(f: Option<f64>) -> String {
     f.map_or_else(|| "n/a".into(), |f| format!("{:.0}%", f * 100.0))
+}
+
+/// Waits until the machine has been ≥ 85% idle for 2 s (sampled every 250 ms), at most
+/// `limit`; returns the time waited and whether it got quiet.
+pub async fn quiet_machine(limit: Duration) -> (f64, bool) {
+    let start = Instant::now();
+    if limit.is_zero() {
+        return (0.0, true);
+    }
+    let mut quiet_since: Option<Instant> = None;
+    let mut last = cpu_snapshot();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = cpu_snapshot();
+        let idle = cpu_busy(last, now).is_some_and(|b| b <= 0.15);
+        last = now;
+        match (idle, quiet_since) {
+            (true, None) => quiet_since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(2) => {
+                return (start.elapsed().as_secs_f64(), true)
+            }
+            (false, _) => quiet_since = None,
+            _ => {}
+        }
+        if start.elapsed() >= limit {
+            return (start.elapsed().as_secs_f64(), false);
+        }
+    }
 }
 
 #[cfg(test)]

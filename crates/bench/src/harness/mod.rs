@@ -218,6 +218,16 @@ pub fn loadavg() -> Option<String> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+/// The CPU's model name from /proc/cpuinfo.
+pub fn cpu_model() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+}
+
 /// An options error unless the folder of the `--json` file exists.
 pub fn check_json_path(path: Option<&Path>) -> Result<(), BenchError> {
     let Some(path) = path else {
