@@ -60,7 +60,16 @@ struct Task {
     deadline: Instant,
     /// Where this alert's saliency overlays go (`<this>-<grid>.png`), if written.
     overlay: Option<PathBuf>,
-    reply: oneshot::Sender<Result<Evidence, String>>,
+    reply: oneshot::Sender<Result<Evidence, Missed>>,
+}
+
+/// Why a task produced no evidence.
+#[derive(Debug)]
+enum Missed {
+    /// Its deadline passed before a thread took it.
+    Deadline,
+    /// The explainer failed (or panicked), with this message.
+    Failed(String),
 }
 
 /// The evidence pool: `threads` threads and a queue of `queue` requests.
@@ -166,16 +175,21 @@ impl EvidencePool {
                     .record(took.as_secs_f64());
                 e
             }
-            Ok(Ok(Err(reason))) => skipped("error", format!("error: {reason}")),
+            Ok(Ok(Err(Missed::Failed(reason)))) => skipped("error", format!("error: {reason}")),
+            Ok(Ok(Err(Missed::Deadline))) => self.missed_deadline(),
             Ok(Err(_)) => skipped("error", "error: the evidence pool has stopped".into()),
-            Err(_) => skipped(
-                "deadline",
-                format!(
-                    "deadline: not computed within {} ms",
-                    self.deadline.as_millis()
-                ),
-            ),
+            Err(_) => self.missed_deadline(),
         }
+    }
+
+    fn missed_deadline(&self) -> Evidence {
+        skipped(
+            "deadline",
+            format!(
+                "deadline: not computed within {} ms",
+                self.deadline.as_millis()
+            ),
+        )
     }
 
     /// Attaches evidence to `alerts` (those of a model's own rules; zone alerts are added
@@ -244,8 +258,11 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
             },
             Err(_) => return,
         };
-        // Nobody waits any more (deadline passed): don't spend the pool on it.
-        if !task.reply.is_closed() && Instant::now() < task.deadline {
+        // Nobody waits any more (deadline passed): don't spend the pool on it, and say
+        // why (the waiting alert's own timer may not have fired yet).
+        if Instant::now() >= task.deadline {
+            let _ = task.reply.send(Err(Missed::Deadline));
+        } else if !task.reply.is_closed() {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 task.explainer
                     .explain(&task.model, &task.payload, task.label, &task.boxes)
@@ -259,9 +276,9 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "evidence failed");
-                    Err(e.to_string())
+                    Err(Missed::Failed(e.to_string()))
                 }
-                Err(_) => Err("the explainer panicked".to_string()),
+                Err(_) => Err(Missed::Failed("the explainer panicked".to_string())),
             };
             let _ = task.reply.send(result);
         }
@@ -439,6 +456,8 @@ mod tests {
             "{reasons:?}"
         );
         assert!(reasons.contains_key("deadline"), "{reasons:?}");
+        // A task the pool drops as expired is a deadline, not an error.
+        assert!(!reasons.contains_key("error"), "{reasons:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
