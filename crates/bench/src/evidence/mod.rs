@@ -1,11 +1,11 @@
 //! The evidence harness (`argus-bench evidence`): what evidence on alerts (issue 18) costs,
 //! in one run (see `docs/bench.md`, "Evidence on alerts").
 //!
-//! 1. **Cost per alert, offline** ([`cost`], no broker, one thread): exact TreeSHAP on the
+//! 1. **Cost per alert, offline** (`cost`, no broker, one thread): exact TreeSHAP on the
 //!    churn bundle per record next to the model's own inference of the record (trees
 //!    engine, batch 1); sampling Shapley on the same bundle without its tree covers; and
 //!    occlusion on image bundles per synthetic frame next to one classification of it.
-//! 2. **Worker throughput with evidence on and off** ([`drain`], on a real broker): the
+//! 2. **Worker throughput with evidence on and off** (`drain`, on a real broker): the
 //!    records (the churn fixture, read as `argus produce` reads it, cycled) pre-filled once,
 //!    then drained by one in-process worker per variant: an alert rule at the threshold
 //!    that makes `alert_share` of the records alert (their probability's quantile, computed
