@@ -23,15 +23,15 @@ fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-/// `models/<name>` copied (manifest and model) to `to/<dir>`, with `version` in its manifest.
+/// `models/<name>` copied (manifest and the files it names) to `to/<dir>`, with `version` in
+/// its manifest.
 fn bundle(name: &str, version: &str, to: &Path) -> PathBuf {
     let dir = to.join(format!("{name}-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        models().join(name).join("model.onnx"),
-        dir.join("model.onnx"),
-    )
-    .unwrap();
+    let manifest = argus_model::Manifest::load(&models().join(name)).unwrap();
+    for f in manifest.files() {
+        std::fs::copy(models().join(name).join(f), dir.join(f)).unwrap();
+    }
     let text = std::fs::read_to_string(models().join(name).join("manifest.toml")).unwrap();
     let text = text.replacen("version = \"1\"", &format!("version = \"{version}\""), 1);
     std::fs::write(dir.join("manifest.toml"), text).unwrap();

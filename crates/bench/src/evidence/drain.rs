@@ -393,19 +393,20 @@ mod tests {
 
     #[test]
     fn evidence_counters_read_prometheus_text() {
-        let before = EvidenceCounters::parse(
-            "argus_worker_evidence_seconds_bucket{method=\"tree_shap\",le=\"0.005\"} 3\n\
-             argus_worker_evidence_seconds_sum{method=\"tree_shap\"} 0.5\n\
-             argus_worker_evidence_seconds_count{method=\"tree_shap\"} 10\n\
-             argus_worker_evidence_skipped_total{reason=\"deadline\"} 0\n",
-        );
-        let after = EvidenceCounters::parse(
-            "# HELP argus_worker_evidence_skipped_total x\n\
-             argus_worker_evidence_seconds_sum{method=\"tree_shap\"} 1.5\n\
-             argus_worker_evidence_seconds_count{method=\"tree_shap\"} 30\n\
-             argus_worker_evidence_skipped_total{reason=\"deadline\"} 2\n\
-             argus_worker_evidence_skipped_total{reason=\"saturated\"} 0\n",
-        );
+        let (secs, skipped) = (wm::EVIDENCE_SECONDS, wm::EVIDENCE_SKIPPED);
+        let before = EvidenceCounters::parse(&format!(
+            "{secs}_bucket{{method=\"tree_shap\",le=\"0.005\"}} 3\n\
+             {secs}_sum{{method=\"tree_shap\"}} 0.5\n\
+             {secs}_count{{method=\"tree_shap\"}} 10\n\
+             {skipped}{{reason=\"deadline\"}} 0\n"
+        ));
+        let after = EvidenceCounters::parse(&format!(
+            "# HELP {skipped} x\n\
+             {secs}_sum{{method=\"tree_shap\"}} 1.5\n\
+             {secs}_count{{method=\"tree_shap\"}} 30\n\
+             {skipped}{{reason=\"deadline\"}} 2\n\
+             {skipped}{{reason=\"saturated\"}} 0\n"
+        ));
         let d = after.since(&before);
         assert_eq!(d.ok, 20.0);
         assert!((d.ok_seconds - 1.0).abs() < 1e-12);
