@@ -19,7 +19,7 @@ use argus_e2e::*;
 use argus_kafka::rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use argus_kafka::rdkafka::client::DefaultClientContext;
 use argus_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use argus_kafka::rdkafka::Message;
 use argus_producer::{ProduceConfig, Source};
 use argus_wire::Prediction;
 use std::collections::{BTreeMap, BTreeSet};
@@ -254,28 +254,6 @@ async fn set_topic_config(topic: &str, key: &str, value: &str) {
     }
 }
 
-/// The group's committed offset per partition of `topic` (absent: nothing committed).
-fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = settings()
-        .consumer_config(group, "test-offsets")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Every input below a committed offset has an output (a prediction or a DLQ record).
 fn assert_commits_follow_outputs(committed: &BTreeMap<i32, i64>, done: &BTreeSet<(i32, i64)>) {
     for (p, c) in committed {
@@ -298,7 +276,7 @@ async fn wait_committed_to_end(
     let partitions = highs.len() as i32;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let c = committed(group, topic, partitions);
+        let c = committed_offsets(group, topic, partitions);
         assert_commits_follow_outputs(&c, done);
         // A partition that never had an input has nothing to commit.
         if highs
@@ -415,7 +393,7 @@ async fn output_topic_deleted_then_recreated() {
     produce_synthetic(&topics.input, DURING, 4, 8, (96, 64), None).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_commits_follow_outputs(
-        &committed(&group, &topics.input, 2),
+        &committed_offsets(&group, &topics.input, 2),
         &before, // nothing can have been published since
     );
     let dlq = read_until(&topics.dlq, Duration::from_secs(2), |_| false);

@@ -222,6 +222,8 @@ async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
         // Generous: a debug build on a busy machine; the budget has its own tests.
         deadline: Duration::from_secs(20),
         queue: 1024,
+        // Not only spare CPU: the test machine runs other tests meanwhile.
+        priority: argus_worker::config::EvidencePriority::Normal,
         ..Default::default()
     };
     let mut w = RunningWorker::start(config, &group, model.clone());
@@ -233,11 +235,25 @@ async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
     let csv = dir.join("customers-200.csv");
     std::fs::write(&csv, head.join("\n") + "\n").unwrap();
     produce_csv(&topics.input, &csv);
-    read_until(&topics.predictions, Duration::from_secs(120), |m| {
+    let predictions = read_until(&topics.predictions, Duration::from_secs(120), |m| {
         m.len() >= 200
     });
-    let msgs = read_until(&topics.alerts, Duration::from_secs(5), |_| false);
+    let threshold = model.manifest().decision.as_ref().unwrap().threshold;
+    let expected = predictions
+        .iter()
+        .map(|m| serde_json::from_slice::<Prediction>(m.payload().unwrap()).unwrap())
+        .filter(|p| churn_score(p) >= f64::from(threshold))
+        .count();
+    // Alerts follow their predictions once their evidence is ready.
+    let msgs = read_until(&topics.alerts, Duration::from_secs(120), |m| {
+        m.len() >= expected
+    });
     w.stop().await;
+    assert_eq!(
+        msgs.len(),
+        expected,
+        "one alert per score over the threshold"
+    );
     assert!(msgs.len() > 20, "{} alerts", msgs.len());
     assert!(msgs
         .iter()
@@ -279,6 +295,120 @@ async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
         alerts.len(),
         alerts[0].evidence.as_ref().unwrap().summary
     );
+}
+
+/// Alerts wait for their evidence without holding up anything else (at-least-once): the
+/// predictions of every input, alerting or not, go out while the alerts' evidence is still
+/// being computed (slowly here: sampling Shapley with many permutations on one thread),
+/// and no input is committed before its alert is out; then every alert arrives with its
+/// evidence and every input is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn predictions_do_not_wait_for_alerts_evidence_and_commits_do() {
+    let topics = Topics::create(2).await;
+    let group = unique("churn-slow-evidence");
+    // The churn bundle without tree covers: evidence by sampling Shapley.
+    let dir = tempfile_dir().join("bundle");
+    let src = repo_root().join("models/churn");
+    copy_bundle_files(&src, &dir);
+    let manifest = std::fs::read_to_string(src.join("manifest.toml"))
+        .unwrap()
+        .replace("covers = \"tree_covers.json\"\n", "");
+    std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
+    let model = Arc::new(Classifier::load(&dir).unwrap());
+    let mut config = churn_config(&topics, "w-slow-evidence", &model);
+    config.evidence = argus_worker::config::EvidenceSettings {
+        enabled: true,
+        deadline: Duration::from_secs(300),
+        queue: 1024,
+        permutations: 30_000,
+        priority: argus_worker::config::EvidencePriority::Normal,
+        ..Default::default()
+    };
+    let mut w = RunningWorker::start(config, &group, model.clone());
+    w.wait_assigned(Duration::from_secs(60)).await;
+
+    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
+    let head: Vec<&str> = all.lines().take(101).collect();
+    let csv = tempfile_dir().join("customers-100.csv");
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    produce_csv(&topics.input, &csv);
+    let predictions: Vec<Prediction> =
+        read_until(&topics.predictions, Duration::from_secs(120), |m| {
+            m.len() >= 100
+        })
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+        .collect();
+    let threshold = f64::from(model.manifest().decision.as_ref().unwrap().threshold);
+    let alerting: BTreeSet<(i32, i64)> = predictions
+        .iter()
+        .filter(|p| churn_score(p) >= threshold)
+        .map(|p| (p.input.partition, p.input.offset))
+        .collect();
+    assert!(alerting.len() >= 10, "{} alerting inputs", alerting.len());
+    // Committed offsets first, then the alerts out by then.
+    let committed = committed_offsets(&group, &topics.input, 2);
+    let alerted = |msgs: &[argus_kafka::rdkafka::message::OwnedMessage]| -> BTreeSet<(i32, i64)> {
+        msgs.iter()
+            .map(|m| serde_json::from_slice::<Alert>(m.payload().unwrap()).unwrap())
+            .map(|a| (a.input.partition, a.input.offset))
+            .collect()
+    };
+    let early = alerted(&read_until(&topics.alerts, Duration::from_secs(1), |_| {
+        false
+    }));
+    assert!(
+        early.len() < alerting.len() / 2,
+        "every prediction is out, and {} of {} alerts already: the predictions waited for \
+         the evidence",
+        early.len(),
+        alerting.len()
+    );
+    for (p, c) in &committed {
+        let waiting = alerting
+            .iter()
+            .filter(|(q, o)| q == p && !early.contains(&(*q, *o)))
+            .map(|(_, o)| *o)
+            .min();
+        if let Some(o) = waiting {
+            assert!(
+                *c <= o,
+                "partition {p}: committed up to {c}, past input {o} whose alert is not out"
+            );
+        }
+    }
+    let msgs = read_until(&topics.alerts, Duration::from_secs(240), |m| {
+        m.len() >= alerting.len()
+    });
+    assert_eq!(
+        alerted(&msgs),
+        alerting,
+        "one alert per score over the threshold"
+    );
+    for m in &msgs {
+        let a: Alert = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let e = a.evidence.unwrap();
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
+        assert_eq!(e.method.as_deref(), Some("sampling_shapley"));
+    }
+    let highs: BTreeMap<i32, i64> = predictions.iter().fold(BTreeMap::new(), |mut h, p| {
+        let e = h.entry(p.input.partition).or_insert(0);
+        *e = (*e).max(p.input.offset + 1);
+        h
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let c = committed_offsets(&group, &topics.input, 2);
+        if highs.iter().all(|(p, h)| c.get(p) == Some(h)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "committed {c:?}, inputs up to {highs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.stop().await;
 }
 
 /// Bad input loses nothing: a CSV's malformed rows are reported by line and skipped by the

@@ -663,3 +663,29 @@ pub fn stdout_of_success(command: &mut std::process::Command) -> String {
     );
     stdout
 }
+
+/// The group's committed offset per partition of `topic` (absent: nothing committed).
+pub fn committed_offsets(
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = settings()
+        .consumer_config(group, "test-offsets")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}

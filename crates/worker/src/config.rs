@@ -310,6 +310,20 @@ pub struct EvidenceSettings {
     /// that mattered tinted, referred to by the grid's `overlay`) [default: none written].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlays: Option<PathBuf>,
+    /// The evidence threads' CPU priority: `idle` (only CPU nothing else wants, so
+    /// evidence never slows predictions; under full load alerts go out skipped) or
+    /// `normal` (evidence competes with the model for the cores).
+    pub priority: EvidencePriority,
+}
+
+/// The CPU priority of the evidence threads (`worker.evidence.priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidencePriority {
+    /// Linux `SCHED_IDLE`: runs only on CPU no other thread wants.
+    Idle,
+    /// The same priority as the rest of the worker.
+    Normal,
 }
 
 impl Default for EvidenceSettings {
@@ -322,6 +336,7 @@ impl Default for EvidenceSettings {
             grid: 6,
             permutations: 64,
             overlays: None,
+            priority: EvidencePriority::Idle,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! deadline — their decoding and inference go on meanwhile).
 //!
 //! Only alerts ask for evidence, so its cost follows the alert rate, not the input rate.
-use crate::config::EvidenceSettings;
+use crate::config::{EvidencePriority, EvidenceSettings};
 use crate::job::Classified;
 use crate::metrics as m;
 use argus_model::detection::{BBox, Detection};
@@ -89,11 +89,15 @@ impl EvidencePool {
         let rx = Arc::new(Mutex::new(rx));
         let busy = Arc::new(AtomicUsize::new(0));
         let slots = settings.threads.max(1) + settings.queue;
+        let priority = settings.priority;
         for i in 0..settings.threads.max(1) {
             let (rx, busy) = (rx.clone(), busy.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("argus-evidence-{i}"))
-                .spawn(move || serve(&rx, &busy, slots));
+                .spawn(move || {
+                    set_priority(priority);
+                    serve(&rx, &busy, slots)
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start an evidence thread");
             }
@@ -108,10 +112,12 @@ impl EvidencePool {
         })
     }
 
-    /// The evidence for `label` of `model` on `payload` (detectors: on `boxes`), or why
-    /// there is none: never waits longer than the deadline. `name` (the alert's camera and
-    /// id) names its saliency overlays when they are written.
-    pub async fn explain(
+    /// Asks for the evidence for `label` of `model` on `payload` (detectors: on `boxes`)
+    /// without waiting: the pool starts on it as soon as a thread is free, or it is skipped
+    /// at once when the pool is full. `name` (the alert's camera and id) names its
+    /// saliency overlays when they are written. [`Requested::wait`] never waits past the
+    /// deadline, which runs from now.
+    pub fn submit(
         &self,
         model: Arc<Classifier>,
         explainer: Arc<Explainer>,
@@ -119,7 +125,7 @@ impl EvidencePool {
         label: usize,
         boxes: Vec<Detection>,
         name: Option<(&str, &str)>,
-    ) -> Evidence {
+    ) -> Requested {
         let started = Instant::now();
         let deadline = started + self.deadline;
         let (reply, rx) = oneshot::channel();
@@ -153,20 +159,124 @@ impl EvidencePool {
         };
         self.gauge();
         match sent {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return skipped(
-                    "saturated",
-                    format!(
-                        "saturated: all {} evidence slots (threads + queue) were busy",
-                        self.slots
-                    ),
-                )
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return skipped("error", "error: the evidence pool has stopped".into())
-            }
+            Ok(()) => Requested(Asked::Later {
+                rx,
+                started,
+                deadline,
+                budget: self.deadline,
+                method,
+            }),
+            Err(TrySendError::Full(_)) => Requested(Asked::Now(skipped(
+                "saturated",
+                format!(
+                    "saturated: all {} evidence slots (threads + queue) were busy",
+                    self.slots
+                ),
+            ))),
+            Err(TrySendError::Disconnected(_)) => Requested(Asked::Now(skipped(
+                "error",
+                "error: the evidence pool has stopped".into(),
+            ))),
         }
+    }
+
+    /// [`EvidencePool::submit`], then [`Requested::wait`].
+    pub async fn explain(
+        &self,
+        model: Arc<Classifier>,
+        explainer: Arc<Explainer>,
+        payload: Payload,
+        label: usize,
+        boxes: Vec<Detection>,
+        name: Option<(&str, &str)>,
+    ) -> Evidence {
+        self.submit(model, explainer, payload, label, boxes, name)
+            .wait()
+            .await
+    }
+
+    /// Asks for the evidence of `alerts` (those of a model's own rules; zone alerts are
+    /// added later and carry their boxes and snapshot instead), all at once and without
+    /// waiting; [`AwaitingEvidence::evidence`] collects it.
+    pub fn request(
+        &self,
+        explaining: &Explaining,
+        model: &Arc<Classifier>,
+        c: &Classified,
+        alerts: Vec<Alert>,
+    ) -> AwaitingEvidence {
+        let requested = alerts
+            .iter()
+            .map(|alert| match explaining {
+                Explaining::Off => None,
+                Explaining::Unavailable(reason) => Some(Requested(Asked::Now(skipped(
+                    "unavailable",
+                    format!("unavailable: {reason}"),
+                )))),
+                Explaining::Ready(explainer) => {
+                    let label = model
+                        .labels()
+                        .iter()
+                        .position(|l| *l == alert.label)
+                        .unwrap_or(0);
+                    let camera = alert.input.source_id.as_deref().unwrap_or_default();
+                    Some(self.submit(
+                        model.clone(),
+                        explainer.clone(),
+                        c.envelope.payload.clone(),
+                        label,
+                        alert_boxes(alert, label),
+                        Some((camera, &alert.id)),
+                    ))
+                }
+            })
+            .collect();
+        AwaitingEvidence { alerts, requested }
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!(m::EVIDENCE_POOL_SATURATION)
+            .set(self.busy.load(Ordering::Relaxed) as f64 / self.slots as f64);
+    }
+}
+
+/// One alert's evidence, asked for ([`EvidencePool::submit`]).
+#[derive(Debug)]
+pub struct Requested(Asked);
+
+#[derive(Debug)]
+enum Asked {
+    /// Known at once: skipped (pool full or stopped, or the version cannot be explained).
+    Now(Evidence),
+    /// On its way from the pool.
+    Later {
+        rx: oneshot::Receiver<Result<Evidence, Missed>>,
+        started: Instant,
+        deadline: Instant,
+        budget: Duration,
+        method: &'static str,
+    },
+}
+
+impl Requested {
+    /// The evidence, or why there is none, by the deadline at the latest.
+    pub async fn wait(self) -> Evidence {
+        let (rx, started, deadline, budget, method) = match self.0 {
+            Asked::Now(e) => return e,
+            Asked::Later {
+                rx,
+                started,
+                deadline,
+                budget,
+                method,
+            } => (rx, started, deadline, budget, method),
+        };
+        let missed = || {
+            skipped(
+                "deadline",
+                format!("deadline: not computed within {} ms", budget.as_millis()),
+            )
+        };
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(Ok(mut e))) => {
                 let took = started.elapsed();
@@ -176,66 +286,42 @@ impl EvidencePool {
                 e
             }
             Ok(Ok(Err(Missed::Failed(reason)))) => skipped("error", format!("error: {reason}")),
-            Ok(Ok(Err(Missed::Deadline))) => self.missed_deadline(),
+            Ok(Ok(Err(Missed::Deadline))) | Err(_) => missed(),
             Ok(Err(_)) => skipped("error", "error: the evidence pool has stopped".into()),
-            Err(_) => self.missed_deadline(),
         }
     }
+}
 
-    fn missed_deadline(&self) -> Evidence {
-        skipped(
-            "deadline",
-            format!(
-                "deadline: not computed within {} ms",
-                self.deadline.as_millis()
-            ),
-        )
-    }
+/// Alerts whose evidence was asked for ([`EvidencePool::request`]) and is on its way.
+#[derive(Debug)]
+pub struct AwaitingEvidence {
+    alerts: Vec<Alert>,
+    /// Per alert; none when evidence is off.
+    requested: Vec<Option<Requested>>,
+}
 
-    /// Attaches evidence to `alerts` (those of a model's own rules; zone alerts are added
-    /// later and carry their boxes and snapshot instead), computed in parallel: each alert
-    /// becomes `argus.alert/v4`.
-    pub async fn attach(
-        &self,
-        explaining: &Explaining,
-        model: &Arc<Classifier>,
-        c: &Classified,
-        alerts: &mut [Alert],
-    ) {
-        let requests = alerts.iter_mut().map(|alert| async move {
-            let evidence = match explaining {
-                Explaining::Off => return,
-                Explaining::Unavailable(reason) => {
-                    skipped("unavailable", format!("unavailable: {reason}"))
-                }
-                Explaining::Ready(explainer) => {
-                    let label = model
-                        .labels()
-                        .iter()
-                        .position(|l| *l == alert.label)
-                        .unwrap_or(0);
-                    let boxes = alert_boxes(alert, label);
-                    let camera = alert.input.source_id.clone().unwrap_or_default();
-                    self.explain(
-                        model.clone(),
-                        explainer.clone(),
-                        c.envelope.payload.clone(),
-                        label,
-                        boxes,
-                        Some((&camera, &alert.id)),
-                    )
-                    .await
-                }
-            };
-            alert.schema = ALERT_SCHEMA_V4.into();
-            alert.evidence = Some(evidence);
-        });
-        futures::future::join_all(requests).await;
-    }
-
-    fn gauge(&self) {
-        metrics::gauge!(m::EVIDENCE_POOL_SATURATION)
-            .set(self.busy.load(Ordering::Relaxed) as f64 / self.slots as f64);
+impl AwaitingEvidence {
+    /// The alerts with their evidence (`argus.alert/v4`), or with why there is none: by
+    /// the deadline at the latest.
+    pub async fn evidence(self) -> Vec<Alert> {
+        let AwaitingEvidence {
+            mut alerts,
+            requested,
+        } = self;
+        let evidence = futures::future::join_all(requested.into_iter().map(|r| async move {
+            match r {
+                Some(r) => Some(r.wait().await),
+                None => None,
+            }
+        }))
+        .await;
+        for (alert, evidence) in alerts.iter_mut().zip(evidence) {
+            if let Some(e) = evidence {
+                alert.schema = ALERT_SCHEMA_V4.into();
+                alert.evidence = Some(e);
+            }
+        }
+        alerts
     }
 }
 
@@ -244,6 +330,34 @@ impl Drop for EvidencePool {
         // Closing the queue ends the threads once it is empty.
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
+        }
+    }
+}
+
+/// Gives the calling thread `priority`; on failure the thread keeps its priority and says
+/// so (evidence then competes with the model for the cores).
+fn set_priority(priority: EvidencePriority) {
+    if priority == EvidencePriority::Normal {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadPriority, ThreadSchedulePolicy,
+        };
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
+        {
+            tracing::warn!(error = ?e, "cannot give the evidence thread idle priority; it runs at normal priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use thread_priority::{set_current_thread_priority, ThreadPriority};
+        if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
+            tracing::warn!(error = ?e, "cannot lower the evidence thread's priority");
         }
     }
 }
@@ -459,6 +573,45 @@ mod tests {
         // A task the pool drops as expired is a deadline, not an error.
         assert!(!reasons.contains_key("error"), "{reasons:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// The pool's threads run under `SCHED_IDLE` (policy 5 in `/proc/.../stat`), so
+    /// evidence only takes CPU nothing else wants.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn evidence_threads_run_at_idle_priority() {
+        let s = settings(1, 1, Duration::from_secs(1));
+        assert_eq!(s.priority, EvidencePriority::Idle);
+        let _pool = EvidencePool::start(&s);
+        // The kernel keeps 15 bytes of a thread's name.
+        let policies = |name: &str| -> Vec<u32> {
+            let mut found = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if !comm.trim().starts_with(name) {
+                    continue;
+                }
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+                // Fields from the third (state) on; the policy is the 41st.
+                if let Some(p) = after.split_whitespace().nth(41 - 3) {
+                    found.push(p.parse().unwrap());
+                }
+            }
+            found
+        };
+        let started = Instant::now();
+        loop {
+            let found = policies("argus-evidence");
+            if !found.is_empty() && found.iter().all(|&p| p == 5) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "evidence threads' scheduling policies: {found:?} (SCHED_IDLE is 5)"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub fn alert_schema(alert: &Alert) -> &'static str {
     }
 }
 
+/// An alert as it is sent: its schema (the `argus-schema` header) and JSON body.
+pub fn alert_json(alert: &Alert) -> (&'static str, Vec<u8>) {
+    (
+        alert_schema(alert),
+        serde_json::to_vec(alert).unwrap_or_default(),
+    )
+}
+
 /// The JSON outputs of one input, ready to send.
 #[derive(Debug, Clone)]
 pub struct JsonOutputs {
@@ -96,10 +104,7 @@ impl Rendered {
     /// Adds `alerts` (as JSON, with their schema) to a prediction's outputs.
     pub fn push_alerts(&mut self, alerts: &[Alert]) {
         if let Rendered::Outputs(out) = self {
-            for a in alerts {
-                out.alerts
-                    .push((alert_schema(a), serde_json::to_vec(a).unwrap_or_default()));
-            }
+            out.alerts.extend(alerts.iter().map(alert_json));
             if let Finished::Predicted { alerts } = &mut out.finished {
                 *alerts = out.alerts.len();
             }

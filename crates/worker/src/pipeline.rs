@@ -15,7 +15,7 @@
 //! The worker runs stage 2 on its inference threads (batches form from whatever is
 //! queued) and stages 1 and 4 per input task; the scorer runs them in order on one task.
 use crate::config::WorkerConfig;
-pub use crate::evidence::{EvidencePool, Explaining};
+pub use crate::evidence::{AwaitingEvidence, EvidencePool, Explaining};
 use crate::job::prepare;
 use crate::outputs::Outputs;
 
@@ -96,21 +96,27 @@ impl Pipeline {
         self.outputs.render(job, outcome)
     }
 
-    /// Stage 3 with evidence on the alerts (from `pool`, within its deadline) when this
-    /// version explains them; [`Pipeline::render`] otherwise.
-    pub async fn render_with_evidence(
+    /// Stage 3 with evidence asked for: the outputs to publish, and this version's alerts
+    /// with their evidence on its way from `pool` (see [`AwaitingEvidence`]), kept apart
+    /// so the prediction need not wait for it. Without a pool, or without alerts, the
+    /// alerts are among the outputs as [`Pipeline::render`] gives them.
+    pub fn render_asking_evidence(
         &self,
         job: &Job,
         outcome: &Outcome,
         pool: Option<&EvidencePool>,
-    ) -> Rendered {
-        let (mut rendered, mut alerts) = self.outputs.render_split(job, outcome);
-        if let (Some(pool), Outcome::Classified(c), false) = (pool, outcome, alerts.is_empty()) {
-            pool.attach(&self.explaining, &self.model, c, &mut alerts)
-                .await;
+    ) -> (Rendered, Option<AwaitingEvidence>) {
+        let (mut rendered, alerts) = self.outputs.render_split(job, outcome);
+        match (pool, outcome) {
+            (Some(pool), Outcome::Classified(c)) if !alerts.is_empty() => {
+                let awaiting = pool.request(&self.explaining, &self.model, c, alerts);
+                (rendered, Some(awaiting))
+            }
+            _ => {
+                rendered.push_alerts(&alerts);
+                (rendered, None)
+            }
         }
-        rendered.push_alerts(&alerts);
-        rendered
     }
 
     /// A publisher for this pipeline's outputs (stage 4); see [`Publisher::new`].

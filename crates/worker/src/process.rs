@@ -12,7 +12,7 @@ use crate::job::{Classified, Failure, Job, Prepare};
 use crate::metrics as m;
 use crate::models::{Models, Role, Route};
 use crate::outputs::{Finished, Outcome, Rendered};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{AwaitingEvidence, Pipeline};
 use crate::publish::{Publisher, Undelivered};
 use crate::tracker::Tracker;
 use crate::txn::{Transactions, TxnError};
@@ -38,6 +38,15 @@ pub(crate) struct Shared {
     pub(crate) zones: Option<Arc<ZoneRunner>>,
     /// Evidence on alerts, when on.
     pub(crate) evidence: Option<Arc<crate::evidence::EvidencePool>>,
+}
+
+/// What one input publishes: its outputs, the frame for the zone rules (added in
+/// partition order) and the alerts still awaiting their evidence.
+#[derive(Debug)]
+struct ToPublish {
+    rendered: Rendered,
+    zone: Option<ZoneFrame>,
+    awaiting: Option<AwaitingEvidence>,
 }
 
 /// One input and its place in its partition's order.
@@ -83,10 +92,17 @@ impl Shared {
         let (outcome, shadow) = tokio::join!(self.score(&route.primary, &job), shadow);
         drop(ahead);
         count_input(&route.primary, route.role);
-        let mut rendered = route
-            .primary
-            .render_with_evidence(&job, &outcome, self.evidence.as_deref())
-            .await;
+        let (mut rendered, mut awaiting) =
+            route
+                .primary
+                .render_asking_evidence(&job, &outcome, self.evidence.as_deref());
+        if self.txn.is_some() {
+            // Exactly-once: the alerts commit in the input's transaction, so its outputs
+            // wait for their evidence (at most the deadline).
+            if let Some(a) = awaiting.take() {
+                rendered.push_alerts(&a.evidence().await);
+            }
+        }
         if let (Some(s), Some(shadow)) = (&route.shadow, shadow) {
             attach_shadow(&route, s, &job, &outcome, &shadow, &mut rendered);
         }
@@ -94,8 +110,12 @@ impl Shared {
             .zones
             .as_ref()
             .and_then(|z| z.frame(&job, &route.primary, &outcome));
-        self.publish(&job, generation, rendered, zone, after, then)
-            .await
+        let outputs = ToPublish {
+            rendered,
+            zone,
+            awaiting,
+        };
+        self.publish(&job, generation, outputs, after, then).await
     }
 
     /// Stages 1 and 2 of one input on one version.
@@ -168,15 +188,25 @@ impl Shared {
     /// transaction, queued) and marks the input finished in the tracker. Outputs are
     /// handed over only while the input's partition is still owned
     /// ([`Tracker::begin_publish`]).
+    ///
+    /// Alerts awaiting evidence (at-least-once only) follow the prediction: the next input
+    /// of the partition hands over its outputs as soon as this prediction is queued, while
+    /// this input stays publishing — in flight, its offset not committable — until its
+    /// alerts are acknowledged too. So an alert with evidence may come after later inputs'
+    /// alerts of the same key, by at most the evidence deadline.
     async fn publish(
         &self,
         job: &Job,
         generation: u64,
-        mut rendered: Rendered,
-        zone: Option<ZoneFrame>,
+        outputs: ToPublish,
         after: Option<oneshot::Receiver<()>>,
         then: oneshot::Sender<()>,
     ) -> Result<Finished, Undelivered> {
+        let ToPublish {
+            mut rendered,
+            zone,
+            awaiting,
+        } = outputs;
         if let Some(previous) = after {
             // An error only means the previous job ended without publishing.
             let _ = previous.await;
@@ -197,8 +227,14 @@ impl Shared {
         if !self.tracker.begin_publish(&tp, generation, job.offset) {
             return Ok(Finished::Abandoned);
         }
-        let enqueued = self.publisher.enqueue(job, rendered).await;
+        let mut enqueued = self.publisher.enqueue(job, rendered).await;
         drop(then);
+        if let Some(awaiting) = awaiting {
+            let alerts = awaiting.evidence().await;
+            self.publisher
+                .enqueue_alerts(job, &mut enqueued, &alerts)
+                .await;
+        }
         let r = self.publisher.confirm(job, enqueued).await;
         match &r {
             Ok(_) => {

@@ -11,13 +11,13 @@
 use crate::config::WorkerConfig;
 use crate::job::{Failure, Job};
 use crate::metrics as m;
-use crate::outputs::{Finished, JsonOutputs, Rendered};
+use crate::outputs::{alert_json, Finished, JsonOutputs, Rendered};
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::rdkafka::util::Timeout;
-use argus_wire::{headers as h, now_us, FailureKind, PREDICTION_SCHEMA};
+use argus_wire::{headers as h, now_us, Alert, FailureKind, PREDICTION_SCHEMA};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -169,6 +169,31 @@ impl Publisher {
             }
         };
         Enqueued { pending }
+    }
+
+    /// Hands `alerts` to the producer after the outputs already `enqueued` (waiting while
+    /// its queue is full); [`Publisher::confirm`] then waits for them with the rest. A dead
+    /// letter takes no alerts.
+    pub async fn enqueue_alerts(&self, job: &Job, enqueued: &mut Enqueued, alerts: &[Alert]) {
+        let Pending::Outputs {
+            out,
+            alerts: queued,
+            ..
+        } = &mut enqueued.pending
+        else {
+            return;
+        };
+        for a in alerts {
+            let (schema, json) = alert_json(a);
+            queued.push(
+                self.enqueue_json(&self.alerts, job, schema, out.capture_us, &json)
+                    .await,
+            );
+            out.alerts.push((schema, json));
+        }
+        if let Finished::Predicted { alerts } = &mut out.finished {
+            *alerts = out.alerts.len();
+        }
     }
 
     /// Waits until every output of the input is acknowledged (retrying failed deliveries),
