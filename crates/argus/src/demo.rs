@@ -9,6 +9,7 @@ use crate::{shutdown, telemetry, CliError};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::Message;
 use argus_kafka::{EmbeddedBroker, KafkaSettings, TopicSpec};
+use argus_model::detection::BBox;
 use argus_producer::{ProduceConfig, Source};
 use argus_wire::{Alert, Prediction};
 use argus_worker::pipeline::Pipeline;
@@ -73,10 +74,10 @@ impl EvidenceTally {
         self.ok += 1;
         if let (Some(s), Some(b)) = (e.saliency.first(), scene()) {
             let [x1, y1, x2, y2] = s.peak;
-            let (bx1, by1) = (b.x as f32, b.y as f32);
-            let (bx2, by2) = (bx1 + b.width as f32, by1 + b.height as f32);
+            let (bx, by) = (b.x as f32, b.y as f32);
+            let person = BBox::new(bx, by, bx + b.width as f32, by + b.height as f32);
             self.checked += 1;
-            self.on_person += u64::from(x2.min(bx2) > x1.max(bx1) && y2.min(by2) > y1.max(by1));
+            self.on_person += u64::from(BBox::new(x1, y1, x2, y2).overlap(&person) > 0.0);
         }
     }
 

@@ -114,6 +114,10 @@ pub struct EvidenceArgs {
     /// worker's].
     #[arg(long, value_parser = parse_duration)]
     pub evidence_deadline: Option<Duration>,
+    /// Stage 2, for experiments: the evidence threads' CPU priority [default: the
+    /// worker's, idle].
+    #[arg(long, value_parser = ["idle", "normal"])]
+    pub evidence_priority: Option<String>,
     /// Stage 2, for experiments: the worker's bound on inputs in flight [default: the
     /// worker's].
     #[arg(long)]
@@ -138,6 +142,11 @@ impl EvidenceArgs {
             threads: self.evidence_threads.unwrap_or(d.threads),
             queue: self.evidence_queue.unwrap_or(d.queue),
             deadline: self.evidence_deadline.unwrap_or(d.deadline),
+            priority: match self.evidence_priority.as_deref() {
+                Some("normal") => argus_worker::config::EvidencePriority::Normal,
+                Some(_) => argus_worker::config::EvidencePriority::Idle,
+                None => d.priority,
+            },
             ..d
         }
     }

@@ -48,11 +48,16 @@ impl BBox {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
     }
 
-    /// Intersection over union (0 when both are empty).
-    pub fn iou(&self, other: &BBox) -> f32 {
+    /// The area this box shares with `other` (0 when they do not overlap).
+    pub fn overlap(&self, other: &BBox) -> f32 {
         let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
         let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
-        let inter = w * h;
+        w * h
+    }
+
+    /// Intersection over union (0 when both are empty).
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let inter = self.overlap(other);
         let union = self.area() + other.area() - inter;
         if union > 0.0 {
             inter / union

@@ -416,7 +416,7 @@ fn score_items(
     const TOPIC: &str = "argus-evaluate";
     let mut config = WorkerConfig::new("argus-evaluate", vec![TOPIC.into()]);
     config.max_age = None;
-    let pipeline = Pipeline::new(model.clone(), &config);
+    let pipeline = Pipeline::without_evidence(model.clone(), &config);
     let mut out = Vec::with_capacity(test_set.items.len());
     for (chunk_no, chunk) in test_set.items.chunks(batch).enumerate() {
         let mut ready = Vec::with_capacity(chunk.len());

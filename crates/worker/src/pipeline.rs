@@ -40,11 +40,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The pipeline of `model` under `config` (rules, top-k, worker id, input limits).
+    /// The streaming worker's pipeline of `model` under `config` (rules, top-k, worker id,
+    /// input limits, evidence on alerts).
     pub fn new(model: Arc<Classifier>, config: &WorkerConfig) -> Self {
+        let explaining = Explaining::for_model(&model, &config.evidence);
+        Self::with(model, config, explaining)
+    }
+
+    /// [`Pipeline::new`] for the callers that never attach evidence (`argus score`,
+    /// `serve`, `evaluate`): no explainer is built, whatever `[worker.evidence]` says.
+    pub fn without_evidence(model: Arc<Classifier>, config: &WorkerConfig) -> Self {
+        Self::with(model, config, Explaining::Off)
+    }
+
+    fn with(model: Arc<Classifier>, config: &WorkerConfig, explaining: Explaining) -> Self {
         Pipeline {
             outputs: Outputs::new(config, &model),
-            explaining: Explaining::for_model(&model, &config.evidence),
+            explaining,
             model,
             max_input_bytes: config.max_input_bytes,
             max_age: config.max_age,

@@ -96,7 +96,7 @@ pub async fn score(
     let mut worker = worker.clone();
     // A batch scores what is in its range, however old.
     worker.max_age = None;
-    let pipeline = Pipeline::new(model, &worker);
+    let pipeline = Pipeline::without_evidence(model, &worker);
     let ends = bounded::time_bounds(
         &consumer,
         &config.input,

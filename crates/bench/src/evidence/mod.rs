@@ -386,9 +386,10 @@ fn print_stage2_header(
         ..EvidenceSettings::default()
     };
     println!(
-        "  evidence: {} [worker.evidence] with enabled = true: {} thread(s), queue {}, deadline {} ms, {} permutations, grid {}; worker: {}",
+        "  evidence: {} [worker.evidence] with enabled = true: {} thread(s) at {:?} priority, queue {}, deadline {} ms, {} permutations, grid {}; worker: {}",
         if *evidence == defaults { "the worker's default" } else { "NOT the worker's default" },
         evidence.threads,
+        evidence.priority,
         evidence.queue,
         evidence.deadline.as_millis(),
         evidence.permutations,

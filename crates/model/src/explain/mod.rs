@@ -219,17 +219,14 @@ impl Explainer {
                     .map_err(|reason| ModelError::Shape {
                         reason: format!("TreeSHAP: {reason}"),
                     })?;
-                let values = per_feature(&model.manifest().features, &a.values);
-                Ok(self.attributions(
-                    model,
-                    payload,
-                    label,
-                    a.base,
-                    a.output(),
-                    values,
-                    None,
-                    a.space,
-                ))
+                let contributions = Contributions {
+                    base: a.base,
+                    output: a.output(),
+                    values: per_feature(&model.manifest().features, &a.values),
+                    bounds: None,
+                    space: a.space,
+                };
+                Ok(self.attributions(model, payload, label, contributions))
             }
             Kind::Sampling(background) => {
                 let row = model.prepare(payload)?.data;
@@ -243,16 +240,7 @@ impl Explainer {
                     self.settings.seed,
                     |rows, n| label_outputs(model, kind, rows, n, label),
                 )?;
-                Ok(self.attributions(
-                    model,
-                    payload,
-                    label,
-                    e.base,
-                    e.output,
-                    e.values,
-                    Some(e.bounds),
-                    Space::Probability,
-                ))
+                Ok(self.attributions(model, payload, label, e.into()))
             }
         }
     }
@@ -304,18 +292,22 @@ impl Explainer {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The evidence of `label` on `payload` from per-feature `contributions`: attributions
+    /// named and valued as the alert shows the record, largest first, and their summary.
     fn attributions(
         &self,
         model: &Classifier,
         payload: &Payload,
         label: usize,
-        base: f64,
-        output: f64,
-        values: Vec<f64>,
-        bounds: Option<Vec<f64>>,
-        space: Space,
+        contributions: Contributions,
     ) -> Evidence {
+        let Contributions {
+            base,
+            output,
+            values,
+            bounds,
+            space,
+        } = contributions;
         let shown = model.evidence(payload);
         let mut attributions: Vec<Attribution> = values
             .iter()
@@ -348,6 +340,31 @@ impl Explainer {
             attributions,
             summary,
             ..Evidence::ok(self.method().as_str())
+        }
+    }
+}
+
+/// A tabular explanation before it is named: per feature of the manifest, what each
+/// contributed to `output - base`, with error bounds when estimated.
+#[derive(Debug, Clone, PartialEq)]
+struct Contributions {
+    base: f64,
+    output: f64,
+    values: Vec<f64>,
+    /// Per feature: half-width of the 99 % interval (estimates only).
+    bounds: Option<Vec<f64>>,
+    space: Space,
+}
+
+impl From<sampling::Estimate> for Contributions {
+    /// Sampling Shapley explains the label's probability.
+    fn from(e: sampling::Estimate) -> Self {
+        Contributions {
+            base: e.base,
+            output: e.output,
+            values: e.values,
+            bounds: Some(e.bounds),
+            space: Space::Probability,
         }
     }
 }

@@ -104,7 +104,7 @@ impl Cells {
         let best = (0..self.grid * self.grid)
             .filter(|&i| values.get(i as usize) == Some(&top))
             .max_by(|&a, &b| {
-                let cover = |i: u32| target.map_or(0.0, |t| overlap(&self.in_frame(i), &t));
+                let cover = |i: u32| target.map_or(0.0, |t| self.in_frame(i).overlap(&t));
                 cover(a).total_cmp(&cover(b))
             })
             .unwrap_or(0);
@@ -233,11 +233,6 @@ pub fn log_odds(kind: OutputKind, raw: &[f32], label: usize) -> f32 {
             (p / (1.0 - p)).ln() as f32
         }
     }
-}
-
-/// The area `a` and `b` share.
-fn overlap(a: &BBox, b: &BBox) -> f32 {
-    (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0) * (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0)
 }
 
 fn channel_means(data: &[f32], layout: Layout, channels: usize, plane: usize) -> Vec<f32> {

@@ -277,7 +277,7 @@ mod tests {
         std::fs::write(tmp.join("manifest.toml"), manifest).unwrap();
         let model = Arc::new(Classifier::load(&tmp).unwrap());
         let config = WorkerSettings::default().config("t", Vec::new());
-        Arc::new(Pipeline::new(model, &config))
+        Arc::new(Pipeline::without_evidence(model, &config))
     }
 
     #[test]
