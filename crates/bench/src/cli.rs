@@ -42,9 +42,15 @@ pub struct EvidenceArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Stages to run: 1 cost per alert (offline, no broker), 2 worker throughput with
-    /// evidence on and off (broker).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    /// evidence on and off (broker), 3 a live stream with evidence off and on (broker).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     pub stages: Vec<u8>,
+    /// Stage 3: records sent per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub live_rate: f64,
+    /// Stage 3: seconds of records sent per run.
+    #[arg(long, default_value_t = 30.0)]
+    pub live_seconds: f64,
     /// The tabular bundle (with [explain] covers and background).
     #[arg(long, default_value = "models/churn")]
     pub model: PathBuf,
@@ -156,6 +162,8 @@ impl EvidenceArgs {
         EvidenceBenchOptions {
             kafka: self.kafka.settings(),
             stages: self.stages.clone(),
+            live_rate: self.live_rate,
+            live_seconds: self.live_seconds,
             model: self.model.clone(),
             records: self.records.clone(),
             key: self.key.clone(),

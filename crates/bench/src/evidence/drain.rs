@@ -181,7 +181,7 @@ impl Drains<'_> {
     }
 
     /// Fresh output topics for drain `tag` (remembered for deletion).
-    async fn output_topics(&mut self, tag: &str) -> Result<argus_worker::OutputTopics, BenchError> {
+    pub(super) async fn output_topics(&mut self, tag: &str) -> Result<argus_worker::OutputTopics, BenchError> {
         let base = format!("argus-evidence-bench-{tag}");
         let topics = argus_worker::OutputTopics {
             predictions: format!("{base}.predictions"),
@@ -207,18 +207,19 @@ impl Drains<'_> {
         Ok(topics)
     }
 
-    /// A worker with `argus work`'s defaults (but `max_in_flight` if set), one alert rule at
+    /// A worker reading `input` with `argus work`'s defaults (but `max_in_flight` if set), one alert rule at
     /// the variant's threshold and the run's `[worker.evidence]`, `enabled` as the variant
     /// says.
-    fn start_worker(
+    pub(super) fn start_worker(
         &mut self,
         tag: &str,
+        input: &str,
         topics: argus_worker::OutputTopics,
         variant: &Variant,
         stats: Arc<WorkerStats>,
     ) -> Result<(), BenchError> {
         let id = format!("argus-evidence-bench-worker-{tag}");
-        let mut config = WorkerConfig::new(id, vec![self.input.clone()]);
+        let mut config = WorkerConfig::new(id, vec![input.to_owned()]);
         config.topics = topics;
         config.rules = vec![AlertRule {
             name: self.label.clone(),
@@ -255,7 +256,8 @@ impl Drains<'_> {
         let topics = self.output_topics(&tag).await?;
         let (quiet_wait_seconds, quiet) = quiet_machine(self.options.quiet_wait).await;
         let stats = Arc::new(WorkerStats::default());
-        self.start_worker(&tag, topics, variant, stats.clone())?;
+        let input = self.input.clone();
+        self.start_worker(&tag, &input, topics, variant, stats.clone())?;
         let result = self.timed(&stats, round, variant).await;
         if let Some(w) = self.worker.take() {
             w.stop().await;
@@ -333,7 +335,7 @@ impl Drains<'_> {
     }
 
     /// Polls `done` every millisecond; fails on timeout, Ctrl-C, or if the worker stopped.
-    async fn wait(
+    pub(super) async fn wait(
         &mut self,
         limit: Duration,
         what: &str,

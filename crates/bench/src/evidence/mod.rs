@@ -17,6 +17,7 @@
 //! printed next to the ratio, never enforced.
 mod cost;
 mod drain;
+mod live;
 mod records;
 mod report;
 
@@ -46,7 +47,8 @@ use std::time::{Duration, Instant};
 pub struct EvidenceBenchOptions {
     /// Brokers and librdkafka properties (stage 2).
     pub kafka: KafkaSettings,
-    /// Stages to run: 1 cost per alert (offline), 2 worker throughput on the broker.
+    /// Stages to run: 1 cost per alert (offline), 2 worker throughput on the broker, 3 a
+    /// live stream at `live_rate` on the broker.
     pub stages: Vec<u8>,
     /// The tabular bundle with `[explain] covers` and `background` (churn).
     pub model: PathBuf,
@@ -82,6 +84,9 @@ pub struct EvidenceBenchOptions {
     /// `EvidenceSettings::default()` is the worker's default); its explain settings are
     /// stage 1's too.
     pub evidence: EvidenceSettings,
+    /// Stage 3: records per second sent, and for how long.
+    pub live_rate: f64,
+    pub live_seconds: f64,
     /// Stage 2: the worker's bound on inputs in flight (`None`: the worker's default).
     pub max_in_flight: Option<usize>,
     /// Pid of the broker whose CPU time is reported (`None`: every local `kafka.Kafka`).
@@ -111,6 +116,8 @@ struct DrainResult {
     runs: Vec<DrainRun>,
     summary: Vec<VariantSummary>,
     ratios: Vec<Ratio>,
+    /// Stage 3: evidence off, then on, at `--live-rate`.
+    live: Vec<live::LiveRun>,
 }
 
 /// The `--json` file.
@@ -152,7 +159,7 @@ pub async fn run(options: EvidenceBenchOptions) -> Result<(), BenchError> {
     } else {
         None
     };
-    let drains = if options.stages.contains(&2) {
+    let drains = if options.stages.contains(&2) || options.stages.contains(&3) {
         let demo = (label.as_str(), demo_threshold);
         Some(stage2(&options, &model, &records, demo).await?)
     } else {
@@ -313,12 +320,21 @@ async fn stage2(
         worker: None,
     };
     let variants = variants(&rate, &demo);
-    let outcome = drain_all(&mut drains, records, &variants).await;
+    let outcome = if options.stages.contains(&2) {
+        drain_all(&mut drains, records, &variants).await
+    } else {
+        Ok((0.0, None, Vec::new()))
+    };
+    let live = match (&outcome, options.stages.contains(&3)) {
+        (Ok(_), true) => live_all(&mut drains, records, &variants[..2]).await,
+        _ => Ok(Vec::new()),
+    };
     if let Some(w) = drains.worker.take() {
         w.stop().await;
     }
     clean_up(options, &drains.topics).await;
     let (prefill_seconds, warm_up, runs) = outcome?;
+    let live = live?;
     let limits = report::Limits {
         max_in_flight: max_in_flight(options),
         deadline: evidence.deadline,
@@ -340,7 +356,43 @@ async fn stage2(
         runs,
         summary,
         ratios,
+        live,
     })
+}
+
+/// Stage 3: `variants` (evidence off, then on, at the alert share's rule) on a live
+/// stream each.
+async fn live_all(
+    drains: &mut Drains<'_>,
+    records: &[Frame],
+    variants: &[Variant],
+) -> Result<Vec<live::LiveRun>, BenchError> {
+    let o = drains.options;
+    println!();
+    println!(
+        "stage 3  a live stream: {} records/s for {} s to a fresh {}-partition topic, one worker per run",
+        o.live_rate, o.live_seconds, o.partitions
+    );
+    let mut runs = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        let _ = quiet_machine(o.quiet_wait).await;
+        let r = drains
+            .live(i, v, records, (o.live_rate, o.live_seconds))
+            .await?;
+        live::print_live(&r);
+        runs.push(r);
+    }
+    if let [off, on] = &runs[..] {
+        if let (Some(a), Some(b)) = (off.cpu_us_per_record(), on.cpu_us_per_record()) {
+            println!(
+                "  evidence on: {:+.1} µs of bench-process CPU per record ({:.2}x off); {} of alerts explained",
+                b - a,
+                b / a,
+                on.explained().map_or("–".into(), |s| format!("{:.1}%", s * 100.0))
+            );
+        }
+    }
+    Ok(runs)
 }
 
 /// Pre-fill, then the warm-up drain and the rounds.
@@ -424,11 +476,14 @@ async fn clean_up(options: &EvidenceBenchOptions, topics: &[String]) {
 
 fn check(o: &EvidenceBenchOptions) -> Result<(), BenchError> {
     let fail = |m: &str| Err(usage(m));
-    if o.stages.is_empty() || o.stages.iter().any(|s| !(1..=2).contains(s)) {
-        return fail("--stages takes 1 and/or 2");
+    if o.stages.is_empty() || o.stages.iter().any(|s| !(1..=3).contains(s)) {
+        return fail("--stages takes 1, 2 and/or 3");
     }
     if o.explain_rows == 0 || o.sampling_rows == 0 || o.frames_spec.distinct_frames == 0 {
         return fail("--explain-rows, --sampling-rows and --image-frames must be at least 1");
+    }
+    if !(o.live_rate > 0.0 && o.live_seconds > 0.0) {
+        return fail("--live-rate and --live-seconds must be above 0");
     }
     if o.drain_records == 0 || o.rounds == 0 || o.partitions < 1 {
         return fail("--drain-records, --rounds and --partitions must be at least 1");
