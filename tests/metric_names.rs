@@ -89,6 +89,7 @@ const NAMES: &[&str] = &[
     "argus_worker_evidence_skipped_total",
     "argus_worker_in_flight",
     "argus_worker_in_flight_bytes",
+    "argus_worker_uncommitted_inputs",
     "argus_worker_inference_queue_seconds",
     "argus_worker_inference_seconds",
     "argus_worker_info",

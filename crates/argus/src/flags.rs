@@ -78,9 +78,14 @@ pub struct ModelArgs {
     pub max_age: Option<Duration>,
     /// Inputs in flight per worker (consumed, outputs not yet acknowledged); when reached
     /// the worker takes no more (and pauses its partitions if that lasts) until half have
-    /// finished. A crash redoes at most this many [default: 1024].
+    /// finished [default: 1024].
     #[arg(long)]
     pub max_in_flight: Option<usize>,
+    /// Inputs consumed and not yet committed per worker (in flight, finished behind a
+    /// slower one, or not yet confirmed committed), at most (same rule as
+    /// --max-in-flight). A crash redoes at most this many [default: 65536].
+    #[arg(long)]
+    pub max_uncommitted: Option<usize>,
     /// Payload bytes of the inputs in flight per worker, at most (same rule as
     /// --max-in-flight) [default: 32 MiB].
     #[arg(long)]
@@ -130,6 +135,11 @@ impl ModelArgs {
             "worker.max_in_flight_bytes",
             "--max-in-flight-bytes",
             self.max_in_flight_bytes.as_ref(),
+        );
+        f.set(
+            "worker.max_uncommitted",
+            "--max-uncommitted",
+            self.max_uncommitted.as_ref(),
         );
         f.set(
             "worker.max_input_bytes",

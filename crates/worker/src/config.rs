@@ -246,6 +246,10 @@ pub struct WorkerSettings {
     pub max_in_flight: usize,
     /// Payload bytes of the inputs in flight, at most.
     pub max_in_flight_bytes: usize,
+    /// Inputs consumed and not yet committed, at most: in flight, finished behind an
+    /// unfinished input (an alert awaiting its evidence holds the inputs after it), or not
+    /// yet confirmed committed. A crash redoes at most this many.
+    pub max_uncommitted: usize,
     /// Full in-flight work for longer than this pauses the partitions (polling goes on).
     #[serde(with = "duration")]
     pub pause_after: Duration,
@@ -394,6 +398,7 @@ impl Default for WorkerSettings {
             max_age: None,
             max_in_flight: 1024,
             max_in_flight_bytes: 32 * 1024 * 1024,
+            max_uncommitted: 65_536,
             pause_after: Duration::from_secs(1),
             stuck_after: Duration::from_secs(30),
             max_input_bytes: 8 * 1024 * 1024,
@@ -445,6 +450,7 @@ impl WorkerSettings {
             rules,
             max_in_flight: self.max_in_flight,
             max_in_flight_bytes: self.max_in_flight_bytes,
+            max_uncommitted: self.max_uncommitted,
             pause_after: self.pause_after,
             inference_threads: self.inference_threads,
             decode_threads: self.decode_threads,
@@ -498,6 +504,11 @@ pub struct WorkerConfig {
     /// Payload bytes of the inputs in flight, at most (checked like `max_in_flight`): the
     /// count alone would let big frames take any amount of memory.
     pub max_in_flight_bytes: usize,
+    /// Inputs consumed but not yet committed, at most (checked like `max_in_flight`): a
+    /// crash redoes at most this many. Finished inputs behind an unfinished one count here,
+    /// not in `max_in_flight`, so one slow input (an alert awaiting its evidence) does not
+    /// stop the others.
+    pub max_uncommitted: usize,
     /// Full in-flight work for longer than this pauses the partitions (polling goes on);
     /// shorter stalls just stop taking messages. Keep it well under `max.poll.interval.ms`.
     pub pause_after: Duration,
@@ -560,6 +571,12 @@ impl WorkerConfig {
                 "max_in_flight, max_in_flight_bytes, inference_threads, decode_threads and max_batch must be at least 1"
                     .into(),
             );
+        }
+        if self.max_uncommitted < self.max_in_flight {
+            return Err(format!(
+                "max_uncommitted ({}) cannot be below max_in_flight ({}): inputs in flight are uncommitted too",
+                self.max_uncommitted, self.max_in_flight
+            ));
         }
         if self.max_batch > self.max_in_flight {
             return Err(format!(

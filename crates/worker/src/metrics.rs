@@ -23,6 +23,9 @@ pub const END_TO_END_SECONDS: &str = "argus_worker_end_to_end_seconds";
 pub const IN_FLIGHT: &str = "argus_worker_in_flight";
 /// Gauge: payload bytes of the inputs in flight.
 pub const IN_FLIGHT_BYTES: &str = "argus_worker_in_flight_bytes";
+/// Gauge: inputs consumed and not yet committed (in flight, finished behind an unfinished
+/// input, finished but not confirmed committed): what a crash would redo.
+pub const UNCOMMITTED: &str = "argus_worker_uncommitted_inputs";
 /// Counter: consumer errors from the broker or client.
 pub const CONSUMER_ERRORS: &str = "argus_worker_consumer_errors_total";
 /// Counter: offsets that could not be stored (partition revoked meanwhile, or outputs lost).
@@ -342,6 +345,10 @@ pub fn describe() {
         IN_FLIGHT_BYTES,
         Unit::Bytes,
         "Payload bytes of the inputs consumed and not yet finished"
+    );
+    describe_gauge!(
+        UNCOMMITTED,
+        "Inputs consumed and not yet committed: what a crash would redo (bounded by max_uncommitted)"
     );
     describe_counter!(CONSUMER_ERRORS, "Errors reported by the Kafka consumer");
     describe_counter!(STALE, "Inputs older than max_age, not run");

@@ -4,7 +4,7 @@
 //! [`Worker::backpressure`]. Then [`Worker::drain`] and [`Worker::finish`]. What commits and
 //! when is the [`Commits`] strategy's; when to pause is [`Backpressure`]'s. See the crate
 //! docs for the offset rule.
-use crate::backpressure::{Action, Backpressure};
+use crate::backpressure::{Action, Backpressure, Load};
 use crate::commit::{install_revoke_hook, AckCommits, Commits, Stop, TxnCommits};
 use crate::config::WorkerConfig;
 use crate::drain::DrainSignal;
@@ -400,8 +400,11 @@ impl Worker {
         tracing::info!(worker = %config.worker_id, topics = ?config.input_topics, exactly_once = config.exactly_once, max_batch, inference_threads = config.inference_threads, "worker started");
         Ok(Worker {
             pressure: Backpressure::new(
-                config.max_in_flight,
-                config.max_in_flight_bytes,
+                Load {
+                    in_flight: config.max_in_flight,
+                    bytes: config.max_in_flight_bytes,
+                    uncommitted: config.max_uncommitted,
+                },
                 config.pause_after,
             ),
             drain: DrainSignal::new(config.stuck_after),
@@ -579,11 +582,16 @@ impl Worker {
 
     /// Applies the backpressure decision for the in-flight work now.
     fn backpressure(&mut self) {
-        let in_flight = self.shared.tracker.in_flight();
-        let bytes = self.held_bytes.load(Ordering::Relaxed);
+        let load = Load {
+            in_flight: self.shared.tracker.in_flight(),
+            bytes: self.held_bytes.load(Ordering::Relaxed),
+            uncommitted: self.shared.tracker.uncommitted_window(),
+        };
+        let in_flight = load.in_flight;
         metrics::gauge!(m::IN_FLIGHT).set(in_flight as f64);
-        metrics::gauge!(m::IN_FLIGHT_BYTES).set(bytes as f64);
-        match self.pressure.decide(Instant::now(), in_flight, bytes) {
+        metrics::gauge!(m::IN_FLIGHT_BYTES).set(load.bytes as f64);
+        metrics::gauge!(m::UNCOMMITTED).set(load.uncommitted as f64);
+        match self.pressure.decide(Instant::now(), load) {
             Action::Keep => {}
             Action::Resume => {
                 if let Ok(a) = self.consumer.assignment() {

@@ -35,6 +35,8 @@ struct Part {
     generation: u64,
     revoking: bool,
     entries: BTreeMap<i64, Entry>,
+    /// Entries finished (`Done`) and waiting for an earlier input.
+    done: usize,
     /// Inputs finished contiguously since the partition was assigned.
     finished_total: u64,
     /// Inputs consumed since the partition was assigned.
@@ -58,6 +60,7 @@ impl Part {
             generation,
             revoking: false,
             entries: BTreeMap::new(),
+            done: 0,
             finished_total: 0,
             consumed_total: 0,
             finished_upto: None,
@@ -120,7 +123,7 @@ impl Tracker {
         }
         part.consumed_total += 1;
         part.last_consumed = Some((offset, timestamp_ms));
-        part.entries.insert(
+        let replaced = part.entries.insert(
             offset,
             Entry {
                 state: State::Running,
@@ -128,6 +131,9 @@ impl Tracker {
                 timestamp_ms,
             },
         );
+        if replaced.is_some_and(|e| e.state == State::Done) {
+            part.done -= 1;
+        }
     }
 
     /// Whether the job may hand its outputs to the producer; if so it is marked publishing
@@ -155,7 +161,10 @@ impl Tracker {
         let ok = match parts.get_mut(tp) {
             Some(p) if p.generation == generation => match p.entries.get_mut(&offset) {
                 Some(e) => {
-                    e.state = State::Done;
+                    if e.state != State::Done {
+                        e.state = State::Done;
+                        p.done += 1;
+                    }
                     true
                 }
                 None => false,
@@ -174,6 +183,9 @@ impl Tracker {
         if let Some(p) = parts.get_mut(tp) {
             if p.generation == generation {
                 if let Some(e) = p.entries.get_mut(&offset) {
+                    if e.state == State::Done {
+                        p.done -= 1;
+                    }
                     e.state = State::Running;
                 }
             }
@@ -191,6 +203,7 @@ impl Tracker {
             }
             last = Some(*entry.key());
             entry.remove();
+            part.done -= 1;
             part.finished_total += 1;
         }
         let next = last.map(|o| o + 1);
@@ -278,11 +291,16 @@ impl Tracker {
     /// Inputs consumed and not yet committed: unfinished, finished but waiting for an
     /// earlier input, and finished but not yet confirmed committed. A crash redoes at most
     /// these, so bounding this bounds duplicates.
-    pub fn in_flight(&self) -> usize {
+    pub fn uncommitted_window(&self) -> usize {
         self.lock()
             .values()
             .map(|p| p.entries.len() + (p.stored_upto - p.committed_upto).max(0) as usize)
             .sum()
+    }
+
+    /// Inputs consumed and not yet finished (running or publishing): the work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.lock().values().map(|p| p.entries.len() - p.done).sum()
     }
 
     /// Per-partition state for the drain signal.
@@ -333,15 +351,19 @@ mod tests {
         }
         // 10 is unfinished: nothing may be committed, whatever finished after it.
         assert!(t.advance_all().is_empty());
-        assert_eq!(t.in_flight(), 5);
+        assert_eq!(t.uncommitted_window(), 5);
+        // In flight: 10 and 13, not the finished ones waiting behind 10.
+        assert_eq!(t.in_flight(), 2);
         t.begin_publish(&tp(0), 1, 10);
         t.finish(&tp(0), 1, 10);
         assert_eq!(t.advance_all(), vec![(tp(0), 13)]);
-        // Stored but not committed: still counted.
-        assert_eq!(t.in_flight(), 5);
+        // Stored but not committed: still counted in the window.
+        assert_eq!(t.uncommitted_window(), 5);
+        assert_eq!(t.in_flight(), 1);
         assert_eq!(t.uncommitted(), 3);
         t.committed(&tp(0), 13);
-        assert_eq!(t.in_flight(), 2);
+        assert_eq!(t.uncommitted_window(), 2);
+        assert_eq!(t.in_flight(), 1);
         let snap = &t.snapshot()[&tp(0)];
         assert_eq!(snap.oldest.unwrap().0, 13);
         assert_eq!((snap.consumed_total, snap.finished_total), (5, 3));

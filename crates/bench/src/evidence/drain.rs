@@ -181,7 +181,10 @@ impl Drains<'_> {
     }
 
     /// Fresh output topics for drain `tag` (remembered for deletion).
-    pub(super) async fn output_topics(&mut self, tag: &str) -> Result<argus_worker::OutputTopics, BenchError> {
+    pub(super) async fn output_topics(
+        &mut self,
+        tag: &str,
+    ) -> Result<argus_worker::OutputTopics, BenchError> {
         let base = format!("argus-evidence-bench-{tag}");
         let topics = argus_worker::OutputTopics {
             predictions: format!("{base}.predictions"),

@@ -128,11 +128,15 @@ impl Drains<'_> {
         }
         let (_, failed) = await_deliveries(deliveries).await;
         if failed > 0 {
-            return Err(runtime(format!("{failed} of {n} records were not acknowledged")));
+            return Err(runtime(format!(
+                "{failed} of {n} records were not acknowledged"
+            )));
         }
-        self.wait(Duration::from_secs(120), "the worker to finish the stream", || {
-            finished(stats) > n
-        })
+        self.wait(
+            Duration::from_secs(120),
+            "the worker to finish the stream",
+            || finished(stats) > n,
+        )
         .await?;
         let end = CpuMark::now(self.options.broker_pid);
         let evidence = EvidenceCounters::read().since(&counters);
