@@ -602,6 +602,94 @@ async fn producer_fails_on_the_first_bad_row_when_asked() {
     assert_eq!(sent.len(), 3);
 }
 
+/// The daily batch with `--evidence`: every published alert carries exact TreeSHAP
+/// evidence that adds up to its score, and each report row says why in plain words — the
+/// same reasons `argus explain` gives for that customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_scoring_with_evidence_explains_alerts_and_report_rows() {
+    let topics = Topics::create(2).await;
+    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
+    let head: Vec<&str> = all.lines().take(201).collect();
+    let dir = tempfile_dir();
+    let csv = dir.join("customers-200.csv");
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    produce_csv(&topics.input, &csv);
+    let path = dir.join("why.csv");
+    let mut args = vec![
+        "score",
+        "--input",
+        &topics.input,
+        "--model",
+        "models/churn",
+        "--top",
+        "20",
+        "--evidence",
+        "--report",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&topics.output_flags());
+    let out = std::process::Command::new(argus_bin())
+        .current_dir(repo_root())
+        .args(&args)
+        .env("ARGUS_BROKERS", brokers())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<Alert> = {
+        let msgs = read_until(&topics.alerts, Duration::from_secs(5), |_| false);
+        validate_all(&msgs, argus_wire::ALERT_V4_JSON_SCHEMA)
+            .into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect()
+    };
+    assert!(alerts.len() > 20, "{} alerts", alerts.len());
+    assert!(
+        stdout.contains(&format!(
+            "evidence: {0} of {0} alerts explained",
+            alerts.len()
+        )),
+        "{stdout}"
+    );
+    for a in &alerts {
+        let e = a.evidence.as_ref().unwrap();
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
+        let total: f64 = e.attributions.iter().map(|x| x.contribution).sum();
+        assert!((e.base_value.unwrap() + total - f64::from(a.score)).abs() < 1e-6);
+    }
+    let model = churn_model();
+    let explainer = argus_model::explain::Explainer::for_model(&model, Default::default())
+        .unwrap()
+        .unwrap();
+    let customers = csv_rows(&csv);
+    let mut report = csv::Reader::from_path(&path).unwrap();
+    let header = report.headers().unwrap().clone();
+    assert_eq!(header.iter().next_back(), Some("why"));
+    let rows: Vec<csv::StringRecord> = report.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 20);
+    for row in &rows {
+        let key = &row[1];
+        let why: Vec<&str> = row[header.len() - 1].split("; ").collect();
+        assert_eq!(why.len(), 3, "{key}: {why:?}");
+        // What `argus explain` says for the customer's record.
+        let record: serde_json::Map<String, serde_json::Value> = customers[key]
+            .iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(v).unwrap_or_else(|_| v.clone().into());
+                (k.clone(), value)
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&record).unwrap();
+        let payload = argus_wire::Payload::Record(argus_wire::json_record(&bytes).unwrap());
+        let offline = explainer.explain_input(&model, &payload, None).unwrap();
+        assert_eq!(why, offline.evidence.summary, "{key}");
+    }
+}
+
 /// The daily batch: `argus score` over a topic's range writes the at-risk report — the
 /// customers whose scikit-learn score is ≥ the threshold, best first, top N, with their
 /// features — publishes one prediction per record, and a second run over the same range

@@ -235,6 +235,12 @@ fn print_summary(args: &ScoreArgs, config: &ScoreConfig, model: &Classifier, s: 
         config.report.display(),
         if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", s.scored, s.alerts) },
     );
+    if args.model.evidence.enabled {
+        println!(
+            "evidence: {} of {} alerts explained; the report's `why` column gives each row's top reasons",
+            s.explained, s.alerts
+        );
+    }
 }
 
 #[cfg(test)]

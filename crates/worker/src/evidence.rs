@@ -50,6 +50,43 @@ impl Explaining {
     }
 }
 
+impl Explaining {
+    /// Attaches evidence to `alerts` (on `payload`) now, on this thread, however long it
+    /// takes: for batch scoring, where no alert waits on a stream. Each alert becomes
+    /// `argus.alert/v4`; an explainer's failure is the alert's `skipped` reason. Returns
+    /// how many alerts got evidence. Blocking.
+    pub fn attach_now(&self, model: &Classifier, payload: &Payload, alerts: &mut [Alert]) -> usize {
+        let mut explained = 0;
+        for alert in alerts {
+            let evidence = match self {
+                Explaining::Off => return 0,
+                Explaining::Unavailable(reason) => {
+                    skipped("unavailable", format!("unavailable: {reason}"))
+                }
+                Explaining::Ready(explainer) => {
+                    let (label, boxes) = alert_target(model, alert);
+                    let started = Instant::now();
+                    match explainer.explain(model, payload, label, &boxes) {
+                        Ok(mut e) => {
+                            let took = started.elapsed();
+                            e.compute_us =
+                                Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                            metrics::histogram!(m::EVIDENCE_SECONDS, "method" => explainer.method().as_str())
+                                .record(took.as_secs_f64());
+                            e
+                        }
+                        Err(e) => skipped("error", format!("error: {e}")),
+                    }
+                }
+            };
+            explained += usize::from(evidence.status == argus_wire::EvidenceStatus::Ok);
+            alert.schema = ALERT_SCHEMA_V4.into();
+            alert.evidence = Some(evidence);
+        }
+        explained
+    }
+}
+
 /// One alert's evidence to compute.
 struct Task {
     model: Arc<Classifier>,
@@ -214,18 +251,14 @@ impl EvidencePool {
                     format!("unavailable: {reason}"),
                 )))),
                 Explaining::Ready(explainer) => {
-                    let label = model
-                        .labels()
-                        .iter()
-                        .position(|l| *l == alert.label)
-                        .unwrap_or(0);
+                    let (label, boxes) = alert_target(model, alert);
                     let camera = alert.input.source_id.as_deref().unwrap_or_default();
                     Some(self.submit(
                         model.clone(),
                         explainer.clone(),
                         c.envelope.payload.clone(),
                         label,
-                        alert_boxes(alert, label),
+                        boxes,
                         Some((camera, &alert.id)),
                     ))
                 }
@@ -424,9 +457,15 @@ fn skipped(reason: &'static str, detail: String) -> Evidence {
     Evidence::skipped(detail)
 }
 
-/// A detector alert's boxes as detections of `label` (frame pixels).
-fn alert_boxes(alert: &Alert, label: usize) -> Vec<Detection> {
-    alert
+/// What an alert's evidence explains: its label's index in `model`'s outputs, and (for a
+/// detector) the alert's boxes as detections of that label, in frame pixels.
+fn alert_target(model: &Classifier, alert: &Alert) -> (usize, Vec<Detection>) {
+    let label = model
+        .labels()
+        .iter()
+        .position(|l| *l == alert.label)
+        .unwrap_or(0);
+    let boxes = alert
         .detections
         .iter()
         .flatten()
@@ -435,7 +474,8 @@ fn alert_boxes(alert: &Alert, label: usize) -> Vec<Detection> {
             score: b.score,
             bbox: BBox::new(b.bbox[0], b.bbox[1], b.bbox[2], b.bbox[3]),
         })
-        .collect()
+        .collect();
+    (label, boxes)
 }
 
 #[cfg(test)]

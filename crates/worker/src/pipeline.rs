@@ -131,6 +131,20 @@ impl Pipeline {
         }
     }
 
+    /// Stage 3 with evidence on the alerts computed now, without a deadline (batch
+    /// scoring; see [`Explaining::attach_now`]), and how many alerts got it. Blocking.
+    pub fn render_explained(&self, job: &Job, outcome: &Outcome) -> (Rendered, usize) {
+        let (mut rendered, mut alerts) = self.outputs.render_split(job, outcome);
+        let mut explained = 0;
+        if let (Outcome::Classified(c), false) = (outcome, alerts.is_empty()) {
+            explained = self
+                .explaining
+                .attach_now(&self.model, &c.envelope.payload, &mut alerts);
+        }
+        rendered.push_alerts(&alerts);
+        (rendered, explained)
+    }
+
     /// A publisher for this pipeline's outputs (stage 4); see [`Publisher::new`].
     pub fn publisher(
         &self,

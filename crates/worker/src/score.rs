@@ -3,7 +3,9 @@
 //! ([`crate::pipeline`]), publishing the same predictions, alerts and dead letters a worker
 //! would, and the at-risk report: the records whose positive-label score reaches the
 //! decision threshold, best first, top N, with the features the model used as evidence
-//! columns.
+//! columns. With `[worker.evidence]` on, every alert carries its evidence (computed
+//! without a deadline: nothing waits on a batch) and the report adds a `why` column, each
+//! row's top reasons in plain words.
 //!
 //! Deterministic: the range is fixed at start (end offsets), one row per key (its latest
 //! record in the range), ordered by score descending then key — so two runs over the same
@@ -11,7 +13,7 @@
 use crate::config::WorkerConfig;
 use crate::job::{Job, Prepare, Ready};
 use crate::outputs::{Finished, Outcome, Rendered};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Explaining, Pipeline};
 use crate::publish::{Publisher, Undelivered};
 use crate::WorkerError;
 use argus_kafka::bounded::{self, Bounds};
@@ -20,7 +22,9 @@ use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::producer::FutureProducer;
 use argus_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use argus_kafka::KafkaSetupError;
+use argus_model::explain::Explainer;
 use argus_model::Classifier;
+use argus_wire::Payload;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +64,8 @@ pub struct ScoreSummary {
     pub dlq: BTreeMap<&'static str, u64>,
     /// Alerts raised.
     pub alerts: u64,
+    /// Alerts that carry evidence (`[worker.evidence] enabled`).
+    pub explained: u64,
     /// Inputs whose outputs the broker did not acknowledge.
     pub delivery_failures: u64,
     /// Keys at or above the threshold.
@@ -96,7 +102,12 @@ pub async fn score(
     let mut worker = worker.clone();
     // A batch scores what is in its range, however old.
     worker.max_age = None;
-    let pipeline = Pipeline::without_evidence(model, &worker);
+    let pipeline = Pipeline::new(model, &worker);
+    if let Some(problem) = pipeline.evidence_problem() {
+        return Err(WorkerError::Config(format!(
+            "--evidence: {problem}; add an [explain] section to the bundle or turn evidence off"
+        )));
+    }
     let ends = bounded::time_bounds(
         &consumer,
         &config.input,
@@ -282,8 +293,10 @@ impl Run<'_> {
             }
             Outcome::Stale(_) => {}
         }
-        let rendered = self.pipeline.render(&job, &outcome);
+        // A batch has no deadline: evidence (when on) is computed for every alert.
+        let (rendered, explained) = self.pipeline.render_explained(&job, &outcome);
         self.summary.alerts += rendered.alerts() as u64;
+        self.summary.explained += explained as u64;
         if let Some(p) = self.publish.as_mut() {
             self.summary.delivery_failures += p.send(job, rendered).await;
         }
@@ -366,6 +379,29 @@ fn csv_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// The report's `why`: the top reasons for `label`'s score of the record with `features`
+/// (the values the model used, as the report shows them), in plain words, `; `-separated.
+fn why(
+    explainer: &Explainer,
+    model: &Classifier,
+    label: usize,
+    features: &[(String, serde_json::Value)],
+) -> String {
+    let json = serde_json::Value::Object(features.iter().cloned().collect());
+    let explained = serde_json::to_vec(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| argus_wire::json_record(&bytes).map_err(|e| e.to_string()))
+        .and_then(|record| {
+            explainer
+                .explain(model, &Payload::Record(record), label, &[])
+                .map_err(|e| e.to_string())
+        });
+    match explained {
+        Ok(e) => e.summary.join("; "),
+        Err(reason) => format!("(no evidence: {reason})"),
+    }
+}
+
 /// Writes the at-risk report; returns (keys at or above the threshold, rows written).
 fn write_report(
     config: &ScoreConfig,
@@ -394,9 +430,16 @@ fn write_report(
         source: e,
     };
     let mut w = csv::Writer::from_path(&config.report).map_err(|e| io(e.into()))?;
+    let explainer = match pipeline.explaining() {
+        Explaining::Ready(e) => Some(e),
+        Explaining::Off | Explaining::Unavailable(_) => None,
+    };
     let mut header = vec!["rank".to_string(), "key".into(), format!("p_{label}")];
     header.extend(features.iter().cloned());
     header.extend(["topic".into(), "partition".into(), "offset".into()]);
+    if explainer.is_some() {
+        header.push("why".into());
+    }
     w.write_record(&header).map_err(|e| io(e.into()))?;
     for (i, r) in rows.iter().enumerate() {
         let mut line = vec![(i + 1).to_string(), r.key.clone(), r.score.to_string()];
@@ -406,6 +449,9 @@ fn write_report(
             r.partition.to_string(),
             r.offset.to_string(),
         ]);
+        if let Some(e) = explainer {
+            line.push(why(e, model, positive, &r.evidence));
+        }
         w.write_record(&line).map_err(|e| io(e.into()))?;
     }
     w.flush().map_err(io)?;
