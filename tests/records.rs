@@ -224,6 +224,8 @@ async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
         queue: 1024,
         // Not only spare CPU: the test machine runs other tests meanwhile.
         priority: argus_worker::config::EvidencePriority::Normal,
+        // However busy the test machine, these alerts are not a backlog.
+        skip_older_than: Duration::ZERO,
         ..Default::default()
     };
     let mut w = RunningWorker::start(config, &group, model.clone());
@@ -322,6 +324,8 @@ async fn predictions_do_not_wait_for_alerts_evidence_and_commits_do() {
         queue: 1024,
         permutations: 30_000,
         priority: argus_worker::config::EvidencePriority::Normal,
+        // However busy the test machine, these alerts are not a backlog.
+        skip_older_than: Duration::ZERO,
         ..Default::default()
     };
     let mut w = RunningWorker::start(config, &group, model.clone());

@@ -120,6 +120,10 @@ pub struct EvidenceArgs {
     /// worker's].
     #[arg(long, value_parser = parse_duration)]
     pub evidence_deadline: Option<Duration>,
+    /// Stage 2, for experiments: alerts on inputs older than this skip evidence as
+    /// `backlog` (`0s`: never) [default: the worker's, 2s].
+    #[arg(long, value_parser = parse_duration)]
+    pub evidence_skip_older_than: Option<Duration>,
     /// Stage 2, for experiments: the evidence threads' CPU priority [default: the
     /// worker's, idle].
     #[arg(long, value_parser = ["idle", "normal"])]
@@ -148,6 +152,7 @@ impl EvidenceArgs {
             threads: self.evidence_threads.unwrap_or(d.threads),
             queue: self.evidence_queue.unwrap_or(d.queue),
             deadline: self.evidence_deadline.unwrap_or(d.deadline),
+            skip_older_than: self.evidence_skip_older_than.unwrap_or(d.skip_older_than),
             priority: match self.evidence_priority.as_deref() {
                 Some("normal") => argus_worker::config::EvidencePriority::Normal,
                 Some(_) => argus_worker::config::EvidencePriority::Idle,

@@ -314,6 +314,11 @@ pub struct EvidenceSettings {
     /// that mattered tinted, referred to by the grid's `overlay`) [default: none written].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlays: Option<PathBuf>,
+    /// An alert whose input was captured longer ago than this skips its evidence (reason
+    /// `backlog`): the worker is catching up, and evidence would slow the catch-up and
+    /// delay an alert that is late already. `0s`: never skip for age.
+    #[serde(with = "duration")]
+    pub skip_older_than: Duration,
     /// The evidence threads' CPU priority: `idle` (only CPU nothing else wants, so
     /// evidence never slows predictions; under full load alerts go out skipped) or
     /// `normal` (evidence competes with the model for the cores).
@@ -340,6 +345,7 @@ impl Default for EvidenceSettings {
             grid: 6,
             permutations: 64,
             overlays: None,
+            skip_older_than: Duration::from_secs(2),
             priority: EvidencePriority::Idle,
         }
     }

@@ -116,6 +116,8 @@ pub struct EvidencePool {
     busy: Arc<AtomicUsize>,
     slots: usize,
     deadline: Duration,
+    /// Inputs older than this when they alert get no evidence (zero: no limit).
+    skip_older_than: Duration,
     overlays: Option<PathBuf>,
 }
 
@@ -145,6 +147,7 @@ impl EvidencePool {
             busy,
             slots,
             deadline: settings.deadline,
+            skip_older_than: settings.skip_older_than,
             overlays: settings.overlays.clone(),
         })
     }
@@ -242,6 +245,23 @@ impl EvidencePool {
         c: &Classified,
         alerts: Vec<Alert>,
     ) -> AwaitingEvidence {
+        let age_us = argus_wire::now_us().saturating_sub(c.envelope.capture_time_us);
+        let age = Duration::from_micros(u64::try_from(age_us).unwrap_or(0));
+        if !self.skip_older_than.is_zero() && age > self.skip_older_than {
+            let detail = format!(
+                "backlog: the input was {} ms old when it alerted (over {} ms): the worker is catching up",
+                age.as_millis(),
+                self.skip_older_than.as_millis()
+            );
+            let requested = alerts
+                .iter()
+                .map(|_| match explaining {
+                    Explaining::Off => None,
+                    _ => Some(Requested(Asked::Now(skipped("backlog", detail.clone())))),
+                })
+                .collect();
+            return AwaitingEvidence { alerts, requested };
+        }
         let requested = alerts
             .iter()
             .map(|alert| match explaining {
@@ -613,6 +633,73 @@ mod tests {
         // A task the pool drops as expired is a deadline, not an error.
         assert!(!reasons.contains_key("error"), "{reasons:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A classified churn record captured `age` ago, on `pipeline`: its outputs and the
+    /// alerts it raised, their evidence asked for from `pool`.
+    fn alert_aged(
+        pipeline: &crate::pipeline::Pipeline,
+        pool: &EvidencePool,
+        age: Duration,
+    ) -> Option<AwaitingEvidence> {
+        let envelope = argus_wire::Envelope {
+            schema_version: argus_wire::SCHEMA_VERSION,
+            source_id: "C1".into(),
+            sequence: 1,
+            capture_time_us: argus_wire::now_us() - age.as_micros() as i64,
+            payload: record(),
+        };
+        let classification = pipeline.model().classify(&envelope.payload).unwrap();
+        let job = crate::job::Job {
+            topic: "customers".into(),
+            partition: 0,
+            offset: 7,
+            key: Some(b"C1".to_vec()),
+            value: std::sync::Arc::from(&b""[..]),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            received: Instant::now(),
+        };
+        let outcome = crate::outputs::Outcome::Classified(Classified {
+            envelope,
+            classification,
+            queue_us: 0,
+            envelope_us: 0,
+        });
+        pipeline
+            .render_asking_evidence(&job, &outcome, Some(pool))
+            .1
+    }
+
+    /// An alert on an input older than `skip_older_than` (the worker is catching up) goes
+    /// out without evidence at once, reason `backlog`; a fresh one gets its evidence.
+    #[tokio::test]
+    async fn alerts_on_old_inputs_skip_evidence_as_backlog() {
+        let model = churn();
+        let mut config = crate::WorkerConfig::new("w", vec!["customers".into()]);
+        config.rules = crate::AlertRule::for_bundle(&[], &model);
+        config.evidence = EvidenceSettings {
+            skip_older_than: Duration::from_secs(2),
+            ..settings(1, 4, Duration::from_secs(30))
+        };
+        let pipeline = crate::pipeline::Pipeline::new(model, &config);
+        let pool = EvidencePool::start(&config.evidence);
+        let old = alert_aged(&pipeline, &pool, Duration::from_secs(5)).unwrap();
+        let started = Instant::now();
+        let alerts = old.evidence().await;
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(alerts.len(), 1);
+        let e = alerts[0].evidence.as_ref().unwrap();
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Skipped);
+        assert!(
+            e.reason.as_deref().unwrap().starts_with("backlog: "),
+            "{e:?}"
+        );
+        let fresh = alert_aged(&pipeline, &pool, Duration::from_millis(100)).unwrap();
+        let alerts = fresh.evidence().await;
+        let e = alerts[0].evidence.as_ref().unwrap();
+        assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
+        assert_eq!(alerts[0].schema, ALERT_SCHEMA_V4);
     }
 
     /// The pool's threads run under `SCHED_IDLE` (policy 5 in `/proc/.../stat`), so

@@ -53,7 +53,8 @@ pub const EVIDENCE_SECONDS: &str = "argus_worker_evidence_seconds";
 /// failed; unavailable: the model has no explainer).
 pub const EVIDENCE_SKIPPED: &str = "argus_worker_evidence_skipped_total";
 /// Every `reason` label of [`EVIDENCE_SKIPPED`].
-pub const EVIDENCE_SKIP_REASONS: &[&str] = &["deadline", "saturated", "error", "unavailable"];
+pub const EVIDENCE_SKIP_REASONS: &[&str] =
+    &["deadline", "saturated", "backlog", "error", "unavailable"];
 /// Counter: saliency overlays that could not be written (the alert goes out without one).
 pub const EVIDENCE_OVERLAY_FAILURES: &str = "argus_worker_evidence_overlay_failures_total";
 /// Gauge: evidence requests queued or running ÷ the pool's threads + queue (1: the next
@@ -247,7 +248,7 @@ pub fn describe() {
     );
     describe_counter!(
         EVIDENCE_SKIPPED,
-        "Alerts that went out without evidence, by reason (deadline, saturated, error, unavailable)"
+        "Alerts that went out without evidence, by reason (deadline, saturated, backlog, error, unavailable)"
     );
     describe_counter!(
         EVIDENCE_OVERLAY_FAILURES,

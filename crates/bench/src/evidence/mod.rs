@@ -336,7 +336,6 @@ async fn stage2(
     let (prefill_seconds, warm_up, runs) = outcome?;
     let live = live?;
     let limits = report::Limits {
-        max_in_flight: max_in_flight(options),
         deadline: evidence.deadline,
     };
     let (summary, ratios) = report::summarise_all(&variants, &runs, (&rate, &demo), limits);
@@ -438,12 +437,13 @@ fn print_stage2_header(
         ..EvidenceSettings::default()
     };
     println!(
-        "  evidence: {} [worker.evidence] with enabled = true: {} thread(s) at {:?} priority, queue {}, deadline {} ms, {} permutations, grid {}; worker: {}",
+        "  evidence: {} [worker.evidence] with enabled = true: {} thread(s) at {:?} priority, queue {}, deadline {} ms, skipped for inputs older than {} ms, {} permutations, grid {}; worker: {}",
         if *evidence == defaults { "the worker's default" } else { "NOT the worker's default" },
         evidence.threads,
         evidence.priority,
         evidence.queue,
         evidence.deadline.as_millis(),
+        evidence.skip_older_than.as_millis(),
         evidence.permutations,
         evidence.grid,
         match o.max_in_flight {
