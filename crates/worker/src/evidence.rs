@@ -105,6 +105,9 @@ struct Task {
 enum Missed {
     /// Its deadline passed before a thread took it.
     Deadline,
+    /// It would not have finished in time: this explainer's evidence takes about this
+    /// long, more than was left.
+    TooSlow(Duration),
     /// The explainer failed (or panicked), with this message.
     Failed(String),
 }
@@ -129,13 +132,14 @@ impl EvidencePool {
         let busy = Arc::new(AtomicUsize::new(0));
         let slots = settings.threads.max(1) + settings.queue;
         let priority = settings.priority;
+        let costs = Arc::new(Costs::default());
         for i in 0..settings.threads.max(1) {
-            let (rx, busy) = (rx.clone(), busy.clone());
+            let (rx, busy, costs) = (rx.clone(), busy.clone(), costs.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("argus-evidence-{i}"))
                 .spawn(move || {
                     set_priority(priority);
-                    serve(&rx, &busy, slots)
+                    serve(&rx, &busy, &costs, slots)
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start an evidence thread");
@@ -339,6 +343,14 @@ impl Requested {
                 e
             }
             Ok(Ok(Err(Missed::Failed(reason)))) => skipped("error", format!("error: {reason}")),
+            Ok(Ok(Err(Missed::TooSlow(takes)))) => skipped(
+                "deadline",
+                format!(
+                    "deadline: this model's evidence takes about {} ms, more than was left of {} ms; not computed",
+                    takes.as_millis(),
+                    budget.as_millis()
+                ),
+            ),
             Ok(Ok(Err(Missed::Deadline))) | Err(_) => missed(),
             Ok(Err(_)) => skipped("error", "error: the evidence pool has stopped".into()),
         }
@@ -415,8 +427,57 @@ fn set_priority(priority: EvidencePriority) {
     }
 }
 
+/// Every this many tasks an explainer refuses as too slow, one runs anyway, to measure
+/// again (the machine may have become less busy).
+const PROBE_EVERY: u32 = 32;
+
+/// What each explainer's evidence has been taking (a moving average per explainer), so a
+/// task that cannot finish before its deadline is not started: its alert would not wait
+/// for it, and the pool would be busy for nothing (a person-detector alert's occlusion
+/// takes ~1.4 s against a 500 ms deadline).
+#[derive(Debug, Default)]
+struct Costs {
+    by_explainer: Mutex<std::collections::HashMap<usize, Cost>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    mean: Duration,
+    refused: u32,
+}
+
+impl Costs {
+    /// Whether a task of `explainer` with `left` before its deadline should start; if not,
+    /// about how long it would take.
+    fn start(&self, explainer: usize, left: Duration) -> Result<(), Duration> {
+        let mut by = self.by_explainer.lock().unwrap_or_else(|e| e.into_inner());
+        match by.get_mut(&explainer) {
+            Some(c) if c.mean > left => {
+                c.refused += 1;
+                if c.refused % PROBE_EVERY == 0 {
+                    Ok(())
+                } else {
+                    Err(c.mean)
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A task of `explainer` took `took`.
+    fn record(&self, explainer: usize, took: Duration) {
+        let mut by = self.by_explainer.lock().unwrap_or_else(|e| e.into_inner());
+        by.entry(explainer)
+            .and_modify(|c| c.mean = c.mean.mul_f64(0.8) + took.mul_f64(0.2))
+            .or_insert(Cost {
+                mean: took,
+                refused: 0,
+            });
+    }
+}
+
 /// An evidence thread: takes tasks until the queue closes.
-fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
+fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, costs: &Costs, slots: usize) {
     loop {
         let task = match rx.lock() {
             Ok(rx) => match rx.recv() {
@@ -425,15 +486,22 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, slots: usize) {
             },
             Err(_) => return,
         };
-        // Nobody waits any more (deadline passed): don't spend the pool on it, and say
-        // why (the waiting alert's own timer may not have fired yet).
-        if Instant::now() >= task.deadline {
+        let key = Arc::as_ptr(&task.explainer) as usize;
+        let now = Instant::now();
+        // Nobody waits any more (deadline passed), or nobody will by the time it is done:
+        // don't spend the pool on it, and say why (the waiting alert's own timer may not
+        // have fired yet).
+        let start = costs.start(key, task.deadline.saturating_duration_since(now));
+        if now >= task.deadline {
             let _ = task.reply.send(Err(Missed::Deadline));
+        } else if let Err(takes) = start {
+            let _ = task.reply.send(Err(Missed::TooSlow(takes)));
         } else if !task.reply.is_closed() {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 task.explainer
                     .explain(&task.model, &task.payload, task.label, &task.boxes)
             }));
+            costs.record(key, now.elapsed());
             let result = match result {
                 Ok(Ok(mut e)) => {
                     if let Some(base) = &task.overlay {
@@ -700,6 +768,28 @@ mod tests {
         let e = alerts[0].evidence.as_ref().unwrap();
         assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
         assert_eq!(alerts[0].schema, ALERT_SCHEMA_V4);
+    }
+
+    /// An explainer known to take longer than the time left is not started (but every
+    /// `PROBE_EVERY`th time, to measure again); one that fits is.
+    #[test]
+    fn tasks_that_cannot_finish_in_time_are_not_started() {
+        let costs = Costs::default();
+        let ms = Duration::from_millis;
+        assert_eq!(costs.start(1, ms(500)), Ok(()), "unknown cost: start");
+        costs.record(1, ms(1400));
+        assert_eq!(costs.start(1, ms(500)), Err(ms(1400)));
+        assert_eq!(costs.start(1, ms(2000)), Ok(()), "enough time left");
+        assert_eq!(costs.start(2, ms(500)), Ok(()), "another explainer");
+        let refused = (2..=PROBE_EVERY)
+            .filter(|_| costs.start(1, ms(500)).is_err())
+            .count();
+        assert_eq!(refused, PROBE_EVERY as usize - 2, "one probe among them");
+        // Faster now: the moving average comes down under the deadline.
+        for _ in 0..20 {
+            costs.record(1, ms(100));
+        }
+        assert_eq!(costs.start(1, ms(500)), Ok(()));
     }
 
     /// The pool's threads run under `SCHED_IDLE` (policy 5 in `/proc/.../stat`), so
