@@ -236,10 +236,12 @@ fn print_summary(args: &ScoreArgs, config: &ScoreConfig, model: &Classifier, s: 
         if args.no_publish { "nothing (--no-publish)".to_string() } else { format!("{} predictions, {} alerts", s.scored, s.alerts) },
     );
     if args.model.evidence.enabled {
-        println!(
-            "evidence: {} of {} alerts explained; the report's `why` column gives each row's top reasons",
-            s.explained, s.alerts
-        );
+        let alerts = if args.no_publish {
+            "alerts not published, not explained".to_string()
+        } else {
+            format!("{} of {} alerts explained", s.explained, s.alerts)
+        };
+        println!("evidence: {alerts}; the report's `why` column gives each row's top reasons");
     }
 }
 

@@ -293,8 +293,13 @@ impl Run<'_> {
             }
             Outcome::Stale(_) => {}
         }
-        // A batch has no deadline: evidence (when on) is computed for every alert.
-        let (rendered, explained) = self.pipeline.render_explained(&job, &outcome);
+        // A batch has no deadline: evidence (when on) is computed for every alert it
+        // publishes.
+        let (rendered, explained) = if self.publish.is_some() {
+            self.pipeline.render_explained(&job, &outcome)
+        } else {
+            (self.pipeline.render(&job, &outcome), 0)
+        };
         self.summary.alerts += rendered.alerts() as u64;
         self.summary.explained += explained as u64;
         if let Some(p) = self.publish.as_mut() {
