@@ -231,11 +231,8 @@ async fn churn_alerts_carry_tree_shap_evidence_that_adds_up() {
     let mut w = RunningWorker::start(config, &group, model.clone());
     w.wait_assigned(Duration::from_secs(60)).await;
 
-    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
-    let head: Vec<&str> = all.lines().take(201).collect();
     let dir = tempfile_dir();
-    let csv = dir.join("customers-200.csv");
-    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    let csv = first_customers(&dir, 200);
     produce_csv(&topics.input, &csv);
     let predictions = read_until(&topics.predictions, Duration::from_secs(120), |m| {
         m.len() >= 200
@@ -331,10 +328,7 @@ async fn predictions_do_not_wait_for_alerts_evidence_and_commits_do() {
     let mut w = RunningWorker::start(config, &group, model.clone());
     w.wait_assigned(Duration::from_secs(60)).await;
 
-    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
-    let head: Vec<&str> = all.lines().take(101).collect();
-    let csv = tempfile_dir().join("customers-100.csv");
-    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    let csv = first_customers(&tempfile_dir(), 100);
     produce_csv(&topics.input, &csv);
     let predictions: Vec<Prediction> =
         read_until(&topics.predictions, Duration::from_secs(120), |m| {
@@ -577,6 +571,44 @@ async fn bad_rows_and_bad_records_are_reported_and_dead_lettered() {
     }
 }
 
+/// The first `n` customers of the 10k fixture, as a CSV in `dir`.
+fn first_customers(dir: &Path, n: usize) -> PathBuf {
+    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
+    let head: Vec<&str> = all.lines().take(n + 1).collect();
+    let csv = dir.join(format!("customers-{n}.csv"));
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    csv
+}
+
+/// `argus score` of `topics`' input with the churn bundle, the report to `report`, plus
+/// `extra` flags; its stdout (it must succeed).
+fn score(topics: &Topics, report: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "score",
+        "--input",
+        &topics.input,
+        "--model",
+        "models/churn",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&topics.output_flags());
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new(argus_bin())
+        .current_dir(repo_root())
+        .args(&args)
+        .env("ARGUS_BROKERS", brokers())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn tempfile_dir() -> PathBuf {
     let d = std::env::temp_dir().join(unique("argus-records"));
     std::fs::create_dir_all(&d).unwrap();
@@ -612,38 +644,11 @@ async fn producer_fails_on_the_first_bad_row_when_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_scoring_with_evidence_explains_alerts_and_report_rows() {
     let topics = Topics::create(2).await;
-    let all = std::fs::read_to_string(fixture("customers-10k.csv")).unwrap();
-    let head: Vec<&str> = all.lines().take(201).collect();
     let dir = tempfile_dir();
-    let csv = dir.join("customers-200.csv");
-    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    let csv = first_customers(&dir, 200);
     produce_csv(&topics.input, &csv);
     let path = dir.join("why.csv");
-    let mut args = vec![
-        "score",
-        "--input",
-        &topics.input,
-        "--model",
-        "models/churn",
-        "--top",
-        "20",
-        "--evidence",
-        "--report",
-        path.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&topics.output_flags());
-    let out = std::process::Command::new(argus_bin())
-        .current_dir(repo_root())
-        .args(&args)
-        .env("ARGUS_BROKERS", brokers())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = score(&topics, &path, &["--top", "20", "--evidence"]);
     let alerts: Vec<Alert> = {
         let msgs = read_until(&topics.alerts, Duration::from_secs(5), |_| false);
         validate_all(&msgs, argus_wire::ALERT_V4_JSON_SCHEMA)
@@ -705,31 +710,7 @@ async fn batch_report_equals_offline_scoring_and_is_repeatable() {
     let dir = tempfile_dir();
     let report = |name: &str, extra: &[&str]| {
         let path = dir.join(name);
-        let mut args = vec![
-            "score",
-            "--input",
-            &topics.input,
-            "--model",
-            "models/churn",
-            "--top",
-            "500",
-            "--report",
-            path.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&topics.output_flags());
-        args.extend_from_slice(extra);
-        let out = std::process::Command::new(argus_bin())
-            .current_dir(repo_root())
-            .args(&args)
-            .env("ARGUS_BROKERS", brokers())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = score(&topics, &path, &[&["--top", "500"], extra].concat());
         (std::fs::read_to_string(path).unwrap(), stdout)
     };
     let (first, summary) = report("first.csv", &[]);

@@ -1,11 +1,14 @@
 //! Evidence on alerts, under a budget: each alert's evidence (see
 //! [`argus_model::explain`]) is computed on a bounded pool of its own threads, never the
-//! model's, and an alert waits for it at most `evidence.deadline`. Past the deadline, or
-//! when the pool's queue is full, the alert goes out anyway with
-//! `evidence: {status: "skipped", reason}`; the prediction and the alerts of the input are
-//! published together, so the evidence never holds up more than its own input's outputs
-//! (and, by partition order, the hand-over of later inputs' outputs by at most the
-//! deadline — their decoding and inference go on meanwhile).
+//! model's, at idle CPU priority by default, and an alert waits for it at most
+//! `evidence.deadline`. Past the deadline, when the pool's queue is full, or when the
+//! input was already old when it alerted (the worker is catching up), the alert goes out
+//! anyway with `evidence: {status: "skipped", reason}`.
+//!
+//! The worker asks for evidence ([`EvidencePool::request`]) as soon as an input's alerts
+//! are known and publishes the input's prediction at once; the alerts follow when
+//! [`AwaitingEvidence::evidence`] has them (see `process.rs`). Batch scoring explains
+//! without a deadline ([`Explaining::attach_now`]).
 //!
 //! Only alerts ask for evidence, so its cost follows the alert rate, not the input rate.
 use crate::config::{EvidencePriority, EvidenceSettings};
@@ -222,21 +225,6 @@ impl EvidencePool {
                 "error: the evidence pool has stopped".into(),
             ))),
         }
-    }
-
-    /// [`EvidencePool::submit`], then [`Requested::wait`].
-    pub async fn explain(
-        &self,
-        model: Arc<Classifier>,
-        explainer: Arc<Explainer>,
-        payload: Payload,
-        label: usize,
-        boxes: Vec<Detection>,
-        name: Option<(&str, &str)>,
-    ) -> Evidence {
-        self.submit(model, explainer, payload, label, boxes, name)
-            .wait()
-            .await
     }
 
     /// Asks for the evidence of `alerts` (those of a model's own rules; zone alerts are
@@ -626,7 +614,7 @@ mod tests {
         let s = settings(1, 4, Duration::from_secs(30));
         let pool = EvidencePool::start(&s);
         let e = pool
-            .explain(
+            .submit(
                 model.clone(),
                 explainer(&model, &s),
                 record(),
@@ -634,6 +622,7 @@ mod tests {
                 vec![],
                 None,
             )
+            .wait()
             .await;
         assert_eq!(e.status, argus_wire::EvidenceStatus::Ok, "{e:?}");
         assert!(e.compute_us.is_some());
@@ -670,7 +659,8 @@ mod tests {
             async move {
                 let t = Instant::now();
                 let e = pool
-                    .explain(model, explainer, record(), 1, vec![], None)
+                    .submit(model, explainer, record(), 1, vec![], None)
+                    .wait()
                     .await;
                 (t.elapsed(), e)
             }

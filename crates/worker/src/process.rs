@@ -6,7 +6,10 @@
 //! of the same partition has handed over its outputs), and `then` is released once this
 //! input's outputs are queued. With one idempotent producer this keeps the outputs of one
 //! key in input order even though inference runs concurrently. (A retried delivery can
-//! still overtake; that needs a broker outage to happen.)
+//! still overtake; that needs a broker outage to happen.) One exception, at-least-once
+//! with evidence on: an input's alerts awaiting their evidence are queued after `then` is
+//! released, up to the evidence deadline later, so they may follow later inputs' outputs;
+//! the input stays unfinished (uncommitted) until they are acknowledged.
 use crate::infer::InferenceStage;
 use crate::job::{Classified, Failure, Job, Prepare};
 use crate::metrics as m;
