@@ -594,19 +594,12 @@ fn score(topics: &Topics, report: &Path, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(&topics.output_flags());
     args.extend_from_slice(extra);
-    let out = std::process::Command::new(argus_bin())
-        .current_dir(repo_root())
-        .args(&args)
-        .env("ARGUS_BROKERS", brokers())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    stdout_of_success(
+        std::process::Command::new(argus_bin())
+            .current_dir(repo_root())
+            .args(&args)
+            .env("ARGUS_BROKERS", brokers()),
+    )
 }
 
 fn tempfile_dir() -> PathBuf {
