@@ -22,8 +22,12 @@ async fn kill9_mid_stream(exactly_once: bool) {
     let mif = MAX_IN_FLIGHT.to_string();
     // A killed worker's partitions wait out its session: 10 s here (fast crash failover)
     // rather than the 45 s default, which keeps this test short.
+    // What a crash redoes is bounded by the uncommitted window (in flight, finished behind
+    // a slower input, not yet confirmed committed).
     let mut extra = vec![
         "--max-in-flight",
+        mif.as_str(),
+        "--max-uncommitted",
         mif.as_str(),
         "-X",
         "session.timeout.ms=10000",
@@ -96,7 +100,7 @@ async fn kill9_mid_stream(exactly_once: bool) {
     } else {
         assert!(
             duplicates <= MAX_IN_FLIGHT,
-            "{duplicates} duplicates exceed the killed worker's in-flight bound {MAX_IN_FLIGHT}"
+            "{duplicates} duplicates exceed the killed worker's uncommitted bound {MAX_IN_FLIGHT}"
         );
     }
 }
