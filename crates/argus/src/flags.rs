@@ -83,7 +83,7 @@ pub struct ModelArgs {
     pub max_in_flight: Option<usize>,
     /// Inputs consumed and not yet committed per worker (in flight, finished behind a
     /// slower one, or not yet confirmed committed), at most (same rule as
-    /// --max-in-flight). A crash redoes at most this many [default: 65536].
+    /// --max-in-flight). A crash redoes at most this many [default: 16384].
     #[arg(long)]
     pub max_uncommitted: Option<usize>,
     /// Payload bytes of the inputs in flight per worker, at most (same rule as

@@ -48,8 +48,8 @@ pub(crate) fn commit_due(uncommitted: u64, max_in_flight: usize, since: Duration
 }
 
 /// Exactly-once: whether the open transaction should commit now — every `interval`, and at
-/// once while paused (finished inputs stay in flight until committed, so a paused worker
-/// would otherwise wait a whole interval to resume).
+/// once while paused (finished inputs stay uncommitted until then, so a worker paused on
+/// its uncommitted bound would otherwise wait a whole interval to resume).
 pub(crate) fn txn_commit_due(since: Duration, interval: Duration, paused: bool) -> bool {
     paused || since >= interval
 }

@@ -404,7 +404,7 @@ impl Default for WorkerSettings {
             max_age: None,
             max_in_flight: 1024,
             max_in_flight_bytes: 32 * 1024 * 1024,
-            max_uncommitted: 65_536,
+            max_uncommitted: 16_384,
             pause_after: Duration::from_secs(1),
             stuck_after: Duration::from_secs(30),
             max_input_bytes: 8 * 1024 * 1024,

@@ -149,6 +149,13 @@ impl EvidencePool {
             }
         }
         m::register_evidence_defaults();
+        if settings.deadline >= crate::commit::REVOKE_GRACE {
+            tracing::warn!(
+                deadline_ms = settings.deadline.as_millis(),
+                grace_ms = crate::commit::REVOKE_GRACE.as_millis(),
+                "worker.evidence.deadline is not below the revocation grace: a partition revoked while an alert waits for its evidence is handed over without it, and its next owner redoes the input (its prediction and alert may come twice)"
+            );
+        }
         Arc::new(EvidencePool {
             tx: Mutex::new(Some(tx)),
             busy,
@@ -239,30 +246,25 @@ impl EvidencePool {
     ) -> AwaitingEvidence {
         let age_us = argus_wire::now_us().saturating_sub(c.envelope.capture_time_us);
         let age = Duration::from_micros(u64::try_from(age_us).unwrap_or(0));
-        if !self.skip_older_than.is_zero() && age > self.skip_older_than {
-            let detail = format!(
+        let backlog = (!self.skip_older_than.is_zero() && age > self.skip_older_than).then(|| {
+            format!(
                 "backlog: the input was {} ms old when it alerted (over {} ms): the worker is catching up",
                 age.as_millis(),
                 self.skip_older_than.as_millis()
-            );
-            let requested = alerts
-                .iter()
-                .map(|_| match explaining {
-                    Explaining::Off => None,
-                    _ => Some(Requested(Asked::Now(skipped("backlog", detail.clone())))),
-                })
-                .collect();
-            return AwaitingEvidence { alerts, requested };
-        }
+            )
+        });
         let requested = alerts
             .iter()
-            .map(|alert| match explaining {
-                Explaining::Off => None,
-                Explaining::Unavailable(reason) => Some(Requested(Asked::Now(skipped(
+            .map(|alert| match (explaining, &backlog) {
+                (Explaining::Off, _) => None,
+                (Explaining::Unavailable(reason), _) => Some(Requested(Asked::Now(skipped(
                     "unavailable",
                     format!("unavailable: {reason}"),
                 )))),
-                Explaining::Ready(explainer) => {
+                (Explaining::Ready(_), Some(detail)) => {
+                    Some(Requested(Asked::Now(skipped("backlog", detail.clone()))))
+                }
+                (Explaining::Ready(explainer), None) => {
                     let (label, boxes) = alert_target(model, alert);
                     let camera = alert.input.source_id.as_deref().unwrap_or_default();
                     Some(self.submit(
@@ -415,11 +417,13 @@ fn set_priority(priority: EvidencePriority) {
     }
 }
 
-/// Every this many tasks an explainer refuses as too slow, one runs anyway, to measure
-/// again (the machine may have become less busy).
-const PROBE_EVERY: u32 = 32;
+/// An explainer refused as too slow is tried again this long after its last run, to
+/// measure again (the machine may have become less busy).
+const PROBE_AFTER: Duration = Duration::from_secs(10);
+/// Recent runs per explainer whose median is its expected cost.
+const COST_SAMPLES: usize = 5;
 
-/// What each explainer's evidence has been taking (a moving average per explainer), so a
+/// What each explainer's evidence has been taking (the median of its last few runs), so a
 /// task that cannot finish before its deadline is not started: its alert would not wait
 /// for it, and the pool would be busy for nothing (a person-detector alert's occlusion
 /// takes ~1.4 s against a 500 ms deadline).
@@ -428,39 +432,50 @@ struct Costs {
     by_explainer: Mutex<std::collections::HashMap<usize, Cost>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Cost {
-    mean: Duration,
-    refused: u32,
+    recent: std::collections::VecDeque<Duration>,
+    /// When a task of this explainer last started.
+    last_run: Instant,
+}
+
+impl Cost {
+    fn expected(&self) -> Duration {
+        let mut v: Vec<Duration> = self.recent.iter().copied().collect();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    }
 }
 
 impl Costs {
-    /// Whether a task of `explainer` with `left` before its deadline should start; if not,
-    /// about how long it would take.
-    fn start(&self, explainer: usize, left: Duration) -> Result<(), Duration> {
+    /// Whether a task of `explainer` with `left` before its deadline should start at
+    /// `now`; if not, about how long it would take. One that has been refused for
+    /// [`PROBE_AFTER`] starts anyway.
+    fn start(&self, explainer: usize, left: Duration, now: Instant) -> Result<(), Duration> {
         let mut by = self.by_explainer.lock().unwrap_or_else(|e| e.into_inner());
-        match by.get_mut(&explainer) {
-            Some(c) if c.mean > left => {
-                c.refused += 1;
-                if c.refused % PROBE_EVERY == 0 {
-                    Ok(())
-                } else {
-                    Err(c.mean)
-                }
-            }
-            _ => Ok(()),
+        let Some(c) = by.get_mut(&explainer) else {
+            return Ok(());
+        };
+        let expected = c.expected();
+        if expected <= left || now.saturating_duration_since(c.last_run) >= PROBE_AFTER {
+            c.last_run = now;
+            Ok(())
+        } else {
+            Err(expected)
         }
     }
 
-    /// A task of `explainer` took `took`.
-    fn record(&self, explainer: usize, took: Duration) {
+    /// A task of `explainer` started at `started` took `took`.
+    fn record(&self, explainer: usize, took: Duration, started: Instant) {
         let mut by = self.by_explainer.lock().unwrap_or_else(|e| e.into_inner());
-        by.entry(explainer)
-            .and_modify(|c| c.mean = c.mean.mul_f64(0.8) + took.mul_f64(0.2))
-            .or_insert(Cost {
-                mean: took,
-                refused: 0,
-            });
+        let c = by.entry(explainer).or_insert_with(|| Cost {
+            recent: std::collections::VecDeque::with_capacity(COST_SAMPLES),
+            last_run: started,
+        });
+        if c.recent.len() == COST_SAMPLES {
+            c.recent.pop_front();
+        }
+        c.recent.push_back(took);
     }
 }
 
@@ -479,17 +494,20 @@ fn serve(rx: &Mutex<Receiver<Task>>, busy: &AtomicUsize, costs: &Costs, slots: u
         // Nobody waits any more (deadline passed), or nobody will by the time it is done:
         // don't spend the pool on it, and say why (the waiting alert's own timer may not
         // have fired yet).
-        let start = costs.start(key, task.deadline.saturating_duration_since(now));
         if now >= task.deadline {
             let _ = task.reply.send(Err(Missed::Deadline));
-        } else if let Err(takes) = start {
+        } else if task.reply.is_closed() {
+            // Its alert stopped waiting (the input's partition was revoked).
+        } else if let Err(takes) =
+            costs.start(key, task.deadline.saturating_duration_since(now), now)
+        {
             let _ = task.reply.send(Err(Missed::TooSlow(takes)));
-        } else if !task.reply.is_closed() {
+        } else {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 task.explainer
                     .explain(&task.model, &task.payload, task.label, &task.boxes)
             }));
-            costs.record(key, now.elapsed());
+            costs.record(key, now.elapsed(), now);
             let result = match result {
                 Ok(Ok(mut e)) => {
                     if let Some(base) = &task.overlay {
@@ -760,26 +778,41 @@ mod tests {
         assert_eq!(alerts[0].schema, ALERT_SCHEMA_V4);
     }
 
-    /// An explainer known to take longer than the time left is not started (but every
-    /// `PROBE_EVERY`th time, to measure again); one that fits is.
+    /// An explainer known to take longer than the time left is not started, but tried
+    /// again after [`PROBE_AFTER`]; one that fits is; one outlier does not stick.
     #[test]
     fn tasks_that_cannot_finish_in_time_are_not_started() {
         let costs = Costs::default();
         let ms = Duration::from_millis;
-        assert_eq!(costs.start(1, ms(500)), Ok(()), "unknown cost: start");
-        costs.record(1, ms(1400));
-        assert_eq!(costs.start(1, ms(500)), Err(ms(1400)));
-        assert_eq!(costs.start(1, ms(2000)), Ok(()), "enough time left");
-        assert_eq!(costs.start(2, ms(500)), Ok(()), "another explainer");
-        let refused = (2..=PROBE_EVERY)
-            .filter(|_| costs.start(1, ms(500)).is_err())
-            .count();
-        assert_eq!(refused, PROBE_EVERY as usize - 2, "one probe among them");
-        // Faster now: the moving average comes down under the deadline.
-        for _ in 0..20 {
-            costs.record(1, ms(100));
+        let t0 = Instant::now();
+        assert_eq!(costs.start(1, ms(500), t0), Ok(()), "unknown cost: start");
+        costs.record(1, ms(1400), t0);
+        assert_eq!(costs.start(1, ms(500), t0 + ms(10)), Err(ms(1400)));
+        assert_eq!(
+            costs.start(1, ms(2000), t0 + ms(20)),
+            Ok(()),
+            "enough time left"
+        );
+        assert_eq!(
+            costs.start(2, ms(500), t0 + ms(30)),
+            Ok(()),
+            "another explainer"
+        );
+        assert!(costs.start(1, ms(500), t0 + ms(9000)).is_err());
+        let probe = t0 + ms(20) + PROBE_AFTER;
+        assert_eq!(costs.start(1, ms(500), probe), Ok(()), "a probe");
+        assert!(
+            costs.start(1, ms(500), probe + ms(1)).is_err(),
+            "one probe at a time"
+        );
+        // Faster now: after a few quick runs the median is under the deadline.
+        for _ in 0..3 {
+            costs.record(1, ms(100), probe);
         }
-        assert_eq!(costs.start(1, ms(500)), Ok(()));
+        assert_eq!(costs.start(1, ms(500), probe + ms(2)), Ok(()));
+        // One slow outlier among quick runs changes nothing.
+        costs.record(1, ms(5000), probe);
+        assert_eq!(costs.start(1, ms(500), probe + ms(3)), Ok(()));
     }
 
     /// The pool's threads run under `SCHED_IDLE` (policy 5 in `/proc/.../stat`), so

@@ -33,8 +33,8 @@
 //! **Offset rule.** An input's offset is committed only after every output it caused
 //! (prediction and alerts, or its DLQ record) has been acknowledged (at-least-once) or
 //! queued in the same transaction (exactly-once), and per partition only up to the first
-//! unfinished input, so a commit never skips one. Inputs count as in flight until their
-//! commit is confirmed, so a crash redoes at most `max_in_flight`. If an input's outputs
+//! unfinished input, so a commit never skips one. Inputs count as uncommitted until their
+//! commit is confirmed, so a crash redoes at most `max_uncommitted`. If an input's outputs
 //! cannot be delivered the worker stops with an error rather than stall its partition.
 pub mod config;
 pub mod evaluate;

@@ -47,7 +47,7 @@ struct Part {
     last_consumed: Option<(i64, Option<i64>)>,
     /// Next offset stored (handed to the consumer for commit) and confirmed committed; the
     /// inputs between them are finished but would be redone after a crash, so they count
-    /// as in flight.
+    /// as uncommitted ([`Tracker::uncommitted_window`]).
     stored_upto: i64,
     committed_upto: i64,
 }
@@ -75,6 +75,8 @@ impl Part {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartSnapshot {
     pub generation: u64,
+    /// Inputs consumed and not yet stored: unfinished, or finished behind an unfinished one
+    /// (more than [`Tracker::in_flight`] counts).
     pub in_flight: usize,
     pub consumed_total: u64,
     pub finished_total: u64,
@@ -144,6 +146,9 @@ impl Tracker {
             Some(p) if p.generation == generation && !p.revoking => {
                 match p.entries.get_mut(&offset) {
                     Some(e) => {
+                        if e.state == State::Done {
+                            p.done -= 1;
+                        }
                         e.state = State::Publishing;
                         true
                     }
@@ -300,7 +305,10 @@ impl Tracker {
 
     /// Inputs consumed and not yet finished (running or publishing): the work in flight.
     pub fn in_flight(&self) -> usize {
-        self.lock().values().map(|p| p.entries.len() - p.done).sum()
+        self.lock()
+            .values()
+            .map(|p| p.entries.len().saturating_sub(p.done))
+            .sum()
     }
 
     /// Per-partition state for the drain signal.
@@ -367,6 +375,41 @@ mod tests {
         let snap = &t.snapshot()[&tp(0)];
         assert_eq!(snap.oldest.unwrap().0, 13);
         assert_eq!((snap.consumed_total, snap.finished_total), (5, 3));
+    }
+
+    /// An offset consumed again in the same generation (its entry replaced) and published
+    /// twice keeps the count of finished entries right: nothing is counted twice.
+    #[test]
+    fn an_input_seen_twice_is_counted_once() {
+        let t = Tracker::new();
+        for o in 0..3 {
+            t.start(&tp(0), 1, o);
+        }
+        assert!(t.begin_publish(&tp(0), 1, 1));
+        assert!(t.finish(&tp(0), 1, 1));
+        // A second copy of offset 1 replaces the finished entry ...
+        t.start(&tp(0), 1, 1);
+        assert_eq!(t.in_flight(), 3);
+        // ... an old task finishing it, then the new one publishing and finishing it.
+        assert!(t.finish(&tp(0), 1, 1));
+        assert_eq!(t.in_flight(), 2);
+        assert!(t.begin_publish(&tp(0), 1, 1));
+        assert_eq!(t.in_flight(), 3);
+        assert!(t.finish(&tp(0), 1, 1));
+        for o in [0, 2] {
+            assert!(t.begin_publish(&tp(0), 1, o));
+            assert!(t.finish(&tp(0), 1, o));
+        }
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.advance_all(), vec![(tp(0), 3)]);
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.uncommitted_window(), 3);
+        // Abandoning a finished entry (never done by the worker, but possible) too.
+        t.start(&tp(0), 1, 3);
+        t.begin_publish(&tp(0), 1, 3);
+        t.finish(&tp(0), 1, 3);
+        t.abandon(&tp(0), 1, 3);
+        assert_eq!(t.in_flight(), 1);
     }
 
     #[test]
