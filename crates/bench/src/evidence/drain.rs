@@ -8,13 +8,10 @@
 use super::EvidenceBenchOptions;
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{quiet_machine, thread_groups, thread_ticks, CpuMark, CpuUse};
-use crate::harness::envelope_bytes;
-use crate::harness::kafka::{await_deliveries, enqueue, finished, wait_until, BenchWorker};
-use argus_kafka::rdkafka::producer::Producer;
+use crate::harness::kafka::{finished, prefill, wait_until, BenchWorker};
 use argus_kafka::TopicSpec;
 use argus_model::Classifier;
 use argus_producer::Frame;
-use argus_wire::now_us;
 use argus_worker::config::EvidenceSettings;
 use argus_worker::metrics as wm;
 use argus_worker::{AlertRule, WorkerConfig, WorkerStats};
@@ -92,6 +89,46 @@ impl EvidenceCounters {
     }
 }
 
+/// What a run's alerts' evidence came to, from the worker's metrics and the pool's
+/// threads (a drain's or a live stream's).
+#[derive(Debug, Clone, Default, Serialize)]
+pub(super) struct EvidenceSeen {
+    /// Alerts with evidence, and their mean wait for it (request → evidence, queueing
+    /// included; the worker's histogram).
+    pub evidence_ok: u64,
+    pub evidence_mean_ms: Option<f64>,
+    /// Alerts without evidence, by reason (deadline, saturated, backlog, error,
+    /// unavailable).
+    pub evidence_skipped: BTreeMap<String, u64>,
+    /// CPU of the evidence pool's threads (`argus-evidence-*`) over the run.
+    pub evidence_thread_cpu_seconds: f64,
+}
+
+impl EvidenceSeen {
+    /// Since `counters` and `threads` were read at the start of a run of `n` inputs.
+    pub(super) fn since(
+        counters: &EvidenceCounters,
+        threads: &[(u32, String, u64)],
+        n: u64,
+    ) -> Self {
+        let evidence = EvidenceCounters::read().since(counters);
+        let groups = thread_groups(threads, &thread_ticks(), n);
+        EvidenceSeen {
+            evidence_ok: evidence.ok.round() as u64,
+            evidence_mean_ms: (evidence.ok > 0.0).then(|| evidence.ok_seconds * 1e3 / evidence.ok),
+            evidence_skipped: evidence
+                .skipped
+                .iter()
+                .map(|(k, v)| (k.clone(), v.round() as u64))
+                .collect(),
+            evidence_thread_cpu_seconds: groups
+                .iter()
+                .filter(|g| g.name.starts_with("argus-evidence"))
+                .fold(0.0, |sum, g| sum + g.cpu_seconds),
+        }
+    }
+}
+
 /// One timed drain.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct DrainRun {
@@ -108,18 +145,13 @@ pub(super) struct DrainRun {
     pub not_predicted: u64,
     pub alerts: u64,
     pub alert_share: f64,
-    /// Alerts with evidence, and their mean wait for it (request → evidence, queueing
-    /// included; the worker's histogram).
-    pub evidence_ok: u64,
-    pub evidence_mean_ms: Option<f64>,
-    /// Alerts without evidence, by reason (deadline, saturated, error, unavailable).
-    pub evidence_skipped: BTreeMap<String, u64>,
+    /// What the alerts' evidence came to.
+    #[serde(flatten)]
+    pub seen: EvidenceSeen,
     pub pauses: u64,
     /// CPU over the drain (first consumed → last finished): bench process (the worker),
     /// broker, other processes, machine idle.
     pub cpu: CpuUse,
-    /// CPU of the evidence pool's threads (`argus-evidence-*`) over the drain.
-    pub evidence_thread_cpu_seconds: f64,
     /// Waited for a quiet machine before the drain (s), and whether it got quiet.
     pub quiet_wait_seconds: f64,
     pub quiet: bool,
@@ -157,24 +189,9 @@ impl Drains<'_> {
             .kafka
             .producer(&format!("argus-evidence-bench-producer-{}", self.run_id))
             .map_err(|e| usage(e.to_string()))?;
-        let t = Instant::now();
-        let mut deliveries = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        for i in 0..n {
-            let record = &records[(i % records.len() as u64) as usize];
-            let capture = now_us();
-            let value = envelope_bytes(record, i, capture)?;
-            deliveries.push(enqueue(&producer, &self.input, record, &value, capture).await?);
-        }
-        let (ok, failed) = await_deliveries(deliveries).await;
-        producer.flush(Duration::from_secs(30)).map_err(runtime)?;
-        if failed > 0 {
-            return Err(runtime(format!(
-                "{failed} of {n} records were not acknowledged by the broker"
-            )));
-        }
-        let seconds = t.elapsed().as_secs_f64();
+        let seconds = prefill(&producer, &self.input, records, n, "records").await?;
         println!(
-            "  pre-filled {ok} records into {} ({} partitions) in {seconds:.2} s",
+            "  pre-filled {n} records into {} ({} partitions) in {seconds:.2} s",
             self.input, self.options.partitions
         );
         Ok(seconds)
@@ -297,8 +314,6 @@ impl Drains<'_> {
         .await?;
         let last = Instant::now();
         let end = CpuMark::now(self.options.broker_pid);
-        let evidence = EvidenceCounters::read().since(&counters);
-        let groups = thread_groups(&threads, &thread_ticks(), n);
         let seconds = (last - first).as_secs_f64();
         let cpu = mark.until(&end, n);
         let (predicted, alerts) = (
@@ -318,20 +333,10 @@ impl Drains<'_> {
             not_predicted: finished(stats).saturating_sub(predicted),
             alerts,
             alert_share: alerts as f64 / n as f64,
-            evidence_ok: evidence.ok.round() as u64,
-            evidence_mean_ms: (evidence.ok > 0.0).then(|| evidence.ok_seconds * 1e3 / evidence.ok),
-            evidence_skipped: evidence
-                .skipped
-                .iter()
-                .map(|(k, v)| (k.clone(), v.round() as u64))
-                .collect(),
+            seen: EvidenceSeen::since(&counters, &threads, n),
             pauses: stats.pauses.load(Ordering::Relaxed),
             contended: cpu.contention().is_some(),
             cpu,
-            evidence_thread_cpu_seconds: groups
-                .iter()
-                .filter(|g| g.name.starts_with("argus-evidence"))
-                .fold(0.0, |sum, g| sum + g.cpu_seconds),
             quiet_wait_seconds: 0.0,
             quiet: true,
         })

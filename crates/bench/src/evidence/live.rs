@@ -4,9 +4,9 @@
 //! and on; what is measured is what evidence costs there — the share of alerts that get
 //! it, how long an alert waits for it, and the worker's CPU per record on against off.
 //! A drain (stage 2) shows the other end: no spare CPU at all.
-use super::drain::{Drains, EvidenceCounters, Variant};
+use super::drain::{Drains, EvidenceCounters, EvidenceSeen, Variant};
 use crate::error::{runtime, BenchError};
-use crate::harness::cpu::{thread_groups, thread_ticks, CpuMark, CpuUse};
+use crate::harness::cpu::{thread_ticks, CpuMark, CpuUse};
 use crate::harness::envelope_bytes;
 use crate::harness::kafka::{await_deliveries, enqueue, finished};
 use argus_kafka::TopicSpec;
@@ -14,7 +14,6 @@ use argus_producer::Frame;
 use argus_wire::now_us;
 use argus_worker::WorkerStats;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,20 +28,17 @@ pub(super) struct LiveRun {
     /// From the first record sent to the last one finished.
     pub seconds: f64,
     pub alerts: u64,
-    pub evidence_ok: u64,
-    /// Mean wait of an alert for its evidence (request → evidence, queueing included).
-    pub evidence_mean_ms: Option<f64>,
-    pub evidence_skipped: BTreeMap<String, u64>,
+    /// What the alerts' evidence came to.
+    #[serde(flatten)]
+    pub seen: EvidenceSeen,
     /// CPU over the run (the bench process sends the records too, alike in both runs).
     pub cpu: CpuUse,
-    /// CPU of the evidence pool's threads over the run.
-    pub evidence_thread_cpu_seconds: f64,
 }
 
 impl LiveRun {
     /// Share of the alerts that carried evidence.
     pub(super) fn explained(&self) -> Option<f64> {
-        (self.alerts > 0).then(|| self.evidence_ok as f64 / self.alerts as f64)
+        (self.alerts > 0).then(|| self.seen.evidence_ok as f64 / self.alerts as f64)
     }
 
     /// The bench process's CPU per record (µs).
@@ -139,8 +135,6 @@ impl Drains<'_> {
         )
         .await?;
         let end = CpuMark::now(self.options.broker_pid);
-        let evidence = EvidenceCounters::read().since(&counters);
-        let groups = thread_groups(&threads, &thread_ticks(), n);
         Ok(LiveRun {
             variant: variant.name.clone(),
             evidence: variant.evidence,
@@ -148,18 +142,8 @@ impl Drains<'_> {
             records: n,
             seconds: started.elapsed().as_secs_f64(),
             alerts: stats.alerts.load(Ordering::Relaxed) - alerts_before,
-            evidence_ok: evidence.ok.round() as u64,
-            evidence_mean_ms: (evidence.ok > 0.0).then(|| evidence.ok_seconds * 1e3 / evidence.ok),
-            evidence_skipped: evidence
-                .skipped
-                .iter()
-                .map(|(k, v)| (k.clone(), v.round() as u64))
-                .collect(),
+            seen: EvidenceSeen::since(&counters, &threads, n),
             cpu: mark.until(&end, n),
-            evidence_thread_cpu_seconds: groups
-                .iter()
-                .filter(|g| g.name.starts_with("argus-evidence"))
-                .fold(0.0, |sum, g| sum + g.cpu_seconds),
         })
     }
 }
@@ -167,6 +151,7 @@ impl Drains<'_> {
 /// Prints one live run.
 pub(super) fn print_live(r: &LiveRun) {
     let skipped: Vec<String> = r
+        .seen
         .evidence_skipped
         .iter()
         .filter(|(_, n)| **n > 0)
@@ -178,12 +163,12 @@ pub(super) fn print_live(r: &LiveRun) {
         r.rate,
         r.seconds,
         r.alerts,
-        r.evidence_ok,
+        r.seen.evidence_ok,
         r.explained().map_or("–".into(), |s| format!("{:.1}%", s * 100.0)),
         if skipped.is_empty() { "none".into() } else { skipped.join(", ") },
-        r.evidence_mean_ms.map_or("–".into(), |ms| format!("{ms:.1} ms")),
+        r.seen.evidence_mean_ms.map_or("–".into(), |ms| format!("{ms:.1} ms")),
         r.cpu_us_per_record().map_or("n/a".into(), |u| format!("{u:.1}")),
-        r.evidence_thread_cpu_seconds,
+        r.seen.evidence_thread_cpu_seconds,
         r.cpu.machine_idle.map_or("n/a".into(), |i| format!("{:.0}%", i * 100.0)),
     );
 }

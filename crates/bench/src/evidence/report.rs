@@ -82,16 +82,20 @@ fn summarise(variant: &Variant, runs: &[DrainRun], limits: Limits) -> VariantSum
     let (records, alerts, ok) = (
         sum(|r| r.records),
         sum(|r| r.alerts),
-        sum(|r| r.evidence_ok),
+        sum(|r| r.seen.evidence_ok),
     );
     let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
-    for (k, v) in rs.iter().flat_map(|r| &r.evidence_skipped) {
+    for (k, v) in rs.iter().flat_map(|r| &r.seen.evidence_skipped) {
         *skipped.entry(k.clone()).or_default() += v;
     }
-    let evidence_cpu: f64 = rs.iter().map(|r| r.evidence_thread_cpu_seconds).sum();
+    let evidence_cpu: f64 = rs.iter().map(|r| r.seen.evidence_thread_cpu_seconds).sum();
     let ok_ms: f64 = rs
         .iter()
-        .filter_map(|r| r.evidence_mean_ms.map(|m| m * r.evidence_ok as f64))
+        .filter_map(|r| {
+            r.seen
+                .evidence_mean_ms
+                .map(|m| m * r.seen.evidence_ok as f64)
+        })
         .sum();
     let deadlines = skipped.get("deadline").copied().unwrap_or(0);
     let queued = ok + deadlines;
@@ -277,6 +281,7 @@ fn print_occlusion(costs: &[ImageCost]) {
 pub(super) fn print_run(r: &DrainRun) {
     let round = r.round.map_or_else(|| "warm".to_owned(), |k| k.to_string());
     let skipped: Vec<String> = r
+        .seen
         .evidence_skipped
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
@@ -290,11 +295,11 @@ pub(super) fn print_run(r: &DrainRun) {
         r.seconds,
         r.alerts,
         r.alert_share * 100.0,
-        r.evidence_ok,
+        r.seen.evidence_ok,
         if skipped.is_empty() { "-".to_owned() } else { skipped.join(",") },
-        ms(r.evidence_mean_ms),
+        ms(r.seen.evidence_mean_ms),
         ms(r.cpu.bench_process_cpu_ms_per_input),
-        r.evidence_thread_cpu_seconds,
+        r.seen.evidence_thread_cpu_seconds,
         ms(r.cpu.cores(r.cpu.broker_cpu_seconds)),
         crate::harness::cpu::percent(r.cpu.machine_idle),
     );
@@ -384,6 +389,7 @@ pub(super) fn print_summary(summaries: &[VariantSummary], ratios: &[Ratio]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::drain::EvidenceSeen;
     use super::*;
     use crate::harness::cpu::CpuUse;
 
@@ -401,12 +407,15 @@ mod tests {
             not_predicted: 0,
             alerts: 50,
             alert_share: 0.05,
-            evidence_ok: if variant.evidence { 10 } else { 0 },
-            evidence_mean_ms: variant.evidence.then_some(100.0),
-            evidence_skipped: if variant.evidence {
-                BTreeMap::from([("saturated".to_owned(), 30), ("deadline".to_owned(), 10)])
-            } else {
-                BTreeMap::new()
+            seen: EvidenceSeen {
+                evidence_ok: if variant.evidence { 10 } else { 0 },
+                evidence_mean_ms: variant.evidence.then_some(100.0),
+                evidence_skipped: if variant.evidence {
+                    BTreeMap::from([("saturated".to_owned(), 30), ("deadline".to_owned(), 10)])
+                } else {
+                    BTreeMap::new()
+                },
+                evidence_thread_cpu_seconds: if variant.evidence { 0.5 } else { 0.0 },
             },
             pauses: 0,
             cpu: CpuUse {
@@ -422,7 +431,6 @@ mod tests {
                 machine_cpu_seconds: None,
                 machine_idle: None,
             },
-            evidence_thread_cpu_seconds: if variant.evidence { 0.5 } else { 0.0 },
             quiet_wait_seconds: 0.0,
             quiet: true,
             contended,

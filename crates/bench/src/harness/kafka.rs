@@ -38,6 +38,35 @@ pub async fn enqueue(
     }
 }
 
+/// Sends `n` inputs to `topic` cycling through `pool` (sequence = index, capture time =
+/// when sent), waits for every acknowledgement and flushes; fails saying how many of
+/// the `n` `what` the broker did not acknowledge. Returns the seconds it took.
+pub async fn prefill(
+    producer: &FutureProducer,
+    topic: &str,
+    pool: &[Frame],
+    n: u64,
+    what: &str,
+) -> Result<f64, BenchError> {
+    let t = Instant::now();
+    let mut deliveries = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    for i in 0..n {
+        let frame = &pool[(i % pool.len() as u64) as usize];
+        let capture = argus_wire::now_us();
+        let value = crate::harness::envelope_bytes(frame, i, capture)?;
+        deliveries.push(enqueue(producer, topic, frame, &value, capture).await?);
+    }
+    let (_, failed) = await_deliveries(deliveries).await;
+    argus_kafka::rdkafka::producer::Producer::flush(producer, Duration::from_secs(30))
+        .map_err(runtime)?;
+    if failed > 0 {
+        return Err(runtime(format!(
+            "{failed} of {n} {what} were not acknowledged by the broker"
+        )));
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// (acknowledged, failed).
 pub async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
     let (mut ok, mut failed) = (0, 0);

@@ -5,13 +5,11 @@ use super::report::{histogram_totals, internals, LatencyResult, WorkerResult};
 use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark};
-use crate::harness::envelope_bytes;
-use crate::harness::kafka::{await_deliveries, enqueue, finished, others, wait_until, BenchWorker};
-use argus_kafka::rdkafka::producer::{FutureProducer, Producer};
+use crate::harness::kafka::{finished, others, prefill, wait_until, BenchWorker};
+use argus_kafka::rdkafka::producer::FutureProducer;
 use argus_kafka::{KafkaSettings, TopicSpec};
 use argus_model::Classifier;
 use argus_producer::Frame;
-use argus_wire::now_us;
 use argus_worker::{WorkerConfig, WorkerStats};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -113,25 +111,11 @@ impl KafkaSession<'_> {
             "stage 3  worker draining a pre-filled topic: {frames} frames in {} ({} partitions), one in-process worker, fresh group",
             self.topics.input, self.options.partitions
         );
-        let t = Instant::now();
-        let mut deliveries = Vec::with_capacity(usize::try_from(frames).unwrap_or(0));
-        for i in 0..frames {
-            let frame = &self.pool[(i % self.pool.len() as u64) as usize];
-            let capture = now_us();
-            let value = envelope_bytes(frame, i, capture)?;
-            deliveries.push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
-        }
-        let (ok, failed) = await_deliveries(deliveries).await;
-        producer.flush(Duration::from_secs(30)).map_err(runtime)?;
-        if failed > 0 {
-            return Err(runtime(format!(
-                "{failed} of {frames} frames were not acknowledged by the broker"
-            )));
-        }
-        let prefill_seconds = t.elapsed().as_secs_f64();
+        let prefill_seconds =
+            prefill(producer, &self.topics.input, &self.pool, frames, "frames").await?;
         println!(
-            "  pre-filled {ok} frames in {prefill_seconds:.2} s ({:.0} frames/s)",
-            ok as f64 / prefill_seconds
+            "  pre-filled {frames} frames in {prefill_seconds:.2} s ({:.0} frames/s)",
+            frames as f64 / prefill_seconds
         );
         Ok(prefill_seconds)
     }
