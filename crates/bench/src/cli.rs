@@ -343,6 +343,13 @@ pub struct WorkerArgs {
     /// the worker's decode or inference threads, whichever is more].
     #[arg(long)]
     pub offline_threads: Option<usize>,
+    /// Records (CSV or JSON lines, read as `argus produce records` reads them) to send
+    /// instead of synthetic frames, cycled: for a tabular model such as `models/churn`.
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
+    /// The records' key column (the Kafka key), with `--records`.
+    #[arg(long, default_value = "customer_id", requires = "records")]
+    pub key: String,
     /// Distinct synthetic frames rendered up front and cycled through.
     #[arg(long, default_value_t = 128)]
     pub distinct_frames: usize,
@@ -514,6 +521,7 @@ impl WorkerArgs {
             max_batch: self.max_batch,
             max_in_flight: self.max_in_flight,
             offline_threads: self.offline_threads,
+            records: self.records.clone().map(|path| (path, self.key.clone())),
             frames_spec: FrameSpec {
                 cameras: self.cameras,
                 width: self.width,

@@ -23,6 +23,7 @@ mod report;
 
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{quiet_machine, CpuMark};
+use crate::harness::read_records;
 use crate::harness::{
     check_json_path, cores, cpu_model, load_model, loadavg, metrics_handle, on_signal, render_pool,
     write_json, FrameSpec,
@@ -35,7 +36,7 @@ use argus_worker::config::EvidenceSettings;
 use argus_worker::WorkerConfig;
 use cost::{dir_frames, image_cost, tabular_cost, without_covers, CostResult};
 use drain::{DrainRun, Drains, Variant};
-use records::{decision, label_index, probabilities, read_records, AlertRate};
+use records::{decision, label_index, probabilities, AlertRate};
 use report::{Ratio, VariantSummary};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

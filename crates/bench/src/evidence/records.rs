@@ -1,39 +1,11 @@
-//! The records of a run: read from the CSV by `argus produce`'s own reader
-//! (`argus_producer::records`, the rules of `argus_wire::records`), as the envelopes it would
-//! send; and each record's probability of the alert label, computed offline, from which the
-//! threshold that makes a given share of the drained records alert is chosen.
+//! The records of a run (read by [`crate::harness::read_records`]): each record's
+//! probability of the alert label, computed offline, from which the threshold that makes a
+//! given share of the drained records alert is chosen.
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::percentile;
 use argus_model::Classifier;
-use argus_producer::records::{open, RecordsSource};
 use argus_producer::Frame;
-use argus_wire::now_us;
 use serde::Serialize;
-use std::path::Path;
-
-/// Reads every row of `path` (CSV or JSON lines, key column `key`) as the frame `argus
-/// produce` would send for it. A file that does not open or a bad row is an options error.
-pub(super) fn read_records(path: &Path, key: &str) -> Result<Vec<Frame>, BenchError> {
-    let name = path
-        .to_str()
-        .ok_or_else(|| usage(format!("{}: the path is not UTF-8", path.display())))?;
-    let source = RecordsSource::new(name, None, key).map_err(usage)?;
-    let mut reader = open(&source).map_err(usage)?;
-    let mut frames = Vec::new();
-    while let Some(row) = reader.next_row() {
-        let row = row.map_err(|e| usage(format!("{e} (the benchmark takes no bad rows)")))?;
-        let index = frames.len() as u64;
-        frames.push(Frame {
-            key: row.key.clone(),
-            envelope: row.envelope(index, now_us()),
-            has_person: None,
-        });
-    }
-    if frames.is_empty() {
-        return Err(usage(format!("{}: no records", path.display())));
-    }
-    Ok(frames)
-}
 
 /// The index of `label` among the model's labels (an options error if it has none such).
 pub(super) fn label_index(model: &Classifier, label: &str) -> Result<usize, BenchError> {
@@ -127,21 +99,5 @@ mod tests {
         let top = AlertRate::for_share(0.25, &probs, 4);
         assert_eq!(top.threshold, 0.7);
         assert_eq!(top.expected_alerts, 2);
-    }
-
-    #[test]
-    fn the_churn_fixture_reads_as_records() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let records = read_records(
-            &root.join("tests/fixtures/churn/customers-10k.csv"),
-            "customer_id",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(records.len(), 10_000);
-        assert_eq!(records[0].key, "C7-0000000");
-        assert!(matches!(
-            records[0].envelope.payload,
-            argus_wire::Payload::Record(_)
-        ));
     }
 }

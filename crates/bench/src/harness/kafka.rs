@@ -85,6 +85,20 @@ pub async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> (u64, u64) {
     (ok, failed)
 }
 
+/// Each delivery's broker timestamp in µs (the append time on a `LogAppendTime` topic;
+/// `None` without a timestamp), or the error, in the order given.
+pub async fn appended_times(deliveries: Vec<DeliveryFuture>) -> Vec<Result<Option<i64>, String>> {
+    let mut out = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        out.push(match d.await {
+            Ok(Ok(delivery)) => Ok(delivery.timestamp.to_millis().map(|ms| ms * 1000)),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("the producer dropped the delivery".into()),
+        });
+    }
+    out
+}
+
 /// Inputs the worker finished without a prediction or a DLQ record.
 pub fn others(s: &WorkerStats) -> u64 {
     s.stale.load(Ordering::Relaxed)

@@ -1,12 +1,13 @@
-//! What both harnesses share: percentiles, the synthetic frame pool and its envelopes, the
-//! model loader, the Prometheus recorder the worker's histograms are read from, Ctrl-C, and
-//! the JSON results file. CPU sampling from /proc is in [`cpu`]; Kafka sending and the
+//! What the harnesses share: percentiles, the synthetic frame pool or records read from a
+//! file and their envelopes, the model loader, the Prometheus recorder the worker's
+//! histograms are read from, Ctrl-C, and the JSON results file. CPU sampling from /proc is in [`cpu`]; Kafka sending and the
 //! in-process worker in [`kafka`].
 pub mod cpu;
 pub mod kafka;
 
 use crate::error::{runtime, usage, BenchError};
 use argus_model::{Classifier, EngineOptions};
+use argus_producer::records::{open, RecordsSource};
 use argus_producer::{Frame, SyntheticSource};
 use argus_wire::{encode_envelope, now_us};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -144,6 +145,30 @@ pub fn mean_frame_bytes(pool: &[Frame]) -> f64 {
         / pool.len() as f64
 }
 
+/// Reads every row of `path` (CSV or JSON lines, key column `key`) as the frame `argus
+/// produce` would send for it. A file that does not open or a bad row is an options error.
+pub fn read_records(path: &Path, key: &str) -> Result<Vec<Frame>, BenchError> {
+    let name = path
+        .to_str()
+        .ok_or_else(|| usage(format!("{}: the path is not UTF-8", path.display())))?;
+    let source = RecordsSource::new(name, None, key).map_err(usage)?;
+    let mut reader = open(&source).map_err(usage)?;
+    let mut frames = Vec::new();
+    while let Some(row) = reader.next_row() {
+        let row = row.map_err(|e| usage(format!("{e} (the benchmark takes no bad rows)")))?;
+        let index = frames.len() as u64;
+        frames.push(Frame {
+            key: row.key.clone(),
+            envelope: row.envelope(index, now_us()),
+            has_person: None,
+        });
+    }
+    if frames.is_empty() {
+        return Err(usage(format!("{}: no records", path.display())));
+    }
+    Ok(frames)
+}
+
 /// The bincode envelope of pool frame `frame` as message `sequence`, captured at `capture_us`.
 pub fn envelope_bytes(
     frame: &Frame,
@@ -265,5 +290,20 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&v, 1.0), 100.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+    #[test]
+    fn the_churn_fixture_reads_as_records() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let records = read_records(
+            &root.join("tests/fixtures/churn/customers-10k.csv"),
+            "customer_id",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(records.len(), 10_000);
+        assert_eq!(records[0].key, "C7-0000000");
+        assert!(matches!(
+            records[0].envelope.payload,
+            argus_wire::Payload::Record(_)
+        ));
     }
 }

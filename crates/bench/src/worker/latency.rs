@@ -3,12 +3,13 @@
 //! no coordinated omission); a `read_committed` subscriber on the predictions topic
 //! measures receive time − capture time.
 use super::report::{
-    breakdown, histogram_totals, internals, worker_timings, LatencyResult, Record, Seen,
+    histogram_totals, internals, stage_stats, worker_timings, LatencyResult, Record, Seen,
+    StageStats,
 };
 use super::session::KafkaSession;
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, CpuMark};
-use crate::harness::kafka::{await_deliveries, enqueue};
+use crate::harness::kafka::{appended_times, enqueue};
 use crate::harness::{envelope_bytes, percentile};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer};
@@ -26,6 +27,10 @@ struct SentLevel {
     t0_us: i64,
     window_end: i64,
     max_behind: Duration,
+    /// The sequence number of the level's first input; the rest follow.
+    first_sequence: u64,
+    /// When each input was handed to the producer, µs.
+    sent_us: Vec<i64>,
     deliveries: Vec<DeliveryFuture>,
     pauses: u64,
     mark: CpuMark,
@@ -87,6 +92,7 @@ impl KafkaSession<'_> {
                                     received_us,
                                     appended_us,
                                     capture_us: p.as_ref().and_then(|p| p.input.capture_time_us),
+                                    sequence: p.as_ref().and_then(|p| p.input.sequence),
                                     timings: p.map(|p| p.timings),
                                 };
                                 if tx.send(seen).is_err() {
@@ -133,14 +139,17 @@ impl KafkaSession<'_> {
         let mut sequence = self.options.frames;
         for &load in &self.options.loads {
             let rate = load * capacity;
-            let sent = self
+            let mut sent = self
                 .send_level(producer, stats, rate, &mut sequence)
                 .await?;
-            let (latencies, records) = collect_level(rx, &sent).await;
-            let (_, failed) = await_deliveries(sent.deliveries).await;
+            let appended = appended_times(std::mem::take(&mut sent.deliveries)).await;
+            let failed = appended.iter().filter(|a| a.is_err()).count();
             if failed > 0 {
                 tracing::warn!(failed, "latency frames not acknowledged by the broker");
             }
+            let appended: Vec<Option<i64>> =
+                appended.into_iter().map(|a| a.ok().flatten()).collect();
+            let (latencies, records) = collect_level(rx, &sent, &appended).await;
             let timings_seen: Vec<argus_wire::Timings> =
                 records.iter().map(|r| r.timings).collect();
             let r = LatencyResult {
@@ -153,8 +162,7 @@ impl KafkaSession<'_> {
                 p99_ms: percentile(&latencies, 0.99),
                 max_ms: latencies.last().copied().unwrap_or(f64::NAN),
                 worker_p50: worker_timings(&timings_seen),
-                breakdown_p50: breakdown(&records, 0.0),
-                breakdown_slowest: breakdown(&records, 0.99),
+                stages: stage_stats(&records),
                 pauses: sent.pauses,
                 machine_cpu_busy: cpu_busy(sent.mark.machine, sent.end.machine),
                 cpu: sent.mark.until(&sent.end, sent.n),
@@ -183,6 +191,8 @@ impl KafkaSession<'_> {
         let t0 = tokio::time::Instant::now();
         let t0_us = now_us();
         let mut deliveries = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        let mut sent_us = Vec::with_capacity(deliveries.capacity());
+        let first_sequence = *sequence;
         let mut max_behind = Duration::ZERO;
         for i in 0..n {
             if self.interrupted.is_cancelled() {
@@ -196,6 +206,7 @@ impl KafkaSession<'_> {
             let frame = &self.pool[(*sequence % self.pool.len() as u64) as usize];
             let value = envelope_bytes(frame, *sequence, capture)?;
             *sequence += 1;
+            sent_us.push(now_us());
             deliveries.push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
         }
         let end = CpuMark::now(self.options.broker_pid);
@@ -208,6 +219,8 @@ impl KafkaSession<'_> {
             t0_us,
             window_end,
             max_behind,
+            first_sequence,
+            sent_us,
             deliveries,
             pauses,
             mark,
@@ -238,10 +251,12 @@ async fn skip_stage3(
     Ok(())
 }
 
-/// The level's latencies (sorted, ms) and the records with timings, for at most 30 s.
+/// The level's latencies (sorted, ms) and the records with timings, for at most 30 s;
+/// `appended` holds each input's append time, in the order sent.
 async fn collect_level(
     rx: &mut UnboundedReceiver<Seen>,
     sent: &SentLevel,
+    appended: &[Option<i64>],
 ) -> (Vec<f64>, Vec<Record>) {
     let mut latencies: Vec<f64> = Vec::with_capacity(usize::try_from(sent.n).unwrap_or(0));
     // (latency ms, that prediction's timings) for the breakdown.
@@ -252,15 +267,21 @@ async fn collect_level(
             Ok(Some(Seen {
                 received_us,
                 capture_us: Some(c),
+                sequence,
                 timings,
                 appended_us,
             })) if c >= sent.t0_us && c < sent.window_end => {
                 let latency = (received_us - c) as f64 / 1e3;
                 latencies.push(latency);
+                let index = sequence
+                    .and_then(|s| s.checked_sub(sent.first_sequence))
+                    .and_then(|i| usize::try_from(i).ok());
                 if let Some(t) = timings {
                     records.push(Record {
                         latency_ms: latency,
                         capture_us: c,
+                        sent_us: index.and_then(|i| sent.sent_us.get(i).copied()),
+                        input_appended_us: index.and_then(|i| appended.get(i).copied().flatten()),
                         received_us,
                         appended_us,
                         timings: t,
@@ -294,15 +315,7 @@ fn print_level(r: &LatencyResult) {
         "         worker's own p50: queue {:.2} ms, decode+preprocess {:.2} ms, inference {:.3} ms, capture → prediction built {:.2} ms",
         w.queue_ms, w.decode_preprocess_ms, w.inference_ms, w.capture_to_output_ms
     );
-    for (what, b) in [
-        ("all predictions", &r.breakdown_p50),
-        ("slowest 1%", &r.breakdown_slowest),
-    ] {
-        println!(
-            "         medians, {what} ({}): capture → consumed + waits for model/order {:.2} ms | queue {:.2} | decode+preprocess {:.2} | built → received {:.2} (→ broker append {:.1}, append → subscriber {:.1}) | total {:.2}",
-            b.records, b.before_ms, b.queue_ms, b.decode_preprocess_ms, b.after_ms, b.built_to_appended_ms, b.appended_to_received_ms, b.latency_ms
-        );
-    }
+    print_stages(&r.stages);
     println!(
         "         {} (bench process = worker + load generator + subscriber)",
         r.cpu.line()
@@ -312,6 +325,21 @@ fn print_level(r: &LatencyResult) {
         println!(
             "  WARNING: {} predictions of this level did not arrive within 30 s",
             r.sent - r.received
+        );
+    }
+}
+
+/// The parts of the latency as a table: percentiles over all predictions, and the median
+/// over the slowest 1 %.
+fn print_stages(stages: &[StageStats]) {
+    println!(
+        "         {:<100} {:>7} {:>8} {:>8} {:>8} {:>10}",
+        "part of the latency, ms", "p50", "p99", "p99.9", "max", "slowest 1%"
+    );
+    for s in stages {
+        println!(
+            "         {:<100} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>10.2}",
+            s.stage, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms, s.slowest_1pct_median_ms
         );
     }
 }

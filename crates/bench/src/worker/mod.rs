@@ -23,7 +23,7 @@ use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{broker_pids, percent};
 use crate::harness::{
     check_json_path, cores, load_model, loadavg, mean_frame_bytes, metrics_handle, on_signal,
-    render_pool, verdict, write_json, FrameSpec,
+    read_records, render_pool, verdict, write_json, FrameSpec,
 };
 use argus_kafka::KafkaSettings;
 use argus_model::{Classifier, EngineOptions};
@@ -69,7 +69,9 @@ pub struct WorkerBenchOptions {
     /// Threads of the offline pipeline (`None`: the worker's decode or inference threads,
     /// whichever is more).
     pub offline_threads: Option<usize>,
-    /// The synthetic frames.
+    /// Records to send instead of synthetic frames: the file and its key column.
+    pub records: Option<(PathBuf, String)>,
+    /// The synthetic frames (unused with `records`).
     pub frames_spec: FrameSpec,
     /// Partitions of the input topic.
     pub partitions: i32,
@@ -113,6 +115,8 @@ struct Setup {
     threads: usize,
     model: Arc<Classifier>,
     pool: Arc<Vec<Frame>>,
+    /// What the pool is, for the header and the report.
+    inputs: String,
     mean_bytes: f64,
 }
 
@@ -178,23 +182,16 @@ async fn setup(options: &WorkerBenchOptions) -> Result<Setup, BenchError> {
     let mut engine = options.engine.clone();
     engine.concurrency = shape.inference_threads.max(threads);
     let model = load_model(&options.model, &engine)?;
-    let spec = &options.frames_spec;
-    let t = Instant::now();
-    let pool = Arc::new(render_pool(&spec.source(1.0), spec.distinct_frames).await?);
+    let (pool, inputs) = input_pool(options).await?;
+    let pool = Arc::new(pool);
     let mean_bytes = mean_frame_bytes(&pool);
     println!(
-        "argus-bench worker: model {} v{} on {} (input {:?}), {} distinct {}x{} JPEG q{} frames from {} synthetic cameras (mean {:.1} kB, rendered in {:.1} s); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
+        "argus-bench worker: model {} v{} on {} (input {:?}), {inputs} (mean {:.1} kB); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
         model.model_ref().name,
         model.model_ref().version,
         model.engine(),
         model.manifest().input.shape,
-        pool.len(),
-        spec.width,
-        spec.height,
-        spec.jpeg_quality,
-        spec.cameras,
         mean_bytes / 1e3,
-        t.elapsed().as_secs_f64(),
         shape.decode_threads,
         shape.inference_threads,
         shape.max_batch,
@@ -227,8 +224,33 @@ async fn setup(options: &WorkerBenchOptions) -> Result<Setup, BenchError> {
         threads,
         model,
         pool,
+        inputs,
         mean_bytes,
     })
+}
+
+/// The inputs cycled through every stage: the records of `--records`, else rendered
+/// synthetic frames; and a description of them for the header.
+async fn input_pool(options: &WorkerBenchOptions) -> Result<(Vec<Frame>, String), BenchError> {
+    let t = Instant::now();
+    if let Some((path, key)) = &options.records {
+        let pool = read_records(path, key)?;
+        let what = format!("{} records from {} (key {key})", pool.len(), path.display());
+        return Ok((pool, what));
+    }
+    let spec = &options.frames_spec;
+    let pool = render_pool(&spec.source(1.0), spec.distinct_frames).await?;
+    let what = format!(
+        "{} distinct {}x{} JPEG q{} frames from {} synthetic cameras (seed {}), rendered in {:.1} s",
+        pool.len(),
+        spec.width,
+        spec.height,
+        spec.jpeg_quality,
+        spec.cameras,
+        spec.seed,
+        t.elapsed().as_secs_f64()
+    );
+    Ok((pool, what))
 }
 
 /// Stage 1: the engine alone, per batch size.
@@ -457,15 +479,11 @@ impl Report {
         latency: Vec<LatencyResult>,
         ratios: Ratios,
     ) -> Self {
-        let spec = &options.frames_spec;
         Report {
             time_us: now_us(),
             model: setup.model.model_ref().name.clone(),
             model_version: setup.model.model_ref().version.clone(),
-            frame: format!(
-                "{}x{} JPEG q{}, {} cameras, seed {}",
-                spec.width, spec.height, spec.jpeg_quality, spec.cameras, spec.seed
-            ),
+            frame: setup.inputs.clone(),
             distinct_frames: setup.pool.len(),
             mean_frame_bytes: setup.mean_bytes,
             worker_decode_threads: setup.shape.decode_threads,

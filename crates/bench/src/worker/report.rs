@@ -2,7 +2,7 @@
 //! file as they are), the latency breakdown of a set of predictions, and the worker's own
 //! histograms read back from the process's Prometheus recorder.
 use crate::harness::cpu::{CpuUse, ThreadGroup};
-use crate::harness::percentile;
+use crate::harness::{median, percentile};
 use argus_worker::metrics as wm;
 use serde::Serialize;
 
@@ -69,9 +69,8 @@ pub(crate) struct LatencyResult {
     pub producer_max_behind_ms: f64,
     /// Medians of the worker's own timings in the received predictions.
     pub worker_p50: WorkerTimings,
-    /// Where the latency goes: medians over all predictions, and over the slowest 1%.
-    pub breakdown_p50: Breakdown,
-    pub breakdown_slowest: Breakdown,
+    /// Where the latency goes: each part's percentiles, and its median over the slowest 1%.
+    pub stages: Vec<StageStats>,
     /// Times the worker paused its partitions while this level was sent.
     pub pauses: u64,
     /// While this level was sent; the load generator and subscriber run on the same machine.
@@ -98,63 +97,92 @@ pub(crate) struct WorkerTimings {
     pub capture_to_output_ms: f64,
 }
 
-/// One prediction's latency split by its `timings` and the broker's append time (medians of
-/// each part over a set of predictions, so the parts need not add up exactly).
+/// One part of the way from capture to the subscriber, over a level's predictions (ms).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Breakdown {
+pub(crate) struct StageStats {
+    pub stage: &'static str,
+    /// Predictions this part could be measured for.
     pub records: usize,
-    pub latency_ms: f64,
-    /// capture → prediction built, minus queue, decode, preprocess, inference and
-    /// postprocess: the input's way into the worker (load generator's linger, broker,
-    /// fetch) plus waits for the inference thread and for partition order.
-    pub before_ms: f64,
-    /// Consumed → decoding started (includes waiting for a decode thread).
-    pub queue_ms: f64,
-    pub decode_preprocess_ms: f64,
-    /// Prediction built → received by the subscriber.
-    pub after_ms: f64,
-    /// Prediction built → appended by the broker (the worker's producer: linger, request,
-    /// broker queueing); ms resolution.
-    pub built_to_appended_ms: f64,
-    /// Appended → received by the subscriber (its fetch, read_committed).
-    pub appended_to_received_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// The median of this part over the slowest 1 % of predictions (by total latency):
+    /// which part the tail's extra time is in.
+    pub slowest_1pct_median_ms: f64,
 }
 
-/// Medians over the records at or above the `from` quantile of latency.
-pub(crate) fn breakdown(records: &[Record], from: f64) -> Breakdown {
+/// The parts of one prediction's latency, ms, in the order they happen (`None` where a
+/// timestamp is missing). The names are [`STAGES`].
+fn stages(r: &Record) -> [Option<f64>; 10] {
+    let ms = |us: i64| us as f64 / 1e3;
+    let t = &r.timings;
+    let built = t
+        .capture_to_output_us
+        .and_then(|c| i64::try_from(c).ok())
+        .map(|c| r.capture_us + c);
+    let inside = i64::try_from(
+        t.queue_us + t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us,
+    )
+    .ok();
+    let consumed = built.zip(inside).map(|(b, i)| b - i);
+    [
+        Some(r.latency_ms),
+        r.sent_us.map(|s| ms(r.received_us - s)),
+        r.sent_us.map(|s| ms(s - r.capture_us)),
+        r.input_appended_us.zip(r.sent_us).map(|(a, s)| ms(a - s)),
+        consumed.zip(r.input_appended_us).map(|(c, a)| ms(c - a)),
+        Some(t.queue_us as f64 / 1e3),
+        Some((t.decode_us + t.preprocess_us) as f64 / 1e3),
+        Some(t.inference_us as f64 / 1e3),
+        built.zip(r.appended_us).map(|(b, a)| ms(a - b)),
+        r.appended_us.map(|a| ms(r.received_us - a)),
+    ]
+}
+
+/// What [`stages`] returns, by position.
+pub(crate) const STAGES: [&str; 10] = [
+    "total: capture (intended send) → received",
+    "actual send → received",
+    "load generator late (intended → actual send)",
+    "send → input appended (load generator's producer, broker)",
+    "input appended → consumed + waits (worker's fetch, waits for the model thread and partition order)",
+    "queue (consumed → decoding)",
+    "decode + preprocess",
+    "inference (share of the batch's call)",
+    "prediction built → appended (worker's producer, broker)",
+    "appended → received (subscriber's fetch)",
+];
+
+/// Each part's percentiles over `records`, and its median over the slowest 1 %. Broker
+/// append times have ms resolution, so parts next to them can read up to 1 ms off (and
+/// below 0).
+pub(crate) fn stage_stats(records: &[Record]) -> Vec<StageStats> {
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
-    let skip = ((sorted.len() as f64) * from).floor() as usize;
-    let set = &sorted[skip.min(sorted.len())..];
-    let median = |f: &dyn Fn(&Record) -> Option<f64>| {
-        let mut v: Vec<f64> = set.iter().filter_map(|r| f(r)).collect();
-        v.sort_by(f64::total_cmp);
-        percentile(&v, 0.5)
-    };
-    let ms = |us: i64| us as f64 / 1e3;
-    let built = |r: &Record| {
-        r.capture_us
-            + i64::try_from(r.timings.capture_to_output_us.unwrap_or(0)).unwrap_or(i64::MAX / 2)
-    };
-    Breakdown {
-        records: set.len(),
-        latency_ms: median(&|r| Some(r.latency_ms)),
-        before_ms: median(&|r| {
-            let t = &r.timings;
-            let inside =
-                t.queue_us + t.decode_us + t.preprocess_us + t.inference_us + t.postprocess_us;
-            Some(ms(
-                i64::try_from(t.capture_to_output_us?).ok()? - i64::try_from(inside).ok()?
-            ))
-        }),
-        queue_ms: median(&|r| Some(r.timings.queue_us as f64 / 1e3)),
-        decode_preprocess_ms: median(&|r| {
-            Some((r.timings.decode_us + r.timings.preprocess_us) as f64 / 1e3)
-        }),
-        after_ms: median(&|r| Some(ms(r.received_us - built(r)))),
-        built_to_appended_ms: median(&|r| Some(ms(r.appended_us? - built(r)))),
-        appended_to_received_ms: median(&|r| Some(ms(r.received_us - r.appended_us?))),
-    }
+    let slow_from = ((sorted.len() as f64) * 0.99).floor() as usize;
+    let parts: Vec<[Option<f64>; 10]> = sorted.iter().map(|r| stages(r)).collect();
+    STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let mut all: Vec<f64> = parts.iter().filter_map(|p| p[i]).collect();
+            all.sort_by(f64::total_cmp);
+            let slow: Vec<f64> = parts[slow_from.min(parts.len())..]
+                .iter()
+                .filter_map(|p| p[i])
+                .collect();
+            StageStats {
+                stage,
+                records: all.len(),
+                p50_ms: percentile(&all, 0.5),
+                p99_ms: percentile(&all, 0.99),
+                p999_ms: percentile(&all, 0.999),
+                max_ms: all.last().copied().unwrap_or(f64::NAN),
+                slowest_1pct_median_ms: median(&slow),
+            }
+        })
+        .collect()
 }
 
 /// What the predictions subscriber saw of one record.
@@ -162,6 +190,8 @@ pub(crate) fn breakdown(records: &[Record], from: f64) -> Breakdown {
 pub(crate) struct Seen {
     pub received_us: i64,
     pub capture_us: Option<i64>,
+    /// The input's envelope sequence number: which send it was.
+    pub sequence: Option<u64>,
     pub timings: Option<argus_wire::Timings>,
     /// The broker's append time (the predictions topic has `LogAppendTime`), µs.
     pub appended_us: Option<i64>,
@@ -171,8 +201,14 @@ pub(crate) struct Seen {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Record {
     pub latency_ms: f64,
+    /// The intended send time, written into the envelope as its capture time.
     pub capture_us: i64,
+    /// When the load generator handed the input to its producer.
+    pub sent_us: Option<i64>,
+    /// The broker's append time of the input (the input topic has `LogAppendTime`).
+    pub input_appended_us: Option<i64>,
     pub received_us: i64,
+    /// The broker's append time of the prediction.
     pub appended_us: Option<i64>,
     pub timings: argus_wire::Timings,
 }
@@ -299,28 +335,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn breakdown_of_the_slowest_records() {
-        let records: Vec<Record> = (1..=100)
-            .map(|i| Record {
-                latency_ms: f64::from(i),
-                capture_us: 0,
-                received_us: i64::from(i) * 1000,
-                appended_us: Some(i64::from(i) * 1000 - 500),
-                timings: argus_wire::Timings {
-                    queue_us: 100,
-                    decode_us: 200,
-                    capture_to_output_us: Some(u64::from(i as u32) * 500),
-                    ..Default::default()
-                },
+    fn stages_split_each_prediction_and_find_the_tail() {
+        // Prediction i: sent 1 ms late, appended 1 ms later, consumed i/10 ms after that,
+        // 0.3 ms in the worker, appended 2 ms after built, received 0.5 ms later.
+        let records: Vec<Record> = (1..=1000)
+            .map(|i| {
+                let inside = 300;
+                let built = 1000 + 1000 + i * 100 + inside;
+                Record {
+                    latency_ms: (built + 2500) as f64 / 1e3,
+                    capture_us: 0,
+                    sent_us: Some(1000),
+                    input_appended_us: Some(2000),
+                    received_us: built + 2500,
+                    appended_us: Some(built + 2000),
+                    timings: argus_wire::Timings {
+                        queue_us: 100,
+                        decode_us: 200,
+                        capture_to_output_us: Some(u64::try_from(built).unwrap()),
+                        ..Default::default()
+                    },
+                }
             })
             .collect();
-        let all = breakdown(&records, 0.0);
-        assert_eq!(all.records, 100);
-        let slow = breakdown(&records, 0.99);
-        assert_eq!(slow.records, 1);
-        assert_eq!(slow.latency_ms, 100.0);
-        assert_eq!(slow.after_ms, 50.0);
-        assert_eq!(slow.before_ms, 49.7);
-        assert_eq!(slow.appended_to_received_ms, 0.5);
+        let s = stage_stats(&records);
+        let by = |name: &str| {
+            s.iter()
+                .find(|x| x.stage.starts_with(name))
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        assert_eq!(s.len(), STAGES.len());
+        assert_eq!(by("load generator late").p99_ms, 1.0);
+        assert_eq!(by("send → input appended").p50_ms, 1.0);
+        let fetch = by("input appended → consumed");
+        assert_eq!(fetch.p50_ms, 50.1);
+        assert_eq!(fetch.p99_ms, 99.0);
+        assert_eq!(fetch.max_ms, 100.0);
+        // The slowest 10 of 1000: consumed 99.1 … 100 ms after the append.
+        assert_eq!(fetch.slowest_1pct_median_ms, 99.6);
+        assert_eq!(by("prediction built").p999_ms, 2.0);
+        assert_eq!(by("appended → received").p50_ms, 0.5);
+        assert_eq!(by("total").max_ms, 104.8);
+        assert_eq!(by("actual send").max_ms, 103.8);
     }
 }

@@ -35,9 +35,9 @@ impl BenchTopics {
         }
     }
 
-    /// Creates them. The predictions topic stamps records with the broker's append time,
-    /// which splits "prediction built → received" into the worker's producer and the
-    /// subscriber's side.
+    /// Creates them. The input and predictions topics stamp records with the broker's
+    /// append time, which splits the way in (the load generator's producer, the worker's
+    /// fetch) and the way out (the worker's producer, the subscriber's fetch).
     pub(crate) async fn create(
         &self,
         settings: &KafkaSettings,
@@ -48,7 +48,8 @@ impl BenchTopics {
             &[
                 TopicSpec::new(&self.predictions, 4)
                     .with_config("message.timestamp.type", "LogAppendTime"),
-                TopicSpec::new(&self.input, partitions),
+                TopicSpec::new(&self.input, partitions)
+                    .with_config("message.timestamp.type", "LogAppendTime"),
                 TopicSpec::new(&self.alerts, 4),
                 TopicSpec::new(&self.dlq, 1),
             ],
