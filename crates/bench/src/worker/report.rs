@@ -114,7 +114,7 @@ pub(crate) struct StageStats {
 
 /// The parts of one prediction's latency, ms, in the order they happen (`None` where a
 /// timestamp is missing). The names are [`STAGES`].
-fn stages(r: &Record) -> [Option<f64>; 10] {
+fn stages(r: &Record) -> [Option<f64>; 11] {
     let ms = |us: i64| us as f64 / 1e3;
     let t = &r.timings;
     let built = t
@@ -129,6 +129,7 @@ fn stages(r: &Record) -> [Option<f64>; 10] {
     [
         Some(r.latency_ms),
         r.sent_us.map(|s| ms(r.received_us - s)),
+        r.input_appended_us.zip(r.appended_us).map(|(i, o)| ms(o - i)),
         r.sent_us.map(|s| ms(s - r.capture_us)),
         r.input_appended_us.zip(r.sent_us).map(|(a, s)| ms(a - s)),
         consumed.zip(r.input_appended_us).map(|(c, a)| ms(c - a)),
@@ -141,9 +142,10 @@ fn stages(r: &Record) -> [Option<f64>; 10] {
 }
 
 /// What [`stages`] returns, by position.
-pub(crate) const STAGES: [&str; 10] = [
+pub(crate) const STAGES: [&str; 11] = [
     "total: capture (intended send) → received",
     "actual send → received",
+    "the worker's part: input appended → prediction appended",
     "load generator late (intended → actual send)",
     "send → input appended (load generator's producer, broker)",
     "input appended → consumed + waits (worker's fetch, waits for the model thread and partition order)",
@@ -161,7 +163,7 @@ pub(crate) fn stage_stats(records: &[Record]) -> Vec<StageStats> {
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
     let slow_from = ((sorted.len() as f64) * 0.99).floor() as usize;
-    let parts: Vec<[Option<f64>; 10]> = sorted.iter().map(|r| stages(r)).collect();
+    let parts: Vec<[Option<f64>; 11]> = sorted.iter().map(|r| stages(r)).collect();
     STAGES
         .iter()
         .enumerate()
@@ -377,5 +379,7 @@ mod tests {
         assert_eq!(by("appended → received").p50_ms, 0.5);
         assert_eq!(by("total").max_ms, 104.8);
         assert_eq!(by("actual send").max_ms, 103.8);
+        // Appended at 2 ms, prediction appended 2 ms after built.
+        assert_eq!(by("the worker's part").max_ms, 102.3);
     }
 }
