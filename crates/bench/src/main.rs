@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("argus")
+        .thread_name("argus-bench-rt")
         .build()
     {
         Ok(rt) => rt,

@@ -185,9 +185,9 @@ impl CpuUse {
 /// CPU time of the bench process's threads over a stage, grouped by name.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadGroup {
-    /// Thread name with trailing digits replaced by `*` (`argus` is the tokio runtime: its
-    /// workers and its blocking pool, where the worker decodes; `argus-infer-*` the model
-    /// threads; `rdk:*` librdkafka's).
+    /// Thread name with trailing digits replaced by `*` (`argus-worker` is the worker's
+    /// tokio runtime: its workers and its blocking pool, where it decodes; `argus-infer-*`
+    /// the model threads; `rdk:*` librdkafka's; `argus-bench-rt` the bench's runtime).
     pub name: String,
     pub threads: usize,
     pub cpu_seconds: f64,

@@ -9,6 +9,7 @@ use argus_kafka::KafkaSettings;
 use argus_model::Classifier;
 use argus_producer::{envelope_headers, Frame};
 use argus_worker::{WorkerConfig, WorkerError, WorkerStats};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,11 +112,29 @@ pub fn finished(s: &WorkerStats) -> u64 {
     s.predicted.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed) + others(s)
 }
 
-/// One `argus_worker::run` on a task of this process.
+/// One `argus_worker::run` in this process, on a runtime of its own (threads named
+/// `argus-worker`), so its CPU can be told apart from the load generator's and the
+/// subscriber's: [`BenchWorker::claim_threads`] and [`BenchWorker::owns`].
 #[derive(Debug)]
 pub struct BenchWorker {
     task: tokio::task::JoinHandle<Result<(), WorkerError>>,
     stop: CancellationToken,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Threads of the process before the worker's clients were made.
+    before: HashSet<u32>,
+    /// The threads that appeared between then and [`BenchWorker::claim_threads`].
+    claimed: HashSet<u32>,
+}
+
+/// Name prefixes of the threads only a worker starts: its runtime (workers and blocking
+/// pool), its model threads and its evidence threads.
+const WORKER_THREADS: [&str; 3] = ["argus-worker", "argus-infer-", "argus-evidence-"];
+
+fn thread_ids() -> HashSet<u32> {
+    crate::harness::cpu::thread_ticks()
+        .into_iter()
+        .map(|(tid, _, _)| tid)
+        .collect()
 }
 
 impl BenchWorker {
@@ -130,6 +149,15 @@ impl BenchWorker {
     ) -> Result<Self, BenchError> {
         config.drain_timeout = Duration::from_secs(10);
         config.validate(model.labels()).map_err(usage)?;
+        let before = thread_ids();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .worker_threads(crate::harness::cores())
+            .thread_name("argus-worker")
+            .build()
+            .map_err(runtime)?;
+        // librdkafka's threads start with the clients.
+        let guard = rt.enter();
         let consumer = settings
             .consumer(group, &config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
@@ -137,7 +165,7 @@ impl BenchWorker {
             .producer(&config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(argus_worker::run(
+        let task = rt.spawn(argus_worker::run(
             config,
             consumer,
             producer,
@@ -145,7 +173,27 @@ impl BenchWorker {
             stats,
             stop.clone(),
         ));
-        Ok(BenchWorker { task, stop })
+        drop(guard);
+        Ok(BenchWorker {
+            task,
+            stop,
+            runtime: Some(rt),
+            before,
+            claimed: HashSet::new(),
+        })
+    }
+
+    /// Takes the threads that appeared since the worker was started as the worker's: call
+    /// it once the worker has joined its group (its librdkafka threads are up) and before
+    /// the run starts any other client.
+    pub fn claim_threads(&mut self) {
+        self.claimed = thread_ids().difference(&self.before).copied().collect();
+    }
+
+    /// Whether thread `tid` named `name` is the worker's: claimed, or named as only a
+    /// worker's threads are.
+    pub fn owns(&self, tid: u32, name: &str) -> bool {
+        self.claimed.contains(&tid) || WORKER_THREADS.iter().any(|p| name.starts_with(p))
     }
 
     /// Whether the worker's task has ended (it should not before [`BenchWorker::stop`]).
@@ -154,9 +202,10 @@ impl BenchWorker {
     }
 
     /// Cancels the worker and waits up to 30 s for it; failures are logged.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "bench worker failed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "bench worker task failed"),
@@ -165,12 +214,23 @@ impl BenchWorker {
     }
 
     /// Why a worker that ended early ended (a configuration error is an options error).
-    async fn failure(self) -> BenchError {
-        match self.task.await {
+    async fn failure(mut self) -> BenchError {
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        match task.await {
             Ok(Err(WorkerError::Config(m))) => usage(m),
             Ok(Err(e)) => runtime(e),
             Err(e) => runtime(e),
             Ok(Ok(())) => runtime("the worker stopped early"),
+        }
+    }
+}
+
+impl Drop for BenchWorker {
+    /// A runtime must not be dropped where blocking is not allowed (in async code): its
+    /// threads are told to stop and left to do so.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }

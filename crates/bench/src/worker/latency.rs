@@ -8,7 +8,7 @@ use super::report::{
 };
 use super::session::KafkaSession;
 use crate::error::{runtime, usage, BenchError};
-use crate::harness::cpu::{cpu_busy, percent, CpuMark};
+use crate::harness::cpu::{cpu_busy, percent, thread_ticks, CpuMark};
 use crate::harness::kafka::{appended_times, enqueue};
 use crate::harness::{envelope_bytes, percentile};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -35,6 +35,8 @@ struct SentLevel {
     pauses: u64,
     mark: CpuMark,
     end: CpuMark,
+    /// The process's threads when the level started and ended.
+    threads: (Vec<(u32, String, u64)>, Vec<(u32, String, u64)>),
     hist: std::collections::HashMap<String, f64>,
 }
 
@@ -166,6 +168,7 @@ impl KafkaSession<'_> {
                 pauses: sent.pauses,
                 machine_cpu_busy: cpu_busy(sent.mark.machine, sent.end.machine),
                 cpu: sent.mark.until(&sent.end, sent.n),
+                worker_cpu: self.worker_cpu(&sent.threads.0, &sent.threads.1, sent.n),
                 internals: internals(&sent.hist, &histogram_totals()),
             };
             print_level(&r);
@@ -187,6 +190,7 @@ impl KafkaSession<'_> {
         let n = ((rate * self.options.latency_duration.as_secs_f64()).round() as u64).max(1);
         let pauses = stats.pauses.load(Ordering::Relaxed);
         let mark = CpuMark::now(self.options.broker_pid);
+        let threads_before = thread_ticks();
         let hist = histogram_totals();
         let t0 = tokio::time::Instant::now();
         let t0_us = now_us();
@@ -210,6 +214,7 @@ impl KafkaSession<'_> {
             deliveries.push(enqueue(producer, &self.topics.input, frame, &value, capture).await?);
         }
         let end = CpuMark::now(self.options.broker_pid);
+        let threads = (threads_before, thread_ticks());
         let pauses = stats.pauses.load(Ordering::Relaxed) - pauses;
         let window_end = t0_us
             + i64::try_from(Duration::from_secs_f64(n as f64 / rate).as_micros())
@@ -225,6 +230,7 @@ impl KafkaSession<'_> {
             pauses,
             mark,
             end,
+            threads,
             hist,
         })
     }
@@ -321,6 +327,7 @@ fn print_level(r: &LatencyResult) {
         r.cpu.line()
     );
     println!("         {}", r.internals.line());
+    println!("         {}", r.worker_cpu.line());
     if r.received < r.sent {
         println!(
             "  WARNING: {} predictions of this level did not arrive within 30 s",

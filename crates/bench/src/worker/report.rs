@@ -36,6 +36,65 @@ pub(crate) struct OfflineResult {
     pub cpu: CpuUse,
 }
 
+/// The worker's own threads' CPU over a stage (the load generator and the subscriber,
+/// which share the process, left out), per input.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerCpu {
+    /// All of the worker's threads: its runtime, model threads and librdkafka clients.
+    pub cpu_ms_per_input: f64,
+    /// Its model threads (`argus-infer-*`): the model calls and their batching.
+    pub model_threads_ms_per_input: f64,
+    /// The rest: consume, decode and preprocess, JSON, publish, commit, hand-offs.
+    pub outside_model_threads_ms_per_input: f64,
+    pub groups: Vec<ThreadGroup>,
+}
+
+impl WorkerCpu {
+    /// From two [`crate::harness::cpu::thread_ticks`] samples; `owns` says which threads are
+    /// the worker's.
+    pub(crate) fn of(
+        before: &[(u32, String, u64)],
+        after: &[(u32, String, u64)],
+        inputs: u64,
+        owns: impl Fn(u32, &str) -> bool,
+    ) -> Self {
+        let mine: Vec<(u32, String, u64)> = after
+            .iter()
+            .filter(|(tid, name, _)| owns(*tid, name))
+            .cloned()
+            .collect();
+        let groups = crate::harness::cpu::thread_groups(before, &mine, inputs);
+        let total: f64 = groups.iter().map(|g| g.cpu_ms_per_input).sum();
+        let model: f64 = groups
+            .iter()
+            .filter(|g| g.name.starts_with("argus-infer-"))
+            .map(|g| g.cpu_ms_per_input)
+            .sum();
+        WorkerCpu {
+            cpu_ms_per_input: total,
+            model_threads_ms_per_input: model,
+            outside_model_threads_ms_per_input: total - model,
+            groups,
+        }
+    }
+
+    pub(crate) fn line(&self) -> String {
+        let groups: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| g.cpu_ms_per_input > 0.0)
+            .map(|g| format!("{} ×{} {:.3}", g.name, g.threads, g.cpu_ms_per_input))
+            .collect();
+        format!(
+            "the worker's threads, CPU-ms per input: {:.3} (model threads {:.3}, the rest {:.3}): {}",
+            self.cpu_ms_per_input,
+            self.model_threads_ms_per_input,
+            self.outside_model_threads_ms_per_input,
+            groups.join(", ")
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct WorkerResult {
     pub frames: u64,
@@ -56,6 +115,8 @@ pub(crate) struct WorkerResult {
     pub cpu: CpuUse,
     /// CPU time of the bench process's threads over the drain, grouped by thread name.
     pub threads: Vec<ThreadGroup>,
+    /// The worker's own threads over the drain.
+    pub worker_cpu: WorkerCpu,
     pub internals: WorkerInternals,
 }
 
@@ -78,6 +139,8 @@ pub(crate) struct LatencyResult {
     /// While this level was sent; the bench process is the worker plus the load generator
     /// and the subscriber.
     pub cpu: CpuUse,
+    /// The worker's own threads while this level was sent.
+    pub worker_cpu: WorkerCpu,
     /// From the start of sending to the last of this level's predictions received.
     pub internals: WorkerInternals,
     pub p50_ms: f64,
@@ -129,7 +192,9 @@ fn stages(r: &Record) -> [Option<f64>; 11] {
     [
         Some(r.latency_ms),
         r.sent_us.map(|s| ms(r.received_us - s)),
-        r.input_appended_us.zip(r.appended_us).map(|(i, o)| ms(o - i)),
+        r.input_appended_us
+            .zip(r.appended_us)
+            .map(|(i, o)| ms(o - i)),
         r.sent_us.map(|s| ms(s - r.capture_us)),
         r.input_appended_us.zip(r.sent_us).map(|(a, s)| ms(a - s)),
         consumed.zip(r.input_appended_us).map(|(c, a)| ms(c - a)),

@@ -1,7 +1,7 @@
 //! Stage 3 on the broker: pre-fill a fresh topic, then one in-process worker drains it,
 //! timed from its first consumed input (group join excluded). Stage 4 ([`super::latency`])
 //! reuses the same worker and producer.
-use super::report::{histogram_totals, internals, LatencyResult, WorkerResult};
+use super::report::{histogram_totals, internals, LatencyResult, WorkerCpu, WorkerResult};
 use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark};
@@ -138,6 +138,9 @@ impl KafkaSession<'_> {
                 || stats.consumed.load(Ordering::Relaxed) >= 1,
             )
             .await?;
+        if let Some(w) = self.worker.as_mut() {
+            w.claim_threads();
+        }
         let mark = CpuMark::now(self.options.broker_pid);
         let threads_before = thread_ticks();
         let hist = histogram_totals();
@@ -149,7 +152,9 @@ impl KafkaSession<'_> {
             })
             .await?;
         let end = CpuMark::now(self.options.broker_pid);
-        let threads = thread_groups(&threads_before, &thread_ticks(), frames);
+        let threads_after = thread_ticks();
+        let threads = thread_groups(&threads_before, &threads_after, frames);
+        let worker_cpu = self.worker_cpu(&threads_before, &threads_after, frames);
         let seconds = (last - first).as_secs_f64();
         Ok(WorkerResult {
             frames,
@@ -165,7 +170,21 @@ impl KafkaSession<'_> {
             machine_cpu_busy: cpu_busy(mark.machine, end.machine),
             cpu: mark.until(&end, frames),
             threads,
+            worker_cpu,
             internals: internals(&hist, &histogram_totals()),
+        })
+    }
+
+    /// The worker's threads' CPU between two samples.
+    pub(crate) fn worker_cpu(
+        &self,
+        before: &[(u32, String, u64)],
+        after: &[(u32, String, u64)],
+        inputs: u64,
+    ) -> WorkerCpu {
+        let worker = self.worker.as_ref();
+        WorkerCpu::of(before, after, inputs, |tid, name| {
+            worker.is_some_and(|w| w.owns(tid, name))
         })
     }
 
@@ -235,6 +254,7 @@ fn print_drain(worker: &WorkerResult) {
     );
     println!("  {}", worker.cpu.line());
     println!("  {}", worker.internals.line());
+    println!("  {}", worker.worker_cpu.line());
     if let Some(w) = worker.cpu.contention() {
         println!("  {w}");
     }
