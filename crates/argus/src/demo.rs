@@ -463,7 +463,7 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
             .consumer(&group, &id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let producer = settings
-            .producer(&id)
+            .output_producer(&id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         assignments.push(consumer.context().assignment());
         let stats = Arc::new(WorkerStats::default());

@@ -162,7 +162,7 @@ impl BenchWorker {
             .consumer(group, &config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let producer = settings
-            .producer(&config.worker_id)
+            .output_producer(&config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let stop = CancellationToken::new();
         let task = rt.spawn(argus_worker::run(
