@@ -66,10 +66,15 @@ def summary(report):
             "broker_cpu_ms": lv["cpu"].get("broker_cpu_ms_per_input"),
             "stages": {s["stage"]: [s["p50_ms"], s["p99_ms"], s["slowest_1pct_median_ms"]]
                        for s in lv["stages"]},
+            "worker_cpu_ms": lv["worker_cpu"]["cpu_ms_per_input"],
+            "worker_model_cpu_ms": lv["worker_cpu"]["model_threads_ms_per_input"],
         })
     return {"model_p50_ms": b1["p50_call_us"] / 1e3, "capacity": report["worker"]["inputs_per_s"],
             "offline": report["offline"]["inputs_per_s"],
             "drain_cpu_ms": report["worker"]["cpu"].get("bench_process_cpu_ms_per_input"),
+            "drain_worker_cpu_ms": report["worker"]["worker_cpu"]["cpu_ms_per_input"],
+            "drain_worker_model_cpu_ms": report["worker"]["worker_cpu"]["model_threads_ms_per_input"],
+            "engine_cpu_ms": b1.get("cpu_ms_per_input"),
             "levels": levels}
 
 
@@ -99,12 +104,12 @@ def write_curves(out, args, curves, svg_path):
         "`LogAppendTime`, ms resolution): the worker's fetch, queue, decode, model, publish. "
         "Target: p99 ≤ model p50 + 10 ms. The load generator, the subscriber and the worker "
         "share one process; the broker shares the cores. *busy* = the machine's CPU. "
-        "*CPU ms/input* = the bench process (worker + load generator + subscriber) and the "
-        f"broker. Picture: [`{os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))}`]"
+        "*CPU ms/input* = the worker's own threads (of which its model threads), and the "
+        "broker. Picture: [`{os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))}`]"
         f"({os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))}).\n")
     out.append("| model/engine | capacity/s | model p50 ms | load | rate/s | p50 ms | p99 ms | "
                "p99.9 ms | worker part p50 / p99 ms | p99 − model p50 ≤ 10 ms | busy | "
-               "CPU ms/input (bench, broker) |")
+               "CPU ms/input: worker (model threads), broker |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for name, c in curves.items():
         for i, lv in enumerate(c["levels"]):
@@ -116,8 +121,21 @@ def write_curves(out, args, curves, svg_path):
                 f"{head} {lv['load'] * 100:.0f}% | {lv['rate']:.0f} | {lv['p50']:.1f} | "
                 f"{lv['p99']:.1f}{lost} | {lv['p999']:.1f} | {lv['worker_p50']:.1f} / "
                 f"{lv['worker_p99']:.1f} | {'yes' if ok else 'no'} | "
-                f"{_f(lv['busy'], '{:.0%}')} | {_f(lv['bench_cpu_ms'], '{:.2f}')}, "
-                f"{_f(lv['broker_cpu_ms'], '{:.2f}')} |")
+                f"{_f(lv['busy'], '{:.0%}')} | {_f(lv['worker_cpu_ms'], '{:.3f}')} "
+                f"({_f(lv['worker_model_cpu_ms'], '{:.3f}')}), "
+                f"{_f(lv['broker_cpu_ms'], '{:.3f}')} |")
+    out.append("\nCPU per input outside the model: the worker's threads during the drain minus "
+               "its model threads, against the engine alone (batch 1, one thread, CPU):\n")
+    out.append("| model/engine | drain: worker CPU ms/input | of it model threads | the rest | "
+               "engine alone CPU ms/input | the rest ÷ engine alone |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for name, c in curves.items():
+        rest = c["drain_worker_cpu_ms"] - c["drain_worker_model_cpu_ms"]
+        eng = c.get("engine_cpu_ms")
+        ratio = f"{rest / eng:.2f}" if eng else "n/a"
+        out.append(f"| {name} | {c['drain_worker_cpu_ms']:.4f} | "
+                   f"{c['drain_worker_model_cpu_ms']:.4f} | {rest:.4f} | {_f(eng, '{:.4f}')} | "
+                   f"{ratio} |")
     out.append("\nWhere the time goes at the lowest load (p50 / p99 / median of the slowest 1 %, "
                "ms; append times have ms resolution):\n")
     names = list(next(iter(curves.values()))["levels"][0]["stages"]) if curves else []
