@@ -94,6 +94,7 @@ def _f(x, fmt="{:.1f}"):
 
 
 def write_curves(out, args, curves, svg_path):
+    link = os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))
     out.append("\n## Latency against load (issue 19)\n")
     out.append(
         "One `argus-bench worker` run per model and engine (`bench/latency_curve.py`): capacity "
@@ -105,8 +106,7 @@ def write_curves(out, args, curves, svg_path):
         "Target: p99 ≤ model p50 + 10 ms. The load generator, the subscriber and the worker "
         "share one process; the broker shares the cores. *busy* = the machine's CPU. "
         "*CPU ms/input* = the worker's own threads (of which its model threads), and the "
-        "broker. Picture: [`{os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))}`]"
-        f"({os.path.relpath(svg_path, os.path.dirname(os.path.abspath(args.out)))}).\n")
+        f"broker. Picture: [`{link}`]({link}).\n")
     out.append("| model/engine | capacity/s | model p50 ms | load | rate/s | p50 ms | p99 ms | "
                "p99.9 ms | worker part p50 / p99 ms | p99 − model p50 ≤ 10 ms | busy | "
                "CPU ms/input: worker (model threads), broker |")
@@ -157,7 +157,7 @@ def svg(curves, path):
         case = name.split("/")[0]
         if case not in cases:
             cases.append(case)
-    pw, ph, ml, mt, mb = 300, 240, 55, 58, 40
+    pw, ph, ml, mt, mb = 300, 240, 72, 58, 40
     w, h = max(ml + len(cases) * (pw + 30), 700), mt + ph + mb
     ys = [lv[k] for c in curves.values() for lv in c["levels"] for k in ("p99", "worker_p99")
           if lv[k] and lv[k] > 0]

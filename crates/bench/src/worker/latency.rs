@@ -1,7 +1,8 @@
 //! Stage 4: end-to-end latency at fractions of the capacity stage 3 measured. A fixed-rate
 //! producer stamps each frame with its *intended* send time (a late send counts as latency:
 //! no coordinated omission); a `read_committed` subscriber on the predictions topic
-//! measures receive time − capture time.
+//! measures receive time − capture time. Each prediction's latency is split by the actual
+//! send time and both topics' broker append times ([`super::report::stage_stats`]).
 use super::report::{
     histogram_totals, internals, stage_stats, worker_timings, LatencyResult, Record, Seen,
     StageStats,
