@@ -198,8 +198,11 @@ pub struct ThreadGroup {
     pub busiest: Vec<f64>,
 }
 
+/// Each live thread of the process: (tid, name, CPU ticks so far).
+pub type ThreadSample = Vec<(u32, String, u64)>;
+
 /// (tid, name, ticks) of every live thread of this process.
-pub fn thread_ticks() -> Vec<(u32, String, u64)> {
+pub fn thread_ticks() -> ThreadSample {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };

@@ -9,7 +9,7 @@ use super::report::{
 };
 use super::session::KafkaSession;
 use crate::error::{runtime, usage, BenchError};
-use crate::harness::cpu::{cpu_busy, percent, thread_ticks, CpuMark};
+use crate::harness::cpu::{cpu_busy, percent, thread_ticks, CpuMark, ThreadSample};
 use crate::harness::kafka::{appended_times, enqueue};
 use crate::harness::{envelope_bytes, percentile};
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -37,7 +37,7 @@ struct SentLevel {
     mark: CpuMark,
     end: CpuMark,
     /// The process's threads when the level started and ended.
-    threads: (Vec<(u32, String, u64)>, Vec<(u32, String, u64)>),
+    threads: (ThreadSample, ThreadSample),
     hist: std::collections::HashMap<String, f64>,
 }
 
