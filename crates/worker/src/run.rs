@@ -291,6 +291,7 @@ struct Worker {
     /// Consumer errors repeat on every poll while a broker is away: logged once per cause
     /// and window, counted every time.
     consumer_errors: argus_kafka::LogThrottle,
+    loop_metrics: m::LoopMetrics,
 }
 
 impl Worker {
@@ -428,6 +429,7 @@ impl Worker {
             last_drain: Instant::now(),
             failure: None,
             consumer_errors: argus_kafka::LogThrottle::default(),
+            loop_metrics: m::LoopMetrics::new(),
         })
     }
 
@@ -469,7 +471,7 @@ impl Worker {
             return ControlFlow::Continue(());
         };
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::INPUTS, "topic" => job.topic.clone()).increment(1);
+        self.loop_metrics.input(&job.topic);
         self.shared
             .tracker
             .start_at(&tp, generation, job.offset, job.timestamp_ms);
@@ -588,9 +590,9 @@ impl Worker {
             uncommitted: self.shared.tracker.uncommitted_window(),
         };
         let in_flight = load.in_flight;
-        metrics::gauge!(m::IN_FLIGHT).set(in_flight as f64);
-        metrics::gauge!(m::IN_FLIGHT_BYTES).set(load.bytes as f64);
-        metrics::gauge!(m::UNCOMMITTED).set(load.uncommitted as f64);
+        self.loop_metrics.in_flight.set(in_flight as f64);
+        self.loop_metrics.in_flight_bytes.set(load.bytes as f64);
+        self.loop_metrics.uncommitted.set(load.uncommitted as f64);
         match self.pressure.decide(Instant::now(), load) {
             Action::Keep => {}
             Action::Resume => {
