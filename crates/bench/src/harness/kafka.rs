@@ -119,11 +119,24 @@ pub fn finished(s: &WorkerStats) -> u64 {
 pub struct BenchWorker {
     task: tokio::task::JoinHandle<Result<(), WorkerError>>,
     stop: CancellationToken,
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: WorkerRuntime,
     /// Threads of the process before the worker's clients were made.
     before: HashSet<u32>,
     /// The threads that appeared between then and [`BenchWorker::claim_threads`].
     claimed: HashSet<u32>,
+}
+
+/// The worker's runtime. A runtime must not be dropped where blocking is not allowed (in
+/// async code), so this one is told to stop and its threads are left to do so.
+#[derive(Debug)]
+struct WorkerRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for WorkerRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Name prefixes of the threads only a worker starts: its runtime (workers and blocking
@@ -177,7 +190,7 @@ impl BenchWorker {
         Ok(BenchWorker {
             task,
             stop,
-            runtime: Some(rt),
+            _runtime: WorkerRuntime(Some(rt)),
             before,
             claimed: HashSet::new(),
         })
@@ -202,10 +215,9 @@ impl BenchWorker {
     }
 
     /// Cancels the worker and waits up to 30 s for it; failures are logged.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         self.stop.cancel();
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
-        match tokio::time::timeout(Duration::from_secs(30), task).await {
+        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "bench worker failed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "bench worker task failed"),
@@ -214,23 +226,12 @@ impl BenchWorker {
     }
 
     /// Why a worker that ended early ended (a configuration error is an options error).
-    async fn failure(mut self) -> BenchError {
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
-        match task.await {
+    async fn failure(self) -> BenchError {
+        match self.task.await {
             Ok(Err(WorkerError::Config(m))) => usage(m),
             Ok(Err(e)) => runtime(e),
             Err(e) => runtime(e),
             Ok(Ok(())) => runtime("the worker stopped early"),
-        }
-    }
-}
-
-impl Drop for BenchWorker {
-    /// A runtime must not be dropped where blocking is not allowed (in async code): its
-    /// threads are told to stop and left to do so.
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
         }
     }
 }

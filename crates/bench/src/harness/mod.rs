@@ -1,7 +1,7 @@
 //! What the harnesses share: percentiles, the synthetic frame pool or records read from a
 //! file and their envelopes, the model loader, the Prometheus recorder the worker's
-//! histograms are read from, Ctrl-C, and the JSON results file. CPU sampling from /proc is in [`cpu`]; Kafka sending and the
-//! in-process worker in [`kafka`].
+//! histograms are read from, Ctrl-C, and the JSON results file. CPU sampling from /proc is
+//! in [`cpu`]; Kafka sending and the in-process worker in [`kafka`].
 pub mod cpu;
 pub mod kafka;
 
@@ -291,6 +291,7 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), 100.0);
         assert!(percentile(&[], 0.5).is_nan());
     }
+
     #[test]
     fn the_churn_fixture_reads_as_records() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -4,8 +4,7 @@
 //! measures receive time − capture time. Each prediction's latency is split by the actual
 //! send time and both topics' broker append times ([`super::report::stage_stats`]).
 use super::report::{
-    histogram_totals, internals, stage_stats, worker_timings, LatencyResult, Record, Seen,
-    StageStats,
+    histogram_totals, internals, stage_stats, LatencyResult, Record, Seen, StageStats,
 };
 use super::session::KafkaSession;
 use crate::error::{runtime, usage, BenchError};
@@ -153,8 +152,6 @@ impl KafkaSession<'_> {
             let appended: Vec<Option<i64>> =
                 appended.into_iter().map(|a| a.ok().flatten()).collect();
             let (latencies, records) = collect_level(rx, &sent, &appended).await;
-            let timings_seen: Vec<argus_wire::Timings> =
-                records.iter().map(|r| r.timings).collect();
             let r = LatencyResult {
                 load,
                 rate_per_s: rate,
@@ -164,7 +161,6 @@ impl KafkaSession<'_> {
                 p50_ms: percentile(&latencies, 0.5),
                 p99_ms: percentile(&latencies, 0.99),
                 max_ms: latencies.last().copied().unwrap_or(f64::NAN),
-                worker_p50: worker_timings(&timings_seen),
                 stages: stage_stats(&records),
                 pauses: sent.pauses,
                 machine_cpu_busy: cpu_busy(sent.mark.machine, sent.end.machine),
@@ -316,11 +312,6 @@ fn print_level(r: &LatencyResult) {
         r.producer_max_behind_ms,
         r.pauses,
         percent(r.machine_cpu_busy)
-    );
-    let w = &r.worker_p50;
-    println!(
-        "         worker's own p50: queue {:.2} ms, decode+preprocess {:.2} ms, inference {:.3} ms, capture → prediction built {:.2} ms",
-        w.queue_ms, w.decode_preprocess_ms, w.inference_ms, w.capture_to_output_ms
     );
     print_stages(&r.stages);
     println!(

@@ -1,7 +1,7 @@
 //! What the worker harness reports: one struct per stage (serialised into the `--json`
 //! file as they are), the latency breakdown of a set of predictions, and the worker's own
 //! histograms read back from the process's Prometheus recorder.
-use crate::harness::cpu::{CpuUse, ThreadGroup};
+use crate::harness::cpu::{CpuUse, ThreadGroup, ThreadSample};
 use crate::harness::{median, percentile};
 use argus_worker::metrics as wm;
 use serde::Serialize;
@@ -53,12 +53,12 @@ impl WorkerCpu {
     /// From two [`crate::harness::cpu::thread_ticks`] samples; `owns` says which threads are
     /// the worker's.
     pub(crate) fn of(
-        before: &[(u32, String, u64)],
-        after: &[(u32, String, u64)],
+        before: &ThreadSample,
+        after: &ThreadSample,
         inputs: u64,
         owns: impl Fn(u32, &str) -> bool,
     ) -> Self {
-        let mine: Vec<(u32, String, u64)> = after
+        let mine: ThreadSample = after
             .iter()
             .filter(|(tid, name, _)| owns(*tid, name))
             .cloned()
@@ -128,8 +128,6 @@ pub(crate) struct LatencyResult {
     pub received: u64,
     /// Largest delay of a send behind its schedule (already counted in the latencies).
     pub producer_max_behind_ms: f64,
-    /// Medians of the worker's own timings in the received predictions.
-    pub worker_p50: WorkerTimings,
     /// Where the latency goes: each part's percentiles, and its median over the slowest 1%.
     pub stages: Vec<StageStats>,
     /// Times the worker paused its partitions while this level was sent.
@@ -146,18 +144,6 @@ pub(crate) struct LatencyResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-}
-
-/// Medians of a prediction's `timings`, ms.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct WorkerTimings {
-    /// Consumed → decoding started.
-    pub queue_ms: f64,
-    pub decode_preprocess_ms: f64,
-    /// The batch's model call divided by the batch size.
-    pub inference_ms: f64,
-    /// Capture → prediction built (before it is produced and acknowledged).
-    pub capture_to_output_ms: f64,
 }
 
 /// One part of the way from capture to the subscriber, over a level's predictions (ms).
@@ -376,24 +362,6 @@ impl WorkerInternals {
             "worker metrics: {} model calls (mean batch {:.2}), {} offset commits (mean {:.1} ms, {} over 50 ms)",
             self.model_calls, self.mean_batch, self.commits, self.commit_mean_ms, self.commits_over_50ms
         )
-    }
-}
-
-pub(crate) fn worker_timings(seen: &[argus_wire::Timings]) -> WorkerTimings {
-    let p50 = |f: &dyn Fn(&argus_wire::Timings) -> Option<u64>| {
-        let mut v: Vec<f64> = seen
-            .iter()
-            .filter_map(f)
-            .map(|us| us as f64 / 1e3)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        percentile(&v, 0.5)
-    };
-    WorkerTimings {
-        queue_ms: p50(&|t| Some(t.queue_us)),
-        decode_preprocess_ms: p50(&|t| Some(t.decode_us + t.preprocess_us)),
-        inference_ms: p50(&|t| Some(t.inference_us)),
-        capture_to_output_ms: p50(&|t| t.capture_to_output_us),
     }
 }
 

@@ -4,7 +4,7 @@
 use super::report::{histogram_totals, internals, LatencyResult, WorkerCpu, WorkerResult};
 use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
-use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark};
+use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark, ThreadSample};
 use crate::harness::kafka::{finished, others, prefill, wait_until, BenchWorker};
 use argus_kafka::rdkafka::producer::FutureProducer;
 use argus_kafka::{KafkaSettings, TopicSpec};
@@ -178,8 +178,8 @@ impl KafkaSession<'_> {
     /// The worker's threads' CPU between two samples.
     pub(crate) fn worker_cpu(
         &self,
-        before: &[(u32, String, u64)],
-        after: &[(u32, String, u64)],
+        before: &ThreadSample,
+        after: &ThreadSample,
         inputs: u64,
     ) -> WorkerCpu {
         let worker = self.worker.as_ref();
