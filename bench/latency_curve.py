@@ -62,7 +62,6 @@ def summary(report):
             "p999": st[TOTAL]["p999_ms"],
             "worker_p50": st[WORKER_PART]["p50_ms"], "worker_p99": st[WORKER_PART]["p99_ms"],
             "busy": lv.get("machine_cpu_busy"),
-            "bench_cpu_ms": lv["cpu"].get("bench_process_cpu_ms_per_input"),
             "broker_cpu_ms": lv["cpu"].get("broker_cpu_ms_per_input"),
             "stages": {s["stage"]: [s["p50_ms"], s["p99_ms"], s["slowest_1pct_median_ms"]]
                        for s in lv["stages"]},
@@ -71,7 +70,6 @@ def summary(report):
         })
     return {"model_p50_ms": b1["p50_call_us"] / 1e3, "capacity": report["worker"]["inputs_per_s"],
             "offline": report["offline"]["inputs_per_s"],
-            "drain_cpu_ms": report["worker"]["cpu"].get("bench_process_cpu_ms_per_input"),
             "drain_worker_cpu_ms": report["worker"]["worker_cpu"]["cpu_ms_per_input"],
             "drain_worker_model_cpu_ms": report["worker"]["worker_cpu"]["model_threads_ms_per_input"],
             "engine_cpu_ms": b1.get("cpu_ms_per_input"),
