@@ -115,6 +115,10 @@ enum Missed {
     Failed(String),
 }
 
+/// The name of each evidence thread: this prefix and its index (Linux keeps 15 bytes of a
+/// thread's name: the prefix whole, the index cut off).
+pub const THREAD_PREFIX: &str = "argus-evidence-";
+
 /// The evidence pool: `threads` threads and a queue of `queue` requests.
 #[derive(Debug)]
 pub struct EvidencePool {
@@ -139,7 +143,7 @@ impl EvidencePool {
         for i in 0..settings.threads.max(1) {
             let (rx, busy, costs) = (rx.clone(), busy.clone(), costs.clone());
             let spawned = std::thread::Builder::new()
-                .name(format!("argus-evidence-{i}"))
+                .name(format!("{THREAD_PREFIX}{i}"))
                 .spawn(move || {
                     set_priority(priority);
                     serve(&rx, &busy, &costs, slots)
@@ -842,7 +846,7 @@ mod tests {
         };
         let started = Instant::now();
         loop {
-            let found = policies("argus-evidence");
+            let found = policies(THREAD_PREFIX);
             if !found.is_empty() && found.iter().all(|&p| p == 5) {
                 break;
             }

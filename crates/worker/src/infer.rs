@@ -59,15 +59,19 @@ impl std::fmt::Debug for InferenceStage {
     }
 }
 
+/// The name of each model thread: this prefix and its index (tools that account CPU by
+/// thread, such as `argus-bench worker`, tell model time apart by it).
+pub const THREAD_PREFIX: &str = "argus-infer-";
+
 impl InferenceStage {
-    /// Starts `threads` inference threads.
+    /// Starts `threads` inference threads ([`THREAD_PREFIX`] and an index).
     pub fn start(threads: usize, policy: BatchPolicy) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Request>();
         let queue = Arc::new(Mutex::new(Queue { rx, next: None }));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
             std::thread::Builder::new()
-                .name(format!("argus-infer-{i}"))
+                .name(format!("{THREAD_PREFIX}{i}"))
                 .spawn(move || serve(&queue, policy))?;
         }
         Ok(InferenceStage { tx })

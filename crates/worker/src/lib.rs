@@ -65,6 +65,8 @@ mod txn;
 mod watermarks;
 
 pub use config::{AlertRule, OutputTopics, WorkerConfig, WorkerSettings};
+/// The name prefix of the worker's model threads.
+pub use infer::THREAD_PREFIX as INFERENCE_THREAD_PREFIX;
 pub use models::{Models, Role, Serving};
 pub use run::{run, run_models, WorkerError, WorkerStats};
 pub use txn::{transactional_id, TxnError, TxnErrorKind};

@@ -123,7 +123,7 @@ impl EvidenceSeen {
                 .collect(),
             evidence_thread_cpu_seconds: groups
                 .iter()
-                .filter(|g| g.name.starts_with("argus-evidence"))
+                .filter(|g| g.name.starts_with(argus_worker::evidence::THREAD_PREFIX))
                 .fold(0.0, |sum, g| sum + g.cpu_seconds),
         }
     }

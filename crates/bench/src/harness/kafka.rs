@@ -139,9 +139,16 @@ impl Drop for WorkerRuntime {
     }
 }
 
+/// The name of the worker's runtime threads (workers and blocking pool).
+const WORKER_RUNTIME: &str = "argus-worker";
+
 /// Name prefixes of the threads only a worker starts: its runtime (workers and blocking
 /// pool), its model threads and its evidence threads.
-const WORKER_THREADS: [&str; 3] = ["argus-worker", "argus-infer-", "argus-evidence-"];
+const WORKER_THREADS: [&str; 3] = [
+    WORKER_RUNTIME,
+    argus_worker::INFERENCE_THREAD_PREFIX,
+    argus_worker::evidence::THREAD_PREFIX,
+];
 
 fn thread_ids() -> HashSet<u32> {
     crate::harness::cpu::thread_ticks()
@@ -166,7 +173,7 @@ impl BenchWorker {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .worker_threads(crate::harness::cores())
-            .thread_name("argus-worker")
+            .thread_name(WORKER_RUNTIME)
             .build()
             .map_err(runtime)?;
         // librdkafka's threads start with the clients.

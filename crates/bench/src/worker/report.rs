@@ -67,7 +67,7 @@ impl WorkerCpu {
         let total: f64 = groups.iter().map(|g| g.cpu_ms_per_input).sum();
         let model: f64 = groups
             .iter()
-            .filter(|g| g.name.starts_with("argus-infer-"))
+            .filter(|g| g.name.starts_with(argus_worker::INFERENCE_THREAD_PREFIX))
             .map(|g| g.cpu_ms_per_input)
             .sum();
         WorkerCpu {
