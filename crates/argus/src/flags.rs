@@ -186,8 +186,9 @@ pub struct BundleArgs {
     /// refused from their header [default: 16777216 = 4096×4096; at most 8192×8192].
     #[arg(long)]
     pub max_decoded_pixels: Option<u64>,
-    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
-    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
+    /// Inference engine: tract (pure Rust), onnxruntime (needs a build with `--features
+    /// onnxruntime` and libonnxruntime), trees (tree ensembles), or auto (each that loads the
+    /// model is timed at load time; the fastest is kept) [default: the manifest's, else auto].
     #[arg(long)]
     pub engine: Option<argus_model::EngineKind>,
     /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,

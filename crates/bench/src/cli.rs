@@ -279,8 +279,9 @@ impl KafkaArgs {
 /// Which inference engine runs the model (as `argus`'s).
 #[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
-    /// Inference engine: tract (pure Rust) or onnxruntime (needs a build with
-    /// `--features onnxruntime` and libonnxruntime) [default: the manifest's, else tract].
+    /// Inference engine: tract (pure Rust), onnxruntime (needs a build with `--features
+    /// onnxruntime` and libonnxruntime), trees (tree ensembles), or auto (each that loads the
+    /// model is timed at load time; the fastest is kept) [default: the manifest's, else auto].
     #[arg(long, env = "ARGUS_ENGINE")]
     pub engine: Option<argus_model::EngineKind>,
     /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,

@@ -223,7 +223,8 @@ pub struct ModelFile {
     pub file: String,
     /// Lowercase hex sha256 of the file.
     pub sha256: String,
-    /// The engine to run it on (default tract); the worker's `--engine` overrides it.
+    /// The engine to run it on (default `auto`: the fastest that loads it, measured at load
+    /// time); the worker's `--engine` overrides it.
     #[serde(default)]
     pub engine: Option<EngineKind>,
 }
@@ -232,8 +233,12 @@ pub struct ModelFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineKind {
-    /// tract (pure Rust).
+    /// Not an engine but a choice: every engine this build has that loads the model is
+    /// timed on it at load time and the fastest is kept ([`crate::engine::build`]); a built
+    /// engine's [`kind`](crate::engine::Engine::kind) is never `Auto`.
     #[default]
+    Auto,
+    /// tract (pure Rust).
     Tract,
     /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
     #[serde(alias = "ort")]
@@ -243,9 +248,10 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The name used in flags and manifests (`tract`, `onnxruntime`, `trees`).
+    /// The name used in flags and manifests (`auto`, `tract`, `onnxruntime`, `trees`).
     pub fn as_str(self) -> &'static str {
         match self {
+            EngineKind::Auto => "auto",
             EngineKind::Tract => "tract",
             EngineKind::Onnxruntime => "onnxruntime",
             EngineKind::Trees => "trees",
@@ -263,11 +269,12 @@ impl std::str::FromStr for EngineKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "auto" => Ok(EngineKind::Auto),
             "tract" => Ok(EngineKind::Tract),
             "onnxruntime" | "ort" => Ok(EngineKind::Onnxruntime),
             "trees" => Ok(EngineKind::Trees),
             other => Err(format!(
-                "unknown engine {other:?}; use \"tract\", \"onnxruntime\" or \"trees\""
+                "unknown engine {other:?}; use \"auto\", \"tract\", \"onnxruntime\" or \"trees\""
             )),
         }
     }

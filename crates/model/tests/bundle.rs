@@ -1,7 +1,7 @@
 //! Bundle loading and inference on the bundled camera model: checks that say what is wrong,
 //! agreement with onnxruntime (reference values computed by `models/make_camera_model.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use argus_model::{Classifier, ModelError};
+use argus_model::{Classifier, EngineKind, EngineOptions, ModelError};
 use argus_wire::{ImageFormat, Payload, PixelLayout, RawImage};
 use std::path::{Path, PathBuf};
 
@@ -266,11 +266,15 @@ fn batch_calibration_picks_a_measured_size_within_the_limit() {
     assert!(measured.iter().all(|m| chosen <= m.1 / 0.9 + 1e-9));
 }
 
-/// After `limit_batch(1)` the engine keeps only what batch 1 needs: single inputs still run
+/// After `limit_batch(1)` tract keeps only what batch 1 needs: single inputs still run
 /// (same answers), a larger batch fails with an error rather than a panic.
 #[test]
 fn limiting_to_batch_1_keeps_single_inputs_working() {
-    let c = Classifier::load(&bundle_dir()).unwrap();
+    let tract = EngineOptions {
+        kind: Some(EngineKind::Tract),
+        ..EngineOptions::default()
+    };
+    let c = Classifier::load_with(&bundle_dir(), &tract).unwrap();
     let x = vec![0.25f32; c.input_len()];
     let (before, _) = c.infer(&[x.as_slice()]).unwrap();
     c.limit_batch(1);
@@ -281,4 +285,37 @@ fn limiting_to_batch_1_keeps_single_inputs_working() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("batch"), "{err}");
+}
+
+/// With no engine named, `auto` times the engines of this build that load the model and
+/// runs the fastest: the answers are those of an engine named outright, and the engine
+/// reported is a real one.
+#[test]
+fn auto_runs_a_real_engine_with_the_same_answers() {
+    let auto = Classifier::load(&bundle_dir()).unwrap();
+    assert_ne!(auto.engine(), EngineKind::Auto);
+    let named = Classifier::load_with(
+        &bundle_dir(),
+        &EngineOptions {
+            kind: Some(auto.engine()),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let tract = Classifier::load_with(
+        &bundle_dir(),
+        &EngineOptions {
+            kind: Some(EngineKind::Tract),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let x = vec![0.25f32; auto.input_len()];
+    let (a, _) = auto.infer(&[x.as_slice()]).unwrap();
+    let (n, _) = named.infer(&[x.as_slice()]).unwrap();
+    let (t, _) = tract.infer(&[x.as_slice()]).unwrap();
+    assert_eq!(a, n);
+    for (a, t) in a[0].iter().zip(&t[0]) {
+        assert!((a - t).abs() < 1e-5, "auto {a} vs tract {t}");
+    }
 }

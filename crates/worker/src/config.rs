@@ -113,7 +113,7 @@ pub mod serde_helpers {
         duration, format_duration, list, opt_duration, parse_duration,
     };
 
-    /// An engine name (`tract`, `onnxruntime`, `trees`), absent = the manifest's.
+    /// An engine name (`auto`, `tract`, `onnxruntime`, `trees`), absent = the manifest's.
     pub mod engine {
         use super::*;
         use argus_model::EngineKind;
@@ -194,7 +194,8 @@ pub struct WorkerSettings {
     /// version (and canary, shadow) and swap when they change; `model` is not read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
-    /// Inference engine: tract, onnxruntime or trees [default: the manifest's, else tract].
+    /// Inference engine: tract, onnxruntime, trees or auto (the fastest that loads the model,
+    /// timed at load) [default: the manifest's, else auto].
     #[serde(
         with = "serde_helpers::engine",
         skip_serializing_if = "Option::is_none"
