@@ -294,7 +294,9 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
     }
     let model = load_model(
         &resolve_model(&args.model.model),
-        &args.model.engine_options(args.model.inference_threads),
+        &args
+            .model
+            .engine_options(args.model.inference_threads * args.workers),
         args.model.max_decoded_pixels,
     )?;
     let (_embedded, mut settings, input) = match &args.brokers {

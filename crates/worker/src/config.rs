@@ -483,11 +483,18 @@ impl WorkerSettings {
         }
     }
 
-    /// Engine options for `concurrency` simultaneous model calls.
+    /// Engine options for `concurrency` simultaneous model calls, plus the evidence
+    /// threads' when evidence is on (they run the same model: onnxruntime keeps a session
+    /// for each caller, so none waits for one that another holds).
     pub fn engine_options(&self, concurrency: usize) -> argus_model::EngineOptions {
+        let evidence = if self.evidence.enabled {
+            self.evidence.threads.max(1)
+        } else {
+            0
+        };
         argus_model::EngineOptions {
             kind: self.engine,
-            concurrency,
+            concurrency: concurrency + evidence,
             intra_threads: self.onnxruntime_threads,
             onnxruntime_lib: self.onnxruntime_lib.clone(),
         }
@@ -625,5 +632,20 @@ impl WorkerConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_threads_count_as_callers_of_the_model() {
+        let mut w = WorkerSettings::default();
+        w.evidence.enabled = false;
+        assert_eq!(w.engine_options(2).concurrency, 2);
+        w.evidence.enabled = true;
+        w.evidence.threads = 3;
+        assert_eq!(w.engine_options(2).concurrency, 5);
     }
 }

@@ -2,7 +2,9 @@
 //! onnxruntime ≥ 1.20: the library in PyPI's `onnxruntime` wheel works).
 //!
 //! `ort` runs a session through `&mut`, so the engine keeps one session per call slot
-//! ([`EngineOptions::concurrency`]) and a call takes the first free one.
+//! ([`EngineOptions::concurrency`]) and a call takes any free one, or waits for the first
+//! to come back (not for one in particular: a session held by a low-priority evidence
+//! thread must not stall a model thread while another is free).
 //!
 //! Memory: the sessions share one container of prepacked weights, and run without
 //! onnxruntime's CPU arena and memory patterns. The arena keeps, per session and for good,
@@ -18,7 +20,7 @@ use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// The process's onnxruntime environment: the library is opened once (a failed attempt is
 /// not remembered); an engine asking for another library file later gets an error rather
@@ -69,7 +71,12 @@ fn environment(options: &EngineOptions) -> Result<ort::environment::Environment,
 pub struct OrtEngine {
     /// The model declares a fixed batch size (1): batches run input by input.
     fixed_batch: bool,
-    sessions: Vec<Mutex<Session>>,
+    /// The free sessions; a call takes one and puts it back.
+    sessions: Mutex<Vec<Session>>,
+    /// Signalled when a session is put back.
+    returned: Condvar,
+    /// Sessions in all (free or in use).
+    session_count: usize,
     shape: Vec<i64>,
     input_name: String,
     /// The outputs read, in [`Manifest::output_names`] order.
@@ -79,7 +86,7 @@ pub struct OrtEngine {
 impl std::fmt::Debug for OrtEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrtEngine")
-            .field("sessions", &self.sessions.len())
+            .field("sessions", &self.session_count)
             .field("input", &self.input_name)
             .field("outputs", &self.output_names)
             .finish_non_exhaustive()
@@ -129,11 +136,9 @@ impl OrtEngine {
             let session = b
                 .commit_from_file(path)
                 .map_err(load_err("onnxruntime cannot load the model"))?;
-            sessions.push(Mutex::new(session));
+            sessions.push(session);
         }
-        let first = sessions[0]
-            .lock()
-            .map_err(|_| ModelError::bundle(path, "session poisoned"))?;
+        let first = &sessions[0];
         let inputs: Vec<String> = first.inputs().iter().map(|i| i.name().to_owned()).collect();
         if inputs.len() != 1 || inputs[0] != manifest.input.name {
             return Err(ModelError::bundle(
@@ -161,13 +166,14 @@ impl OrtEngine {
             .tensor_shape()
             .and_then(|s| s.first().copied());
         let fixed_batch = batch_dim.is_some_and(|d| d > 0);
-        drop(first);
         if fixed_batch {
             tracing::info!(path = %path.display(), "the model's batch dimension is fixed: onnxruntime runs batches input by input");
         }
         Ok(OrtEngine {
             fixed_batch,
-            sessions,
+            session_count: sessions.len(),
+            sessions: Mutex::new(sessions),
+            returned: Condvar::new(),
             shape: manifest.input.shape.iter().map(|&d| d as i64).collect(),
             input_name: manifest.input.name.clone(),
             output_names,
@@ -208,19 +214,11 @@ impl OrtEngine {
         let mut shape = self.shape.clone();
         shape[0] = batch as i64;
         let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
-        // The first free session; else wait for the first one.
-        let mut guard = None;
-        for s in &self.sessions {
-            if let Ok(g) = s.try_lock() {
-                guard = Some(g);
-                break;
-            }
-        }
-        let mut session = match guard {
-            Some(g) => g,
-            None => self.sessions[0].lock().map_err(|_| ModelError::Inference {
-                source: "onnxruntime session poisoned".into(),
-            })?,
+        let mut lease = self.take()?;
+        let Some(session) = lease.session.as_mut() else {
+            return Err(ModelError::Inference {
+                source: "onnxruntime session lease is empty".into(),
+            });
         };
         let outputs = session
             .run(ort::inputs![self.input_name.as_str() => tensor])
@@ -234,5 +232,42 @@ impl OrtEngine {
                 Ok(values.to_vec())
             })
             .collect()
+    }
+
+    /// A free session: the first one put back if all are in use.
+    fn take(&self) -> Result<Lease<'_>, ModelError> {
+        let poisoned = |_| ModelError::Inference {
+            source: "onnxruntime session pool poisoned".into(),
+        };
+        let mut free = self.sessions.lock().map_err(poisoned)?;
+        loop {
+            if let Some(session) = free.pop() {
+                return Ok(Lease {
+                    engine: self,
+                    session: Some(session),
+                });
+            }
+            free = self.returned.wait(free).map_err(poisoned)?;
+        }
+    }
+}
+
+/// A session taken from the pool; dropping it puts it back (also when a call fails or
+/// unwinds), so waiting callers are never left without one.
+struct Lease<'a> {
+    engine: &'a OrtEngine,
+    session: Option<Session>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.engine
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(session);
+            self.engine.returned.notify_one();
+        }
     }
 }
