@@ -266,15 +266,20 @@ fn batch_calibration_picks_a_measured_size_within_the_limit() {
     assert!(measured.iter().all(|m| chosen <= m.1 / 0.9 + 1e-9));
 }
 
+/// The bundle on the engine `kind`, other options default.
+fn load_on(kind: EngineKind) -> Classifier {
+    let options = EngineOptions {
+        kind: Some(kind),
+        ..EngineOptions::default()
+    };
+    Classifier::load_with(&bundle_dir(), &options).unwrap_or_else(|e| panic!("{kind}: {e}"))
+}
+
 /// After `limit_batch(1)` tract keeps only what batch 1 needs: single inputs still run
 /// (same answers), a larger batch fails with an error rather than a panic.
 #[test]
 fn limiting_to_batch_1_keeps_single_inputs_working() {
-    let tract = EngineOptions {
-        kind: Some(EngineKind::Tract),
-        ..EngineOptions::default()
-    };
-    let c = Classifier::load_with(&bundle_dir(), &tract).unwrap();
+    let c = load_on(EngineKind::Tract);
     let x = vec![0.25f32; c.input_len()];
     let (before, _) = c.infer(&[x.as_slice()]).unwrap();
     c.limit_batch(1);
@@ -294,22 +299,8 @@ fn limiting_to_batch_1_keeps_single_inputs_working() {
 fn auto_runs_a_real_engine_with_the_same_answers() {
     let auto = Classifier::load(&bundle_dir()).unwrap();
     assert_ne!(auto.engine(), EngineKind::Auto);
-    let named = Classifier::load_with(
-        &bundle_dir(),
-        &EngineOptions {
-            kind: Some(auto.engine()),
-            ..EngineOptions::default()
-        },
-    )
-    .unwrap();
-    let tract = Classifier::load_with(
-        &bundle_dir(),
-        &EngineOptions {
-            kind: Some(EngineKind::Tract),
-            ..EngineOptions::default()
-        },
-    )
-    .unwrap();
+    let named = load_on(auto.engine());
+    let tract = load_on(EngineKind::Tract);
     let x = vec![0.25f32; auto.input_len()];
     let (a, _) = auto.infer(&[x.as_slice()]).unwrap();
     let (n, _) = named.infer(&[x.as_slice()]).unwrap();
