@@ -99,7 +99,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl Classifier {
-    /// Loads the bundle in `dir` on the manifest's engine (`auto` if it names none).
+    /// Loads the bundle in `dir` on the manifest's engine (tract if it names none).
     pub fn load(dir: &Path) -> Result<Classifier, ModelError> {
         Self::load_with(dir, &EngineOptions::default())
     }

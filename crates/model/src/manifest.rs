@@ -223,8 +223,8 @@ pub struct ModelFile {
     pub file: String,
     /// Lowercase hex sha256 of the file.
     pub sha256: String,
-    /// The engine to run it on (default `auto`: the fastest that loads it, measured at load
-    /// time); the worker's `--engine` overrides it.
+    /// The engine to run it on (default tract; `auto`: the fastest that loads it, measured
+    /// at load time); the worker's `--engine` overrides it.
     #[serde(default)]
     pub engine: Option<EngineKind>,
 }
@@ -236,9 +236,9 @@ pub enum EngineKind {
     /// Not an engine but a choice: every engine this build has that loads the model is
     /// timed on it at load time and the fastest is kept ([`crate::engine::build`]); a built
     /// engine's [`kind`](crate::engine::Engine::kind) is never `Auto`.
-    #[default]
     Auto,
     /// tract (pure Rust).
+    #[default]
     Tract,
     /// onnxruntime, loaded dynamically (cargo feature `onnxruntime`).
     #[serde(alias = "ort")]

@@ -195,7 +195,7 @@ pub struct WorkerSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
     /// Inference engine: tract, onnxruntime, trees or auto (the fastest that loads the model,
-    /// timed at load) [default: the manifest's, else auto].
+    /// timed at load) [default: the manifest's, else tract].
     #[serde(
         with = "serde_helpers::engine",
         skip_serializing_if = "Option::is_none"

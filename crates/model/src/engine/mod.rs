@@ -9,7 +9,8 @@
 //!   `onnxruntime/capi/`). Nothing is downloaded at build or run time.
 //!
 //! The manifest's `model.engine` picks one; the worker's `--engine` flag overrides it.
-//! Neither (or `auto`) times every engine of this build that loads the model and keeps the
+//! `auto` (opt-in: timing makes the choice, and so the last digits of the outputs, vary
+//! between starts) times every engine of this build that loads the model and keeps the
 //! fastest ([`build`]): tract runs a MobileNetV2-size CNN about 3× slower than onnxruntime
 //! on this project's machines, a small MLP about as fast, and the trees engine beats both
 //! on tree ensembles (docs/bench.md), so no fixed default suits every model.
@@ -24,7 +25,7 @@ pub mod onnxruntime;
 pub mod tract;
 pub mod trees;
 
-/// How to build the engine; [`Default`] takes the manifest's choice (`auto` if none).
+/// How to build the engine; [`Default`] takes the manifest's choice (tract if none).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineOptions {
     /// Overrides the manifest's `model.engine`.
@@ -83,14 +84,18 @@ pub(crate) fn check_output(
 }
 
 /// Builds the engine `options` (or the manifest) asks for, for the bundle's model file;
-/// `auto` (the default) builds each engine of [`AUTO_CANDIDATES`] that loads the model,
+/// `auto` builds each engine of [`AUTO_CANDIDATES`] that loads the model,
 /// times it ([`time_call`]) and keeps the fastest by [`Choice`]'s rule.
 pub fn build(
     manifest: &Manifest,
     path: &Path,
     options: &EngineOptions,
 ) -> Result<Box<dyn Engine>, ModelError> {
-    match options.kind.or(manifest.model.engine).unwrap_or_default() {
+    match options
+        .kind
+        .or(manifest.model.engine)
+        .unwrap_or(EngineKind::Tract)
+    {
         EngineKind::Auto => build_auto(manifest, path, options),
         kind => build_kind(kind, manifest, path, options),
     }
