@@ -179,15 +179,22 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", self.offset_reset.as_str())
             .set("enable.partition.eof", "false")
-            // Prefetch at most 16 MB (librdkafka's default is 64 MB): a worker takes inputs
-            // only as fast as its model runs, so 16 MB is still seconds of camera frames,
-            // and the rest was peak memory (MobileNetV2 drain of 50 kB frames: see
-            // bench/RESULTS.md). Overridable with -X/--consumer-option.
-            .set("queued.max.messages.kbytes", "16384")
+            // Fetch more only while less than 2 MB waits in the prefetch queue (librdkafka's
+            // default is 64 MB). A worker takes inputs only as fast as its model runs, so the
+            // rest was peak memory, and more than the setting says: each fetch adds up to
+            // `max.partition.fetch.bytes` (1 MB) per partition past the threshold, and
+            // compressed sets sit in their own decompression buffers (heaptrack, a 4-partition
+            // lz4 backlog at 16 MB: 51 MB of them, 70 MB in librdkafka in all). 16 MB → 2 MB,
+            // drain peak RSS (glibc, `argus work`, 3 rounds each): churn records 140 → 88 MB,
+            // the camera model 117–125 → 66–71 MB, MobileNetV2/onnxruntime at batch 1
+            // 199 → 174 MB, at the same drain rate (docs/bench.md, "Memory with onnxruntime").
+            // 2 MB is still 40 camera frames or 13,000 records, and a fetch is asked for as
+            // soon as the queue falls below it. Overridable with -X/--consumer-option.
+            .set("queued.max.messages.kbytes", "2048")
             // With the prefetch queue full, librdkafka postpones the partition's next fetch
             // by this long (default 1 s) — with a worker that takes messages only as fast as
             // its model runs, the queue is full most of the time, and the 1 s pauses capped
-            // a fast model's drain at ~530 inputs/s (the 16 MB drained in 0.3 s, then idle).
+            // a fast model's drain at ~530 inputs/s (the queue drained in 0.3 s, then idle).
             .set("fetch.queue.backoff.ms", "10")
             // Feeds GroupContext::stats (consumer lag gauges).
             .set("statistics.interval.ms", "5000");
