@@ -6,7 +6,7 @@
 //! the offset never moves: a poison pill. Header bytes are input like the value, so they are
 //! read here through librdkafka's C API instead, and a bad name is the caller's decision
 //! (the worker sends such a record to the DLQ). This module is the only `unsafe` code in
-//! Argus; each block says why it is sound.
+//! Argus besides one `malloc_trim` call (`argus_model::memory`); each block says why it is sound.
 #![allow(unsafe_code)]
 
 use rdkafka::bindings as rdsys;

@@ -298,20 +298,18 @@ impl Classifier {
 
     /// The batch size, up to `max`, with the least inference time per input on this
     /// machine, measured on blank inputs: sizes 1, 2, 4, … ≤ `max`, each warmed once and
-    /// then timed `reps` times (the fastest call counts: interference only adds time). A
-    /// bigger batch must save ≥ 10 % per input over the best so far to be chosen; the search
-    /// stops at a size that costs over 1.5× the best per input, or fails (a model that
-    /// cannot batch). Engines differ: tract's convolutions ran batch 2 at twice the
-    /// per-input cost of batch 1, an MLP gains from batching, and the trees engine costs
-    /// the same at 1 and 2 rows but 4× less per row from 8 on (rows walk a tree together),
-    /// so a size that is merely no better does not end the search. Returns the size and the µs per input
-    /// measured for each size tried.
+    /// then timed `reps` times (the fastest call counts: interference only adds time).
+    /// [`BatchSearch`] decides which size wins and when to stop; each trial's growth of
+    /// the resident set is measured for it, and the memory a trial freed goes back to the
+    /// operating system before the next. Returns the size and the µs per input measured
+    /// for each size tried.
     pub fn best_batch(&self, max: usize, reps: usize) -> (usize, Vec<(usize, f64)>) {
         let len = self.input_len();
-        let mut measured = Vec::new();
-        let mut best = (1usize, f64::INFINITY);
+        let mut search = BatchSearch::default();
         let mut size = 1usize;
+        crate::memory::release_freed();
         while size <= max.max(1) {
+            let resident = crate::memory::resident_bytes();
             let data = vec![0f32; len * size];
             let views: Vec<&[f32]> = data.chunks(len).collect();
             if self.infer(&views).is_err() {
@@ -326,28 +324,34 @@ impl Classifier {
                 }
                 fastest = fastest.min(t.elapsed().as_secs_f64() * 1e6);
             }
-            let per_input = fastest / size as f64;
-            if !per_input.is_finite() {
-                break;
-            }
-            measured.push((size, per_input));
-            if per_input < best.1 * 0.9 || size == 1 {
-                best = (size, per_input);
-            } else if per_input > best.1 * 1.5 {
-                // Clearly worse (tract's CNNs: twice the cost per input at batch 2):
-                // larger sizes will not win and are expensive to measure.
+            let grew = match (resident, crate::memory::resident_bytes()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => 0,
+            };
+            drop(views);
+            drop(data);
+            crate::memory::release_freed();
+            tracing::debug!(
+                size,
+                per_input_us = fastest / size as f64,
+                grew_mb = grew >> 20,
+                "batch size trial"
+            );
+            if !search.offer(size, fastest / size as f64, grew) {
                 break;
             }
             size *= 2;
         }
-        (best.0, measured)
+        (search.best.0, search.measured)
     }
 
     /// Promises batches of at most `max` inputs from now on: the engine frees what it
-    /// prepared for larger ones (tract: their plans, and at 1 the graph too); larger batches
-    /// may fail afterwards.
+    /// prepared for larger ones (tract: their plans, and at 1 the graph too), and the
+    /// memory the larger batches used goes back to the operating system
+    /// ([`crate::memory::release_freed`]); larger batches may fail afterwards.
     pub fn limit_batch(&self, max: usize) {
         self.engine.release_above(max.max(1));
+        crate::memory::release_freed();
     }
 
     /// Runs the model on raw input tensors (each of [`Classifier::input_len`] values) as
@@ -496,4 +500,124 @@ fn check_blank(
         ));
     }
     Ok(())
+}
+
+/// The memory a batch-size trial may take when the last doubling did not pay: a larger
+/// trial is skipped if twice the last one's growth of the resident set exceeds it. On a
+/// CNN the batch-8 trial alone took 100–140 MB (MobileNetV2 on onnxruntime: peak RSS
+/// after calibration 88 MB at batch 1, 115 at 2, 144 at 4, 207–226 at 8), more than the
+/// worker needs to run; record models and small MLPs grow by well under 1 MB.
+pub const TRIAL_MEMORY_BUDGET: u64 = 64 << 20;
+
+/// The rule of [`Classifier::best_batch`], offered one measured size at a time (1, 2,
+/// 4, …). A bigger batch must save ≥ 10 % per input over the best so far to be chosen.
+/// The search stops at a size that fails, that costs over 1.5× the best per input, or
+/// that was no better and whose double would take more than [`TRIAL_MEMORY_BUDGET`].
+/// Engines differ: tract's convolutions ran batch 2 at twice the per-input cost of batch
+/// 1, an MLP gains from batching, and the trees engine costs the same at 1, 2 and 4 rows
+/// but 4× less per row from 8 on (rows walk a tree together), so a size that is merely
+/// no better does not end the search by itself.
+#[derive(Debug, Clone)]
+pub struct BatchSearch {
+    /// The size chosen so far and its µs per input.
+    pub best: (usize, f64),
+    /// Every size offered and its µs per input.
+    pub measured: Vec<(usize, f64)>,
+}
+
+impl Default for BatchSearch {
+    fn default() -> Self {
+        BatchSearch {
+            best: (1, f64::INFINITY),
+            measured: Vec::new(),
+        }
+    }
+}
+
+impl BatchSearch {
+    /// Takes `size`'s µs per input (not finite: the size failed) and how many bytes the
+    /// resident set grew while it ran; returns whether to try the next size.
+    pub fn offer(&mut self, size: usize, per_input: f64, grew: u64) -> bool {
+        if !per_input.is_finite() {
+            return false;
+        }
+        self.measured.push((size, per_input));
+        if size == 1 || per_input < self.best.1 * 0.9 {
+            self.best = (size, per_input);
+            return true;
+        }
+        // Clearly worse (tract's CNNs: twice the cost per input at batch 2): larger sizes
+        // will not win and are expensive to measure.
+        per_input <= self.best.1 * 1.5 && grew.saturating_mul(2) <= TRIAL_MEMORY_BUDGET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1 << 20;
+
+    /// Offers `trials` (size, µs per input, MB grown) in order; the sizes tried and the choice.
+    fn search(trials: &[(usize, f64, u64)]) -> (Vec<usize>, usize) {
+        let mut s = BatchSearch::default();
+        let mut tried = Vec::new();
+        for &(size, per_input, grew) in trials {
+            tried.push(size);
+            if !s.offer(size, per_input, grew * MB) {
+                break;
+            }
+        }
+        (tried, s.best.0)
+    }
+
+    #[test]
+    fn a_cnn_stops_where_the_next_trial_costs_more_memory_than_it_may() {
+        // MobileNetV2 on onnxruntime: 4 is only 7 % better than 2, and took 50 MB.
+        let trials = [
+            (1, 7868.0, 20),
+            (2, 5132.0, 27),
+            (4, 4769.0, 50),
+            (8, 6283.0, 110),
+        ];
+        assert_eq!(search(&trials), (vec![1, 2, 4], 2));
+    }
+
+    #[test]
+    fn trees_search_on_past_sizes_that_are_no_better() {
+        let trials = [
+            (1, 4.0, 0),
+            (2, 4.0, 0),
+            (4, 4.0, 0),
+            (8, 1.0, 0),
+            (16, 0.8, 0),
+            (32, 0.8, 0),
+            (64, 0.8, 1),
+        ];
+        assert_eq!(search(&trials), (vec![1, 2, 4, 8, 16, 32, 64], 16));
+    }
+
+    #[test]
+    fn a_size_that_pays_is_followed_whatever_it_took() {
+        let trials = [
+            (1, 100.0, 10),
+            (2, 50.0, 60),
+            (4, 30.0, 120),
+            (8, 29.0, 240),
+        ];
+        assert_eq!(search(&trials), (vec![1, 2, 4, 8], 4));
+    }
+
+    #[test]
+    fn a_clearly_worse_or_failed_size_ends_the_search() {
+        // tract's CNNs: batch 2 at twice the per-input cost.
+        assert_eq!(
+            search(&[(1, 20.0, 1), (2, 40.0, 1), (4, 10.0, 1)]),
+            (vec![1, 2], 1)
+        );
+        assert_eq!(
+            search(&[(1, 20.0, 1), (2, f64::INFINITY, 0), (4, 1.0, 0)]),
+            (vec![1, 2], 1)
+        );
+    }
 }

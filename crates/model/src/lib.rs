@@ -12,6 +12,7 @@
 //! - [`postprocess`]: softmax and top-k.
 //! - [`detection`]: detection outputs → boxes in frame pixels (letterbox/stretch geometry,
 //!   YOLO- and SSD-style decoding, class-aware NMS); not yet wired into bundles.
+//! - [`memory`]: handing freed heap memory back to the operating system (after calibration).
 //! - [`metrics`]: the metric names the crate emits, described.
 //!
 //! A [`Classifier`] is `Send + Sync`; share it in an `Arc` and call it from blocking
@@ -24,6 +25,7 @@ pub mod error;
 pub mod explain;
 pub mod jpeg;
 pub mod manifest;
+pub mod memory;
 pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
