@@ -187,7 +187,7 @@ impl KafkaSettings {
             // lz4 backlog at 16 MB: 51 MB of them, 70 MB in librdkafka in all). 16 MB → 2 MB,
             // drain peak RSS (glibc, `argus work`, 3 rounds each): churn records 140 → 88 MB,
             // the camera model 117–125 → 66–71 MB, MobileNetV2/onnxruntime at batch 1
-            // 199 → 174 MB, at the same drain rate (docs/bench.md, "Memory with onnxruntime").
+            // 196–198 → 165–170 MB, at the same drain rate (docs/bench.md, "Memory with onnxruntime").
             // 2 MB is still 40 camera frames or 13,000 records, and a fetch is asked for as
             // soon as the queue falls below it. Overridable with -X/--consumer-option.
             .set("queued.max.messages.kbytes", "2048")

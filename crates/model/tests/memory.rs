@@ -1,20 +1,14 @@
 //! `memory::release_freed` returns freed heap memory to the operating system. Its own test
 //! binary: the resident set is the process's, and other tests running beside it would
-//! move it.
+//! move it. glibc's `malloc_trim` is what it tests, so it runs only there.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 /// The resident set in bytes.
 fn resident() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("statm's second field is the resident pages");
-    pages * 4096
+    argus_model::memory::resident_bytes().expect("a Linux resident set")
 }
 
 #[test]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn freed_memory_leaves_the_resident_set() {
     // 64 MB in 64 kB blocks (under glibc's mmap threshold, so they come from its heap),
     // each followed by a small block that stays: freeing the big ones leaves holes that
