@@ -189,7 +189,7 @@ impl KafkaSettings {
             // the camera model 117–125 → 66–71 MB, MobileNetV2/onnxruntime at batch 1
             // 196–198 → 165–170 MB, at the same drain rate (docs/bench.md, "Memory with onnxruntime").
             // 2 MB is still 40 camera frames or 13,000 records, and a fetch is asked for as
-            // soon as the queue falls below it. Overridable with -X/--consumer-option.
+            // soon as the queue falls below it. Overridable with -X.
             .set("queued.max.messages.kbytes", "2048")
             // With the prefetch queue full, librdkafka postpones the partition's next fetch
             // by this long (default 1 s) — with a worker that takes messages only as fast as

@@ -12,8 +12,9 @@
 //! without it a MobileNetV2-size CNN's two sessions peak at 190 MB instead of 274 MB after a
 //! batch of 8, at the same CPU per input on the CNN and the churn forest (measured with
 //! PyPI's onnxruntime 1.20 and the same options). A worker's peak RSS did not move with
-//! it: glibc's per-thread malloc arenas hold more (docs/bench.md, "Memory with
-//! onnxruntime").
+//! it: librdkafka's prefetch and the freed activations of batch calibration's largest
+//! trial, kept by glibc's malloc, held more, and were cut elsewhere (`KafkaSettings`,
+//! `crate::memory`; docs/bench.md, "Memory with onnxruntime").
 use super::{Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
 use crate::manifest::Manifest;
