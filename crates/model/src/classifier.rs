@@ -300,15 +300,16 @@ impl Classifier {
     /// machine, measured on blank inputs: sizes 1, 2, 4, … ≤ `max`, each warmed once and
     /// then timed `reps` times (the fastest call counts: interference only adds time).
     /// [`BatchSearch`] decides which size wins and when to stop; each trial's growth of
-    /// the resident set is measured for it, and the memory a trial freed goes back to the
-    /// operating system before the next. Returns the size and the µs per input measured
-    /// for each size tried.
+    /// the resident set is measured for it, and the memory freed before a trial goes back
+    /// to the operating system first. The last trial's goes back with
+    /// [`Classifier::limit_batch`], which every caller follows this with. Returns the size
+    /// and the µs per input measured for each size tried.
     pub fn best_batch(&self, max: usize, reps: usize) -> (usize, Vec<(usize, f64)>) {
         let len = self.input_len();
         let mut search = BatchSearch::default();
         let mut size = 1usize;
-        crate::memory::release_freed();
         while size <= max.max(1) {
+            crate::memory::release_freed();
             let resident = crate::memory::resident_bytes();
             let data = vec![0f32; len * size];
             let views: Vec<&[f32]> = data.chunks(len).collect();
@@ -330,7 +331,6 @@ impl Classifier {
             };
             drop(views);
             drop(data);
-            crate::memory::release_freed();
             tracing::debug!(
                 size,
                 per_input_us = fastest / size as f64,
