@@ -188,7 +188,9 @@ pub struct BundleArgs {
     pub max_decoded_pixels: Option<u64>,
     /// Inference engine: tract (pure Rust), onnxruntime (needs a build with `--features
     /// onnxruntime` and libonnxruntime), trees (tree ensembles), or auto (each that loads the
-    /// model is timed at load time; the fastest is kept) [default: the manifest's, else tract].
+    /// model is timed at load time; the fastest is kept) [default: the manifest's, else from
+    /// the model's graph: trees for tree ensembles, onnxruntime (if built in) for depthwise
+    /// convolutions, else tract].
     #[arg(long)]
     pub engine: Option<argus_model::EngineKind>,
     /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,

@@ -281,7 +281,9 @@ impl KafkaArgs {
 pub struct EngineArgs {
     /// Inference engine: tract (pure Rust), onnxruntime (needs a build with `--features
     /// onnxruntime` and libonnxruntime), trees (tree ensembles), or auto (each that loads the
-    /// model is timed at load time; the fastest is kept) [default: the manifest's, else tract].
+    /// model is timed at load time; the fastest is kept) [default: the manifest's, else from
+    /// the model's graph: trees for tree ensembles, onnxruntime (if built in) for depthwise
+    /// convolutions, else tract].
     #[arg(long, env = "ARGUS_ENGINE")]
     pub engine: Option<argus_model::EngineKind>,
     /// The libonnxruntime shared library for `--engine onnxruntime` [default: ORT_DYLIB_PATH,

@@ -5,8 +5,9 @@
 //! - [`preprocess`]: payload → image → normalised NCHW tensor, as the manifest says.
 //! - [`classifier`]: loads a bundle (hash and shape checks) and runs decode → preprocess →
 //!   infer → postprocess with timings.
-//! - [`engine`]: the inference engines behind one trait: tract (default) and onnxruntime
-//!   (cargo feature `onnxruntime`, library loaded at run time).
+//! - [`engine`]: the inference engines behind one trait: tract, the trees engine and
+//!   onnxruntime (cargo feature `onnxruntime`, library loaded at run time); with none named,
+//!   a rule on the model's graph chooses ([`engine::rule`]).
 //! - [`tabular`]: records → model input for tabular bundles (`[[features]]`), and the
 //!   evidence alerts carry.
 //! - [`postprocess`]: softmax and top-k.

@@ -223,8 +223,9 @@ pub struct ModelFile {
     pub file: String,
     /// Lowercase hex sha256 of the file.
     pub sha256: String,
-    /// The engine to run it on (default tract; `auto`: the fastest that loads it, measured
-    /// at load time); the worker's `--engine` overrides it.
+    /// The engine to run it on (default: chosen from the graph by
+    /// [`crate::engine::rule::default_kind`]; `auto`: the fastest that loads it, measured at
+    /// load time); the worker's `--engine` overrides it.
     #[serde(default)]
     pub engine: Option<EngineKind>,
 }

@@ -292,12 +292,11 @@ fn limiting_to_batch_1_keeps_single_inputs_working() {
     assert!(err.contains("batch"), "{err}");
 }
 
-/// With no engine named, `auto` times the engines of this build that load the model and
-/// runs the fastest: the answers are those of an engine named outright, and the engine
-/// reported is a real one.
+/// `auto` times the engines of this build that load the model and runs the fastest: the
+/// answers are those of an engine named outright, and the engine reported is a real one.
 #[test]
 fn auto_runs_a_real_engine_with_the_same_answers() {
-    let auto = Classifier::load(&bundle_dir()).unwrap();
+    let auto = load_on(EngineKind::Auto);
     assert_ne!(auto.engine(), EngineKind::Auto);
     let named = load_on(auto.engine());
     let tract = load_on(EngineKind::Tract);
@@ -309,4 +308,32 @@ fn auto_runs_a_real_engine_with_the_same_answers() {
     for (a, t) in a[0].iter().zip(&t[0]) {
         assert!((a - t).abs() < 1e-5, "auto {a} vs tract {t}");
     }
+}
+
+/// With no engine named, the model's graph chooses (`engine::rule`): the camera model (an
+/// MLP) runs on tract; the churn forest, its manifest's `engine = "trees"` removed, on the
+/// trees engine, with the answers of the bundle as shipped.
+#[test]
+fn with_no_engine_named_the_graph_chooses() {
+    assert_eq!(
+        Classifier::load(&bundle_dir()).unwrap().engine(),
+        EngineKind::Tract
+    );
+    let churn = bundle_dir().join("../churn");
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&churn).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    edit_manifest(tmp.path(), "engine = \"trees\"\n", "");
+    let unnamed = Classifier::load(tmp.path()).unwrap();
+    assert_eq!(unnamed.engine(), EngineKind::Trees);
+    let shipped = Classifier::load(&churn).unwrap();
+    let x: Vec<f32> = (0..unnamed.input_len()).map(|i| i as f32 * 0.5).collect();
+    assert_eq!(
+        unnamed.infer(&[x.as_slice()]).unwrap().0,
+        shipped.infer(&[x.as_slice()]).unwrap().0
+    );
 }

@@ -139,3 +139,57 @@ fn a_missing_library_says_where_to_find_one() {
         "{e}"
     );
 }
+
+/// With no engine named, a model with depthwise convolutions (the person detector) runs on
+/// onnxruntime in a build that has it (`engine::rule`), and its boxes are tract's.
+#[test]
+fn depthwise_convolutions_go_to_onnxruntime_when_no_engine_is_named() {
+    let dir = bundle_dir().join("../person-detector");
+    let chosen = Classifier::load_with(
+        &dir,
+        &EngineOptions {
+            concurrency: 1,
+            intra_threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(chosen.engine(), EngineKind::Onnxruntime);
+    let tract = Classifier::load_with(
+        &dir,
+        &EngineOptions {
+            kind: Some(EngineKind::Tract),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..tract.input_len())
+        .map(|i| (i % 251) as f32 / 251.0)
+        .collect();
+    let (a, _) = chosen.infer(&[x.as_slice()]).unwrap();
+    let (b, _) = tract.infer(&[x.as_slice()]).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!(
+            (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+            "onnxruntime {a} vs tract {b}"
+        );
+    }
+}
+
+/// The graph's choice falls back to tract when onnxruntime does not load (here a library
+/// path that does not exist, refused whether or not another test loaded one first): the
+/// model still runs, as it did before the rule, and the log says why.
+#[test]
+fn the_graphs_choice_falls_back_to_tract_when_onnxruntime_does_not_load() {
+    let c = Classifier::load_with(
+        &bundle_dir().join("../person-detector"),
+        &EngineOptions {
+            concurrency: 1,
+            onnxruntime_lib: Some("/nonexistent/libonnxruntime.so".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(c.engine(), EngineKind::Tract);
+}

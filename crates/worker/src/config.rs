@@ -195,7 +195,8 @@ pub struct WorkerSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<String>,
     /// Inference engine: tract, onnxruntime, trees or auto (the fastest that loads the model,
-    /// timed at load) [default: the manifest's, else tract].
+    /// timed at load) [default: the manifest's, else from the model's graph: trees for tree
+    /// ensembles, onnxruntime (if built in) for depthwise convolutions, else tract].
     #[serde(
         with = "serde_helpers::engine",
         skip_serializing_if = "Option::is_none"

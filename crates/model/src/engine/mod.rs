@@ -8,7 +8,9 @@
 //!   `ORT_DYLIB_PATH` or the loader's search path (PyPI's `onnxruntime` wheel ships one in
 //!   `onnxruntime/capi/`). Nothing is downloaded at build or run time.
 //!
-//! The manifest's `model.engine` picks one; the worker's `--engine` flag overrides it.
+//! The manifest's `model.engine` picks one; the worker's `--engine` flag overrides it. When
+//! neither names one, a fixed rule on the model's graph does ([`rule`]): the trees engine
+//! for tree ensembles, onnxruntime (when built in) for grouped convolutions, else tract.
 //! `auto` (opt-in: timing makes the choice, and so the last digits of the outputs, vary
 //! between starts) times every engine of this build that loads the model and keeps the
 //! fastest ([`build`]): tract runs a MobileNetV2-size CNN about 3× slower than onnxruntime
@@ -22,10 +24,11 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+pub mod rule;
 pub mod tract;
 pub mod trees;
 
-/// How to build the engine; [`Default`] takes the manifest's choice (tract if none).
+/// How to build the engine; [`Default`] takes the manifest's choice (if none, [`rule`]'s).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineOptions {
     /// Overrides the manifest's `model.engine`.
@@ -85,19 +88,52 @@ pub(crate) fn check_output(
 
 /// Builds the engine `options` (or the manifest) asks for, for the bundle's model file;
 /// `auto` builds each engine of [`AUTO_CANDIDATES`] that loads the model,
-/// times it ([`time_call`]) and keeps the fastest by [`Choice`]'s rule.
+/// times it ([`time_call`]) and keeps the fastest by [`Choice`]'s rule. When neither names
+/// one, [`rule::default_kind`] chooses from the graph, falling back to tract when its
+/// choice does not load.
 pub fn build(
     manifest: &Manifest,
     path: &Path,
     options: &EngineOptions,
 ) -> Result<Box<dyn Engine>, ModelError> {
-    match options
-        .kind
-        .or(manifest.model.engine)
-        .unwrap_or(EngineKind::Tract)
-    {
-        EngineKind::Auto => build_auto(manifest, path, options),
-        kind => build_kind(kind, manifest, path, options),
+    match options.kind.or(manifest.model.engine) {
+        Some(EngineKind::Auto) => build_auto(manifest, path, options),
+        Some(kind) => build_kind(kind, manifest, path, options),
+        None => build_default(manifest, path, options),
+    }
+}
+
+/// Whether this build has the onnxruntime engine.
+pub const ONNXRUNTIME_BUILT: bool = cfg!(feature = "onnxruntime");
+
+fn build_default(
+    manifest: &Manifest,
+    path: &Path,
+    options: &EngineOptions,
+) -> Result<Box<dyn Engine>, ModelError> {
+    let traits = rule::GraphTraits::read(path)?;
+    let kind = rule::default_kind(&traits, ONNXRUNTIME_BUILT);
+    let reason = rule::reason(kind, &traits);
+    if kind == EngineKind::Tract {
+        tracing::info!(path = %path.display(), chosen = %kind, %reason, "engine chosen by the model's graph");
+        return build_kind(kind, manifest, path, options);
+    }
+    match build_kind(kind, manifest, path, options) {
+        Ok(engine) => {
+            tracing::info!(path = %path.display(), chosen = %kind, %reason, "engine chosen by the model's graph");
+            Ok(engine)
+        }
+        Err(error) => {
+            tracing::warn!(
+                path = %path.display(),
+                wanted = %kind,
+                %reason,
+                %error,
+                "the engine the model's graph calls for does not load it; running on tract \
+                 (name an engine in the manifest's model.engine or with --engine to make this an error)"
+            );
+            build_kind(EngineKind::Tract, manifest, path, options)
+        }
     }
 }
 
