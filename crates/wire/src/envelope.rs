@@ -177,19 +177,26 @@ fn text<'de, D: BorrowDecoder<'de>>(d: &mut D) -> Result<String, DecodeError> {
     <&str as BorrowDecode<'de, D::Context>>::borrow_decode(d).map(str::to_owned)
 }
 
-/// A list (`u64` count, then the items). Nothing is reserved from the count: the vector
-/// grows as items decode, so a count beyond the input fails at the first missing item.
+/// A list (`u64` count, then the items). At most [`LIST_RESERVE`] items are reserved from
+/// the count, and the vector grows past that as items decode, so a count beyond the input
+/// fails at the first missing item without a large allocation.
 fn list<'de, D: BorrowDecoder<'de>, T>(
     d: &mut D,
     mut item: impl FnMut(&mut D) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     let count = u64::decode(d)?;
-    let mut out = Vec::new();
+    let mut out =
+        Vec::with_capacity(usize::try_from(count).map_or(LIST_RESERVE, |c| c.min(LIST_RESERVE)));
     for _ in 0..count {
         out.push(item(d)?);
     }
     Ok(out)
 }
+
+/// Items [`list`] reserves at most before decoding them: a typical record's fields (churn
+/// has 12) decode without growing the vector, and a hostile count costs under 1 kB (16
+/// `Field`s of 56 bytes; tests/fuzz.rs bounds what a decode may hold).
+const LIST_RESERVE: usize = 16;
 
 fn unexpected_variant<T>(found: u32, allowed: &'static AllowedEnumVariants) -> DecodeError {
     DecodeError::UnexpectedVariant {

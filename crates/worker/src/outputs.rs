@@ -319,7 +319,7 @@ impl Outputs {
                     } else {
                         PREDICTION_SCHEMA
                     },
-                    prediction: serde_json::to_vec(&prediction).unwrap_or_default(),
+                    prediction: json(&prediction),
                     alerts: Vec::with_capacity(alerts.len()),
                     shadow: None,
                     capture_us: c.envelope.capture_time_us,
@@ -331,7 +331,7 @@ impl Outputs {
                 let p = self.stale_prediction(job, stale);
                 Rendered::Outputs(JsonOutputs {
                     prediction_schema: PREDICTION_SCHEMA_V2,
-                    prediction: serde_json::to_vec(&p).unwrap_or_default(),
+                    prediction: json(&p),
                     alerts: Vec::new(),
                     shadow: None,
                     capture_us: stale.envelope.capture_time_us,
@@ -341,5 +341,19 @@ impl Outputs {
             Outcome::Failed(f) => Rendered::DeadLetter(f.clone()),
         };
         (rendered, Vec::new())
+    }
+}
+
+/// Bytes reserved for a prediction's JSON: a classifier's is 600–700 bytes, and
+/// `serde_json::to_vec` starts at 128 and grows (and copies) three times on the way.
+const JSON_CAPACITY: usize = 1024;
+
+/// `value` as JSON, written into one buffer of [`JSON_CAPACITY`]; empty if it cannot be
+/// serialised (never for the wire types, which have no maps with non-string keys).
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(JSON_CAPACITY);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
     }
 }
