@@ -465,7 +465,7 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
             .consumer(&group, &id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let producer = settings
-            .output_producer(&id)
+            .producer(&id)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         assignments.push(consumer.context().assignment());
         let stats = Arc::new(WorkerStats::default());

@@ -210,7 +210,7 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
         } else {
             (
                 settings.consumer(&group, &worker_id),
-                settings.output_producer(&worker_id),
+                settings.producer(&worker_id),
             )
         };
         Ok::<_, CliError>((

@@ -213,36 +213,26 @@ impl KafkaSettings {
         c
     }
 
-    /// Producer configuration: idempotent, acks=all, small linger.
+    /// Producer configuration (inputs, outputs, labels, drift reports; at-least-once):
+    /// idempotent, acks=all, LZ4, and a batch is sent as soon as the previous one is
+    /// acknowledged instead of after a fixed linger: `linger.ms` 0 with one request in
+    /// flight per broker. A message then waits at most one round trip instead of 2 ms plus
+    /// one, and under load batches still grow to what arrives during a round trip.
+    /// Measured (issue 19, `docs/bench.md`, "Latency against load"): on a worker's outputs
+    /// the worker's part of a camera frame's latency went 4–5 → 2–3 ms at the median; on
+    /// the inputs' producer (the load generator) send → appended 1.9 → 0 ms and the
+    /// end-to-end p50 2–3 ms lower at 5–40 % load, with bulk production no slower. The
+    /// user's properties still override.
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {
-        let mut c = self.producer_defaults(client_id);
-        self.apply_overrides(&mut c);
-        c
-    }
-
-    /// The producer of a worker's outputs (predictions, alerts, DLQ; at-least-once):
-    /// [`KafkaSettings::producer_config`], but a batch is sent as soon as the previous one
-    /// is acknowledged instead of after a fixed linger: `linger.ms` 0 with one request in
-    /// flight per broker. An output then waits at most one round trip instead of 2 ms plus
-    /// one, and under load batches still grow to what arrives during a round trip. Measured
-    /// (issue 19, `docs/bench.md`, "Latency against load"): the worker's part of a camera
-    /// frame's latency 4–5 → 2–3 ms at the median. The user's properties still override.
-    pub fn output_producer_config(&self, client_id: &str) -> ClientConfig {
-        let mut c = self.producer_defaults(client_id);
-        c.set("linger.ms", "0")
-            .set("max.in.flight.requests.per.connection", "1");
-        self.apply_overrides(&mut c);
-        c
-    }
-
-    fn producer_defaults(&self, client_id: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            .set("linger.ms", "0")
+            .set("max.in.flight.requests.per.connection", "1")
             .set("compression.type", "lz4")
             .set("partitioner", JAVA_PARTITIONER)
             .set("message.timeout.ms", "30000");
+        self.apply_overrides(&mut c);
         c
     }
 
@@ -372,17 +362,6 @@ impl KafkaSettings {
                 error,
             })
     }
-
-    /// The producer of a worker's outputs ([`KafkaSettings::output_producer_config`]).
-    pub fn output_producer(&self, client_id: &str) -> Result<FutureProducer, KafkaSetupError> {
-        self.output_producer_config(client_id)
-            .create()
-            .map_err(|error| KafkaSetupError::Client {
-                role: "producer",
-                brokers: self.brokers.clone(),
-                error,
-            })
-    }
 }
 
 #[cfg(test)]
@@ -390,14 +369,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_output_producer_sends_when_the_last_batch_is_acknowledged_unless_told_otherwise() {
+    fn a_producer_sends_when_the_last_batch_is_acknowledged_unless_told_otherwise() {
         let s = KafkaSettings::new("b:9092");
-        let out = s.output_producer_config("w");
+        let out = s.producer_config("w");
         assert_eq!(out.get("linger.ms"), Some("0"));
         assert_eq!(out.get("max.in.flight.requests.per.connection"), Some("1"));
         assert_eq!(out.get("enable.idempotence"), Some("true"));
-        assert_eq!(s.producer_config("p").get("linger.ms"), Some("2"));
-        let tuned = s.with("linger.ms", "5").output_producer_config("w");
+        // Transactions keep their short fixed linger.
+        let txn = s.transactional_producer_config("w", "t");
+        assert_eq!(txn.get("linger.ms"), Some("2"));
+        let tuned = s.with("linger.ms", "5").producer_config("w");
         assert_eq!(tuned.get("linger.ms"), Some("5"));
     }
 

@@ -182,7 +182,7 @@ impl BenchWorker {
             .consumer(group, &config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let producer = settings
-            .output_producer(&config.worker_id)
+            .producer(&config.worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let stop = CancellationToken::new();
         let task = rt.spawn(argus_worker::run(
