@@ -64,6 +64,19 @@ pub trait Engine: Send + Sync {
     fn release_above(&self, _batch: usize) {}
 }
 
+/// The ONNX file at `path` as its protobuf (nothing built): what the trees engine and the
+/// default-engine rule read.
+pub(crate) fn read_proto(path: &Path) -> Result<tract_onnx::pb::ModelProto, ModelError> {
+    use tract_onnx::prelude::Framework;
+    tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| ModelError::Load {
+            path: path.to_path_buf(),
+            reason: "not a readable ONNX model".into(),
+            source: e.into(),
+        })
+}
+
 /// Checks that the model produces the outputs the manifest names (`outputs`: the model's
 /// output names), so an engine reads those rather than the first.
 pub(crate) fn check_output(

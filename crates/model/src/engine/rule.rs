@@ -14,7 +14,6 @@
 use crate::error::ModelError;
 use crate::manifest::EngineKind;
 use std::path::Path;
-use tract_onnx::prelude::Framework;
 
 /// What [`default_kind`] reads from a model's graph (its top-level nodes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,14 +29,7 @@ pub struct GraphTraits {
 impl GraphTraits {
     /// Reads the ONNX file at `path` (its protobuf only; nothing is built).
     pub fn read(path: &Path) -> Result<GraphTraits, ModelError> {
-        let proto =
-            tract_onnx::onnx()
-                .proto_model_for_path(path)
-                .map_err(|e| ModelError::Load {
-                    path: path.to_path_buf(),
-                    reason: "not a readable ONNX model".into(),
-                    source: e.into(),
-                })?;
+        let proto = super::read_proto(path)?;
         let mut traits = GraphTraits::default();
         for node in proto.graph.iter().flat_map(|g| g.node.iter()) {
             traits.nodes += 1;

@@ -27,7 +27,6 @@ use crate::manifest::Manifest;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tract_onnx::pb;
-use tract_onnx::prelude::Framework;
 
 pub mod shap;
 
@@ -202,14 +201,7 @@ impl TreesEngine {
         output_name: &str,
         n_features: usize,
     ) -> Result<TreesEngine, ModelError> {
-        let proto =
-            tract_onnx::onnx()
-                .proto_model_for_path(path)
-                .map_err(|e| ModelError::Load {
-                    path: path.to_path_buf(),
-                    reason: "not a readable ONNX model".into(),
-                    source: e.into(),
-                })?;
+        let proto = super::read_proto(path)?;
         let graph = proto
             .graph
             .as_ref()
