@@ -220,7 +220,7 @@ impl KafkaSettings {
     /// one, and under load batches still grow to what arrives during a round trip.
     /// Measured (issue 19, `docs/bench.md`, "Latency against load"): on a worker's outputs
     /// the worker's part of a camera frame's latency went 4–5 → 2–3 ms at the median; on
-    /// the inputs' producer (the load generator) send → appended 1.9 → 0 ms and the
+    /// the inputs' producer (the load generator) send → appended 1.9 → under 0.5 ms and the
     /// end-to-end p50 2–3 ms lower at 5–40 % load, with bulk production no slower. The
     /// user's properties still override.
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {
