@@ -127,15 +127,13 @@ fn build_default(
     let traits = rule::GraphTraits::read(path)?;
     let kind = rule::default_kind(&traits, ONNXRUNTIME_BUILT);
     let reason = rule::reason(kind, &traits);
-    let chosen = |engine| {
-        tracing::info!(path = %path.display(), chosen = %kind, %reason, nodes = traits.nodes, "engine chosen by the model's graph");
-        engine
-    };
-    if kind == EngineKind::Tract {
-        return build_kind(kind, manifest, path, options).map(chosen);
-    }
     match build_kind(kind, manifest, path, options) {
-        Ok(engine) => Ok(chosen(engine)),
+        Ok(engine) => {
+            tracing::info!(path = %path.display(), chosen = %kind, %reason, nodes = traits.nodes, "engine chosen by the model's graph");
+            Ok(engine)
+        }
+        // tract is the fallback; its own refusal is the answer.
+        Err(error) if kind == EngineKind::Tract => Err(error),
         Err(error) => {
             tracing::warn!(
                 path = %path.display(),
