@@ -129,7 +129,7 @@ impl Shared {
                     (ready.envelope, ready.queue_us, ready.envelope_us);
                 match self
                     .stage
-                    .submit(pipeline.model().clone(), ready.prepared)
+                    .run(pipeline.model().clone(), ready.prepared)
                     .await
                 {
                     Ok(Ok(classification)) => {
