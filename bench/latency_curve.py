@@ -66,12 +66,12 @@ def summary(report):
             "stages": {s["stage"]: [s["p50_ms"], s["p99_ms"], s["slowest_1pct_median_ms"]]
                        for s in lv["stages"]},
             "worker_cpu_ms": lv["worker_cpu"]["cpu_ms_per_input"],
-            "worker_model_cpu_ms": lv["worker_cpu"]["model_ms_per_input"],
+            "worker_model_cpu_ms": lv["worker_cpu"]["model_threads_ms_per_input"],
         })
     return {"model_p50_ms": b1["p50_call_us"] / 1e3, "capacity": report["worker"]["inputs_per_s"],
             "offline": report["offline"]["inputs_per_s"],
             "drain_worker_cpu_ms": report["worker"]["worker_cpu"]["cpu_ms_per_input"],
-            "drain_worker_model_cpu_ms": report["worker"]["worker_cpu"]["model_ms_per_input"],
+            "drain_worker_model_cpu_ms": report["worker"]["worker_cpu"]["model_threads_ms_per_input"],
             "engine_cpu_ms": b1.get("cpu_ms_per_input"),
             "levels": levels}
 

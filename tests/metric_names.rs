@@ -93,7 +93,6 @@ const NAMES: &[&str] = &[
     "argus_worker_inference_queue_seconds",
     "argus_worker_inference_seconds",
     "argus_worker_info",
-    "argus_worker_inline_calls_total",
     "argus_worker_inputs_total",
     "argus_worker_lag_records",
     "argus_worker_lag_seconds",

@@ -342,10 +342,6 @@ pub struct WorkerArgs {
     /// The worker's bound on inputs in flight [default: the worker's default].
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// The worker's `inline_under`: models whose single call is at most this run on the
-    /// input tasks, not the model threads (0s: never) [default: the worker's default].
-    #[arg(long, value_parser = parse_duration)]
-    pub inline_under: Option<Duration>,
     /// Threads of the offline pipeline, each decoding and inferring whole inputs [default:
     /// the worker's decode or inference threads, whichever is more].
     #[arg(long)]
@@ -527,7 +523,6 @@ impl WorkerArgs {
             decode_threads: self.decode_threads,
             max_batch: self.max_batch,
             max_in_flight: self.max_in_flight,
-            inline_under: self.inline_under,
             offline_threads: self.offline_threads,
             records: self.records.clone().map(|path| (path, self.key.clone())),
             frames_spec: FrameSpec {

@@ -9,8 +9,7 @@ use crate::{postprocess, preprocess, tabular};
 use argus_wire::{ModelRef, Payload};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The values of each output the manifest reads, for one input.
 pub type ModelOutputs = Vec<Vec<f32>>;
@@ -25,8 +24,6 @@ pub struct Classifier {
     max_decoded_pixels: u64,
     /// Detection bundles: how outputs become boxes.
     head: Option<DetectionHead>,
-    /// The fastest call on one input measured so far, ns (0: not measured yet).
-    single_call_ns: AtomicU64,
 }
 
 /// A decoded and preprocessed input, ready to be batched.
@@ -151,7 +148,6 @@ impl Classifier {
             dir: dir.to_path_buf(),
             max_decoded_pixels: preprocess::MAX_DECODED_PIXELS,
             head,
-            single_call_ns: AtomicU64::new(0),
         })
     }
 
@@ -320,9 +316,15 @@ impl Classifier {
             if self.infer(&views).is_err() {
                 break;
             }
-            let fastest = self
-                .fastest_call(&views, reps)
-                .map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e6);
+            let mut fastest = f64::INFINITY;
+            for _ in 0..reps.max(1) {
+                let t = Instant::now();
+                if self.infer(&views).is_err() {
+                    fastest = f64::INFINITY;
+                    break;
+                }
+                fastest = fastest.min(t.elapsed().as_secs_f64() * 1e6);
+            }
             let grew = match (resident, crate::memory::resident_bytes()) {
                 (Some(before), Some(after)) => after.saturating_sub(before),
                 _ => 0,
@@ -341,47 +343,6 @@ impl Classifier {
             size *= 2;
         }
         (search.best.0, search.measured)
-    }
-
-    /// Times `reps` calls of `views` as one batch (the fastest counts: interference only
-    /// adds time); a call on one input is kept for [`Classifier::single_call`]. `None` if
-    /// a call fails.
-    fn fastest_call(&self, views: &[&[f32]], reps: usize) -> Option<Duration> {
-        let mut fastest = Duration::MAX;
-        for _ in 0..reps.max(1) {
-            let t = Instant::now();
-            self.infer(views).ok()?;
-            fastest = fastest.min(t.elapsed());
-        }
-        if views.len() == 1 {
-            let ns = u64::try_from(fastest.as_nanos()).unwrap_or(u64::MAX).max(1);
-            self.single_call_ns.store(ns, Ordering::Relaxed);
-        }
-        Some(fastest)
-    }
-
-    /// Times `reps` calls on one blank input, after one warm-up call, and returns the
-    /// fastest (kept for [`Classifier::single_call`]). Blocking: as long as the model takes.
-    pub fn time_single_call(&self, reps: usize) -> Result<Duration, ModelError> {
-        let data = vec![0f32; self.input_len()];
-        let views = [data.as_slice()];
-        self.infer(&views)?;
-        match self.fastest_call(&views, reps) {
-            Some(d) => Ok(d),
-            // The warm-up call succeeded; report the failing call's own error.
-            None => self.infer(&views).map(|_| Duration::MAX),
-        }
-    }
-
-    /// The fastest call on one input measured on this machine so far, by
-    /// [`Classifier::best_batch`] or [`Classifier::time_single_call`]; `None` before
-    /// either ran. What a caller pays to run one input without batching: the worker runs
-    /// models this cheap on the input's own task rather than handing them to a model thread.
-    pub fn single_call(&self) -> Option<Duration> {
-        match self.single_call_ns.load(Ordering::Relaxed) {
-            0 => None,
-            ns => Some(Duration::from_nanos(ns)),
-        }
     }
 
     /// Promises batches of at most `max` inputs from now on: the engine frees what it

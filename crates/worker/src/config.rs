@@ -238,12 +238,6 @@ pub struct WorkerSettings {
     /// How long a batch may wait to fill after its first input (0: never wait).
     #[serde(with = "duration")]
     pub max_wait: Duration,
-    /// Models whose call on one input was measured at most this long (at start-up, on this
-    /// machine) run on the input's own task, one input per call, instead of on a model
-    /// thread: handing an input to a thread and its answer back costs more than such a
-    /// call (0: always the model threads).
-    #[serde(with = "duration")]
-    pub inline_under: Duration,
     /// Skip inputs captured longer ago than this (their prediction says `stale`).
     #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
@@ -409,7 +403,6 @@ impl Default for WorkerSettings {
             decode_threads: 2,
             max_batch: 8,
             max_wait: Duration::ZERO,
-            inline_under: Duration::from_micros(100),
             max_age: None,
             max_in_flight: 1024,
             max_in_flight_bytes: 32 * 1024 * 1024,
@@ -471,7 +464,6 @@ impl WorkerSettings {
             decode_threads: self.decode_threads,
             max_batch: self.max_batch,
             max_wait: self.max_wait,
-            inline_under: self.inline_under,
             max_age: self.max_age,
             stuck_after: self.stuck_after,
             exactly_once: self.exactly_once,
@@ -544,10 +536,6 @@ pub struct WorkerConfig {
     /// How long an inference thread waits for a batch to fill after its first input.
     /// Zero: run with whatever is queued (batches form only under load).
     pub max_wait: Duration,
-    /// A model whose single-input call was measured at most this long runs on the input's
-    /// own task instead of a model thread ([`crate::infer::InferenceStage::run`]); zero:
-    /// never.
-    pub inline_under: Duration,
     /// Inputs captured longer ago than this are not run; their prediction says `stale`.
     pub max_age: Option<Duration>,
     /// An input unfinished for this long marks its partition as stuck (gauge).

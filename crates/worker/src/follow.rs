@@ -98,9 +98,8 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Loads `dir`, checks it is `model`, warms batch sizes up to the configured maximum
-    /// so its first batches pay nothing, and times a call on one input
-    /// ([`Classifier::single_call`]). Blocking.
+    /// Loads `dir`, checks it is `model`, and warms batch sizes up to the configured
+    /// maximum so its first batches pay nothing. Blocking.
     pub fn load(&self, model: &str, version: &str, dir: &Path) -> Result<Pipeline, VersionError> {
         let fail = |reason, detail: String| VersionError {
             model: model.to_string(),
@@ -133,10 +132,6 @@ impl Loader {
                 .map_err(|e| fail(LoadFailure::Load, format!("warming batch {batch}: {e}")))?;
         }
         classifier.limit_batch(max);
-        // Decides whether the version runs on the input tasks or the model threads.
-        classifier
-            .time_single_call(3)
-            .map_err(|e| fail(LoadFailure::Load, format!("timing one input: {e}")))?;
         let pipeline = Pipeline::new(Arc::new(classifier), &config);
         if let Some(problem) = pipeline.evidence_problem() {
             return Err(fail(LoadFailure::Load, format!("evidence: {problem}")));

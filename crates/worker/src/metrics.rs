@@ -69,10 +69,6 @@ pub const ABANDONED: &str = "argus_worker_abandoned_total";
 pub const MAX_BATCH: &str = "argus_worker_max_batch";
 /// Histogram: inputs per model call.
 pub const BATCH_SIZE: &str = "argus_worker_batch_size";
-/// Counter: model calls run on the input's own task, not on a model thread (models whose
-/// single-input call was measured at most `worker.inline_under`); they are in
-/// [`BATCH_SIZE`] and [`BATCH_SECONDS`] too.
-pub const INLINE_CALLS: &str = "argus_worker_inline_calls_total";
 /// Histogram: time per model call (one batch), seconds: [`INFERENCE_SECONDS`] plus tensor
 /// assembly and postprocessing.
 pub const BATCH_SECONDS: &str = "argus_worker_batch_seconds";
@@ -406,10 +402,6 @@ pub fn describe() {
         "Inputs abandoned because their partition was revoked"
     );
     describe_histogram!(BATCH_SIZE, "Inputs per model call");
-    describe_counter!(
-        INLINE_CALLS,
-        "Model calls run on the input's own task instead of a model thread (models cheaper than worker.inline_under)"
-    );
     describe_gauge!(
         MAX_BATCH,
         "Largest batch per model call, calibrated at start-up on this engine and machine"

@@ -129,7 +129,7 @@ impl Shared {
                     (ready.envelope, ready.queue_us, ready.envelope_us);
                 match self
                     .stage
-                    .run(pipeline.model().clone(), ready.prepared)
+                    .submit(pipeline.model().clone(), ready.prepared)
                     .await
                 {
                     Ok(Ok(classification)) => {

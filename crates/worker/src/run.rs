@@ -346,14 +346,10 @@ impl Worker {
                     max_batch,
                     max_wait: config.max_wait,
                     inject_delay: config.inject_delay,
-                    inline_under: config.inline_under,
                 },
             )
             .map_err(WorkerError::Threads)?,
         );
-        if let (true, Some(call)) = (stage.runs_inline(&model), model.single_call()) {
-            tracing::info!(worker = %config.worker_id, call_us = call.as_micros() as u64, inline_under = ?config.inline_under, "the model runs on the input tasks: one call costs less than handing it to a model thread");
-        }
         let give_up = CancellationToken::new();
         let publisher = Publisher::new(producer.clone(), &config, give_up.clone());
         let committed = Arc::new(Notify::new());
@@ -713,40 +709,33 @@ async fn init_transactions(producer: &FutureProducer) -> Result<Transactions, Wo
 }
 
 /// Batches only as large as pay off on this engine and machine (measured now); a model
-/// that cannot batch runs batch 1 rather than failing every batch. Either way the call on
-/// one input is timed ([`Classifier::single_call`]): it decides whether the model runs on
-/// the input tasks ([`InferenceStage::runs_inline`]).
+/// that cannot batch runs batch 1 rather than failing every batch.
 async fn calibrate(model: &Arc<Classifier>, config: &WorkerConfig) -> usize {
-    let limit = config.max_batch.max(1);
-    let m = model.clone();
-    let calibrated = tokio::task::spawn_blocking(move || {
-        if limit == 1 {
-            return m
-                .time_single_call(3)
-                .map(|d| (1, vec![(1, d.as_secs_f64() * 1e6)]));
+    let limit = config.max_batch;
+    let chosen = if limit > 1 {
+        let m = model.clone();
+        let calibrated = tokio::task::spawn_blocking(move || {
+            let (best, measured) = m.best_batch(limit, 3);
+            m.limit_batch(best);
+            (best, measured)
+        })
+        .await;
+        match calibrated {
+            Ok((best, measured)) => {
+                let per_input: Vec<String> = measured
+                    .iter()
+                    .map(|(b, us)| format!("{b}:{us:.0}us"))
+                    .collect();
+                tracing::info!(worker = %config.worker_id, configured = limit, chosen = best, per_input = %per_input.join(" "), "batch size calibrated");
+                best
+            }
+            Err(e) => {
+                tracing::warn!(worker = %config.worker_id, error = %e, "batch calibration failed; running one input per call");
+                1
+            }
         }
-        let (best, measured) = m.best_batch(limit, 3);
-        m.limit_batch(best);
-        Ok((best, measured))
-    })
-    .await;
-    let chosen = match calibrated {
-        Ok(Ok((best, measured))) => {
-            let per_input: Vec<String> = measured
-                .iter()
-                .map(|(b, us)| format!("{b}:{us:.0}us"))
-                .collect();
-            tracing::info!(worker = %config.worker_id, configured = limit, chosen = best, per_input = %per_input.join(" "), "batch size calibrated");
-            best
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(worker = %config.worker_id, error = %e, "timing the model failed; running it on the model threads");
-            limit
-        }
-        Err(e) => {
-            tracing::warn!(worker = %config.worker_id, error = %e, "batch calibration failed; running one input per call");
-            1
-        }
+    } else {
+        limit
     };
     metrics::gauge!(m::MAX_BATCH).set(chosen as f64);
     chosen

@@ -152,7 +152,6 @@ impl KafkaSession<'_> {
             let appended: Vec<Option<i64>> =
                 appended.into_iter().map(|a| a.ok().flatten()).collect();
             let (latencies, records) = collect_level(rx, &sent, &appended).await;
-            let internals = internals(&sent.hist, &histogram_totals());
             let r = LatencyResult {
                 load,
                 rate_per_s: rate,
@@ -166,8 +165,8 @@ impl KafkaSession<'_> {
                 pauses: sent.pauses,
                 machine_cpu_busy: cpu_busy(sent.mark.machine, sent.end.machine),
                 cpu: sent.mark.until(&sent.end, sent.n),
-                worker_cpu: self.worker_cpu(&sent.threads.0, &sent.threads.1, sent.n, &internals),
-                internals,
+                worker_cpu: self.worker_cpu(&sent.threads.0, &sent.threads.1, sent.n),
+                internals: internals(&sent.hist, &histogram_totals()),
             };
             print_level(&r);
             out.push(r);

@@ -66,8 +66,6 @@ pub struct WorkerBenchOptions {
     pub max_batch: Option<usize>,
     /// The worker's bound on inputs in flight (`None`: the worker's default).
     pub max_in_flight: Option<usize>,
-    /// The worker's `inline_under` (`None`: the worker's default).
-    pub inline_under: Option<Duration>,
     /// Threads of the offline pipeline (`None`: the worker's decode or inference threads,
     /// whichever is more).
     pub offline_threads: Option<usize>,
@@ -94,7 +92,6 @@ pub(crate) struct WorkerShape {
     pub decode_threads: usize,
     pub max_batch: usize,
     pub max_in_flight: usize,
-    pub inline_under: Duration,
 }
 
 impl WorkerShape {
@@ -105,7 +102,6 @@ impl WorkerShape {
             decode_threads: o.decode_threads.unwrap_or(defaults.decode_threads),
             max_batch: o.max_batch.unwrap_or(defaults.max_batch),
             max_in_flight: o.max_in_flight.unwrap_or(defaults.max_in_flight),
-            inline_under: o.inline_under.unwrap_or(defaults.inline_under),
         }
     }
 }
@@ -190,7 +186,7 @@ async fn setup(options: &WorkerBenchOptions) -> Result<Setup, BenchError> {
     let pool = Arc::new(pool);
     let mean_bytes = mean_frame_bytes(&pool);
     println!(
-        "argus-bench worker: model {} v{} on {} (input {:?}), {inputs} (mean {:.1} kB); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}, inline under {:?}; offline pipeline: {} threads; broker {}",
+        "argus-bench worker: model {} v{} on {} (input {:?}), {inputs} (mean {:.1} kB); worker: {} decode threads, {} inference threads, max batch {}, max in flight {}; offline pipeline: {} threads; broker {}",
         model.model_ref().name,
         model.model_ref().version,
         model.engine(),
@@ -200,7 +196,6 @@ async fn setup(options: &WorkerBenchOptions) -> Result<Setup, BenchError> {
         shape.inference_threads,
         shape.max_batch,
         shape.max_in_flight,
-        shape.inline_under,
         threads,
         options.kafka.brokers,
     );

@@ -42,23 +42,20 @@ pub(crate) struct OfflineResult {
 pub(crate) struct WorkerCpu {
     /// All of the worker's threads: its runtime, model threads and librdkafka clients.
     pub cpu_ms_per_input: f64,
-    /// Its model calls: the CPU of its model threads (`argus-infer-*`: the calls and their
-    /// batching), plus the time of the calls run on its input tasks (a model cheaper than
-    /// `inline_under`; those calls' share of `argus_worker_batch_seconds`).
-    pub model_ms_per_input: f64,
+    /// Its model threads (`argus-infer-*`): the model calls and their batching.
+    pub model_threads_ms_per_input: f64,
     /// The rest: consume, decode and preprocess, JSON, publish, commit, hand-offs.
-    pub outside_model_ms_per_input: f64,
+    pub outside_model_threads_ms_per_input: f64,
     pub groups: Vec<ThreadGroup>,
 }
 
 impl WorkerCpu {
-    /// From two [`crate::harness::cpu::thread_ticks`] samples and the worker's metrics
-    /// over the same span; `owns` says which threads are the worker's.
+    /// From two [`crate::harness::cpu::thread_ticks`] samples; `owns` says which threads are
+    /// the worker's.
     pub(crate) fn of(
         before: &ThreadSample,
         after: &ThreadSample,
         inputs: u64,
-        internals: &WorkerInternals,
         owns: impl Fn(u32, &str) -> bool,
     ) -> Self {
         let mine: ThreadSample = after
@@ -68,16 +65,15 @@ impl WorkerCpu {
             .collect();
         let groups = crate::harness::cpu::thread_groups(before, &mine, inputs);
         let total: f64 = groups.iter().map(|g| g.cpu_ms_per_input).sum();
-        let threads: f64 = groups
+        let model: f64 = groups
             .iter()
             .filter(|g| g.name.starts_with(argus_worker::INFERENCE_THREAD_PREFIX))
             .map(|g| g.cpu_ms_per_input)
             .sum();
-        let model = threads + internals.inline_ms() / inputs.max(1) as f64;
         WorkerCpu {
             cpu_ms_per_input: total,
-            model_ms_per_input: model,
-            outside_model_ms_per_input: total - model,
+            model_threads_ms_per_input: model,
+            outside_model_threads_ms_per_input: total - model,
             groups,
         }
     }
@@ -90,10 +86,10 @@ impl WorkerCpu {
             .map(|g| format!("{} ×{} {:.3}", g.name, g.threads, g.cpu_ms_per_input))
             .collect();
         format!(
-            "the worker's threads, CPU-ms per input: {:.3} (model {:.3}, the rest {:.3}): {}",
+            "the worker's threads, CPU-ms per input: {:.3} (model threads {:.3}, the rest {:.3}): {}",
             self.cpu_ms_per_input,
-            self.model_ms_per_input,
-            self.outside_model_ms_per_input,
+            self.model_threads_ms_per_input,
+            self.outside_model_threads_ms_per_input,
             groups.join(", ")
         )
     }
@@ -313,22 +309,13 @@ pub(crate) struct Report {
     pub ratios: Ratios,
 }
 
-/// Sums, counts and buckets of the worker's histograms (and its inline-call counter),
-/// from the process's Prometheus recorder (they accumulate over the run; stages use differences).
+/// Sums, counts and buckets of the worker's histograms, from the process's Prometheus
+/// recorder (they accumulate over the run; stages use differences).
 pub(crate) fn histogram_totals() -> std::collections::HashMap<String, f64> {
     crate::harness::metrics_handle()
         .render()
         .lines()
-        .filter(|l| {
-            [
-                wm::COMMIT_SECONDS,
-                wm::BATCH_SIZE,
-                wm::BATCH_SECONDS,
-                wm::INLINE_CALLS,
-            ]
-            .iter()
-            .any(|name| l.starts_with(name))
-        })
+        .filter(|l| l.starts_with(wm::COMMIT_SECONDS) || l.starts_with(wm::BATCH_SIZE))
         .filter_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
             Some((k.to_string(), v.parse().ok()?))
@@ -346,10 +333,6 @@ pub(crate) struct WorkerInternals {
     pub commits_over_50ms: u64,
     pub model_calls: u64,
     pub mean_batch: f64,
-    /// Model calls run on the input tasks, not the model threads.
-    pub inline_calls: u64,
-    /// Time in model calls (`argus_worker_batch_seconds`), wherever they ran.
-    pub model_call_seconds: f64,
 }
 
 pub(crate) fn internals(
@@ -370,22 +353,14 @@ pub(crate) fn internals(
             as u64,
         model_calls: calls.max(0.0) as u64,
         mean_batch: d(wm::BATCH_SIZE, "_sum") / calls.max(1.0),
-        inline_calls: d(wm::INLINE_CALLS, "").max(0.0) as u64,
-        model_call_seconds: d(wm::BATCH_SECONDS, "_sum").max(0.0),
     }
 }
 
 impl WorkerInternals {
-    /// The time of the model calls run on the input tasks, ms: their share of all calls'
-    /// time (a run has one model, so its calls cost alike).
-    pub(crate) fn inline_ms(&self) -> f64 {
-        self.model_call_seconds * 1e3 * self.inline_calls as f64 / self.model_calls.max(1) as f64
-    }
-
     pub(crate) fn line(&self) -> String {
         format!(
-            "worker metrics: {} model calls (mean batch {:.2}; {} on the input tasks), {} offset commits (mean {:.1} ms, {} over 50 ms)",
-            self.model_calls, self.mean_batch, self.inline_calls, self.commits, self.commit_mean_ms, self.commits_over_50ms
+            "worker metrics: {} model calls (mean batch {:.2}), {} offset commits (mean {:.1} ms, {} over 50 ms)",
+            self.model_calls, self.mean_batch, self.commits, self.commit_mean_ms, self.commits_over_50ms
         )
     }
 }
@@ -393,28 +368,6 @@ impl WorkerInternals {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inline_model_time_is_the_inline_calls_share_of_the_call_time() {
-        let series = |calls: f64, seconds: f64, inline: f64| {
-            std::collections::HashMap::from([
-                (format!("{}_count", wm::BATCH_SIZE), calls),
-                (format!("{}_sum", wm::BATCH_SIZE), calls * 2.0),
-                (format!("{}_sum", wm::BATCH_SECONDS), seconds),
-                (wm::INLINE_CALLS.to_string(), inline),
-            ])
-        };
-        // Over the span: 100 calls of batch 2, 0.4 s in calls, 25 of them inline.
-        let i = internals(&series(50.0, 0.1, 0.0), &series(150.0, 0.5, 25.0));
-        assert_eq!((i.model_calls, i.inline_calls), (100, 25));
-        assert!((i.mean_batch - 2.0).abs() < 1e-9);
-        assert!((i.inline_ms() - 100.0).abs() < 1e-9, "{}", i.inline_ms());
-        // None inline: no time moves from the rest to the model.
-        assert_eq!(
-            internals(&series(0.0, 0.0, 0.0), &series(10.0, 1.0, 0.0)).inline_ms(),
-            0.0
-        );
-    }
 
     #[test]
     fn stages_split_each_prediction_and_find_the_tail() {

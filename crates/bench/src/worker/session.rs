@@ -1,9 +1,7 @@
 //! Stage 3 on the broker: pre-fill a fresh topic, then one in-process worker drains it,
 //! timed from its first consumed input (group join excluded). Stage 4 ([`super::latency`])
 //! reuses the same worker and producer.
-use super::report::{
-    histogram_totals, internals, LatencyResult, WorkerCpu, WorkerInternals, WorkerResult,
-};
+use super::report::{histogram_totals, internals, LatencyResult, WorkerCpu, WorkerResult};
 use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark, ThreadSample};
@@ -156,8 +154,7 @@ impl KafkaSession<'_> {
         let end = CpuMark::now(self.options.broker_pid);
         let threads_after = thread_ticks();
         let threads = thread_groups(&threads_before, &threads_after, frames);
-        let internals = internals(&hist, &histogram_totals());
-        let worker_cpu = self.worker_cpu(&threads_before, &threads_after, frames, &internals);
+        let worker_cpu = self.worker_cpu(&threads_before, &threads_after, frames);
         let seconds = (last - first).as_secs_f64();
         Ok(WorkerResult {
             frames,
@@ -174,7 +171,7 @@ impl KafkaSession<'_> {
             cpu: mark.until(&end, frames),
             threads,
             worker_cpu,
-            internals,
+            internals: internals(&hist, &histogram_totals()),
         })
     }
 
@@ -184,10 +181,9 @@ impl KafkaSession<'_> {
         before: &ThreadSample,
         after: &ThreadSample,
         inputs: u64,
-        internals: &WorkerInternals,
     ) -> WorkerCpu {
         let worker = self.worker.as_ref();
-        WorkerCpu::of(before, after, inputs, internals, |tid, name| {
+        WorkerCpu::of(before, after, inputs, |tid, name| {
             worker.is_some_and(|w| w.owns(tid, name))
         })
     }
@@ -205,7 +201,6 @@ impl KafkaSession<'_> {
         config.decode_threads = self.shape.decode_threads;
         config.max_batch = self.shape.max_batch;
         config.max_in_flight = self.shape.max_in_flight;
-        config.inline_under = self.shape.inline_under;
         // As `argus work` runs by default, so alerts are published too.
         config.rules = argus_worker::AlertRule::from_bundle(&self.model);
         let group = format!("argus-bench-{}", self.run_id);

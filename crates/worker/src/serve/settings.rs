@@ -83,9 +83,6 @@ impl ServeSettings {
             max_batch: self.max_batch,
             max_wait: self.max_wait,
             inject_delay,
-            // Requests arriving together batch on the model threads; the HTTP path keeps
-            // them for every model.
-            inline_under: Duration::ZERO,
         }
     }
 }
