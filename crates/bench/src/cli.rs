@@ -324,6 +324,11 @@ pub struct WorkerArgs {
     /// Load levels for the latency stage, as fractions of the measured worker capacity.
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
     pub loads: Vec<f64>,
+    /// Inputs/s the load levels are fractions of, instead of this run's drain (still
+    /// measured and reported): the same rates in every run of an A/B comparison, whose
+    /// drains differ by up to a third on a shared machine.
+    #[arg(long)]
+    pub capacity: Option<f64>,
     /// Batch sizes for the tract-alone stage (1 is always measured).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub batch_sizes: Vec<usize>,
@@ -517,6 +522,7 @@ impl WorkerArgs {
             frames: self.frames,
             latency_duration: self.latency_duration,
             loads: self.loads.clone(),
+            capacity: self.capacity,
             batch_sizes: self.batch_sizes.clone(),
             tract_duration: self.tract_duration,
             inference_threads: self.inference_threads,
@@ -661,6 +667,24 @@ mod tests {
             o.kafka.options.get("linger.ms").map(String::as_str),
             Some("1")
         );
+    }
+
+    #[test]
+    fn a_fixed_capacity_replaces_the_drain_for_the_load_levels() {
+        let parse = |extra: &[&str]| {
+            let args = ["argus-bench", "worker", "--loads", "0.1,0.2"];
+            let cli =
+                Cli::try_parse_from(args.iter().chain(extra)).unwrap_or_else(|e| panic!("{e}"));
+            let Command::Worker(w) = cli.command else {
+                panic!("not worker")
+            };
+            w.options()
+        };
+        assert_eq!(parse(&[]).capacity, None);
+        let o = parse(&["--capacity", "20000"]);
+        assert_eq!(o.capacity, Some(20000.0));
+        assert_eq!(o.loads, vec![0.1, 0.2]);
+        assert!(Cli::try_parse_from(["argus-bench", "worker", "--capacity", "fast"]).is_err());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct WorkerBenchOptions {
     pub latency_duration: Duration,
     /// Load levels of stage 4, as fractions of the measured worker capacity.
     pub loads: Vec<f64>,
+    /// What the load levels are fractions of, if not the capacity measured in stage 3.
+    pub capacity: Option<f64>,
     /// Batch sizes of stage 1 (1 is always measured).
     pub batch_sizes: Vec<usize>,
     /// Time spent per batch size in stage 1.
@@ -537,6 +539,9 @@ fn check(o: &WorkerBenchOptions, threads: usize) -> Result<(), BenchError> {
         return Err(usage(
             "--loads must be positive fractions of capacity, e.g. 0.5,0.8",
         ));
+    }
+    if o.capacity.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+        return Err(usage("--capacity must be a positive number of inputs/s"));
     }
     if o.latency_duration.is_zero() || o.tract_duration.is_zero() {
         return Err(usage(

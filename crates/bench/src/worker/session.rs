@@ -82,7 +82,8 @@ pub(crate) struct KafkaSession<'a> {
 }
 
 impl KafkaSession<'_> {
-    /// Stage 3, then stage 4 at fractions of the capacity stage 3 measured.
+    /// Stage 3, then stage 4 at fractions of the capacity stage 3 measured (or of
+    /// `--capacity`).
     pub(crate) async fn run(
         &mut self,
         offline_rate: f64,
@@ -97,8 +98,18 @@ impl KafkaSession<'_> {
         let worker = self.drain(&stats, prefill_seconds, offline_rate).await?;
         print_drain(&worker);
         // 4. Latency at fractions of that capacity, same worker (its group is joined).
+        let capacity = match self.options.capacity {
+            Some(given) => {
+                println!(
+                    "  load levels: fractions of --capacity {given:.0} inputs/s, not of this drain's {:.0}",
+                    worker.inputs_per_s
+                );
+                given
+            }
+            None => worker.inputs_per_s,
+        };
         let latency = self
-            .latency(&producer, &stats, worker.inputs_per_s, worker.predicted)
+            .latency(&producer, &stats, capacity, worker.predicted)
             .await?;
         Ok((worker, latency))
     }
