@@ -493,6 +493,7 @@ impl Report {
             worker_max_batch: setup.shape.max_batch,
             worker_max_in_flight: setup.shape.max_in_flight,
             offline_threads: setup.threads,
+            load_capacity_per_s: options.capacity,
             brokers: options.kafka.brokers.clone(),
             kafka_options: options
                 .kafka

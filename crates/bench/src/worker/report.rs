@@ -294,6 +294,9 @@ pub(crate) struct Report {
     pub worker_max_batch: usize,
     pub worker_max_in_flight: usize,
     pub offline_threads: usize,
+    /// `--capacity`: what the latency levels' `load` is a fraction of, if not the drain's
+    /// `inputs_per_s`.
+    pub load_capacity_per_s: Option<f64>,
     pub brokers: String,
     /// `-X` (every client) and `--worker-option` (worker only) librdkafka properties.
     pub kafka_options: Vec<(String, String)>,
