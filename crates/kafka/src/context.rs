@@ -132,8 +132,9 @@ impl Membership {
 pub struct GroupContext {
     member: String,
     assignment: Mutex<Assignment>,
-    /// Generation of each owned partition.
-    owned: Mutex<HashMap<(String, i32), u64>>,
+    /// Generation of each owned partition, by topic (looked up by `&str` for every
+    /// input, without building a key).
+    owned: Mutex<HashMap<String, HashMap<i32, u64>>>,
     next_generation: AtomicU64,
     revoke_hook: OnceLock<RevokeHook>,
     commit_hook: OnceLock<CommitHook>,
@@ -202,11 +203,7 @@ impl GroupContext {
 
     /// The generation of `topic`/`partition` if this member owns it now.
     pub fn generation(&self, topic: &str, partition: i32) -> Option<u64> {
-        self.owned
-            .lock()
-            .ok()?
-            .get(&(topic.to_string(), partition))
-            .copied()
+        self.owned.lock().ok()?.get(topic)?.get(&partition).copied()
     }
 
     /// Whether this member still owns `topic`/`partition` in `generation`.
@@ -235,12 +232,17 @@ impl GroupContext {
             return;
         };
         for e in tpl.elements() {
-            let tp = (e.topic().to_string(), e.partition());
             if add {
                 let g = self.next_generation.fetch_add(1, Ordering::Relaxed);
-                owned.insert(tp, g);
-            } else {
-                owned.remove(&tp);
+                owned
+                    .entry(e.topic().to_string())
+                    .or_default()
+                    .insert(e.partition(), g);
+            } else if let Some(partitions) = owned.get_mut(e.topic()) {
+                partitions.remove(&e.partition());
+                if partitions.is_empty() {
+                    owned.remove(e.topic());
+                }
             }
         }
     }

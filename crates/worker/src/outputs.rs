@@ -68,10 +68,7 @@ pub fn alert_schema(alert: &Alert) -> &'static str {
 
 /// An alert as it is sent: its schema (the `argus-schema` header) and JSON body.
 pub fn alert_json(alert: &Alert) -> (&'static str, Vec<u8>) {
-    (
-        alert_schema(alert),
-        serde_json::to_vec(alert).unwrap_or_default(),
-    )
+    (alert_schema(alert), json(alert))
 }
 
 /// The JSON outputs of one input, ready to send.
@@ -344,13 +341,14 @@ impl Outputs {
     }
 }
 
-/// Bytes reserved for a prediction's JSON: a classifier's is 600–700 bytes, and
-/// `serde_json::to_vec` starts at 128 and grows (and copies) three times on the way.
+/// Bytes reserved for a prediction's or alert's JSON: a classifier's prediction is
+/// 600–700 bytes, and `serde_json::to_vec` starts at 128 and grows (and copies) three
+/// times on the way.
 const JSON_CAPACITY: usize = 1024;
 
 /// `value` as JSON, written into one buffer of [`JSON_CAPACITY`]; empty if it cannot be
 /// serialised (never for the wire types, which have no maps with non-string keys).
-fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(JSON_CAPACITY);
     match serde_json::to_writer(&mut out, value) {
         Ok(()) => out,

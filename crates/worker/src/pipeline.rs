@@ -37,6 +37,7 @@ pub struct Pipeline {
     explaining: Explaining,
     max_input_bytes: usize,
     max_age: Option<Duration>,
+    metrics: Arc<crate::metrics::VersionMetrics>,
 }
 
 impl Pipeline {
@@ -60,7 +61,13 @@ impl Pipeline {
             model,
             max_input_bytes: config.max_input_bytes,
             max_age: config.max_age,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The metrics this version records per input.
+    pub(crate) fn metrics(&self) -> &crate::metrics::VersionMetrics {
+        &self.metrics
     }
 
     /// The model.

@@ -88,7 +88,8 @@ impl Shared {
         };
         let shadow = async {
             match &route.shadow {
-                Some(s) => Some(self.score(s, &job).await),
+                // Boxed: only a worker with a shadow version pays for its state.
+                Some(s) => Some(Box::pin(self.score(s, &job)).await),
                 None => None,
             }
         };
@@ -139,7 +140,7 @@ impl Shared {
                             + t.preprocess_us
                             + t.inference_us
                             + t.postprocess_us;
-                        metrics::histogram!(m::PROCESSING_SECONDS).record(total as f64 / 1e6);
+                        pipeline.metrics().processing(total as f64 / 1e6);
                         Outcome::Classified(Classified {
                             envelope,
                             classification,
@@ -291,9 +292,7 @@ impl Shared {
 
 /// Counts an input against the version and role that scored it.
 fn count_input(pipeline: &Pipeline, role: Role) {
-    let r = pipeline.model().model_ref();
-    metrics::counter!(m::MODEL_INPUTS, "model" => r.name.clone(), "version" => r.version.clone(), "role" => role.as_str())
-        .increment(1);
+    pipeline.metrics().input(pipeline.model().model_ref(), role);
 }
 
 /// Adds the shadow version's prediction to the primary's outputs (never alerts) and
@@ -318,7 +317,7 @@ fn attach_shadow(
         return;
     };
     let prediction = shadow.prediction(job, s);
-    out.shadow = serde_json::to_vec(&prediction).ok();
+    out.shadow = Some(crate::outputs::json(&prediction)).filter(|j| !j.is_empty());
     if let Outcome::Classified(p) = primary {
         let c = crate::models::compare(
             &p.classification,

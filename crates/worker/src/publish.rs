@@ -10,7 +10,7 @@
 //! `process.rs`).
 use crate::config::WorkerConfig;
 use crate::job::{Failure, Job};
-use crate::metrics as m;
+use crate::metrics::{self as m, OutputKind};
 use crate::outputs::{alert_json, Finished, JsonOutputs, Rendered};
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::message::{Header, OwnedHeaders};
@@ -47,6 +47,7 @@ pub struct Publisher {
     dlq: Arc<str>,
     shadow: Arc<str>,
     give_up: CancellationToken,
+    metrics: Arc<m::OutputMetrics>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -91,15 +92,15 @@ fn is_permanent(e: &KafkaError) -> bool {
 }
 
 /// One output record: `payload` with `headers` to `topic`, keyed by `key` if there is one.
+/// The headers move into the record, and on to librdkafka when it is queued: a producer
+/// that refuses it (queue full) hands it back to retry, so they are built once per output.
 fn record<'a>(
     topic: &'a str,
     key: Option<&'a [u8]>,
     payload: &'a [u8],
-    headers: &OwnedHeaders,
+    headers: OwnedHeaders,
 ) -> FutureRecord<'a, [u8], [u8]> {
-    let record = FutureRecord::to(topic)
-        .payload(payload)
-        .headers(headers.clone());
+    let record = FutureRecord::to(topic).payload(payload).headers(headers);
     match key {
         Some(k) => record.key(k),
         None => record,
@@ -122,6 +123,7 @@ impl Publisher {
             dlq: config.topics.dlq.as_str().into(),
             shadow: config.topics.shadow.as_str().into(),
             give_up,
+            metrics: Arc::default(),
         }
     }
 
@@ -208,7 +210,9 @@ impl Publisher {
         };
         let (out, prediction, alerts, shadow) = match enqueued.pending {
             Pending::DeadLetter(failure) => {
-                self.dead_letter(job, &failure).await.map_err(undelivered)?;
+                Box::pin(self.dead_letter(job, &failure))
+                    .await
+                    .map_err(undelivered)?;
                 return Ok(Finished::DeadLettered(failure.kind));
             }
             Pending::Outputs {
@@ -226,11 +230,19 @@ impl Publisher {
             out.prediction_schema,
             capture,
             &out.prediction,
-            "prediction",
+            OutputKind::Prediction,
         );
         let alerts_f = futures::future::join_all(out.alerts.iter().zip(alerts).map(
             |((schema, json), queued)| {
-                self.confirm_json(queued, &self.alerts, job, schema, capture, json, "alert")
+                self.confirm_json(
+                    queued,
+                    &self.alerts,
+                    job,
+                    schema,
+                    capture,
+                    json,
+                    OutputKind::Alert,
+                )
             },
         ));
         let shadow_f = async {
@@ -243,7 +255,7 @@ impl Publisher {
                         PREDICTION_SCHEMA,
                         capture,
                         json,
-                        "shadow",
+                        OutputKind::Shadow,
                     )
                     .await
                 }
@@ -258,7 +270,9 @@ impl Publisher {
                     kind: FailureKind::Oversize,
                     detail: format!("outputs for this input cannot be published: {e}"),
                 };
-                self.dead_letter(job, &failure).await.map_err(undelivered)?;
+                Box::pin(self.dead_letter(job, &failure))
+                    .await
+                    .map_err(undelivered)?;
                 Ok(Finished::DeadLettered(failure.kind))
             }
             Err(e) => Err(undelivered(e)),
@@ -302,10 +316,9 @@ impl Publisher {
                 }
                 match queued {
                     Ok(()) => {
-                        metrics::counter!(m::OUTPUTS, "kind" => "prediction", "outcome" => "ok")
-                            .increment(1);
-                        metrics::counter!(m::OUTPUTS, "kind" => "alert", "outcome" => "ok")
-                            .increment(out.alerts.len() as u64);
+                        self.metrics.queued(OutputKind::Prediction, 1);
+                        self.metrics
+                            .queued(OutputKind::Alert, out.alerts.len() as u64);
                         return Ok(out.finished.clone());
                     }
                     Err(e) if is_permanent(&e) => Failure {
@@ -353,12 +366,13 @@ impl Publisher {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
+        let mut record = record(topic, key, payload, headers);
         loop {
-            let record = record(topic, key, payload, &headers);
             match self.producer.send_result(record) {
                 // The transaction's commit waits for the acknowledgement.
                 Ok(_delivery) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
+                    record = refused;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => return Err(e),
@@ -375,12 +389,17 @@ impl Publisher {
         capture_us: i64,
         json: &[u8],
     ) -> Result<DeliveryFuture, KafkaError> {
-        let headers = json_headers(schema, capture_us);
+        let mut record = record(
+            topic,
+            job.key.as_deref(),
+            json,
+            json_headers(schema, capture_us),
+        );
         loop {
-            let record = record(topic, job.key.as_deref(), json, &headers);
             match self.producer.send_result(record) {
                 Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
+                    record = refused;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),
@@ -398,7 +417,7 @@ impl Publisher {
         schema: &str,
         capture_us: i64,
         json: &[u8],
-        kind: &'static str,
+        kind: OutputKind,
     ) -> Result<(), KafkaError> {
         let first = match queued {
             Ok(f) => match f.await {
@@ -411,22 +430,21 @@ impl Publisher {
         let result = match first {
             Ok(()) => Ok(()),
             Err(Some(e)) if is_permanent(&e) => Err(e),
+            // Retries are rare: boxed, their state stays out of every input's task.
             Err(_) => {
-                self.deliver(
+                Box::pin(self.deliver(
                     topic,
                     job.key.as_deref(),
                     json,
                     json_headers(schema, capture_us),
-                )
+                ))
                 .await
             }
         };
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(m::OUTPUTS, "kind" => kind, "outcome" => outcome).increment(1);
-        if result.is_ok() {
-            let age = now_us().saturating_sub(capture_us).max(0) as f64 / 1e6;
-            metrics::histogram!(m::END_TO_END_SECONDS, "kind" => kind).record(age);
-        }
+        let age = result
+            .is_ok()
+            .then(|| now_us().saturating_sub(capture_us).max(0) as f64 / 1e6);
+        self.metrics.confirmed(kind, age);
         result
     }
 
@@ -468,7 +486,8 @@ impl Publisher {
     ) -> Result<(), KafkaError> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let record = record(topic, key, payload, &headers);
+            // A failed send does not give the record back: each attempt copies the headers.
+            let record = record(topic, key, payload, headers.clone());
             match self
                 .producer
                 .send(record, Timeout::After(Duration::from_secs(5)))
