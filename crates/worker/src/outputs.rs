@@ -134,7 +134,6 @@ impl Outputs {
     /// Builds the prediction and alerts for a classified input.
     pub fn outputs(&self, job: &Job, c: &Classified) -> (Prediction, Vec<Alert>) {
         let input = job.input_ref(Some(&c.envelope));
-        let id = input.id();
         let probs = &c.classification.probabilities;
         let label_of = |i: usize| self.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
         let top: Vec<Score> = c
@@ -153,8 +152,8 @@ impl Outputs {
         let t = c.classification.timings;
         let prediction = Prediction {
             schema: PREDICTION_SCHEMA.into(),
-            id: id.clone(),
-            input: input.clone(),
+            id: input.id(),
+            input,
             model: self.model.clone(),
             outcome: PredictionOutcome::Ok,
             label: Some(label_of(best)),
@@ -176,6 +175,8 @@ impl Outputs {
             detections: None,
         };
         let prediction = self.with_boxes(prediction, c);
+        // Alerts copy the prediction's id and input; most inputs raise none.
+        let (id, input) = (&prediction.id, &prediction.input);
         // Records: the features the model used, as evidence (built only if an alert fires).
         let evidence = || match &c.envelope.payload {
             Payload::Record(r) if !self.features.is_empty() => Some(
