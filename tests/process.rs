@@ -39,6 +39,8 @@ fn spawn_worker(topics: &Topics, group: &str, id: &str, port: u16) -> Child {
         .expect("argus binary starts")
 }
 
+/// The inputs with a prediction in `topic`, once `until` of them have one; every prediction
+/// names the worker that made it (one of the `--worker-id`s of this test).
 fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i32, i64)> {
     read_until(topic, within, |m| {
         m.iter()
@@ -50,6 +52,13 @@ fn predicted_inputs(topic: &str, within: Duration, until: usize) -> BTreeSet<(i3
     })
     .iter()
     .filter_map(|m| serde_json::from_slice::<Prediction>(m.payload()?).ok())
+    .inspect(|p| {
+        assert!(
+            ["worker-a", "worker-b"].contains(&p.worker.as_str()),
+            "prediction names worker {:?}",
+            p.worker
+        )
+    })
     .map(|p| (p.input.partition, p.input.offset))
     .collect()
 }

@@ -472,7 +472,7 @@ pub async fn run(mut args: DemoArgs) -> Result<(), CliError> {
         all_stats.push(stats.clone());
         let models = match &swap {
             Some(r) => {
-                let loader = crate::work::loader(&pipeline, pipeline.inference_threads);
+                let loader = crate::work::loader(&pipeline, pipeline.inference_threads, &id);
                 let (models, follower, updates) =
                     crate::work::follow_registry(r.registry.clone(), &r.name, loader).await?;
                 tokio::spawn(follower.follow(

@@ -78,7 +78,10 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let s = &config.serve;
     // The bundle at --model, or the versions the registry deploys (--follow), swapped
     // under the running server as they change.
-    let (models, follower) = work::starting_models(&config, work::loader(w, s.threads)).await?;
+    // Predictions served over HTTP name this process as their worker.
+    let id = w.worker_id.clone().unwrap_or_else(work::default_worker_id);
+    let (models, follower) =
+        work::starting_models(&config, work::loader(w, s.threads, &id)).await?;
     telemetry::metrics_handle();
     argus_model::metrics::register_defaults();
     let server = Server::new(models, s.clone(), w.inject_delay);

@@ -162,19 +162,18 @@ pub async fn follow_registry(
 }
 
 /// How every version is loaded: the engine with `threads` threads, the `[worker]` limits,
-/// the --alert rules or else each version's own `[decision]`.
-pub fn loader(w: &WorkerSettings, threads: usize) -> Loader {
+/// the --alert rules or else each version's own `[decision]`, and `worker_id` named in
+/// every prediction and alert.
+pub fn loader(w: &WorkerSettings, threads: usize, worker_id: &str) -> Loader {
     Loader {
         options: w.engine_options(threads),
         max_decoded_pixels: w.max_decoded_pixels,
-        config: Arc::new(w.config(String::new(), w.alerts.clone())),
+        config: Arc::new(w.config(worker_id, w.alerts.clone())),
     }
 }
 
 pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
     let w = &config.worker;
-    let (models, follower) = starting_models(&config, loader(w, w.inference_threads)).await?;
-    let model = models.current().production.model().clone();
     // Exactly-once and static membership need an id that survives restarts: the hostname
     // (a pod name) unless one is given.
     let worker_id = w.worker_id.clone().unwrap_or_else(|| {
@@ -184,6 +183,9 @@ pub async fn run(config: ArgusConfig) -> Result<(), CliError> {
             default_worker_id()
         }
     });
+    let loader = loader(w, w.inference_threads, &worker_id);
+    let (models, follower) = starting_models(&config, loader).await?;
+    let model = models.current().production.model().clone();
     let group = w.group.clone();
     let mut run_config = worker_config(worker_id.clone(), w, &model)?;
     let mut settings = config.kafka.settings();
