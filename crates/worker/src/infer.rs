@@ -130,16 +130,16 @@ fn serve(queue: &Mutex<Queue>, policy: BatchPolicy) {
     // Taken at the first batch: the recorder may be installed after the threads start.
     let mut handles: Option<m::StageMetrics> = None;
     while let Some(batch) = next_batch(queue, policy) {
-        let metrics = handles.get_or_insert_with(m::StageMetrics::new);
+        let histograms = handles.get_or_insert_with(m::StageMetrics::new);
         let model = batch[0].model.clone();
         let n = batch.len();
         let started = Instant::now();
         for r in &batch {
-            metrics
+            histograms
                 .queue
                 .record(started.saturating_duration_since(r.queued).as_secs_f64());
         }
-        metrics.batch_size.record(n as f64);
+        histograms.batch_size.record(n as f64);
         let (prepared, replies): (Vec<Prepared>, Vec<_>) =
             batch.into_iter().map(|r| (r.prepared, r.reply)).unzip();
         if !policy.inject_delay.is_zero() {
@@ -147,13 +147,13 @@ fn serve(queue: &Mutex<Queue>, policy: BatchPolicy) {
         }
         let t = Instant::now();
         let results = infer_batch(&model, &prepared);
-        metrics.batch.record(t.elapsed().as_secs_f64());
+        histograms.batch.record(t.elapsed().as_secs_f64());
         for (reply, result) in replies.into_iter().zip(results) {
             if let Ok(c) = &result {
                 // Each input waited for the whole call it ran in (its batch, or alone after
                 // the batch failed): that is its inference latency, not the call's time
                 // divided by the batch size.
-                metrics
+                histograms
                     .inference
                     .record(c.timings.batch_inference_us as f64 / 1e6);
             }

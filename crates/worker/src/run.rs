@@ -494,9 +494,10 @@ impl Worker {
         let held = self.held_bytes.clone();
         self.outstanding += 1;
         held.fetch_add(bytes, Ordering::Relaxed);
-        // The job's future is boxed: inline, its state (4.4 kB in a release build, 5.7 kB before the retry and shadow paths were boxed) was
-        // copied into the task on spawn and again on completion, for every input (perf on
-        // a churn drain: about 3 % of the worker's CPU in those copies).
+        // The job's future is boxed: inline, its state (4.4 kB in a release build; 5.7 kB
+        // before the retry, dead-letter and shadow paths were boxed) was copied into the
+        // task on spawn and again on completion, for every input (perf on a churn drain:
+        // about 3 % of the worker's CPU in those copies).
         tokio::spawn(async move {
             let outcome = match std::panic::AssertUnwindSafe(Box::pin(shared.process(input)))
                 .catch_unwind()
