@@ -9,22 +9,31 @@ generator's, the worker's and the subscriber's parts (docs/bench.md, "Latency ag
 load"). Writes a Markdown table and an SVG picture of p99 against load.
 
 The worker runs inside the bench process with the load generator and the subscriber, and
-the broker runs on the same cores: every curve here shares the machine four ways.
+the broker runs on the same cores: every curve here shares the machine four ways. The
+Kafka floor (RELAY_OF) sends the same rates through a bare relay in place of the worker.
 """
 import json
 import os
 import subprocess
 import tempfile
 
-# (case, engine, drained inputs, extra flags)
+# (case, engine, drained inputs, extra flags); engine "relay" is the Kafka floor below.
 RUNS = [
     ("cnn", "tract", 600, []),
     ("cnn", "onnxruntime", 1500, []),
     ("small", "tract", 5000, []),
+    ("small", "relay", 5000, []),
     ("small", "onnxruntime", 5000, []),
     ("churn", "trees", 100000, ["--max-batch", "64"]),
+    ("churn", "relay", 100000, []),
     ("churn", "onnxruntime", 100000, ["--max-batch", "64"]),
 ]
+
+# The Kafka floor: `argus-bench worker --relay` runs a bare consume → produce relay (decode
+# the envelope, write a minimal prediction, store the offset; no model) in place of the
+# worker, with --capacity set to the drain of the run named here, so it is sent the same
+# rates. Its latency at a rate is what the machine and broker cost before any model.
+RELAY_OF = {"small": "tract", "churn": "trees"}
 
 WORKER_PART = "the worker's part: input appended → prediction appended"
 TOTAL = "total: capture (intended send) → received"
@@ -81,8 +90,16 @@ def run_curves(args, env, bundles, log):
     for case, engine, frames, extra in RUNS:
         if case not in args.curve_cases.split(","):
             continue
-        rep = run_one(args, env, case, bundles[case][1], engine, frames, extra, log)
-        out[f"{case}/{engine}"] = summary(rep)
+        if engine == "relay":
+            base = out.get(f"{case}/{RELAY_OF[case]}")
+            if base is None:
+                continue
+            rep = run_one(args, env, case, bundles[case][1], RELAY_OF[case], frames,
+                          extra + ["--relay", "--capacity", f"{base['capacity']:.1f}"], log)
+            out[f"{case}/{engine}"] = dict(summary(rep), model_p50_ms=0.0, relay=True)
+        else:
+            rep = run_one(args, env, case, bundles[case][1], engine, frames, extra, log)
+            out[f"{case}/{engine}"] = summary(rep)
         log(f"   curve {case}/{engine}: {json.dumps(out[f'{case}/{engine}'])}")
     return out
 
@@ -104,7 +121,9 @@ def write_curves(out, args, curves, svg_path):
         "Target: p99 ≤ model p50 + 10 ms. The load generator, the subscriber and the worker "
         "share one process; the broker shares the cores. *busy* = the machine's CPU. "
         "*CPU ms/input* = the worker's own threads (of which its model threads), and the "
-        f"broker. Picture: [`{link}`]({link}).\n")
+        "broker. Rows `…/relay` are the Kafka floor: a bare relay in place of the worker, "
+        "sent the rates of the run above it (its capacity column is its own drain). "
+        f"Picture: [`{link}`]({link}).\n")
     out.append("| model/engine | capacity/s | model p50 ms | load | rate/s | p50 ms | p99 ms | "
                "p99.9 ms | worker part p50 / p99 ms | p99 − model p50 ≤ 10 ms | busy | "
                "CPU ms/input: worker (model threads), broker |")
@@ -129,11 +148,12 @@ def write_curves(out, args, curves, svg_path):
     out.append("|---|---:|---:|---:|---:|---:|")
     for name, c in curves.items():
         rest = c["drain_worker_cpu_ms"] - c["drain_worker_model_cpu_ms"]
-        eng = c.get("engine_cpu_ms")
+        eng = None if c.get("relay") else c.get("engine_cpu_ms")
         ratio = f"{rest / eng:.2f}" if eng else "n/a"
         out.append(f"| {name} | {c['drain_worker_cpu_ms']:.4f} | "
                    f"{c['drain_worker_model_cpu_ms']:.4f} | {rest:.4f} | {_f(eng, '{:.4f}')} | "
                    f"{ratio} |")
+    floor(out, curves)
     out.append("\nWhere the time goes at the lowest load (p50 / p99 / median of the slowest 1 %, "
                "ms; append times have ms resolution):\n")
     names = list(next(iter(curves.values()))["levels"][0]["stages"]) if curves else []
@@ -146,6 +166,33 @@ def write_curves(out, args, curves, svg_path):
             cells.append("n/a" if v is None else " / ".join(f"{x:.2f}" for x in v))
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     svg(curves, svg_path)
+
+
+def floor(out, curves):
+    """The worker against the bare relay at the same rates (the Kafka floor)."""
+    pairs = [(n, c, curves[f"{n.split('/')[0]}/relay"]) for n, c in curves.items()
+             if not c.get("relay") and f"{n.split('/')[0]}/relay" in curves
+             and RELAY_OF.get(n.split("/")[0]) == n.split("/")[1]]
+    if not pairs:
+        return
+    out.append("\nThe Kafka floor: the same rates sent to a bare consume → produce relay "
+               "(`argus-bench worker --relay`: decode the envelope, write a minimal prediction, "
+               "store the offset; no model) in place of the worker. p50 / p99 ms, the machine's "
+               "CPU busy, and CPU ms per input of the relay's or worker's threads and of the "
+               "broker:\n")
+    out.append("| model | load | rate/s | relay p50 / p99 | worker p50 / p99 | relay p99 ≤ 10 ms "
+               "| busy: relay, worker | CPU ms/input relay, worker; broker with relay, worker |")
+    out.append("|---|---:|---:|---:|---:|---|---:|---:|")
+    for name, c, r in pairs:
+        for i, (w, f) in enumerate(zip(c["levels"], r["levels"])):
+            head = f"| {name} |" if i == 0 else "| |"
+            out.append(
+                f"{head} {w['load'] * 100:.0f}% | {w['rate']:.0f} | {f['p50']:.1f} / "
+                f"{f['p99']:.1f} | {w['p50']:.1f} / {w['p99']:.1f} | "
+                f"{'yes' if f['p99'] <= 10.0 else 'no'} | {_f(f['busy'], '{:.0%}')}, "
+                f"{_f(w['busy'], '{:.0%}')} | {_f(f['worker_cpu_ms'], '{:.3f}')}, "
+                f"{_f(w['worker_cpu_ms'], '{:.3f}')}; {_f(f['broker_cpu_ms'], '{:.3f}')}, "
+                f"{_f(w['broker_cpu_ms'], '{:.3f}')} |")
 
 
 def svg(curves, path):
@@ -210,8 +257,9 @@ def svg(curves, path):
                                if lv[key] and lv[key] > 0)
                 parts.append(f'<polyline points="{pts}" fill="none" stroke="{col}" '
                              f'stroke-width="1.8"{dash}/>')
-            parts.append(f'<text x="{x0 + 8}" y="{ly}" fill="{col}">{engine} '
-                         f'(capacity {c["capacity"]:.0f}/s)</text>')
+            label = ("relay: the Kafka floor, same rates" if c.get("relay")
+                     else f'{engine} (capacity {c["capacity"]:.0f}/s)')
+            parts.append(f'<text x="{x0 + 8}" y="{ly}" fill="{col}">{label}</text>')
             ly += 14
     parts.append("</svg>")
     os.makedirs(os.path.dirname(path), exist_ok=True)

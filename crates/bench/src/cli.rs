@@ -400,6 +400,12 @@ pub struct WorkerArgs {
     /// write those (`bench/run` uses this for "the engine's own speed").
     #[arg(long)]
     pub offline_only: bool,
+    /// Stages 3 and 4 run a bare consume → produce relay (no model, no alerts: decode the
+    /// envelope, write a minimal prediction, store the offset) in place of the worker: the
+    /// latency and CPU this machine and broker cost at each rate before any model. With
+    /// `--capacity` set to a worker run's drain rate it meets that run's load levels.
+    #[arg(long)]
+    pub relay: bool,
 }
 
 /// `argus-bench drift` flags (what `argus drift bench` took).
@@ -544,6 +550,7 @@ impl WorkerArgs {
             keep_topics: self.keep_topics,
             broker_pid: self.broker_pid,
             offline_only: self.offline_only,
+            relay: self.relay,
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Kafka for the harnesses: sending pool frames as `argus produce` sends them (envelope
 //! headers from `argus_producer`), awaiting their acknowledgements, and one in-process
-//! worker (`argus_worker::run`) with the polling wait both harnesses time it with.
+//! worker (`argus_worker::run`, or the bare relay of [`crate::harness::relay`]) with the
+//! polling wait both harnesses time it with.
 use crate::error::{runtime, usage, BenchError};
+use crate::harness::relay::{relay, RelayTopics};
+use argus_kafka::rdkafka::consumer::StreamConsumer;
 use argus_kafka::rdkafka::error::KafkaError;
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
-use argus_kafka::KafkaSettings;
+use argus_kafka::{GroupContext, KafkaSettings};
 use argus_model::Classifier;
 use argus_producer::{envelope_headers, Frame};
 use argus_worker::{WorkerConfig, WorkerError, WorkerStats};
@@ -169,6 +172,37 @@ impl BenchWorker {
     ) -> Result<Self, BenchError> {
         config.drain_timeout = Duration::from_secs(10);
         config.validate(model.labels()).map_err(usage)?;
+        let worker_id = config.worker_id.clone();
+        Self::spawn(settings, group, &worker_id, |consumer, producer, stop| {
+            argus_worker::run(config, consumer, producer, model, stats, stop)
+        })
+    }
+
+    /// Starts the bare relay of [`crate::harness::relay`] in `group` in place of a worker,
+    /// on clients made from `settings` as a worker's are.
+    pub fn start_relay(
+        topics: RelayTopics,
+        worker_id: &str,
+        settings: &KafkaSettings,
+        group: &str,
+        stats: Arc<WorkerStats>,
+    ) -> Result<Self, BenchError> {
+        let id = worker_id.to_owned();
+        Self::spawn(settings, group, worker_id, |consumer, producer, stop| {
+            relay(consumer, producer, topics, id, stats, stop)
+        })
+    }
+
+    /// Makes the clients on a runtime of the worker's own and spawns `task` with them.
+    fn spawn<F>(
+        settings: &KafkaSettings,
+        group: &str,
+        worker_id: &str,
+        task: impl FnOnce(StreamConsumer<GroupContext>, FutureProducer, CancellationToken) -> F,
+    ) -> Result<Self, BenchError>
+    where
+        F: std::future::Future<Output = Result<(), WorkerError>> + Send + 'static,
+    {
         let before = thread_ids();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -179,20 +213,13 @@ impl BenchWorker {
         // librdkafka's threads start with the clients.
         let guard = rt.enter();
         let consumer = settings
-            .consumer(group, &config.worker_id)
+            .consumer(group, worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let producer = settings
-            .producer(&config.worker_id)
+            .producer(worker_id)
             .map_err(|e| usage(e.to_string()))?;
         let stop = CancellationToken::new();
-        let task = rt.spawn(argus_worker::run(
-            config,
-            consumer,
-            producer,
-            model,
-            stats,
-            stop.clone(),
-        ));
+        let task = rt.spawn(task(consumer, producer, stop.clone()));
         drop(guard);
         Ok(BenchWorker {
             task,

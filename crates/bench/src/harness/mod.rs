@@ -1,9 +1,11 @@
 //! What the harnesses share: percentiles, the synthetic frame pool or records read from a
 //! file and their envelopes, the model loader, the Prometheus recorder the worker's
 //! histograms are read from, Ctrl-C, and the JSON results file. CPU sampling from /proc is
-//! in [`cpu`]; Kafka sending and the in-process worker in [`kafka`].
+//! in [`cpu`]; Kafka sending and the in-process worker in [`kafka`]; the bare
+//! consume → produce relay that measures the Kafka floor in [`relay`].
 pub mod cpu;
 pub mod kafka;
+pub mod relay;
 
 use crate::error::{runtime, usage, BenchError};
 use argus_model::{Classifier, EngineOptions};

@@ -85,6 +85,9 @@ pub struct WorkerBenchOptions {
     pub broker_pid: Option<u32>,
     /// Run stages 1 and 2 only (no Kafka).
     pub offline_only: bool,
+    /// Stages 3 and 4 run the bare relay of [`crate::harness::relay`] in place of the
+    /// worker: the Kafka floor at the same rates (with `capacity`, the same load levels).
+    pub relay: bool,
 }
 
 /// The worker's thread and batch settings: its defaults, overridden by the options.
@@ -494,6 +497,7 @@ impl Report {
             worker_max_in_flight: setup.shape.max_in_flight,
             offline_threads: setup.threads,
             load_capacity_per_s: options.capacity,
+            relay: options.relay,
             brokers: options.kafka.brokers.clone(),
             kafka_options: options
                 .kafka

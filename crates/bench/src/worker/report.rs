@@ -297,6 +297,8 @@ pub(crate) struct Report {
     /// `--capacity`: what the latency levels' `load` is a fraction of, if not the drain's
     /// `inputs_per_s`.
     pub load_capacity_per_s: Option<f64>,
+    /// `--relay`: stages 3 and 4 ran the bare relay, not the worker.
+    pub relay: bool,
     pub brokers: String,
     /// `-X` (every client) and `--worker-option` (worker only) librdkafka properties.
     pub kafka_options: Vec<(String, String)>,

@@ -1,11 +1,12 @@
-//! Stage 3 on the broker: pre-fill a fresh topic, then one in-process worker drains it,
-//! timed from its first consumed input (group join excluded). Stage 4 ([`super::latency`])
-//! reuses the same worker and producer.
+//! Stage 3 on the broker: pre-fill a fresh topic, then one in-process worker (or, with
+//! `--relay`, the bare relay) drains it, timed from its first consumed input (group join
+//! excluded). Stage 4 ([`super::latency`]) reuses the same worker and producer.
 use super::report::{histogram_totals, internals, LatencyResult, WorkerCpu, WorkerResult};
 use super::{WorkerBenchOptions, WorkerShape};
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::cpu::{cpu_busy, percent, thread_groups, thread_ticks, CpuMark, ThreadSample};
 use crate::harness::kafka::{finished, others, prefill, wait_until, BenchWorker};
+use crate::harness::relay::RelayTopics;
 use argus_kafka::rdkafka::producer::FutureProducer;
 use argus_kafka::{KafkaSettings, TopicSpec};
 use argus_model::Classifier;
@@ -120,8 +121,14 @@ impl KafkaSession<'_> {
         let frames = self.options.frames;
         println!();
         println!(
-            "stage 3  worker draining a pre-filled topic: {frames} frames in {} ({} partitions), one in-process worker, fresh group",
-            self.topics.input, self.options.partitions
+            "stage 3  {} draining a pre-filled topic: {frames} frames in {} ({} partitions), fresh group",
+            if self.options.relay {
+                "the bare relay (--relay: no model, in place of the worker)"
+            } else {
+                "one in-process worker"
+            },
+            self.topics.input,
+            self.options.partitions
         );
         let prefill_seconds =
             prefill(producer, &self.topics.input, &self.pool, frames, "frames").await?;
@@ -201,6 +208,20 @@ impl KafkaSession<'_> {
 
     fn start_worker(&mut self, stats: Arc<WorkerStats>) -> Result<(), BenchError> {
         let worker_id = format!("argus-bench-worker-{}", self.run_id);
+        let group = format!("argus-bench-{}", self.run_id);
+        let mut settings = self.options.kafka.clone();
+        for (k, v) in &self.options.worker_options {
+            settings.options.insert(k.clone(), v.clone());
+        }
+        if self.options.relay {
+            let topics = RelayTopics {
+                input: self.topics.input.clone(),
+                predictions: self.topics.predictions.clone(),
+            };
+            let relay = BenchWorker::start_relay(topics, &worker_id, &settings, &group, stats)?;
+            self.worker = Some(relay);
+            return Ok(());
+        }
         let mut config = WorkerConfig::new(worker_id, vec![self.topics.input.clone()]);
         config.topics = argus_worker::OutputTopics {
             predictions: self.topics.predictions.clone(),
@@ -214,11 +235,6 @@ impl KafkaSession<'_> {
         config.max_in_flight = self.shape.max_in_flight;
         // As `argus work` runs by default, so alerts are published too.
         config.rules = argus_worker::AlertRule::from_bundle(&self.model);
-        let group = format!("argus-bench-{}", self.run_id);
-        let mut settings = self.options.kafka.clone();
-        for (k, v) in &self.options.worker_options {
-            settings.options.insert(k.clone(), v.clone());
-        }
         let worker = BenchWorker::start(config, &settings, &group, self.model.clone(), stats)?;
         self.worker = Some(worker);
         Ok(())
