@@ -154,18 +154,24 @@ def write_curves(out, args, curves, svg_path):
                    f"{c['drain_worker_model_cpu_ms']:.4f} | {rest:.4f} | {_f(eng, '{:.4f}')} | "
                    f"{ratio} |")
     floor(out, curves)
-    out.append("\nWhere the time goes at the lowest load (p50 / p99 / median of the slowest 1 %, "
+    split(out, curves, 0, "the lowest load")
+    split(out, curves, -1, "the highest load (where the tail is when the machine is busiest)")
+    svg(curves, svg_path)
+
+
+def split(out, curves, level, which):
+    """One level's latency split into its parts, per model and engine."""
+    out.append(f"\nWhere the time goes at {which} (p50 / p99 / median of the slowest 1 %, "
                "ms; append times have ms resolution):\n")
-    names = list(next(iter(curves.values()))["levels"][0]["stages"]) if curves else []
+    names = list(next(iter(curves.values()))["levels"][level]["stages"]) if curves else []
     out.append("| part | " + " | ".join(curves) + " |")
     out.append("|---|" + "---:|" * len(curves))
     for n in names:
         cells = []
         for c in curves.values():
-            v = c["levels"][0]["stages"].get(n)
+            v = c["levels"][level]["stages"].get(n)
             cells.append("n/a" if v is None else " / ".join(f"{x:.2f}" for x in v))
         out.append(f"| {n} | " + " | ".join(cells) + " |")
-    svg(curves, svg_path)
 
 
 def floor(out, curves):
