@@ -200,16 +200,20 @@ mod tests {
             max_wait: Duration::from_secs(2),
             inject_delay: Duration::ZERO,
         };
-        let stage = InferenceStage::start(1, policy).unwrap();
+        // Two threads: with a wait, one forms the batch while the other waits its turn, so
+        // the four inputs are not split between them.
+        let stage = InferenceStage::start(2, policy).unwrap();
         let input = || Prepared {
             data: vec![0.0; model.input_len()],
             decode_us: 0,
             preprocess_us: 0,
             frame: None,
         };
-        let replies: Vec<_> = (0..4)
-            .map(|_| stage.submit(model.clone(), input()))
-            .collect();
+        let mut replies = vec![stage.submit(model.clone(), input())];
+        // Let a thread take the first input and start waiting for more: the other must not
+        // be waiting on the queue too, or it takes the next inputs into a batch of its own.
+        std::thread::sleep(Duration::from_millis(100));
+        replies.extend((0..3).map(|_| stage.submit(model.clone(), input())));
         let outs: Vec<Classification> = replies
             .into_iter()
             .map(|r| r.blocking_recv().unwrap().unwrap())
