@@ -4,9 +4,11 @@
 //! It does the least any Kafka worker must do per input and nothing more: receive it,
 //! decode its envelope (for the capture time and sequence the subscriber measures with),
 //! write a minimal prediction (no model, no alerts) to the predictions topic, and store the
-//! input's offset once that is acknowledged. Its latency and CPU at a given rate are what
-//! this machine and broker cost before any model or pipeline: what a worker's own latency
-//! is measured against when the target is missed (docs/bench.md, "The Kafka floor").
+//! input's offset once that is acknowledged (from a task per delivery, so in whatever order
+//! those run: no commit tracking, which a worker needs and a floor does not). Its latency
+//! and CPU at a given rate are what this machine and broker cost before any model or
+//! pipeline: what a worker's own latency is measured against when the target is missed
+//! (docs/bench.md, "The Kafka floor").
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use argus_kafka::rdkafka::message::Message;
