@@ -176,9 +176,9 @@ def split(out, curves, level, which):
 
 def floor(out, curves):
     """The worker against the bare relay at the same rates (the Kafka floor)."""
-    pairs = [(n, c, curves[f"{n.split('/')[0]}/relay"]) for n, c in curves.items()
-             if not c.get("relay") and f"{n.split('/')[0]}/relay" in curves
-             and RELAY_OF.get(n.split("/")[0]) == n.split("/")[1]]
+    pairs = [(f"{case}/{engine}", curves[f"{case}/{engine}"], curves[f"{case}/relay"])
+             for case, engine in RELAY_OF.items()
+             if f"{case}/{engine}" in curves and f"{case}/relay" in curves]
     if not pairs:
         return
     out.append("\nThe Kafka floor: the same rates sent to a bare consume → produce relay "

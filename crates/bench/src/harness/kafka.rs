@@ -6,6 +6,7 @@ use crate::error::{runtime, usage, BenchError};
 use crate::harness::relay::{relay, RelayTopics};
 use argus_kafka::rdkafka::consumer::StreamConsumer;
 use argus_kafka::rdkafka::error::KafkaError;
+use argus_kafka::rdkafka::message::ToBytes;
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::{GroupContext, KafkaSettings};
@@ -27,17 +28,34 @@ pub async fn enqueue(
     value: &[u8],
     capture_us: i64,
 ) -> Result<DeliveryFuture, BenchError> {
+    let record = FutureRecord::to(topic)
+        .key(&frame.key)
+        .payload(value)
+        .headers(envelope_headers(&frame.envelope.payload, capture_us));
+    send_when_queued(producer, record, Duration::from_millis(5))
+        .await
+        .map_err(|e| runtime(format!("cannot produce to {topic}: {e}")))
+}
+
+/// Hands `record` to the producer, waiting `pause` at a time while its queue is full; any
+/// other refusal is returned.
+pub async fn send_when_queued<K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+    pause: Duration,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
     loop {
-        let record = FutureRecord::to(topic)
-            .key(&frame.key)
-            .payload(value)
-            .headers(envelope_headers(&frame.envelope.payload, capture_us));
         match producer.send_result(record) {
             Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(pause).await;
             }
-            Err((e, _)) => return Err(runtime(format!("cannot produce to {topic}: {e}"))),
+            Err((e, _)) => return Err(e),
         }
     }
 }

@@ -9,10 +9,10 @@
 //! and CPU at a given rate are what this machine and broker cost before any model or
 //! pipeline: what a worker's own latency is measured against when the target is missed
 //! (docs/bench.md, "The Kafka floor").
+use crate::harness::kafka::send_when_queued;
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use argus_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use argus_kafka::rdkafka::message::Message;
-use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use argus_kafka::GroupContext;
 use argus_wire::{
     decode_envelope, now_us, InputRef, ModelRef, Prediction, PredictionOutcome, Timings,
@@ -77,9 +77,13 @@ pub async fn relay(
         if let Some(key) = m.key() {
             record = record.key(key);
         }
-        let Some(delivery) = send(&producer, record).await else {
-            stats.undelivered.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let delivery = match send_when_queued(&producer, record, Duration::from_millis(1)).await {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: produce failed");
+                stats.undelivered.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
         };
         let (consumer, stats) = (consumer.clone(), stats.clone());
         tokio::spawn(async move {
@@ -94,27 +98,6 @@ pub async fn relay(
                 }
             }
         });
-    }
-}
-
-/// Hands `record` to the producer, waiting a millisecond at a time while its queue is full;
-/// `None` (logged) when it refuses the record for another reason.
-async fn send(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], Vec<u8>>,
-) -> Option<DeliveryFuture> {
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Some(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err((e, _)) => {
-                tracing::warn!(error = %e, "relay: produce failed");
-                return None;
-            }
-        }
     }
 }
 
