@@ -389,22 +389,13 @@ impl Publisher {
         capture_us: i64,
         json: &[u8],
     ) -> Result<DeliveryFuture, KafkaError> {
-        let mut record = record(
+        let record = record(
             topic,
             job.key.as_deref(),
             json,
             json_headers(schema, capture_us),
         );
-        loop {
-            match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
-                    record = refused;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        argus_kafka::send_when_queued(&self.producer, record, Duration::from_millis(5)).await
     }
 
     /// Waits for a queued output's acknowledgement; retries with backoff if it failed.

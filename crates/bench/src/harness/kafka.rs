@@ -5,10 +5,7 @@
 use crate::error::{runtime, usage, BenchError};
 use crate::harness::relay::{relay, RelayTopics};
 use argus_kafka::rdkafka::consumer::StreamConsumer;
-use argus_kafka::rdkafka::error::KafkaError;
-use argus_kafka::rdkafka::message::ToBytes;
 use argus_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use argus_kafka::rdkafka::types::RDKafkaErrorCode;
 use argus_kafka::{GroupContext, KafkaSettings};
 use argus_model::Classifier;
 use argus_producer::{envelope_headers, Frame};
@@ -32,32 +29,9 @@ pub async fn enqueue(
         .key(&frame.key)
         .payload(value)
         .headers(envelope_headers(&frame.envelope.payload, capture_us));
-    send_when_queued(producer, record, Duration::from_millis(5))
+    argus_kafka::send_when_queued(producer, record, Duration::from_millis(5))
         .await
         .map_err(|e| runtime(format!("cannot produce to {topic}: {e}")))
-}
-
-/// Hands `record` to the producer, waiting `pause` at a time while its queue is full; any
-/// other refusal is returned.
-pub async fn send_when_queued<K, P>(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, K, P>,
-    pause: Duration,
-) -> Result<DeliveryFuture, KafkaError>
-where
-    K: ToBytes + ?Sized,
-    P: ToBytes + ?Sized,
-{
-    loop {
-        match producer.send_result(record) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(pause).await;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
 }
 
 /// Sends `n` inputs to `topic` cycling through `pool` (sequence = index, capture time =

@@ -9,11 +9,10 @@
 //! and CPU at a given rate are what this machine and broker cost before any model or
 //! pipeline: what a worker's own latency is measured against when the target is missed
 //! (docs/bench.md, "The Kafka floor").
-use crate::harness::kafka::send_when_queued;
 use argus_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use argus_kafka::rdkafka::message::Message;
 use argus_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
-use argus_kafka::GroupContext;
+use argus_kafka::{send_when_queued, GroupContext};
 use argus_wire::{
     decode_envelope, now_us, InputRef, ModelRef, Prediction, PredictionOutcome, Timings,
     PREDICTION_SCHEMA,
