@@ -25,7 +25,7 @@ pub mod throttle;
 pub use admin::{delete_topics, ensure_topics, topic_config, CreateOutcome, TopicSpec};
 pub use context::{Assignment, GroupContext, Membership};
 pub use embedded::EmbeddedBroker;
-pub use headers::{raw_headers, RawHeader};
+pub use headers::{raw_headers, RawHeader, RawHeaders};
 pub use preflight::{check_cluster, startup_check, ClusterProblem};
 pub use produce::send_when_queued;
 pub use rdkafka;

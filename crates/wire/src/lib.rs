@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`envelope`]: the input `Envelope` (bincode, fixed-width little-endian) and its codec.
 //! - [`output`]: `Prediction` and `Alert`, the JSON messages on the result topics.
+//! - [`prediction_view`]: a `Prediction` that borrows its text, for the writer's hot path.
 //! - [`headers`]: Kafka header names and the DLQ failure kinds.
 //! - [`bare`]: inputs without the envelope (a JPEG/PNG or JSON value, `content-type` header).
 //! - [`columns`]: the one rule that infers a table column's type (producer and drift profiler).
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod headers;
 pub mod label;
 pub mod output;
+pub mod prediction_view;
 pub mod records;
 
 pub use bare::{
@@ -38,3 +40,4 @@ pub use output::{
     PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3, PREDICTION_V2_JSON_SCHEMA,
     PREDICTION_V3_JSON_SCHEMA,
 };
+pub use prediction_view::{InputId, InputRefView, PredictionView, ScoreView};

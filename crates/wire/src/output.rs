@@ -39,7 +39,12 @@ pub struct InputRef {
 impl InputRef {
     /// Stable id of the input, `topic/partition/offset`; predictions and labels join on it.
     pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+        crate::InputId {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+        }
+        .to_string()
     }
 }
 

@@ -465,7 +465,7 @@ fn job_of(topic: &str, offset: i64, item: &TestItem) -> Result<Job, EvaluateErro
         offset,
         key: Some(item.id.clone().into_bytes()),
         value: Arc::from(value),
-        headers: Vec::new(),
+        headers: argus_kafka::RawHeaders::new(),
         timestamp_ms: None,
         received: std::time::Instant::now(),
     })

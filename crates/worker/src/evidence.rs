@@ -736,7 +736,7 @@ mod tests {
             offset: 7,
             key: Some(b"C1".to_vec()),
             value: std::sync::Arc::from(&b""[..]),
-            headers: Vec::new(),
+            headers: argus_kafka::RawHeaders::new(),
             timestamp_ms: None,
             received: Instant::now(),
         };

@@ -1,7 +1,7 @@
 //! One input, copied out of librdkafka so it can cross threads, and its classification.
-use argus_kafka::RawHeader;
+use argus_kafka::RawHeaders;
 use argus_model::{Classification, Classifier, Prepared};
-use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, WireError};
+use argus_wire::{decode_envelope, Envelope, FailureKind, InputRef, InputRefView, WireError};
 use rdkafka_types::*;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ pub struct Job {
     /// The payload, shared (the decode task and the publisher read the same bytes).
     pub value: std::sync::Arc<[u8]>,
     /// Original headers as bytes, kept for the DLQ.
-    pub headers: Vec<RawHeader>,
+    pub headers: RawHeaders,
     /// Kafka timestamp, ms since the Unix epoch.
     pub timestamp_ms: Option<i64>,
     pub received: Instant,
@@ -62,9 +62,7 @@ impl Job {
     pub fn bare(&self) -> Option<Result<Envelope, WireError>> {
         argus_wire::read_bare(
             &self.value,
-            self.headers
-                .iter()
-                .map(|h| (h.name.as_slice(), h.value.as_deref())),
+            self.headers.pairs(),
             argus_wire::BareRecord {
                 key: self.key.as_deref(),
                 offset: self.offset,
@@ -82,12 +80,17 @@ impl Job {
 
     /// Coordinates of this input, enriched from the envelope when it decoded.
     pub fn input_ref(&self, envelope: Option<&Envelope>) -> InputRef {
-        InputRef {
-            topic: self.topic.clone(),
+        self.input_view(envelope).to_owned()
+    }
+
+    /// [`Job::input_ref`], borrowed from the job and the envelope.
+    pub fn input_view<'a>(&'a self, envelope: Option<&'a Envelope>) -> InputRefView<'a> {
+        InputRefView {
+            topic: &self.topic,
             partition: self.partition,
             offset: self.offset,
-            key: self.key_str().map(str::to_string),
-            source_id: envelope.map(|e| e.source_id.clone()),
+            key: self.key_str(),
+            source_id: envelope.map(|e| e.source_id.as_str()),
             sequence: envelope.map(|e| e.sequence),
             capture_time_us: envelope.map(|e| e.capture_time_us),
         }

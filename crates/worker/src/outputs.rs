@@ -6,9 +6,11 @@ use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
     now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
-    PredictionOutcome, Score, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3,
-    ALERT_SCHEMA_V4, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
+    PredictionOutcome, PredictionView, ScoreView, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2,
+    ALERT_SCHEMA_V3, ALERT_SCHEMA_V4, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
+    PREDICTION_SCHEMA_V3,
 };
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What became of an input before publishing.
@@ -133,15 +135,26 @@ impl Outputs {
 
     /// Builds the prediction and alerts for a classified input.
     pub fn outputs(&self, job: &Job, c: &Classified) -> (Prediction, Vec<Alert>) {
-        let input = job.input_ref(Some(&c.envelope));
+        let prediction = self.prediction_view(job, c);
+        let alerts = self.alerts(&prediction, c);
+        (prediction.to_owned(), alerts)
+    }
+
+    /// The prediction of a classified input, borrowing its text from the input and from
+    /// these outputs: what is serialised for every input, so it copies no strings.
+    pub fn prediction_view<'a>(&'a self, job: &'a Job, c: &'a Classified) -> PredictionView<'a> {
+        let input = job.input_view(Some(&c.envelope));
         let probs = &c.classification.probabilities;
-        let label_of = |i: usize| self.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let top: Vec<Score> = c
+        let label_of = |i: usize| match self.labels.get(i) {
+            Some(l) => Cow::Borrowed(l.as_str()),
+            None => Cow::Owned(i.to_string()),
+        };
+        let top = c
             .classification
             .ranking
             .iter()
             .take(self.top_k.max(1))
-            .map(|&i| Score {
+            .map(|&i| ScoreView {
                 label: label_of(i),
                 index: u32::try_from(i).unwrap_or(u32::MAX),
                 score: probs[i],
@@ -150,11 +163,11 @@ impl Outputs {
         let best = c.classification.ranking.first().copied().unwrap_or(0);
         let now = now_us();
         let t = c.classification.timings;
-        let prediction = Prediction {
-            schema: PREDICTION_SCHEMA.into(),
+        let mut prediction = PredictionView {
+            schema: PREDICTION_SCHEMA,
             id: input.id(),
             input,
-            model: self.model.clone(),
+            model: &self.model,
             outcome: PredictionOutcome::Ok,
             label: Some(label_of(best)),
             score: Some(c.classification.probability(best)),
@@ -168,15 +181,31 @@ impl Outputs {
                 capture_to_output_us: u64::try_from(now.saturating_sub(c.envelope.capture_time_us))
                     .ok(),
             },
-            worker: self.worker_id.clone(),
+            worker: &self.worker_id,
             produced_at_us: now,
             skipped: None,
             frame: None,
             detections: None,
         };
-        let prediction = self.with_boxes(prediction, c);
-        // Alerts copy the prediction's id and input; most inputs raise none.
-        let (id, input) = (&prediction.id, &prediction.input);
+        if self.detector {
+            // A detection model's prediction is v3 with the frame's size and its boxes.
+            prediction.schema = PREDICTION_SCHEMA_V3;
+            prediction.frame = c
+                .classification
+                .frame
+                .map(|(width, height)| FrameSize { width, height });
+            prediction.detections = Some(argus_model::detection::detected_boxes(
+                &c.classification.detections,
+                &self.labels,
+            ));
+        }
+        prediction
+    }
+
+    /// The alerts `prediction` (of `c`) raises: one per rule whose label scores at its
+    /// threshold or more. Most inputs raise none, and then nothing is copied.
+    fn alerts(&self, prediction: &PredictionView<'_>, c: &Classified) -> Vec<Alert> {
+        let id = prediction.id;
         // Records: the features the model used, as evidence (built only if an alert fires).
         let evidence = || match &c.envelope.payload {
             Payload::Record(r) if !self.features.is_empty() => Some(
@@ -186,8 +215,7 @@ impl Outputs {
             ),
             _ => None,
         };
-        let alerts = self
-            .rules
+        self.rules
             .iter()
             .filter_map(|rule| {
                 let i = self.labels.iter().position(|l| *l == rule.label)?;
@@ -221,8 +249,8 @@ impl Outputs {
                     }
                     .into(),
                     id: format!("{id}/{}", rule.name),
-                    prediction_id: id.clone(),
-                    input: input.clone(),
+                    prediction_id: id.to_string(),
+                    input: prediction.input.to_owned(),
                     model: self.model.clone(),
                     rule: argus_wire::AlertRule {
                         name: rule.name.clone(),
@@ -232,7 +260,7 @@ impl Outputs {
                     label: rule.label.clone(),
                     score,
                     worker: self.worker_id.clone(),
-                    raised_at_us: now,
+                    raised_at_us: prediction.produced_at_us,
                     features,
                     detections,
                     zone: None,
@@ -240,25 +268,7 @@ impl Outputs {
                     evidence: None,
                 })
             })
-            .collect();
-        (prediction, alerts)
-    }
-
-    /// A detection model's prediction becomes v3 with the frame's size and its boxes.
-    fn with_boxes(&self, mut p: Prediction, c: &Classified) -> Prediction {
-        if !self.detector {
-            return p;
-        }
-        p.schema = PREDICTION_SCHEMA_V3.into();
-        p.frame = c
-            .classification
-            .frame
-            .map(|(width, height)| FrameSize { width, height });
-        p.detections = Some(argus_model::detection::detected_boxes(
-            &c.classification.detections,
-            &self.labels,
-        ));
-        p
+            .collect()
     }
 
     /// The (v2) prediction for an input that was too old to run.
@@ -310,13 +320,10 @@ impl Outputs {
     pub fn render_split(&self, job: &Job, outcome: &Outcome) -> (Rendered, Vec<Alert>) {
         let rendered = match outcome {
             Outcome::Classified(c) => {
-                let (prediction, alerts) = self.outputs(job, c);
+                let prediction = self.prediction_view(job, c);
+                let alerts = self.alerts(&prediction, c);
                 let rendered = Rendered::Outputs(JsonOutputs {
-                    prediction_schema: if self.detector {
-                        PREDICTION_SCHEMA_V3
-                    } else {
-                        PREDICTION_SCHEMA
-                    },
+                    prediction_schema: prediction.schema,
                     prediction: json(&prediction),
                     alerts: Vec::with_capacity(alerts.len()),
                     shadow: None,
@@ -342,17 +349,50 @@ impl Outputs {
     }
 }
 
-/// Bytes reserved for a prediction's or alert's JSON: a classifier's prediction is
+/// Bytes the per-thread serialising buffer starts with: a classifier's prediction is
 /// 600–700 bytes, and `serde_json::to_vec` starts at 128 and grows (and copies) three
 /// times on the way.
 const JSON_CAPACITY: usize = 1024;
 
-/// `value` as JSON, written into one buffer of [`JSON_CAPACITY`]; empty if it cannot be
-/// serialised (never for the wire types, which have no maps with non-string keys).
+/// A per-thread buffer that grew past this (an alert with a snapshot) is given back after
+/// use rather than kept.
+const JSON_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Where [`json`] writes before copying out: one buffer per thread, reused.
+    static JSON_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `value` as JSON, in a vector of exactly its length; empty if it cannot be serialised
+/// (never for the wire types, which have no maps with non-string keys).
+///
+/// Written into a per-thread buffer and copied out once. A fresh vector of
+/// [`JSON_CAPACITY`] per output cost a request of 1 kB or more, and glibc's malloc
+/// consolidates its free lists before every such request (`malloc_consolidate` was 4 % of
+/// the worker's reactor threads on a churn drain); a prediction's exact 600–700 bytes stay
+/// below that size.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(JSON_CAPACITY);
-    match serde_json::to_writer(&mut out, value) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    let write = |buf: &mut Vec<u8>| {
+        buf.clear();
+        let out = match serde_json::to_writer(&mut *buf, value) {
+            Ok(()) => buf.to_vec(),
+            Err(_) => Vec::new(),
+        };
+        if buf.capacity() > JSON_KEEP {
+            *buf = Vec::new();
+        }
+        out
+    };
+    JSON_BUFFER
+        .try_with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.capacity() == 0 {
+                    buf.reserve(JSON_CAPACITY);
+                }
+                write(&mut buf)
+            }
+            // Only if serialising `value` serialised something else through here.
+            Err(_) => write(&mut Vec::with_capacity(JSON_CAPACITY)),
+        })
+        .unwrap_or_else(|_| write(&mut Vec::with_capacity(JSON_CAPACITY)))
 }

@@ -476,7 +476,11 @@ impl Worker {
             .tracker
             .start_at(&tp, generation, job.offset, job.timestamp_ms);
         let (then, gate) = oneshot::channel();
-        let after = self.gates.insert(tp.clone(), gate);
+        // The partition's gate is replaced in place: its key is cloned only the first time.
+        let after = match self.gates.get_mut(&tp) {
+            Some(previous) => Some(std::mem::replace(previous, gate)),
+            None => self.gates.insert(tp.clone(), gate),
+        };
         let (offset, bytes) = (job.offset, job.value.len());
         // Routed here, in offset order: once a partition's input takes a new version, no
         // later input of the partition takes the old one.

@@ -97,6 +97,9 @@ pub fn record(source: &str, capture_time_us: i64, x: Option<f64>) -> Vec<u8> {
     .expect("encode")
 }
 
+/// A record without headers.
+pub static NO_HEADERS: argus_kafka::RawHeaders = argus_kafka::RawHeaders::new();
+
 pub fn incoming<'a>(partition: i32, offset: i64, payload: &'a [u8]) -> Incoming<'a> {
     Incoming {
         topic: IN,
@@ -104,7 +107,7 @@ pub fn incoming<'a>(partition: i32, offset: i64, payload: &'a [u8]) -> Incoming<
         offset,
         payload,
         key: None,
-        headers: &[],
+        headers: &NO_HEADERS,
         timestamp_ms: None,
     }
 }

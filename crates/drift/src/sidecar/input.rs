@@ -21,7 +21,7 @@ pub(crate) struct Incoming<'a> {
     pub payload: &'a [u8],
     /// Key, headers and timestamp: an input value may be bare ([`argus_wire::read_bare`]).
     pub key: Option<&'a [u8]>,
-    pub headers: &'a [argus_kafka::RawHeader],
+    pub headers: &'a argus_kafka::RawHeaders,
     pub timestamp_ms: Option<i64>,
 }
 
@@ -30,9 +30,7 @@ impl Incoming<'_> {
     pub(crate) fn envelope(&self) -> Result<argus_wire::Envelope, argus_wire::WireError> {
         argus_wire::read_bare(
             self.payload,
-            self.headers
-                .iter()
-                .map(|h| (h.name.as_slice(), h.value.as_deref())),
+            self.headers.pairs(),
             argus_wire::BareRecord {
                 key: self.key,
                 offset: self.offset,
@@ -491,7 +489,7 @@ fn check_schema(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{config, incoming, profile, record, IN, NOW_US, PANE};
+    use super::super::fixtures::{config, incoming, profile, record, IN, NOW_US, NO_HEADERS, PANE};
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use std::collections::BTreeMap;
@@ -608,7 +606,7 @@ mod tests {
                 offset,
                 payload: &payload,
                 key: None,
-                headers: &[],
+                headers: &NO_HEADERS,
                 timestamp_ms: None,
             };
             outcomes.push(r.read(&mut state, &rec, NOW_US, &mut stats).expect("read"));
@@ -647,7 +645,7 @@ mod tests {
                 offset: 0,
                 payload: b"{not json",
                 key: None,
-                headers: &[],
+                headers: &NO_HEADERS,
                 timestamp_ms: None,
             };
             out.push(r.read(&mut state, &pred, NOW_US, &mut stats).expect("read"));
@@ -707,16 +705,13 @@ mod tests {
         let mut state = PartitionPanes::new(IN, 0, None);
         let mut stats = DriftStats::default();
         let capture = NOW_US.to_string();
-        let headers = [
-            argus_kafka::RawHeader {
-                name: b"content-type".to_vec(),
-                value: Some(b"application/json".to_vec()),
-            },
-            argus_kafka::RawHeader {
-                name: argus_wire::headers::CAPTURE_TIME_US.as_bytes().to_vec(),
-                value: Some(capture.into_bytes()),
-            },
-        ];
+        let headers = argus_kafka::RawHeaders::from_pairs([
+            (&b"content-type"[..], Some(&b"application/json"[..])),
+            (
+                argus_wire::headers::CAPTURE_TIME_US.as_bytes(),
+                Some(capture.as_bytes()),
+            ),
+        ]);
         let bare = Incoming {
             key: Some(b"a"),
             headers: &headers,

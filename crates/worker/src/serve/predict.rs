@@ -8,7 +8,7 @@ use super::{resolve, Server};
 use crate::job::{Failure, Job, Prepare};
 use crate::outputs::{Outcome, Rendered};
 use crate::pipeline::{classified, Pipeline};
-use argus_kafka::RawHeader;
+use argus_kafka::RawHeaders;
 use argus_wire::{BareKind, FailureKind};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -121,10 +121,7 @@ fn http_job(offset: i64, key: Option<String>, content_type: String, body: &[u8])
         offset,
         key: key.map(String::into_bytes),
         value: Arc::from(body),
-        headers: vec![RawHeader {
-            name: b"content-type".to_vec(),
-            value: Some(content_type.into_bytes()),
-        }],
+        headers: RawHeaders::from_pairs([(&b"content-type"[..], Some(content_type.as_bytes()))]),
         timestamp_ms: Some(argus_wire::now_us() / 1000),
         received: Instant::now(),
     }
