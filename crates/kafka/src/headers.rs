@@ -107,7 +107,7 @@ impl RawHeaders {
         })
     }
 
-    /// Names and values as pairs, the shape [`argus_wire::read_bare`] reads.
+    /// Names and values as pairs, the shape `argus_wire::read_bare` reads.
     pub fn pairs(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + Clone + '_ {
         self.iter().map(|h| (h.name, h.value))
     }
