@@ -162,7 +162,7 @@ fn cell(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Text(t) => t.clone(),
+        Value::Text(t) => t.to_string(),
     }
 }
 
@@ -220,7 +220,7 @@ impl Samples {
             Payload::Record(r) => self
                 .segment_field
                 .as_ref()
-                .and_then(|f| r.fields.iter().find(|x| &x.name == f))
+                .and_then(|f| r.fields.iter().find(|x| x.name == f))
                 .map_or_else(|| "*".to_owned(), |x| cell(&x.value)),
             _ => s.envelope.source_id.clone(),
         };
@@ -270,8 +270,8 @@ impl Samples {
         for s in &self.records {
             if let Payload::Record(r) = &s.envelope.payload {
                 for f in &r.fields {
-                    if !columns.contains(&f.name) {
-                        columns.push(f.name.clone());
+                    if !columns.iter().any(|c| *c == f.name) {
+                        columns.push(f.name.to_string());
                     }
                 }
             }

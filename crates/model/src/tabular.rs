@@ -141,7 +141,7 @@ pub fn evidence(features: &[Feature], record: &Record) -> Vec<(String, serde_jso
                 Some(Value::Int(i)) => (*i).into(),
                 Some(Value::Float(x)) => serde_json::Number::from_f64(*x)
                     .map_or(serde_json::Value::Null, serde_json::Value::Number),
-                Some(Value::Text(t)) => t.clone().into(),
+                Some(Value::Text(t)) => t.as_str().into(),
             };
             (f.name.clone(), v)
         })

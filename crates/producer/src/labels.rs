@@ -89,7 +89,7 @@ fn text(row: &Row, name: &str) -> Option<String> {
         .iter()
         .find(|f| f.name == name)
         .and_then(|f| match &f.value {
-            Value::Text(t) if !t.is_empty() => Some(t.clone()),
+            Value::Text(t) if !t.is_empty() => Some(t.to_string()),
             Value::Int(i) => Some(i.to_string()),
             Value::Float(x) => Some(x.to_string()),
             Value::Bool(b) => Some(b.to_string()),

@@ -473,9 +473,9 @@ impl Ready {
 /// Removes the label column from a record row; its value (mapped) is the row's truth.
 fn take_label(row: &mut crate::records::Row, config: &ProduceConfig) -> Option<String> {
     let column = config.label_column.as_ref()?;
-    let at = row.record.fields.iter().position(|f| &f.name == column)?;
+    let at = row.record.fields.iter().position(|f| f.name == column)?;
     let value = match row.record.fields.remove(at).value {
-        argus_wire::Value::Text(t) => t,
+        argus_wire::Value::Text(t) => t.into_string(),
         argus_wire::Value::Int(i) => i.to_string(),
         argus_wire::Value::Float(x) => x.to_string(),
         argus_wire::Value::Bool(b) => b.to_string(),

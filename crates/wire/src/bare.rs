@@ -155,7 +155,10 @@ pub fn json_record(value: &[u8]) -> Result<Record, WireError> {
         .into_iter()
         .map(|(name, v)| {
             let value = json_value(&name, v)?;
-            Ok(Field { name, value })
+            Ok(Field {
+                name: name.into(),
+                value,
+            })
         })
         .collect::<Result<Vec<_>, WireError>>()?;
     Ok(Record { fields })
@@ -170,7 +173,7 @@ pub fn json_value(name: &str, v: serde_json::Value) -> Result<Value, WireError> 
             Some(i) => Value::Int(i),
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        serde_json::Value::String(s) => Value::Text(s),
+        serde_json::Value::String(s) => Value::Text(s.into()),
         serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
             return Err(WireError::NestedField {
                 name: name.to_owned(),

@@ -26,6 +26,8 @@ pub use bare::{
     bare_envelope, bare_kind, json_record, read_bare, BareKind, BareOrigin, BareRecord,
 };
 pub use columns::{infer_column_type, ColumnTally, ColumnType};
+/// The string type of a record's field names and text values ([`Field`], [`Value::Text`]).
+pub use compact_str::CompactString;
 pub use envelope::{
     decode_envelope, encode_envelope, now_us, Envelope, Field, ImageFormat, Payload, PixelLayout,
     RawImage, Record, Value, WireError, ENVELOPE_SCHEMA, MAX_ENVELOPE_BYTES, SCHEMA_VERSION,
@@ -40,4 +42,4 @@ pub use output::{
     PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3, PREDICTION_V2_JSON_SCHEMA,
     PREDICTION_V3_JSON_SCHEMA,
 };
-pub use prediction_view::{InputId, InputRefView, PredictionView, ScoreView};
+pub use prediction_view::{InputId, InputRefView, ModelRefJson, PredictionView, ScoreView};

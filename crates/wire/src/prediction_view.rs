@@ -7,11 +7,16 @@
 //! allocations. [`PredictionView`] points at them instead and serialises to the same bytes
 //! as the [`Prediction`] it stands for ([`PredictionView::to_owned`]); the tests below hold
 //! the two to that. Readers keep deserialising [`Prediction`].
+//!
+//! The model reference is the same in every prediction a worker writes, so it is rendered
+//! once ([`ModelRefJson`]) and copied: serde_json escaped its 64-character digest, its name
+//! and its version for every output.
 use crate::output::{
     DetectedBox, FrameSize, InputRef, ModelRef, Prediction, PredictionOutcome, Score, Skipped,
     Timings,
 };
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -36,6 +41,46 @@ impl fmt::Display for InputId<'_> {
 impl Serialize for InputId<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// A [`ModelRef`] with its JSON rendered once, for the [`PredictionView`]s of one model.
+///
+/// It serialises by writing that JSON as it is, which only serde_json's serializer does:
+/// serialise a view holding one with serde_json.
+#[derive(Debug, Clone)]
+pub struct ModelRefJson {
+    model: ModelRef,
+    /// `None` only if rendering failed, which a `ModelRef` (three strings) cannot; the
+    /// reference is then serialised each time.
+    json: Option<Box<RawValue>>,
+}
+
+impl ModelRefJson {
+    /// `model`, rendered.
+    pub fn new(model: ModelRef) -> Self {
+        let json = serde_json::value::to_raw_value(&model).ok();
+        ModelRefJson { model, json }
+    }
+
+    /// The model reference.
+    pub fn model(&self) -> &ModelRef {
+        &self.model
+    }
+}
+
+impl PartialEq for ModelRefJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+    }
+}
+
+impl Serialize for ModelRefJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(s),
+            None => self.model.serialize(s),
+        }
     }
 }
 
@@ -104,7 +149,7 @@ pub struct PredictionView<'a> {
     /// The input this prediction is for.
     pub input: InputRefView<'a>,
     /// The model that made it.
-    pub model: &'a ModelRef,
+    pub model: &'a ModelRefJson,
     /// Whether the model ran.
     pub outcome: PredictionOutcome,
     /// Best class.
@@ -137,7 +182,7 @@ impl PredictionView<'_> {
             schema: self.schema.to_owned(),
             id: self.id.to_string(),
             input: self.input.to_owned(),
-            model: self.model.clone(),
+            model: self.model.model().clone(),
             outcome: self.outcome,
             label: self.label.as_ref().map(|l| l.clone().into_owned()),
             score: self.score,
@@ -166,15 +211,15 @@ mod tests {
     use super::*;
     use crate::output::{PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3};
 
-    fn model() -> ModelRef {
-        ModelRef {
+    fn model() -> ModelRefJson {
+        ModelRefJson::new(ModelRef {
             name: "churn \"forest\"".into(),
             version: "v2".into(),
             sha256: "ab".repeat(32),
-        }
+        })
     }
 
-    fn view(model: &ModelRef) -> PredictionView<'_> {
+    fn view(model: &ModelRefJson) -> PredictionView<'_> {
         PredictionView {
             schema: PREDICTION_SCHEMA,
             id: InputId {
@@ -292,5 +337,23 @@ mod tests {
             ..view(&m)
         };
         assert_same_json(&boxes);
+    }
+
+    #[test]
+    fn a_rendered_model_reference_writes_what_serialising_it_writes() {
+        let m = model();
+        assert!(m.json.is_some());
+        let unrendered = ModelRefJson {
+            model: m.model().clone(),
+            json: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            serde_json::to_string(m.model()).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&view(&m)).unwrap(),
+            serde_json::to_string(&view(&unrendered)).unwrap()
+        );
     }
 }

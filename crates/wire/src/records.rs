@@ -166,7 +166,7 @@ impl std::fmt::Debug for RecordReader {
 /// A CSV field (already trimmed, non-empty) as a value of type `t`.
 fn convert(text: &str, t: ColumnType) -> Result<Value, String> {
     match t {
-        ColumnType::Text => Ok(Value::Text(text.to_string())),
+        ColumnType::Text => Ok(Value::Text(text.into())),
         ColumnType::Bool if text.eq_ignore_ascii_case("true") || text == "1" => {
             Ok(Value::Bool(true))
         }
@@ -417,7 +417,7 @@ impl RecordReader {
                 key_value = Some(t.to_string()).filter(|k| !k.is_empty());
             }
             fields.push(Field {
-                name: column.clone(),
+                name: column.as_str().into(),
                 value,
             });
         }
@@ -482,14 +482,17 @@ impl RecordReader {
             };
             if name == self.source.key {
                 key = match &value {
-                    Value::Text(s) => Some(s.clone()),
+                    Value::Text(s) => Some(s.to_string()),
                     Value::Int(i) => Some(i.to_string()),
                     _ => None,
                 }
                 // Blank like an empty CSV key field (found by fuzz_records_jsonl_*).
                 .filter(|k| !k.trim().is_empty());
             }
-            fields.push(Field { name, value });
+            fields.push(Field {
+                name: name.into(),
+                value,
+            });
         }
         let key = key.ok_or_else(|| {
             self.bad(
@@ -756,7 +759,7 @@ mod fuzz {
                 .prop_filter("finite", |x| x.is_finite())
                 .prop_map(Value::Float)
                 .boxed(),
-            ColumnType::Text => text().prop_map(Value::Text).boxed(),
+            ColumnType::Text => text().prop_map(|t| Value::Text(t.into())).boxed(),
         };
         proptest::option::weighted(0.9, v).boxed()
     }
@@ -773,10 +776,10 @@ mod fuzz {
     ) -> Vec<Field> {
         std::iter::once(Field {
             name: "id".into(),
-            value: Value::Text(key.to_owned()),
+            value: Value::Text(key.into()),
         })
         .chain(columns.iter().zip(values).map(|((name, _), v)| Field {
-            name: name.clone(),
+            name: name.as_str().into(),
             value: v.clone().unwrap_or(Value::Null),
         }))
         .collect()
@@ -808,7 +811,7 @@ mod fuzz {
             Some(Value::Bool(b)) => (if *b { "TRUE" } else { "false" }).into(),
             Some(Value::Int(i)) => i.to_string(),
             Some(Value::Float(x)) => x.to_string(),
-            Some(Value::Text(t)) => t.clone(),
+            Some(Value::Text(t)) => t.to_string(),
         }
     }
 
@@ -911,7 +914,7 @@ mod fuzz {
                         Some(Value::Bool(b)) => (*b).into(),
                         Some(Value::Int(i)) => (*i).into(),
                         Some(Value::Float(x)) => (*x).into(),
-                        Some(Value::Text(t)) => t.clone().into(),
+                        Some(Value::Text(t)) => t.as_str().into(),
                     };
                     object.insert(name.clone(), json);
                 }

@@ -5,7 +5,7 @@ use crate::config::{AlertRule, WorkerConfig};
 use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
-    now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRef, Payload, Prediction,
+    now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRefJson, Payload, Prediction,
     PredictionOutcome, PredictionView, ScoreView, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2,
     ALERT_SCHEMA_V3, ALERT_SCHEMA_V4, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
     PREDICTION_SCHEMA_V3,
@@ -47,7 +47,7 @@ pub struct Outputs {
     worker_id: String,
     rules: Arc<Vec<AlertRule>>,
     top_k: usize,
-    model: ModelRef,
+    model: ModelRefJson,
     labels: Arc<Vec<String>>,
     /// Tabular bundles: the features alerts carry as evidence (empty for images).
     features: Arc<Vec<argus_model::manifest::Feature>>,
@@ -126,7 +126,7 @@ impl Outputs {
             worker_id: config.worker_id.clone(),
             rules: Arc::new(config.rules.clone()),
             top_k: config.top_k,
-            model: model.model_ref().clone(),
+            model: ModelRefJson::new(model.model_ref().clone()),
             labels: Arc::new(model.labels().to_vec()),
             features: Arc::new(model.manifest().features.clone()),
             detector: model.detection_head().is_some(),
@@ -251,7 +251,7 @@ impl Outputs {
                     id: format!("{id}/{}", rule.name),
                     prediction_id: id.to_string(),
                     input: prediction.input.to_owned(),
-                    model: self.model.clone(),
+                    model: self.model.model().clone(),
                     rule: argus_wire::AlertRule {
                         name: rule.name.clone(),
                         label: rule.label.clone(),
@@ -285,7 +285,7 @@ impl Outputs {
             schema: PREDICTION_SCHEMA_V2.into(),
             id: input.id(),
             input,
-            model: self.model.clone(),
+            model: self.model.model().clone(),
             outcome: PredictionOutcome::Stale,
             label: None,
             score: None,

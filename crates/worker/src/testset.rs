@@ -195,7 +195,7 @@ fn read_records(spec: &TestSetSpec, labels: &LabelMap<'_>) -> Result<TestSet, Ev
                 .record
                 .fields
                 .iter()
-                .find(|f| &f.name == c)
+                .find(|f| f.name == c)
                 .map(|f| value_text(&f.value))
                 .ok_or_else(|| EvaluateError::BadRow {
                     path: path.clone(),
@@ -224,7 +224,7 @@ fn value_text(v: &argus_wire::Value) -> String {
         argus_wire::Value::Bool(b) => b.to_string(),
         argus_wire::Value::Int(i) => i.to_string(),
         argus_wire::Value::Float(x) => x.to_string(),
-        argus_wire::Value::Text(s) => s.clone(),
+        argus_wire::Value::Text(s) => s.to_string(),
     }
 }
 

@@ -388,7 +388,7 @@ impl<'a> Ingest<'a> {
                             .iter()
                             .zip(self.row(r as u64))
                             .map(|(n, x)| Field {
-                                name: n.clone(),
+                                name: n.as_str().into(),
                                 value: Value::Float(*x),
                             })
                             .collect(),
@@ -423,7 +423,7 @@ impl<'a> Ingest<'a> {
                 let mut values: Vec<(usize, Cell<'_>)> =
                     layout.values().map(|i| (*i, Cell::Null)).collect();
                 for fl in &rec.fields {
-                    if let Some(i) = layout.get(&fl.name) {
+                    if let Some(i) = layout.get(fl.name.as_str()) {
                         if let Some(slot) = values.iter_mut().find(|(j, _)| j == i) {
                             slot.1 = field_cell(&fl.value);
                         }

@@ -267,7 +267,7 @@ impl RecordReader {
             cells[*i] = Some(Cell::Null);
         }
         for f in &rec.fields {
-            if let Some(i) = self.layout.record.get(&f.name) {
+            if let Some(i) = self.layout.record.get(f.name.as_str()) {
                 cells[*i] = Some(features::field_cell(&f.value));
             }
         }
@@ -465,7 +465,7 @@ fn check_schema(
             let mut missing: Vec<&str> = layout
                 .record
                 .keys()
-                .filter(|k| !r.fields.iter().any(|f| &f.name == *k))
+                .filter(|k| !r.fields.iter().any(|f| f.name == *k))
                 .map(String::as_str)
                 .collect();
             if missing.is_empty() {
