@@ -129,21 +129,28 @@ fn encode(f: &Feature, value: Option<&Value>, slot: &mut [f32]) -> Result<(), St
     Ok(())
 }
 
-/// The record's values of the model's features, in manifest order, as JSON (the evidence
-/// an alert carries). Features the record lacks are `null`.
-pub fn evidence(features: &[Feature], record: &Record) -> Vec<(String, serde_json::Value)> {
+/// The record's values of the model's features, in manifest order, borrowed (`None` for a
+/// feature the record lacks): the evidence an alert carries
+/// ([`argus_wire::FeaturesView`]).
+pub fn feature_values<'a>(
+    features: &'a [Feature],
+    record: &'a Record,
+) -> Vec<(&'a str, Option<&'a Value>)> {
     features
         .iter()
-        .map(|f| {
-            let v = match field(record, &f.name) {
-                None | Some(Value::Null) => serde_json::Value::Null,
-                Some(Value::Bool(b)) => (*b).into(),
-                Some(Value::Int(i)) => (*i).into(),
-                Some(Value::Float(x)) => serde_json::Number::from_f64(*x)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
-                Some(Value::Text(t)) => t.as_str().into(),
-            };
-            (f.name.clone(), v)
+        .map(|f| (f.name.as_str(), field(record, &f.name)))
+        .collect()
+}
+
+/// [`feature_values`] as JSON, owned; a feature the record lacks is `null`.
+pub fn evidence(features: &[Feature], record: &Record) -> Vec<(String, serde_json::Value)> {
+    feature_values(features, record)
+        .into_iter()
+        .map(|(name, v)| {
+            let json = v.map_or(serde_json::Value::Null, |v| {
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+            });
+            (name.to_owned(), json)
         })
         .collect()
 }

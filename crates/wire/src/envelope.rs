@@ -151,6 +151,21 @@ pub enum Value {
     Text(CompactString),
 }
 
+/// A value as JSON, as an alert's `features` carry it: `null`, a boolean, an integer, a
+/// number (`null` when not finite, which JSON cannot hold) or a string.
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(x) if x.is_finite() => s.serialize_f64(*x),
+            Value::Float(_) => s.serialize_unit(),
+            Value::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
 // Encoding by hand only because bincode has no `Encode` for `CompactString`; the layout is
 // what the derive wrote for `String` fields (`u64` length, then the bytes).
 impl Encode for Field {

@@ -13,6 +13,7 @@
 //! No I/O happens here. This is the only crate that depends on bincode (flagged unmaintained,
 //! RUSTSEC-2025-0141), so swapping the codec later touches one crate.
 #![warn(missing_docs)]
+pub mod alert_view;
 pub mod bare;
 pub mod columns;
 pub mod envelope;
@@ -22,6 +23,7 @@ pub mod output;
 pub mod prediction_view;
 pub mod records;
 
+pub use alert_view::{AlertId, AlertRuleView, AlertView, FeaturesView};
 pub use bare::{
     bare_envelope, bare_kind, json_record, read_bare, BareKind, BareOrigin, BareRecord,
 };

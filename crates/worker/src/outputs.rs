@@ -5,10 +5,10 @@ use crate::config::{AlertRule, WorkerConfig};
 use crate::job::{Classified, Failure, Job, Stale};
 use argus_model::Classifier;
 use argus_wire::{
-    now_us, Alert, AlertBox, FailureKind, FrameSize, ModelRefJson, Payload, Prediction,
-    PredictionOutcome, PredictionView, ScoreView, Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2,
-    ALERT_SCHEMA_V3, ALERT_SCHEMA_V4, PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2,
-    PREDICTION_SCHEMA_V3,
+    now_us, Alert, AlertBox, AlertId, AlertRuleView, AlertView, FailureKind, FeaturesView,
+    FrameSize, ModelRefJson, Payload, Prediction, PredictionOutcome, PredictionView, ScoreView,
+    Skipped, Timings, ALERT_SCHEMA, ALERT_SCHEMA_V2, ALERT_SCHEMA_V3, ALERT_SCHEMA_V4,
+    PREDICTION_SCHEMA, PREDICTION_SCHEMA_V2, PREDICTION_SCHEMA_V3,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -136,8 +136,11 @@ impl Outputs {
     /// Builds the prediction and alerts for a classified input.
     pub fn outputs(&self, job: &Job, c: &Classified) -> (Prediction, Vec<Alert>) {
         let prediction = self.prediction_view(job, c);
-        let alerts = self.alerts(&prediction, c);
-        (prediction.to_owned(), alerts)
+        let alerts = self.alert_views(&prediction, c);
+        (
+            prediction.to_owned(),
+            alerts.iter().map(AlertView::to_owned).collect(),
+        )
     }
 
     /// The prediction of a classified input, borrowing its text from the input and from
@@ -203,16 +206,19 @@ impl Outputs {
     }
 
     /// The alerts `prediction` (of `c`) raises: one per rule whose label scores at its
-    /// threshold or more. Most inputs raise none, and then nothing is copied.
-    fn alerts(&self, prediction: &PredictionView<'_>, c: &Classified) -> Vec<Alert> {
+    /// threshold or more, borrowing their text as the prediction does. Most inputs raise
+    /// none.
+    fn alert_views<'a>(
+        &'a self,
+        prediction: &PredictionView<'a>,
+        c: &'a Classified,
+    ) -> Vec<AlertView<'a>> {
         let id = prediction.id;
         // Records: the features the model used, as evidence (built only if an alert fires).
         let evidence = || match &c.envelope.payload {
-            Payload::Record(r) if !self.features.is_empty() => Some(
-                argus_model::tabular::evidence(&self.features, r)
-                    .into_iter()
-                    .collect::<serde_json::Map<_, _>>(),
-            ),
+            Payload::Record(r) if !self.features.is_empty() => Some(FeaturesView::new(
+                argus_model::tabular::feature_values(&self.features, r),
+            )),
             _ => None,
         };
         self.rules
@@ -239,33 +245,32 @@ impl Outputs {
                         })
                         .collect()
                 });
-                Some(Alert {
+                Some(AlertView {
                     schema: if detections.is_some() {
                         ALERT_SCHEMA_V3
                     } else if features.is_some() {
                         ALERT_SCHEMA_V2
                     } else {
                         ALERT_SCHEMA
-                    }
-                    .into(),
-                    id: format!("{id}/{}", rule.name),
-                    prediction_id: id.to_string(),
-                    input: prediction.input.to_owned(),
-                    model: self.model.model().clone(),
-                    rule: argus_wire::AlertRule {
-                        name: rule.name.clone(),
-                        label: rule.label.clone(),
+                    },
+                    id: AlertId {
+                        prediction: id,
+                        rule: &rule.name,
+                    },
+                    prediction_id: id,
+                    input: prediction.input,
+                    model: &self.model,
+                    rule: AlertRuleView {
+                        name: &rule.name,
+                        label: &rule.label,
                         threshold: rule.threshold,
                     },
-                    label: rule.label.clone(),
+                    label: &rule.label,
                     score,
-                    worker: self.worker_id.clone(),
+                    worker: &self.worker_id,
                     raised_at_us: prediction.produced_at_us,
                     features,
                     detections,
-                    zone: None,
-                    snapshot: None,
-                    evidence: None,
                 })
             })
             .collect()
@@ -310,9 +315,19 @@ impl Outputs {
 
     /// Renders what one input publishes.
     pub fn render(&self, job: &Job, outcome: &Outcome) -> Rendered {
-        let (mut rendered, alerts) = self.render_split(job, outcome);
-        rendered.push_alerts(&alerts);
-        rendered
+        let Outcome::Classified(c) = outcome else {
+            return self.render_split(job, outcome).0;
+        };
+        // Alerts are serialised from their views: nothing is copied for them.
+        let prediction = self.prediction_view(job, c);
+        let alerts = self.alert_views(&prediction, c);
+        let mut out = predicted(&prediction, c, alerts.len());
+        out.alerts
+            .extend(alerts.iter().map(|alert| (alert.schema, json(alert))));
+        out.finished = Finished::Predicted {
+            alerts: out.alerts.len(),
+        };
+        Rendered::Outputs(out)
     }
 
     /// [`Outputs::render`] with the alerts still to add ([`Rendered::push_alerts`]), for a
@@ -321,16 +336,9 @@ impl Outputs {
         let rendered = match outcome {
             Outcome::Classified(c) => {
                 let prediction = self.prediction_view(job, c);
-                let alerts = self.alerts(&prediction, c);
-                let rendered = Rendered::Outputs(JsonOutputs {
-                    prediction_schema: prediction.schema,
-                    prediction: json(&prediction),
-                    alerts: Vec::with_capacity(alerts.len()),
-                    shadow: None,
-                    capture_us: c.envelope.capture_time_us,
-                    finished: Finished::Predicted { alerts: 0 },
-                });
-                return (rendered, alerts);
+                let alerts = self.alert_views(&prediction, c);
+                let rendered = Rendered::Outputs(predicted(&prediction, c, alerts.len()));
+                return (rendered, alerts.iter().map(AlertView::to_owned).collect());
             }
             Outcome::Stale(stale) => {
                 let p = self.stale_prediction(job, stale);
@@ -346,6 +354,19 @@ impl Outputs {
             Outcome::Failed(f) => Rendered::DeadLetter(f.clone()),
         };
         (rendered, Vec::new())
+    }
+}
+
+/// A classified input's outputs with its prediction and room for `alerts` alerts (none
+/// added yet).
+fn predicted(prediction: &PredictionView<'_>, c: &Classified, alerts: usize) -> JsonOutputs {
+    JsonOutputs {
+        prediction_schema: prediction.schema,
+        prediction: json(prediction),
+        alerts: Vec::with_capacity(alerts),
+        shadow: None,
+        capture_us: c.envelope.capture_time_us,
+        finished: Finished::Predicted { alerts: 0 },
     }
 }
 

@@ -125,9 +125,12 @@ impl Pipeline {
         outcome: &Outcome,
         pool: Option<&EvidencePool>,
     ) -> (Rendered, Option<AwaitingEvidence>) {
+        let Some(pool) = pool else {
+            return (self.outputs.render(job, outcome), None);
+        };
         let (mut rendered, alerts) = self.outputs.render_split(job, outcome);
-        match (pool, outcome) {
-            (Some(pool), Outcome::Classified(c)) if !alerts.is_empty() => {
+        match outcome {
+            Outcome::Classified(c) if !alerts.is_empty() => {
                 let awaiting = pool.request(&self.explaining, &self.model, c, alerts);
                 (rendered, Some(awaiting))
             }
