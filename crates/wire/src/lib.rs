@@ -4,6 +4,7 @@
 //! - [`envelope`]: the input `Envelope` (bincode, fixed-width little-endian) and its codec.
 //! - [`output`]: `Prediction` and `Alert`, the JSON messages on the result topics.
 //! - [`prediction_view`]: a `Prediction` that borrows its text, for the writer's hot path.
+//! - [`alert_view`]: the same for an `Alert` raised from a prediction.
 //! - [`headers`]: Kafka header names and the DLQ failure kinds.
 //! - [`bare`]: inputs without the envelope (a JPEG/PNG or JSON value, `content-type` header).
 //! - [`columns`]: the one rule that infers a table column's type (producer and drift profiler).
