@@ -147,10 +147,10 @@ pub fn evidence(features: &[Feature], record: &Record) -> Vec<(String, serde_jso
     feature_values(features, record)
         .into_iter()
         .map(|(name, v)| {
-            let json = v.map_or(serde_json::Value::Null, |v| {
-                serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-            });
-            (name.to_owned(), json)
+            (
+                name.to_owned(),
+                v.map_or(serde_json::Value::Null, Value::to_json),
+            )
         })
         .collect()
 }

@@ -76,9 +76,7 @@ impl<'a> FeaturesView<'a> {
         self.values
             .iter()
             .map(|(name, v)| {
-                let json = v.map_or(serde_json::Value::Null, |v| {
-                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-                });
+                let json = v.map_or(serde_json::Value::Null, Value::to_json);
                 ((*name).to_owned(), json)
             })
             .collect()

@@ -166,6 +166,13 @@ impl serde::Serialize for Value {
     }
 }
 
+impl Value {
+    /// The value as a JSON value, as it serialises.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 // Encoding by hand only because bincode has no `Encode` for `CompactString`; the layout is
 // what the derive wrote for `String` fields (`u64` length, then the bytes).
 impl Encode for Field {

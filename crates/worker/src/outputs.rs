@@ -102,8 +102,13 @@ pub enum Rendered {
 impl Rendered {
     /// Adds `alerts` (as JSON, with their schema) to a prediction's outputs.
     pub fn push_alerts(&mut self, alerts: &[Alert]) {
+        self.push_alert_json(alerts.iter().map(alert_json));
+    }
+
+    /// Adds alerts already serialised (schema, JSON) to a prediction's outputs.
+    fn push_alert_json(&mut self, alerts: impl Iterator<Item = (&'static str, Vec<u8>)>) {
         if let Rendered::Outputs(out) = self {
-            out.alerts.extend(alerts.iter().map(alert_json));
+            out.alerts.extend(alerts);
             if let Finished::Predicted { alerts } = &mut out.finished {
                 *alerts = out.alerts.len();
             }
@@ -321,13 +326,9 @@ impl Outputs {
         // Alerts are serialised from their views: nothing is copied for them.
         let prediction = self.prediction_view(job, c);
         let alerts = self.alert_views(&prediction, c);
-        let mut out = predicted(&prediction, c, alerts.len());
-        out.alerts
-            .extend(alerts.iter().map(|alert| (alert.schema, json(alert))));
-        out.finished = Finished::Predicted {
-            alerts: out.alerts.len(),
-        };
-        Rendered::Outputs(out)
+        let mut rendered = Rendered::Outputs(predicted(&prediction, c, alerts.len()));
+        rendered.push_alert_json(alerts.iter().map(|alert| (alert.schema, json(alert))));
+        rendered
     }
 
     /// [`Outputs::render`] with the alerts still to add ([`Rendered::push_alerts`]), for a

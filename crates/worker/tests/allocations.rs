@@ -42,6 +42,15 @@ fn pipeline(rules: Vec<AlertRule>) -> Pipeline {
     Pipeline::without_evidence(model, &config)
 }
 
+/// A pipeline whose one rule alerts on every churn score.
+fn alerting_pipeline() -> Pipeline {
+    pipeline(vec![AlertRule {
+        name: "any".into(),
+        label: "churn".into(),
+        threshold: 0.0,
+    }])
+}
+
 /// Allocations made rendering `outcome`, after a first render has warmed the thread's
 /// buffers.
 fn render_allocations(pipeline: &Pipeline, job: &Job, outcome: &Outcome) -> (Rendered, u64) {
@@ -73,11 +82,7 @@ fn a_prediction_renders_with_two_allocations() {
 
 #[test]
 fn an_alert_costs_four_allocations_and_copies_nothing() {
-    let pipeline = pipeline(vec![AlertRule {
-        name: "any".into(),
-        label: "churn".into(),
-        threshold: 0.0,
-    }]);
+    let pipeline = alerting_pipeline();
     let (job, outcome) = classified(&pipeline);
     let (rendered, allocations) = render_allocations(&pipeline, &job, &outcome);
     assert_eq!(rendered.alerts(), 1);
@@ -100,11 +105,7 @@ fn an_alert_costs_four_allocations_and_copies_nothing() {
 /// path builds (`render_explained`, with evidence off here) are the same alert.
 #[test]
 fn an_alert_from_its_view_is_the_owned_alert() {
-    let pipeline = pipeline(vec![AlertRule {
-        name: "any".into(),
-        label: "churn".into(),
-        threshold: 0.0,
-    }]);
+    let pipeline = alerting_pipeline();
     let (job, outcome) = classified(&pipeline);
     let alerts = |rendered: Rendered| {
         let Rendered::Outputs(out) = rendered else {
