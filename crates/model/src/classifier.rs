@@ -141,6 +141,9 @@ impl Classifier {
             sha256: actual,
         };
         tracing::info!(model = %model_ref.name, version = %model_ref.version, sha256 = %model_ref.sha256, engine = %engine.kind(), "model bundle loaded");
+        if manifest.task != Task::Tabular {
+            crate::jpeg::warn_without_simd();
+        }
         Ok(Classifier {
             manifest,
             model_ref,

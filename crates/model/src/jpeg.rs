@@ -16,6 +16,28 @@ use image::RgbImage;
 use std::cell::RefCell;
 use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
 
+/// Whether the linked libjpeg-turbo has its SIMD code (`build.rs` reads its `jconfig.h`).
+/// Without it, JPEG frames decode about 1.4× slower: a build machine without `nasm`
+/// builds it so, and cargo keeps that build after nasm is installed
+/// (`scripts/turbojpeg-simd` finds and rebuilds it). Image models warn at load when it
+/// is missing ([`warn_without_simd`]).
+pub const SIMD: bool = cfg!(jpeg_simd);
+
+/// Logs a warning, once per process, when JPEG frames will decode without libjpeg-turbo's
+/// SIMD code, saying how to get it. Called when an image model loads.
+pub fn warn_without_simd() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if !SIMD {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "JPEG decoding runs without libjpeg-turbo's SIMD code, about 1.4x slower per \
+                 frame: nasm was missing when the turbojpeg-sys crate built it; install nasm \
+                 and run scripts/turbojpeg-simd (or cargo clean -p turbojpeg-sys), then rebuild"
+            );
+        });
+    }
+}
+
 /// Most scans a progressive frame may have. Cameras send baseline frames (one scan);
 /// photo encoders write about ten for a progressive one.
 pub const SCAN_LIMIT: u32 = 500;
