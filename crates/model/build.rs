@@ -2,9 +2,10 @@
 //!
 //! turbojpeg-sys builds libjpeg-turbo from source and gets the SIMD code only when `nasm`
 //! is on the build machine; without it the build succeeds, its warning is hidden (cargo
-//! shows build-script warnings of path dependencies only), and JPEG decoding runs about
-//! half as fast (a 640×480 frame: 2.4 against 1.7 ms here). Cargo does not rebuild it when
-//! nasm is installed later, so a target directory can keep the slow build for good. The
+//! shows build-script warnings of path dependencies only), and a 640×480 frame takes
+//! about 1.4× as long to decode and preprocess (2.4 against 1.7 ms here). Cargo does not
+//! rebuild it when nasm is installed later, so a target directory can keep the slow build
+//! for good. The
 //! library's installed `jconfig.h` says which it is (`#define WITH_SIMD 1`); its include
 //! directory reaches this script as `DEP_TURBOJPEG_INCLUDE` because turbojpeg-sys is a
 //! direct dependency with `links = "turbojpeg"`. The result is the `jpeg_simd` cfg, read
