@@ -302,10 +302,10 @@ impl Classifier {
     /// The batch size, up to `max`, with the least inference time per input on this
     /// machine, measured on blank inputs: sizes 1, 2, 4, … ≤ `max`, each warmed once and
     /// then timed `reps` times (the fastest call counts: interference only adds time).
-    /// Size 1, the first measured, is warmed for [`CALIBRATION_WARM_UP`] first: the
-    /// process's first calls run slower, and a size 1 timed cold made batch 2 look 35 %
-    /// cheaper per input on a MobileNetV2 where it is 7 % dearer (docs/bench.md, "Batch
-    /// calibration timed cold").
+    /// Size 1, the first measured, is warmed for [`CALIBRATION_WARM_UP`] (at most
+    /// [`CALIBRATION_WARM_UP_CALLS`] calls) first: the process's first calls run slower,
+    /// and a size 1 timed cold made batch 2 look 35 % cheaper per input on a MobileNetV2
+    /// where it is 7 % dearer (docs/bench.md, "Batch calibration timed cold").
     /// [`BatchSearch`] decides which size wins and when to stop; each trial's growth of
     /// the resident set is measured for it, and the memory freed before a trial goes back
     /// to the operating system first. The last trial's goes back with
@@ -326,7 +326,7 @@ impl Classifier {
             if size == 1 {
                 let warm_up = Instant::now();
                 let mut calls = 0;
-                while warm_up.elapsed() < CALIBRATION_WARM_UP && calls < 200 {
+                while warm_up.elapsed() < CALIBRATION_WARM_UP && calls < CALIBRATION_WARM_UP_CALLS {
                     if self.infer(&views).is_err() {
                         break;
                     }
@@ -529,6 +529,10 @@ pub const TRIAL_MEMORY_BUDGET: u64 = 64 << 20;
 /// How long batch calibration runs size 1 before timing it: the process's first calls
 /// are slower than later ones (caches, the CPU's clock), and size 1 is timed first.
 pub const CALIBRATION_WARM_UP: Duration = Duration::from_millis(150);
+
+/// At most this many size-1 calls in the [`CALIBRATION_WARM_UP`]: a model of a few µs per
+/// call (the churn forest) is warm long before 150 ms and need not spin through them.
+pub const CALIBRATION_WARM_UP_CALLS: usize = 200;
 
 /// The rule of [`Classifier::best_batch`], offered one measured size at a time (1, 2,
 /// 4, …). A bigger batch must save ≥ 10 % per input over the best so far to be chosen.
