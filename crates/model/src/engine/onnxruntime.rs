@@ -6,19 +6,21 @@
 //! to come back (not for one in particular: a session held by a low-priority evidence
 //! thread must not stall a model thread while another is free).
 //!
-//! Memory: the sessions share one container of prepacked weights, and run without
-//! onnxruntime's CPU arena and memory patterns. The arena keeps, per session and for good,
-//! the activations of the largest batch it ever ran (batch calibration runs the largest);
-//! without it a MobileNetV2-size CNN's two sessions peak at 190 MB instead of 274 MB after a
-//! batch of 8, at the same CPU per input on the CNN and the churn forest (measured with
-//! PyPI's onnxruntime 1.20 and the same options). A worker's peak RSS did not move with
-//! it: librdkafka's prefetch and the freed activations of batch calibration's largest
-//! trial, kept by glibc's malloc, held more, and were cut elsewhere (`KafkaSettings`,
-//! `crate::memory`; docs/bench.md, "Memory with onnxruntime").
+//! Memory and CPU: the sessions share one container of prepacked weights and keep
+//! onnxruntime's CPU arena, without memory patterns. Without the arena every intermediate
+//! tensor of every call is a fresh `malloc`/`free`: in a worker (two model threads beside
+//! decoding and librdkafka) that cost the CNN's model threads 12 % more CPU per frame
+//! (7.6 against 6.7 ms; the drain 5–10 % slower) although onnxruntime alone in one Python
+//! process showed no difference. The arena's memory patterns (one block planned per input
+//! shape) cost a worker's peak RSS 35 MB more than the arena alone, for no CPU: the CNN's
+//! worker peaks at about 203 MB with the arena alone, 162 MB with neither, 237 MB with
+//! both (docs/bench.md, "The onnxruntime arena, in a worker"). librdkafka's prefetch and
+//! the freed activations of batch calibration's largest trial, kept by glibc's malloc, held
+//! more, and were cut elsewhere (`KafkaSettings`, `crate::memory`; docs/bench.md, "Memory
+//! with onnxruntime").
 use super::{Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
 use crate::manifest::Manifest;
-use ort::ep;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -120,8 +122,6 @@ impl OrtEngine {
                 .map_err(load_err("cannot create an onnxruntime session"))?
                 .with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(|e| load_err("cannot set the optimisation level")(e.into()))?
-                .with_execution_providers([ep::CPU::default().with_arena_allocator(false).build()])
-                .map_err(|e| load_err("cannot turn off the CPU arena")(e.into()))?
                 .with_memory_pattern(false)
                 .map_err(|e| load_err("cannot turn off memory patterns")(e.into()))?
                 .with_prepacked_weights(&shared_weights)
