@@ -14,10 +14,12 @@
 //! process showed no difference. The arena's memory patterns (one block planned per input
 //! shape) cost a worker's peak RSS 35 MB more than the arena alone, for no CPU: the CNN's
 //! worker peaks at about 203 MB with the arena alone, 162 MB with neither, 237 MB with
-//! both (docs/bench.md, "The onnxruntime arena, in a worker"). librdkafka's prefetch and
-//! the freed activations of batch calibration's largest trial, kept by glibc's malloc, held
-//! more, and were cut elsewhere (`KafkaSettings`, `crate::memory`; docs/bench.md, "Memory
-//! with onnxruntime").
+//! both (docs/bench.md, "The onnxruntime arena, in a worker"). The arena keeps for good
+//! what its session's largest call needed, batch calibration's largest trial included;
+//! the search skips a trial that would grow memory past
+//! [`crate::classifier::TRIAL_MEMORY_BUDGET`] after a size that did not pay. librdkafka's
+//! prefetch and glibc's malloc held more, and were cut elsewhere (`KafkaSettings`,
+//! `crate::memory`; docs/bench.md, "Memory with onnxruntime").
 use super::{Engine, EngineKind, EngineOptions};
 use crate::error::ModelError;
 use crate::manifest::Manifest;
